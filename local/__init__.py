@@ -1,0 +1,1 @@
+"""The one-machine stack: mini-host, Graph emulator, Azurite launcher, demo. Never deployed."""

@@ -1,0 +1,24 @@
+"""Session-wide fixtures shared by every test tier."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from local.azurite import Azurite, start_azurite
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """One in-memory Azurite on free ports for the whole test session."""
+    az = start_azurite()
+    try:
+        yield az
+    finally:
+        az.stop()
+
+
+@pytest.fixture(scope="session")
+def storage_connection_string(azurite: Azurite) -> str:
+    return azurite.connection_string
