@@ -93,9 +93,18 @@ def start_azurite(
         "--disableTelemetry",
         "--skipApiVersionCheck",
         "--loose",
-        "--blobHost", "127.0.0.1", "--blobPort", str(ports[0]),
-        "--queueHost", "127.0.0.1", "--queuePort", str(ports[1]),
-        "--tableHost", "127.0.0.1", "--tablePort", str(ports[2]),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(ports[0]),
+        "--queueHost",
+        "127.0.0.1",
+        "--queuePort",
+        str(ports[1]),
+        "--tableHost",
+        "127.0.0.1",
+        "--tablePort",
+        str(ports[2]),
     ]
     # Azurite refuses --location together with --inMemoryPersistence; --location still
     # keeps its debug log and extent files out of the working directory when persisting.

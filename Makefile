@@ -1,0 +1,71 @@
+# WaveGuard — one-machine workflow. Every target installs what it needs first.
+#   make run    the whole local stack (Azurite, Graph emulator, mini-host) and a live demo; Ctrl-C stops it
+#   make test   the whole test suite (the fixtures start Azurite, the emulator and the mini-host)
+#   make lint   ruff and mypy
+#   make bench  the benchmarks under bench/
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV     := .venv
+VPY      := $(VENV)/bin/python
+STAMP    := $(VENV)/.installed
+NODE_DIR := local/node
+AZURITE  := $(NODE_DIR)/node_modules/.bin/azurite
+DEMO     ?= 1
+
+# A Python 3.13 interpreter: $(PYTHON) if given, python3.13 on PATH, else pyenv's 3.13.x.
+# A Python 3.13 interpreter: $(PYTHON) if given, else a working python3.13 on PATH (pyenv shims on PATH
+# may name one that is not selected, hence the --version probe), else pyenv's newest 3.13.x.
+PYTHON ?= $(shell { p=$$(command -v python3.13 2>/dev/null) && "$$p" --version >/dev/null 2>&1 && echo "$$p"; } || \
+	{ command -v pyenv >/dev/null 2>&1 && for v in $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13(\.|$$)' | sort -rV); do \
+	    p="$$(pyenv prefix $$v 2>/dev/null)/bin/python3.13"; [ -x "$$p" ] && echo "$$p" && break; done; })
+
+.PHONY: help install run test test-unit lint bench clean
+
+help:
+	@echo "make run    start the local stack with a demo (DEMO=0 for none); Ctrl-C stops it"
+	@echo "make test   run the whole test suite"
+	@echo "make lint   ruff + mypy"
+	@echo "make bench  run the benchmarks"
+
+$(VPY):
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "error: WaveGuard needs Python 3.13 (Azure Functions' newest runtime) and none was found." >&2; \
+	  echo "       Install it (e.g. 'pyenv install 3.13' or your OS package python3.13), or run 'make PYTHON=/path/to/python3.13 ...'." >&2; \
+	  exit 1; fi
+	@"$(PYTHON)" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 13) else 1)' || \
+	  { echo "error: $(PYTHON) is not Python 3.13" >&2; exit 1; }
+	"$(PYTHON)" -m venv $(VENV)
+
+$(STAMP): $(VPY) requirements.txt requirements-dev.txt pyproject.toml
+	$(VPY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+$(AZURITE): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm (Node.js 18+) is needed to install Azurite" >&2; exit 1; }
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(AZURITE)
+
+install: $(STAMP) $(AZURITE)
+
+run: install
+	$(VPY) -m local.stack run $(if $(filter 0,$(DEMO)),--no-demo,)
+
+test: install
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench: install
+	$(VPY) -m bench
+
+clean:
+	rm -rf $(VENV) $(NODE_DIR)/node_modules .stack .pytest_cache .mypy_cache .ruff_cache

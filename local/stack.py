@@ -1,0 +1,267 @@
+"""`make run`: the local stack (Azurite, Graph emulator, mini-host), a demo, then serve until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from local.azurite import AZURITE_BIN, connection_string
+from local.ports import port_open
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK_DIR = ROOT / ".stack"
+HOST_PORT = 7071
+GRAPH_PORT = 7072
+AZURITE_PORTS = {"blob": 10000, "queue": 10001, "table": 10002}
+HEALTH_TIMEOUT = 90.0
+
+
+@dataclass
+class Child:
+    """One child process of the stack, in its own process group so Ctrl-C reaches it through us."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    ports: tuple[int, ...]
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=grace)
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            print(f"  {self.name} did not stop within {grace:.0f} s; killing it", flush=True)
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+
+class StackError(Exception):
+    """The local stack could not start; the message says what to do."""
+
+
+def _preflight() -> None:
+    if not AZURITE_BIN.exists():
+        raise StackError(f"Azurite is not installed ({AZURITE_BIN} missing): run `make install`.")
+    busy = [
+        f"{name} port {port}"
+        for name, port in [("mini-host", HOST_PORT), ("Graph emulator", GRAPH_PORT)]
+        + [(f"Azurite {k}", p) for k, p in AZURITE_PORTS.items()]
+        if port_open(port)
+    ]
+    if busy:
+        raise StackError(
+            "these ports are already in use: "
+            + ", ".join(busy)
+            + ". Is another `make run` still running? Stop it (Ctrl-C) or free the ports."
+        )
+
+
+def _stream(prefix: str, process: subprocess.Popen[bytes]) -> None:
+    assert process.stdout is not None
+    for raw in iter(process.stdout.readline, b""):
+        sys.stdout.write(f"{prefix} {raw.decode(errors='replace')}")
+        sys.stdout.flush()
+
+
+def _spawn(
+    name: str, cmd: Sequence[str], *, ports: tuple[int, ...], log: Path | None, env: dict[str, str]
+) -> Child:
+    STACK_DIR.mkdir(exist_ok=True)
+    if log is not None:
+        out = open(log, "ab")  # noqa: SIM115 - the child owns it for its lifetime
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    else:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        threading.Thread(target=_stream, args=(f"[{name}]", proc), daemon=True).start()
+    return Child(name, proc, ports)
+
+
+def _wait_ports(child: Child, timeout: float, log: Path | None) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(port_open(p) for p in child.ports):
+        if child.process.poll() is not None:
+            hint = f"; see {log.relative_to(ROOT)}" if log else ""
+            raise StackError(f"{child.name} exited with code {child.process.returncode} while starting{hint}")
+        if time.monotonic() > deadline:
+            raise StackError(f"{child.name} did not listen on {child.ports} within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def wait_healthy(url: str, timeout: float = HEALTH_TIMEOUT) -> dict[str, object]:
+    """Poll the health endpoint until it answers 200; return its JSON.
+
+    Raises:
+        StackError: not healthy within ``timeout``; the message carries the last answer.
+    """
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return dict(json.loads(resp.read()))
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}: {exc.read()[:500].decode(errors='replace')}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.5)
+    raise StackError(f"{url} was not healthy within {timeout:.0f} s; last answer: {last}")
+
+
+def start_stack() -> list[Child]:
+    """Start Azurite, the Graph emulator and the mini-host; return them in start order."""
+    _preflight()
+    storage = connection_string(
+        blob_port=AZURITE_PORTS["blob"], queue_port=AZURITE_PORTS["queue"], table_port=AZURITE_PORTS["table"]
+    )
+    env = {**os.environ, "AzureWebJobsStorage": storage, "PYTHONUNBUFFERED": "1"}
+    py = sys.executable
+    children: list[Child] = []
+    try:
+        azurite_log = STACK_DIR / "azurite.log"
+        az_cmd = [
+            str(AZURITE_BIN),
+            "--silent",
+            "--disableTelemetry",
+            "--skipApiVersionCheck",
+            "--loose",
+            "--inMemoryPersistence",
+        ]
+        for svc, port in AZURITE_PORTS.items():
+            az_cmd += [f"--{svc}Host", "127.0.0.1", f"--{svc}Port", str(port)]
+        children.append(
+            _spawn("azurite", az_cmd, ports=tuple(AZURITE_PORTS.values()), log=azurite_log, env=env)
+        )
+        emu_log = STACK_DIR / "graph-emulator.log"
+        children.append(
+            _spawn(
+                "graph",
+                [py, "-m", "local.graph_emulator", "--port", str(GRAPH_PORT), "--seed", "demo"],
+                ports=(GRAPH_PORT,),
+                log=emu_log,
+                env=env,
+            )
+        )
+        _wait_ports(children[0], 60, azurite_log)
+        _wait_ports(children[1], 60, emu_log)
+        children.append(
+            _spawn(
+                "host",
+                [
+                    py,
+                    "-m",
+                    "local.minihost",
+                    "--app",
+                    "function_app:app",
+                    "--app-dir",
+                    str(ROOT),
+                    "--port",
+                    str(HOST_PORT),
+                    "--settings",
+                    "local/local.settings.json",
+                ],
+                ports=(HOST_PORT,),
+                log=None,
+                env=env,
+            )
+        )
+        _wait_ports(children[2], 60, None)
+    except BaseException:
+        stop_stack(children)
+        raise
+    return children
+
+
+def stop_stack(children: list[Child]) -> None:
+    """Stop every child, newest first, and report any port still open."""
+    for child in reversed(children):
+        child.stop()
+    still = [p for c in children for p in c.ports if port_open(p)]
+    if still:
+        print(f"warning: ports still open after stopping: {still}", file=sys.stderr)
+
+
+def _print_endpoints() -> None:
+    print(
+        "\nWaveGuard local stack is running:\n"
+        f"  Functions (mini-host)  http://127.0.0.1:{HOST_PORT}/api   health: /api/health\n"
+        f"  Graph emulator         http://127.0.0.1:{GRAPH_PORT}/v1.0   admin: http://127.0.0.1:{GRAPH_PORT}/_emulator\n"
+        f"  Azurite                blob {AZURITE_PORTS['blob']}, queue {AZURITE_PORTS['queue']}, "
+        f"table {AZURITE_PORTS['table']} (in memory)\n"
+        f"  Logs                   {STACK_DIR.relative_to(ROOT)}/azurite.log, "
+        f"{STACK_DIR.relative_to(ROOT)}/graph-emulator.log; the host logs here\n"
+        "  Operator CLI           .venv/bin/waveguard --settings local/local.settings.json doctor\n"
+        "Press Ctrl-C to stop.\n",
+        flush=True,
+    )
+
+
+def run(*, demo: bool) -> int:
+    """Start the stack, optionally show the demo, serve until SIGINT/SIGTERM, stop everything."""
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    print("Starting Azurite, the Graph emulator and the mini-host ...", flush=True)
+    try:
+        children = start_stack()
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    code = 0
+    try:
+        health = wait_healthy(f"http://127.0.0.1:{HOST_PORT}/api/health")
+        print(f"Health: {health.get('status')}", flush=True)
+        if demo and not stop.is_set():
+            from local.demo import run_demo
+
+            run_demo(host_url=f"http://127.0.0.1:{HOST_PORT}", graph_url=f"http://127.0.0.1:{GRAPH_PORT}")
+        _print_endpoints()
+        while not stop.is_set() and all(c.process.poll() is None for c in children):
+            stop.wait(0.5)
+        dead = [c.name for c in children if c.process.poll() is not None]
+        if dead and not stop.is_set():
+            print(f"error: {', '.join(dead)} stopped unexpectedly; shutting the stack down", file=sys.stderr)
+            code = 1
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        print("\nStopping the stack ...", flush=True)
+        stop_stack(children)
+        print("Stopped: nothing is listening on 7071, 7072 or 10000-10002.", flush=True)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.stack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_p = sub.add_parser("run", help="start the stack, show the demo, serve until Ctrl-C")
+    run_p.add_argument("--no-demo", action="store_true", help="start the stack without the demo (DEMO=0)")
+    args = parser.parse_args(argv)
+    return run(demo=not args.no_demo)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
