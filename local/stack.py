@@ -22,10 +22,21 @@ from local.ports import port_open
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_DIR = ROOT / ".stack"
-HOST_PORT = 7071
-GRAPH_PORT = 7072
-AZURITE_PORTS = {"blob": 10000, "queue": 10001, "table": 10002}
 HEALTH_TIMEOUT = 90.0
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Where each service of the stack listens (the defaults are the ones Azure tooling uses)."""
+
+    host: int = 7071
+    graph: int = 7072
+    blob: int = 10000
+    queue: int = 10001
+    table: int = 10002
+
+    def azurite(self) -> dict[str, int]:
+        return {"blob": self.blob, "queue": self.queue, "table": self.table}
 
 
 @dataclass
@@ -54,13 +65,13 @@ class StackError(Exception):
     """The local stack could not start; the message says what to do."""
 
 
-def _preflight() -> None:
+def _preflight(ports: Ports) -> None:
     if not AZURITE_BIN.exists():
         raise StackError(f"Azurite is not installed ({AZURITE_BIN} missing): run `make install`.")
     busy = [
         f"{name} port {port}"
-        for name, port in [("mini-host", HOST_PORT), ("Graph emulator", GRAPH_PORT)]
-        + [(f"Azurite {k}", p) for k, p in AZURITE_PORTS.items()]
+        for name, port in [("mini-host", ports.host), ("Graph emulator", ports.graph)]
+        + [(f"Azurite {k}", p) for k, p in ports.azurite().items()]
         if port_open(port)
     ]
     if busy:
@@ -126,13 +137,16 @@ def wait_healthy(url: str, timeout: float = HEALTH_TIMEOUT) -> dict[str, object]
     raise StackError(f"{url} was not healthy within {timeout:.0f} s; last answer: {last}")
 
 
-def start_stack() -> list[Child]:
+def start_stack(ports: Ports) -> list[Child]:
     """Start Azurite, the Graph emulator and the mini-host; return them in start order."""
-    _preflight()
-    storage = connection_string(
-        blob_port=AZURITE_PORTS["blob"], queue_port=AZURITE_PORTS["queue"], table_port=AZURITE_PORTS["table"]
-    )
-    env = {**os.environ, "AzureWebJobsStorage": storage, "PYTHONUNBUFFERED": "1"}
+    _preflight(ports)
+    storage = connection_string(blob_port=ports.blob, queue_port=ports.queue, table_port=ports.table)
+    env = {
+        **os.environ,
+        "AzureWebJobsStorage": storage,
+        "GRAPH_BASE_URL": f"http://127.0.0.1:{ports.graph}/v1.0",
+        "PYTHONUNBUFFERED": "1",
+    }
     py = sys.executable
     children: list[Child] = []
     try:
@@ -145,17 +159,17 @@ def start_stack() -> list[Child]:
             "--loose",
             "--inMemoryPersistence",
         ]
-        for svc, port in AZURITE_PORTS.items():
+        for svc, port in ports.azurite().items():
             az_cmd += [f"--{svc}Host", "127.0.0.1", f"--{svc}Port", str(port)]
         children.append(
-            _spawn("azurite", az_cmd, ports=tuple(AZURITE_PORTS.values()), log=azurite_log, env=env)
+            _spawn("azurite", az_cmd, ports=tuple(ports.azurite().values()), log=azurite_log, env=env)
         )
         emu_log = STACK_DIR / "graph-emulator.log"
         children.append(
             _spawn(
                 "graph",
-                [py, "-m", "local.graph_emulator", "--port", str(GRAPH_PORT), "--seed", "demo"],
-                ports=(GRAPH_PORT,),
+                [py, "-m", "local.graph_emulator", "--port", str(ports.graph), "--seed", "demo"],
+                ports=(ports.graph,),
                 log=emu_log,
                 env=env,
             )
@@ -174,11 +188,11 @@ def start_stack() -> list[Child]:
                     "--app-dir",
                     str(ROOT),
                     "--port",
-                    str(HOST_PORT),
+                    str(ports.host),
                     "--settings",
                     "local/local.settings.json",
                 ],
-                ports=(HOST_PORT,),
+                ports=(ports.host,),
                 log=None,
                 env=env,
             )
@@ -199,13 +213,13 @@ def stop_stack(children: list[Child]) -> None:
         print(f"warning: ports still open after stopping: {still}", file=sys.stderr)
 
 
-def _print_endpoints() -> None:
+def _print_endpoints(ports: Ports) -> None:
+    graph = f"http://127.0.0.1:{ports.graph}"
     print(
         "\nWaveGuard local stack is running:\n"
-        f"  Functions (mini-host)  http://127.0.0.1:{HOST_PORT}/api   health: /api/health\n"
-        f"  Graph emulator         http://127.0.0.1:{GRAPH_PORT}/v1.0   admin: http://127.0.0.1:{GRAPH_PORT}/_emulator\n"
-        f"  Azurite                blob {AZURITE_PORTS['blob']}, queue {AZURITE_PORTS['queue']}, "
-        f"table {AZURITE_PORTS['table']} (in memory)\n"
+        f"  Functions (mini-host)  http://127.0.0.1:{ports.host}/api   health: /api/health\n"
+        f"  Graph emulator         {graph}/v1.0   admin: {graph}/_emulator\n"
+        f"  Azurite                blob {ports.blob}, queue {ports.queue}, table {ports.table} (in memory)\n"
         f"  Logs                   {STACK_DIR.relative_to(ROOT)}/azurite.log, "
         f"{STACK_DIR.relative_to(ROOT)}/graph-emulator.log; the host logs here\n"
         "  Operator CLI           .venv/bin/waveguard --settings local/local.settings.json doctor\n"
@@ -214,7 +228,7 @@ def _print_endpoints() -> None:
     )
 
 
-def run(*, demo: bool) -> int:
+def run(*, demo: bool, ports: Ports) -> int:
     """Start the stack, optionally show the demo, serve until SIGINT/SIGTERM, stop everything."""
     stop = threading.Event()
 
@@ -225,19 +239,19 @@ def run(*, demo: bool) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     print("Starting Azurite, the Graph emulator and the mini-host ...", flush=True)
     try:
-        children = start_stack()
+        children = start_stack(ports)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     code = 0
     try:
-        health = wait_healthy(f"http://127.0.0.1:{HOST_PORT}/api/health")
+        health = wait_healthy(f"http://127.0.0.1:{ports.host}/api/health")
         print(f"Health: {health.get('status')}", flush=True)
         if demo and not stop.is_set():
             from local.demo import run_demo
 
-            run_demo(host_url=f"http://127.0.0.1:{HOST_PORT}", graph_url=f"http://127.0.0.1:{GRAPH_PORT}")
-        _print_endpoints()
+            run_demo(host_url=f"http://127.0.0.1:{ports.host}", graph_url=f"http://127.0.0.1:{ports.graph}")
+        _print_endpoints(ports)
         while not stop.is_set() and all(c.process.poll() is None for c in children):
             stop.wait(0.5)
         dead = [c.name for c in children if c.process.poll() is not None]
@@ -250,7 +264,8 @@ def run(*, demo: bool) -> int:
     finally:
         print("\nStopping the stack ...", flush=True)
         stop_stack(children)
-        print("Stopped: nothing is listening on 7071, 7072 or 10000-10002.", flush=True)
+        left = [p for p in (ports.host, ports.graph, *ports.azurite().values()) if port_open(p)]
+        print(f"Stopped; still listening: {left}" if left else "Stopped: every port is closed.", flush=True)
     return code
 
 
@@ -259,8 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="start the stack, show the demo, serve until Ctrl-C")
     run_p.add_argument("--no-demo", action="store_true", help="start the stack without the demo (DEMO=0)")
+    for field_name, default in vars(Ports()).items():
+        run_p.add_argument(f"--{field_name}-port", type=int, default=default, dest=field_name)
     args = parser.parse_args(argv)
-    return run(demo=not args.no_demo)
+    ports = Ports(**{name: getattr(args, name) for name in vars(Ports())})
+    return run(demo=not args.no_demo, ports=ports)
 
 
 if __name__ == "__main__":
