@@ -1,0 +1,1 @@
+"""`waveguard`: the operator CLI."""

@@ -1,0 +1,88 @@
+"""Entry point of the `waveguard` console script: global options, sub-commands, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from cli import doctor
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A problem with the command line or its inputs; printed as `error: ...`, exit code 2."""
+
+
+def read_local_settings(path: Path) -> dict[str, str]:
+    """The `Values` of a local.settings.json file, as the Functions tooling exports them.
+
+    Raises:
+        CliError: the file is missing, not JSON, or its `Values` is not an object of strings.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise CliError(f"--settings: {path}: no such file") from exc
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--settings: {path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+    values = data.get("Values", {}) if isinstance(data, dict) else None
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        raise CliError(f"--settings: {path}: Values: must be an object whose values are strings")
+    return {str(k): v for k, v in values.items()}
+
+
+def build_environ(args: argparse.Namespace, base: Mapping[str, str]) -> dict[str, str]:
+    """The environment the command runs with: local settings under the real environment, then flags."""
+    env: dict[str, str] = {}
+    if args.settings is not None:
+        env.update(read_local_settings(args.settings))
+    env.update(base)  # like the Functions host: real environment variables win over local settings
+    if args.config is not None:
+        env["WAVEGUARD_CONFIG"] = str(args.config)
+    return env
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="waveguard",
+        description="WaveGuard operator CLI: MFA rollout through Conditional Access, in waves.",
+        epilog="Exit codes: 0 ok, 1 problems found, 2 usage or input error.",
+    )
+    parser.add_argument(
+        "--settings",
+        type=Path,
+        metavar="FILE",
+        help="a local.settings.json whose Values fill in the environment (e.g. local/local.settings.json)",
+    )
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="the rollout plan (default: $WAVEGUARD_CONFIG)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    doctor.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run the CLI; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        env = build_environ(args, os.environ if environ is None else environ)
+        return int(args.run(args, env))
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""Composition root: telemetry, the app, its blueprints. Nothing else."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from handlers import health
+from shared.config import load_settings
+from shared.telemetry import configure_telemetry
+
+configure_telemetry(load_settings())
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(health.bp)
