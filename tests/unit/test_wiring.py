@@ -1,0 +1,66 @@
+"""The composition root registers exactly the functions we expect, each with the right trigger."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.names import ALL_QUEUES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# name -> the trigger binding every deployment must have. Extend this table with each new function.
+EXPECTED: dict[str, dict[str, Any]] = {
+    "health": {"type": "httpTrigger", "route": "health", "methods": ["GET"], "authLevel": "anonymous"},
+}
+
+
+def _load_functions() -> dict[str, Any]:
+    # A private module object: get_functions() may be called only once per app, and other tests
+    # (or the mini-host) may load the real `function_app` module in this process.
+    spec = importlib.util.spec_from_file_location("function_app_wiring_check", ROOT / "function_app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {f.get_function_name(): f for f in module.app.get_functions()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return getattr(value, "value", value)
+
+
+@pytest.fixture(scope="module")
+def functions() -> dict[str, Any]:
+    return _load_functions()
+
+
+def test_every_expected_function_is_registered_and_nothing_else(functions: dict[str, Any]) -> None:
+    # GIVEN the app as Azure would load it / WHEN its functions are listed / THEN they are exactly these
+    assert sorted(functions) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_trigger_binding(functions: dict[str, Any], name: str) -> None:
+    trigger = {k: _plain(v) for k, v in functions[name].get_trigger().get_dict_repr().items()}
+    for key, expected in EXPECTED[name].items():
+        assert trigger.get(key) == expected, f"{name}: trigger {key} is {trigger.get(key)!r}, expected {expected!r}"
+
+
+def test_queue_triggers_use_known_queues_and_the_storage_connection(functions: dict[str, Any]) -> None:
+    for name, fn in functions.items():
+        trigger = fn.get_trigger().get_dict_repr()
+        if trigger["type"] == "queueTrigger":
+            assert trigger["queueName"] in ALL_QUEUES, f"{name} listens on an unknown queue"
+            assert trigger.get("connection") == "AzureWebJobsStorage", f"{name} uses another connection"
+
+
+def test_http_functions_return_through_the_http_output(functions: dict[str, Any]) -> None:
+    for name, fn in functions.items():
+        if fn.get_trigger().get_dict_repr()["type"] == "httpTrigger":
+            outputs = [b.get_dict_repr() for b in fn.get_bindings() if b.get_dict_repr()["type"] == "http"]
+            assert outputs and outputs[0]["name"] == "$return", name
