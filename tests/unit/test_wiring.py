@@ -22,7 +22,8 @@ def _load_functions() -> dict[str, Any]:
     # A private module object: get_functions() may be called only once per app, and other tests
     # (or the mini-host) may load the real `function_app` module in this process.
     spec = importlib.util.spec_from_file_location("function_app_wiring_check", ROOT / "function_app.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return {f.get_function_name(): f for f in module.app.get_functions()}
@@ -48,7 +49,8 @@ def test_every_expected_function_is_registered_and_nothing_else(functions: dict[
 def test_trigger_binding(functions: dict[str, Any], name: str) -> None:
     trigger = {k: _plain(v) for k, v in functions[name].get_trigger().get_dict_repr().items()}
     for key, expected in EXPECTED[name].items():
-        assert trigger.get(key) == expected, f"{name}: trigger {key} is {trigger.get(key)!r}, expected {expected!r}"
+        actual = trigger.get(key)
+        assert actual == expected, f"{name}: trigger {key} is {actual!r}, expected {expected!r}"
 
 
 def test_queue_triggers_use_known_queues_and_the_storage_connection(functions: dict[str, Any]) -> None:
@@ -63,4 +65,4 @@ def test_http_functions_return_through_the_http_output(functions: dict[str, Any]
     for name, fn in functions.items():
         if fn.get_trigger().get_dict_repr()["type"] == "httpTrigger":
             outputs = [b.get_dict_repr() for b in fn.get_bindings() if b.get_dict_repr()["type"] == "http"]
-            assert outputs and outputs[0]["name"] == "$return", name
+            assert [o["name"] for o in outputs] == ["$return"], name
