@@ -1,0 +1,210 @@
+"""The emulator core: tenant state, write budget, faults and request log behind one ``handle`` call.
+
+The HTTP server only turns bytes into a ``Request`` and a ``Response`` back into bytes; everything
+Graph-like happens here, so ``$batch`` items take exactly the same path as top-level requests.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from local.graph_emulator import admin, batch
+from local.graph_emulator.errors import GraphError, error_body
+from local.graph_emulator.faults import FaultInjector
+from local.graph_emulator.requestlog import RequestLog
+from local.graph_emulator.resources import groups, members, users
+from local.graph_emulator.routing import Call, Request, Response, Router, RouteTable
+from local.graph_emulator.seed import DEFAULT_RANDOM_SEED, DemoTenant, seed_demo
+from local.graph_emulator.store import TenantStore
+from local.graph_emulator.throttle import TokenBucket, WriteBudget
+
+API_PREFIX = "/v1.0"
+ADMIN_PREFIX = "/_emulator"
+SEEDS = ("demo", "empty")
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+# Every Graph resource module; a new resource is one more entry here.
+GRAPH_ROUTE_TABLES: tuple[RouteTable, ...] = (users.routes, groups.routes, members.routes, batch.routes)
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """What a reset builds: the seed, its random seed (or a snapshot) and the write budget."""
+
+    seed: str = "demo"
+    random_seed: int = DEFAULT_RANDOM_SEED
+    write_budget: WriteBudget = field(default_factory=WriteBudget)
+    snapshot: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.seed not in SEEDS:
+            raise ValueError(f"seed must be one of {', '.join(SEEDS)}, got {self.seed!r}")
+        if isinstance(self.random_seed, bool) or not isinstance(self.random_seed, int):
+            raise ValueError(f"randomSeed must be an integer, got {self.random_seed!r}")
+
+    def updated_from_json(self, raw: Any) -> EmulatorConfig:
+        """This configuration with the fields of an admin ``reset`` body applied.
+
+        Raises:
+            ValueError: an unknown or invalid field (the message names it).
+        """
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ValueError("the reset body must be a JSON object")
+        unknown = set(raw) - {"seed", "randomSeed", "writeBudget", "snapshot"}
+        if unknown:
+            raise ValueError(f"unknown reset fields: {', '.join(sorted(unknown))}")
+        snapshot = raw.get("snapshot")
+        if snapshot is not None and not isinstance(snapshot, str):
+            raise ValueError(f"snapshot must be a file path, got {snapshot!r}")
+        budget = WriteBudget.from_json(raw["writeBudget"]) if "writeBudget" in raw else self.write_budget
+        return replace(
+            self,
+            seed=raw.get("seed", "demo"),
+            random_seed=raw.get("randomSeed", DEFAULT_RANDOM_SEED),
+            write_budget=budget,
+            snapshot=snapshot,
+        )
+
+
+class Emulator:
+    """One emulated tenant and the machinery around it; thread-safe."""
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.startup_config = config or EmulatorConfig()
+        self.lock = threading.RLock()
+        self.graph_router = Router(GRAPH_ROUTE_TABLES)
+        self.admin_router = Router([admin.routes])
+        self.faults = FaultInjector()
+        self.requests = RequestLog()
+        self.config = self.startup_config
+        self.store = TenantStore()
+        self.demo: DemoTenant | None = None
+        self.write_bucket = TokenBucket(self.config.write_budget)
+        self.reset(self.startup_config)
+
+    def reset(self, config: EmulatorConfig) -> None:
+        """Replace the tenant, refill the write budget, drop faults and the request log.
+
+        Raises:
+            ValueError: the snapshot cannot be read or parsed.
+            OSError: the snapshot file cannot be opened.
+        """
+        store, demo = build_store(config)
+        with self.lock:
+            self.config = config
+            self.store = store
+            self.demo = demo
+            self.write_bucket = TokenBucket(config.write_budget)
+            self.faults.clear()
+            self.requests.clear()
+
+    def handle(self, request: Request) -> Response:
+        """Answer any request that reached the server."""
+        path = request.path
+        if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+            return self.handle_graph(request)
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            return self._routed(request, self.admin_router, path[len(ADMIN_PREFIX) :])
+        error = GraphError(
+            404, "NotFound", f"No Graph API version or emulator admin path at '{path}'; use /v1.0."
+        )
+        return self.error_response(request, error)
+
+    def handle_graph(self, request: Request) -> Response:
+        """Answer a Graph request or a $batch item: fault, route, write budget, handler, log."""
+        started = time.perf_counter()
+        injected = False
+        api_path = request.path[len(API_PREFIX) :] or "/"
+        try:
+            fault = self.faults.take(request.method, request.path)
+            if fault is not None:
+                injected = True
+                raise fault.error()
+            handler, params = self.graph_router.resolve(request.method, api_path)
+            if request.method in WRITE_METHODS and not _is_batch(api_path):
+                self._spend_write_token()
+            with self.lock:
+                response = handler(Call(request, params, self))
+        except GraphError as exc:
+            response = self.error_response(request, exc)
+        except Exception:  # the emulator's own bug: answer like Graph's 500 and keep serving
+            traceback.print_exc(file=sys.stderr)
+            response = self.error_response(request, GraphError(500, "InternalServerError", "Emulator error."))
+        self.requests.record(request, response.status, duration_ms=_ms_since(started), injected=injected)
+        return response
+
+    def reject(self, request: Request, error: GraphError) -> Response:
+        """Answer (and log) a request that is refused without running, such as a 424 batch item."""
+        response = self.error_response(request, error)
+        self.requests.record(request, response.status, duration_ms=0.0, injected=False)
+        return response
+
+    def error_response(self, request: Request, error: GraphError) -> Response:
+        body = error_body(
+            error.code,
+            error.message,
+            request_id=request.request_id,
+            client_request_id=request.client_request_id,
+        )
+        return Response(status=error.status, body=body, headers=dict(error.headers))
+
+    def state(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "seed": self.config.seed if self.config.snapshot is None else "snapshot",
+                "randomSeed": self.config.random_seed,
+                **self.store.counts(),
+                "writeBudget": {
+                    **self.config.write_budget.to_json(),
+                    "available": self.write_bucket.available(),
+                },
+                "faults": len(self.faults.to_json()),
+                "requests": len(self.requests),
+            }
+
+    def _spend_write_token(self) -> None:
+        wait = self.write_bucket.take()
+        if wait is not None:
+            retry_after = self.write_bucket.retry_after_header(wait)
+            raise GraphError(
+                429,
+                "TooManyRequests",
+                "Too many requests: the application's identity write budget for this tenant is spent. "
+                f"Retry after {retry_after} seconds.",
+                headers={"Retry-After": retry_after},
+            )
+
+    def _routed(self, request: Request, router: Router, path: str) -> Response:
+        try:
+            handler, params = router.resolve(request.method, path or "/")
+            with self.lock:
+                return handler(Call(request, params, self))
+        except GraphError as exc:
+            return self.error_response(request, exc)
+
+
+def build_store(config: EmulatorConfig) -> tuple[TenantStore, DemoTenant | None]:
+    """A fresh store from the configuration's snapshot or seed."""
+    if config.snapshot is not None:
+        data = json.loads(Path(config.snapshot).read_text(encoding="utf-8"))
+        return TenantStore.from_json(data), None
+    store = TenantStore()
+    if config.seed == "demo":
+        return store, seed_demo(store, random_seed=config.random_seed)
+    return store, None
+
+
+def _is_batch(api_path: str) -> bool:
+    return api_path.strip("/").lower() == "$batch"
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0

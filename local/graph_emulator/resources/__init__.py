@@ -1,0 +1,1 @@
+"""Graph resources the emulator serves, one module (and one route table) per resource."""

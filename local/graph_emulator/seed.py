@@ -1,0 +1,220 @@
+"""The demo tenant: ~300 people of Contoso, their managers, the IT pilot and the break-glass accounts.
+
+Everything is derived from the random seed, ids included (uuid5), so the same seed always gives the
+same tenant and tests can rely on names, ids and counts. Find objects with the store lookups
+(``store.find_user(upn)``, ``store.find_group_by_name(name)``) or the returned ``DemoTenant``.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from local.graph_emulator.errors import JsonObject
+from local.graph_emulator.store import TenantStore
+
+DOMAIN = "contoso.com"
+ID_NAMESPACE = uuid.UUID("6f1c2e0a-55a7-4d4b-9c1e-0b5e7a7d2c11")
+DEFAULT_RANDOM_SEED = 42
+
+# People per department below the head; with the CEO and 8 heads the tenant holds 300 people.
+DEPARTMENT_STAFF = {
+    "Engineering": 70,
+    "Sales": 56,
+    "Operations": 40,
+    "IT": 30,
+    "Finance": 30,
+    "Marketing": 30,
+    "HR": 18,
+    "Legal": 17,
+}
+DEPARTMENTS = tuple(DEPARTMENT_STAFF)
+EXECUTIVE_DEPARTMENT = "Executive"
+COUNTRIES = ("GB", "US", "DE", "FR", "NL", "IN")
+COUNTRY_WEIGHTS = (30, 30, 12, 10, 8, 10)
+PEOPLE_COUNT = 1 + len(DEPARTMENTS) + sum(DEPARTMENT_STAFF.values())
+
+IT_PILOT_GROUP = "IT pilot"
+BREAK_GLASS_GROUP = "WaveGuard - Break glass exclusion"
+BREAK_GLASS_UPNS = ("bg-admin1@contoso.onmicrosoft.com", "bg-admin2@contoso.onmicrosoft.com")
+DEMO_USER_COUNT = PEOPLE_COUNT + len(BREAK_GLASS_UPNS)
+
+FIRST_NAMES = (
+    "Ada", "Alan", "Grace", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances", "Tim",
+    "Radia", "Vint", "Hedy", "Edsger", "Katherine", "Donald", "Sophie", "John", "Mary", "James",
+    "Olivia", "Noah", "Amelia", "Liam", "Isla", "Oliver", "Emma", "Lucas", "Mia", "Hugo",
+    "Lena", "Jonas", "Anna", "Felix", "Chloe", "Louis", "Camille", "Jules", "Sanne", "Daan",
+    "Femke", "Bram", "Priya", "Arjun", "Ananya", "Rohan", "Diya", "Vikram", "Aisha", "Omar",
+    "Zara", "Ethan", "Nora", "Leo", "Ivy", "Max", "Ruby", "Sam", "Eva", "Theo",
+)  # fmt: skip
+LAST_NAMES = (
+    "Lovelace", "Turing", "Hopper", "Torvalds", "Hamilton", "Thompson", "Liskov", "Ritchie", "Allen",
+    "Berners-Lee", "Perlman", "Cerf", "Lamarr", "Dijkstra", "Johnson", "Knuth", "Wilson", "Smith",
+    "Brown", "Taylor", "Jones", "Williams", "Davies", "Evans", "Walker", "Wright", "Green", "Hall",
+    "O'Brien", "Murphy", "Schmidt", "Schneider", "Fischer", "Weber", "Wagner", "Becker", "Martin",
+    "Bernard", "Dubois", "Laurent", "Moreau", "de Jong", "Jansen", "de Vries", "Bakker", "Visser",
+    "Sharma", "Patel", "Gupta", "Iyer", "Reddy", "Khan", "Singh", "Garcia", "Miller", "Clark",
+    "Lewis", "Young", "King", "Scott",
+)  # fmt: skip
+JOB_TITLES = {
+    "Engineering": ("Software Engineer", "Senior Software Engineer", "Staff Engineer", "QA Engineer"),
+    "Sales": ("Account Executive", "Sales Manager", "Sales Development Representative"),
+    "Operations": ("Operations Analyst", "Logistics Coordinator", "Operations Manager"),
+    "IT": ("Systems Administrator", "Service Desk Analyst", "Security Engineer", "Identity Engineer"),
+    "Finance": ("Accountant", "Financial Analyst", "Payroll Specialist"),
+    "Marketing": ("Marketing Specialist", "Content Writer", "Brand Manager"),
+    "HR": ("HR Business Partner", "Recruiter", "People Operations Specialist"),
+    "Legal": ("Counsel", "Paralegal", "Compliance Officer"),
+}
+
+
+@dataclass(frozen=True)
+class DemoTenant:
+    """Facts about a seeded demo tenant that tests and demos look up."""
+
+    random_seed: int
+    user_count: int
+    ceo_id: str
+    head_ids: dict[str, str] = field(default_factory=dict)
+    department_counts: dict[str, int] = field(default_factory=dict)
+    it_pilot_group_id: str = ""
+    break_glass_group_id: str = ""
+    break_glass_ids: tuple[str, ...] = ()
+
+
+def stable_id(random_seed: int, kind: str, key: str) -> str:
+    """The object id of a seeded object: the same seed and key always give the same GUID."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{random_seed}/{kind}/{key}"))
+
+
+def seed_demo(store: TenantStore, *, random_seed: int = DEFAULT_RANDOM_SEED) -> DemoTenant:
+    """Fill an empty store with the demo tenant."""
+    builder = _DemoBuilder(store, random_seed)
+    ceo = builder.add_person(EXECUTIVE_DEPARTMENT, "Chief Executive Officer", manager_id=None, country="GB")
+    heads: dict[str, str] = {}
+    counts: dict[str, int] = {EXECUTIVE_DEPARTMENT: 1}
+    for department, staff in DEPARTMENT_STAFF.items():
+        head = builder.add_person(department, f"Head of {department}", manager_id=ceo["id"])
+        heads[department] = head["id"]
+        for _ in range(staff):
+            builder.add_person(department, builder.rng.choice(JOB_TITLES[department]), manager_id=head["id"])
+        counts[department] = staff + 1
+    break_glass = [builder.add_break_glass(upn) for upn in BREAK_GLASS_UPNS]
+    it_pilot = builder.add_security_group(IT_PILOT_GROUP, "IT department: first MFA wave")
+    store.add_members(it_pilot["id"], [u["id"] for u in store.users.values() if u.get("department") == "IT"])
+    exclusion = builder.add_security_group(BREAK_GLASS_GROUP, "Excluded from every WaveGuard CA policy")
+    store.add_members(exclusion["id"], [u["id"] for u in break_glass])
+    return DemoTenant(
+        random_seed=random_seed,
+        user_count=len(store.users),
+        ceo_id=ceo["id"],
+        head_ids=heads,
+        department_counts=counts,
+        it_pilot_group_id=it_pilot["id"],
+        break_glass_group_id=exclusion["id"],
+        break_glass_ids=tuple(u["id"] for u in break_glass),
+    )
+
+
+class _DemoBuilder:
+    def __init__(self, store: TenantStore, random_seed: int) -> None:
+        self.store = store
+        self.random_seed = random_seed
+        self.rng = random.Random(random_seed)
+        self.next_employee_number = 1000
+
+    def add_person(
+        self, department: str, job_title: str, *, manager_id: str | None, country: str = ""
+    ) -> JsonObject:
+        given, surname, upn = self._unique_name()
+        employee_id = f"E{self.next_employee_number}"
+        self.next_employee_number += 1
+        country = country or self.rng.choices(COUNTRIES, COUNTRY_WEIGHTS)[0]
+        hired = self._hire_date()
+        user = self.store.add_user(
+            {
+                "id": stable_id(self.random_seed, "user", employee_id),
+                "displayName": f"{given} {surname}",
+                "givenName": given,
+                "surname": surname,
+                "userPrincipalName": upn,
+                "mail": upn,
+                "mailNickname": upn.split("@")[0],
+                "employeeId": employee_id,
+                "employeeHireDate": hired,
+                "department": department,
+                "jobTitle": job_title,
+                "companyName": "Contoso",
+                "country": country,
+                "usageLocation": country,
+                "officeLocation": None,
+                "businessPhones": [],
+                "mobilePhone": None,
+                "preferredLanguage": "en-US" if country == "US" else "en-GB",
+                "accountEnabled": self.rng.random() >= 0.02,
+                "userType": "Member",
+                "createdDateTime": hired,
+            }
+        )
+        if manager_id is not None:
+            self.store.set_manager(user["id"], manager_id)
+        return user
+
+    def add_break_glass(self, upn: str) -> JsonObject:
+        name = upn.split("@")[0]
+        return self.store.add_user(
+            {
+                "id": stable_id(self.random_seed, "user", upn),
+                "displayName": f"Break glass {name[-1]}",
+                "givenName": None,
+                "surname": None,
+                "userPrincipalName": upn,
+                "mail": None,
+                "mailNickname": name,
+                "employeeId": None,
+                "department": None,
+                "jobTitle": "Emergency access account",
+                "country": None,
+                "usageLocation": "GB",
+                "businessPhones": [],
+                "mobilePhone": None,
+                "officeLocation": None,
+                "preferredLanguage": None,
+                "accountEnabled": True,
+                "userType": "Member",
+                "createdDateTime": "2020-01-01T00:00:00Z",
+            }
+        )
+
+    def add_security_group(self, display_name: str, description: str) -> JsonObject:
+        nickname = "".join(ch for ch in display_name.lower() if ch.isalnum())
+        return self.store.add_group(
+            {
+                "id": stable_id(self.random_seed, "group", display_name),
+                "displayName": display_name,
+                "description": description,
+                "mailEnabled": False,
+                "mailNickname": nickname,
+                "securityEnabled": True,
+                "createdDateTime": "2024-01-01T00:00:00Z",
+            }
+        )
+
+    def _unique_name(self) -> tuple[str, str, str]:
+        while True:
+            given = self.rng.choice(FIRST_NAMES)
+            surname = self.rng.choice(LAST_NAMES)
+            local = f"{_slug(given)}.{_slug(surname)}"
+            upn = f"{local}@{DOMAIN}"
+            if self.store.find_user(upn) is None:
+                return given, surname, upn
+
+    def _hire_date(self) -> str:
+        day = date(2012, 1, 1) + timedelta(days=self.rng.randrange(0, 14 * 365))
+        return f"{day.isoformat()}T09:00:00Z"
+
+
+def _slug(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
