@@ -57,10 +57,11 @@ var appRoleIds = [
 ]
 
 // The CLI puts poisoned messages back (queues) and reads idempotency/state/audit rows (tables).
-var operatorRoleIds = [
+var operatorRoles = [
   roles.storageQueueDataContributor
   roles.storageTableDataContributor
 ]
+var operatorRoleIds = empty(operatorPrincipalId) ? [] : operatorRoles
 
 // The host creates <queue>-poison itself on first failure; creating them here keeps the set
 // visible, monitorable and replayable from day one.
@@ -138,7 +139,7 @@ resource appRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01'
   }
 }]
 
-resource operatorRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for roleId in operatorRoleIds: if (!empty(operatorPrincipalId)) {
+resource operatorRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for roleId in operatorRoleIds: {
   name: guid(storage.id, operatorPrincipalId, roleId)
   scope: storage
   properties: {
