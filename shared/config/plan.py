@@ -1,0 +1,270 @@
+"""The rollout plan: the whole ``config/waveguard.yaml`` schema and its cross-references."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Literal, Self
+
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from shared.config.alerting import AlertingConfig
+from shared.config.base import ConfigModel, Guid, HttpUrl, Secret
+from shared.config.waves import AUTO_WAVE, BreakGlass, NewHires, Wave
+
+__all__ = [
+    "DEFAULT_ADMIN_ROLES",
+    "AdminPolicy",
+    "BambooHr",
+    "HrProviders",
+    "Policies",
+    "ResponseMode",
+    "Risk",
+    "RiskResponses",
+    "RolloutPlan",
+    "StandardWebhooks",
+    "Subscriptions",
+    "Tenant",
+]
+
+ResponseMode = Literal["off", "dryRun", "on"]
+PolicyState = Literal["enabledForReportingButNotEnforced", "disabled", "enabled"]
+
+# Role template ids of Microsoft's "Require MFA for administrators" baseline.
+DEFAULT_ADMIN_ROLES: tuple[str, ...] = (
+    "62e90394-69f5-4237-9190-012177145e10",  # Global Administrator
+    "194ae4cb-b126-40b2-bd5b-6091b380977d",  # Security Administrator
+    "e8611ab8-c189-46e8-94e1-60213ab1f814",  # Privileged Role Administrator
+    "7be44c8a-adaf-4e2a-84d6-ab2649e08a13",  # Privileged Authentication Administrator
+    "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9",  # Conditional Access Administrator
+    "c4e39bd9-1100-46d3-8c65-fb160da0071f",  # Authentication Administrator
+    "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3",  # Application Administrator
+    "158c047a-c907-4556-b7ef-446551a6b5f7",  # Cloud Application Administrator
+    "29232cdf-9323-42fd-ade2-1d097af3e4de",  # Exchange Administrator
+    "f28a1f50-f6e7-4571-818b-6a12f2af6b6c",  # SharePoint Administrator
+    "fe930be7-5e62-47db-91af-98c3a49a38b1",  # User Administrator
+    "729827e3-9c14-49f7-bb1b-9608f156bbb8",  # Helpdesk Administrator
+    "b0f54661-2d74-4c50-afa3-1ec803f12efe",  # Billing Administrator
+    "3a2c62db-5318-420d-8d74-23affee5d9d5",  # Intune Administrator
+)
+
+
+def _check_whsec(secret: SecretStr) -> SecretStr:
+    raw = secret.get_secret_value()
+    try:
+        ok = raw.startswith("whsec_") and len(base64.b64decode(raw[6:], validate=True)) >= 16
+    except (binascii.Error, ValueError):
+        ok = False
+    if not ok:
+        # Never echo the value: it is (or is meant to be) a secret.
+        raise PydanticCustomError(
+            "whsec", "expected a Standard Webhooks secret: 'whsec_' then base64 of >= 16 bytes"
+        )
+    return secret
+
+
+WebhookSecret = Annotated[Secret, AfterValidator(_check_whsec)]
+
+
+class Tenant(ConfigModel):
+    """Which tenant this plan is for (informational; shown in alerts and the CLI)."""
+
+    domain: str | None = None
+    name: str | None = None
+
+
+class StandardWebhooks(ConfigModel):
+    """The canonical HR webhook (Standard Webhooks); several secrets allow rotation."""
+
+    enabled: bool = True
+    secrets: list[WebhookSecret] = []
+    tolerance_seconds: Annotated[int, Field(ge=1, le=3600)] = 300
+
+    @model_validator(mode="after")
+    def _secret_when_enabled(self) -> Self:
+        if self.enabled and not self.secrets:
+            raise PydanticCustomError(
+                "webhook_secrets", "give at least one secret (e.g. ${WAVEGUARD_HR_WEBHOOK_SECRET})"
+            )
+        return self
+
+
+class BambooHr(ConfigModel):
+    """The BambooHR adapter (``POST /api/hr/bamboohr``); ``fieldMap`` maps their fields to ours."""
+
+    enabled: bool = False
+    secret: Secret | None = None
+    field_map: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _secret_when_enabled(self) -> Self:
+        if self.enabled and self.secret is None:
+            raise PydanticCustomError("bamboohr_secret", "secret is required when bamboohr is enabled")
+        return self
+
+
+class HrProviders(ConfigModel):
+    """Authenticated HR sources; a disabled provider answers 404."""
+
+    standard_webhooks: StandardWebhooks = StandardWebhooks(enabled=False)
+    bamboohr: BambooHr = BambooHr()
+
+
+class AdminPolicy(ConfigModel):
+    """A separate policy requiring MFA (and optionally a compliant device) for directory roles."""
+
+    enabled: bool = True
+    roles: list[Guid] = list(DEFAULT_ADMIN_ROLES)
+    require_compliant_device: bool = False
+
+
+class Policies(ConfigModel):
+    """The Conditional Access baseline WaveGuard writes (always excluding break-glass)."""
+
+    name_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "WaveGuard - "
+    state: PolicyState = "enabledForReportingButNotEnforced"
+    allow_enabled_on_create: bool = False
+    block_legacy_auth: bool = True
+    require_mfa_registration: bool = True
+    admin_policy: AdminPolicy = AdminPolicy()
+    high_risk_apps: list[Guid] = []
+
+    @model_validator(mode="after")
+    def _report_only_first(self) -> Self:
+        if self.state == "enabled" and not self.allow_enabled_on_create:
+            raise PydanticCustomError(
+                "policy_state",
+                "new policies start in report-only; state 'enabled' needs allowEnabledOnCreate: true "
+                "(enforcement normally comes from a wave promotion)",
+            )
+        return self
+
+
+class RiskResponses(ConfigModel):
+    """Automatic responses to risky users; destructive ones are off or dry-run unless configured."""
+
+    revoke_sessions: ResponseMode = "dryRun"
+    confirm_compromised: ResponseMode = "off"
+
+
+class Risk(ConfigModel):
+    """Polling of Identity Protection and sign-ins, and who gets paged."""
+
+    poll_every_seconds: Annotated[int, Field(ge=60, le=86400)] = 300
+    responses: RiskResponses = RiskResponses()
+    min_severity_to_page: Literal["low", "medium", "high"] = "high"
+
+
+class Subscriptions(ConfigModel):
+    """Graph change notifications: where Graph calls us, and the clientState it must echo."""
+
+    notification_url: HttpUrl | None = None
+    client_state: Secret | None = None
+
+    @field_validator("notification_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        # "${WAVEGUARD_NOTIFICATION_URL:-}" leaves an empty string when running locally.
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _client_state_with_url(self) -> Self:
+        if self.notification_url and self.client_state is None:
+            raise PydanticCustomError("client_state", "clientState is required when notificationUrl is set")
+        if self.client_state is not None and len(self.client_state.get_secret_value()) > 128:
+            raise PydanticCustomError(
+                "client_state", "clientState must be at most 128 characters (Graph's limit)"
+            )
+        return self
+
+
+class RolloutPlan(ConfigModel):
+    """The whole plan file, validated including references between sections."""
+
+    tenant: Tenant = Tenant()
+    break_glass: BreakGlass
+    waves: Annotated[list[Wave], Field(min_length=1)]
+    new_hires: NewHires
+    hr_providers: HrProviders = HrProviders()
+    policies: Policies = Policies()
+    risk: Risk = Risk()
+    alerting: AlertingConfig
+    subscriptions: Subscriptions = Subscriptions()
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Self:
+        problems = [*_wave_problems(self), *_new_hire_problems(self), *_break_glass_problems(self)]
+        if problems:
+            raise PydanticCustomError(
+                "plan", "{problems}", {"problems": "; ".join(problems), "items": problems}
+            )
+        return self
+
+    def wave(self, name: str) -> Wave:
+        """The wave called ``name``.
+
+        Raises:
+            KeyError: no wave has that name.
+        """
+        for wave in self.waves:
+            if wave.name == name:
+                return wave
+        raise KeyError(name)
+
+    @property
+    def catch_all_wave(self) -> Wave | None:
+        """The wave that takes everyone not selected by an earlier wave, if any."""
+        return next((wave for wave in self.waves if wave.catch_all), None)
+
+
+def _wave_problems(plan: RolloutPlan) -> list[str]:
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, wave in enumerate(plan.waves):
+        if wave.name in seen:
+            problems.append(f"waves[{index}].name: duplicate wave name {wave.name!r}")
+        seen.add(wave.name)
+        for earlier in plan.waves[:index]:
+            if wave.group.matches(earlier.group):
+                problems.append(
+                    f"waves[{index}].group: {wave.group} is already the group of wave {earlier.name!r}"
+                )
+        if wave.group.matches(plan.break_glass.exclusion_group):
+            problems.append(f"waves[{index}].group: the break-glass exclusion group cannot be a wave group")
+    catch_alls = [index for index, wave in enumerate(plan.waves) if wave.catch_all]
+    if len(catch_alls) > 1:
+        problems.append(f"waves: only one wave may be catchAll (found waves {catch_alls})")
+    elif catch_alls and catch_alls[0] != len(plan.waves) - 1:
+        problems.append(
+            f"waves[{catch_alls[0]}].catchAll: the catchAll wave must be last, or later waves never match"
+        )
+    return problems
+
+
+def _new_hire_problems(plan: RolloutPlan) -> list[str]:
+    names = [wave.name for wave in plan.waves]
+    problems: list[str] = []
+    hires = plan.new_hires
+    if hires.wave != AUTO_WAVE and hires.wave not in names:
+        problems.append(f"newHires.wave: unknown wave {hires.wave!r} (waves: {', '.join(names)}, or 'auto')")
+    if hires.fallback_wave is not None and hires.fallback_wave not in names:
+        problems.append(
+            f"newHires.fallbackWave: unknown wave {hires.fallback_wave!r} (waves: {', '.join(names)})"
+        )
+    if hires.wave == AUTO_WAVE and hires.fallback_wave is None and plan.catch_all_wave is None:
+        problems.append(
+            "newHires.fallbackWave: required when newHires.wave is 'auto' and no wave is catchAll"
+        )
+    return problems
+
+
+def _break_glass_problems(plan: RolloutPlan) -> list[str]:
+    problems: list[str] = []
+    for index, wave in enumerate(plan.waves):
+        for upn in wave.selectors.users:
+            if plan.break_glass.is_break_glass(upn=upn):
+                problems.append(
+                    f"waves[{index}].selectors.users: {upn} is a break-glass account and is never targeted"
+                )
+    return problems

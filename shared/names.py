@@ -1,0 +1,80 @@
+"""Queue, route and table names: the one place these constants live.
+
+Handlers, the CLI, infra and the local stack import them from here instead of repeating
+literals, so renaming a queue is a one-line change.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "ALERTS",
+    "ALL_QUEUES",
+    "GROUP_CHANGES",
+    "HR_EVENTS",
+    "POISON_SUFFIX",
+    "RISK_EVENTS",
+    "ROUTE_ALERTS_AZURE_MONITOR",
+    "ROUTE_GRAPH_LIFECYCLE",
+    "ROUTE_GRAPH_NOTIFICATIONS",
+    "ROUTE_HEALTH",
+    "ROUTE_HR_BAMBOOHR",
+    "ROUTE_HR_EVENTS",
+    "ROUTE_PREFIX",
+    "TABLE_AUDIT",
+    "TABLE_IDEMPOTENCY",
+    "TABLE_STATE",
+    "WAVE_WORK",
+    "is_poison",
+    "poison",
+    "source_of_poison",
+]
+
+# Storage queues (DESIGN.md §3). Azure queue names: 3-63 chars, lowercase letters, digits, dashes.
+HR_EVENTS: Final = "hr-events"
+GROUP_CHANGES: Final = "group-changes"
+RISK_EVENTS: Final = "risk-events"
+ALERTS: Final = "alerts"
+WAVE_WORK: Final = "wave-work"
+ALL_QUEUES: Final[tuple[str, ...]] = (HR_EVENTS, GROUP_CHANGES, RISK_EVENTS, ALERTS, WAVE_WORK)
+
+# The Functions host moves a message here after maxDequeueCount failed attempts.
+POISON_SUFFIX: Final = "-poison"
+
+# HTTP routes, relative to host.json's routePrefix ("api"): POST /api/hr/events, ...
+ROUTE_PREFIX: Final = "api"
+ROUTE_HR_EVENTS: Final = "hr/events"
+ROUTE_HR_BAMBOOHR: Final = "hr/bamboohr"
+ROUTE_GRAPH_NOTIFICATIONS: Final = "graph/notifications"
+ROUTE_GRAPH_LIFECYCLE: Final = "graph/lifecycle"
+ROUTE_ALERTS_AZURE_MONITOR: Final = "alerts/azure-monitor"
+ROUTE_HEALTH: Final = "health"
+
+# Azure Tables (alphanumeric, 3-63 chars, not starting with a digit).
+TABLE_IDEMPOTENCY: Final = "wgidempotency"
+TABLE_STATE: Final = "wgstate"
+TABLE_AUDIT: Final = "wgaudit"
+
+
+def poison(queue_name: str) -> str:
+    """The poison queue the host uses for ``queue_name`` (``hr-events`` -> ``hr-events-poison``)."""
+    return f"{queue_name}{POISON_SUFFIX}"
+
+
+def is_poison(queue_name: str) -> bool:
+    """True for a poison queue name."""
+    return queue_name.endswith(POISON_SUFFIX)
+
+
+def source_of_poison(queue_name: str) -> str:
+    """The queue a poison queue belongs to (``alerts-poison`` -> ``alerts``).
+
+    Raises:
+        ValueError: ``queue_name`` is not a poison queue name.
+    """
+    if not is_poison(queue_name):
+        raise ValueError(
+            f"{queue_name!r} is not a poison queue (expected a name ending in {POISON_SUFFIX!r})"
+        )
+    return queue_name[: -len(POISON_SUFFIX)]
