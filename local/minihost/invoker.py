@@ -1,0 +1,169 @@
+"""Call user functions like the Python worker: sync ones on the calling thread, async ones on one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import uuid
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any
+
+import azure.functions as func
+from azure.functions import _abc as azf_abc
+
+from local.minihost.loader import FunctionSpec
+from local.minihost.logs import get_logger, invocation_scope
+
+log = get_logger("invoker")
+
+
+class EventLoopThread:
+    """One asyncio loop on a dedicated thread, shared by every async function (as in the Python worker)."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="minihost-asyncio", daemon=True)
+        self._started = False
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def submit(self, coroutine: Coroutine[Any, Any, Any]) -> Future[Any]:
+        """Schedule `coroutine` on the loop; the returned future resolves with its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Cancel what is still running, stop the loop and join its thread."""
+        if not self._started or self._loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(self._cancel_all(), self._loop).result(timeout)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    @staticmethod
+    async def _cancel_all() -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _TraceContext(azf_abc.TraceContext):
+    def __init__(self) -> None:
+        self._parent = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+    @property
+    def trace_state(self) -> str:
+        return ""
+
+    @property
+    def trace_parent(self) -> str:
+        return self._parent
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return {}
+
+
+class _NoException(azf_abc.RpcException):
+    """The mini-host has no retry policies, so a retry context never carries an exception."""
+
+    @property
+    def source(self) -> str:
+        return ""
+
+    @property
+    def stack_trace(self) -> str:
+        return ""
+
+    @property
+    def message(self) -> str:
+        return ""
+
+
+class _RetryContext(azf_abc.RetryContext):
+    @property
+    def retry_count(self) -> int:
+        return 0
+
+    @property
+    def max_retry_count(self) -> int:
+        return 0
+
+    @property
+    def exception(self) -> azf_abc.RpcException:
+        return _NoException()
+
+
+class InvocationContext(func.Context):
+    """The `context` argument the Python worker passes to functions that declare one."""
+
+    def __init__(self, spec: FunctionSpec, invocation_id: str) -> None:
+        self._spec = spec
+        self._invocation_id = invocation_id
+        self._local = threading.local()
+        self._local.invocation_id = invocation_id
+        self._trace = _TraceContext()
+        self._retry = _RetryContext()
+
+    @property
+    def invocation_id(self) -> str:
+        return self._invocation_id
+
+    @property
+    def thread_local_storage(self) -> Any:
+        return self._local
+
+    @property
+    def function_name(self) -> str:
+        return self._spec.name
+
+    @property
+    def function_directory(self) -> str:
+        return self._spec.directory
+
+    @property
+    def trace_context(self) -> azf_abc.TraceContext:
+        return self._trace
+
+    @property
+    def retry_context(self) -> azf_abc.RetryContext:
+        return self._retry
+
+
+def new_invocation_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Invoker:
+    """Runs one invocation of a function and returns what it returned (exceptions propagate)."""
+
+    def __init__(self, loop: EventLoopThread) -> None:
+        self._loop = loop
+
+    def invoke(self, spec: FunctionSpec, trigger_value: Any, invocation_id: str) -> Any:
+        """Call `spec.func` with its trigger argument (and `context`), blocking until it finishes."""
+        kwargs: dict[str, Any] = {spec.trigger_parameter: trigger_value}
+        if spec.context_parameter:
+            kwargs[spec.context_parameter] = InvocationContext(spec, invocation_id)
+        if not spec.is_async:
+            with invocation_scope(spec.name, invocation_id):
+                return spec.func(**kwargs)
+        return self._loop.submit(self._call_async(spec, kwargs, invocation_id)).result()
+
+    @staticmethod
+    async def _call_async(spec: FunctionSpec, kwargs: dict[str, Any], invocation_id: str) -> Any:
+        # The scope is entered inside the task so the loop thread's log records carry the ids.
+        with invocation_scope(spec.name, invocation_id):
+            return await spec.func(**kwargs)
