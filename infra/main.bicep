@@ -84,13 +84,21 @@ param waveguardConfig string = 'config/waveguard.yaml'
 @description('GRAPH_BASE_URL: Microsoft Graph root including the version segment.')
 param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
 
-@description('GRAPH_TIMEOUT_SECONDS: per-request Graph timeout; keep it well below the queue visibility timeout in host.json (30 s).')
+@description('GRAPH_TIMEOUT_SECONDS: per-request Graph timeout; it must stay below the queue visibility timeout in host.json (30 s).')
 @minValue(1)
-@maxValue(25)
-param graphTimeoutSeconds int = 10
+@maxValue(29)
+param graphTimeoutSeconds int = 20
 
-@description('WAVEGUARD_TELEMETRY: telemetry exporter mode read by shared/telemetry.py.')
-param telemetry string = 'azuremonitor'
+@description('WAVEGUARD_TELEMETRY: auto exports to Application Insights (and OTLP when an endpoint is set); console prints spans; off disables export.')
+@allowed([
+  'auto'
+  'console'
+  'off'
+])
+param telemetry string = 'auto'
+
+@description('WAVEGUARD_NOTIFICATION_URL: public base URL Graph delivers change notifications to. Empty: https://<function app default host name>. Set it when a gateway (Front Door, API Management) fronts the app.')
+param notificationBaseUrl string = ''
 
 @description('OTEL_EXPORTER_OTLP_ENDPOINT: optional OTLP/HTTP collector; empty leaves the setting out.')
 param otlpEndpoint string = ''
@@ -101,7 +109,6 @@ param secretAppSettings object = {
   WAVEGUARD_GRAPH_CLIENT_STATE: 'graph-client-state'
   PAGERDUTY_ROUTING_KEY: 'pagerduty-routing-key'
   TEAMS_WEBHOOK_URL: 'teams-webhook-url'
-  SLACK_WEBHOOK_URL: 'slack-webhook-url'
 }
 
 @description('Extra plain app settings: { NAME: \'value\' } (strings). They may override the WaveGuard settings above, never the identity, storage, Application Insights or Key Vault settings.')
@@ -190,6 +197,7 @@ var graphAppRoles = concat(
 )
 
 var waveguardBaseSettings = {
+  WAVEGUARD_ENV: 'azure'
   WAVEGUARD_CONFIG: waveguardConfig
   GRAPH_BASE_URL: graphBaseUrl
   GRAPH_TIMEOUT_SECONDS: string(graphTimeoutSeconds)
@@ -273,6 +281,7 @@ module functionApp 'modules/functionapp.bicep' = {
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     httpAlwaysReadyInstances: httpAlwaysReadyInstances
+    notificationBaseUrl: notificationBaseUrl
   }
 }
 

@@ -65,6 +65,9 @@ param instanceMemoryMB int = 2048
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
+@description('Public base URL Graph sends change notifications to (WAVEGUARD_NOTIFICATION_URL). Empty: https://<default host name>.')
+param notificationBaseUrl string = ''
+
 @description('Always-ready instances for the HTTP trigger group (0 = scale to zero; 1 keeps Graph notifications inside their 3 s budget after idle periods).')
 @minValue(0)
 param httpAlwaysReadyInstances int = 1
@@ -164,7 +167,9 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   // of truth (set extra settings through the appSettings parameter, not the portal).
   resource settings 'config' = {
     name: 'appsettings'
-    properties: union(appSettings, keyVaultReferences, platformSettings, hostStorageSettings)
+    properties: union(appSettings, keyVaultReferences, platformSettings, hostStorageSettings, {
+      WAVEGUARD_NOTIFICATION_URL: empty(notificationBaseUrl) ? 'https://${app.properties.defaultHostName}' : notificationBaseUrl
+    })
   }
 }
 
