@@ -75,34 +75,38 @@ def parse_plan(text: str, environ: Mapping[str, str], *, source: str = "<plan>")
     document, lines = _parse_yaml(text, source)
     if not isinstance(document, dict):
         raise _config_error(
-            source, [f"{source}: <root>: expected a mapping of sections (breakGlass, waves, ...)"]
+            source, [(f"{source}: <root>: expected a mapping of sections (breakGlass, waves, ...)", "")]
         )
     document, missing = interpolate(document, environ)
     if missing:
-        problems = [f"{source}: {format_path(p.path)}: {p.message}{_line(lines, p.path)}" for p in missing]
-        raise _config_error(source, problems)
+        raise _config_error(
+            source, [(f"{source}: {format_path(p.path)}: {p.message}", _line(lines, p.path)) for p in missing]
+        )
     try:
         return RolloutPlan.model_validate(document, context={REQUIRE_SECRETS_FROM_ENV: True})
     except ValidationError as exc:
         raise _config_error(source, _validation_problems(exc, source, lines)) from None
 
 
-def _config_error(source: str, problems: list[str]) -> ConfigError:
-    heading = f"{source}: invalid rollout plan ({len(problems)} problem{'s' if len(problems) != 1 else ''})"
-    return ConfigError("\n".join([heading, *(f"  {p}" for p in problems)]), file=source, problems=problems)
+def _config_error(source: str, located: list[tuple[str, str]]) -> ConfigError:
+    """One error for all problems: ``problems`` reads ``<file>: <path>: <message>``; the text adds lines."""
+    count = len(located)
+    heading = f"{source}: invalid rollout plan ({count} problem{'s' if count != 1 else ''})"
+    body = [f"  {problem}{where}" for problem, where in located]
+    return ConfigError("\n".join([heading, *body]), file=source, problems=[problem for problem, _ in located])
 
 
 def _validation_problems(
     exc: ValidationError, source: str, lines: dict[tuple[PathPart, ...], int]
-) -> list[str]:
-    problems: list[str] = []
+) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
     for error in exc.errors(include_url=False, include_input=False):
         loc = tuple(error["loc"])
         ctx = error.get("ctx") or {}
         if error["type"] == "plan" and isinstance(ctx.get("items"), list):
-            problems.extend(f"{source}: {item}" for item in ctx["items"])
+            problems.extend((f"{source}: {item}", "") for item in ctx["items"])
             continue
-        problems.append(f"{source}: {format_path(loc)}: {error['msg']}{_line(lines, loc)}")
+        problems.append((f"{source}: {format_path(loc)}: {error['msg']}", _line(lines, loc)))
     return problems
 
 

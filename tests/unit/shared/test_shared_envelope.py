@@ -1,0 +1,186 @@
+"""The queue envelope: exact round trips, clear field errors, and the queue size limit."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.envelope import MAX_QUEUE_MESSAGE_BYTES, Envelope
+from shared.errors import InvalidPayloadError
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def _wire(**overrides: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "id": "msg_2K9f",
+        "type": "employee.hired",
+        "version": 1,
+        "occurredAt": "2026-12-01T08:00:00Z",
+        "traceparent": TRACEPARENT,
+        "payload": {"employeeId": "E1001"},
+    }
+    body.update(overrides)
+    return body
+
+
+def _fields(exc: InvalidPayloadError) -> list[str]:
+    return [e["field"] for e in exc.errors]
+
+
+def test_round_trip_is_exact_and_the_wire_uses_camel_case_and_z() -> None:
+    # GIVEN an envelope with microseconds and a non-ASCII payload
+    envelope = Envelope(
+        type="employee.hired",
+        payload={"displayName": "Zoë Ångström", "n": 3, "x": 0.1, "nested": {"a": [1, None, True]}},
+        occurred_at=datetime(2026, 12, 1, 8, 0, 0, 123456, tzinfo=UTC),
+        traceparent=TRACEPARENT,
+    )
+    # WHEN it goes over the wire and back
+    text = envelope.to_json()
+    # THEN nothing changed, and the wire form is what other tools expect
+    assert Envelope.from_json(text) == envelope
+    assert Envelope.from_json(text.encode()) == envelope
+    wire = json.loads(text)
+    assert wire["occurredAt"] == "2026-12-01T08:00:00.123456Z"
+    assert set(wire) == {"id", "type", "version", "occurredAt", "traceparent", "payload"}
+    assert text.isascii()
+
+
+def test_defaults_give_a_fresh_id_version_1_and_utc_now() -> None:
+    before = datetime.now(UTC)
+    a, b = Envelope(type="wave.tick", payload={}), Envelope(type="wave.tick", payload={})
+    assert a.id != b.id and len(a.id) == 32
+    assert a.version == 1 and a.traceparent is None
+    assert before <= a.occurred_at <= datetime.now(UTC)
+
+
+def test_other_time_zones_are_normalised_to_utc() -> None:
+    paris = timezone(timedelta(hours=1))
+    envelope = Envelope(type="x.y", payload={}, occurred_at=datetime(2026, 12, 1, 9, 0, tzinfo=paris))
+    assert envelope.to_dict()["occurredAt"] == "2026-12-01T08:00:00Z"
+    assert Envelope.from_json(json.dumps(_wire(occurredAt="2026-12-01T09:00:00+01:00"))).occurred_at == datetime(
+        2026, 12, 1, 8, 0, tzinfo=UTC
+    )
+
+
+def test_missing_fields_are_all_reported_by_name() -> None:
+    with pytest.raises(InvalidPayloadError) as caught:
+        Envelope.from_json('{"type": "employee.hired"}')
+    assert _fields(caught.value) == ["id", "version", "occurredAt", "payload"]
+    assert "id: is required" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"id": ""}, "id"),
+        ({"id": 42}, "id"),
+        ({"type": "no spaces allowed"}, "type"),
+        ({"version": "1"}, "version"),
+        ({"version": True}, "version"),
+        ({"version": 0}, "version"),
+        ({"occurredAt": "yesterday"}, "occurredAt"),
+        ({"occurredAt": "2026-12-01T08:00:00"}, "occurredAt"),
+        ({"traceparent": 7}, "traceparent"),
+        ({"payload": [1, 2]}, "payload"),
+    ],
+)
+def test_invalid_fields_are_named(override: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidPayloadError) as caught:
+        Envelope.from_json(json.dumps(_wire(**override)))
+    assert _fields(caught.value) == [field]
+
+
+def test_a_future_version_is_a_permanent_error_naming_the_version() -> None:
+    with pytest.raises(InvalidPayloadError) as caught:
+        Envelope.from_json(json.dumps(_wire(version=2)))
+    assert caught.value.kind == "permanent"
+    assert caught.value.errors == [
+        {"field": "version", "message": "unsupported version 2; this worker understands 1"}
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"\xff\xfe not utf-8", "not json", "[1, 2]", '{"payload": NaN}', "[" * 100_000 + "]" * 100_000, "1e999"],
+)
+def test_malformed_bodies_are_invalid_payload_on_body(body: str | bytes) -> None:
+    with pytest.raises(InvalidPayloadError) as caught:
+        Envelope.from_json(body)
+    assert _fields(caught.value) == ["body"]
+
+
+def test_an_invalid_traceparent_is_ignored_as_w3c_requires() -> None:
+    envelope = Envelope.from_json(json.dumps(_wire(traceparent="garbage")))
+    assert envelope.traceparent is None
+
+
+def test_unknown_top_level_fields_are_ignored_for_forward_compatibility() -> None:
+    assert Envelope.from_json(json.dumps(_wire(priority="high"))).id == "msg_2K9f"
+
+
+def test_constructing_a_bad_envelope_in_code_fails_loudly() -> None:
+    with pytest.raises(InvalidPayloadError, match="occurredAt"):
+        Envelope(type="x.y", payload={}, occurred_at=datetime(2026, 1, 1))  # naive: ambiguous
+    with pytest.raises(InvalidPayloadError, match="payload"):
+        Envelope(type="x.y", payload={"when": datetime.now(UTC)}).to_json()
+
+
+def test_queue_text_refuses_messages_over_64_kib_after_base64() -> None:
+    # GIVEN a payload just small enough, and one just too large, once base64-encoded
+    overhead = len(Envelope(type="x.y", payload={"blob": ""}, id="i").to_json())
+    fits = Envelope(type="x.y", payload={"blob": "a" * (MAX_QUEUE_MESSAGE_BYTES * 3 // 4 - overhead)}, id="i")
+    too_big = Envelope(type="x.y", payload={"blob": "a" * (MAX_QUEUE_MESSAGE_BYTES * 3 // 4 - overhead + 1)}, id="i")
+    # THEN the first is accepted and fits, the second is refused before sending
+    assert len(base64.b64encode(fits.to_queue_text().encode())) <= MAX_QUEUE_MESSAGE_BYTES
+    with pytest.raises(InvalidPayloadError, match="at most 65536 bytes"):
+        too_big.to_queue_text()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_give_an_envelope_or_invalid_payload_and_nothing_else(body: bytes) -> None:
+    try:
+        envelope = Envelope.from_json(body)
+    except InvalidPayloadError as exc:
+        assert exc.errors
+    else:
+        assert Envelope.from_json(envelope.to_json()) == envelope
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    payload=st.dictionaries(st.text(), json_values, max_size=5),
+    occurred=st.datetimes(min_value=datetime(1971, 1, 1), timezones=st.just(UTC)),
+)
+def test_any_json_payload_round_trips_exactly(payload: dict[str, object], occurred: datetime) -> None:
+    envelope = Envelope(type="employee.updated", payload=payload, occurred_at=occurred)
+    assert Envelope.from_json(envelope.to_json()) == envelope
+
+
+wire_keys = st.sampled_from(["id", "type", "version", "occurredAt", "traceparent", "payload"]) | st.text(max_size=5)
+wire_values = json_values | st.sampled_from(["2026-12-01T08:00:00Z", "employee.hired", 1, 2, TRACEPARENT, {}])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(wire_keys, wire_values, max_size=8))
+def test_arbitrary_json_objects_give_an_envelope_or_invalid_payload(body: dict[str, object]) -> None:
+    try:
+        envelope = Envelope.from_json(json.dumps(body))
+    except InvalidPayloadError as exc:
+        assert exc.errors
+    else:
+        assert Envelope.from_json(envelope.to_json()) == envelope
