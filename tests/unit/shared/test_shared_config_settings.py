@@ -40,18 +40,22 @@ def test_a_full_local_environment() -> None:
             "WAVEGUARD_ENV": "local",
         }
     )
-    assert settings.storage.connection_string == AZURITE and not settings.storage.uses_identity
+    assert settings.storage.connection_string == AZURITE
+    assert not settings.storage.uses_identity
     assert settings.config_path == Path("/etc/waveguard/plan.yaml")
     assert settings.graph_base_url == "http://127.0.0.1:7072/v1.0"
     assert settings.graph_is_emulator
     assert settings.graph_timeout_seconds == 7.5
     assert settings.telemetry == "console"
     # Secrets stay out of logs that print the settings.
-    assert "InstrumentationKey" not in repr(settings) and "AccountKey" not in repr(settings)
+    assert "InstrumentationKey" not in repr(settings)
+    assert "AccountKey" not in repr(settings)
 
 
 def test_a_relative_config_path_is_relative_to_the_app_root() -> None:
-    assert load_settings({"WAVEGUARD_CONFIG": "config/other.yaml"}).config_path == APP_ROOT / "config/other.yaml"
+    assert (
+        load_settings({"WAVEGUARD_CONFIG": "config/other.yaml"}).config_path == APP_ROOT / "config/other.yaml"
+    )
 
 
 def test_identity_based_storage_from_service_uris_or_account_name() -> None:
@@ -62,7 +66,8 @@ def test_identity_based_storage_from_service_uris_or_account_name() -> None:
             "AzureWebJobsStorage__clientId": "client-1",
         }
     ).storage
-    assert by_uri.uses_identity and by_uri.client_id == "client-1"
+    assert by_uri.uses_identity
+    assert by_uri.client_id == "client-1"
     by_account = load_settings({"AzureWebJobsStorage__accountName": "wgstore", "WEBSITE_INSTANCE_ID": "x"})
     assert by_account.storage.queue_service_uri == "https://wgstore.queue.core.windows.net"
     assert by_account.storage.table_service_uri == "https://wgstore.table.core.windows.net"

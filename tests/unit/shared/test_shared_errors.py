@@ -74,8 +74,17 @@ def test_context_is_keyword_only() -> None:
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [(408, "retryable"), (429, "retryable"), (500, "retryable"), (503, "retryable"), (400, "permanent"),
-     (401, "permanent"), (403, "permanent"), (404, "permanent"), (409, "permanent")],
+    [
+        (408, "retryable"),
+        (429, "retryable"),
+        (500, "retryable"),
+        (503, "retryable"),
+        (400, "permanent"),
+        (401, "permanent"),
+        (403, "permanent"),
+        (404, "permanent"),
+        (409, "permanent"),
+    ],
 )
 def test_kiota_and_msgraph_api_errors_are_classified_by_status(status: int, expected: str) -> None:
     # GIVEN an APIError (msgraph's ODataError derives from it) with a response status
