@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -33,6 +33,8 @@ class Response:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    function_name: str = ""  # for the request log line; empty when no function ran
+    invocation_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,14 +130,20 @@ class HttpFrontend:
 
     def _invoke(self, spec: FunctionSpec, request: func.HttpRequest) -> Response:
         invocation_id = new_invocation_id()
-        extra = fields(spec.name, invocation_id)
         try:
             result = self._invoker.invoke(spec, request, invocation_id)
-            return _to_response(result)
+            response = _to_response(result)
         except Exception as exc:
-            log.exception("function %s failed: %s: %s", spec.name, type(exc).__name__, exc, extra=extra)
+            log.exception(
+                "function %s failed: %s: %s",
+                spec.name,
+                type(exc).__name__,
+                exc,
+                extra=fields(spec.name, invocation_id),
+            )
             body = {"error": "Internal Server Error", "function": spec.name, "invocationId": invocation_id}
-            return Response(500, [("Content-Type", "application/json")], json.dumps(body).encode())
+            response = Response(500, [("Content-Type", "application/json")], json.dumps(body).encode())
+        return replace(response, function_name=spec.name, invocation_id=invocation_id)
 
     @property
     def port(self) -> int:
@@ -228,19 +236,30 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.end()
         elapsed = (time.perf_counter() - started) * 1000
         path = urlsplit(self.path).path
-        log.info("%s %s %d %.1f ms", self.command, path, response.status, elapsed, extra=fields())
+        extra = {
+            **fields(response.function_name, response.invocation_id),
+            "http_method": self.command,
+            "http_path": path,
+            "http_status": response.status,
+            "duration_ms": round(elapsed, 1),
+        }
+        log.info("%s %s %d %.1f ms", self.command, path, response.status, elapsed, extra=extra)
 
     def _respond(self) -> Response:
         if self.server.stopping:
-            self.close_connection = True
             response = Response(503, [("Connection", "close")])
         else:
-            body = self._read_body()
-            if body is None:
-                self.close_connection = True  # the unread body makes the connection unusable
-                response = Response(413, [("Connection", "close")])
+            try:
+                body = self._read_body()
+            except ValueError:
+                response = Response(400, [("Connection", "close")])
             else:
-                response = self.server.frontend.handle(self._request(body))
+                if body is None:
+                    response = Response(413, [("Connection", "close")])
+                else:
+                    response = self.server.frontend.handle(self._request(body))
+        if ("Connection", "close") in response.headers:
+            self.close_connection = True  # an unread or unreadable body makes the connection unusable
         self._send(response)
         return response
 
@@ -255,7 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
         """The request body, or None when it exceeds MAX_BODY_BYTES."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             return self._read_chunked()
-        length = int(self.headers.get("Content-Length") or 0)
+        length = int(self.headers.get("Content-Length") or 0)  # ValueError: answered with 400
         if length > MAX_BODY_BYTES:
             return None
         return self.rfile.read(length) if length > 0 else b""
@@ -276,15 +295,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.readline()
 
     def _send(self, response: Response) -> None:
-        self.send_response(response.status)
-        for name, value in response.headers:
-            self.send_header(name, value)
         no_body = self.command == "HEAD" or response.status in {204, 304} or response.status < 200
-        if not no_body or self.command == "HEAD":
-            self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        if not no_body:
-            self.wfile.write(response.body)
+        try:
+            self.send_response(response.status)
+            for name, value in response.headers:
+                self.send_header(name, value)
+            if not no_body or self.command == "HEAD":
+                self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            if not no_body:
+                self.wfile.write(response.body)
+        except OSError:
+            self.close_connection = True  # the client went away; nothing left to tell it
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
 

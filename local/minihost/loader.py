@@ -101,17 +101,29 @@ def load_app(app_ref: str, app_dir: Path, *, environ: Mapping[str, str]) -> Load
     module = _import_fresh(module_name, app_dir, loaded)
     try:
         app = _app_attribute(module, module_name, attribute)
-        try:
-            functions = app.get_functions()
-        except Exception as exc:
-            raise AppLoadError(
-                f"{app_ref}.get_functions() failed: {exc} (it can be called only once per FunctionApp)"
-            ) from exc
-        loaded.functions = [_spec(f, str(app_dir), environ) for f in functions]
+        loaded.functions = read_functions(app, app_ref=app_ref, directory=str(app_dir), environ=environ)
     except MiniHostError:
         loaded.unload()
         raise
     return loaded
+
+
+def read_functions(
+    app: Any, *, app_ref: str, directory: str, environ: Mapping[str, str]
+) -> list[FunctionSpec]:
+    """Call `app.get_functions()` (once: a second call raises) and validate every function.
+
+    Raises:
+        AppLoadError: get_functions() failed (duplicate names, or it was already called).
+        BindingError: a function uses a trigger or binding the mini-host cannot run.
+    """
+    try:
+        functions = app.get_functions()
+    except Exception as exc:
+        raise AppLoadError(
+            f"{app_ref}.get_functions() failed: {exc} (it can be called only once per FunctionApp)"
+        ) from exc
+    return [_spec(f, directory, environ) for f in functions]
 
 
 def _split_ref(app_ref: str) -> tuple[str, str]:

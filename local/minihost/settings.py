@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,15 +154,6 @@ def load_local_settings(path: Path | None) -> LocalSettings:
     if empty:
         raise ConfigError(f"{path}: FunctionKeys: names and keys must be non-empty; check {empty}")
     return LocalSettings(values=values, http_port=port, function_keys=keys)
-
-
-def export_values(values: Mapping[str, str], environ: MutableMapping[str, str] | None = None) -> list[str]:
-    """Put Values into the environment without overriding what is already set; return the names set."""
-    target = os.environ if environ is None else environ
-    added = [name for name in values if name not in target]
-    for name in added:
-        target[name] = values[name]
-    return added
 
 
 def _read_json(path: Path) -> object:
