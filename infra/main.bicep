@@ -149,7 +149,7 @@ var names = {
   functionApp: 'func-${baseName}-${token}'
 }
 
-// Queue and table names are a contract with the code (docs/DESIGN.md section 3).
+// Queue and table names are a contract with the code (shared/names.py).
 var queueNames = [
   'hr-events'
   'group-changes'
@@ -189,12 +189,10 @@ var graphRolesRiskResponses = [
   'User.RevokeSessions.All' // revokeSignInSessions
   'User.EnableDisableAccount.All' // accountEnabled = false
 ]
-var graphAppRoles = concat(
-  graphRolesCore,
-  manageConditionalAccess ? graphRolesConditionalAccessWrite : [],
-  grantMailSend ? graphRolesMail : [],
-  enableDestructiveResponses ? graphRolesRiskResponses : graphRolesRiskReadOnly
-)
+var graphRolesConditionalAccess = manageConditionalAccess ? graphRolesConditionalAccessWrite : []
+var graphRolesMailIfGranted = grantMailSend ? graphRolesMail : []
+var graphRolesRisk = enableDestructiveResponses ? graphRolesRiskResponses : graphRolesRiskReadOnly
+var graphAppRoles = concat(graphRolesCore, graphRolesConditionalAccess, graphRolesMailIfGranted, graphRolesRisk)
 
 var waveguardBaseSettings = {
   WAVEGUARD_ENV: 'azure'
