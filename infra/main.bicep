@@ -104,7 +104,7 @@ param notificationBaseUrl string = ''
 param otlpEndpoint string = ''
 
 @description('App settings resolved from Key Vault: { APP_SETTING_NAME: \'secret-name\' }. The secrets themselves are set after deployment (infra/README.md).')
-param secretAppSettings object = {
+param keyVaultAppSettings object = {
   WAVEGUARD_HR_WEBHOOK_SECRET: 'hr-webhook-secret'
   WAVEGUARD_GRAPH_CLIENT_STATE: 'graph-client-state'
   PAGERDUTY_ROUTING_KEY: 'pagerduty-routing-key'
@@ -272,9 +272,9 @@ module functionApp 'modules/functionapp.bicep' = {
     blobEndpoint: storage.outputs.blobEndpoint
     queueEndpoint: storage.outputs.queueEndpoint
     tableEndpoint: storage.outputs.tableEndpoint
-    appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
+    appInsightsName: monitoring.outputs.appInsightsName
     keyVaultName: keyVault.outputs.name
-    secretAppSettings: secretAppSettings
+    keyVaultAppSettings: keyVaultAppSettings
     appSettings: waveguardSettings
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount

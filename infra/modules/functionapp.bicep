@@ -37,14 +37,14 @@ param queueEndpoint string
 @description('Table service endpoint of the storage account.')
 param tableEndpoint string
 
-@description('Application Insights connection string.')
-param appInsightsConnectionString string
+@description('Name of the Application Insights component (same resource group).')
+param appInsightsName string
 
-@description('Name of the Key Vault that holds the secrets referenced by secretAppSettings.')
+@description('Name of the Key Vault that holds the secrets referenced by keyVaultAppSettings.')
 param keyVaultName string
 
 @description('App settings resolved from Key Vault: { APP_SETTING_NAME: \'secret-name\' }.')
-param secretAppSettings object = {}
+param keyVaultAppSettings object = {}
 
 @description('Plain (non-secret) app settings: { NAME: \'value\' }. Values must be strings.')
 param appSettings object = {}
@@ -87,13 +87,13 @@ var hostStorageSettings = {
 var platformSettings = {
   // azure-identity's ManagedIdentityCredential / DefaultAzureCredential pick the identity from it.
   AZURE_CLIENT_ID: identityClientId
-  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
 }
 
 // Key Vault references; versionless, so a rotated secret is picked up (within 24 h, or at once
 // with a config-reference refresh / app restart).
-var keyVaultReferences = toObject(items(secretAppSettings), entry => entry.key, entry => '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${entry.value})')
+var keyVaultReferences = toObject(items(keyVaultAppSettings), entry => entry.key, entry => '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${entry.value})')
 
 // HTTP triggers (HR webhooks, Graph notifications, Azure Monitor alerts) form the 'http' group.
 var httpAlwaysReady = [
@@ -107,6 +107,10 @@ var httpAlwaysReady = [
 var appTags = union(tags, {
   'azd-service-name': 'waveguard'
 })
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
+}
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName

@@ -16,7 +16,7 @@ extension microsoftGraphV1
 param principalId string
 
 @description('Microsoft Graph application permission names (app role values), e.g. \'User.Read.All\'.')
-param appRoles array
+param appRoles string[]
 
 // Well-known appId of Microsoft Graph (same in every tenant).
 var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
@@ -34,4 +34,4 @@ resource grants 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [for role in appRoles
 }]
 
 @description('The Microsoft Graph application permissions granted.')
-output granted array = appRoles
+output granted string[] = appRoles

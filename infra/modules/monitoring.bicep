@@ -78,8 +78,5 @@ output appInsightsName string = appInsights.name
 @description('Resource id of the Application Insights component.')
 output appInsightsId string = appInsights.id
 
-@description('Application Insights connection string (not a credential: local auth is disabled).')
-output appInsightsConnectionString string = appInsights.properties.ConnectionString
-
 @description('Resource id of the Log Analytics workspace.')
 output workspaceId string = workspace.id

@@ -22,10 +22,10 @@ param tags object = {}
 param deploymentContainerName string
 
 @description('WaveGuard work queues; each also gets its <name>-poison twin.')
-param queueNames array
+param queueNames string[]
 
 @description('WaveGuard state tables.')
-param tableNames array
+param tableNames string[]
 
 @description('Object id of the Function App\'s managed identity (blob owner, queue and table contributor).')
 param appPrincipalId string
@@ -169,4 +169,4 @@ output tableEndpoint string = storage.properties.primaryEndpoints.table
 output deploymentContainerUrl string = '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
 
 @description('Every queue created (work queues and their poison twins).')
-output queues array = allQueueNames
+output queues string[] = allQueueNames
