@@ -31,7 +31,7 @@ BASIC = frozenset({"eq", "in", "startswith"})
 ADVANCED = frozenset({"ne", "not", "endswith", "ge", "le", "gt", "lt"})
 COMPARISONS = frozenset({"eq", "ne", "ge", "le", "gt", "lt"})
 _TOKEN = re.compile(
-    r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<number>-?\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][\w/.]*)|(?P<punct>[(),]))"
+    r"(?P<string>'(?:[^']|'')*')|(?P<number>-?\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][\w/.]*)|(?P<punct>[(),])"
 )
 
 
@@ -73,13 +73,15 @@ def _tokenize(text: str) -> list[Token]:
     tokens: list[Token] = []
     position = 0
     while position < len(text):
-        if text[position:].strip() == "":
-            break
+        if text[position].isspace():
+            position += 1
+            continue
         match = _TOKEN.match(text, position)
-        if match is None or match.end() == position:
-            raise FilterSyntaxError(f"syntax error at position {position}", text)
+        if match is None:
+            problem = "unterminated string" if text[position] == "'" else f"unexpected '{text[position]}'"
+            raise FilterSyntaxError(f"{problem} at position {position}", text)
         kind = match.lastgroup or "punct"
-        tokens.append(Token(kind, match.group(kind), match.start(kind)))
+        tokens.append(Token(kind, match.group(kind), position))
         position = match.end()
     return tokens
 

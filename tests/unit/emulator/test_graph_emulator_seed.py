@@ -1,0 +1,82 @@
+"""The demo tenant: its size, structure and determinism."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from local.graph_emulator.seed import (
+    BREAK_GLASS_GROUP,
+    BREAK_GLASS_UPNS,
+    DEMO_USER_COUNT,
+    DEPARTMENTS,
+    IT_PILOT_GROUP,
+    DemoTenant,
+    seed_demo,
+)
+from local.graph_emulator.store import TenantStore
+
+
+def demo(random_seed: int = 42) -> tuple[TenantStore, DemoTenant]:
+    store = TenantStore()
+    return store, seed_demo(store, random_seed=random_seed)
+
+
+def test_the_demo_tenant_has_about_300_people_in_every_department() -> None:
+    store, tenant = demo()
+    people = [u for u in store.users.values() if u["employeeId"]]
+
+    assert len(store.users) == DEMO_USER_COUNT == tenant.user_count == 302
+    assert len(people) == 300
+    assert set(Counter(u["department"] for u in people)) == {*DEPARTMENTS, "Executive"}
+    assert {u["country"] for u in people} == {"GB", "US", "DE", "FR", "NL", "IN"}
+    assert all(u["usageLocation"] == u["country"] for u in people)
+
+
+def test_upns_and_employee_ids_are_unique() -> None:
+    store, _ = demo()
+    people = [u for u in store.users.values() if u["employeeId"]]
+
+    upns = [u["userPrincipalName"] for u in people]
+    assert len(set(upns)) == len(upns)
+    assert all(upn.endswith("@contoso.com") and upn.count(".") == 2 for upn in upns)
+    assert sorted(u["employeeId"] for u in people)[0] == "E1000"
+
+
+def test_everyone_reports_to_their_head_and_heads_report_to_the_ceo() -> None:
+    store, tenant = demo()
+
+    for user in store.users.values():
+        manager = store.manager_of(user["id"])
+        if user["id"] == tenant.ceo_id or user["userPrincipalName"] in BREAK_GLASS_UPNS:
+            assert manager is None
+        elif str(user["jobTitle"]).startswith("Head of "):
+            assert manager is not None
+            assert manager["id"] == tenant.ceo_id
+        else:
+            assert manager is not None
+            assert manager["jobTitle"] == f"Head of {user['department']}"
+
+
+def test_pilot_and_break_glass_groups_hold_the_right_people() -> None:
+    store, _ = demo()
+    pilot = store.find_group_by_name(IT_PILOT_GROUP)
+    exclusion = store.find_group_by_name(BREAK_GLASS_GROUP)
+
+    assert pilot is not None
+    assert exclusion is not None
+    it_staff = {u["id"] for u in store.users.values() if u["department"] == "IT"}
+    assert set(store.member_ids(pilot["id"])) == it_staff
+    assert {store.users[i]["userPrincipalName"] for i in store.member_ids(exclusion["id"])} == set(
+        BREAK_GLASS_UPNS
+    )
+    assert all(store.users[i]["employeeId"] is None for i in store.member_ids(exclusion["id"]))
+
+
+def test_the_same_random_seed_gives_the_same_tenant_and_another_does_not() -> None:
+    first, _ = demo(42)
+    again, _ = demo(42)
+    other, _ = demo(7)
+
+    assert first.to_json()["users"] == again.to_json()["users"]
+    assert list(first.users) == list(again.users)
+    assert list(first.users) != list(other.users)
