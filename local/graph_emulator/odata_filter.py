@@ -18,6 +18,7 @@ operators; ``ne``, ``not``, ``endswith`` and ranges are advanced queries that ne
 
 from __future__ import annotations
 
+import operator as operator_module
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -238,6 +239,14 @@ def _comparable(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
 
 
+ORDERINGS: dict[str, Callable[[Any, Any], Any]] = {
+    "ge": operator_module.ge,
+    "le": operator_module.le,
+    "gt": operator_module.gt,
+    "lt": operator_module.lt,
+}
+
+
 def _compare(prop: str, operator: str, value: Any) -> Predicate:
     def predicate(obj: JsonObject) -> bool:
         actual = _comparable(obj.get(prop))
@@ -247,8 +256,6 @@ def _compare(prop: str, operator: str, value: Any) -> Predicate:
             return bool(actual != value)
         if actual is None or value is None or type(actual) is not type(value):
             return False
-        return {"ge": actual >= value, "le": actual <= value, "gt": actual > value, "lt": actual < value}[
-            operator
-        ]
+        return bool(ORDERINGS[operator](actual, value))
 
     return predicate

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from local.graph_emulator.errors import GraphError, JsonObject, bad_request
+from local.graph_emulator.store import TenantStore
 
 if TYPE_CHECKING:
     from local.graph_emulator.app import Emulator
@@ -123,7 +124,7 @@ class Call:
     emulator: Emulator
 
     @property
-    def store(self) -> Any:
+    def store(self) -> TenantStore:
         return self.emulator.store
 
 

@@ -65,7 +65,7 @@ class GraphRequestHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _read_chunked(self) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
             if size == 0:
@@ -78,7 +78,7 @@ class GraphRequestHandler(BaseHTTPRequestHandler):
     def _to_request(self, body: bytes) -> Request:
         parts = urlsplit(self.path)
         request_id = str(uuid.uuid4())
-        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
+        host = self.headers.get("Host") or "{}:{}".format(*self.listening_address())
         return Request(
             method=self.command.upper(),
             path=parts.path or "/",
@@ -89,6 +89,11 @@ class GraphRequestHandler(BaseHTTPRequestHandler):
             client_request_id=self.headers.get("client-request-id") or request_id,
             origin=f"http://{host}",
         )
+
+    def listening_address(self) -> tuple[str, int]:
+        """The listening address, for requests that came without a Host header (HTTP/1.0)."""
+        address = self.server.server_address
+        return (str(address[0]), int(address[1])) if isinstance(address, tuple) else ("127.0.0.1", 0)
 
     def _write(self, request: Request, response: Response) -> None:
         payload = response.encoded_body()

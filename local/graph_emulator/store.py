@@ -154,6 +154,10 @@ class TenantStore:
         self.require_group(group_id)
         return list(self.members[group_id])
 
+    def member_objects(self, group_id: str) -> list[JsonObject]:
+        """The users and groups in a group, in the order they were added."""
+        return [obj for oid in self.member_ids(group_id) if (obj := self.directory_object(oid)) is not None]
+
     def add_members(self, group_id: str, object_ids: Iterable[str]) -> None:
         """Add members all or nothing, as Graph does.
 
