@@ -115,6 +115,8 @@ class GraphRequestHandler(BaseHTTPRequestHandler):
 
 class EmulatorServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 resets connections when a client opens 20 at once
+    request_queue_size = 128
     # a restarted emulator may reuse the port at once
     allow_reuse_address = True
 
