@@ -1,0 +1,76 @@
+"""The append-only audit log: stamping and validation here, storage in the backends."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Final
+
+from shared.errors import InvalidPayloadError
+from shared.state.ports import AuditEntry, Clock, utc_now
+
+__all__ = ["MAX_DETAILS_CHARS", "MAX_LIST_LIMIT", "AuditLog"]
+
+MAX_DETAILS_CHARS: Final = 30_000
+MAX_LIST_LIMIT: Final = 1000
+
+
+class AuditLog(ABC):
+    """Append entries and list them newest first; there is no update and no delete."""
+
+    def __init__(self, *, clock: Clock = utc_now) -> None:
+        self._clock = clock
+
+    def append(self, entry: AuditEntry) -> AuditEntry:
+        """Store ``entry`` with ``at`` (now, unless given) and a unique ``id``; returns the stored entry.
+
+        Raises:
+            InvalidPayloadError: actor/action/target empty, or details not JSON or too large.
+            RetryableError: the store is unavailable.
+        """
+        for name in ("actor", "action", "target"):
+            if not getattr(entry, name):
+                raise InvalidPayloadError.for_field(name, "is required")
+        details = _check_details(entry)
+        at = (entry.at or self._clock()).astimezone(UTC)
+        stamped = replace(entry, at=at, id=entry.id or uuid.uuid4().hex, details=details)
+        self._append(stamped)
+        return stamped
+
+    def list(self, *, since: datetime | None = None, limit: int = 100) -> list[AuditEntry]:
+        """Entries at or after ``since``, newest first, at most ``limit`` (1 to 1000).
+
+        Raises:
+            InvalidPayloadError: ``limit`` is out of range or ``since`` has no time zone.
+            RetryableError: the store is unavailable.
+        """
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidPayloadError.for_field("limit", f"expected 1 to {MAX_LIST_LIMIT}")
+        if since is not None and since.tzinfo is None:
+            raise InvalidPayloadError.for_field("since", "must be timezone-aware")
+        return self._list(since.astimezone(UTC) if since else None, limit)
+
+    @abstractmethod
+    def _append(self, entry: AuditEntry) -> None:
+        """Insert a fully stamped entry (never overwrite)."""
+
+    @abstractmethod
+    def _list(self, since: datetime | None, limit: int) -> builtins.list[AuditEntry]:
+        """Newest first, ``at >= since``, at most ``limit``."""
+
+
+def _check_details(entry: AuditEntry) -> dict[str, object]:
+    try:
+        text = json.dumps(dict(entry.details), separators=(",", ":"), allow_nan=False, default=str)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayloadError.for_field("details", f"not JSON-serialisable: {exc}") from exc
+    if len(text) > MAX_DETAILS_CHARS:
+        raise InvalidPayloadError.for_field(
+            "details", f"{len(text)} characters; the limit is {MAX_DETAILS_CHARS}"
+        )
+    details: dict[str, object] = json.loads(text)
+    return details

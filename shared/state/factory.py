@@ -1,0 +1,78 @@
+"""Build the three stores from Settings (Azure Tables) or in memory (unit tests, dry runs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from shared.config.settings import Settings
+from shared.names import TABLE_AUDIT, TABLE_IDEMPOTENCY, TABLE_STATE
+from shared.state.audit import AuditLog
+from shared.state.idempotency import DEFAULT_IN_PROGRESS_EXPIRY, IdempotencyStore
+from shared.state.kv import KeyValueStore
+from shared.state.memory import MemoryAuditLog, MemoryIdempotencyStore, MemoryKeyValueStore
+from shared.state.ports import Clock, utc_now
+from shared.state.tables import TableAuditLog, TableIdempotencyStore, TableKeyValueStore, Tables
+
+__all__ = ["StateStores", "build_memory_state", "build_state"]
+
+
+@dataclass(frozen=True, slots=True)
+class StateStores:
+    """The state a worker needs: idempotency keys, key-value state, and the audit log."""
+
+    idempotency: IdempotencyStore
+    kv: KeyValueStore
+    audit: AuditLog
+
+
+def build_state(
+    settings: Settings,
+    *,
+    clock: Clock = utc_now,
+    in_progress_expiry: timedelta = DEFAULT_IN_PROGRESS_EXPIRY,
+    table_prefix: str = "",
+) -> StateStores:
+    """Table-backed stores from the storage settings; tables are created on first use.
+
+    ``table_prefix`` (letters/digits) isolates test runs sharing one storage account.
+
+    Raises:
+        ConfigError: storage is not configured, or the prefix is not alphanumeric.
+    """
+    from azure.data.tables import TableServiceClient
+
+    from shared.config.identity import storage_credential
+    from shared.errors import ConfigError
+
+    storage = settings.storage.require()
+    if table_prefix and not table_prefix.isalnum():
+        raise ConfigError(
+            f"table_prefix must be letters and digits, got {table_prefix!r}", field="table_prefix"
+        )
+    if storage.connection_string:
+        service = TableServiceClient.from_connection_string(storage.connection_string)
+    else:
+        assert storage.table_service_uri is not None  # require() checked it
+        service = TableServiceClient(
+            endpoint=storage.table_service_uri, credential=storage_credential(settings)
+        )
+    tables = Tables(service)
+    return StateStores(
+        idempotency=TableIdempotencyStore(
+            tables, table_prefix + TABLE_IDEMPOTENCY, clock=clock, in_progress_expiry=in_progress_expiry
+        ),
+        kv=TableKeyValueStore(tables, table_prefix + TABLE_STATE),
+        audit=TableAuditLog(tables, table_prefix + TABLE_AUDIT, clock=clock),
+    )
+
+
+def build_memory_state(
+    *, clock: Clock = utc_now, in_progress_expiry: timedelta = DEFAULT_IN_PROGRESS_EXPIRY
+) -> StateStores:
+    """In-memory stores with the same semantics (unit tests, `--dry-run` tooling)."""
+    return StateStores(
+        idempotency=MemoryIdempotencyStore(clock=clock, in_progress_expiry=in_progress_expiry),
+        kv=MemoryKeyValueStore(),
+        audit=MemoryAuditLog(clock=clock),
+    )

@@ -1,0 +1,113 @@
+"""Key-value state (watermarks, delta links, wave state): JSON values with ETags."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from typing import Any, Final
+
+from shared.errors import InvalidPayloadError
+from shared.state.errors import ConcurrencyError, WriteConflict
+from shared.state.ports import Versioned
+
+__all__ = ["MAX_NAME_LENGTH", "MAX_VALUE_CHARS", "KeyValueStore"]
+
+MAX_NAME_LENGTH: Final = 256
+# One table string property holds 32K UTF-16 characters; leave room for escaping.
+MAX_VALUE_CHARS: Final = 30_000
+
+
+class KeyValueStore(ABC):
+    """JSON values by (namespace, key); conditional writes raise ``ConcurrencyError``.
+
+    Backends implement three small methods over JSON text; a lost condition raises
+    ``WriteConflict``.
+    """
+
+    def get(self, namespace: str, key: str) -> Versioned | None:
+        """The value and its ETag, or None when absent.
+
+        Raises:
+            InvalidPayloadError: namespace or key is empty or too long.
+            RetryableError: the store is unavailable.
+        """
+        _check_names(namespace, key)
+        stored = self._read(namespace, key)
+        if stored is None:
+            return None
+        text, etag = stored
+        return Versioned(json.loads(text), etag)
+
+    def put(
+        self, namespace: str, key: str, value: Any, *, if_match: str | None = None, if_absent: bool = False
+    ) -> str:
+        """Store ``value`` (JSON); returns the new ETag.
+
+        ``if_match`` writes only over that version; ``if_absent`` only creates. Neither: last
+        writer wins.
+
+        Raises:
+            ConcurrencyError: the condition failed (someone else wrote first); re-read and retry.
+            InvalidPayloadError: bad names, a value that is not JSON or is too large, or both conditions.
+            RetryableError: the store is unavailable.
+        """
+        _check_names(namespace, key)
+        if if_match is not None and if_absent:
+            raise InvalidPayloadError.for_field("if_match", "give if_match or if_absent, not both")
+        text = _encode(value)
+        try:
+            return self._write(namespace, key, text, if_match=if_match, if_absent=if_absent)
+        except WriteConflict:
+            expected = "to be absent" if if_absent else f"version {if_match}"
+            raise ConcurrencyError(
+                f"state {namespace}/{key} changed concurrently (expected {expected})",
+                namespace=namespace,
+                key=key,
+            ) from None
+
+    def delete(self, namespace: str, key: str, *, if_match: str | None = None) -> None:
+        """Remove the value; absent is fine.
+
+        Raises:
+            ConcurrencyError: ``if_match`` was given and the value changed since.
+            RetryableError: the store is unavailable.
+        """
+        _check_names(namespace, key)
+        try:
+            self._delete(namespace, key, if_match=if_match)
+        except WriteConflict:
+            raise ConcurrencyError(
+                f"state {namespace}/{key} changed concurrently (expected version {if_match})",
+                namespace=namespace,
+                key=key,
+            ) from None
+
+    @abstractmethod
+    def _read(self, namespace: str, key: str) -> tuple[str, str] | None:
+        """(JSON text, etag) or None."""
+
+    @abstractmethod
+    def _write(self, namespace: str, key: str, text: str, *, if_match: str | None, if_absent: bool) -> str:
+        """Store the text under the condition; return the new etag; WriteConflict if it fails."""
+
+    @abstractmethod
+    def _delete(self, namespace: str, key: str, *, if_match: str | None) -> None:
+        """Delete under the condition (absent is fine); WriteConflict if the etag differs."""
+
+
+def _check_names(namespace: str, key: str) -> None:
+    for field, value in (("namespace", namespace), ("key", key)):
+        if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
+            raise InvalidPayloadError.for_field(field, f"expected 1 to {MAX_NAME_LENGTH} characters")
+
+
+def _encode(value: Any) -> str:
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayloadError.for_field("value", f"not JSON-serialisable: {exc}") from exc
+    if len(text) > MAX_VALUE_CHARS:
+        raise InvalidPayloadError.for_field(
+            "value", f"{len(text)} characters; the limit is {MAX_VALUE_CHARS}"
+        )
+    return text

@@ -1,0 +1,126 @@
+"""In-memory twins of the table backends: same semantics, thread-safe, injectable clock."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from shared.errors import PermanentError
+from shared.state.audit import AuditLog
+from shared.state.errors import WriteConflict
+from shared.state.idempotency import DEFAULT_IN_PROGRESS_EXPIRY, IdempotencyRecord, IdempotencyStore
+from shared.state.kv import KeyValueStore
+from shared.state.ports import AuditEntry, Clock, utc_now
+
+__all__ = ["MemoryAuditLog", "MemoryIdempotencyStore", "MemoryKeyValueStore"]
+
+
+class _Etags:
+    """Monotonic ETags shaped like the Table service's weak ETags."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f'W/"mem-{next(self._counter)}"'
+
+
+class MemoryIdempotencyStore(IdempotencyStore):
+    """Idempotency records in a dict guarded by a lock."""
+
+    def __init__(
+        self, *, clock: Clock = utc_now, in_progress_expiry: timedelta = DEFAULT_IN_PROGRESS_EXPIRY
+    ) -> None:
+        super().__init__(clock=clock, in_progress_expiry=in_progress_expiry)
+        self._records: dict[str, IdempotencyRecord] = {}
+        self._lock = threading.Lock()
+        self._etags = _Etags()
+
+    def _read(self, key: str) -> IdempotencyRecord | None:
+        with self._lock:
+            return self._records.get(key)
+
+    def _insert(self, record: IdempotencyRecord) -> None:
+        with self._lock:
+            if record.key in self._records:
+                raise WriteConflict(record.key)
+            self._records[record.key] = replace(record, etag=self._etags.next())
+
+    def _replace(self, record: IdempotencyRecord, *, etag: str | None) -> None:
+        with self._lock:
+            current = self._records.get(record.key)
+            if current is None or current.etag != etag:
+                raise WriteConflict(record.key)
+            self._records[record.key] = replace(record, etag=self._etags.next())
+
+    def _upsert(self, record: IdempotencyRecord) -> None:
+        with self._lock:
+            self._records[record.key] = replace(record, etag=self._etags.next())
+
+    def _delete(self, key: str, *, etag: str | None) -> None:
+        with self._lock:
+            current = self._records.get(key)
+            if current is None:
+                return
+            if etag is not None and current.etag != etag:
+                raise WriteConflict(key)
+            del self._records[key]
+
+
+class MemoryKeyValueStore(KeyValueStore):
+    """JSON texts by (namespace, key) in a dict guarded by a lock."""
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[str, str], tuple[str, str]] = {}
+        self._lock = threading.Lock()
+        self._etags = _Etags()
+
+    def _read(self, namespace: str, key: str) -> tuple[str, str] | None:
+        with self._lock:
+            return self._values.get((namespace, key))
+
+    def _write(self, namespace: str, key: str, text: str, *, if_match: str | None, if_absent: bool) -> str:
+        with self._lock:
+            current = self._values.get((namespace, key))
+            if if_absent and current is not None:
+                raise WriteConflict(key)
+            if if_match is not None and (current is None or current[1] != if_match):
+                raise WriteConflict(key)
+            etag = self._etags.next()
+            self._values[(namespace, key)] = (text, etag)
+            return etag
+
+    def _delete(self, namespace: str, key: str, *, if_match: str | None) -> None:
+        with self._lock:
+            current = self._values.get((namespace, key))
+            if current is None:
+                return
+            if if_match is not None and current[1] != if_match:
+                raise WriteConflict(key)
+            del self._values[(namespace, key)]
+
+
+class MemoryAuditLog(AuditLog):
+    """Audit entries in a list; listing sorts newest first like the table's reversed keys."""
+
+    def __init__(self, *, clock: Clock = utc_now) -> None:
+        super().__init__(clock=clock)
+        self._entries: list[tuple[datetime, int, AuditEntry]] = []
+        self._lock = threading.Lock()
+        self._sequence = itertools.count()
+        self._ids: set[str] = set()
+
+    def _append(self, entry: AuditEntry) -> None:
+        assert entry.at is not None  # stamped by AuditLog.append
+        with self._lock:
+            if entry.id in self._ids:
+                raise PermanentError(f"audit entry {entry.id} already exists; the audit log is append-only")
+            self._ids.add(str(entry.id))
+            self._entries.append((entry.at, next(self._sequence), entry))
+
+    def _list(self, since: datetime | None, limit: int) -> list[AuditEntry]:
+        with self._lock:
+            rows = sorted(self._entries, key=lambda row: (row[0], row[1]), reverse=True)
+        return [entry for at, _, entry in rows if since is None or at >= since][:limit]

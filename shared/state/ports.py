@@ -1,0 +1,138 @@
+"""The state ports (what handlers depend on) and the values they exchange."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple, Protocol
+
+__all__ = [
+    "AuditEntry",
+    "AuditPort",
+    "Claim",
+    "ClaimStatus",
+    "Clock",
+    "IdempotencyPort",
+    "KeyValuePort",
+    "Versioned",
+    "utc_now",
+]
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The current time in UTC (the default clock)."""
+    return datetime.now(UTC)
+
+
+class ClaimStatus(enum.StrEnum):
+    """What ``claim`` found: the key is ours now, someone holds it, or the work is done."""
+
+    ACQUIRED = "acquired"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of ``IdempotencyPort.claim``."""
+
+    key: str
+    status: ClaimStatus
+    # IN_PROGRESS: how long the current holder has held the key.
+    age: timedelta = timedelta(0)
+    # COMPLETED: the small result the first holder stored with ``complete``.
+    result: dict[str, Any] | None = None
+    # ACQUIRED from a holder that exceeded the in-progress expiry (it most likely crashed).
+    taken_over: bool = False
+
+    @property
+    def acquired(self) -> bool:
+        """True when the caller now holds the key and should do the work."""
+        return self.status is ClaimStatus.ACQUIRED
+
+    @property
+    def in_progress(self) -> bool:
+        """True when someone else is doing the work right now."""
+        return self.status is ClaimStatus.IN_PROGRESS
+
+    @property
+    def completed(self) -> bool:
+        """True when the work was done before; ``result`` holds what it produced."""
+        return self.status is ClaimStatus.COMPLETED
+
+
+class Versioned(NamedTuple):
+    """A stored value with the ETag to pass as ``if_match`` for an optimistic update."""
+
+    value: Any
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """Who did what to which target, why, under which correlation id.
+
+    ``at`` and ``id`` are set by ``AuditPort.append`` when left empty. Never put secrets
+    (TAPs, tokens, webhook secrets) into ``details``.
+    """
+
+    actor: str
+    action: str
+    target: str
+    reason: str
+    correlation_id: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    at: datetime | None = None
+    id: str | None = None
+
+
+class IdempotencyPort(Protocol):
+    """Exactly-once effects on top of at-least-once delivery."""
+
+    def claim(self, key: str, *, ttl: timedelta, in_progress_expiry: timedelta | None = None) -> Claim:
+        """Try to become the one caller doing the work for ``key``."""
+        ...
+
+    def complete(
+        self, key: str, result: Mapping[str, Any] | None = None, *, ttl: timedelta | None = None
+    ) -> None:
+        """Record that the work for ``key`` is done, with a small JSON result."""
+        ...
+
+    def release(self, key: str) -> None:
+        """Give up an in-progress claim after a failure so a retry can proceed."""
+        ...
+
+
+class KeyValuePort(Protocol):
+    """Small JSON values (watermarks, delta links, wave state) with optimistic concurrency."""
+
+    def get(self, namespace: str, key: str) -> Versioned | None:
+        """The value and its ETag, or None when absent."""
+        ...
+
+    def put(
+        self, namespace: str, key: str, value: Any, *, if_match: str | None = None, if_absent: bool = False
+    ) -> str:
+        """Store ``value``; returns the new ETag."""
+        ...
+
+    def delete(self, namespace: str, key: str, *, if_match: str | None = None) -> None:
+        """Remove the value (absent is fine)."""
+        ...
+
+
+class AuditPort(Protocol):
+    """Append-only audit trail of every write WaveGuard makes."""
+
+    def append(self, entry: AuditEntry) -> AuditEntry:
+        """Store ``entry``; returns it with ``at`` and ``id`` filled in."""
+        ...
+
+    def list(self, *, since: datetime | None = None, limit: int = 100) -> list[AuditEntry]:
+        """Entries newest first, at or after ``since``, at most ``limit``."""
+        ...

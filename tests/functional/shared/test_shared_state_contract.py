@@ -1,0 +1,232 @@
+"""One contract for both state backends: the in-memory twin and Azure Tables (on Azurite)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from local.azurite import Azurite
+from shared.config import Settings, StorageSettings
+from shared.errors import InvalidPayloadError, PermanentError
+from shared.state import (
+    AuditEntry,
+    ClaimStatus,
+    ConcurrencyError,
+    StateStores,
+    build_memory_state,
+    build_state,
+)
+
+T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+EXPIRY = timedelta(minutes=6)
+
+
+class FakeClock:
+    """A clock tests move by hand (thread-safe reads)."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["memory", pytest.param("tables", marks=pytest.mark.functional)])
+def stores(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[StateStores]:
+    if request.param == "memory":
+        yield build_memory_state(clock=clock, in_progress_expiry=EXPIRY)
+        return
+    azurite: Azurite = request.getfixturevalue("azurite")
+    settings = Settings(storage=StorageSettings(connection_string=azurite.connection_string))
+    # A fresh set of tables per test: the session's Azurite is shared with other tests.
+    yield build_state(
+        settings, clock=clock, in_progress_expiry=EXPIRY, table_prefix=f"t{uuid.uuid4().hex[:10]}"
+    )
+
+
+# --- idempotency -------------------------------------------------------------------------------
+
+
+def test_the_first_claim_acquires_and_a_duplicate_sees_in_progress_with_its_age(
+    stores: StateStores, clock: FakeClock
+) -> None:
+    first = stores.idempotency.claim("hr-events:msg-1", ttl=timedelta(days=1))
+    clock.advance(timedelta(seconds=42))
+    second = stores.idempotency.claim("hr-events:msg-1", ttl=timedelta(days=1))
+    assert first.status is ClaimStatus.ACQUIRED
+    assert second.status is ClaimStatus.IN_PROGRESS
+    assert second.age == timedelta(seconds=42)
+
+
+def test_a_claim_after_complete_returns_the_stored_result(stores: StateStores) -> None:
+    stores.idempotency.claim("tap:E1001", ttl=timedelta(days=7))
+    stores.idempotency.complete("tap:E1001", {"tapMethodId": "m-1", "delivered": True})
+    again = stores.idempotency.claim("tap:E1001", ttl=timedelta(days=7))
+    assert again.completed
+    assert again.result == {"tapMethodId": "m-1", "delivered": True}
+
+
+def test_expired_keys_behave_as_absent(stores: StateStores, clock: FakeClock) -> None:
+    stores.idempotency.claim("k", ttl=timedelta(hours=1))
+    stores.idempotency.complete("k", {"n": 1})
+    clock.advance(timedelta(hours=1, seconds=1))
+    again = stores.idempotency.claim("k", ttl=timedelta(hours=1))
+    assert again.acquired
+    assert not again.taken_over
+
+
+def test_a_crashed_holder_is_taken_over_after_the_in_progress_expiry(
+    stores: StateStores, clock: FakeClock
+) -> None:
+    stores.idempotency.claim("k", ttl=timedelta(days=1))
+    clock.advance(EXPIRY - timedelta(seconds=1))
+    assert stores.idempotency.claim("k", ttl=timedelta(days=1)).in_progress
+    clock.advance(timedelta(seconds=1))
+    takeover = stores.idempotency.claim("k", ttl=timedelta(days=1))
+    assert takeover.acquired
+    assert takeover.taken_over
+    # AND the new holder's claim is fresh again for others
+    assert stores.idempotency.claim("k", ttl=timedelta(days=1)).age == timedelta(0)
+
+
+def test_release_lets_a_retry_claim_at_once_but_never_undoes_completed_work(stores: StateStores) -> None:
+    stores.idempotency.claim("failing", ttl=timedelta(days=1))
+    stores.idempotency.release("failing")
+    assert stores.idempotency.claim("failing", ttl=timedelta(days=1)).acquired
+    stores.idempotency.complete("failing", {"ok": True})
+    stores.idempotency.release("failing")
+    assert stores.idempotency.claim("failing", ttl=timedelta(days=1)).completed
+    stores.idempotency.release("never-claimed")  # absent: nothing to do
+
+
+def test_concurrent_claims_let_exactly_one_caller_through(stores: StateStores) -> None:
+    barrier = threading.Barrier(6)
+    outcomes: list[ClaimStatus] = []
+    lock = threading.Lock()
+
+    def contend() -> None:
+        barrier.wait()
+        claim = stores.idempotency.claim("race", ttl=timedelta(days=1))
+        with lock:
+            outcomes.append(claim.status)
+
+    threads = [threading.Thread(target=contend) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == [ClaimStatus.ACQUIRED] + [ClaimStatus.IN_PROGRESS] * 5
+
+
+def test_keys_with_table_forbidden_characters_work(stores: StateStores) -> None:
+    key = "graph:/groups/abc#delta?x=1 \\ ü 'quote' %20"
+    assert stores.idempotency.claim(key, ttl=timedelta(days=1)).acquired
+    stores.idempotency.complete(key, {"k": key})
+    assert stores.idempotency.claim(key, ttl=timedelta(days=1)).result == {"k": key}
+    assert stores.idempotency.claim(key + "/other", ttl=timedelta(days=1)).acquired
+
+
+def test_bad_idempotency_input_is_refused(stores: StateStores) -> None:
+    with pytest.raises(InvalidPayloadError, match="key"):
+        stores.idempotency.claim("", ttl=timedelta(days=1))
+    with pytest.raises(InvalidPayloadError, match="ttl"):
+        stores.idempotency.claim("k", ttl=timedelta(0))
+    with pytest.raises(InvalidPayloadError, match="result"):
+        stores.idempotency.complete("k", {"blob": "x" * 20_000})
+
+
+# --- key-value state ---------------------------------------------------------------------------
+
+
+def test_values_round_trip_with_an_etag(stores: StateStores) -> None:
+    assert stores.kv.get("delta", "group/abc") is None
+    etag = stores.kv.put("delta", "group/abc", {"deltaLink": "https://graph/...?$deltatoken=x", "n": [1, 2]})
+    stored = stores.kv.get("delta", "group/abc")
+    assert stored is not None
+    assert stored.value == {"deltaLink": "https://graph/...?$deltatoken=x", "n": [1, 2]}
+    assert stored.etag == etag
+
+
+def test_a_stale_etag_is_a_concurrency_error(stores: StateStores) -> None:
+    first = stores.kv.put("wave", "pilot", {"state": "reportOnly"})
+    second = stores.kv.put("wave", "pilot", {"state": "enforced"}, if_match=first)
+    assert second != first
+    with pytest.raises(ConcurrencyError) as caught:
+        stores.kv.put("wave", "pilot", {"state": "reportOnly"}, if_match=first)
+    assert caught.value.kind == "retryable"
+    stored = stores.kv.get("wave", "pilot")
+    assert stored is not None
+    assert stored.value == {"state": "enforced"}
+
+
+def test_if_absent_creates_only_once(stores: StateStores) -> None:
+    stores.kv.put("watermark", "signins", "2026-12-01T08:00:00Z", if_absent=True)
+    with pytest.raises(ConcurrencyError):
+        stores.kv.put("watermark", "signins", "2026-12-02T08:00:00Z", if_absent=True)
+
+
+def test_delete_is_idempotent_and_honours_if_match(stores: StateStores) -> None:
+    etag = stores.kv.put("ns", "k", 1)
+    newer = stores.kv.put("ns", "k", 2)
+    with pytest.raises(ConcurrencyError):
+        stores.kv.delete("ns", "k", if_match=etag)
+    stores.kv.delete("ns", "k", if_match=newer)
+    assert stores.kv.get("ns", "k") is None
+    stores.kv.delete("ns", "k")
+
+
+# --- audit log ---------------------------------------------------------------------------------
+
+
+def _entry(action: str, **extra: object) -> AuditEntry:
+    return AuditEntry(
+        actor="waveguard/hr-worker",
+        action=action,
+        target="user:ada",
+        reason="new hire",
+        correlation_id="msg-1",
+        details={"wave": "pilot", **extra},
+    )
+
+
+def test_audit_entries_list_newest_first_and_filter_by_time(stores: StateStores, clock: FakeClock) -> None:
+    first = stores.audit.append(_entry("group.add"))
+    clock.advance(timedelta(seconds=1))
+    second = stores.audit.append(_entry("tap.issue"))
+    clock.advance(timedelta(days=1, hours=3))
+    third = stores.audit.append(_entry("mail.send", attempt=1))
+
+    assert [e.action for e in stores.audit.list()] == ["mail.send", "tap.issue", "group.add"]
+    assert [e.action for e in stores.audit.list(limit=2)] == ["mail.send", "tap.issue"]
+    assert [e.action for e in stores.audit.list(since=second.at)] == ["mail.send", "tap.issue"]
+    assert [e.action for e in stores.audit.list(since=T0 + timedelta(days=1))] == ["mail.send"]
+    assert stores.audit.list()[0] == third
+    assert first.at == T0
+    assert first.id
+    assert third.details == {"wave": "pilot", "attempt": 1}
+
+
+def test_the_audit_log_is_append_only(stores: StateStores) -> None:
+    entry = stores.audit.append(_entry("group.add"))
+    with pytest.raises(PermanentError, match="append-only"):
+        stores.audit.append(entry)
+    assert len(stores.audit.list()) == 1
+
+
+def test_audit_input_is_checked(stores: StateStores) -> None:
+    with pytest.raises(InvalidPayloadError, match="actor"):
+        stores.audit.append(AuditEntry(actor="", action="a", target="t", reason="r"))
+    with pytest.raises(InvalidPayloadError, match="limit"):
+        stores.audit.list(limit=0)
