@@ -31,6 +31,7 @@ SEEDS = ("demo", "empty")
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 # Every Graph resource module; a new resource is one more entry here.
 GRAPH_ROUTE_TABLES: tuple[RouteTable, ...] = (users.routes, groups.routes, members.routes, batch.routes)
+ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (admin.routes,)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class Emulator:
         self.startup_config = config or EmulatorConfig()
         self.lock = threading.RLock()
         self.graph_router = Router(GRAPH_ROUTE_TABLES)
-        self.admin_router = Router([admin.routes])
+        self.admin_router = Router(ADMIN_ROUTE_TABLES)
         self.faults = FaultInjector()
         self.requests = RequestLog()
         self.config = self.startup_config
