@@ -154,7 +154,10 @@ class HttpFrontend:
     def start(self, host: str, port: int) -> None:
         """Listen on host:port (0 = a free port) and serve on a background thread."""
         self._server = _Server((host, port), _Handler, frontend=self)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="minihost-http", daemon=True)
+        # A short poll interval makes stop() quick; the idle cost is a wake-up every 100 ms.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.1,), name="minihost-http", daemon=True
+        )
         self._thread.start()
 
     def stop(self, grace: float) -> None:
