@@ -1,0 +1,223 @@
+"""The queue poller over an in-memory queue: idle back-off, batch threshold, settling, poison."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.storage.queue import QueueMessage
+
+from local.minihost.invoker import EventLoopThread, Invoker
+from local.minihost.loader import FunctionSpec, read_functions
+from local.minihost.queue_poller import QueuePoller
+from local.minihost.settings import QueueSettings
+
+
+@dataclass
+class FakeQueue:
+    """Just enough of azure.storage.queue.QueueClient, with Azure's visibility and dequeue-count rules."""
+
+    name: str
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    receive_times: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    ids: Iterator[int] = field(default_factory=itertools.count)
+
+    def create_queue(self) -> None:
+        return None
+
+    def send_message(self, content: str) -> None:
+        with self.lock:
+            ident = f"m{next(self.ids)}"
+            self.messages[ident] = {"content": content, "dequeue": 0, "visible_at": 0.0, "receipt": None}
+
+    def receive_messages(self, *, messages_per_page: int, visibility_timeout: int) -> FakeQueue._Paged:
+        with self.lock:
+            self.receive_times.append(time.monotonic())
+            now = time.monotonic()
+            batch = []
+            for ident, message in self.messages.items():
+                if message["visible_at"] <= now and len(batch) < messages_per_page:
+                    message["dequeue"] += 1
+                    message["visible_at"] = now + visibility_timeout
+                    message["receipt"] = f"{ident}-{message['dequeue']}"
+                    batch.append(self._as_sdk(ident, message))
+        return FakeQueue._Paged(batch)
+
+    def delete_message(self, ident: str, pop_receipt: str) -> None:
+        with self.lock:
+            assert self.messages[ident]["receipt"] == pop_receipt, "stale pop receipt"
+            del self.messages[ident]
+
+    def update_message(self, ident: str, pop_receipt: str, *, visibility_timeout: int) -> QueueMessage:
+        with self.lock:
+            message = self.messages[ident]
+            assert message["receipt"] == pop_receipt, "stale pop receipt"
+            message["visible_at"] = time.monotonic() + visibility_timeout
+            message["receipt"] = f"{pop_receipt}+"
+            return self._as_sdk(ident, message)
+
+    @staticmethod
+    def _as_sdk(ident: str, message: dict[str, Any]) -> QueueMessage:
+        now = datetime.now(UTC)
+        return QueueMessage(
+            content=message["content"],
+            id=ident,
+            dequeue_count=message["dequeue"],
+            pop_receipt=message["receipt"],
+            inserted_on=now,
+            expires_on=now + timedelta(days=7),
+            next_visible_on=now,
+        )
+
+    @dataclass
+    class _Paged:
+        batch: list[QueueMessage]
+
+        def by_page(self) -> Iterator[list[QueueMessage]]:
+            return iter([self.batch])
+
+
+def queue_spec(handler: Callable[[func.QueueMessage], None]) -> FunctionSpec:
+    app = func.FunctionApp()
+    app.queue_trigger(arg_name="msg", queue_name="work-items", connection="AzureWebJobsStorage")(handler)
+    (spec,) = read_functions(app, app_ref="t:app", directory="/app", environ={"AzureWebJobsStorage": "fake"})
+    return spec
+
+
+@dataclass
+class Harness:
+    queue: FakeQueue
+    poison: FakeQueue
+    poller: QueuePoller
+
+
+@pytest.fixture
+def make_poller() -> Iterator[Callable[..., Harness]]:
+    loop = EventLoopThread()
+    loop.start()
+    pollers: list[QueuePoller] = []
+
+    def make(handler: Callable[[func.QueueMessage], None], settings: QueueSettings) -> Harness:
+        queues = {"work-items": FakeQueue("work-items"), "work-items-poison": FakeQueue("work-items-poison")}
+        poller = QueuePoller(
+            queue_spec(handler),
+            settings,
+            Invoker(loop),
+            lease_seconds=30,
+            client_factory=lambda _connection, name: queues[name],  # type: ignore[arg-type,return-value]
+        )
+        pollers.append(poller)
+        return Harness(queues["work-items"], queues["work-items-poison"], poller)
+
+    yield make
+    for poller in pollers:
+        poller.request_stop()
+        poller.wait(5)
+    loop.stop()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_an_idle_queue_is_polled_less_and_less_often_up_to_max_polling_interval(
+    make_poller: Callable[..., Harness],
+) -> None:
+    # GIVEN an empty queue and maxPollingInterval 0.4 s
+    harness = make_poller(lambda msg: None, QueueSettings(max_polling_interval=0.4))
+    # WHEN the poller idles for a while
+    harness.poller.start()
+    wait_until(lambda: len(harness.queue.receive_times) >= 6)
+    # THEN the delay doubles from 0.1 s and stays at 0.4 s
+    gaps = [b - a for a, b in itertools.pairwise(harness.queue.receive_times[:6])]
+    assert 0.09 <= gaps[0] < gaps[1] < gaps[2], gaps
+    assert gaps[1] == pytest.approx(2 * gaps[0], rel=0.5)
+    assert gaps[2] == pytest.approx(0.4, abs=0.15)
+    assert gaps[3] == pytest.approx(0.4, abs=0.15)
+    assert gaps[4] == pytest.approx(0.4, abs=0.15)
+
+
+def test_a_message_resets_polling_to_fast(make_poller: Callable[..., Harness]) -> None:
+    # GIVEN a poller that has backed off towards 0.8 s
+    handled = threading.Event()
+    harness = make_poller(lambda msg: handled.set(), QueueSettings(max_polling_interval=0.8))
+    harness.poller.start()
+    wait_until(lambda: len(harness.queue.receive_times) >= 4)
+    # WHEN a message arrives and is handled
+    harness.queue.send_message(base64.b64encode(b"hi").decode())
+    assert handled.wait(3)
+    polls_after_message = len(harness.queue.receive_times)
+    # THEN the next polls come quickly again (at once, then 0.1 s, 0.2 s), not 0.8 s apart
+    time.sleep(0.4)
+    assert len(harness.queue.receive_times) - polls_after_message >= 2
+
+
+def test_the_next_batch_waits_until_no_more_than_new_batch_threshold_are_in_flight(
+    make_poller: Callable[..., Harness],
+) -> None:
+    # GIVEN batchSize 4, newBatchThreshold 1, ten messages and a function that blocks until released
+    release = threading.Semaphore(0)
+    running: list[int] = []
+    peak: list[int] = [0]
+    lock = threading.Lock()
+
+    def handler(msg: func.QueueMessage) -> None:
+        with lock:
+            running.append(1)
+            peak[0] = max(peak[0], len(running))
+        release.acquire()
+        with lock:
+            running.pop()
+
+    harness = make_poller(
+        handler, QueueSettings(batch_size=4, new_batch_threshold=1, max_polling_interval=0.2)
+    )
+    for n in range(10):
+        harness.queue.send_message(base64.b64encode(f"{n}".encode()).decode())
+    harness.poller.start()
+
+    # WHEN the first batch is running THEN nothing more is fetched while 4 (> 1) are in flight
+    wait_until(lambda: len(running) == 4)
+    time.sleep(0.3)
+    assert len(running) == 4
+    # WHEN three finish THEN one is left (<= threshold) and the next batch of four starts
+    for _ in range(3):
+        release.release()
+    wait_until(lambda: len(running) == 5)
+    for _ in range(20):
+        release.release()
+    wait_until(lambda: not harness.queue.messages)
+    # THEN never more than batchSize + newBatchThreshold ran at once
+    assert peak[0] == 5
+
+
+def test_failures_return_the_message_and_the_last_allowed_failure_poisons_it(
+    make_poller: Callable[..., Harness],
+) -> None:
+    # GIVEN maxDequeueCount 3 and no visibility delay after a failure
+    attempts: list[int] = []
+
+    def handler(msg: func.QueueMessage) -> None:
+        attempts.append(msg.dequeue_count or 0)
+        raise RuntimeError("always")
+
+    harness = make_poller(handler, QueueSettings(max_dequeue_count=3, max_polling_interval=0.2))
+    harness.queue.send_message("Ym9keQ==")
+    harness.poller.start()
+    # WHEN it fails three times THEN it is poisoned with the same content and removed from the queue
+    wait_until(lambda: bool(harness.poison.messages))
+    assert attempts == [1, 2, 3]
+    assert [m["content"] for m in harness.poison.messages.values()] == ["Ym9keQ=="]
+    wait_until(lambda: not harness.queue.messages)
