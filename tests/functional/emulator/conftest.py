@@ -3,7 +3,7 @@ and msgraph-sdk pointed at it the way WaveGuard's own client will be."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -11,16 +11,7 @@ from kiota_abstractions.authentication import AnonymousAuthenticationProvider
 from msgraph import GraphServiceClient
 from msgraph_core import BaseGraphRequestAdapter, GraphClientFactory
 
-from local.graph_emulator import EmulatorHandle, start_emulator
-
-
-@pytest.fixture(scope="session")
-def emulator_server() -> Iterator[EmulatorHandle]:
-    handle = start_emulator(port=0, seed="demo")
-    try:
-        yield handle
-    finally:
-        handle.stop()
+from local.graph_emulator import EmulatorHandle
 
 
 @pytest.fixture
