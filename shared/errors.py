@@ -36,6 +36,7 @@ __all__ = [
     "field_errors_from",
     "is_retryable_status",
     "status_code_of",
+    "storage_error",
 ]
 
 ErrorKind = Literal["retryable", "permanent"]
@@ -219,6 +220,18 @@ def _is_transport_failure(exc: BaseException) -> bool:
         exc,
         ServiceRequestError | ServiceResponseError | httpx.TransportError | TimeoutError | ConnectionError,
     )
+
+
+def storage_error(exc: BaseException, *, operation: str) -> WaveGuardError:
+    """Our error for a failed Azure Storage call (queues, tables): retryable unless a definite 4xx."""
+    status = status_code_of(exc)
+    code = getattr(exc, "error_code", None)
+    where = f" (HTTP {status})" if status else ""
+    detail = f"storage failed during {operation}: {type(exc).__name__}{where}"
+    context: dict[str, Any] = {"operation": operation, "status": status, "code": str(code) if code else None}
+    if classify(exc) == "retryable":
+        return RetryableError(detail, **context)
+    return PermanentError(detail, **context)
 
 
 def field_errors_from(mapping: Mapping[str, str]) -> list[FieldError]:

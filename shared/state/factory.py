@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from shared.config.settings import Settings
 from shared.names import TABLE_AUDIT, TABLE_IDEMPOTENCY, TABLE_STATE
@@ -50,13 +51,21 @@ def build_state(
         raise ConfigError(
             f"table_prefix must be letters and digits, got {table_prefix!r}", field="table_prefix"
         )
+    # The SDK default retries 10 times with up to 120 s backoff; fail within seconds instead and
+    # let the message come back through the queue's own retry.
+    options: dict[str, Any] = {
+        "retry_total": 3,
+        "retry_backoff_factor": 0.5,
+        "retry_backoff_max": 4,
+        "connection_timeout": 5,
+        "read_timeout": 15,
+    }
     if storage.connection_string:
-        service = TableServiceClient.from_connection_string(storage.connection_string)
+        service = TableServiceClient.from_connection_string(storage.connection_string, **options)
     else:
         assert storage.table_service_uri is not None  # require() checked it
-        service = TableServiceClient(
-            endpoint=storage.table_service_uri, credential=storage_credential(settings)
-        )
+        credential = storage_credential(settings)
+        service = TableServiceClient(endpoint=storage.table_service_uri, credential=credential, **options)
     tables = Tables(service)
     return StateStores(
         idempotency=TableIdempotencyStore(

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from shared.errors import PermanentError, RetryableError, WaveGuardError, classify, status_code_of
+from shared.errors import PermanentError, RetryableError, status_code_of, storage_error
 from shared.state.audit import AuditLog
 from shared.state.errors import WriteConflict
 from shared.state.idempotency import DEFAULT_IN_PROGRESS_EXPIRY, IdempotencyRecord, IdempotencyStore
@@ -88,17 +88,7 @@ def storage_errors(operation: str, *, conflicts: bool = False) -> Iterator[None]
         status = status_code_of(exc)
         if conflicts and status in (404, 409, 412):
             raise WriteConflict(operation) from exc
-        raise _mapped(exc, operation, status) from exc
-
-
-def _mapped(exc: Exception, operation: str, status: int | None) -> WaveGuardError:
-    code = getattr(exc, "error_code", None)
-    detail = f"table storage failed during {operation}: {type(exc).__name__}" + (
-        f" ({status})" if status else ""
-    )
-    if classify(exc) == "retryable":
-        return RetryableError(detail, operation=operation, status=status, code=str(code) if code else None)
-    return PermanentError(detail, operation=operation, status=status, code=str(code) if code else None)
+        raise storage_error(exc, operation=operation) from exc
 
 
 def _table_missing(exc: Exception) -> bool:
