@@ -142,8 +142,10 @@ class MiniHost:
         for timer in self._timers:
             timer.request_stop()
         self._http.stop(self._grace)
-        for waiter in [*self._pollers, *self._timers]:
-            waiter.wait(max(0.0, deadline - time.monotonic()))
+        for poller in self._pollers:
+            poller.wait(max(0.0, deadline - time.monotonic()))
+        for timer in self._timers:
+            timer.wait(max(0.0, deadline - time.monotonic()))
         self._loop.stop()
         self._loaded.unload()
         self._environment.restore()

@@ -40,7 +40,11 @@ class EventLoopThread:
         """Cancel what is still running, stop the loop and join its thread."""
         if not self._started or self._loop.is_closed():
             return
-        asyncio.run_coroutine_threadsafe(self._cancel_all(), self._loop).result(timeout)
+        try:
+            asyncio.run_coroutine_threadsafe(self._cancel_all(), self._loop).result(timeout)
+        except TimeoutError:
+            # Something blocks the loop (sync work inside an async function); leave the daemon thread.
+            log.warning("the event loop did not wind down within %.1f s", timeout)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
         if not self._thread.is_alive():

@@ -172,7 +172,7 @@ def _app_attribute(module: ModuleType, module_name: str, attribute: str) -> Any:
 
 
 def _spec(function: func.Function, directory: str, environ: Mapping[str, str]) -> FunctionSpec:
-    name = function.get_function_name()
+    name = str(function.get_function_name())
     bindings = [json.loads(raw) for raw in function.get_raw_bindings()]
     trigger_bindings = [b for b in bindings if str(b.get("type", "")).endswith("Trigger")]
     if len(trigger_bindings) != 1:

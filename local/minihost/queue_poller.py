@@ -135,6 +135,7 @@ class QueuePoller:
             ).by_page()
             return list(next(pages, []))
         except AzureError as exc:
+            self._queues_ready = False  # the queue may have been deleted: check (and create) it again
             log.warning(
                 "polling queue %s failed: %s",
                 self.trigger.queue_name,
@@ -227,7 +228,7 @@ class QueuePoller:
         # The public func.QueueMessage takes id/body/pop_receipt only; the worker's converter builds
         # azure.functions.queue.QueueMessage with the metadata, and so do we.
         message = lease.message
-        return FuncQueueMessage(
+        return FuncQueueMessage(  # type: ignore[no-untyped-call]  # azure-functions is untyped here
             id=message.id,
             body=body,
             dequeue_count=message.dequeue_count,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient
 
 from local.minihost import MiniHost
@@ -55,7 +55,7 @@ class RunningHost:
 
     def send(self, kind: str, body: str | bytes) -> str:
         """Send a base64-encoded message (as the Functions host expects); return its id."""
-        return str(self.queue(kind).send_message(b64(body)).id)
+        return str(create_queue(self.queue(kind)).send_message(b64(body)).id)
 
     def records(self, function: str | None = None) -> list[dict[str, Any]]:
         if not self.record_file.exists():
@@ -87,7 +87,11 @@ def create_queue(client: QueueClient) -> QueueClient:
 
 
 def visible_messages(client: QueueClient) -> list[Any]:
-    return list(client.peek_messages(max_messages=32))
+    """Messages visible now; none while the host has not created the queue yet."""
+    try:
+        return list(client.peek_messages(max_messages=32))
+    except ResourceNotFoundError:
+        return []
 
 
 StartHost = Callable[..., RunningHost]

@@ -114,8 +114,9 @@ def test_a_busy_port_is_a_clear_error(storage_connection_string: str) -> None:
             host.start()
 
 
-def test_python_m_local_minihost_serves_and_exits_cleanly_on_sigint(
-    storage_connection_string: str, tmp_path: Path
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_python_m_local_minihost_serves_and_exits_cleanly_on_a_signal(
+    storage_connection_string: str, tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
     # GIVEN the mini-host started as a command on a free port
     port = free_port()
@@ -135,8 +136,8 @@ def test_python_m_local_minihost_serves_and_exits_cleanly_on_sigint(
         response = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=10)
         assert response.json() == {"status": "ok"}
         wait_until(lambda: (tmp_path / "records.jsonl").exists())  # the startup timer ran
-        # AND the process gets SIGINT
-        process.send_signal(signal.SIGINT)
+        # AND the process gets the signal
+        process.send_signal(stop_signal)
         stdout, stderr = process.communicate(timeout=20)
     finally:
         if process.poll() is None:

@@ -105,7 +105,7 @@ def test_a_message_that_is_not_base64_fails_and_is_poisoned_unchanged(
     # GIVEN messageEncoding base64 and maxDequeueCount 1
     running = start_host(host_json=write_host_json(tmp_path, maxDequeueCount=1))
     # WHEN a raw text message arrives
-    running.queue("ok").send_message("this is not base64!")
+    create_queue(running.queue("ok")).send_message("this is not base64!")
     # THEN the function is not invoked and the message lands in poison as it was sent
     poison = running.queue(running.queues["ok"] + "-poison")
     (poisoned,) = wait_until(lambda: visible_messages(poison))
@@ -115,7 +115,7 @@ def test_a_message_that_is_not_base64_fails_and_is_poisoned_unchanged(
 
 def test_message_encoding_none_passes_the_text_through(start_host: StartHost, tmp_path: Path) -> None:
     running = start_host(host_json=write_host_json(tmp_path, messageEncoding="none"))
-    running.queue("ok").send_message("plain text é")
+    create_queue(running.queue("ok")).send_message("plain text é")
     (seen,) = running.wait_for_records("queue_ok", 1)
     assert seen["body"] == "plain text é"
 

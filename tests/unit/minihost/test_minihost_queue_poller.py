@@ -43,7 +43,7 @@ class FakeQueue:
         with self.lock:
             self.receive_times.append(time.monotonic())
             now = time.monotonic()
-            batch = []
+            batch: list[QueueMessage] = []
             for ident, message in self.messages.items():
                 if message["visible_at"] <= now and len(batch) < messages_per_page:
                     message["dequeue"] += 1
