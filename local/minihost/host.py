@@ -262,15 +262,21 @@ def _choose_port(argument: int | None, from_settings: int | None) -> int:
 
 
 def run_until_signalled(host: MiniHost, *, on_ready: Callable[[MiniHost], None] | None = None) -> None:
-    """Start `host`, call `on_ready`, and stop cleanly on SIGINT or SIGTERM (a second one exits at once)."""
+    """Start `host`, call `on_ready`, stop cleanly on SIGINT/SIGTERM (one more, 1 s later, exits at once)."""
     stopping = threading.Event()
+    first_signal_at: list[float] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        if stopping.is_set():
-            log.warning("second %s: exiting without waiting", signal.Signals(signum).name, extra=fields())
-            os._exit(130)
-        log.info("%s received; stopping", signal.Signals(signum).name, extra=fields())
+        name = signal.Signals(signum).name
+        if first_signal_at:
+            # A duplicate delivered with the first (a supervisor forwarding it) is not an impatient user.
+            if time.monotonic() - first_signal_at[0] > 1.0:
+                log.warning("second %s: exiting without waiting", name, extra=fields())
+                os._exit(130)
+            return
+        first_signal_at.append(time.monotonic())
         stopping.set()
+        log.info("%s received; stopping", name, extra=fields())
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
