@@ -114,11 +114,17 @@ class QueuePoller:
         delay = MIN_POLLING_INTERVAL
         while not self._stop.is_set():
             self._renew_leases()
-            if len(self._leases) > self.settings.new_batch_threshold:
-                with self._changed:
+            with self._changed:
+                # Checked under the lock so a completion (or stop) cannot slip in before the wait.
+                busy = len(self._leases) > self.settings.new_batch_threshold
+                if busy and not self._stop.is_set():
                     self._changed.wait(self._lease_seconds / 4)
+            if busy:
                 continue
             batch = self._receive()
+            if batch and self._stop.is_set():
+                self._release(batch)
+                return
             if batch:
                 delay = MIN_POLLING_INTERVAL
                 for message in batch:
@@ -143,6 +149,12 @@ class QueuePoller:
                 extra=fields(self.spec.name),
             )
             return []
+
+    def _release(self, batch: list[QueueMessage]) -> None:
+        """Make messages received during shutdown visible again at once instead of after the lease."""
+        for message in batch:
+            with contextlib.suppress(AzureError):
+                self._queue.update_message(message.id, message.pop_receipt, visibility_timeout=0)
 
     def _ensure_queues(self) -> None:
         if self._queues_ready:
