@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Final, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -79,8 +80,6 @@ def _check_slug(value: str) -> str:
 
 
 def _check_http_url(value: str) -> str:
-    from urllib.parse import urlsplit
-
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PydanticCustomError("http_url", "expected an http(s) URL")

@@ -175,6 +175,9 @@ def get_graph_client(settings: Settings) -> GraphServiceClient:
         loop = None
     key = (id(loop), settings.graph_base_url, settings.graph_timeout_seconds, settings.azure_client_id)
     with _clients_lock:
+        # Drop clients of closed-and-collected loops (each test gets a new loop).
+        for stale in [k for k, (ref, _) in _clients.items() if ref is not None and ref() is None]:
+            del _clients[stale]
         cached = _clients.get(key)
         if cached is not None and (cached[0] is None or cached[0]() is loop):
             return cached[1]
