@@ -73,8 +73,11 @@ class Router:
         path = path.lstrip("/")
         if not self.prefix:
             return path
-        head, _, rest = path.partition("/")
-        return rest if head.lower() == self.prefix.lower() else None
+        prefix = self.prefix.lower()
+        lowered = path.lower()
+        if lowered == prefix:
+            return ""
+        return path[len(prefix) + 1 :] if lowered.startswith(prefix + "/") else None
 
 
 class HttpFrontend:

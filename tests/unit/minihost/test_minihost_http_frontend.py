@@ -171,3 +171,12 @@ def test_an_empty_route_prefix_serves_from_the_root() -> None:
     specs = read_functions(build_app(), app_ref="t:app", directory="/app", environ={})
     frontend = HttpFrontend(specs, route_prefix="", function_keys=KEYS, invoker=Invoker(EventLoopThread()))
     assert call(frontend, "GET", "/text").body == b"plain"
+
+
+def test_a_multi_segment_route_prefix_is_honoured() -> None:
+    specs = read_functions(build_app(), app_ref="t:app", directory="/app", environ={})
+    frontend = HttpFrontend(
+        specs, route_prefix="v1/api", function_keys=KEYS, invoker=Invoker(EventLoopThread())
+    )
+    assert call(frontend, "GET", "/v1/api/text").body == b"plain"
+    assert call(frontend, "GET", "/v1/text").status == 404
