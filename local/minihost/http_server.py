@@ -96,6 +96,7 @@ class HttpFrontend:
         self._invoker = invoker
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._port: int | None = None
 
     def handle(self, request: Request) -> Response:
         """Route, authorize and invoke one request."""
@@ -150,13 +151,15 @@ class HttpFrontend:
 
     @property
     def port(self) -> int:
-        if self._server is None:
+        """The bound port (kept after stop, for messages and tests)."""
+        if self._port is None:
             raise RuntimeError("HTTP server not started")
-        return int(self._server.server_address[1])
+        return self._port
 
     def start(self, host: str, port: int) -> None:
         """Listen on host:port (0 = a free port) and serve on a background thread."""
         self._server = _Server((host, port), _Handler, frontend=self)
+        self._port = int(self._server.server_address[1])
         # A short poll interval makes stop() quick; the idle cost is a wake-up every 100 ms.
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.1,), name="minihost-http", daemon=True
