@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from shared.config import Settings, load_settings
+from shared.config import Settings, load_plan_for, load_settings
 from shared.errors import ConfigError
+from shared.graph import build_graph_client
 from shared.health import CheckResult, check_config, check_graph, check_storage
+from shared.rollout.break_glass import BreakGlassReport, verify_break_glass
 
 # What to do about a failed check, shown under it.
 HINTS = {
@@ -18,6 +22,8 @@ HINTS = {
     "config": "fix the plan file at the paths named above; config/waveguard.yaml is a documented example",
     "storage": "is Azurite running (`make run`)? In Azure: check AzureWebJobsStorage and the identity's role",
     "graph": "is the Graph emulator running (`make run`)? In Azure: check GRAPH_BASE_URL and outbound access",
+    "break-glass": "create the accounts/group named above or fix breakGlass in the plan; in Azure also check "
+    "the identity has User.Read.All and GroupMember.Read.All",
 }
 
 
@@ -37,12 +43,38 @@ def _settings_check(env: Mapping[str, str]) -> tuple[Settings | None, CheckResul
     return settings, CheckResult("settings", True, detail, 0.0)
 
 
+def check_break_glass(settings: Settings) -> CheckResult:
+    """Through WaveGuard's Graph client: each break-glass account exists and is in the exclusion group."""
+    start = time.perf_counter()
+
+    async def verify() -> BreakGlassReport:
+        client = build_graph_client(settings)
+        return await verify_break_glass(client, load_plan_for(settings).break_glass)
+
+    try:
+        report = asyncio.run(verify())
+    except Exception as exc:  # doctor reports every failure, whatever its type
+        return CheckResult("break-glass", False, f"{type(exc).__name__}: {exc}", _ms(start))
+    if not report.ok:
+        return CheckResult("break-glass", False, "\n".join(report.problems), _ms(start))
+    names = ", ".join(a.configured_as for a in report.accounts)
+    return CheckResult("break-glass", True, f"{names} found, all in the exclusion group", _ms(start))
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 1)
+
+
 def collect(env: Mapping[str, str]) -> list[CheckResult]:
-    """Every check doctor runs, in order; later checks are skipped when settings are invalid."""
+    """Every check doctor runs, in order; checks that need an earlier one are skipped when it failed."""
     settings, first = _settings_check(env)
     if settings is None:
         return [first]
-    return [first, check_config(settings), check_storage(settings), check_graph(settings)]
+    results = [first, check_config(settings), check_storage(settings), check_graph(settings)]
+    by_name = {r.name: r.ok for r in results}
+    if by_name["config"] and by_name["graph"]:
+        results.append(check_break_glass(settings))
+    return results
 
 
 def _print_human(results: list[CheckResult]) -> None:
