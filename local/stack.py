@@ -22,6 +22,7 @@ from local.ports import port_open
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_DIR = ROOT / ".stack"
+SETTINGS_FILE = ROOT / "local" / "local.settings.json"
 HEALTH_TIMEOUT = 90.0
 
 
@@ -137,16 +138,25 @@ def wait_healthy(url: str, timeout: float = HEALTH_TIMEOUT) -> dict[str, object]
     raise StackError(f"{url} was not healthy within {timeout:.0f} s; last answer: {last}")
 
 
-def start_stack(ports: Ports) -> list[Child]:
-    """Start Azurite, the Graph emulator and the mini-host; return them in start order."""
-    _preflight(ports)
-    storage = connection_string(blob_port=ports.blob, queue_port=ports.queue, table_port=ports.table)
-    env = {
+def stack_environ(ports: Ports) -> dict[str, str]:
+    """The environment the app sees in this stack: local settings, the real environment, these ports."""
+    from cli.main import read_local_settings
+
+    return {
+        **read_local_settings(SETTINGS_FILE),
         **os.environ,
-        "AzureWebJobsStorage": storage,
+        "AzureWebJobsStorage": connection_string(
+            blob_port=ports.blob, queue_port=ports.queue, table_port=ports.table
+        ),
         "GRAPH_BASE_URL": f"http://127.0.0.1:{ports.graph}/v1.0",
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def start_stack(ports: Ports) -> list[Child]:
+    """Start Azurite, the Graph emulator and the mini-host; return them in start order."""
+    _preflight(ports)
+    env = stack_environ(ports)
     py = sys.executable
     children: list[Child] = []
     try:
@@ -190,7 +200,7 @@ def start_stack(ports: Ports) -> list[Child]:
                     "--port",
                     str(ports.host),
                     "--settings",
-                    "local/local.settings.json",
+                    str(SETTINGS_FILE),
                 ],
                 ports=(ports.host,),
                 log=None,
@@ -250,7 +260,7 @@ def run(*, demo: bool, ports: Ports) -> int:
         if demo and not stop.is_set():
             from local.demo import run_demo
 
-            run_demo(host_url=f"http://127.0.0.1:{ports.host}", graph_url=f"http://127.0.0.1:{ports.graph}")
+            run_demo(host_url=f"http://127.0.0.1:{ports.host}", environ=stack_environ(ports))
         _print_endpoints(ports)
         while not stop.is_set() and all(c.process.poll() is None for c in children):
             stop.wait(0.5)
