@@ -49,7 +49,7 @@ def _timed(name: str, probe: Callable[[], str]) -> CheckResult:
     try:
         detail, ok = probe(), True
     except Exception as exc:  # a probe reports every failure, whatever its type
-        detail, ok = f"{type(exc).__name__}: {exc}".splitlines()[0][:300], False
+        detail, ok = f"{type(exc).__name__}: {exc}"[:2000], False
     return CheckResult(name, ok, detail, round((time.perf_counter() - start) * 1000, 1))
 
 
@@ -88,7 +88,8 @@ def check_graph(settings: Settings, *, timeout: float = PROBE_TIMEOUT_SECONDS) -
         response = httpx.get(url, timeout=timeout)
         if response.status_code >= 500:
             raise ConnectionError(f"{settings.graph_base_url} answered HTTP {response.status_code}")
-        return f"{settings.graph_base_url} answered HTTP {response.status_code}"
+        status = response.status_code
+        return f"reachable: {settings.graph_base_url} answered an unauthenticated probe with HTTP {status}"
 
     return _timed("graph", probe)
 

@@ -33,3 +33,24 @@ def emulator_server() -> Iterator[EmulatorHandle]:
         yield handle
     finally:
         handle.stop()
+
+
+# Secrets the example plan (config/waveguard.yaml) interpolates; test values only.
+PLAN_SECRETS: dict[str, str] = {
+    "WAVEGUARD_HR_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "PAGERDUTY_ROUTING_KEY": "R0ut1ngKeyForTests000000000000000",
+    "TEAMS_WEBHOOK_URL": "http://127.0.0.1:9/teams",
+    "WAVEGUARD_GRAPH_CLIENT_STATE": "test-client-state",
+}
+
+
+@pytest.fixture
+def app_environ(storage_connection_string: str, emulator_server: EmulatorHandle) -> dict[str, str]:
+    """The environment the app runs with in tests: Azurite, the emulator, the example plan."""
+    emulator_server.reset()
+    return {
+        "AzureWebJobsStorage": storage_connection_string,
+        "GRAPH_BASE_URL": emulator_server.base_url,
+        "WAVEGUARD_CONFIG": "config/waveguard.yaml",
+        **PLAN_SECRETS,
+    }
