@@ -79,7 +79,9 @@ def test_a_message_dequeued_too_often_goes_to_poison_without_an_invocation(start
         queue = create_queue(running.queue("ok"))
         queue.send_message(b64("stale"))
         for _ in range(5):
-            (message,) = list(queue.receive_messages(max_messages=1, visibility_timeout=30))
+            (message,) = wait_until(
+                lambda: list(queue.receive_messages(max_messages=1, visibility_timeout=30))
+            )
             queue.update_message(message.id, message.pop_receipt, visibility_timeout=0)
 
     # WHEN the host receives it (the sixth dequeue)
