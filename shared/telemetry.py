@@ -106,7 +106,13 @@ def _build_exporter(kind: ExporterKind, settings: Settings) -> SpanExporter:
     if kind == "azure_monitor":
         from azure.monitor.opentelemetry.exporter import AzureMonitorTraceExporter
 
-        return AzureMonitorTraceExporter(connection_string=settings.applicationinsights_connection_string)
+        from shared.config.identity import azure_credential
+
+        # Our App Insights resource has local (key) auth disabled: ingestion needs an Entra token.
+        return AzureMonitorTraceExporter(
+            connection_string=settings.applicationinsights_connection_string,
+            credential=azure_credential(settings) if settings.environment == "azure" else None,
+        )
     if kind == "otlp":
         return otlp_exporter(str(settings.otlp_endpoint))
     from opentelemetry.sdk.trace.export import ConsoleSpanExporter

@@ -56,5 +56,6 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # The Azure SDK logs every storage request at INFO; polling would drown the useful lines.
-    logging.getLogger("azure").setLevel(logging.WARNING)
+    # The Azure SDK and httpx log every request at INFO; polling and Graph calls would drown the useful lines.
+    for noisy in ("azure", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

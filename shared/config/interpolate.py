@@ -56,6 +56,9 @@ def format_path(path: tuple[PathPart, ...]) -> str:
     return text or "<root>"
 
 
+_UNRESOLVED_KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
+
+
 def interpolate(document: Any, environ: Mapping[str, str]) -> tuple[Any, list[InterpolationError]]:
     """A copy of ``document`` with every string value interpolated, plus every problem found."""
     problems: list[InterpolationError] = []
@@ -99,6 +102,18 @@ def _interpolate_string(
             return token
         variables.append(name)
         value = environ.get(name)
+        if value and value.lstrip().startswith(_UNRESOLVED_KEY_VAULT_REFERENCE):
+            # App Service passes the reference text through when it cannot read the secret; using it
+            # would turn public text into a signing secret.
+            problems.append(
+                InterpolationError(
+                    f"environment variable {name} holds an unresolved Key Vault reference: the Function "
+                    "App could not read the secret (check the secret name and the identity's "
+                    "Key Vault Secrets User role)",
+                    path=path,
+                )
+            )
+            return ""
         if value:
             return value
         default = match.group("default")

@@ -96,6 +96,17 @@ def test_an_unset_variable_names_the_variable_the_file_and_the_yaml_path() -> No
     assert "PAGERDUTY_ROUTING_KEY is not set (line 147)" in str(caught.value)
 
 
+def test_an_unresolved_key_vault_reference_is_refused_not_used_as_the_secret() -> None:
+    # GIVEN App Service could not read the secret and passed the reference text through
+    env = {**ENV, "WAVEGUARD_HR_WEBHOOK_SECRET": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/hr)"}
+    # WHEN the plan loads / THEN it refuses, naming the variable and what to check
+    with pytest.raises(ConfigError) as caught:
+        load_plan(EXAMPLE, env)
+    assert len(caught.value.problems) == 1
+    assert "WAVEGUARD_HR_WEBHOOK_SECRET holds an unresolved Key Vault reference" in caught.value.problems[0]
+    assert "Key Vault Secrets User" in caught.value.problems[0]
+
+
 def test_malformed_references_and_escapes() -> None:
     def set_description(text: str) -> Callable[[dict[str, Any]], None]:
         return lambda doc: doc["waves"][0].update(description=text)
