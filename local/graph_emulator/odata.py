@@ -176,6 +176,18 @@ def list_collection(
     return Response.json(body)
 
 
+def count_collection(request: Request, items: Iterable[JsonObject], shape: ResourceShape) -> Response:
+    """Answer a ``/$count`` GET: the number of ``items`` matching an optional $filter, as text."""
+    require_count_header(request)
+    check_options(request, allowed={"$filter"})
+    matching = list(items)
+    raw_filter = request.query_value("$filter")
+    if raw_filter is not None:
+        predicate = parse_filter(raw_filter, shape.filter_rules, advanced=is_advanced_query(request))
+        matching = [item for item in matching if predicate(item)]
+    return Response.text(str(len(matching)))
+
+
 def single_entity(request: Request, obj: JsonObject, shape: ResourceShape, *, context: str) -> Response:
     """Answer a single-entity GET with $select applied."""
     check_options(request, allowed={"$select"})

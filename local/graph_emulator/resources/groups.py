@@ -6,13 +6,10 @@ from typing import Any
 
 from local.graph_emulator.errors import GraphError, JsonObject, bad_request
 from local.graph_emulator.odata import (
-    check_options,
-    is_advanced_query,
+    count_collection,
     list_collection,
-    require_count_header,
     single_entity,
 )
-from local.graph_emulator.odata_filter import parse_filter
 from local.graph_emulator.resources.references import MAX_LINK_CHANGES, resolve_bind_list
 from local.graph_emulator.resources.shapes import GROUP, GROUP_PROPERTIES
 from local.graph_emulator.routing import Call, Response, RouteTable
@@ -49,15 +46,7 @@ def list_groups(call: Call) -> Response:
 
 @routes.get("/groups/$count")
 def count_groups(call: Call) -> Response:
-    request = call.request
-    require_count_header(request)
-    check_options(request, allowed={"$filter"})
-    groups = list(call.store.groups.values())
-    raw_filter = request.query_value("$filter")
-    if raw_filter is not None:
-        predicate = parse_filter(raw_filter, GROUP.filter_rules, advanced=is_advanced_query(request))
-        groups = [group for group in groups if predicate(group)]
-    return Response.text(str(len(groups)))
+    return count_collection(call.request, call.store.groups.values(), GROUP)
 
 
 @routes.get("/groups/{group_id}")

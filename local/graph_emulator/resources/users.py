@@ -6,14 +6,12 @@ from local.graph_emulator.errors import not_found
 from local.graph_emulator.odata import (
     check_options,
     context_url,
-    is_advanced_query,
+    count_collection,
     list_collection,
     parse_select,
     project,
-    require_count_header,
     single_entity,
 )
-from local.graph_emulator.odata_filter import parse_filter
 from local.graph_emulator.resources.shapes import GROUP, USER
 from local.graph_emulator.routing import Call, Response, RouteTable
 
@@ -27,15 +25,7 @@ def list_users(call: Call) -> Response:
 
 @routes.get("/users/$count")
 def count_users(call: Call) -> Response:
-    request = call.request
-    require_count_header(request)
-    check_options(request, allowed={"$filter"})
-    users = list(call.store.users.values())
-    raw_filter = request.query_value("$filter")
-    if raw_filter is not None:
-        predicate = parse_filter(raw_filter, USER.filter_rules, advanced=is_advanced_query(request))
-        users = [user for user in users if predicate(user)]
-    return Response.text(str(len(users)))
+    return count_collection(call.request, call.store.users.values(), USER)
 
 
 @routes.get("/users/{user_id}")
