@@ -1,0 +1,84 @@
+"""The state of a rollout wave as the wave work (issue 4) records it in the KV store."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from shared.errors import InvalidPayloadError
+from shared.state.ports import KeyValuePort
+
+__all__ = ["WAVES_NAMESPACE", "WaveState", "WaveStatus", "read_wave_state", "write_wave_state"]
+
+# KV namespace; key = wave name; value {"state": ..., "since": ISO-8601}.
+WAVES_NAMESPACE: Final = "waves"
+
+
+class WaveState(enum.StrEnum):
+    """Where a wave is in its rollout; protection grows from PLANNED to ENFORCED."""
+
+    PLANNED = "planned"
+    REGISTERING = "registering"
+    REPORT_ONLY = "report-only"
+    ENFORCED = "enforced"
+
+
+@dataclass(frozen=True, slots=True)
+class WaveStatus:
+    """A wave's state and since when (None for a wave never recorded: planned)."""
+
+    name: str
+    state: WaveState
+    since: datetime | None = None
+
+    @property
+    def enforced(self) -> bool:
+        """True when the wave's Conditional Access policy is enforced."""
+        return self.state is WaveState.ENFORCED
+
+
+def read_wave_state(kv: KeyValuePort, name: str) -> WaveStatus:
+    """The recorded state of wave ``name``; an absent record means ``planned``.
+
+    Raises:
+        InvalidPayloadError: the stored record is not ``{"state": <known state>, "since": <ISO-8601>}``.
+        RetryableError: the store is unavailable.
+    """
+    stored = kv.get(WAVES_NAMESPACE, name)
+    if stored is None:
+        return WaveStatus(name, WaveState.PLANNED)
+    value = stored.value
+    if not isinstance(value, dict):
+        raise InvalidPayloadError.for_field(f"waves/{name}", "expected an object with state and since")
+    try:
+        state = WaveState(str(value.get("state")))
+    except ValueError:
+        known = ", ".join(s.value for s in WaveState)
+        raise InvalidPayloadError.for_field(
+            f"waves/{name}.state", f"unknown state {value.get('state')!r} (known: {known})"
+        ) from None
+    return WaveStatus(name, state, _parse_since(name, value.get("since")))
+
+
+def write_wave_state(kv: KeyValuePort, name: str, state: WaveState, since: datetime) -> None:
+    """Record wave ``name`` as ``state`` since ``since`` (tests and the wave work).
+
+    Raises:
+        RetryableError: the store is unavailable.
+    """
+    kv.put(WAVES_NAMESPACE, name, {"state": state.value, "since": since.isoformat()})
+
+
+def _parse_since(name: str, raw: object) -> datetime | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        try:
+            moment = datetime.fromisoformat(raw)
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return moment
+    raise InvalidPayloadError.for_field(f"waves/{name}.since", "expected an ISO-8601 timestamp with a zone")

@@ -1,0 +1,173 @@
+"""Wave assignment: the first matching wave in plan order, the new-hire policy, never break-glass."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.config import APP_ROOT, RolloutPlan, parse_plan
+from shared.rollout.assignment import Assignment, UserFacts, assign_wave
+from tests.conftest import PLAN_SECRETS
+
+EXAMPLE_DOC: dict[str, Any] = yaml.safe_load((APP_ROOT / "config" / "waveguard.yaml").read_text("utf-8"))
+PILOT_GROUP_ID = "0f3c1a52-7a51-4c8e-9d22-1b2b3c4d5e6f"
+
+
+def _plan(mutate: Callable[[dict[str, Any]], None] = lambda doc: None) -> RolloutPlan:
+    doc = copy.deepcopy(EXAMPLE_DOC)
+    mutate(doc)
+    return parse_plan(yaml.safe_dump(doc, sort_keys=False), PLAN_SECRETS, source="test-plan")
+
+
+PLAN = _plan()
+
+
+def test_department_selects_its_wave() -> None:
+    # GIVEN a Finance employee / WHEN assigned / THEN the finance-hr wave, naming the selector
+    result = assign_wave(PLAN, UserFacts(department="Finance", country="US"))
+    assert result == Assignment("finance-hr", "selector", "departments=Finance")
+
+
+def test_department_match_ignores_case_and_spaces() -> None:
+    assert assign_wave(PLAN, UserFacts(department="  marketing ")).wave == "sales-marketing"
+
+
+def test_first_matching_wave_in_plan_order_wins() -> None:
+    # GIVEN an IT-department user who is also in a group of a later wave's department
+    def add_it_to_wave_three(doc: dict[str, Any]) -> None:
+        doc["waves"][2]["selectors"]["departments"].append("IT")
+
+    result = assign_wave(_plan(add_it_to_wave_three), UserFacts(department="IT"))
+    # THEN the earlier wave (pilot) takes them
+    assert result.wave == "pilot"
+
+
+def test_group_membership_by_display_name() -> None:
+    facts = UserFacts.of(department="Legal", groups=[("11111111-2222-3333-4444-555555555555", "IT Pilot")])
+    assert assign_wave(PLAN, facts) == Assignment("pilot", "selector", "groups=IT pilot")
+
+
+def test_group_membership_by_id() -> None:
+    def by_id(doc: dict[str, Any]) -> None:
+        doc["waves"][0]["selectors"]["groups"] = [PILOT_GROUP_ID.upper()]
+
+    facts = UserFacts.of(groups=[(PILOT_GROUP_ID, "Renamed since")])
+    assert assign_wave(_plan(by_id), facts).wave == "pilot"
+    assert (
+        assign_wave(_plan(by_id), UserFacts.of(groups=[("a" * 8 + "-0000-0000-0000-" + "0" * 12, None)])).wave
+        == "everyone"
+    )
+
+
+def test_country_selector() -> None:
+    def by_country(doc: dict[str, Any]) -> None:
+        doc["waves"][2]["selectors"]["countries"] = ["de"]
+
+    result = assign_wave(_plan(by_country), UserFacts(department="Legal", country="de"))
+    assert result == Assignment("sales-marketing", "selector", "countries=DE")
+
+
+def test_explicit_user_selector_ignores_case() -> None:
+    def by_user(doc: dict[str, Any]) -> None:
+        doc["waves"][1]["selectors"]["users"] = ["Ada.Lovelace@contoso.com"]
+
+    result = assign_wave(_plan(by_user), UserFacts(user_principal_name="ada.lovelace@CONTOSO.com"))
+    assert result == Assignment("finance-hr", "selector", "users=Ada.Lovelace@contoso.com")
+
+
+def test_nobody_selected_goes_to_the_catch_all_wave() -> None:
+    assert assign_wave(PLAN, UserFacts(department="Legal", country="FR")) == Assignment(
+        "everyone", "catch-all"
+    )
+
+
+def test_user_without_any_facts_goes_to_the_catch_all_wave() -> None:
+    assert assign_wave(PLAN, UserFacts()).wave == "everyone"
+
+
+def test_break_glass_is_never_assigned_even_when_selected() -> None:
+    # GIVEN a break-glass account in the IT department and the IT pilot group
+    facts = UserFacts.of(
+        user_principal_name="BG-admin1@contoso.onmicrosoft.com", department="IT", groups=[("x", "IT pilot")]
+    )
+    # THEN it gets no wave, and the result says why
+    assert assign_wave(PLAN, facts) == Assignment(None, "break-glass")
+    assert assign_wave(PLAN, facts, new_hire=True) == Assignment(None, "break-glass")
+
+
+def test_break_glass_by_object_id() -> None:
+    bg_id = "9b0c7f3e-1d2a-4c5b-8e6f-0a1b2c3d4e5f"
+
+    def by_id(doc: dict[str, Any]) -> None:
+        doc["breakGlass"]["accounts"].append({"id": bg_id})
+
+    assert not assign_wave(_plan(by_id), UserFacts(user_id=bg_id.upper(), department="IT")).assigned
+
+
+def test_new_hire_explicit_wave_wins_over_selectors() -> None:
+    def explicit(doc: dict[str, Any]) -> None:
+        doc["newHires"]["wave"] = "pilot"
+
+    result = assign_wave(_plan(explicit), UserFacts(department="Finance"), new_hire=True)
+    assert result == Assignment("pilot", "new-hire-wave", "newHires.wave=pilot")
+    # the explicit new-hire wave is for hires only: the membership sync still uses selectors
+    assert assign_wave(_plan(explicit), UserFacts(department="Finance")).wave == "finance-hr"
+
+
+def test_new_hire_auto_uses_selectors_first() -> None:
+    assert assign_wave(PLAN, UserFacts(department="Sales"), new_hire=True).wave == "sales-marketing"
+
+
+def test_new_hire_auto_falls_back_to_the_fallback_wave_before_the_catch_all() -> None:
+    def fallback_pilot(doc: dict[str, Any]) -> None:
+        doc["newHires"]["fallbackWave"] = "pilot"
+
+    result = assign_wave(_plan(fallback_pilot), UserFacts(department="Legal"), new_hire=True)
+    assert result == Assignment("pilot", "fallback-wave", "newHires.fallbackWave=pilot")
+    # not a hire: the catch-all wave
+    assert assign_wave(_plan(fallback_pilot), UserFacts(department="Legal")).wave == "everyone"
+
+
+def test_plan_without_catch_all_leaves_unselected_users_unassigned() -> None:
+    def no_catch_all(doc: dict[str, Any]) -> None:
+        doc["waves"] = doc["waves"][:3]
+        doc["newHires"]["fallbackWave"] = "pilot"
+
+    plan = _plan(no_catch_all)
+    assert assign_wave(plan, UserFacts(department="Legal")) == Assignment(None, "unmatched")
+    assert assign_wave(plan, UserFacts(department="Legal"), new_hire=True).wave == "pilot"
+
+
+def test_user_facts_of_normalises_group_ids_and_names() -> None:
+    facts = UserFacts.of(groups=[("ABC", "IT Pilot"), ("", None)])
+    assert facts.group_ids == frozenset({"abc"})
+    assert facts.group_names == frozenset({"it pilot"})
+
+
+@pytest.mark.parametrize("new_hire", [False, True])
+@given(
+    department=st.one_of(
+        st.none(), st.sampled_from(["IT", "Finance", "HR", "Sales", "Legal"]), st.text(max_size=8)
+    ),
+    country=st.one_of(st.none(), st.text(max_size=3)),
+    upn=st.one_of(st.none(), st.sampled_from(["bg-admin1@contoso.onmicrosoft.com", "ada@contoso.com"])),
+    group_names=st.frozensets(st.sampled_from(["it pilot", "other"]), max_size=2),
+)
+def test_any_user_gets_a_known_wave_or_a_reason(
+    new_hire: bool, department: str | None, country: str | None, upn: str | None, group_names: frozenset[str]
+) -> None:
+    # GIVEN any facts / WHEN assigned / THEN a wave of the plan, or none only for break-glass
+    facts = UserFacts(
+        user_principal_name=upn, department=department, country=country, group_names=group_names
+    )
+    result = assign_wave(PLAN, facts, new_hire=new_hire)
+    if upn and upn.startswith("bg-"):
+        assert result == Assignment(None, "break-glass")
+    else:
+        assert result.wave in {wave.name for wave in PLAN.waves}
