@@ -11,15 +11,18 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from local.graph_emulator import admin, batch
+from local.graph_emulator.clock import EmulatorClock
 from local.graph_emulator.errors import GraphError, error_body
 from local.graph_emulator.faults import FaultInjector
+from local.graph_emulator.limits import RateLimitConfig, RateLimiters
 from local.graph_emulator.requestlog import RequestLog
-from local.graph_emulator.resources import groups, members, users
+from local.graph_emulator.resources import groups, members, tap, users
 from local.graph_emulator.routing import Call, Request, Response, Router, RouteTable
 from local.graph_emulator.seed import DEFAULT_RANDOM_SEED, DemoTenant, seed_demo
 from local.graph_emulator.store import TenantStore
@@ -30,8 +33,17 @@ ADMIN_PREFIX = "/_emulator"
 SEEDS = ("demo", "empty")
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 # Every Graph resource module; a new resource is one more entry here.
-GRAPH_ROUTE_TABLES: tuple[RouteTable, ...] = (users.routes, groups.routes, members.routes, batch.routes)
-ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (admin.routes,)
+GRAPH_ROUTE_TABLES: tuple[RouteTable, ...] = (
+    users.routes,
+    groups.routes,
+    members.routes,
+    batch.routes,
+    tap.routes,
+)
+ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (admin.routes, tap.admin_routes)
+# Run (under the lock) before every Graph request and $batch item, e.g. to let due users appear.
+BEFORE_GRAPH_REQUEST: tuple[Callable[[Emulator], None], ...] = ()
+RESET_FIELDS = frozenset({"seed", "randomSeed", "writeBudget", "snapshot", "timeScale", "rateLimits"})
 
 
 @dataclass(frozen=True)
@@ -42,8 +54,11 @@ class EmulatorConfig:
     random_seed: int = DEFAULT_RANDOM_SEED
     write_budget: WriteBudget = field(default_factory=WriteBudget)
     snapshot: str | None = None
+    time_scale: float = 1.0
+    rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
 
     def __post_init__(self) -> None:
+        EmulatorClock(self.time_scale)  # validates the scale
         if self.seed not in SEEDS:
             raise ValueError(f"seed must be one of {', '.join(SEEDS)}, got {self.seed!r}")
         if isinstance(self.random_seed, bool) or not isinstance(self.random_seed, int):
@@ -59,7 +74,7 @@ class EmulatorConfig:
             raw = {}
         if not isinstance(raw, dict):
             raise ValueError("the reset body must be a JSON object")
-        unknown = set(raw) - {"seed", "randomSeed", "writeBudget", "snapshot"}
+        unknown = set(raw) - RESET_FIELDS
         if unknown:
             raise ValueError(f"unknown reset fields: {', '.join(sorted(unknown))}")
         snapshot = raw.get("snapshot")
@@ -72,6 +87,10 @@ class EmulatorConfig:
             random_seed=raw.get("randomSeed", DEFAULT_RANDOM_SEED),
             write_budget=budget,
             snapshot=snapshot,
+            time_scale=raw.get("timeScale", self.time_scale),
+            rate_limits=(
+                RateLimitConfig.from_json(raw["rateLimits"]) if "rateLimits" in raw else self.rate_limits
+            ),
         )
 
 
@@ -89,6 +108,8 @@ class Emulator:
         self.store = TenantStore()
         self.demo: DemoTenant | None = None
         self.write_bucket = TokenBucket(self.config.write_budget)
+        self.clock = EmulatorClock(self.config.time_scale)
+        self.rate_limits = RateLimiters(self.config.rate_limits, self.clock)
         self.reset(self.startup_config)
 
     def reset(self, config: EmulatorConfig) -> None:
@@ -104,6 +125,8 @@ class Emulator:
             self.store = store
             self.demo = demo
             self.write_bucket = TokenBucket(config.write_budget)
+            self.clock = EmulatorClock(config.time_scale)
+            self.rate_limits = RateLimiters(config.rate_limits, self.clock)
             self.faults.clear()
             self.requests.clear()
 
@@ -133,6 +156,8 @@ class Emulator:
             if request.method in WRITE_METHODS and not _is_batch(api_path):
                 self._spend_write_token()
             with self.lock:
+                for hook in BEFORE_GRAPH_REQUEST:
+                    hook(self)
                 response = handler(Call(request, params, self))
         except GraphError as exc:
             response = self.error_response(request, exc)
@@ -167,6 +192,8 @@ class Emulator:
                     **self.config.write_budget.to_json(),
                     "available": self.write_bucket.available(),
                 },
+                "timeScale": self.config.time_scale,
+                "rateLimits": self.config.rate_limits.to_json(),
                 "faults": len(self.faults.to_json()),
                 "requests": len(self.requests),
             }
