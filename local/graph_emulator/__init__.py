@@ -18,6 +18,7 @@ from local.graph_emulator.seed import (
     DEMO_USER_COUNT,
     DEPARTMENTS,
     IT_PILOT_GROUP,
+    SERVICE_MAILBOX_UPN,
     DemoTenant,
     stable_id,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "DEMO_USER_COUNT",
     "DEPARTMENTS",
     "IT_PILOT_GROUP",
+    "SERVICE_MAILBOX_UPN",
     "DemoTenant",
     "Emulator",
     "EmulatorConfig",

@@ -39,7 +39,9 @@ PEOPLE_COUNT = 1 + len(DEPARTMENTS) + sum(DEPARTMENT_STAFF.values())
 IT_PILOT_GROUP = "IT pilot"
 BREAK_GLASS_GROUP = "WaveGuard - Break glass exclusion"
 BREAK_GLASS_UPNS = ("bg-admin1@contoso.onmicrosoft.com", "bg-admin2@contoso.onmicrosoft.com")
-DEMO_USER_COUNT = PEOPLE_COUNT + len(BREAK_GLASS_UPNS)
+# The mailbox WaveGuard sends TAP and nudge e-mails from (the plan's senderMailbox).
+SERVICE_MAILBOX_UPN = f"waveguard@{DOMAIN}"
+DEMO_USER_COUNT = PEOPLE_COUNT + len(BREAK_GLASS_UPNS) + 1
 
 FIRST_NAMES = (
     "Ada", "Alan", "Grace", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances", "Tim",
@@ -82,6 +84,7 @@ class DemoTenant:
     it_pilot_group_id: str = ""
     break_glass_group_id: str = ""
     break_glass_ids: tuple[str, ...] = ()
+    service_mailbox_id: str = ""
 
 
 def stable_id(random_seed: int, kind: str, key: str) -> str:
@@ -102,6 +105,8 @@ def seed_demo(store: TenantStore, *, random_seed: int = DEFAULT_RANDOM_SEED) -> 
             builder.add_person(department, builder.rng.choice(JOB_TITLES[department]), manager_id=head["id"])
         counts[department] = staff + 1
     break_glass = [builder.add_break_glass(upn) for upn in BREAK_GLASS_UPNS]
+    # added after everyone else and without the shared random generator: no other id changes
+    service_mailbox = builder.add_service_mailbox(SERVICE_MAILBOX_UPN)
     it_pilot = builder.add_security_group(IT_PILOT_GROUP, "IT department: first MFA wave")
     store.add_members(it_pilot["id"], [u["id"] for u in store.users.values() if u.get("department") == "IT"])
     exclusion = builder.add_security_group(BREAK_GLASS_GROUP, "Excluded from every WaveGuard CA policy")
@@ -115,6 +120,7 @@ def seed_demo(store: TenantStore, *, random_seed: int = DEFAULT_RANDOM_SEED) -> 
         it_pilot_group_id=it_pilot["id"],
         break_glass_group_id=exclusion["id"],
         break_glass_ids=tuple(u["id"] for u in break_glass),
+        service_mailbox_id=service_mailbox["id"],
     )
 
 
@@ -185,6 +191,33 @@ class _DemoBuilder:
                 "accountEnabled": True,
                 "userType": "Member",
                 "createdDateTime": "2020-01-01T00:00:00Z",
+            }
+        )
+
+    def add_service_mailbox(self, upn: str) -> JsonObject:
+        name = upn.split("@")[0]
+        return self.store.add_user(
+            {
+                "id": stable_id(self.random_seed, "user", upn),
+                "displayName": "WaveGuard",
+                "givenName": None,
+                "surname": None,
+                "userPrincipalName": upn,
+                "mail": upn,
+                "mailNickname": name,
+                "employeeId": None,
+                "department": None,
+                "jobTitle": "Service mailbox",
+                "companyName": "Contoso",
+                "country": None,
+                "usageLocation": "GB",
+                "businessPhones": [],
+                "mobilePhone": None,
+                "officeLocation": None,
+                "preferredLanguage": "en-GB",
+                "accountEnabled": True,
+                "userType": "Member",
+                "createdDateTime": "2024-01-01T00:00:00Z",
             }
         )
 

@@ -10,6 +10,7 @@ from local.graph_emulator.seed import (
     DEMO_USER_COUNT,
     DEPARTMENTS,
     IT_PILOT_GROUP,
+    SERVICE_MAILBOX_UPN,
     DemoTenant,
     seed_demo,
 )
@@ -25,7 +26,7 @@ def test_the_demo_tenant_has_about_300_people_in_every_department() -> None:
     store, tenant = demo()
     people = [u for u in store.users.values() if u["employeeId"]]
 
-    assert len(store.users) == DEMO_USER_COUNT == tenant.user_count == 302
+    assert len(store.users) == DEMO_USER_COUNT == tenant.user_count == 303
     assert len(people) == 300
     assert set(Counter(u["department"] for u in people)) == {*DEPARTMENTS, "Executive"}
     assert {u["country"] for u in people} == {"GB", "US", "DE", "FR", "NL", "IN"}
@@ -47,7 +48,10 @@ def test_everyone_reports_to_their_head_and_heads_report_to_the_ceo() -> None:
 
     for user in store.users.values():
         manager = store.manager_of(user["id"])
-        if user["id"] == tenant.ceo_id or user["userPrincipalName"] in BREAK_GLASS_UPNS:
+        if user["id"] == tenant.ceo_id or user["userPrincipalName"] in (
+            *BREAK_GLASS_UPNS,
+            SERVICE_MAILBOX_UPN,
+        ):
             assert manager is None
         elif str(user["jobTitle"]).startswith("Head of "):
             assert manager is not None
@@ -80,3 +84,16 @@ def test_the_same_random_seed_gives_the_same_tenant_and_another_does_not() -> No
     assert first.to_json()["users"] == again.to_json()["users"]
     assert list(first.users) == list(again.users)
     assert list(first.users) != list(other.users)
+
+
+def test_the_service_mailbox_exists_without_changing_anyone_elses_id() -> None:
+    store, tenant = demo()
+    mailbox = store.find_user(SERVICE_MAILBOX_UPN)
+
+    assert mailbox is not None
+    assert mailbox["id"] == tenant.service_mailbox_id
+    assert mailbox["mail"] == SERVICE_MAILBOX_UPN
+    assert mailbox["employeeId"] is None
+    # the ids the demo had before the mailbox was added (uuid5 of the seed and a stable key)
+    assert tenant.ceo_id == "0a2f5c14-c659-50ef-b6a0-6257a7fe1a7d"
+    assert store.users[tenant.ceo_id]["userPrincipalName"] == "femke.ritchie@contoso.com"
