@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--time-scale",
         type=float,
         default=None,
-        help="shrink Graph's budget in time: 10 means 300 writes per 15 s",
+        help="shrink time: 10 means 300 writes per 15 s, provisioning lag and rate-limit windows / 10",
     )
     parser.add_argument("--retry-after-format", choices=("integer", "decimal"), default="integer")
     parser.add_argument(
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             random_seed=args.random_seed,
             write_budget=write_budget(args),
             snapshot=args.snapshot,
+            time_scale=args.time_scale if args.time_scale is not None else 1.0,
         )
     except (ValueError, OSError) as exc:
         print(f"graph emulator: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from local.graph_emulator.errors import GraphError, JsonObject, bad_request
 from local.graph_emulator.faults import FaultRule
+from local.graph_emulator.resources import provisioning
 from local.graph_emulator.resources.shapes import GROUP_PROPERTIES, USER_PROPERTIES
 from local.graph_emulator.routing import Call, Response, RouteTable
 from local.graph_emulator.store import utc_now_iso
@@ -104,7 +105,7 @@ def add_user(call: Call, raw: Any, index: int) -> JsonObject:
     where = f"users[{index}]"
     if not isinstance(raw, dict):
         raise invalid(f"{where} must be an object")
-    unknown = set(raw) - USER_PROPERTIES - {"manager"}
+    unknown = set(raw) - USER_PROPERTIES - {"manager", "visibleAfterSeconds"}
     if unknown:
         raise invalid(f"{where} has unknown fields: {', '.join(sorted(unknown))}")
     upn = raw.get("userPrincipalName")
@@ -128,7 +129,11 @@ def add_user(call: Call, raw: Any, index: int) -> JsonObject:
             "createdDateTime": utc_now_iso(),
         }
     )
-    user.update({k: v for k, v in raw.items() if k != "manager"})
+    user.update({k: v for k, v in raw.items() if k not in ("manager", "visibleAfterSeconds")})
+    if raw.get("visibleAfterSeconds") is not None:
+        delay = provisioning.parse_delay(raw["visibleAfterSeconds"], where)
+        return provisioning.schedule(call.emulator, user, manager["id"] if manager else None, delay)
+    provisioning.check_upn_free(store, upn)
     stored: JsonObject = store.add_user(user)
     if manager is not None:
         store.set_manager(stored["id"], manager["id"])

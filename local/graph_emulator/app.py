@@ -22,7 +22,7 @@ from local.graph_emulator.errors import GraphError, error_body
 from local.graph_emulator.faults import FaultInjector
 from local.graph_emulator.limits import RateLimitConfig, RateLimiters
 from local.graph_emulator.requestlog import RequestLog
-from local.graph_emulator.resources import groups, mail, members, tap, users
+from local.graph_emulator.resources import groups, mail, members, provisioning, tap, users
 from local.graph_emulator.routing import Call, Request, Response, Router, RouteTable
 from local.graph_emulator.seed import DEFAULT_RANDOM_SEED, DemoTenant, seed_demo
 from local.graph_emulator.store import TenantStore
@@ -41,9 +41,14 @@ GRAPH_ROUTE_TABLES: tuple[RouteTable, ...] = (
     tap.routes,
     mail.routes,
 )
-ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (admin.routes, tap.admin_routes, mail.admin_routes)
+ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (
+    admin.routes,
+    tap.admin_routes,
+    mail.admin_routes,
+    provisioning.admin_routes,
+)
 # Run (under the lock) before every Graph request and $batch item, e.g. to let due users appear.
-BEFORE_GRAPH_REQUEST: tuple[Callable[[Emulator], None], ...] = ()
+BEFORE_GRAPH_REQUEST: tuple[Callable[[Emulator], None], ...] = (provisioning.promote_due_users,)
 RESET_FIELDS = frozenset({"seed", "randomSeed", "writeBudget", "snapshot", "timeScale", "rateLimits"})
 
 

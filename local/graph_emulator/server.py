@@ -183,6 +183,7 @@ def start_emulator(
     random_seed: int = 42,
     write_budget: WriteBudget | None = None,
     snapshot: str | None = None,
+    time_scale: float = 1.0,
 ) -> EmulatorHandle:
     """Start an emulator in a background thread; port 0 or None picks a free port.
 
@@ -191,7 +192,11 @@ def start_emulator(
         OSError: the port is taken.
     """
     config = EmulatorConfig(
-        seed=seed, random_seed=random_seed, write_budget=write_budget or WriteBudget(), snapshot=snapshot
+        seed=seed,
+        random_seed=random_seed,
+        write_budget=write_budget or WriteBudget(),
+        snapshot=snapshot,
+        time_scale=time_scale,
     )
     emulator = Emulator(config)
     server = EmulatorServer((host, port or 0), emulator)
