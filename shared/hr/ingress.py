@@ -1,0 +1,295 @@
+"""HR webhook ingress, independent of Azure Functions: check, verify, parse, dedupe, enqueue, answer.
+
+Every request goes through the same gates, cheapest first, and nothing is enqueued unless all
+pass: provider enabled (404) → ``Content-Type: application/json`` (415) → body ≤ 256 KiB (413)
+→ signature and timestamp (401) → JSON and schema (400, naming each bad field) → dedupe →
+enqueue on ``hr-events`` → 202 ``{"id": ...}``.
+
+Each accepted canonical event becomes ``Envelope(type, payload=<canonical JSON>, id=<sha256 of
+the delivery's identity>)`` so a redelivered webhook maps to the same envelope id. Dedupe uses
+``claim("hr-webhook:<id>")``: a completed key answers 202 with the same id and enqueues nothing.
+If the process dies between claim and enqueue, the claim expires after ``CLAIM_EXPIRY`` and the
+sender's retry takes it over; if the enqueue fails the claim is released and the answer is 503
+with Retry-After, never 202 for something that is not queued. A rare double enqueue (the
+process dies after the send but before ``complete``) is harmless: the ``hr-events`` worker
+dedupes on the envelope id as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email.message import Message
+from typing import Any, Final, Protocol
+
+from shared.config.plan import HrProviders
+from shared.envelope import Envelope
+from shared.errors import FieldError, InvalidPayloadError, classify
+from shared.hr.bamboohr import map_bamboohr_payload, verify_bamboohr
+from shared.hr.events import HrEvent, parse_hr_event
+from shared.hr.signatures import SignatureError, StandardWebhooksVerifier
+from shared.http_problem import PROBLEM_CONTENT_TYPE, problem
+from shared.names import HR_EVENTS
+from shared.state.ports import Clock, IdempotencyPort, utc_now
+
+__all__ = [
+    "CLAIM_EXPIRY",
+    "DEDUPE_TTL",
+    "MAX_BODY_BYTES",
+    "PROVIDER_BAMBOOHR",
+    "PROVIDER_STANDARD",
+    "EnvelopeSender",
+    "IncomingRequest",
+    "IngressDeps",
+    "IngressResult",
+    "accept_bamboohr_webhook",
+    "accept_hr_webhook",
+    "event_envelope_id",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES: Final = 256 * 1024
+DEDUPE_TTL: Final = timedelta(days=7)
+# How long a claim may sit in progress before a retry takes it over (the holder has died):
+# far longer than a queue send takes, short enough that the sender's next retry succeeds.
+CLAIM_EXPIRY: Final = timedelta(seconds=60)
+RETRY_AFTER_SECONDS: Final = 30
+PROVIDER_STANDARD: Final = "standard-webhooks"
+PROVIDER_BAMBOOHR: Final = "bamboohr"
+
+
+class EnvelopeSender(Protocol):
+    """What ingress needs from ``shared.queues.QueueSender``."""
+
+    def send(self, queue_name: str, envelope: Envelope) -> str:
+        """Enqueue ``envelope``; returns the message id."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRequest:
+    """An HTTP request as ingress sees it; header names are matched case-insensitively."""
+
+    method: str
+    headers: Mapping[str, str]
+    body: bytes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", {k.lower(): v for k, v in self.headers.items()})
+
+
+@dataclass(frozen=True, slots=True)
+class IngressResult:
+    """The HTTP answer: status, JSON body (problem JSON for errors) and extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def content_type(self) -> str:
+        """``application/problem+json`` for errors, ``application/json`` otherwise."""
+        return PROBLEM_CONTENT_TYPE if self.status >= 400 else "application/json"
+
+    def body_text(self) -> str:
+        """The body as compact JSON."""
+        return json.dumps(self.body, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class IngressDeps:
+    """Everything ingress talks to; built once per process by the handler."""
+
+    providers: HrProviders
+    queue: EnvelopeSender
+    idempotency: IdempotencyPort
+    clock: Clock = utc_now
+
+
+def event_envelope_id(provider: str, delivery_key: str) -> str:
+    """The deterministic envelope id of one delivered event: sha256 hex of ``provider:key``."""
+    return hashlib.sha256(f"{provider}:{delivery_key}".encode()).hexdigest()
+
+
+def accept_hr_webhook(request: IncomingRequest, *, deps: IngressDeps) -> IngressResult:
+    """Handle ``POST /api/hr/events`` (canonical events behind Standard Webhooks signatures)."""
+    config = deps.providers.standard_webhooks
+    if not config.enabled:
+        return _failure(404, "the Standard Webhooks HR endpoint is not enabled in the plan")
+    refused = _check_transport(request)
+    if refused is not None:
+        return refused
+    try:
+        verifier = StandardWebhooksVerifier(
+            [s.get_secret_value() for s in config.secrets],
+            tolerance=timedelta(seconds=config.tolerance_seconds),
+        )
+        delivery = verifier.verify(request.headers, request.body, now=deps.clock())
+    except SignatureError as exc:
+        return _unauthorized(exc, provider=PROVIDER_STANDARD)
+    try:
+        event = parse_hr_event(_decode_json(request.body))
+    except InvalidPayloadError as exc:
+        return _bad_request(exc, provider=PROVIDER_STANDARD)
+    envelope = _envelope(event, event_envelope_id(PROVIDER_STANDARD, delivery.webhook_id))
+    failure = _enqueue_all([envelope], deps)
+    return failure or IngressResult(202, {"id": envelope.id})
+
+
+def accept_bamboohr_webhook(request: IncomingRequest, *, deps: IngressDeps) -> IngressResult:
+    """Handle ``POST /api/hr/bamboohr`` (BambooHR field-based webhooks, one event per employee)."""
+    config = deps.providers.bamboohr
+    if not config.enabled or config.secret is None:
+        return _failure(404, "the BambooHR endpoint is not enabled in the plan")
+    refused = _check_transport(request)
+    if refused is not None:
+        return refused
+    try:
+        verify_bamboohr(
+            request.headers,
+            request.body,
+            private_key=config.secret.get_secret_value(),
+            now=deps.clock(),
+            tolerance=timedelta(seconds=deps.providers.standard_webhooks.tolerance_seconds),
+        )
+    except SignatureError as exc:
+        return _unauthorized(exc, provider=PROVIDER_BAMBOOHR)
+    try:
+        mapped = map_bamboohr_payload(_decode_json(request.body), field_map=config.field_map)
+    except InvalidPayloadError as exc:
+        return _bad_request(exc, provider=PROVIDER_BAMBOOHR)
+    envelopes = [_envelope(m.event, event_envelope_id(PROVIDER_BAMBOOHR, m.dedupe_key)) for m in mapped]
+    failure = _enqueue_all(envelopes, deps)
+    return failure or IngressResult(202, {"ids": [e.id for e in envelopes]})
+
+
+def _check_transport(request: IncomingRequest) -> IngressResult | None:
+    content_type = request.headers.get("content-type", "")
+    if not _is_json_content_type(content_type):
+        return _failure(415, "expected Content-Type: application/json (charset utf-8, if given)")
+    if len(request.body) > MAX_BODY_BYTES:
+        return _failure(413, f"the body is {len(request.body)} bytes; at most {MAX_BODY_BYTES} are accepted")
+    return None
+
+
+def _is_json_content_type(header: str) -> bool:
+    message = Message()
+    message["content-type"] = header
+    if not header.strip() or message.get_content_type() != "application/json":
+        return False
+    charset = message.get_param("charset")
+    return charset is None or (isinstance(charset, str) and charset.lower() in ("utf-8", "utf8"))
+
+
+def _decode_json(body: bytes) -> object:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidPayloadError.for_field("body", "not UTF-8 text") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise InvalidPayloadError.for_field("body", "JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and int-conversion limits
+        raise InvalidPayloadError.for_field("body", f"not valid JSON: {exc}") from None
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _envelope(event: HrEvent, envelope_id: str) -> Envelope:
+    return Envelope(type=event.type, payload=event.to_payload(), id=envelope_id, occurred_at=event.timestamp)
+
+
+class _NotQueued(Exception):
+    def __init__(self, result: IngressResult) -> None:
+        super().__init__(result.body.get("detail", ""))
+        self.result = result
+
+
+def _enqueue_all(envelopes: list[Envelope], deps: IngressDeps) -> IngressResult | None:
+    """Enqueue each envelope once; the failure to answer with, or None when all are queued."""
+    try:
+        for envelope in envelopes:
+            _enqueue_once(envelope, deps)
+    except _NotQueued as exc:
+        return exc.result
+    return None
+
+
+def _enqueue_once(envelope: Envelope, deps: IngressDeps) -> None:
+    key = f"hr-webhook:{envelope.id}"
+    claim = _guarded(lambda: deps.idempotency.claim(key, ttl=DEDUPE_TTL, in_progress_expiry=CLAIM_EXPIRY))
+    if claim.completed:
+        logger.info("hr webhook duplicate: already queued", extra={"envelope_id": envelope.id})
+        return
+    if claim.in_progress:
+        wait = max(1, math.ceil((CLAIM_EXPIRY - claim.age).total_seconds()))
+        raise _NotQueued(
+            _failure(409, "this delivery is being processed by another request; retry", retry_after=wait)
+        )
+    try:
+        message_id = deps.queue.send(HR_EVENTS, envelope)
+    except Exception as exc:
+        # Give the key back so the sender's retry can enqueue at once.
+        _release_quietly(deps, key)
+        logger.warning(
+            "hr webhook not queued: %s",
+            type(exc).__name__,
+            extra={"envelope_id": envelope.id, "error_kind": classify(exc)},
+        )
+        raise _NotQueued(_unavailable()) from exc
+    try:
+        deps.idempotency.complete(key, {"messageId": message_id})
+    except Exception as exc:
+        # Queued already: answer 202. The claim expires and a later redelivery re-enqueues the
+        # same envelope id, which the worker dedupes.
+        logger.warning("hr webhook queued but not marked done: %s", type(exc).__name__)
+    logger.info("hr webhook queued", extra={"envelope_id": envelope.id, "event_type": envelope.type})
+
+
+def _guarded[T](call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except Exception as exc:
+        logger.warning("hr webhook dedupe store failed: %s", type(exc).__name__)
+        raise _NotQueued(_unavailable()) from exc
+
+
+def _release_quietly(deps: IngressDeps, key: str) -> None:
+    try:
+        deps.idempotency.release(key)
+    except Exception as exc:  # the claim then expires after CLAIM_EXPIRY instead
+        logger.warning("hr webhook claim not released: %s", type(exc).__name__)
+
+
+def _unavailable() -> IngressResult:
+    return _failure(
+        503, "the event could not be queued right now; retry later", retry_after=RETRY_AFTER_SECONDS
+    )
+
+
+def _unauthorized(exc: SignatureError, *, provider: str) -> IngressResult:
+    logger.warning("hr webhook refused (%s): %s", provider, exc.message)
+    return _failure(401, exc.message)
+
+
+def _bad_request(exc: InvalidPayloadError, *, provider: str) -> IngressResult:
+    logger.warning("hr webhook invalid (%s): %s", provider, ", ".join(e["field"] for e in exc.errors))
+    return IngressResult(400, problem(400, exc.message, errors=exc.errors or _body_error(exc)))
+
+
+def _body_error(exc: InvalidPayloadError) -> list[FieldError]:
+    return [FieldError(field=exc.field or "body", message=exc.message)]
+
+
+def _failure(status: int, detail: str, *, retry_after: int | None = None) -> IngressResult:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    return IngressResult(status, problem(status, detail), headers)
