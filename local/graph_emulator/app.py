@@ -22,7 +22,15 @@ from local.graph_emulator.errors import GraphError, error_body
 from local.graph_emulator.faults import FaultInjector
 from local.graph_emulator.limits import RateLimitConfig, RateLimiters
 from local.graph_emulator.requestlog import RequestLog
-from local.graph_emulator.resources import groups, mail, members, provisioning, tap, users
+from local.graph_emulator.resources import (
+    conditional_access,
+    groups,
+    mail,
+    members,
+    provisioning,
+    tap,
+    users,
+)
 from local.graph_emulator.routing import Call, Request, Response, Router, RouteTable
 from local.graph_emulator.seed import DEFAULT_RANDOM_SEED, DemoTenant, seed_demo
 from local.graph_emulator.store import TenantStore
@@ -40,6 +48,7 @@ GRAPH_ROUTE_TABLES: tuple[RouteTable, ...] = (
     batch.routes,
     tap.routes,
     mail.routes,
+    conditional_access.routes,
 )
 ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (
     admin.routes,
