@@ -1,0 +1,77 @@
+"""The Conditional Access baseline as code: templates, rendering, diff, safety lint and apply.
+
+WaveGuard identifies its own policies by display name: every policy it writes is named
+``policies.namePrefix`` + a fixed title; anything else in the tenant is left alone.
+"""
+
+from __future__ import annotations
+
+from shared.rollout.policies.apply import (
+    POLICIES_NAMESPACE,
+    ApplyResult,
+    PolicyApi,
+    PolicyPlan,
+    apply_policy_plan,
+    build_policy_plan,
+    record_report_only,
+)
+from shared.rollout.policies.diff import (
+    FieldChange,
+    PolicyChange,
+    PolicyDiff,
+    diff_policies,
+    is_waveguard_policy,
+)
+from shared.rollout.policies.lint import (
+    CHECKS,
+    Finding,
+    LintContext,
+    LintReport,
+    ReferenceLookup,
+    lint_policies,
+)
+from shared.rollout.policies.render import (
+    POLICY_TITLES,
+    DesiredPolicy,
+    TenantIds,
+    WaveState,
+    read_wave_states,
+    render_policies,
+)
+from shared.rollout.policies.templates import (
+    AZURE_MANAGEMENT_APP_ID,
+    REGISTER_SECURITY_INFO,
+    REPORT_ONLY,
+    Exclusions,
+)
+
+__all__ = [
+    "AZURE_MANAGEMENT_APP_ID",
+    "CHECKS",
+    "POLICIES_NAMESPACE",
+    "POLICY_TITLES",
+    "REGISTER_SECURITY_INFO",
+    "REPORT_ONLY",
+    "ApplyResult",
+    "DesiredPolicy",
+    "Exclusions",
+    "FieldChange",
+    "Finding",
+    "LintContext",
+    "LintReport",
+    "PolicyApi",
+    "PolicyChange",
+    "PolicyDiff",
+    "PolicyPlan",
+    "ReferenceLookup",
+    "TenantIds",
+    "WaveState",
+    "apply_policy_plan",
+    "build_policy_plan",
+    "diff_policies",
+    "is_waveguard_policy",
+    "lint_policies",
+    "read_wave_states",
+    "record_report_only",
+    "render_policies",
+]

@@ -1,0 +1,238 @@
+"""Plan and apply the baseline: desired vs live, the lint, then paced, audited, report-only writes.
+
+Idempotent by construction: every run re-reads the live policies and writes only the
+differences, so a second apply (or a rerun after a crash halfway) writes nothing that is
+already there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Protocol
+
+from shared.config import RolloutPlan
+from shared.errors import SafetyViolationError
+from shared.rollout.policies.diff import (
+    PolicyChange,
+    PolicyDiff,
+    diff_policies,
+    is_waveguard_policy,
+    patch_body,
+)
+from shared.rollout.policies.lint import LintContext, LintReport, ReferenceLookup, lint_policies
+from shared.rollout.policies.render import (
+    DesiredPolicy,
+    TenantIds,
+    WaveState,
+    read_wave_states,
+    render_policies,
+)
+from shared.rollout.policies.templates import REPORT_ONLY, PolicyBody
+from shared.state import AuditEntry, AuditPort, Clock, ConcurrencyError, KeyValuePort, utc_now
+
+__all__ = [
+    "POLICIES_NAMESPACE",
+    "ApplyResult",
+    "PolicyApi",
+    "PolicyPlan",
+    "apply_policy_plan",
+    "build_policy_plan",
+    "record_report_only",
+]
+
+# KV namespace: key = policy id, value = when WaveGuard first saw/wrote it in report-only.
+POLICIES_NAMESPACE: Final = "policies"
+_SPECIAL: Final = frozenset({"all", "none", "guestsorexternalusers"})
+
+
+class PolicyApi(Protocol):
+    """The Conditional Access operations apply needs (Graph's, or a fake in unit tests)."""
+
+    async def list_policies(self) -> list[dict[str, Any]]: ...
+
+    async def create_policy(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def update_policy(self, policy_id: str, patch: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyPlan:
+    """Everything ``waveguard policies plan`` shows, and what ``apply`` executes."""
+
+    desired: tuple[DesiredPolicy, ...]
+    live: tuple[PolicyBody, ...]
+    diff: PolicyDiff
+    lint: LintReport
+    wave_states: Mapping[str, WaveState]
+    after_apply: tuple[PolicyBody, ...]
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.diff.writes)
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What apply wrote: created and updated policies (name, id), and how many writes it took."""
+
+    created: tuple[tuple[str, str], ...] = ()
+    updated: tuple[tuple[str, str], ...] = ()
+    unchanged: tuple[str, ...] = ()
+    correlation_id: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def writes(self) -> int:
+        return len(self.created) + len(self.updated)
+
+
+def project_after_apply(diff: PolicyDiff) -> list[PolicyBody]:
+    """The WaveGuard policies as they will be once the diff is applied (what the lint must pass)."""
+    after: list[PolicyBody] = []
+    for change in diff.changes:
+        if change.kind == "create":
+            after.append({**change.desired.body, "state": REPORT_ONLY})
+        elif change.kind == "update" and change.live is not None:
+            state = change.desired.state if change.desired.wave_driven else change.live.get("state")
+            after.append({**change.desired.body, "id": change.live.get("id"), "state": state})
+        elif change.live is not None:
+            after.append(change.live)
+    return after + list(diff.orphans)
+
+
+def _referenced(policies: Sequence[PolicyBody], keys: tuple[str, str]) -> set[str]:
+    ids: set[str] = set()
+    for policy in policies:
+        users = ((policy.get("conditions") or {}).get("users")) or {}
+        for key in keys:
+            ids |= {str(v).lower() for v in users.get(key) or [] if str(v).lower() not in _SPECIAL}
+    return ids
+
+
+async def build_policy_plan(
+    plan: RolloutPlan, *, api: PolicyApi, lookup: ReferenceLookup, tenant: TenantIds, kv: KeyValuePort
+) -> PolicyPlan:
+    """Render the desired policies, read the live ones, diff them and lint the result.
+
+    Raises:
+        RetryableError: Graph or the state store failed transiently.
+        PermanentError: Graph refused a read.
+    """
+    prefix = plan.policies.name_prefix
+    states = read_wave_states(kv, plan)
+    desired = render_policies(plan, tenant, states)
+    live = [p for p in await api.list_policies() if is_waveguard_policy(p, prefix)]
+    diff = diff_policies(desired, live, prefix)
+    after = project_after_apply(diff)
+    both = after + live
+    live_report_only = {str(p.get("id")) for p in live if p.get("state") == REPORT_ONLY}
+    ctx = LintContext(
+        tenant=tenant,
+        missing_users=frozenset(
+            await lookup.missing_users(_referenced(both, ("includeUsers", "excludeUsers")))
+        ),
+        missing_groups=frozenset(
+            await lookup.missing_groups(_referenced(both, ("includeGroups", "excludeGroups")))
+        ),
+        missing_roles=frozenset(
+            await lookup.missing_roles(_referenced(both, ("includeRoles", "excludeRoles")))
+        ),
+        was_report_only=lambda pid: pid in live_report_only or kv.get(POLICIES_NAMESPACE, pid) is not None,
+        legacy_block_wanted=plan.policies.block_legacy_auth,
+        registration_wanted=plan.policies.require_mfa_registration,
+    )
+    report = lint_policies(after, live, ctx)
+    return PolicyPlan(tuple(desired), tuple(live), diff, report, states, tuple(after))
+
+
+def record_report_only(
+    kv: KeyValuePort, policy: PolicyBody, *, correlation_id: str | None, now: datetime
+) -> None:
+    """Remember that this policy ran in report-only (the first sighting wins; a rerun changes nothing).
+
+    Raises:
+        RetryableError: the store could not be reached.
+    """
+    if policy.get("state") != REPORT_ONLY or not policy.get("id"):
+        return
+    policy_id = str(policy["id"])
+    if kv.get(POLICIES_NAMESPACE, policy_id) is not None:
+        return
+    value = {
+        "displayName": policy.get("displayName"),
+        "reportOnlySince": now.isoformat(),
+        "correlationId": correlation_id,
+    }
+    # Another run may record it first: the earlier sighting stands.
+    with contextlib.suppress(ConcurrencyError):
+        kv.put(POLICIES_NAMESPACE, policy_id, value, if_absent=True)
+
+
+async def apply_policy_plan(
+    policy_plan: PolicyPlan, *, api: PolicyApi, kv: KeyValuePort, audit: AuditPort, actor: str,
+    correlation_id: str, reason: str = "waveguard policies apply", clock: Clock = utc_now,
+) -> ApplyResult:  # fmt: skip
+    """Write the diff: creates always report-only, updates field by field; audit every write.
+
+    Raises:
+        SafetyViolationError: the lint found a blocking problem (nothing was written).
+        RetryableError / PermanentError: a Graph write failed (earlier writes stay; rerun continues).
+    """
+    if not policy_plan.lint.ok:
+        summary = "; ".join(str(f) for f in policy_plan.lint.blocking)
+        raise SafetyViolationError(
+            f"the policy lint failed, nothing was written: {summary}", rule="policy-lint"
+        )
+    for policy in policy_plan.live:
+        record_report_only(kv, policy, correlation_id=correlation_id, now=clock())
+    created: list[tuple[str, str]] = []
+    updated: list[tuple[str, str]] = []
+    for change in policy_plan.diff.writes:
+        write = _create if change.kind == "create" else _update
+        done = await write(
+            change, api=api, kv=kv, audit=audit, actor=actor, correlation_id=correlation_id,
+            reason=reason, clock=clock,
+        )  # fmt: skip
+        (created if change.kind == "create" else updated).append(done)
+    unchanged = tuple(c.name for c in policy_plan.diff.changes if c.kind == "unchanged")
+    return ApplyResult(tuple(created), tuple(updated), unchanged, correlation_id)
+
+
+async def _create(
+    change: PolicyChange, *, api: PolicyApi, kv: KeyValuePort, audit: AuditPort, actor: str,
+    correlation_id: str, reason: str, clock: Clock,
+) -> tuple[str, str]:  # fmt: skip
+    # DESIGN.md safety rule 2: whatever the plan says, a new policy starts in report-only.
+    body = {**change.desired.body, "state": REPORT_ONLY}
+    answer = await api.create_policy(body)
+    policy_id = str(answer.get("id") or "")
+    record_report_only(kv, {**body, "id": policy_id}, correlation_id=correlation_id, now=clock())
+    audit.append(AuditEntry(
+        actor=actor, action="ca.policy.create", target=f"conditionalAccessPolicy/{policy_id}", reason=reason,
+        correlation_id=correlation_id, details={"displayName": change.name, "state": REPORT_ONLY},
+    ))  # fmt: skip
+    return change.name, policy_id
+
+
+async def _update(
+    change: PolicyChange, *, api: PolicyApi, kv: KeyValuePort, audit: AuditPort, actor: str,
+    correlation_id: str, reason: str, clock: Clock,
+) -> tuple[str, str]:  # fmt: skip
+    policy_id = str(change.policy_id)
+    patch = patch_body(change)
+    if not change.desired.wave_driven:
+        patch.pop("state", None)  # the live state is kept; only a wave promotion or rollback moves it
+    await api.update_policy(policy_id, patch)
+    if patch.get("state") == REPORT_ONLY:
+        record_report_only(
+            kv, {**change.desired.body, "id": policy_id}, correlation_id=correlation_id, now=clock()
+        )
+    fields = [{"path": fc.path, "old": fc.old, "new": fc.new} for fc in change.fields]
+    audit.append(AuditEntry(
+        actor=actor, action="ca.policy.update", target=f"conditionalAccessPolicy/{policy_id}", reason=reason,
+        correlation_id=correlation_id, details={"displayName": change.name, "fields": fields},
+    ))  # fmt: skip
+    return change.name, policy_id

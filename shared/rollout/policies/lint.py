@@ -1,0 +1,268 @@
+"""The safety lint, Maester style: small checks, each with an id, a severity and a message
+naming the policy and the field.
+
+The lint runs on two sets: the policies as they will be after the apply (blocking: an error
+there refuses the apply) and the live WaveGuard policies as they are now (reported; what the
+apply repairs shows up here only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal, Protocol
+
+from shared.rollout.policies.render import TenantIds
+from shared.rollout.policies.templates import (
+    ALL,
+    ENABLED,
+    LEGACY_CLIENT_APP_TYPES,
+    REGISTER_SECURITY_INFO,
+    PolicyBody,
+)
+
+__all__ = [
+    "CHECKS",
+    "Finding",
+    "LintContext",
+    "LintReport",
+    "ReferenceLookup",
+    "Severity",
+    "lint_policies",
+]
+
+Severity = Literal["error", "warning"]
+Scope = Literal["after-apply", "live"]
+# Values Graph accepts in includeUsers/excludeUsers that are not object ids.
+_SPECIAL_USERS: Final = frozenset({"all", "none", "guestsorexternalusers"})
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One failed check on one policy (or on the set, when ``policy`` is None)."""
+
+    check: str
+    severity: Severity
+    policy: str | None
+    field: str | None
+    message: str
+    scope: Scope = "after-apply"
+
+    def __str__(self) -> str:
+        where = f"{self.policy!r}" if self.policy else "baseline"
+        at = f" {self.field}" if self.field else ""
+        return f"[{self.check}] {self.severity}: {where}{at}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class LintReport:
+    """Every finding; the apply is refused when ``blocking``."""
+
+    findings: tuple[Finding, ...]
+
+    @property
+    def blocking(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "error" and f.scope == "after-apply")
+
+    @property
+    def ok(self) -> bool:
+        return not self.blocking
+
+
+class ReferenceLookup(Protocol):
+    """Which of these object ids do not exist in the tenant (deleted or never there)."""
+
+    async def missing_users(self, ids: Iterable[str]) -> set[str]: ...
+
+    async def missing_groups(self, ids: Iterable[str]) -> set[str]: ...
+
+    async def missing_roles(self, ids: Iterable[str]) -> set[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LintContext:
+    """What the checks need besides the policies themselves."""
+
+    tenant: TenantIds
+    missing_users: frozenset[str]
+    missing_groups: frozenset[str]
+    missing_roles: frozenset[str]
+    # True when WaveGuard has seen this policy id in report-only (KV record or live state).
+    was_report_only: Callable[[str], bool]
+    legacy_block_wanted: bool = True
+    registration_wanted: bool = True
+
+
+PolicyCheck = Callable[[PolicyBody, LintContext], list[tuple[str, str]]]
+SetCheck = Callable[[Sequence[PolicyBody], LintContext], list[tuple[str | None, str | None, str]]]
+
+
+def _users(policy: PolicyBody) -> Mapping[str, Any]:
+    return ((policy.get("conditions") or {}).get("users")) or {}
+
+
+def _apps(policy: PolicyBody) -> Mapping[str, Any]:
+    return ((policy.get("conditions") or {}).get("applications")) or {}
+
+
+def _ids(value: Any) -> set[str]:
+    return {str(v).lower() for v in (value or [])}
+
+
+def check_break_glass_excluded(policy: PolicyBody, ctx: LintContext) -> list[tuple[str, str]]:
+    """WG-CA-01: every break-glass account and the exclusion group are excluded."""
+    users = _users(policy)
+    problems: list[tuple[str, str]] = []
+    excluded_users = _ids(users.get("excludeUsers"))
+    for user_id in ctx.tenant.break_glass_user_ids:
+        if user_id.lower() not in excluded_users:
+            problems.append(
+                ("conditions.users.excludeUsers", f"break-glass account {user_id} is not excluded")
+            )
+    group_id = ctx.tenant.exclusion_group_id
+    if group_id and group_id.lower() not in _ids(users.get("excludeGroups")):
+        problems.append(
+            ("conditions.users.excludeGroups", f"break-glass exclusion group {group_id} is not excluded")
+        )
+    return problems
+
+
+def check_references_exist(policy: PolicyBody, ctx: LintContext) -> list[tuple[str, str]]:
+    """WG-CA-02: no reference to a deleted or unknown user, group or role."""
+    users = _users(policy)
+    problems: list[tuple[str, str]] = []
+    for key, missing, kind in (
+        ("includeUsers", ctx.missing_users, "user"),
+        ("excludeUsers", ctx.missing_users, "user"),
+        ("includeGroups", ctx.missing_groups, "group"),
+        ("excludeGroups", ctx.missing_groups, "group"),
+        ("includeRoles", ctx.missing_roles, "directory role"),
+        ("excludeRoles", ctx.missing_roles, "directory role"),
+    ):
+        for ref in sorted(_ids(users.get(key)) & missing):
+            problems.append((f"conditions.users.{key}", f"{kind} {ref} does not exist in the tenant"))
+    return problems
+
+
+def check_enabled_was_report_only(policy: PolicyBody, ctx: LintContext) -> list[tuple[str, str]]:
+    """WG-CA-05: nothing is enabled that never ran in report-only first (safety rule 2)."""
+    if policy.get("state") != ENABLED:
+        return []
+    policy_id = str(policy.get("id") or "")
+    if policy_id and ctx.was_report_only(policy_id):
+        return []
+    return [
+        ("state", "enabled, but WaveGuard never saw it in report-only (enabledForReportingButNotEnforced)")
+    ]
+
+
+def _blocks_legacy(policy: PolicyBody) -> bool:
+    conditions = policy.get("conditions") or {}
+    client_apps = {str(v).casefold() for v in conditions.get("clientAppTypes") or []}
+    grant = policy.get("grantControls") or {}
+    return (
+        policy.get("state") != "disabled"
+        and {t.casefold() for t in LEGACY_CLIENT_APP_TYPES} <= client_apps
+        and ALL.casefold() in {str(v).casefold() for v in _users(policy).get("includeUsers") or []}
+        and ALL.casefold() in {str(v).casefold() for v in _apps(policy).get("includeApplications") or []}
+        and "block" in (grant.get("builtInControls") or [])
+    )
+
+
+def _protects_registration(policy: PolicyBody) -> bool:
+    grant = policy.get("grantControls") or {}
+    return (
+        policy.get("state") != "disabled"
+        and REGISTER_SECURITY_INFO in (_apps(policy).get("includeUserActions") or [])
+        and "mfa" in (grant.get("builtInControls") or [])
+    )
+
+
+def check_legacy_auth_blocked(
+    policies: Sequence[PolicyBody], ctx: LintContext
+) -> list[tuple[str | None, str | None, str]]:
+    """WG-CA-03: one policy blocks exchangeActiveSync and other clients for all users and apps."""
+    if any(_blocks_legacy(p) for p in policies):
+        return []
+    return [
+        (
+            None,
+            "policies.blockLegacyAuth",
+            "no policy blocks legacy authentication (exchangeActiveSync, other)",
+        )
+    ]
+
+
+def check_registration_protected(
+    policies: Sequence[PolicyBody], ctx: LintContext
+) -> list[tuple[str | None, str | None, str]]:
+    """WG-CA-04: registering security info requires MFA (a Temporary Access Pass satisfies it)."""
+    if any(_protects_registration(p) for p in policies):
+        return []
+    return [(None, "policies.requireMfaRegistration", f"no policy requires MFA for {REGISTER_SECURITY_INFO}")]
+
+
+def check_unique_names(
+    policies: Sequence[PolicyBody], ctx: LintContext
+) -> list[tuple[str | None, str | None, str]]:
+    """WG-CA-06: WaveGuard finds its policies by name, so two must not share one."""
+    seen: dict[str, int] = {}
+    for policy in policies:
+        key = str(policy.get("displayName") or "").casefold()
+        seen[key] = seen.get(key, 0) + 1
+    return [
+        (
+            str(p.get("displayName")),
+            "displayName",
+            "several live policies have this name; delete the extra one",
+        )
+        for p in policies
+        if seen[str(p.get("displayName") or "").casefold()] > 1 and p.get("id")
+    ]
+
+
+# id -> (severity, check); per-policy checks run on each policy, set checks on the whole set.
+CHECKS: Final[Mapping[str, tuple[Severity, PolicyCheck | None, SetCheck | None]]] = {
+    "WG-CA-01": ("error", check_break_glass_excluded, None),
+    "WG-CA-02": ("error", check_references_exist, None),
+    "WG-CA-03": ("error", None, check_legacy_auth_blocked),
+    "WG-CA-04": ("error", None, check_registration_protected),
+    "WG-CA-05": ("error", check_enabled_was_report_only, None),
+    "WG-CA-06": ("error", None, check_unique_names),
+}
+
+
+def _severity(check: str, ctx: LintContext) -> Severity:
+    # Turned off in the plan on purpose: still reported, but the operator's decision stands.
+    if (check == "WG-CA-03" and not ctx.legacy_block_wanted) or (
+        check == "WG-CA-04" and not ctx.registration_wanted
+    ):
+        return "warning"
+    return CHECKS[check][0]
+
+
+def _run(policies: Sequence[PolicyBody], ctx: LintContext, scope: Scope) -> list[Finding]:
+    findings: list[Finding] = []
+    for check, (_, per_policy, per_set) in CHECKS.items():
+        severity = _severity(check, ctx)
+        if per_policy is not None:
+            for policy in policies:
+                name = str(policy.get("displayName") or policy.get("id"))
+                findings += [Finding(check, severity, name, f, m, scope) for f, m in per_policy(policy, ctx)]
+        if per_set is not None:
+            findings += [Finding(check, severity, n, f, m, scope) for n, f, m in per_set(policies, ctx)]
+    return findings
+
+
+def lint_policies(
+    after_apply: Sequence[PolicyBody], live: Sequence[PolicyBody], ctx: LintContext
+) -> LintReport:
+    """Run every check on the post-apply set and on the live WaveGuard policies."""
+    plan_problems = [
+        Finding("WG-CA-02", "error", None, problem.split(":", 1)[0], problem.split(":", 1)[-1].strip())
+        for problem in ctx.tenant.problems
+    ]
+    findings = plan_problems + _run(after_apply, ctx, "after-apply")
+    if live:
+        findings += _run(live, ctx, "live")
+    return LintReport(tuple(findings))
