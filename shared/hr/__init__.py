@@ -1,4 +1,8 @@
-"""HR webhooks in: the canonical HR event, signature checks, provider adapters and the ingress logic."""
+"""HR webhooks in: the canonical HR event, signature checks, provider adapters and the ingress logic.
+
+``events`` is the contract with the ``hr-events`` worker; ``ingress`` is the HTTP logic the
+handler delegates to; ``signatures`` (Standard Webhooks) and ``bamboohr`` are the providers.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from shared.hr.events import (
     PreviousValues,
     parse_hr_event,
 )
+from shared.hr.signatures import SignatureError, StandardWebhooksVerifier, sign_standard_webhook
 
 __all__ = [
     "EMPLOYEE_HIRED",
@@ -25,5 +30,8 @@ __all__ = [
     "HrEvent",
     "HrEventType",
     "PreviousValues",
+    "SignatureError",
+    "StandardWebhooksVerifier",
     "parse_hr_event",
+    "sign_standard_webhook",
 ]
