@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from shared.errors import FieldError, InvalidPayloadError
+from shared.hr.countries import country_code
 from shared.hr.events import (
     EMPLOYEE_HIRED,
     EMPLOYEE_TERMINATED,
@@ -267,7 +268,13 @@ def _canonical_data(
         value = values.get(theirs)
         if ours in data or value is None or (isinstance(value, str) and value.strip() in _EMPTY_VALUES):
             continue
-        data[ours] = value.strip() if isinstance(value, str) else value
+        if isinstance(value, str):
+            value = value.strip()
+            if ours == "country":
+                # BambooHR stores country names ("United Kingdom"); unknown names stay as sent
+                # so validation names the field.
+                value = country_code(value) or value
+        data[ours] = value
         sources[ours] = f"fields.{theirs}"
     if "displayName" not in data:
         first = _first_text(values, _FIRST_NAMES)

@@ -96,6 +96,14 @@ def test_configured_field_map_overrides_defaults() -> None:
     assert mapped.event.data.country == "GB"
 
 
+@pytest.mark.parametrize(
+    ("name", "code"), [("United Kingdom", "GB"), ("germany", "DE"), ("USA", "US"), ("fr", "FR")]
+)
+def test_country_names_become_iso_codes(name: str, code: str) -> None:
+    [mapped] = map_bamboohr_payload({"employees": [_entry(Country=name)]})
+    assert mapped.event.data.country == code
+
+
 def test_zero_dates_and_empty_values_are_absent() -> None:
     [mapped] = map_bamboohr_payload({"employees": [_entry(**{"Hire Date": "0000-00-00", "Department": ""})]})
     assert mapped.event.data.hire_date is None
@@ -118,7 +126,7 @@ def test_several_employees_make_several_events_with_distinct_keys() -> None:
         ({"employees": [{**_entry(), "action": "Promoted"}]}, "employees[0].action"),
         ({"employees": [{**_entry(), "id": None}]}, "employees[0].id"),
         ({"employees": [_entry(**{"Work Email": "not-an-email"})]}, "employees[0].fields.Work Email"),
-        ({"employees": [_entry(Country="United Kingdom")]}, "employees[0].fields.Country"),
+        ({"employees": [_entry(Country="Atlantis")]}, "employees[0].fields.Country"),
         ({"employees": [{**_entry(), "timestamp": "soon"}]}, "employees[0].timestamp"),
         (
             {"employees": [_entry(**HIRE_FIELDS), _entry(**{"Hire Date": "1/12/2026"})]},
