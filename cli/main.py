@@ -9,7 +9,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from cli import doctor
+from cli import doctor, policies
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     doctor.add_parser(sub)
+    policies.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,260 @@
+"""`waveguard policies plan|apply`: the Conditional Access baseline as code, with its safety lint.
+
+Exit codes (for CI, like ``terraform plan -detailed-exitcode``):
+  0  nothing to do (plan) / applied or nothing to apply (apply)
+  1  the lint failed, or an error (Graph, storage, configuration); nothing was written
+  2  usage error
+  3  ``plan`` found changes to apply
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from shared.config import RolloutPlan, load_plan_for, load_settings
+from shared.errors import WaveGuardError
+from shared.rollout.policies import (
+    ApplyResult,
+    PolicyApi,
+    PolicyPlan,
+    ReferenceLookup,
+    TenantIds,
+    apply_policy_plan,
+    build_policy_plan,
+)
+from shared.state import AuditPort, KeyValuePort
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_CHANGES: Final = 3
+
+_MARKS: Final = {"create": "+ create   ", "update": "~ update   ", "unchanged": "= unchanged"}
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDeps:
+    """What the commands work with; built from the environment, or fakes in unit tests."""
+
+    plan: RolloutPlan
+    api: PolicyApi
+    lookup: ReferenceLookup
+    resolve_tenant: Callable[[], Awaitable[TenantIds]]
+    kv: KeyValuePort
+    audit: AuditPort
+
+
+DepsFactory = Callable[[Mapping[str, str]], PolicyDeps]
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "policies",
+        help="plan or apply the Conditional Access baseline (exit 3: plan has changes)",
+        description="The Conditional Access baseline as code. Exit codes: 0 nothing to do / applied, "
+        "1 lint failed or error, 2 usage, 3 plan found changes.",
+    )
+    actions = p.add_subparsers(dest="policies_command", metavar="{plan,apply}", required=True)
+    plan = actions.add_parser(
+        "plan", help="show the diff (create/update/unchanged, field by field) and the lint"
+    )
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(run=run_plan)
+    apply = actions.add_parser(
+        "apply", help="write the diff (new policies report-only); refuses if the lint fails"
+    )
+    apply.add_argument("--yes", action="store_true", help="do not ask for confirmation (CI)")
+    apply.add_argument("--json", action="store_true", help="print the plan and the result as JSON")
+    apply.set_defaults(run=run_apply)
+
+
+def build_deps(env: Mapping[str, str]) -> PolicyDeps:
+    """Graph client, CA API, reference lookup and state stores for this environment.
+
+    Raises:
+        ConfigError: the settings or the plan file are invalid.
+    """
+    from shared.graph import build_graph_client
+    from shared.graph.conditional_access import ConditionalAccessApi
+    from shared.rollout.policies.tenant import GraphReferenceLookup, resolve_tenant
+    from shared.state import build_state
+
+    settings = load_settings(env)
+    plan = load_plan_for(settings)
+    client = build_graph_client(settings)
+    stores = build_state(settings)
+    return PolicyDeps(
+        plan=plan,
+        api=ConditionalAccessApi(client),
+        lookup=GraphReferenceLookup(client),
+        resolve_tenant=lambda: resolve_tenant(client, plan),
+        kv=stores.kv,
+        audit=stores.audit,
+    )
+
+
+async def prepare(deps: PolicyDeps) -> PolicyPlan:
+    """Resolve the tenant's ids and build the plan (diff + lint).
+
+    Raises:
+        WaveGuardError: Graph or the state store failed.
+    """
+    tenant = await deps.resolve_tenant()
+    return await build_policy_plan(deps.plan, api=deps.api, lookup=deps.lookup, tenant=tenant, kv=deps.kv)
+
+
+def plan_exit_code(policy_plan: PolicyPlan) -> int:
+    if not policy_plan.lint.ok:
+        return EXIT_FAILED
+    return EXIT_CHANGES if policy_plan.has_changes else EXIT_OK
+
+
+def plan_to_json(policy_plan: PolicyPlan) -> dict[str, Any]:
+    """The plan as a JSON document a pipeline can read."""
+    changes = []
+    for change in policy_plan.diff.changes:
+        item: dict[str, Any] = {"action": change.kind, "displayName": change.name, "id": change.policy_id}
+        if change.kind == "create":
+            item["policy"] = {**change.desired.body, "state": "enabledForReportingButNotEnforced"}
+        if change.fields:
+            item["fields"] = [{"path": f.path, "old": f.old, "new": f.new} for f in change.fields]
+        changes.append(item)
+    findings = [
+        {"check": f.check, "severity": f.severity, "scope": f.scope, "policy": f.policy, "field": f.field,
+         "message": f.message}
+        for f in policy_plan.lint.findings
+    ]  # fmt: skip
+    return {
+        "changes": changes,
+        "summary": {kind: policy_plan.diff.count(kind) for kind in ("create", "update", "unchanged")},
+        "notManaged": [str(p.get("displayName")) for p in policy_plan.diff.orphans],
+        "waves": {name: str(state) for name, state in policy_plan.wave_states.items()},
+        "lint": {"ok": policy_plan.lint.ok, "findings": findings},
+    }
+
+
+def print_plan(policy_plan: PolicyPlan) -> None:
+    waves = ", ".join(f"{name}={state}" for name, state in policy_plan.wave_states.items())
+    print(f"WaveGuard policies plan (waves: {waves})")
+    for change in policy_plan.diff.changes:
+        suffix = f"  [{change.policy_id}]" if change.policy_id else "  (created report-only)"
+        print(f"  {_MARKS[change.kind]} {change.name}{suffix}")
+        for fc in change.fields:
+            print(f"        {fc.path}: {_show(fc.old)} -> {_show(fc.new)}")
+    for orphan in policy_plan.diff.orphans:
+        print(f"  ! not in the plan, left alone: {orphan.get('displayName')}  [{orphan.get('id')}]")
+    print("Lint:")
+    if not policy_plan.lint.findings:
+        print("  all checks passed")
+    for finding in policy_plan.lint.findings:
+        note = "" if finding.scope == "after-apply" else " (live now)"
+        print(f"  {finding}{note}")
+    d = policy_plan.diff
+    verdict = "passed" if policy_plan.lint.ok else f"FAILED ({len(policy_plan.lint.blocking)} blocking)"
+    print(f"Plan: {d.count('create')} to create, {d.count('update')} to update, "
+          f"{d.count('unchanged')} unchanged. Lint {verdict}.")  # fmt: skip
+
+
+def _show(value: Any) -> str:
+    return "(none)" if value is None else json.dumps(value)
+
+
+async def plan_command(deps: PolicyDeps, *, as_json: bool) -> int:
+    """`policies plan`: print the diff and the lint; exit 0, 1 (lint/error) or 3 (changes)."""
+    policy_plan = await prepare(deps)
+    if as_json:
+        print(json.dumps({**plan_to_json(policy_plan), "exitCode": plan_exit_code(policy_plan)}, indent=2))
+    else:
+        print_plan(policy_plan)
+    return plan_exit_code(policy_plan)
+
+
+async def apply_command(
+    deps: PolicyDeps, *, yes: bool, as_json: bool, actor: str, confirm: Callable[[str], bool]
+) -> int:
+    """`policies apply`: refuse on a failed lint, else (after confirmation) write and audit the diff."""
+    policy_plan = await prepare(deps)
+    if not as_json:
+        print_plan(policy_plan)
+    if not policy_plan.lint.ok:
+        _report(as_json, policy_plan, None, "refused: the lint failed; nothing was written")
+        return EXIT_FAILED
+    if not policy_plan.has_changes:
+        _report(as_json, policy_plan, ApplyResult(), "nothing to apply")
+        return EXIT_OK
+    if not yes and not confirm(f"Apply {len(policy_plan.diff.writes)} change(s)? [y/N] "):
+        _report(as_json, policy_plan, None, "not applied: not confirmed")
+        return EXIT_FAILED
+    correlation_id = uuid.uuid4().hex
+    result = await apply_policy_plan(
+        policy_plan, api=deps.api, kv=deps.kv, audit=deps.audit, actor=actor, correlation_id=correlation_id
+    )
+    _report(
+        as_json, policy_plan, result, f"applied {result.writes} write(s), correlation id {correlation_id}"
+    )
+    return EXIT_OK
+
+
+def _report(as_json: bool, policy_plan: PolicyPlan, result: ApplyResult | None, message: str) -> None:
+    if not as_json:
+        if result is not None:
+            for name, policy_id in result.created:
+                print(f"  created {name} [{policy_id}] (report-only)")
+            for name, policy_id in result.updated:
+                print(f"  updated {name} [{policy_id}]")
+        print(message)
+        return
+    applied = None
+    if result is not None:
+        applied = {
+            "created": [{"displayName": n, "id": i} for n, i in result.created],
+            "updated": [{"displayName": n, "id": i} for n, i in result.updated],
+            "writes": result.writes,
+            "correlationId": result.correlation_id,
+        }
+    print(json.dumps({**plan_to_json(policy_plan), "applied": applied, "message": message}, indent=2))
+
+
+def _ask(prompt: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    return input(prompt).strip().lower() in ("y", "yes")
+
+
+def _actor(env: Mapping[str, str]) -> str:
+    return f"cli:{env.get('USER') or env.get('USERNAME') or 'unknown'}"
+
+
+def _run(
+    command: Callable[[PolicyDeps], Awaitable[int]], env: Mapping[str, str], factory: DepsFactory
+) -> int:
+    async def go() -> int:
+        # Built inside the loop: the Graph client's connection pool belongs to it.
+        return await command(factory(env))
+
+    try:
+        return asyncio.run(go())
+    except WaveGuardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def run_plan(args: argparse.Namespace, env: Mapping[str, str], factory: DepsFactory = build_deps) -> int:
+    return _run(lambda deps: plan_command(deps, as_json=args.json), env, factory)
+
+
+def run_apply(args: argparse.Namespace, env: Mapping[str, str], factory: DepsFactory = build_deps) -> int:
+    if not args.yes and not sys.stdin.isatty():
+        print("error: --yes: required when not running interactively (CI)", file=sys.stderr)
+        return EXIT_USAGE
+    return _run(
+        lambda deps: apply_command(deps, yes=args.yes, as_json=args.json, actor=_actor(env), confirm=_ask),
+        env, factory,
+    )  # fmt: skip
