@@ -28,6 +28,7 @@ from local.graph_emulator.resources import (
     mail,
     members,
     provisioning,
+    registration,
     tap,
     users,
 )
@@ -49,12 +50,14 @@ GRAPH_ROUTE_TABLES: tuple[RouteTable, ...] = (
     tap.routes,
     mail.routes,
     conditional_access.routes,
+    registration.routes,
 )
 ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (
     admin.routes,
     tap.admin_routes,
     mail.admin_routes,
     provisioning.admin_routes,
+    registration.admin_routes,
 )
 # Run (under the lock) before every Graph request and $batch item, e.g. to let due users appear.
 BEFORE_GRAPH_REQUEST: tuple[Callable[[Emulator], None], ...] = (provisioning.promote_due_users,)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from local.graph_emulator.errors import JsonObject
+from local.graph_emulator.resources.registration import register_methods
 from local.graph_emulator.store import TenantStore
 
 DOMAIN = "contoso.com"
@@ -42,6 +43,19 @@ BREAK_GLASS_UPNS = ("bg-admin1@contoso.onmicrosoft.com", "bg-admin2@contoso.onmi
 # The mailbox WaveGuard sends TAP and nudge e-mails from (the plan's senderMailbox).
 SERVICE_MAILBOX_UPN = f"waveguard@{DOMAIN}"
 DEMO_USER_COUNT = PEOPLE_COUNT + len(BREAK_GLASS_UPNS) + 1
+
+# Who has registered MFA already: most of IT, a minority elsewhere (registration details report).
+REGISTERED_SHARE = {"IT": 0.7}
+DEFAULT_REGISTERED_SHARE = 0.3
+SSPR_ONLY_SHARE = 0.2
+METHOD_SETS = (
+    ("microsoftAuthenticatorPush", "softwareOneTimePasscode"),
+    ("microsoftAuthenticatorPush",),
+    ("mobilePhone", "email"),
+    ("fido2", "microsoftAuthenticatorPasswordless"),
+    ("softwareOneTimePasscode",),
+)
+METHODS_UPDATED = "2024-06-01T09:00:00Z"
 
 FIRST_NAMES = (
     "Ada", "Alan", "Grace", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances", "Tim",
@@ -111,6 +125,7 @@ def seed_demo(store: TenantStore, *, random_seed: int = DEFAULT_RANDOM_SEED) -> 
     store.add_members(it_pilot["id"], [u["id"] for u in store.users.values() if u.get("department") == "IT"])
     exclusion = builder.add_security_group(BREAK_GLASS_GROUP, "Excluded from every WaveGuard CA policy")
     store.add_members(exclusion["id"], [u["id"] for u in break_glass])
+    seed_methods(store, random_seed, [u["id"] for u in break_glass])
     return DemoTenant(
         random_seed=random_seed,
         user_count=len(store.users),
@@ -122,6 +137,23 @@ def seed_demo(store: TenantStore, *, random_seed: int = DEFAULT_RANDOM_SEED) -> 
         break_glass_ids=tuple(u["id"] for u in break_glass),
         service_mailbox_id=service_mailbox["id"],
     )
+
+
+def seed_methods(store: TenantStore, random_seed: int, break_glass_ids: list[str]) -> None:
+    """Register MFA methods for a deterministic share of people (own generator: no id changes)."""
+    rng = random.Random(f"{random_seed}/methods")
+    for user in list(store.users.values()):
+        if not user.get("employeeId"):
+            continue
+        if rng.random() < REGISTERED_SHARE.get(str(user["department"]), DEFAULT_REGISTERED_SHARE):
+            methods = list(rng.choice(METHOD_SETS))
+        elif rng.random() < SSPR_ONLY_SHARE:
+            methods = ["email"]  # registered for password reset only: not MFA
+        else:
+            continue
+        register_methods(store, user["id"], methods, updated=METHODS_UPDATED)
+    for user_id in break_glass_ids:
+        register_methods(store, user_id, ["fido2"], updated=METHODS_UPDATED, is_admin=True)
 
 
 class _DemoBuilder:
