@@ -55,7 +55,6 @@ __all__ = [
 
 HEADER_SIGNATURE: Final = "x-bamboohr-signature"
 HEADER_TIMESTAMP: Final = "x-bamboohr-timestamp"
-PROVIDER: Final = "bamboohr"
 
 # Their field (English name or API alias) -> canonical field. "Location" is a site name in
 # BambooHR, not a country; map it in fieldMap only where locations are named by ISO code.
@@ -93,7 +92,10 @@ _MAX_EMPLOYEES: Final = 500
 
 @dataclass(frozen=True, slots=True)
 class BambooHrEvent:
-    """One canonical event from one ``employees[]`` entry, with the key that identifies it."""
+    """One canonical event from one ``employees[]`` entry.
+
+    ``dedupe_key`` (``<id>:<action>:<timestamp>``) is the same for every redelivery of the entry.
+    """
 
     event: HrEvent
     dedupe_key: str
@@ -231,7 +233,7 @@ def _map_entry(raw: object, field_map: Mapping[str, str], where: str) -> BambooH
         event = parse_hr_event(canonical)
     except InvalidPayloadError as exc:
         raise _invalid([_rename(e, where, sources) for e in exc.errors]) from None
-    key = f"{PROVIDER}:{entry.bamboo_id}:{entry.action}:{entry.timestamp}"
+    key = f"{entry.bamboo_id}:{entry.action}:{entry.timestamp}"
     return BambooHrEvent(event=event, dedupe_key=key)
 
 

@@ -48,7 +48,7 @@ def test_created_entry_becomes_a_hire_with_every_mapped_field() -> None:
             "hireDate": "2026-12-01",
         },
     }
-    assert mapped.dedupe_key == "bamboohr:123:Created:2026-12-01T08:00:00+0000"
+    assert mapped.dedupe_key == "123:Created:2026-12-01T08:00:00+0000"
 
 
 def test_values_wrapped_as_value_objects_are_unwrapped() -> None:
