@@ -8,6 +8,7 @@ already there.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,14 +24,9 @@ from shared.rollout.policies.diff import (
     patch_body,
 )
 from shared.rollout.policies.lint import LintContext, LintReport, ReferenceLookup, lint_policies
-from shared.rollout.policies.render import (
-    DesiredPolicy,
-    TenantIds,
-    WaveState,
-    read_wave_states,
-    render_policies,
-)
+from shared.rollout.policies.render import DesiredPolicy, TenantIds, read_wave_states, render_policies
 from shared.rollout.policies.templates import REPORT_ONLY, PolicyBody
+from shared.rollout.wave_state import WaveState
 from shared.state import AuditEntry, AuditPort, Clock, ConcurrencyError, KeyValuePort, utc_now
 
 __all__ = [
@@ -123,6 +119,7 @@ async def build_policy_plan(
     """
     prefix = plan.policies.name_prefix
     states = read_wave_states(kv, plan)
+    tenant = _with_wave_group_problems(plan, tenant, states)
     desired = render_policies(plan, tenant, states)
     live = [p for p in await api.list_policies() if is_waveguard_policy(p, prefix)]
     diff = diff_policies(desired, live, prefix)
@@ -146,6 +143,20 @@ async def build_policy_plan(
     )
     report = lint_policies(after, live, ctx)
     return PolicyPlan(tuple(desired), tuple(live), diff, report, states, tuple(after))
+
+
+def _with_wave_group_problems(
+    plan: RolloutPlan, tenant: TenantIds, states: Mapping[str, WaveState]
+) -> TenantIds:
+    """A wave past ``planned`` must have its group: the MFA policies reference it."""
+    problems = [
+        f"waves[{index}].group: group {wave.group} of wave {wave.name!r} ({states[wave.name]}) "
+        "not found in the tenant"
+        for index, wave in enumerate(plan.waves)
+        if states.get(wave.name, WaveState.PLANNED) != WaveState.PLANNED
+        and not tenant.wave_group_ids.get(wave.name)
+    ]
+    return dataclasses.replace(tenant, problems=(*tenant.problems, *problems)) if problems else tenant
 
 
 def record_report_only(

@@ -35,8 +35,9 @@ BUILT_IN_ROLE_TEMPLATES: Final = frozenset(
 async def resolve_tenant(client: GraphServiceClient, plan: RolloutPlan) -> TenantIds:
     """Object ids of the break-glass accounts, the exclusion group and each wave's group.
 
-    A reference that does not resolve is recorded in ``problems`` (the lint fails on it) instead
-    of raising, so ``plan`` can show every problem at once.
+    A break-glass reference that does not resolve is recorded in ``problems`` (the lint fails on
+    it) instead of raising, so ``plan`` can show every problem at once; a wave group that does not
+    exist is None (harmless while the wave is planned).
 
     Raises:
         RetryableError: Graph throttled, failed or could not be reached.
@@ -56,13 +57,10 @@ async def resolve_tenant(client: GraphServiceClient, plan: RolloutPlan) -> Tenan
     if group is None or not group.id:
         problems.append(f"breakGlass.exclusionGroup: group {ref} not found in the tenant")
     wave_groups: dict[str, str | None] = {}
-    for index, wave in enumerate(plan.waves):
+    for wave in plan.waves:
+        # A missing group only matters once the wave is under way: build_policy_plan reports it then.
         found = await find_group(client, group_id=wave.group.id, display_name=wave.group.display_name)
         wave_groups[wave.name] = found.id.lower() if found is not None and found.id else None
-        if wave_groups[wave.name] is None:
-            problems.append(
-                f"waves[{index}].group: group {wave.group} of wave {wave.name!r} not found in the tenant"
-            )
     exclusion_id = group.id.lower() if group is not None and group.id else None
     return TenantIds(tuple(user_ids), exclusion_id, wave_groups, tuple(problems))
 

@@ -190,3 +190,19 @@ async def test_an_apply_that_dies_halfway_is_finished_by_the_next_one(
     assert len(result.created) == 3
     assert len(ca_api.policies) == 5
     assert len({p["displayName"] for p in ca_api.policies.values()}) == 5
+
+
+async def test_a_missing_wave_group_matters_only_once_the_wave_is_under_way(
+    plan: RolloutPlan, tenant: TenantIds, ca_api: Any, lookup: Any, stores: StateStores
+) -> None:
+    # GIVEN the pilot's group does not exist in the tenant yet
+    no_pilot = TenantIds(
+        tenant.break_glass_user_ids, tenant.exclusion_group_id, {**tenant.wave_group_ids, "pilot": None}
+    )
+    # WHILE the pilot is planned, the baseline is fine
+    assert (await _plan(plan, no_pilot, ca_api, lookup, stores)).lint.ok
+    # WHEN the pilot starts registering, its group is needed: the lint names the wave's config field
+    write_wave_state(stores.kv, "pilot", WaveState.REGISTERING, utc_now())
+    blocking = (await _plan(plan, no_pilot, ca_api, lookup, stores)).lint.blocking
+    assert [(f.check, f.field) for f in blocking] == [("WG-CA-02", "waves[0].group")]
+    assert "(registering) not found in the tenant" in blocking[0].message
