@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # name -> the trigger binding every deployment must have. Extend this table with each new function.
 EXPECTED: dict[str, dict[str, Any]] = {
     "health": {"type": "httpTrigger", "route": "health", "methods": ["GET"], "authLevel": "anonymous"},
+    "hr_worker": {"type": "queueTrigger", "queueName": "hr-events", "connection": "AzureWebJobsStorage"},
     "hr_events": {"type": "httpTrigger", "route": "hr/events", "methods": ["POST"], "authLevel": "anonymous"},
     "hr_bamboohr": {
         "type": "httpTrigger",

@@ -1,0 +1,84 @@
+"""Group writes: add and remove one member (idempotent), create a security group."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from shared.errors import NotFoundError, PermanentError
+from shared.graph.errors import graph_error_info, to_waveguard_error
+
+if TYPE_CHECKING:
+    from msgraph.graph_service_client import GraphServiceClient
+
+__all__ = ["add_member", "create_security_group", "remove_member"]
+
+# Graph's 400 for a member that is already there: for us, the add has happened.
+_ALREADY_MEMBER: Final = "added object references already exist"
+
+
+async def add_member(client: GraphServiceClient, group_id: str, member_id: str) -> bool:
+    """Add ``member_id`` to the group; False when it already was a member (success either way).
+
+    Raises:
+        NotFoundError: the group or the member does not exist.
+        RetryableError: Graph throttled, failed or could not be reached.
+        PermanentError: Graph refused the request.
+    """
+    from msgraph.generated.models.reference_create import ReferenceCreate
+
+    base = str(client.request_adapter.base_url).rstrip("/")
+    body = ReferenceCreate(odata_id=f"{base}/directoryObjects/{member_id}")
+    try:
+        await client.groups.by_group_id(group_id).members.ref.post(body)
+    except Exception as exc:
+        info = graph_error_info(exc)
+        if info is not None and info.status == 400 and _ALREADY_MEMBER in (info.message or "").lower():
+            return False
+        raise to_waveguard_error(exc, operation="add group member") from exc
+    return True
+
+
+async def remove_member(client: GraphServiceClient, group_id: str, member_id: str) -> bool:
+    """Remove ``member_id`` from the group; False when it was not a member (success either way).
+
+    Raises:
+        RetryableError: Graph throttled, failed or could not be reached.
+        PermanentError: Graph refused the request.
+    """
+    try:
+        await client.groups.by_group_id(group_id).members.by_directory_object_id(member_id).ref.delete()
+    except Exception as exc:
+        err = to_waveguard_error(exc, operation="remove group member")
+        if isinstance(err, NotFoundError):
+            return False
+        raise err from exc
+    return True
+
+
+async def create_security_group(client: GraphServiceClient, display_name: str, *, description: str) -> str:
+    """Create a security group (not mail-enabled); returns its id.
+
+    Raises:
+        RetryableError: Graph throttled, failed or could not be reached.
+        PermanentError: Graph refused the request or returned no id.
+    """
+    import re
+    import uuid
+
+    from msgraph.generated.models.group import Group
+
+    nickname = (re.sub(r"[^A-Za-z0-9]", "", display_name)[:40] or "waveguard") + uuid.uuid4().hex[:8]
+    body = Group(
+        display_name=display_name,
+        description=description,
+        mail_enabled=False,
+        mail_nickname=nickname,
+        security_enabled=True,
+    )
+    try:
+        created = await client.groups.post(body)
+    except Exception as exc:
+        raise to_waveguard_error(exc, operation="create group") from exc
+    if created is None or not created.id:
+        raise PermanentError("Graph created a group but returned no id", display_name=display_name)
+    return str(created.id)

@@ -1,0 +1,165 @@
+"""Steps shared by the hire, update and termination use cases: find the person, the wave group."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from shared.config import Wave
+from shared.errors import PermanentError, RetryableError, SafetyViolationError
+from shared.hr.events import HrEvent
+from shared.onboarding.deps import Deps, run_sync
+from shared.onboarding.ports import DirectoryUser
+from shared.rollout.assignment import UserFacts
+
+__all__ = [
+    "CLAIM_TTL",
+    "REGISTRATION_NAMESPACE",
+    "WAVE_GROUPS_NAMESPACE",
+    "ensure_wave_group",
+    "facts_for",
+    "find_employee",
+    "iso",
+    "parse_iso",
+    "refuse_break_glass",
+]
+
+REGISTRATION_NAMESPACE: Final = "registration"
+WAVE_GROUPS_NAMESPACE: Final = "wave-groups"
+# How long a processed envelope id is remembered: longer than any redelivery or replay.
+CLAIM_TTL: Final = timedelta(days=30)
+# A wave-group creation marker older than this was left by a worker that died.
+_CREATION_STALE: Final = timedelta(minutes=2)
+
+
+def iso(moment: datetime) -> str:
+    """ISO-8601 text for state records."""
+    return moment.isoformat()
+
+
+def parse_iso(text: object) -> datetime | None:
+    """A datetime from ``iso`` text, or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+async def find_employee(event: HrEvent, deps: Deps) -> DirectoryUser | None:
+    """The Entra user the event is about: by employeeId, else by userPrincipalName.
+
+    Raises:
+        RetryableError: Graph throttled or failed.
+        PermanentError: Graph refused the read, or several users share the employeeId.
+    """
+    data = event.data
+    if data.employee_id:
+        user = await deps.graph.find_user_by_employee_id(data.employee_id)
+        if user is not None:
+            return user
+    if data.user_principal_name:
+        return await deps.graph.find_user(data.user_principal_name)
+    return None
+
+
+def refuse_break_glass(user: DirectoryUser, deps: Deps, correlation_id: str) -> None:
+    """Stop before any write to a break-glass account.
+
+    Raises:
+        SafetyViolationError: the user is a configured break-glass account.
+    """
+    if deps.plan.break_glass.is_break_glass(user_id=user.id, upn=user.user_principal_name):
+        raise SafetyViolationError(
+            "an HR event names a break-glass account; WaveGuard never changes it",
+            rule="break-glass-never-targeted",
+            correlation_id=correlation_id,
+            user_id=user.id,
+        )
+
+
+async def facts_for(
+    user: DirectoryUser, event: HrEvent, deps: Deps
+) -> tuple[UserFacts, list[tuple[str, str | None]]]:
+    """Assignment facts (HR's newer department/country first, then Entra's) and the user's groups.
+
+    Raises:
+        RetryableError: Graph throttled or failed.
+    """
+    groups = await deps.graph.member_of(user.id)
+    facts = UserFacts.of(
+        user_id=user.id,
+        user_principal_name=user.user_principal_name,
+        department=event.data.department or user.department,
+        country=event.data.country or user.country,
+        groups=groups,
+    )
+    return facts, groups
+
+
+async def ensure_wave_group(wave: Wave, deps: Deps, correlation_id: str) -> str:
+    """The id of the wave's target group, creating it as a security group if the plan names one
+    that does not exist yet (by displayName; a configured id that is missing is a config error).
+
+    Raises:
+        PermanentError: the configured group id does not exist.
+        RetryableError: Graph or storage failed, or another worker is creating the group now.
+    """
+    ref = wave.group
+    found = await deps.graph.find_group_id(group_id=ref.id, display_name=ref.display_name)
+    if found is not None:
+        return found
+    if ref.id is not None or not ref.display_name:
+        raise PermanentError(
+            f"wave {wave.name}: target group {ref.id} does not exist; fix waves[].group in the plan",
+            correlation_id=correlation_id,
+            wave=wave.name,
+        )
+    created = await _created_before(wave, deps)
+    if created is not None:
+        return created  # created by us; Graph's directory replication may not list it yet
+    await _mark_creating(wave, deps)
+    group_id = await deps.graph.create_security_group(
+        ref.display_name,
+        description=f"WaveGuard rollout wave '{wave.name}': the Conditional Access target group. "
+        "Membership is managed by WaveGuard.",
+    )
+    await run_sync(
+        deps.state.kv.put,
+        WAVE_GROUPS_NAMESPACE,
+        wave.name,
+        {"groupId": group_id, "createdAt": iso(deps.clock())},
+    )
+    await deps.audit(
+        "wave.group.create", group_id, f"target group of wave {wave.name} did not exist", correlation_id,
+        wave=wave.name,
+    )  # fmt: skip
+    return group_id
+
+
+async def _created_before(wave: Wave, deps: Deps) -> str | None:
+    stored = await run_sync(deps.state.kv.get, WAVE_GROUPS_NAMESPACE, wave.name)
+    value: Any = stored.value if stored is not None else None
+    if isinstance(value, dict) and isinstance(value.get("groupId"), str):
+        return str(value["groupId"])
+    return None
+
+
+async def _mark_creating(wave: Wave, deps: Deps) -> None:
+    """Take the creation marker so two workers never create two groups of the same name.
+
+    Raises:
+        RetryableError: another worker holds a fresh marker (ConcurrencyError included).
+    """
+    now = deps.clock()
+    kv = deps.state.kv
+    stored = await run_sync(kv.get, WAVE_GROUPS_NAMESPACE, wave.name)
+    marker = {"creatingSince": iso(now)}
+    if stored is None:
+        await run_sync(kv.put, WAVE_GROUPS_NAMESPACE, wave.name, marker, if_absent=True)
+        return
+    since = parse_iso(stored.value.get("creatingSince") if isinstance(stored.value, dict) else None)
+    if since is not None and now - since < _CREATION_STALE:
+        raise RetryableError(f"another worker is creating the group of wave {wave.name}", retry_after=5)
+    await run_sync(kv.put, WAVE_GROUPS_NAMESPACE, wave.name, marker, if_match=stored.etag)

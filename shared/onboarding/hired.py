@@ -1,0 +1,271 @@
+"""``employee.hired``: find the user (re-check later while provisioning lags), wave group, TAP to the
+manager, registration tracking; exactly once per envelope id.
+
+Progress is recorded per envelope in KV ``hires`` (never the TAP value), so a retry resumes where
+the last attempt stopped. A crash after the TAP was created but before the e-mail went out is
+recovered by creating a fresh TAP (Graph keeps one per user, so the unsent one dies) and sending
+that one: the manager only ever sees a working pass. The one remaining window is a crash after
+Graph accepted ``sendMail`` and before ``mailSent`` is recorded (a single storage write): the retry
+then sends a second e-mail whose fresh TAP replaces the first; ``mailAttempts`` counts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Final, Literal
+
+from shared.config import NewHires
+from shared.envelope import Envelope
+from shared.errors import NotFoundError, PermanentError, RetryableError
+from shared.hr.events import HrEvent
+from shared.names import HR_EVENTS
+from shared.onboarding.common import (
+    CLAIM_TTL,
+    REGISTRATION_NAMESPACE,
+    ensure_wave_group,
+    facts_for,
+    find_employee,
+    iso,
+    parse_iso,
+    refuse_break_glass,
+)
+from shared.onboarding.deps import Deps, run_sync
+from shared.onboarding.ports import DirectoryUser
+from shared.onboarding.tap_mail import TapMail, compose_tap_mail
+from shared.rollout.assignment import assign_wave
+
+__all__ = ["HIRES_NAMESPACE", "HireOutcome", "handle_hired", "recheck_delay", "tap_start"]
+
+HIRES_NAMESPACE: Final = "hires"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HireOutcome:
+    """What handling the hire did: done (now or before), or scheduled a later re-check."""
+
+    status: Literal["done", "duplicate", "rechecking"]
+    user_id: str | None = None
+    wave: str | None = None
+    recheck_in_seconds: float | None = None
+
+
+async def handle_hired(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcome:
+    """Onboard the hire in ``event`` once for ``envelope.id``.
+
+    Raises:
+        RetryableError: Graph or storage failed, or another worker holds this envelope.
+        NotFoundError: the user never appeared within the provisioning budget.
+        SafetyViolationError: the event names a break-glass account.
+        PermanentError: no manager to deliver the TAP to, or the wave's group is misconfigured.
+    """
+    key = f"onboarding:{envelope.id}"
+    idempotency = deps.state.idempotency
+    claim = await run_sync(idempotency.claim, key, ttl=CLAIM_TTL)
+    if claim.completed:
+        result = claim.result or {}
+        return HireOutcome("duplicate", user_id=result.get("userId"), wave=result.get("wave"))
+    if claim.in_progress:
+        raise RetryableError("another worker is onboarding this hire", correlation_id=envelope.id)
+    try:
+        outcome = await _onboard(envelope, event, deps)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the claim expires anyway; keep the original error
+            await run_sync(idempotency.release, key)
+        raise
+    if outcome.status == "done":
+        await run_sync(idempotency.complete, key, {"userId": outcome.user_id, "wave": outcome.wave})
+    else:
+        await run_sync(idempotency.release, key)  # the scheduled re-check claims it again
+    return outcome
+
+
+async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcome:
+    progress = await _load_progress(envelope.id, deps)
+    user = await find_employee(event, deps)
+    if user is None:
+        return await _recheck_later(envelope, progress, deps)
+    refuse_break_glass(user, deps, envelope.id)
+    progress["userId"] = user.id
+    facts, _ = await facts_for(user, event, deps)
+    assignment = assign_wave(deps.plan, facts, new_hire=True)
+    if assignment.wave is None:
+        raise PermanentError(
+            "no wave takes this hire; give the plan a catchAll wave", correlation_id=envelope.id
+        )
+    wave = deps.plan.wave(assignment.wave)
+    if not progress.get("groupAdded"):
+        group_id = await ensure_wave_group(wave, deps, envelope.id)
+        added = await deps.graph.add_member(group_id, user.id)
+        if added:
+            reason = (
+                f"new hire assigned to wave {wave.name} ({assignment.reason} {assignment.selector or ''})"
+            )
+            await deps.audit(
+                "wave.member.add", user.id, reason.strip(), envelope.id, wave=wave.name, group_id=group_id
+            )
+        progress.update(wave=wave.name, groupId=group_id, groupAdded=True)
+        await _save_progress(envelope.id, progress, deps)
+    if not progress.get("mailSent"):
+        await _issue_and_deliver_tap(envelope, event, user, progress, deps)
+    await _track_registration(envelope, event, user, progress, deps)
+    return HireOutcome("done", user_id=user.id, wave=wave.name)
+
+
+async def _issue_and_deliver_tap(
+    envelope: Envelope, event: HrEvent, user: DirectoryUser, progress: dict[str, Any], deps: Deps
+) -> None:
+    policy = deps.plan.new_hires
+    manager = await _manager_of(event, user, deps, envelope.id)
+    now = deps.clock()
+    start = tap_start(event.data.hire_date, policy, now)
+    issued = await deps.graph.create_tap(
+        user.id,
+        lifetime_minutes=policy.tap.lifetime_minutes,
+        is_usable_once=policy.tap.is_usable_once,
+        start_at=start,
+    )
+    starts_at = start or now
+    expires_at = starts_at + timedelta(minutes=policy.tap.lifetime_minutes)
+    progress["tap"] = {
+        "methodId": issued.method.id,
+        "createdAt": iso(issued.method.created_at or now),
+        "startsAt": iso(starts_at),
+        "expiresAt": iso(expires_at),
+        "isUsableOnce": policy.tap.is_usable_once,
+    }
+    progress["mailAttempts"] = int(progress.get("mailAttempts", 0)) + 1
+    await _save_progress(envelope.id, progress, deps)
+    await deps.audit(
+        "tap.create", user.id, "Temporary Access Pass for a new hire", envelope.id,
+        method_id=issued.method.id, starts_at=iso(starts_at), expires_at=iso(expires_at),
+    )  # fmt: skip
+    message = compose_tap_mail(
+        TapMail(
+            hire_name=event.data.display_name or user.display_name or user.user_principal_name or user.id,
+            hire_upn=user.user_principal_name or event.data.user_principal_name or user.id,
+            manager_name=manager.display_name or manager.address or "there",
+            manager_address=str(manager.address),
+            starts_at=starts_at,
+            expires_at=expires_at,
+            usable_once=policy.tap.is_usable_once,
+            subject=policy.delivery.subject,
+            tap=issued.value,
+            cc=(policy.delivery.cc_mailbox,) if policy.delivery.cc_mailbox else (),
+        )
+    )
+    await deps.graph.send_mail(policy.delivery.sender_mailbox, message)
+    # Recorded at once: this write is the only window in which a crash re-sends (see module doc).
+    progress.update(mailSent=True, mailSentAt=iso(deps.clock()), managerId=manager.id)
+    await _save_progress(envelope.id, progress, deps)
+    await deps.audit(
+        "tap.deliver", user.id, "TAP e-mailed to the manager", envelope.id,
+        manager_id=manager.id, sender=policy.delivery.sender_mailbox, method_id=issued.method.id,
+    )  # fmt: skip
+
+
+async def _manager_of(event: HrEvent, user: DirectoryUser, deps: Deps, correlation_id: str) -> DirectoryUser:
+    """The manager from HR (by UPN), else from Entra; never anyone else.
+
+    Raises:
+        PermanentError: no manager with an e-mail address (the TAP is never sent to someone else).
+    """
+    manager: DirectoryUser | None = None
+    if event.data.manager_user_principal_name:
+        manager = await deps.graph.find_user(event.data.manager_user_principal_name)
+    if manager is None:
+        manager = await deps.graph.get_manager(user.id)
+    if manager is None or not manager.address or manager.id == user.id:
+        raise PermanentError(
+            "no manager to deliver the Temporary Access Pass to; set the hire's manager in HR or Entra",
+            correlation_id=correlation_id,
+            user_id=user.id,
+        )
+    return manager
+
+
+def tap_start(hire_date: date | None, policy: NewHires, now: datetime) -> datetime | None:
+    """When the TAP becomes usable: 00:00 UTC on a future hire date, else None (now)."""
+    if policy.tap.start_at != "hireDate" or hire_date is None:
+        return None
+    start = datetime.combine(hire_date, time(0, 0), tzinfo=UTC)
+    return start if start > now else None
+
+
+def recheck_delay(attempts: int, policy: NewHires, remaining: timedelta) -> float:
+    """Seconds until the next lookup: initial * factor**attempts, capped by the max and the budget left."""
+    retry = policy.provisioning_retry
+    delay = min(retry.initial_delay_seconds * retry.backoff_factor**attempts, retry.max_delay_seconds)
+    return max(1.0, min(delay, remaining.total_seconds()))
+
+
+async def _recheck_later(envelope: Envelope, progress: dict[str, Any], deps: Deps) -> HireOutcome:
+    """Schedule the same envelope again with a growing delay, or give up after the budget.
+
+    The message is sent before progress is recorded: dying in between re-sends it on retry, and
+    a duplicate re-check is harmless (the claim and step progress make effects happen once).
+
+    Raises:
+        NotFoundError: the budget is spent (recorded and audited first).
+    """
+    policy = deps.plan.new_hires
+    now = deps.clock()
+    first_seen = parse_iso(progress.get("firstSeenAt")) or now
+    attempts = int(progress.get("attempts", 0))
+    budget = timedelta(hours=policy.provisioning_retry.budget_hours)
+    elapsed = now - first_seen
+    if elapsed >= budget:
+        progress.update(status="not-provisioned", gaveUpAt=iso(now))
+        await _save_progress(envelope.id, progress, deps)
+        await deps.audit(
+            "hire.abandon", envelope.id, "the hire never appeared in Entra within the budget", envelope.id,
+            attempts=attempts, first_seen_at=iso(first_seen),
+        )  # fmt: skip
+        hours = elapsed.total_seconds() / 3600
+        raise NotFoundError(
+            f"new hire not found in Entra after {attempts + 1} lookups over {hours:.2f} h "
+            "(provisioning budget spent)",
+            correlation_id=envelope.id,
+            attempts=attempts + 1,
+        )
+    delay = recheck_delay(attempts, policy, budget - elapsed)
+    await run_sync(deps.queues.send, HR_EVENTS, envelope, delay=delay)
+    progress.update(
+        attempts=attempts + 1, lastCheckAt=iso(now), nextCheckAt=iso(now + timedelta(seconds=delay))
+    )
+    await _save_progress(envelope.id, progress, deps)
+    log.info(
+        "hire not provisioned yet; re-check scheduled",
+        extra={"delay_seconds": delay, "attempt": attempts + 1},
+    )
+    return HireOutcome("rechecking", recheck_in_seconds=delay)
+
+
+async def _track_registration(
+    envelope: Envelope, event: HrEvent, user: DirectoryUser, progress: dict[str, Any], deps: Deps
+) -> None:
+    tap = progress.get("tap") or {}
+    record = {
+        "wave": progress.get("wave"),
+        "hireDate": event.data.hire_date.isoformat() if event.data.hire_date else None,
+        "tapIssuedAt": tap.get("createdAt"),
+        "tapStartsAt": tap.get("startsAt"),
+        "tapExpiresAt": tap.get("expiresAt"),
+        "status": "pending",
+        "envelopeId": envelope.id,
+    }
+    await run_sync(deps.state.kv.put, REGISTRATION_NAMESPACE, user.id, record)
+
+
+async def _load_progress(envelope_id: str, deps: Deps) -> dict[str, Any]:
+    stored = await run_sync(deps.state.kv.get, HIRES_NAMESPACE, envelope_id)
+    if stored is not None and isinstance(stored.value, dict):
+        return dict(stored.value)
+    return {"firstSeenAt": iso(deps.clock()), "attempts": 0}
+
+
+async def _save_progress(envelope_id: str, progress: dict[str, Any], deps: Deps) -> None:
+    await run_sync(deps.state.kv.put, HIRES_NAMESPACE, envelope_id, progress)

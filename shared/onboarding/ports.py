@@ -1,0 +1,182 @@
+"""The Graph operations onboarding needs, as a port, and its implementation over ``shared.graph``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from shared.graph.mail import MailMessage
+from shared.graph.tap import IssuedTap, TapMethod
+
+if TYPE_CHECKING:
+    from msgraph.generated.models.user import User
+    from msgraph.graph_service_client import GraphServiceClient
+
+    from shared.config import Settings
+
+__all__ = ["DirectoryUser", "GraphOnboarding", "OnboardingGraph"]
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryUser:
+    """The Entra user fields onboarding reads."""
+
+    id: str
+    user_principal_name: str | None = None
+    display_name: str | None = None
+    mail: str | None = None
+    employee_id: str | None = None
+    department: str | None = None
+    country: str | None = None
+
+    @property
+    def address(self) -> str | None:
+        """Where e-mail reaches this user: their mail, else their UPN."""
+        return self.mail or self.user_principal_name
+
+
+class OnboardingGraph(Protocol):
+    """Every Graph call the onboarding use cases make (unit tests pass an in-memory fake)."""
+
+    async def find_user(self, id_or_upn: str) -> DirectoryUser | None:
+        """The user by object id or UPN, or None."""
+        ...
+
+    async def find_user_by_employee_id(self, employee_id: str) -> DirectoryUser | None:
+        """The user whose employeeId matches, or None."""
+        ...
+
+    async def get_manager(self, user_id: str) -> DirectoryUser | None:
+        """The user's manager, or None."""
+        ...
+
+    async def member_of(self, user_id: str) -> list[tuple[str, str | None]]:
+        """The user's direct groups as (id, displayName)."""
+        ...
+
+    async def find_group_id(self, *, group_id: str | None, display_name: str | None) -> str | None:
+        """The id of the group by id or exact displayName, or None when it does not exist."""
+        ...
+
+    async def create_security_group(self, display_name: str, *, description: str) -> str:
+        """Create a security group; returns its id."""
+        ...
+
+    async def add_member(self, group_id: str, user_id: str) -> bool:
+        """Add a member; False when already a member."""
+        ...
+
+    async def remove_member(self, group_id: str, user_id: str) -> bool:
+        """Remove a member; False when not a member."""
+        ...
+
+    async def create_tap(
+        self, user_id: str, *, lifetime_minutes: int, is_usable_once: bool, start_at: datetime | None
+    ) -> IssuedTap:
+        """Create a TAP (replacing any earlier one)."""
+        ...
+
+    async def list_taps(self, user_id: str) -> list[TapMethod]:
+        """The user's TAP methods."""
+        ...
+
+    async def delete_tap(self, user_id: str, method_id: str) -> bool:
+        """Delete a TAP method; False when already gone."""
+        ...
+
+    async def send_mail(self, sender: str, message: MailMessage) -> None:
+        """Send an e-mail from ``sender``."""
+        ...
+
+
+def _user(user: User | None) -> DirectoryUser | None:
+    if user is None or not user.id:
+        return None
+    return DirectoryUser(
+        id=str(user.id),
+        user_principal_name=user.user_principal_name,
+        display_name=user.display_name,
+        mail=user.mail,
+        employee_id=user.employee_id,
+        department=user.department,
+        country=user.country,
+    )
+
+
+class GraphOnboarding:
+    """``OnboardingGraph`` over the process's Graph client (one per event loop)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def _client(self) -> GraphServiceClient:
+        from shared.graph import get_graph_client
+
+        return get_graph_client(self._settings)
+
+    async def find_user(self, id_or_upn: str) -> DirectoryUser | None:
+        from shared.graph.directory import find_user
+
+        return _user(await find_user(self._client(), id_or_upn))
+
+    async def find_user_by_employee_id(self, employee_id: str) -> DirectoryUser | None:
+        from shared.graph.people import find_user_by_employee_id
+
+        return _user(await find_user_by_employee_id(self._client(), employee_id))
+
+    async def get_manager(self, user_id: str) -> DirectoryUser | None:
+        from shared.graph.people import get_manager
+
+        return _user(await get_manager(self._client(), user_id))
+
+    async def member_of(self, user_id: str) -> list[tuple[str, str | None]]:
+        from shared.graph.people import member_of_groups
+
+        return await member_of_groups(self._client(), user_id)
+
+    async def find_group_id(self, *, group_id: str | None, display_name: str | None) -> str | None:
+        from shared.graph.directory import find_group
+
+        group = await find_group(self._client(), group_id=group_id, display_name=display_name)
+        return str(group.id) if group is not None and group.id else None
+
+    async def create_security_group(self, display_name: str, *, description: str) -> str:
+        from shared.graph.groups import create_security_group
+
+        return await create_security_group(self._client(), display_name, description=description)
+
+    async def add_member(self, group_id: str, user_id: str) -> bool:
+        from shared.graph.groups import add_member
+
+        return await add_member(self._client(), group_id, user_id)
+
+    async def remove_member(self, group_id: str, user_id: str) -> bool:
+        from shared.graph.groups import remove_member
+
+        return await remove_member(self._client(), group_id, user_id)
+
+    async def create_tap(
+        self, user_id: str, *, lifetime_minutes: int, is_usable_once: bool, start_at: datetime | None
+    ) -> IssuedTap:
+        from shared.graph.tap import create_tap
+
+        return await create_tap(
+            self._client(), user_id, lifetime_minutes=lifetime_minutes, is_usable_once=is_usable_once,
+            start_at=start_at,
+        )  # fmt: skip
+
+    async def list_taps(self, user_id: str) -> list[TapMethod]:
+        from shared.graph.tap import list_taps
+
+        return await list_taps(self._client(), user_id)
+
+    async def delete_tap(self, user_id: str, method_id: str) -> bool:
+        from shared.graph.tap import delete_tap
+
+        return await delete_tap(self._client(), user_id, method_id)
+
+    async def send_mail(self, sender: str, message: MailMessage) -> None:
+        from shared.graph.mail import send_mail
+
+        await send_mail(self._client(), sender, message)

@@ -1,0 +1,51 @@
+"""``employee.terminated``: delete any pending TAP and stop registration tracking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from shared.envelope import Envelope
+from shared.hr.events import HrEvent
+from shared.onboarding.common import REGISTRATION_NAMESPACE, find_employee, refuse_break_glass
+from shared.onboarding.deps import Deps, run_sync
+
+__all__ = ["TerminationOutcome", "handle_terminated"]
+
+
+@dataclass(frozen=True, slots=True)
+class TerminationOutcome:
+    """What was cleaned up: the user, how many TAPs were deleted, whether tracking stopped."""
+
+    status: Literal["cleaned", "not-found"]
+    user_id: str | None = None
+    taps_deleted: int = 0
+    tracking_stopped: bool = False
+
+
+async def handle_terminated(envelope: Envelope, event: HrEvent, deps: Deps) -> TerminationOutcome:
+    """Delete the leaver's TAPs and registration record; naturally idempotent (a replay finds nothing).
+
+    Raises:
+        SafetyViolationError: the event names a break-glass account.
+        RetryableError: Graph or storage failed.
+    """
+    user = await find_employee(event, deps)
+    if user is None:
+        await deps.audit(
+            "hire.terminate", envelope.id, "leaver not in Entra: nothing to clean up", envelope.id
+        )
+        return TerminationOutcome("not-found")
+    refuse_break_glass(user, deps, envelope.id)
+    deleted = 0
+    for method in await deps.graph.list_taps(user.id):
+        if await deps.graph.delete_tap(user.id, method.id):
+            deleted += 1
+            await deps.audit("tap.delete", user.id, "employee terminated", envelope.id, method_id=method.id)
+    stored = await run_sync(deps.state.kv.get, REGISTRATION_NAMESPACE, user.id)
+    if stored is not None:
+        await run_sync(deps.state.kv.delete, REGISTRATION_NAMESPACE, user.id)
+        await deps.audit("registration.stop", user.id, "employee terminated", envelope.id)
+    return TerminationOutcome(
+        "cleaned", user_id=user.id, taps_deleted=deleted, tracking_stopped=stored is not None
+    )

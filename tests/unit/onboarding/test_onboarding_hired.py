@@ -1,0 +1,298 @@
+"""employee.hired with in-memory fakes: wave group, one TAP, one e-mail to the manager, exactly once."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from onboarding_fakes import NOW, World, hire_event, make_world, plan, transient
+
+from shared.errors import NotFoundError, PermanentError, RetryableError, SafetyViolationError
+from shared.names import ALERTS, HR_EVENTS
+from shared.onboarding import HIRES_NAMESPACE, HireOutcome, process_hr_message, recheck_delay, tap_start
+from shared.rollout.wave_state import WaveState
+
+FINANCE_GROUP = "WaveGuard - Wave 2 Finance and HR"
+
+
+def _hire(world: World, **fields: object) -> str:
+    return world.graph.add_user(
+        "ada.lovelace@contoso.com", employee_id="E9001", display_name="Ada Lovelace", **fields
+    ).id
+
+
+async def _process(world: World, envelope_text: str) -> object:
+    return await process_hr_message(envelope_text, world.deps)
+
+
+def _everything_stored(world: World) -> str:
+    """Every piece of state, audit and queue traffic as one text, to look for secrets in."""
+    memory = world.deps.state
+    parts = [repr(memory.kv.__dict__), repr(memory.idempotency.__dict__)]
+    parts += [repr(entry) for entry in memory.audit.list(limit=1000)]
+    parts += [envelope.to_json() for _, envelope, _ in world.queues.sent]
+    return "\n".join(parts)
+
+
+async def test_hire_joins_the_wave_gets_one_tap_and_the_manager_one_email(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a Finance hire already provisioned in Entra, with Grace as manager
+    world = make_world()
+    user_id = _hire(world)
+    caplog.set_level(logging.DEBUG)
+    # WHEN the hire event is processed
+    outcome = await _process(world, hire_event().to_json())
+    # THEN they are in the finance-hr wave group (created, since the tenant had none)
+    assert outcome == HireOutcome("done", user_id=user_id, wave="finance-hr")
+    assert world.graph.members_of(FINANCE_GROUP) == {user_id}
+    # AND hold exactly one TAP, starting at 00:00 UTC on the hire date, single use, 480 minutes
+    [(method, value)] = world.graph.taps[user_id]
+    assert (method.start_at, method.lifetime_minutes, method.is_usable_once) == (
+        datetime(2026, 12, 1, tzinfo=UTC), 480, True,
+    )  # fmt: skip
+    # AND Grace got exactly one e-mail from the service mailbox holding that TAP
+    [(sender, mail)] = world.graph.outbox
+    assert sender == "waveguard@contoso.com"
+    assert list(mail.to) == ["grace.hopper@contoso.com"]
+    assert mail.subject == "Temporary Access Pass for your new team member"
+    assert value in mail.body
+    assert "https://aka.ms/mysecurityinfo" in mail.body
+    # AND the hire is tracked for registration
+    record = world.deps.state.kv.get("registration", user_id)
+    assert record is not None
+    assert record.value["status"] == "pending"
+    assert record.value["wave"] == "finance-hr"
+    assert record.value["tapExpiresAt"] == "2026-12-01T08:00:00+00:00"
+    # AND every write is audited under the envelope id, by the onboarding actor
+    actions = [(e.action, e.actor, e.correlation_id) for e in world.deps.state.audit.list()]
+    assert {a for a, _, _ in actions} >= {"wave.group.create", "wave.member.add", "tap.create", "tap.deliver"}
+    assert {(actor, cid) for _, actor, cid in actions} == {("waveguard/onboarding", "whk-1")}
+    # AND the TAP value is nowhere but in the e-mail: not in state, audit, queues or logs
+    assert value not in _everything_stored(world)
+    assert value not in caplog.text
+    assert all(value not in json.dumps(r.__dict__, default=str) for r in caplog.records)
+
+
+async def test_the_same_message_three_times_gives_one_tap_and_one_email() -> None:
+    world = make_world()
+    user_id = _hire(world)
+    text = hire_event().to_json()
+    outcomes = [await _process(world, text) for _ in range(3)]
+    assert [o.status for o in outcomes] == ["done", "duplicate", "duplicate"]  # type: ignore[attr-defined]
+    assert len(world.graph.outbox) == 1
+    assert world.graph.calls.count("create_tap") == 1
+    assert len(world.graph.usable_taps(user_id)) == 1
+
+
+async def test_crash_between_tap_and_email_is_recovered_with_one_working_tap_mailed() -> None:
+    # GIVEN Graph fails the sendMail once (after the TAP was created)
+    world = make_world()
+    user_id = _hire(world)
+    world.graph.fail["send_mail"] = [transient("send mail")]
+    text = hire_event().to_json()
+    # WHEN the message is processed: the host sees a retryable failure
+    with pytest.raises(RetryableError):
+        await _process(world, text)
+    # AND the retry succeeds
+    await _process(world, text)
+    # THEN the manager got one e-mail, and its TAP is the one usable TAP of the user
+    [(_, mail)] = world.graph.outbox
+    [value] = world.graph.usable_taps(user_id)
+    assert value in mail.body
+    # AND the group add was not repeated on the retry
+    assert world.graph.calls.count("add_member") == 1
+
+
+async def test_throttled_group_add_is_retried_and_done_once() -> None:
+    world = make_world()
+    user_id = _hire(world)
+    world.graph.fail["add_member"] = [transient("add member")]
+    text = hire_event().to_json()
+    with pytest.raises(RetryableError):
+        await _process(world, text)
+    assert world.graph.outbox == []
+    await _process(world, text)
+    assert world.graph.members_of(FINANCE_GROUP) == {user_id}
+    assert len(world.graph.outbox) == 1
+
+
+async def test_a_message_held_by_another_worker_is_retried_later() -> None:
+    world = make_world()
+    _hire(world)
+    world.deps.state.idempotency.claim("onboarding:whk-1", ttl=timedelta(days=1))
+    with pytest.raises(RetryableError):
+        await _process(world, hire_event().to_json())
+    assert world.graph.outbox == []
+
+
+async def test_user_not_provisioned_yet_is_rechecked_later_with_a_growing_delay() -> None:
+    # GIVEN HR announces a hire Entra has not created yet
+    world = make_world()
+    text = hire_event().to_json()
+    # WHEN processed twice (the second time as the scheduled re-check)
+    first = await _process(world, text)
+    world.clock.advance(seconds=60)
+    second = await _process(world, text)
+    # THEN the same envelope is scheduled again on hr-events, 60 s then 120 s later
+    assert [(q, env.id, d) for q, env, d in world.queues.sent] == [
+        (HR_EVENTS, "whk-1", 60),
+        (HR_EVENTS, "whk-1", 120),
+    ]
+    assert (first.status, second.status) == ("rechecking", "rechecking")  # type: ignore[attr-defined]
+    # AND nothing was written to the tenant
+    assert world.graph.outbox == []
+    assert world.graph.taps == {}
+    # WHEN the user appears and the re-check comes
+    user_id = _hire(world)
+    world.clock.advance(seconds=120)
+    done = await _process(world, text)
+    # THEN the hire is onboarded
+    assert done == HireOutcome("done", user_id=user_id, wave="finance-hr")
+    assert len(world.graph.outbox) == 1
+
+
+async def test_user_never_provisioned_raises_a_high_alert_after_the_budget_and_is_recorded() -> None:
+    world = make_world(
+        plan(provisioningRetry={"budgetHours": 1, "initialDelaySeconds": 600, "maxDelaySeconds": 1200})
+    )
+    text = hire_event().to_json()
+    delays: list[float] = []
+    outcome: object = None
+    for _ in range(20):
+        outcome = await _process(world, text)
+        if isinstance(outcome, PermanentError):
+            break
+        delays.append(world.queues.sent[-1][2] or 0)
+        world.clock.advance(seconds=delays[-1])
+    # THEN the re-checks grew, were capped, and the last one landed on the budget's end
+    assert delays == [600, 1200, 1200, 600]
+    assert isinstance(outcome, NotFoundError)
+    # AND a high alert is on the alerts queue, naming the envelope
+    [alert] = world.queues.on(ALERTS)
+    assert alert.payload["severity"] == "high"
+    assert alert.payload["labels"]["alertname"] == "HireNotProvisioned"
+    assert alert.payload["details"]["envelopeId"] == "whk-1"
+    # AND the give-up is recorded in state and the audit log
+    progress = world.deps.state.kv.get(HIRES_NAMESPACE, "whk-1")
+    assert progress is not None
+    assert progress.value["status"] == "not-provisioned"
+    assert "hire.abandon" in [e.action for e in world.deps.state.audit.list()]
+
+
+async def test_hire_found_by_upn_when_entra_has_no_employee_id() -> None:
+    world = make_world()
+    user_id = world.graph.add_user("ada.lovelace@contoso.com", display_name="Ada").id
+    outcome = await _process(world, hire_event().to_json())
+    assert outcome == HireOutcome("done", user_id=user_id, wave="finance-hr")
+
+
+async def test_manager_from_entra_when_hr_names_none() -> None:
+    world = make_world()
+    _hire(world, manager="grace.hopper@contoso.com")
+    await _process(world, hire_event(managerUserPrincipalName=None).to_json())
+    [(_, mail)] = world.graph.outbox
+    assert list(mail.to) == ["grace.hopper@contoso.com"]
+
+
+async def test_no_manager_is_a_permanent_alerted_failure_and_no_tap_is_issued() -> None:
+    world = make_world()
+    user_id = _hire(world)
+    outcome = await _process(world, hire_event(managerUserPrincipalName=None).to_json())
+    assert isinstance(outcome, PermanentError)
+    assert "manager" in str(outcome)
+    assert world.graph.taps.get(user_id) is None
+    assert world.graph.outbox == []
+    [alert] = world.queues.on(ALERTS)
+    assert (alert.payload["severity"], alert.payload["labels"]["alertname"]) == ("high", "OnboardingFailed")
+    # the user is still protected: in the wave group
+    assert world.graph.members_of(FINANCE_GROUP) == {user_id}
+
+
+async def test_break_glass_account_is_never_touched_and_pages_critical() -> None:
+    world = make_world()
+    world.graph.add_user("bg-admin1@contoso.onmicrosoft.com", employee_id="E9001")
+    outcome = await _process(world, hire_event().to_json())
+    assert isinstance(outcome, SafetyViolationError)
+    assert world.graph.calls.count("add_member") == 0
+    assert world.graph.taps == {}
+    assert world.graph.outbox == []
+    [alert] = world.queues.on(ALERTS)
+    assert (alert.payload["severity"], alert.payload["labels"]["alertname"]) == (
+        "critical",
+        "BreakGlassTargeted",
+    )
+
+
+async def test_existing_wave_group_is_used_not_created() -> None:
+    world = make_world()
+    group_id = world.graph.add_group(FINANCE_GROUP)
+    user_id = _hire(world)
+    await _process(world, hire_event().to_json())
+    assert world.graph.groups[group_id]["members"] == {user_id}
+    assert "create_security_group" not in world.graph.calls
+
+
+async def test_explicit_new_hire_wave_policy() -> None:
+    world = make_world(plan(wave="pilot"))
+    _hire(world)
+    outcome = await _process(world, hire_event().to_json())
+    assert outcome.wave == "pilot"  # type: ignore[attr-defined]
+    assert world.graph.members_of("WaveGuard - Wave 1 Pilot") != set()
+
+
+@pytest.mark.parametrize(
+    ("text", "alertname"),
+    [
+        ('{"not": "an envelope"}', "HrEventRejected"),
+        (
+            hire_event().to_json().replace('"type":"employee.hired"', '"type":"employee.promoted"'),
+            "HrEventRejected",
+        ),
+        (hire_event().to_json().replace('"hireDate":"2026-12-01"', '"hireDate":"soon"'), "HrEventRejected"),
+    ],
+    ids=["bad-envelope", "unknown-type", "bad-hire-date"],
+)
+async def test_bad_messages_are_settled_and_alerted_not_retried(text: str, alertname: str) -> None:
+    world = make_world()
+    outcome = await _process(world, text)
+    assert isinstance(outcome, PermanentError)
+    [alert] = world.queues.on(ALERTS)
+    assert alert.payload["labels"]["alertname"] == alertname
+    assert world.deps.state.audit.list()[0].action == f"onboarding.{alertname}"
+
+
+async def test_graph_outage_propagates_for_the_host_to_retry() -> None:
+    world = make_world()
+    world.graph.fail["find_user_by_employee_id"] = [transient("find user")]
+    with pytest.raises(RetryableError):
+        await _process(world, hire_event().to_json())
+    assert world.queues.sent == []
+
+
+def test_tap_start_is_midnight_utc_of_a_future_hire_date_else_now() -> None:
+    policy = plan().new_hires
+    assert tap_start(date(2026, 12, 1), policy, NOW) == datetime(2026, 12, 1, tzinfo=UTC)
+    assert tap_start(date(2026, 11, 30), policy, NOW) is None  # today: usable now
+    assert tap_start(date(2026, 11, 1), policy, NOW) is None
+    assert tap_start(None, policy, NOW) is None
+    assert tap_start(date(2026, 12, 1), plan(tap={"startAt": "now"}).new_hires, NOW) is None
+
+
+def test_recheck_delay_grows_by_the_factor_and_is_capped() -> None:
+    policy = plan().new_hires  # 60 s, x2, max 3600 s
+    delays = [recheck_delay(n, policy, timedelta(hours=24)) for n in range(8)]
+    assert delays == [60, 120, 240, 480, 960, 1920, 3600, 3600]
+    assert recheck_delay(3, policy, timedelta(seconds=30)) == 30
+    assert recheck_delay(0, policy, timedelta(0)) == 1
+
+
+async def test_wave_state_does_not_matter_for_a_new_hire() -> None:
+    world = make_world()
+    world.deps.state.kv.put(
+        "waves", "finance-hr", {"state": WaveState.ENFORCED.value, "since": NOW.isoformat()}
+    )
+    _hire(world)
+    assert (await _process(world, hire_event().to_json())).wave == "finance-hr"  # type: ignore[attr-defined]

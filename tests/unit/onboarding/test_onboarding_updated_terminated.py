@@ -1,0 +1,128 @@
+"""employee.updated moves waves without lowering protection; employee.terminated cleans up."""
+
+from __future__ import annotations
+
+from onboarding_fakes import NOW, World, hire_event, make_world
+
+from shared.errors import NotFoundError
+from shared.onboarding import TerminationOutcome, UpdateOutcome, process_hr_message
+from shared.rollout.wave_state import WaveState, write_wave_state
+
+FINANCE = "WaveGuard - Wave 2 Finance and HR"
+SALES = "WaveGuard - Wave 3 Sales and Marketing"
+
+
+def _finance_member(world: World) -> tuple[str, str]:
+    user_id = world.graph.add_user("ada.lovelace@contoso.com", employee_id="E9001", department="Finance").id
+    group_id = world.graph.add_group(FINANCE)
+    world.graph.groups[group_id]["members"].add(user_id)
+    return user_id, group_id
+
+
+def _moved_to_sales(envelope_id: str = "upd-1") -> str:
+    return hire_event("employee.updated", envelope_id, department="Sales", changes=["department"]).to_json()
+
+
+async def test_department_change_moves_the_user_to_the_new_wave() -> None:
+    world = make_world()
+    user_id, finance_id = _finance_member(world)
+    outcome = await process_hr_message(_moved_to_sales(), world.deps)
+    assert outcome == UpdateOutcome(
+        "moved", user_id=user_id, wave="sales-marketing", removed_from=("finance-hr",)
+    )
+    assert world.graph.members_of(SALES) == {user_id}
+    assert world.graph.groups[finance_id]["members"] == set()
+    actions = [e.action for e in world.deps.state.audit.list()]
+    assert "wave.member.add" in actions
+    assert "wave.member.remove" in actions
+
+
+async def test_a_user_in_an_enforced_wave_stays_enforced() -> None:
+    # GIVEN finance-hr is enforced and sales-marketing only report-only
+    world = make_world()
+    user_id, finance_id = _finance_member(world)
+    write_wave_state(world.deps.state.kv, "finance-hr", WaveState.ENFORCED, NOW)
+    write_wave_state(world.deps.state.kv, "sales-marketing", WaveState.REPORT_ONLY, NOW)
+    # WHEN HR moves them to Sales
+    outcome = await process_hr_message(_moved_to_sales(), world.deps)
+    # THEN they join the new wave but stay in the enforced one
+    assert outcome == UpdateOutcome("moved", user_id=user_id, wave="sales-marketing", kept_in=("finance-hr",))
+    assert user_id in world.graph.groups[finance_id]["members"]
+    assert world.graph.members_of(SALES) == {user_id}
+    assert "wave.member.keep" in [e.action for e in world.deps.state.audit.list()]
+
+
+async def test_moving_between_two_enforced_waves_leaves_the_old_one() -> None:
+    world = make_world()
+    _user_id, finance_id = _finance_member(world)
+    for wave in ("finance-hr", "sales-marketing"):
+        write_wave_state(world.deps.state.kv, wave, WaveState.ENFORCED, NOW)
+    await process_hr_message(_moved_to_sales(), world.deps)
+    assert world.graph.groups[finance_id]["members"] == set()
+
+
+async def test_a_change_that_keeps_the_wave_changes_nothing() -> None:
+    world = make_world()
+    user_id, _ = _finance_member(world)
+    text = hire_event(
+        "employee.updated", "upd-2", managerUserPrincipalName="grace.hopper@contoso.com"
+    ).to_json()
+    outcome = await process_hr_message(text, world.deps)
+    assert outcome == UpdateOutcome("unchanged", user_id=user_id, wave="finance-hr")
+    assert "add_member" not in world.graph.calls
+    assert "remove_member" not in world.graph.calls
+
+
+async def test_replayed_update_is_applied_once() -> None:
+    world = make_world()
+    _finance_member(world)
+    await process_hr_message(_moved_to_sales(), world.deps)
+    again = await process_hr_message(_moved_to_sales(), world.deps)
+    assert again.status == "duplicate"  # type: ignore[union-attr]
+    assert world.graph.calls.count("add_member") == 1
+
+
+async def test_update_for_an_unknown_user_is_settled_with_an_alert() -> None:
+    world = make_world()
+    outcome = await process_hr_message(_moved_to_sales(), world.deps)
+    assert isinstance(outcome, NotFoundError)
+    assert len(world.queues.sent) == 1
+
+
+async def test_registration_record_follows_the_new_wave() -> None:
+    world = make_world()
+    user_id, _ = _finance_member(world)
+    world.deps.state.kv.put("registration", user_id, {"wave": "finance-hr", "status": "pending"})
+    await process_hr_message(_moved_to_sales(), world.deps)
+    record = world.deps.state.kv.get("registration", user_id)
+    assert record is not None
+    assert record.value == {"wave": "sales-marketing", "status": "pending"}
+
+
+async def test_termination_deletes_pending_taps_and_stops_tracking() -> None:
+    # GIVEN an onboarded hire with a TAP and a registration record
+    world = make_world()
+    user_id = world.graph.add_user("ada.lovelace@contoso.com", employee_id="E9001").id
+    await process_hr_message(hire_event().to_json(), world.deps)
+    assert world.graph.usable_taps(user_id)
+    # WHEN HR terminates them
+    text = hire_event("employee.terminated", "term-1", hireDate=None, terminationDate="2026-12-02").to_json()
+    outcome = await process_hr_message(text, world.deps)
+    # THEN the TAP is gone and tracking stopped, both audited
+    assert outcome == TerminationOutcome("cleaned", user_id=user_id, taps_deleted=1, tracking_stopped=True)
+    assert world.graph.usable_taps(user_id) == []
+    assert world.deps.state.kv.get("registration", user_id) is None
+    actions = [e.action for e in world.deps.state.audit.list()]
+    assert "tap.delete" in actions
+    assert "registration.stop" in actions
+    # AND a replay finds nothing left to do
+    again = await process_hr_message(text, world.deps)
+    assert again == TerminationOutcome("cleaned", user_id=user_id)
+
+
+async def test_termination_of_someone_not_in_entra_is_audited() -> None:
+    world = make_world()
+    text = hire_event("employee.terminated", "term-2", hireDate=None).to_json()
+    outcome = await process_hr_message(text, world.deps)
+    assert outcome == TerminationOutcome("not-found")
+    assert world.deps.state.audit.list()[0].action == "hire.terminate"
