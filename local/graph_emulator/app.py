@@ -29,6 +29,7 @@ from local.graph_emulator.resources import (
     members,
     provisioning,
     registration,
+    signins,
     tap,
     users,
 )
@@ -51,6 +52,7 @@ GRAPH_ROUTE_TABLES: tuple[RouteTable, ...] = (
     mail.routes,
     conditional_access.routes,
     registration.routes,
+    signins.routes,
 )
 ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (
     admin.routes,
@@ -58,6 +60,7 @@ ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (
     mail.admin_routes,
     provisioning.admin_routes,
     registration.admin_routes,
+    signins.admin_routes,
 )
 # Run (under the lock) before every Graph request and $batch item, e.g. to let due users appear.
 BEFORE_GRAPH_REQUEST: tuple[Callable[[Emulator], None], ...] = (provisioning.promote_due_users,)

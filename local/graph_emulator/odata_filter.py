@@ -9,7 +9,8 @@ Grammar (keywords are case-insensitive)::
     function   := ("startswith" | "endswith") "(" property "," literal ")"
     comparison := property ("eq"|"ne"|"ge"|"le"|"gt"|"lt") literal
                 | property "in" "(" literal ("," literal)* ")"
-    literal    := 'string' (quote doubled inside) | true | false | null | number
+    literal    := 'string' (quote doubled inside) | true | false | null | number | datetime
+    datetime   := 2024-05-01T10:00:00Z (unquoted, as Graph's audit logs take it)
 
 Like the directory, string comparisons ignore case. Each resource says which properties accept which
 operators; ``ne``, ``not``, ``endswith`` and ranges are advanced queries that need the
@@ -22,8 +23,10 @@ import operator as operator_module
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from local.graph_emulator.clock import parse_iso
 from local.graph_emulator.errors import GraphError, JsonObject
 
 Predicate = Callable[[JsonObject], bool]
@@ -32,7 +35,9 @@ BASIC = frozenset({"eq", "in", "startswith"})
 ADVANCED = frozenset({"ne", "not", "endswith", "ge", "le", "gt", "lt"})
 COMPARISONS = frozenset({"eq", "ne", "ge", "le", "gt", "lt"})
 _TOKEN = re.compile(
-    r"(?P<string>'(?:[^']|'')*')|(?P<number>-?\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][\w/.]*)|(?P<punct>[(),])"
+    r"(?P<string>'(?:[^']|'')*')"
+    r"|(?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?)"
+    r"|(?P<number>-?\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][\w/.]*)|(?P<punct>[(),])"
 )
 
 
@@ -207,6 +212,11 @@ class _Parser:
             return token.text[1:-1].replace("''", "'")
         if token.kind == "number":
             return float(token.text) if "." in token.text else int(token.text)
+        if token.kind == "datetime":
+            try:
+                return parse_iso(token.text)
+            except ValueError:
+                raise FilterSyntaxError(f"invalid date and time '{token.text}'", self.text) from None
         words = {"true": True, "false": False, "null": None}
         if token.kind == "name" and token.text.lower() in words:
             return words[token.text.lower()]
@@ -247,9 +257,21 @@ ORDERINGS: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
+def _as_datetime(value: Any) -> datetime | None:
+    """A stored ISO timestamp as a datetime, to compare with a datetime literal."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_iso(value)
+    except ValueError:
+        return None
+
+
 def _compare(prop: str, operator: str, value: Any) -> Predicate:
     def predicate(obj: JsonObject) -> bool:
         actual = _comparable(obj.get(prop))
+        if isinstance(value, datetime):
+            actual = _as_datetime(actual)
         if operator == "eq":
             return bool(actual == value)
         if operator == "ne":

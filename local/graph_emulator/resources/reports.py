@@ -6,7 +6,7 @@ Those APIs take ``$filter``, ``$top`` and follow ``@odata.nextLink`` like the di
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from local.graph_emulator.errors import JsonObject
 from local.graph_emulator.odata import check_options, context_url, decode_skiptoken, next_link, parse_top
@@ -24,8 +24,11 @@ def list_report(
     context: str,
     odata_type: str,
     ranges: bool = False,
+    filter_view: Callable[[JsonObject], JsonObject] | None = None,
 ) -> Response:
     """One page of ``items`` matching ``$filter``; ``ranges`` allows ge/le/gt/lt without the header.
+
+    ``filter_view`` adds the keys a filter may name beyond top-level ones (``status/errorCode``).
 
     Raises:
         GraphError: an unsupported option, filter, page size or skiptoken (400).
@@ -36,7 +39,8 @@ def list_report(
     raw_filter = request.query_value("$filter")
     if raw_filter is not None:
         predicate = parse_filter(raw_filter, rules, advanced=ranges)
-        matching = [item for item in matching if predicate(item)]
+        view = filter_view or (lambda item: item)
+        matching = [item for item in matching if predicate(view(item))]
     skiptoken = request.query_value("$skiptoken")
     offset = decode_skiptoken(skiptoken) if skiptoken is not None else 0
     body: JsonObject = {"@odata.context": context_url(request, context)}

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from local.graph_emulator.errors import GraphError
-from local.graph_emulator.odata_filter import parse_filter
+from local.graph_emulator.odata_filter import FilterRules, parse_filter
 from local.graph_emulator.resources.shapes import USER_FILTERS
 
 ADA = {"id": "1", "userPrincipalName": "ada@contoso.com", "department": "Finance", "employeeId": "E1001",
@@ -104,3 +104,33 @@ def test_any_quoted_string_round_trips(value: str) -> None:
     # THEN an eq filter on it matches exactly that value, case-insensitively
     assert parse_filter(f"displayName eq '{literal}'", USER_FILTERS)(person)
     assert not parse_filter(f"displayName eq '{literal}x'", USER_FILTERS)(person)
+
+
+SIGN_INS = [
+    {"id": "a", "createdDateTime": "2024-05-01T09:59:59.9999999Z"},
+    {"id": "b", "createdDateTime": "2024-05-01T10:00:00Z"},
+    {"id": "c", "createdDateTime": "2024-05-01T12:30:00.5Z"},
+]
+TIME_RULES = FilterRules(
+    resource="SignIn", properties={"createdDateTime": frozenset({"eq", "ge", "le", "gt", "lt"})}
+)
+
+
+@pytest.mark.parametrize(
+    ("clause", "expected"),
+    [
+        ("createdDateTime ge 2024-05-01T10:00:00Z", ["b", "c"]),
+        ("createdDateTime lt 2024-05-01T10:00:00Z", ["a"]),
+        ("createdDateTime gt 2024-05-01T11:00:00+01:00", ["c"]),
+        ("createdDateTime eq 2024-05-01T10:00:00.000Z", ["b"]),
+    ],
+)
+def test_unquoted_datetimes_compare_as_instants(clause: str, expected: list[str]) -> None:
+    predicate = parse_filter(clause, TIME_RULES, advanced=True)
+
+    assert [s["id"] for s in SIGN_INS if predicate(s)] == expected
+
+
+def test_an_impossible_datetime_is_a_syntax_error() -> None:
+    with pytest.raises(GraphError, match="invalid date and time"):
+        parse_filter("createdDateTime ge 2024-13-45T10:00:00Z", TIME_RULES, advanced=True)
