@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -11,6 +12,7 @@ from shared.hr.events import HrEvent
 from shared.onboarding.deps import Deps, run_sync
 from shared.onboarding.ports import DirectoryUser
 from shared.rollout.assignment import UserFacts
+from shared.state import ConcurrencyError
 
 __all__ = [
     "CLAIM_TTL",
@@ -30,6 +32,8 @@ WAVE_GROUPS_NAMESPACE: Final = "wave-groups"
 CLAIM_TTL: Final = timedelta(days=30)
 # A wave-group creation marker older than this was left by a worker that died.
 _CREATION_STALE: Final = timedelta(minutes=2)
+_CREATION_POLLS: Final = 40
+_CREATION_POLL_SECONDS: Final = 0.25
 
 
 def iso(moment: datetime) -> str:
@@ -118,8 +122,9 @@ async def ensure_wave_group(wave: Wave, deps: Deps, correlation_id: str) -> str:
         )
     created = await _created_before(wave, deps)
     if created is not None:
-        return created  # created by us; Graph's directory replication may not list it yet
-    await _mark_creating(wave, deps)
+        return created  # created by us; Graph's directory replication may not list it by name yet
+    if not await _mark_creating(wave, deps):
+        return await _wait_for_other_creator(wave, deps)
     group_id = await deps.graph.create_security_group(
         ref.display_name,
         description=f"WaveGuard rollout wave '{wave.name}': the Conditional Access target group. "
@@ -139,27 +144,44 @@ async def ensure_wave_group(wave: Wave, deps: Deps, correlation_id: str) -> str:
 
 
 async def _created_before(wave: Wave, deps: Deps) -> str | None:
+    """The group we created for this wave earlier, if it still exists (someone may have deleted it)."""
     stored = await run_sync(deps.state.kv.get, WAVE_GROUPS_NAMESPACE, wave.name)
     value: Any = stored.value if stored is not None else None
-    if isinstance(value, dict) and isinstance(value.get("groupId"), str):
-        return str(value["groupId"])
-    return None
+    if not (isinstance(value, dict) and isinstance(value.get("groupId"), str)):
+        return None
+    return await deps.graph.find_group_id(group_id=str(value["groupId"]), display_name=None)
 
 
-async def _mark_creating(wave: Wave, deps: Deps) -> None:
-    """Take the creation marker so two workers never create two groups of the same name.
-
-    Raises:
-        RetryableError: another worker holds a fresh marker (ConcurrencyError included).
-    """
+async def _mark_creating(wave: Wave, deps: Deps) -> bool:
+    """Take the creation marker so two workers never create two groups of the same name; False
+    when another worker holds a fresh one."""
     now = deps.clock()
     kv = deps.state.kv
     stored = await run_sync(kv.get, WAVE_GROUPS_NAMESPACE, wave.name)
     marker = {"creatingSince": iso(now)}
-    if stored is None:
-        await run_sync(kv.put, WAVE_GROUPS_NAMESPACE, wave.name, marker, if_absent=True)
-        return
-    since = parse_iso(stored.value.get("creatingSince") if isinstance(stored.value, dict) else None)
-    if since is not None and now - since < _CREATION_STALE:
-        raise RetryableError(f"another worker is creating the group of wave {wave.name}", retry_after=5)
-    await run_sync(kv.put, WAVE_GROUPS_NAMESPACE, wave.name, marker, if_match=stored.etag)
+    try:
+        if stored is None:
+            await run_sync(kv.put, WAVE_GROUPS_NAMESPACE, wave.name, marker, if_absent=True)
+            return True
+        value: Any = stored.value if isinstance(stored.value, dict) else {}
+        since = parse_iso(value.get("creatingSince"))
+        if "groupId" not in value and since is not None and now - since < _CREATION_STALE:
+            return False
+        await run_sync(kv.put, WAVE_GROUPS_NAMESPACE, wave.name, marker, if_match=stored.etag)
+    except ConcurrencyError:
+        return False
+    return True
+
+
+async def _wait_for_other_creator(wave: Wave, deps: Deps) -> str:
+    """The group id another worker is creating right now, once it records it (a few seconds).
+
+    Raises:
+        RetryableError: it did not appear in time; the message comes back later.
+    """
+    for _ in range(_CREATION_POLLS):
+        await asyncio.sleep(_CREATION_POLL_SECONDS)
+        created = await _created_before(wave, deps)
+        if created is not None:
+            return created
+    raise RetryableError(f"another worker is creating the group of wave {wave.name}", retry_after=5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import UTC, date, datetime, timedelta
@@ -296,3 +297,37 @@ async def test_wave_state_does_not_matter_for_a_new_hire() -> None:
     )
     _hire(world)
     assert (await _process(world, hire_event().to_json())).wave == "finance-hr"  # type: ignore[attr-defined]
+
+
+async def test_hires_at_once_into_a_new_wave_create_one_group() -> None:
+    # GIVEN three Finance hires processed at the same time and no wave group yet
+    world = make_world()
+    ids = [
+        world.graph.add_user(f"hire{n}@contoso.com", employee_id=f"E70{n}", department="Finance").id
+        for n in range(3)
+    ]
+    texts = [
+        hire_event(
+            envelope_id=f"whk-{n}", employeeId=f"E70{n}", userPrincipalName=f"hire{n}@contoso.com"
+        ).to_json()
+        for n in range(3)
+    ]
+    # WHEN processed concurrently
+    await asyncio.gather(*(_process(world, text) for text in texts))
+    # THEN exactly one group was created and holds all three
+    assert world.graph.calls.count("create_security_group") == 1
+    assert world.graph.members_of(FINANCE_GROUP) == set(ids)
+
+
+async def test_a_deleted_wave_group_is_created_again() -> None:
+    world = make_world()
+    _hire(world)
+    await _process(world, hire_event().to_json())
+    world.graph.groups.clear()
+    world.graph.add_user("new@contoso.com", employee_id="E7777", department="Finance")
+    await _process(
+        world,
+        hire_event(envelope_id="whk-2", employeeId="E7777", userPrincipalName="new@contoso.com").to_json(),
+    )
+    assert world.graph.calls.count("create_security_group") == 2
+    assert len(world.graph.members_of(FINANCE_GROUP)) == 1
