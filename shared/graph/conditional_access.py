@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["CA_MIN_INTERVAL_SECONDS", "CA_POLICIES_PATH", "ConditionalAccessApi"]
 
 CA_POLICIES_PATH: Final = "/identity/conditionalAccess/policies"
-CA_MIN_INTERVAL_SECONDS: Final = 1.0
+# Graph's limit is 1 request/s; the margin keeps network jitter from landing two in one second.
+CA_MIN_INTERVAL_SECONDS: Final = 1.1
 _MAX_PAGES: Final = 100
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -103,10 +104,10 @@ class ConditionalAccessApi:
                 raw = await self._raw(method, url, body)
             except Exception as exc:
                 error = to_waveguard_error(exc, operation=operation)
-                if not _throttled(error) or attempt == self._max_attempts:
+                if not _may_retry(error, method) or attempt == self._max_attempts:
                     raise error from exc
-                self.throttled += 1
                 assert isinstance(error, RetryableError)
+                self.throttled += _throttled(error)
                 # No Retry-After from the CA APIs: back off 2, 4, 8 ... seconds ourselves.
                 await self._sleep(error.retry_after or self._backoff * 2 ** (attempt - 1))
                 continue
@@ -116,11 +117,14 @@ class ConditionalAccessApi:
     async def _raw(self, method: str, url: str, body: dict[str, Any] | None) -> bytes | None:
         from kiota_abstractions.method import Method
         from kiota_abstractions.request_information import RequestInformation
+        from kiota_http.middleware.options import RetryHandlerOption
         from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 
         info = RequestInformation(Method[method])
         info.url = url
         info.headers.try_add("Accept", "application/json")
+        # Retries happen in _send, behind the pacer: the middleware's own would skip the pacing.
+        info.add_request_options([RetryHandlerOption(delay=0.0, max_retries=0, should_retry=False)])
         if body is not None:
             info.set_stream_content(json.dumps(body).encode(), "application/json")
         adapter = self._client.request_adapter
@@ -130,3 +134,8 @@ class ConditionalAccessApi:
 
 def _throttled(error: Exception) -> bool:
     return isinstance(error, RetryableError) and error.context.get("status") == 429
+
+
+def _may_retry(error: Exception, method: str) -> bool:
+    # A write that failed with a 5xx or a timeout may have been applied: only reads are replayed.
+    return _throttled(error) or (method == "GET" and isinstance(error, RetryableError))

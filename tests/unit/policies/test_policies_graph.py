@@ -13,7 +13,7 @@ import pytest
 from shared.config import load_settings
 from shared.errors import PermanentError, RetryableError
 from shared.graph import build_graph_client
-from shared.graph.conditional_access import ConditionalAccessApi
+from shared.graph.conditional_access import CA_MIN_INTERVAL_SECONDS, ConditionalAccessApi
 
 SETTINGS = load_settings({"GRAPH_BASE_URL": "http://127.0.0.1:7072/v1.0", "GRAPH_TIMEOUT_SECONDS": "4"})
 BASE = "http://127.0.0.1:7072/v1.0/identity/conditionalAccess/policies"
@@ -70,7 +70,7 @@ async def test_list_follows_next_links_and_requests_are_paced_one_per_second() -
     # THEN both pages are read, the second one a second after the first
     assert [p["id"] for p in policies] == ["a", "b"]
     assert [r.method for r in seen] == ["GET", "GET"]
-    assert fake.sleeps == [1.0]
+    assert fake.sleeps == [CA_MIN_INTERVAL_SECONDS]
 
 
 async def test_create_posts_the_policy_json_and_returns_graphs_answer() -> None:
@@ -132,4 +132,15 @@ async def test_graph_refusals_map_to_waveguard_errors(
     with pytest.raises(expected) as caught:
         await api.create_policy(POLICY)
     assert code in str(caught.value)
-    assert len(seen) == 1  # only 429s are retried here
+    assert len(seen) == 1  # a write is replayed only after a 429: a 5xx may hide an applied write
+
+
+async def test_a_failed_read_is_retried() -> None:
+    fake = FakeTime()
+    answers = [
+        httpx.Response(503, json={"error": {"code": "ServiceUnavailable"}}),
+        httpx.Response(200, json={"value": []}),
+    ]
+    api, seen = _api(lambda r: answers.pop(0), fake)
+    assert await api.list_policies() == []
+    assert len(seen) == 2
