@@ -1,0 +1,213 @@
+"""The onboarding use cases against the real Graph emulator (msgraph-sdk over HTTP) and Azurite."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from local.graph_emulator import EmulatorHandle
+from shared.config import load_plan_for, load_settings
+from shared.envelope import Envelope
+from shared.errors import RetryableError
+from shared.onboarding import Deps, GraphOnboarding, HireOutcome, TerminationOutcome, process_hr_message
+from shared.queues import get_queue_sender
+from shared.state import build_state
+
+pytestmark = pytest.mark.functional
+
+FINANCE_GROUP = "WaveGuard - Wave 2 Finance and HR"
+TAP_LINE = re.compile(r"Temporary Access Pass:\s+(\S+)")
+
+
+@pytest.fixture
+def deps(app_environ: dict[str, str]) -> Deps:
+    settings = load_settings(app_environ)
+    return Deps(
+        settings=settings,
+        plan=load_plan_for(settings),
+        graph=GraphOnboarding(settings),
+        # A table prefix per test: Azurite lives for the whole session, the emulator is reset.
+        state=build_state(settings, table_prefix="t" + uuid.uuid4().hex[:12]),
+        queues=get_queue_sender(settings),
+    )
+
+
+class Tenant:
+    """The emulator as a test sees it: admin API and plain Graph reads."""
+
+    def __init__(self, handle: EmulatorHandle) -> None:
+        self.handle = handle
+        self.http = httpx.Client(timeout=10)
+        self.manager = self.get(f"/users/{handle.demo.head_ids['Finance']}")  # type: ignore[union-attr]
+
+    def get(self, path: str) -> Any:
+        return self.http.get(self.handle.base_url + path).raise_for_status().json()
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        return self.http.request(method, self.handle.admin_url + path, json=body).raise_for_status().json()
+
+    def add_hire(self, employee_id: str, upn: str, *, visible_after: float | None = None) -> str:
+        body: dict[str, Any] = {
+            "userPrincipalName": upn, "mail": upn, "displayName": "Ada Newhire", "employeeId": employee_id,
+            "department": "Finance", "country": "GB",
+        }  # fmt: skip
+        if visible_after is not None:
+            body["visibleAfterSeconds"] = visible_after
+        return str(self.admin("POST", "/users", body)["id"])
+
+    def group_members(self, name: str) -> set[str]:
+        groups = self.get(f"/groups?$filter=displayName eq '{name}'")["value"]
+        if not groups:
+            return set()
+        return {m["id"] for m in self.get(f"/groups/{groups[0]['id']}/members")["value"]}
+
+    def taps(self, user_id: str) -> list[dict[str, Any]]:
+        entries = self.admin("GET", f"/taps?userId={user_id}")["value"]
+        return entries[0]["taps"] if entries else []
+
+    def active_tap_sha(self, user_id: str) -> str | None:
+        entries = self.admin("GET", f"/taps?userId={user_id}")["value"]
+        active = entries[0]["activeId"] if entries else None
+        return next((t["secretSha256"] for t in self.taps(user_id) if t["id"] == active), None)
+
+    def mails_to(self, address: str) -> list[dict[str, Any]]:
+        return list(self.admin("GET", f"/outbox?to={address}")["value"])
+
+
+@pytest.fixture
+def tenant(emulator_server: EmulatorHandle, deps: Deps) -> Tenant:
+    return Tenant(emulator_server)
+
+
+def _envelope(
+    tenant: Tenant, employee_id: str, upn: str, *, event_type: str = "employee.hired", **data: Any
+) -> Envelope:
+    fields = {
+        "employeeId": employee_id, "userPrincipalName": upn, "displayName": "Ada Newhire",
+        "department": "Finance", "country": "GB", "hireDate": "2030-01-15",
+        "managerUserPrincipalName": tenant.manager["userPrincipalName"], **data,
+    }  # fmt: skip
+    payload = {
+        "type": event_type,
+        "timestamp": "2026-11-30T08:00:00Z",
+        "data": {k: v for k, v in fields.items() if v},
+    }
+    return Envelope(type=event_type, payload=payload, id=f"func-{uuid.uuid4().hex}")
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def test_hire_gets_wave_group_one_tap_and_one_manager_email_even_when_replayed(
+    tenant: Tenant, deps: Deps
+) -> None:
+    # GIVEN a provisioned Finance hire
+    user_id = tenant.add_hire("E9100", "ada.newhire@contoso.com")
+    envelope = _envelope(tenant, "E9100", "ada.newhire@contoso.com")
+    # WHEN the same message is processed three times
+    outcomes = [await process_hr_message(envelope.to_json(), deps) for _ in range(3)]
+    # THEN the first did the work and the replays nothing
+    assert outcomes[0] == HireOutcome("done", user_id=user_id, wave="finance-hr")
+    assert [o.status for o in outcomes[1:]] == ["duplicate", "duplicate"]  # type: ignore[union-attr]
+    # AND the hire is in the Finance wave group (created in the tenant), with exactly one TAP
+    assert tenant.group_members(FINANCE_GROUP) == {user_id}
+    [tap] = tenant.taps(user_id)
+    assert (tap["lifetimeInMinutes"], tap["isUsableOnce"]) == (480, True)
+    assert tap["startDateTime"].startswith("2030-01-15T00:00:00")
+    # AND the manager got exactly one e-mail from the service mailbox, carrying that very TAP
+    [mail] = tenant.mails_to(tenant.manager["mail"])
+    assert mail["from"] == "waveguard@contoso.com"
+    assert [r["address"] for r in mail["to"]] == [tenant.manager["mail"]]
+    assert mail["subject"] == "Temporary Access Pass for your new team member"
+    match = TAP_LINE.search(mail["body"])
+    assert match is not None
+    assert _sha(match.group(1)) == tenant.active_tap_sha(user_id)
+    # AND the audit trail has every write
+    actions = {e.action for e in deps.state.audit.list()}
+    assert {"wave.group.create", "wave.member.add", "tap.create", "tap.deliver"} <= actions
+
+
+async def test_send_mail_failing_after_the_tap_is_recovered_with_one_email_and_a_working_tap(
+    tenant: Tenant, deps: Deps
+) -> None:
+    user_id = tenant.add_hire("E9101", "bo.newhire@contoso.com")
+    envelope = _envelope(tenant, "E9101", "bo.newhire@contoso.com")
+    # GIVEN sendMail answers 503 more often than the client retries in-process
+    tenant.admin("POST", "/faults", {"status": 503, "count": 4, "method": "POST", "path": "sendMail"})
+    with pytest.raises(RetryableError):
+        await process_hr_message(envelope.to_json(), deps)
+    # WHEN the host retries the message
+    await process_hr_message(envelope.to_json(), deps)
+    # THEN one e-mail, whose TAP is the one usable TAP (the unsent one was replaced)
+    [mail] = tenant.mails_to(tenant.manager["mail"])
+    match = TAP_LINE.search(mail["body"])
+    assert match is not None
+    assert _sha(match.group(1)) == tenant.active_tap_sha(user_id)
+    assert len(tenant.taps(user_id)) == 2
+    assert tenant.group_members(FINANCE_GROUP) == {user_id}
+
+
+async def test_throttled_group_write_is_retried_and_done_once(tenant: Tenant, deps: Deps) -> None:
+    user_id = tenant.add_hire("E9102", "cy.newhire@contoso.com")
+    envelope = _envelope(tenant, "E9102", "cy.newhire@contoso.com")
+    tenant.admin(
+        "POST",
+        "/faults",
+        {"status": 429, "count": 4, "retryAfter": 0, "method": "POST", "path": r"members/\$ref"},
+    )
+    with pytest.raises(RetryableError):
+        await process_hr_message(envelope.to_json(), deps)
+    assert tenant.mails_to(tenant.manager["mail"]) == []
+    await process_hr_message(envelope.to_json(), deps)
+    assert tenant.group_members(FINANCE_GROUP) == {user_id}
+    assert len(tenant.taps(user_id)) == 1
+    assert len(tenant.mails_to(tenant.manager["mail"])) == 1
+
+
+async def test_user_provisioned_late_is_rechecked_then_onboarded(tenant: Tenant, deps: Deps) -> None:
+    # GIVEN HR is ahead of provisioning by a second
+    user_id = tenant.add_hire("E9103", "di.newhire@contoso.com", visible_after=1)
+    envelope = _envelope(tenant, "E9103", "di.newhire@contoso.com")
+    first = await process_hr_message(envelope.to_json(), deps)
+    assert first == HireOutcome("rechecking", recheck_in_seconds=60)
+    # WHEN the re-check comes after the user appeared
+    await asyncio.sleep(1.2)
+    second = await process_hr_message(envelope.to_json(), deps)
+    # THEN the hire is onboarded
+    assert second == HireOutcome("done", user_id=user_id, wave="finance-hr")
+    assert len(tenant.mails_to(tenant.manager["mail"])) == 1
+
+
+async def test_termination_deletes_the_pending_tap(tenant: Tenant, deps: Deps) -> None:
+    user_id = tenant.add_hire("E9104", "ed.newhire@contoso.com")
+    await process_hr_message(_envelope(tenant, "E9104", "ed.newhire@contoso.com").to_json(), deps)
+    leaver = _envelope(
+        tenant, "E9104", "ed.newhire@contoso.com", event_type="employee.terminated", hireDate=None
+    )
+    outcome = await process_hr_message(leaver.to_json(), deps)
+    assert outcome == TerminationOutcome("cleaned", user_id=user_id, taps_deleted=1, tracking_stopped=True)
+    [tap] = tenant.taps(user_id)
+    assert tap["deletedReason"] == "deleted"
+
+
+async def test_department_change_moves_the_user_between_wave_groups(tenant: Tenant, deps: Deps) -> None:
+    user_id = tenant.add_hire("E9105", "fi.newhire@contoso.com")
+    await process_hr_message(_envelope(tenant, "E9105", "fi.newhire@contoso.com").to_json(), deps)
+    moved = _envelope(
+        tenant,
+        "E9105",
+        "fi.newhire@contoso.com",
+        event_type="employee.updated",
+        department="Sales",
+        hireDate=None,
+    )
+    await process_hr_message(moved.to_json(), deps)
+    assert tenant.group_members("WaveGuard - Wave 3 Sales and Marketing") == {user_id}
+    assert tenant.group_members(FINANCE_GROUP) == set()
