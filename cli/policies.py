@@ -144,18 +144,19 @@ def print_plan(policy_plan: PolicyPlan) -> None:
     waves = ", ".join(f"{name}={state}" for name, state in policy_plan.wave_states.items())
     print(f"WaveGuard policies plan (waves: {waves})")
     for change in policy_plan.diff.changes:
-        suffix = f"  [{change.policy_id}]" if change.policy_id else "  (created report-only)"
+        suffix = f"  [{change.policy_id}]" if change.policy_id else "  (new: report-only)"
         print(f"  {_MARKS[change.kind]} {change.name}{suffix}")
         for fc in change.fields:
             print(f"        {fc.path}: {_show(fc.old)} -> {_show(fc.new)}")
     for orphan in policy_plan.diff.orphans:
         print(f"  ! not in the plan, left alone: {orphan.get('displayName')}  [{orphan.get('id')}]")
-    print("Lint:")
-    if not policy_plan.lint.findings:
-        print("  all checks passed")
-    for finding in policy_plan.lint.findings:
-        note = "" if finding.scope == "after-apply" else " (live now)"
-        print(f"  {finding}{note}")
+    after = [f for f in policy_plan.lint.findings if f.scope == "after-apply"]
+    live = [f for f in policy_plan.lint.findings if f.scope == "live"]
+    print("Lint (the policies after this apply; errors block it):")
+    print("\n".join(f"  {finding}" for finding in after) or "  all checks passed")
+    if live:
+        print("Lint (the live policies now; for information):")
+        print("\n".join(f"  {finding}" for finding in live))
     d = policy_plan.diff
     verdict = "passed" if policy_plan.lint.ok else f"FAILED ({len(policy_plan.lint.blocking)} blocking)"
     print(f"Plan: {d.count('create')} to create, {d.count('update')} to update, "

@@ -43,7 +43,7 @@ def test_plan_on_an_empty_tenant_lists_the_creates_and_exits_3(
     out = capsys.readouterr().out
     assert code == EXIT_CHANGES
     assert out.count("+ create") == 5
-    assert "+ create    WaveGuard - Block legacy authentication  (created report-only)" in out
+    assert "+ create    WaveGuard - Block legacy authentication  (new: report-only)" in out
     assert "Plan: 5 to create, 0 to update, 0 unchanged. Lint passed." in out
 
 
@@ -92,7 +92,9 @@ def test_lint_failure_exits_1_and_apply_writes_nothing(
     # GIVEN the break-glass exclusion group was deleted from the tenant
     lookup.groups.discard(tenant.exclusion_group_id)
     assert _plan(deps) == EXIT_FAILED
-    assert "[WG-CA-02] error" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Lint (the policies after this apply; errors block it):\n  [WG-CA-02] error: " in out
+    assert "Lint FAILED (5 blocking)." in out
     code = _apply(deps, yes=True, json=True)
     doc = json.loads(capsys.readouterr().out)
     assert code == EXIT_FAILED
