@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from local.graph_emulator.clock import iso_utc
 from local.graph_emulator.errors import JsonObject, not_found
 from local.graph_emulator.limits import CONDITIONAL_ACCESS
-from local.graph_emulator.odata import context_url
+from local.graph_emulator.odata import ResourceShape, check_options, context_url, parse_select, project
 from local.graph_emulator.odata_filter import BASIC, FilterRules, parse_filter
 from local.graph_emulator.resources.ca_validation import merged, schema_error, validated_policy
 from local.graph_emulator.routing import Call, Response, RouteTable
@@ -26,6 +26,14 @@ FILTERS = FilterRules(
     resource="ConditionalAccessPolicy",
     properties={"id": frozenset({"eq", "in"}), "displayName": BASIC, "state": frozenset({"eq", "in"})},
 )
+
+SHAPE = ResourceShape(
+    "conditionalAccessPolicy",
+    frozenset({"id", "displayName", "state", "conditions", "grantControls", "sessionControls",
+               "createdDateTime", "modifiedDateTime", "templateId"}),
+    None,
+    FILTERS,
+)  # fmt: skip
 
 
 @dataclass
@@ -57,12 +65,14 @@ def require_policy(call: Call) -> JsonObject:
     return policy
 
 
-def view(policy: JsonObject) -> JsonObject:
-    return {"@odata.type": ODATA_TYPE, **policy}
+def view(policy: JsonObject, select: list[str] | None = None) -> JsonObject:
+    return {"@odata.type": ODATA_TYPE, **project(policy, SHAPE, select)}
 
 
 @routes.get(BASE)
 def list_policies(call: Call) -> Response:
+    check_options(call.request, allowed={"$filter", "$select"})
+    select = parse_select(call.request, SHAPE)
     items = list(policies(call).by_id.values())
     raw_filter = call.request.query_value("$filter")
     if raw_filter is not None:
@@ -71,7 +81,7 @@ def list_policies(call: Call) -> Response:
     return Response.json(
         {
             "@odata.context": context_url(call.request, "identity/conditionalAccess/policies"),
-            "value": [view(p) for p in items],
+            "value": [view(p, select) for p in items],
         }
     )
 

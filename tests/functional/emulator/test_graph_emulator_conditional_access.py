@@ -186,3 +186,16 @@ async def test_the_one_per_second_limit_answers_429_without_retry_after(
     assert (first.status_code, second.status_code) == (200, 429)
     assert "Retry-After" not in second.headers
     assert second.json()["error"]["code"] == "TooManyRequests"
+
+
+async def test_select_projects_and_unknown_options_are_refused(
+    emulator: EmulatorHandle, http: httpx.AsyncClient
+) -> None:
+    await http.post(policies_url(emulator), json=require_mfa(emulator))
+
+    selected = await http.get(policies_url(emulator), params={"$select": "id,state"})
+    refused = await http.get(policies_url(emulator), params={"$orderby": "displayName"})
+
+    assert [set(p) for p in selected.json()["value"]] == [{"@odata.type", "id", "state"}]
+    assert refused.status_code == 400
+    assert "$orderby" in refused.json()["error"]["message"]
