@@ -209,6 +209,7 @@ class Emulator:
                 "seed": self.config.seed if self.config.snapshot is None else "snapshot",
                 "randomSeed": self.config.random_seed,
                 **self.store.counts(),
+                "featureCounts": feature_counts(self.store),
                 "writeBudget": {
                     **self.config.write_budget.to_json(),
                     "available": self.write_bucket.available(),
@@ -249,6 +250,16 @@ def build_store(config: EmulatorConfig) -> tuple[TenantStore, DemoTenant | None]
     if config.seed == "demo":
         return store, seed_demo(store, random_seed=config.random_seed)
     return store, None
+
+
+def feature_counts(store: TenantStore) -> dict[str, int]:
+    """Per extension, how many items it holds (TAPs issued, messages sent, policies ...)."""
+    counts: dict[str, int] = {}
+    for name, extension in sorted(store.extensions.items()):
+        count = getattr(extension, "count", None)
+        if callable(count):
+            counts[name] = int(count())
+    return counts
 
 
 def _is_batch(api_path: str) -> bool:

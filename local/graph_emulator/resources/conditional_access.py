@@ -42,6 +42,10 @@ class Policies:
 
     by_id: dict[str, JsonObject] = field(default_factory=dict)
 
+    def count(self) -> int:
+        """How many items the admin state reports."""
+        return len(self.by_id)
+
     def to_json(self) -> JsonObject:
         return {"policies": list(self.by_id.values())}
 

@@ -39,6 +39,10 @@ class Outbox:
 
     messages: list[JsonObject] = field(default_factory=list)
 
+    def count(self) -> int:
+        """How many items the admin state reports."""
+        return len(self.messages)
+
     def to_json(self) -> JsonObject:
         return {"messages": self.messages}
 

@@ -32,6 +32,10 @@ class PendingUsers:
 
     pending: list[JsonObject] = field(default_factory=list)
 
+    def count(self) -> int:
+        """How many items the admin state reports."""
+        return len(self.pending)
+
     def to_json(self) -> JsonObject:
         return {"pending": self.pending}
 

@@ -62,6 +62,10 @@ class Registrations:
 
     by_user: dict[str, JsonObject] = field(default_factory=dict)
 
+    def count(self) -> int:
+        """How many items the admin state reports."""
+        return len(self.by_user)
+
     def to_json(self) -> JsonObject:
         return {"byUser": self.by_user}
 

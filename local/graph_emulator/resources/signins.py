@@ -65,6 +65,10 @@ class SignIns:
 
     items: list[JsonObject] = field(default_factory=list)
 
+    def count(self) -> int:
+        """How many items the admin state reports."""
+        return len(self.items)
+
     def to_json(self) -> JsonObject:
         return {"items": self.items}
 

@@ -58,6 +58,10 @@ class TapState:
         record["deletedDateTime"] = iso_utc(now)
         record["deletedReason"] = reason
 
+    def count(self) -> int:
+        """How many items the admin state reports."""
+        return len(self.issued)
+
     def to_json(self) -> JsonObject:
         return {"issued": self.issued}
 
