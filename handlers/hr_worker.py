@@ -14,21 +14,24 @@ if TYPE_CHECKING:
 
 bp = func.Blueprint()
 
-_deps: Deps | None = None
+# (environment fingerprint, deps): built once per process, rebuilt only when the environment
+# changes (tests start several in-process hosts with different settings).
+_deps: tuple[int, Deps] | None = None
 _lock = threading.Lock()
 
 
 def _dependencies() -> Deps:
-    # Built on first use, once per process: the plan, state stores and queue clients are reused.
     # Imported here so the app's HTTP ingress never loads the Graph client at start-up.
     from shared.config import load_settings
     from shared.onboarding import build_deps
 
     global _deps
+    settings = load_settings()
+    fingerprint = hash(frozenset(settings.environ.items()))
     with _lock:
-        if _deps is None:
-            _deps = build_deps(load_settings())
-        return _deps
+        if _deps is None or _deps[0] != fingerprint:
+            _deps = (fingerprint, build_deps(settings))
+        return _deps[1]
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=HR_EVENTS, connection="AzureWebJobsStorage")

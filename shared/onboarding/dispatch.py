@@ -105,7 +105,12 @@ async def _settle_failure(
     severity, alertname = _classification(error, event)
     envelope_id = envelope.id if envelope is not None else "unparseable"
     subject = event.subject if event is not None else envelope_id
-    details = {"envelopeId": envelope_id, "eventType": envelope.type if envelope else None, **error.to_dict()}
+    details = {
+        "envelopeId": envelope_id,
+        "eventType": envelope.type if envelope else None,
+        "employeeId": event.data.employee_id if event is not None else None,
+        **error.to_dict(),
+    }
     details.pop("correlationId", None)
     log.warning("hr event failed permanently: %s", error, extra={"alertname": alertname})
     await deps.audit(f"onboarding.{alertname}", subject, str(error), envelope_id, **details)

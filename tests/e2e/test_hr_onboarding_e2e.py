@@ -1,0 +1,228 @@
+"""HR onboarding end to end: signed webhooks -> mini-host ingress -> hr-events -> worker -> Graph emulator.
+
+One mini-host for the module (real function_app, Azurite queues and tables, the Graph emulator),
+with a test copy of the plan whose provisioning re-checks take seconds instead of hours, and a
+host.json whose failed messages come back after 1 s instead of 30 s.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue import QueueClient
+from standardwebhooks.webhooks import Webhook
+
+from local.graph_emulator import EmulatorHandle
+from local.minihost import create_host
+from shared.envelope import Envelope
+from shared.names import ALERTS, HR_EVENTS
+from tests.conftest import PLAN_SECRETS
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = PLAN_SECRETS["WAVEGUARD_HR_WEBHOOK_SECRET"]
+FINANCE_GROUP = "WaveGuard - Wave 2 Finance and HR"
+TAP_LINE = re.compile(r"Temporary Access Pass:\s+(\S+)")
+
+
+class Stack:
+    """The running app and the emulator, as a test (or a person with curl) sees them."""
+
+    def __init__(self, api: str, emulator: EmulatorHandle, storage: str) -> None:
+        self.api = api
+        self.emulator = emulator
+        self.storage = storage
+        self.http = httpx.Client(timeout=10)
+        head = emulator.demo.head_ids["Finance"]  # type: ignore[union-attr]
+        self.manager = self.graph(f"/users/{head}")
+
+    def graph(self, path: str) -> Any:
+        return self.http.get(self.emulator.base_url + path).raise_for_status().json()
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        return self.http.request(method, self.emulator.admin_url + path, json=body).raise_for_status().json()
+
+    def post_hire(self, employee_id: str, upn: str, *, webhook_id: str | None = None) -> httpx.Response:
+        event = {
+            "type": "employee.hired",
+            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "data": {
+                "employeeId": employee_id, "userPrincipalName": upn, "displayName": f"New Hire {employee_id}",
+                "department": "Finance", "country": "GB", "hireDate": "2030-01-15",
+                "managerUserPrincipalName": self.manager["userPrincipalName"],
+            },
+        }  # fmt: skip
+        body = json.dumps(event)
+        msg_id = webhook_id or f"msg_{uuid.uuid4().hex}"
+        now = datetime.now(UTC)
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": Webhook(SECRET).sign(msg_id, now, body),
+        }
+        return self.http.post(f"{self.api}/hr/events", content=body, headers=headers)
+
+    def add_user(self, employee_id: str, upn: str, **extra: Any) -> str:
+        body = {
+            "userPrincipalName": upn,
+            "mail": upn,
+            "employeeId": employee_id,
+            "department": "Finance",
+            **extra,
+        }
+        return str(self.admin("POST", "/users", body)["id"])
+
+    def in_wave_group(self, user_id: str) -> bool:
+        groups = self.graph(f"/groups?$filter=displayName eq '{FINANCE_GROUP}'")["value"]
+        return bool(groups) and user_id in {
+            m["id"] for m in self.graph(f"/groups/{groups[0]['id']}/members")["value"]
+        }
+
+    def taps(self, user_id: str) -> list[dict[str, Any]]:
+        entries = self.admin("GET", f"/taps?userId={user_id}")["value"]
+        return entries[0]["taps"] if entries else []
+
+    def active_tap_sha(self, user_id: str) -> str | None:
+        entries = self.admin("GET", f"/taps?userId={user_id}")["value"]
+        active = entries[0]["activeId"] if entries else None
+        return next((t["secretSha256"] for t in self.taps(user_id) if t["id"] == active), None)
+
+    def mails_about(self, upn: str) -> list[dict[str, Any]]:
+        mails = self.admin("GET", f"/outbox?to={self.manager['mail']}")["value"]
+        return [m for m in mails if upn in m["body"]]
+
+    def alerts(self) -> list[Envelope]:
+        queue = QueueClient.from_connection_string(self.storage, ALERTS)
+        return [Envelope.from_json(base64.b64decode(m.content)) for m in queue.peek_messages(max_messages=32)]
+
+
+def wait_for[T](what: str, probe: Callable[[], T | None], timeout: float = 20.0) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _empty(storage: str, *queues: str) -> None:
+    for name in queues:
+        client = QueueClient.from_connection_string(storage, name)
+        try:
+            client.create_queue()
+        except ResourceExistsError:
+            client.clear_messages()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, storage_connection_string: str, emulator_server: EmulatorHandle
+) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("onboarding-e2e")
+    plan = yaml.safe_load((ROOT / "config" / "waveguard.yaml").read_text("utf-8"))
+    plan = copy.deepcopy(plan)
+    # Seconds instead of hours: re-check after 1 s, 2 s, 2 s ... and give up after ~9 s.
+    plan["newHires"]["provisioningRetry"] = {
+        "budgetHours": 0.0025, "initialDelaySeconds": 1, "maxDelaySeconds": 2, "backoffFactor": 2,
+    }  # fmt: skip
+    (tmp / "waveguard.yaml").write_text(yaml.safe_dump(plan, sort_keys=False), "utf-8")
+    host_json = json.loads((ROOT / "host.json").read_text("utf-8"))
+    host_json["extensions"]["queues"].update(visibilityTimeout="00:00:01", maxPollingInterval="00:00:01")
+    (tmp / "host.json").write_text(json.dumps(host_json), "utf-8")
+    emulator_server.reset()
+    _empty(storage_connection_string, HR_EVENTS, ALERTS, f"{HR_EVENTS}-poison")
+    environ = {
+        "GRAPH_BASE_URL": emulator_server.base_url,
+        "WAVEGUARD_CONFIG": str(tmp / "waveguard.yaml"),
+        **PLAN_SECRETS,
+    }
+    host = create_host(
+        "function_app:app", app_dir=ROOT, host_json=tmp / "host.json", http_port=0, environ=environ,
+        storage_connection_string=storage_connection_string, grace_period=2.0,
+    )  # fmt: skip
+    with host:
+        yield Stack(f"{host.base_url}/api", emulator_server, storage_connection_string)
+
+
+def test_hire_delivered_three_times_gets_its_wave_one_tap_and_one_email(stack: Stack) -> None:
+    # GIVEN a provisioned Finance hire
+    user_id = stack.add_user("E9200", "ann.e2e@contoso.com")
+    # WHEN HR delivers the same signed webhook three times
+    answers = [stack.post_hire("E9200", "ann.e2e@contoso.com", webhook_id="msg_e2e_ann") for _ in range(3)]
+    assert [a.status_code for a in answers] == [202, 202, 202]
+    assert len({a.json()["id"] for a in answers}) == 1
+    # THEN the manager gets one e-mail whose TAP is the hire's one usable TAP
+    [mail] = wait_for("the manager's e-mail", lambda: stack.mails_about("ann.e2e@contoso.com"))
+    assert mail["subject"] == "Temporary Access Pass for your new team member"
+    tap = TAP_LINE.search(mail["body"])
+    assert tap is not None
+    assert hashlib.sha256(tap.group(1).encode()).hexdigest() == stack.active_tap_sha(user_id)
+    # AND the hire is in the Finance wave group, with exactly one TAP ever created
+    assert stack.in_wave_group(user_id)
+    time.sleep(1.5)  # any straggler would have run by now
+    assert len(stack.taps(user_id)) == 1
+    assert len(stack.mails_about("ann.e2e@contoso.com")) == 1
+
+
+def test_hire_provisioned_late_is_handled(stack: Stack) -> None:
+    # GIVEN Entra creates the account 3 s after HR's webhook
+    user_id = stack.add_user("E9201", "ben.e2e@contoso.com", visibleAfterSeconds=3)
+    assert stack.post_hire("E9201", "ben.e2e@contoso.com").status_code == 202
+    # THEN the worker's re-checks find it and the manager gets the TAP
+    wait_for("the late hire's e-mail", lambda: stack.mails_about("ben.e2e@contoso.com"), timeout=20)
+    assert stack.in_wave_group(user_id)
+    assert len(stack.taps(user_id)) == 1
+
+
+def test_hire_never_provisioned_raises_an_alert_after_the_budget(stack: Stack) -> None:
+    answer = stack.post_hire("E9202", "cy.e2e@contoso.com")
+    assert answer.status_code == 202
+    envelope_id = answer.json()["id"]
+
+    def alert() -> Envelope | None:
+        return next(
+            (a for a in stack.alerts() if a.payload["details"].get("envelopeId") == envelope_id), None
+        )
+
+    found = wait_for("the not-provisioned alert", alert, timeout=25)
+    assert found.payload["severity"] == "high"
+    assert found.payload["labels"]["alertname"] == "HireNotProvisioned"
+    assert found.payload["details"]["employeeId"] == "E9202"
+    assert stack.mails_about("cy.e2e@contoso.com") == []
+
+
+def test_graph_throttling_and_outage_mid_flow_end_done_once(stack: Stack) -> None:
+    # GIVEN Graph throttles group writes and fails sendMail, beyond the client's own retries
+    user_id = stack.add_user("E9203", "di.e2e@contoso.com")
+    stack.admin("POST", "/faults", [
+        {"status": 429, "count": 4, "retryAfter": 0, "method": "POST", "path": r"members/\$ref"},
+        {"status": 503, "count": 4, "method": "POST", "path": "sendMail"},
+    ])  # fmt: skip
+    # WHEN the hire arrives
+    assert stack.post_hire("E9203", "di.e2e@contoso.com").status_code == 202
+    # THEN after the message's retries: one e-mail, carrying the one usable TAP, and the membership
+    [mail] = wait_for(
+        "the e-mail after the faults", lambda: stack.mails_about("di.e2e@contoso.com"), timeout=25
+    )
+    tap = TAP_LINE.search(mail["body"])
+    assert tap is not None
+    assert hashlib.sha256(tap.group(1).encode()).hexdigest() == stack.active_tap_sha(user_id)
+    assert stack.in_wave_group(user_id)
+    time.sleep(1.5)
+    assert len(stack.mails_about("di.e2e@contoso.com")) == 1
