@@ -8,6 +8,7 @@ import sys
 import threading
 from types import FrameType
 
+from local.graph_emulator.limits import RateLimitConfig
 from local.graph_emulator.server import start_emulator
 from local.graph_emulator.throttle import GRAPH_WRITE_CAPACITY, GRAPH_WRITE_SECONDS, WriteBudget
 
@@ -37,6 +38,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--snapshot", default=None, help="load the tenant from a snapshot file instead of a seed"
     )
+    parser.add_argument(
+        "--rate-limit",
+        action="append",
+        default=[],
+        metavar="NAME=on|off",
+        help="turn a per-API limit on or off: conditionalAccess (off), registrationDetails (on)",
+    )
     return parser.parse_args(argv)
 
 
@@ -53,6 +61,21 @@ def write_budget(args: argparse.Namespace) -> WriteBudget:
     )
 
 
+def rate_limits(args: argparse.Namespace) -> RateLimitConfig:
+    """The per-API limits from ``--rate-limit NAME=on|off`` flags.
+
+    Raises:
+        ValueError: a flag without '=', an unknown name or a value other than on/off.
+    """
+    settings: dict[str, bool] = {}
+    for flag in args.rate_limit:
+        name, sep, value = str(flag).partition("=")
+        if not sep or value not in ("on", "off"):
+            raise ValueError(f"--rate-limit expects NAME=on|off, got {flag!r}")
+        settings[name] = value == "on"
+    return RateLimitConfig.from_json(settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -64,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             write_budget=write_budget(args),
             snapshot=args.snapshot,
             time_scale=args.time_scale if args.time_scale is not None else 1.0,
+            rate_limits=rate_limits(args),
         )
     except (ValueError, OSError) as exc:
         print(f"graph emulator: {exc}", file=sys.stderr)

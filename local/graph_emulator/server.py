@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from local.graph_emulator.app import Emulator, EmulatorConfig
+from local.graph_emulator.limits import RateLimitConfig
 from local.graph_emulator.routing import Request, Response
 from local.graph_emulator.seed import DemoTenant
 from local.graph_emulator.store import TenantStore
@@ -184,6 +185,7 @@ def start_emulator(
     write_budget: WriteBudget | None = None,
     snapshot: str | None = None,
     time_scale: float = 1.0,
+    rate_limits: RateLimitConfig | None = None,
 ) -> EmulatorHandle:
     """Start an emulator in a background thread; port 0 or None picks a free port.
 
@@ -197,6 +199,7 @@ def start_emulator(
         write_budget=write_budget or WriteBudget(),
         snapshot=snapshot,
         time_scale=time_scale,
+        rate_limits=rate_limits or RateLimitConfig(),
     )
     emulator = Emulator(config)
     server = EmulatorServer((host, port or 0), emulator)

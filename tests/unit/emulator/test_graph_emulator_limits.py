@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from local.graph_emulator.__main__ import parse_args, rate_limits
 from local.graph_emulator.clock import EmulatorClock, parse_iso
 from local.graph_emulator.errors import GraphError
 from local.graph_emulator.limits import (
@@ -89,3 +90,16 @@ def test_a_clock_needs_a_positive_scale(scale: float) -> None:
 def test_parse_iso_reads_graphs_seven_fractional_digits_and_zones() -> None:
     assert parse_iso("2024-05-01T10:00:00.1234567Z") == parse_iso("2024-05-01T10:00:00.123456+00:00")
     assert parse_iso("2024-05-01T12:00:00+02:00") == parse_iso("2024-05-01T10:00:00")
+
+
+def test_command_line_flags_turn_limits_on_and_off() -> None:
+    args = parse_args(["--rate-limit", "conditionalAccess=on", "--rate-limit", "registrationDetails=off"])
+
+    assert rate_limits(args).to_json() == {CONDITIONAL_ACCESS: True, REGISTRATION_DETAILS: False}
+    assert rate_limits(parse_args([])) == RateLimitConfig()
+
+
+@pytest.mark.parametrize("flag", ["conditionalAccess", "conditionalAccess=yes", "signIns=on"])
+def test_bad_rate_limit_flags_are_refused(flag: str) -> None:
+    with pytest.raises(ValueError, match=r"rate-limit|rateLimits"):
+        rate_limits(parse_args(["--rate-limit", flag]))
