@@ -26,10 +26,11 @@ from shared.rollout.policies import (
     PolicyPlan,
     ReferenceLookup,
     TenantIds,
+    apply_lock,
     apply_policy_plan,
     build_policy_plan,
 )
-from shared.state import AuditPort, KeyValuePort
+from shared.state import AuditPort, IdempotencyPort, KeyValuePort
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -49,6 +50,7 @@ class PolicyDeps:
     resolve_tenant: Callable[[], Awaitable[TenantIds]]
     kv: KeyValuePort
     audit: AuditPort
+    idempotency: IdempotencyPort
 
 
 DepsFactory = Callable[[Mapping[str, str]], PolicyDeps]
@@ -97,6 +99,7 @@ def build_deps(env: Mapping[str, str]) -> PolicyDeps:
         resolve_tenant=lambda: resolve_tenant(client, plan),
         kv=stores.kv,
         audit=stores.audit,
+        idempotency=stores.idempotency,
     )
 
 
@@ -123,6 +126,8 @@ def plan_to_json(policy_plan: PolicyPlan) -> dict[str, Any]:
         item: dict[str, Any] = {"action": change.kind, "displayName": change.name, "id": change.policy_id}
         if change.kind == "create":
             item["policy"] = {**change.desired.body, "state": "enabledForReportingButNotEnforced"}
+        if change.desired.wave_driven:
+            item["waves"] = sorted(change.desired.groups_by_wave)
         if change.fields:
             item["fields"] = [{"path": f.path, "old": f.old, "new": f.new} for f in change.fields]
         changes.append(item)
@@ -181,22 +186,29 @@ async def apply_command(
     deps: PolicyDeps, *, yes: bool, as_json: bool, actor: str, confirm: Callable[[str], bool]
 ) -> int:
     """`policies apply`: refuse on a failed lint, else (after confirmation) write and audit the diff."""
-    policy_plan = await prepare(deps)
-    if not as_json:
-        print_plan(policy_plan)
-    if not policy_plan.lint.ok:
-        _report(as_json, policy_plan, None, "refused: the lint failed; nothing was written")
-        return EXIT_FAILED
-    if not policy_plan.has_changes:
-        _report(as_json, policy_plan, ApplyResult(), "nothing to apply")
-        return EXIT_OK
-    if not yes and not confirm(f"Apply {len(policy_plan.diff.writes)} change(s)? [y/N] "):
-        _report(as_json, policy_plan, None, "not applied: not confirmed")
-        return EXIT_FAILED
-    correlation_id = uuid.uuid4().hex
-    result = await apply_policy_plan(
-        policy_plan, api=deps.api, kv=deps.kv, audit=deps.audit, actor=actor, correlation_id=correlation_id
-    )
+    # The lock spans the diff and the writes: a concurrent apply would diff against stale policies.
+    with apply_lock(deps.idempotency):
+        policy_plan = await prepare(deps)
+        if not as_json:
+            print_plan(policy_plan)
+        if not policy_plan.lint.ok:
+            _report(as_json, policy_plan, None, "refused: the lint failed; nothing was written")
+            return EXIT_FAILED
+        if not policy_plan.has_changes:
+            _report(as_json, policy_plan, ApplyResult(), "nothing to apply")
+            return EXIT_OK
+        if not yes and not confirm(f"Apply {len(policy_plan.diff.writes)} change(s)? [y/N] "):
+            _report(as_json, policy_plan, None, "not applied: not confirmed")
+            return EXIT_FAILED
+        correlation_id = uuid.uuid4().hex
+        result = await apply_policy_plan(
+            policy_plan,
+            api=deps.api,
+            kv=deps.kv,
+            audit=deps.audit,
+            actor=actor,
+            correlation_id=correlation_id,
+        )
     _report(
         as_json, policy_plan, result, f"applied {result.writes} write(s), correlation id {correlation_id}"
     )

@@ -7,10 +7,12 @@ WaveGuard identifies its own policies by display name: every policy it writes is
 from __future__ import annotations
 
 from shared.rollout.policies.apply import (
+    APPLY_LOCK_KEY,
     POLICIES_NAMESPACE,
     ApplyResult,
     PolicyApi,
     PolicyPlan,
+    apply_lock,
     apply_policy_plan,
     build_policy_plan,
     record_report_only,
@@ -34,7 +36,6 @@ from shared.rollout.policies.render import (
     POLICY_TITLES,
     DesiredPolicy,
     TenantIds,
-    WaveState,
     read_wave_states,
     render_policies,
 )
@@ -46,6 +47,7 @@ from shared.rollout.policies.templates import (
 )
 
 __all__ = [
+    "APPLY_LOCK_KEY",
     "AZURE_MANAGEMENT_APP_ID",
     "CHECKS",
     "POLICIES_NAMESPACE",
@@ -65,7 +67,7 @@ __all__ = [
     "PolicyPlan",
     "ReferenceLookup",
     "TenantIds",
-    "WaveState",
+    "apply_lock",
     "apply_policy_plan",
     "build_policy_plan",
     "diff_policies",

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
 from shared.config import RolloutPlan
-from shared.errors import SafetyViolationError
+from shared.errors import RetryableError, SafetyViolationError
 from shared.rollout.policies.diff import (
     PolicyChange,
     PolicyDiff,
@@ -27,13 +27,23 @@ from shared.rollout.policies.lint import LintContext, LintReport, ReferenceLooku
 from shared.rollout.policies.render import DesiredPolicy, TenantIds, read_wave_states, render_policies
 from shared.rollout.policies.templates import REPORT_ONLY, PolicyBody
 from shared.rollout.wave_state import WaveState
-from shared.state import AuditEntry, AuditPort, Clock, ConcurrencyError, KeyValuePort, utc_now
+from shared.state import (
+    AuditEntry,
+    AuditPort,
+    Clock,
+    ConcurrencyError,
+    IdempotencyPort,
+    KeyValuePort,
+    utc_now,
+)
 
 __all__ = [
+    "APPLY_LOCK_KEY",
     "POLICIES_NAMESPACE",
     "ApplyResult",
     "PolicyApi",
     "PolicyPlan",
+    "apply_lock",
     "apply_policy_plan",
     "build_policy_plan",
     "record_report_only",
@@ -41,6 +51,10 @@ __all__ = [
 
 # KV namespace: key = policy id, value = when WaveGuard first saw/wrote it in report-only.
 POLICIES_NAMESPACE: Final = "policies"
+# One apply at a time per tenant: two concurrent runs could both create the same policy.
+APPLY_LOCK_KEY: Final = "policies:apply"
+# A run that died holding the lock is taken over after this long.
+_LOCK_EXPIRY: Final = timedelta(minutes=15)
 _SPECIAL: Final = frozenset({"all", "none", "guestsorexternalusers"})
 
 
@@ -83,6 +97,25 @@ class ApplyResult:
     @property
     def writes(self) -> int:
         return len(self.created) + len(self.updated)
+
+
+@contextlib.contextmanager
+def apply_lock(idempotency: IdempotencyPort) -> Iterator[None]:
+    """Hold the tenant's policy-apply lock for the duration of one plan-and-apply.
+
+    Raises:
+        RetryableError: another apply holds the lock (retry when it is done).
+    """
+    claim = idempotency.claim(APPLY_LOCK_KEY, ttl=_LOCK_EXPIRY, in_progress_expiry=_LOCK_EXPIRY)
+    if not claim.acquired:
+        raise RetryableError(
+            "another `policies apply` is running for this tenant; retry when it has finished",
+            retry_after=30.0,
+        )
+    try:
+        yield
+    finally:
+        idempotency.release(APPLY_LOCK_KEY)
 
 
 def project_after_apply(diff: PolicyDiff) -> list[PolicyBody]:

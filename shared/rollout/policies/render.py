@@ -32,7 +32,6 @@ __all__ = [
     "POLICY_TITLES",
     "DesiredPolicy",
     "TenantIds",
-    "WaveState",
     "read_wave_states",
     "render_policies",
 ]

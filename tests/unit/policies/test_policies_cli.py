@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -10,8 +11,9 @@ import pytest
 from cli.main import main
 from cli.policies import EXIT_CHANGES, EXIT_FAILED, EXIT_OK, EXIT_USAGE, PolicyDeps, run_apply, run_plan
 from shared.config import RolloutPlan
-from shared.rollout.policies import TenantIds
-from shared.state import StateStores
+from shared.rollout.policies import APPLY_LOCK_KEY, TenantIds
+from shared.rollout.wave_state import WaveState, write_wave_state
+from shared.state import StateStores, utc_now
 
 
 @pytest.fixture
@@ -19,7 +21,7 @@ def deps(plan: RolloutPlan, tenant: TenantIds, ca_api: Any, lookup: Any, stores:
     async def resolve() -> TenantIds:
         return tenant
 
-    return PolicyDeps(plan, ca_api, lookup, resolve, stores.kv, stores.audit)
+    return PolicyDeps(plan, ca_api, lookup, resolve, stores.kv, stores.audit, stores.idempotency)
 
 
 def _args(**kw: Any) -> Any:
@@ -123,3 +125,32 @@ def test_a_bad_config_is_an_error_naming_it(tmp_path: Any, capsys: pytest.Captur
     code = main(["--config", str(missing), "policies", "plan"], environ={})
     assert code == EXIT_FAILED
     assert "nope.yaml" in capsys.readouterr().err
+
+
+def test_a_second_apply_while_one_is_running_is_refused(
+    deps: PolicyDeps, ca_api: Any, stores: StateStores, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN another apply holds the tenant's lock
+    assert stores.idempotency.claim(APPLY_LOCK_KEY, ttl=timedelta(minutes=15)).acquired
+    # WHEN an apply starts
+    code = _apply(deps, yes=True)
+    # THEN it refuses without writing, and says why
+    assert code == EXIT_FAILED
+    assert "another `policies apply` is running" in capsys.readouterr().err
+    assert ca_api.writes == []
+    # AND once the lock is released, apply proceeds
+    stores.idempotency.release(APPLY_LOCK_KEY)
+    assert _apply(deps, yes=True) == EXIT_OK
+
+
+def test_plan_json_names_the_waves_in_each_mfa_policy(
+    deps: PolicyDeps, stores: StateStores, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_wave_state(stores.kv, "pilot", WaveState.REPORT_ONLY, utc_now())
+    _plan(deps, json=True)
+    doc = json.loads(capsys.readouterr().out)
+    waves = {c["displayName"]: c.get("waves") for c in doc["changes"]}
+    assert waves["WaveGuard - Require MFA"] == []
+    assert waves["WaveGuard - Require MFA (report-only waves)"] == ["pilot"]
+    assert waves["WaveGuard - Block legacy authentication"] is None
+    assert doc["waves"]["pilot"] == "report-only"
