@@ -193,3 +193,26 @@ def test_apply_paces_itself_under_the_one_request_per_second_limit(
     assert sorted(r["method"] for r in log) == ["GET"] + ["POST"] * 5
     time.sleep(1.1)  # this test's own read is a CA request too
     assert len(_live(emulator_server)) == 5
+
+
+def test_a_deleted_wave_group_still_referenced_by_a_live_policy_blocks_the_apply(
+    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    # GIVEN the pilot in report-only, applied, and then its group deleted (Graph leaves the id dangling)
+    httpx.post(f"{emulator_server.admin_url}/groups", json={"displayName": "WaveGuard - Wave 1 Pilot"})
+    write_wave_state(stores.kv, "pilot", WaveState.REPORT_ONLY, utc_now())
+    assert _run(app_environ, capsys, "apply", "--yes")[0] == 0
+    twin = next(p for p in _live(emulator_server) if p["displayName"].endswith("(report-only waves)"))
+    [pilot_group] = twin["conditions"]["users"]["includeGroups"]
+    assert httpx.delete(f"{emulator_server.base_url}/groups/{pilot_group}").status_code == 204
+    # WHEN planned
+    _clear_log(emulator_server)
+    code, plan = _run(app_environ, capsys, "apply", "--yes")
+    # THEN refused: the plan's wave group is missing, and the live twin references a group that is gone
+    assert code == 1
+    findings = {(f["check"], f["scope"], f["field"]) for f in plan["lint"]["findings"]}
+    assert ("WG-CA-02", "after-apply", "waves[0].group") in findings
+    assert ("WG-CA-02", "live", "conditions.users.includeGroups") in findings
+    assert any(pilot_group in f["message"] for f in plan["lint"]["findings"] if f["scope"] == "live")
+    assert _writes(emulator_server) == []
