@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,6 +37,7 @@ from shared.state import (
     KeyValuePort,
     utc_now,
 )
+from shared.telemetry import log_context, span
 
 __all__ = [
     "APPLY_LOCK_KEY",
@@ -51,6 +53,8 @@ __all__ = [
 
 # KV namespace: key = policy id, value = when WaveGuard first saw/wrote it in report-only.
 POLICIES_NAMESPACE: Final = "policies"
+log = logging.getLogger(__name__)
+
 # One apply at a time per tenant: two concurrent runs could both create the same policy.
 APPLY_LOCK_KEY: Final = "policies:apply"
 # A run that died holding the lock is taken over after this long.
@@ -234,13 +238,18 @@ async def apply_policy_plan(
         record_report_only(kv, policy, correlation_id=correlation_id, now=clock())
     created: list[tuple[str, str]] = []
     updated: list[tuple[str, str]] = []
-    for change in policy_plan.diff.writes:
-        write = _create if change.kind == "create" else _update
-        done = await write(
-            change, api=api, kv=kv, audit=audit, actor=actor, correlation_id=correlation_id,
-            reason=reason, clock=clock,
-        )  # fmt: skip
-        (created if change.kind == "create" else updated).append(done)
+    with (
+        log_context(correlation_id=correlation_id),
+        span("policies.apply", writes=len(policy_plan.diff.writes)),
+    ):
+        for change in policy_plan.diff.writes:
+            write = _create if change.kind == "create" else _update
+            done = await write(
+                change, api=api, kv=kv, audit=audit, actor=actor, correlation_id=correlation_id,
+                reason=reason, clock=clock,
+            )  # fmt: skip
+            log.info("CA policy %s: %s [%s]", change.kind, done[0], done[1])
+            (created if change.kind == "create" else updated).append(done)
     unchanged = tuple(c.name for c in policy_plan.diff.changes if c.kind == "unchanged")
     return ApplyResult(tuple(created), tuple(updated), unchanged, correlation_id)
 
