@@ -17,6 +17,7 @@ from shared.rollout.policies.apply import (
     build_policy_plan,
     record_report_only,
 )
+from shared.rollout.policies.baseline import sync_baseline
 from shared.rollout.policies.diff import (
     FieldChange,
     PolicyChange,
@@ -76,4 +77,5 @@ __all__ = [
     "read_wave_states",
     "record_report_only",
     "render_policies",
+    "sync_baseline",
 ]

@@ -13,6 +13,8 @@ import pytest
 from cli.main import main
 from local.graph_emulator import EmulatorHandle
 from shared.config import load_plan_for, load_settings
+from shared.graph import build_graph_client
+from shared.rollout.policies import sync_baseline
 from shared.rollout.wave_state import WAVES_NAMESPACE, WaveState, write_wave_state
 from shared.state import StateStores, build_state, utc_now
 
@@ -216,3 +218,37 @@ def test_a_deleted_wave_group_still_referenced_by_a_live_policy_blocks_the_apply
     assert ("WG-CA-02", "live", "conditions.users.includeGroups") in findings
     assert any(pilot_group in f["message"] for f in plan["lint"]["findings"] if f["scope"] == "live")
     assert _writes(emulator_server) == []
+
+
+async def test_sync_baseline_is_the_one_call_a_wave_promotion_makes(
+    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores
+) -> None:
+    # GIVEN the pilot group exists and the baseline was synced with the pilot in report-only
+    pilot = {"displayName": "WaveGuard - Wave 1 Pilot"}
+    async with httpx.AsyncClient() as http:
+        (await http.post(f"{emulator_server.admin_url}/groups", json=pilot)).raise_for_status()
+    write_wave_state(stores.kv, "pilot", WaveState.REPORT_ONLY, utc_now())
+    settings = load_settings(app_environ)
+    client = build_graph_client(settings)
+    plan = load_plan_for(settings)
+    first = await sync_baseline(
+        client, plan, stores, actor="wave-work", correlation_id="c-1", reason="pilot dark"
+    )
+    assert len(first.created) == 5
+    # WHEN the pilot is promoted and the worker syncs the baseline
+    write_wave_state(stores.kv, "pilot", WaveState.ENFORCED, utc_now())
+    result = await sync_baseline(
+        client, plan, stores, actor="wave-work", correlation_id="c-2", reason="pilot promoted"
+    )
+    # THEN the promotion is two policy updates, audited with the worker's reason
+    assert sorted(name for name, _ in result.updated) == [
+        "WaveGuard - Require MFA", "WaveGuard - Require MFA (report-only waves)"
+    ]  # fmt: skip
+    audited = [e for e in stores.audit.list(limit=100) if e.correlation_id == "c-2"]
+    assert {(e.actor, e.action, e.reason) for e in audited} == {
+        ("wave-work", "ca.policy.update", "pilot promoted")
+    }
+    # AND a third sync writes nothing
+    assert (
+        await sync_baseline(client, plan, stores, actor="w", correlation_id="c-3", reason="r")
+    ).writes == 0

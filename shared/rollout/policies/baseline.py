@@ -1,0 +1,44 @@
+"""One call for workers (e.g. a wave promotion): bring the tenant's CA policies to the plan.
+
+The CLI does the same in steps (plan, confirm, apply); a worker has nobody to ask, so the lint is
+its only gate: a blocking finding raises and nothing is written.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shared.config import RolloutPlan
+from shared.rollout.policies.apply import ApplyResult, apply_lock, apply_policy_plan, build_policy_plan
+from shared.state import StateStores
+
+if TYPE_CHECKING:
+    from msgraph.graph_service_client import GraphServiceClient
+
+__all__ = ["sync_baseline"]
+
+
+async def sync_baseline(
+    client: GraphServiceClient, plan: RolloutPlan, stores: StateStores, *, actor: str, correlation_id: str,
+    reason: str,
+) -> ApplyResult:  # fmt: skip
+    """Resolve, diff, lint and apply the baseline under the apply lock; returns what was written.
+
+    Raises:
+        SafetyViolationError: the lint failed (rule ``policy-lint``); nothing was written.
+        RetryableError: another apply holds the lock, or Graph / storage failed transiently.
+        PermanentError: Graph refused a read or a write.
+    """
+    from shared.graph.conditional_access import ConditionalAccessApi
+    from shared.rollout.policies.tenant import GraphReferenceLookup, resolve_tenant
+
+    api = ConditionalAccessApi(client)
+    with apply_lock(stores.idempotency):
+        tenant = await resolve_tenant(client, plan)
+        policy_plan = await build_policy_plan(
+            plan, api=api, lookup=GraphReferenceLookup(client), tenant=tenant, kv=stores.kv
+        )
+        return await apply_policy_plan(
+            policy_plan, api=api, kv=stores.kv, audit=stores.audit, actor=actor,
+            correlation_id=correlation_id, reason=reason,
+        )  # fmt: skip
