@@ -17,6 +17,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "health": {"type": "httpTrigger", "route": "health", "methods": ["GET"], "authLevel": "anonymous"},
     "hr_worker": {"type": "queueTrigger", "queueName": "hr-events", "connection": "AzureWebJobsStorage"},
     "hr_events": {"type": "httpTrigger", "route": "hr/events", "methods": ["POST"], "authLevel": "anonymous"},
+    "wave_worker": {"type": "queueTrigger", "queueName": "wave-work", "connection": "AzureWebJobsStorage"},
     "hr_bamboohr": {
         "type": "httpTrigger",
         "route": "hr/bamboohr",

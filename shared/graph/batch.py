@@ -1,0 +1,197 @@
+"""JSON ``$batch``: up to 20 Graph requests in one round trip, every sub-response parsed here.
+
+msgraph-sdk's BatchRequestContent drops sub-response bodies (kiota-python#737), so WaveGuard
+builds the ``POST /$batch`` body itself and reads ``responses[]`` on its own: status, headers
+(a per-item ``Retry-After``, possibly fractional) and the error body. The request goes either
+through the Graph client's request adapter (same auth provider and middleware as every other
+Graph call) or through an injected ``httpx.AsyncClient`` and base URL (tests).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import httpx
+
+from shared.errors import PermanentError, RetryableError, is_retryable_status
+from shared.graph.errors import parse_retry_after, to_waveguard_error
+
+if TYPE_CHECKING:
+    from msgraph.graph_service_client import GraphServiceClient
+
+__all__ = ["MAX_BATCH_REQUESTS", "BatchClient", "BatchRequest", "BatchResponse"]
+
+MAX_BATCH_REQUESTS: Final = 20
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRequest:
+    """One sub-request: ``url`` is relative to the version root (``/groups/{id}``)."""
+
+    id: str
+    method: str
+    url: str
+    body: Mapping[str, Any] | None = None
+    depends_on: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The item as Graph's ``requests[]`` entry (a body needs its Content-Type header)."""
+        item: dict[str, Any] = {"id": self.id, "method": self.method.upper(), "url": self.url}
+        if self.body is not None:
+            item["body"] = dict(self.body)
+            item["headers"] = {"Content-Type": "application/json"}
+        if self.depends_on:
+            item["dependsOn"] = list(self.depends_on)
+        return item
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResponse:
+    """One sub-response: status, headers (lower-cased names) and body."""
+
+    id: str
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx status."""
+        return 200 <= self.status < 300
+
+    @property
+    def throttled(self) -> bool:
+        """True for 429 (and 503 with Retry-After, which Graph uses the same way)."""
+        return self.status == 429 or (self.status == 503 and "retry-after" in self.headers)
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds from this item's own Retry-After header (fractions kept), or None."""
+        return parse_retry_after(self.headers.get("retry-after"))
+
+    @property
+    def error_code(self) -> str:
+        """Graph's ``error.code`` ('' when the body has none)."""
+        return str(self._error().get("code") or "")
+
+    @property
+    def error_message(self) -> str:
+        """Graph's ``error.message`` ('' when the body has none)."""
+        return str(self._error().get("message") or "")
+
+    def _error(self) -> Mapping[str, Any]:
+        error = self.body.get("error") if isinstance(self.body, Mapping) else None
+        return error if isinstance(error, Mapping) else {}
+
+
+class _Transport(Protocol):
+    async def post_batch(self, payload: bytes) -> bytes: ...
+
+
+class _HttpxTransport:
+    """A plain httpx client and base URL (tests, or a client that already adds auth)."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
+        self._http = http
+        self._url = base_url.rstrip("/") + "/$batch"
+
+    async def post_batch(self, payload: bytes) -> bytes:
+        try:
+            response = await self._http.post(
+                self._url, content=payload, headers={"Content-Type": "application/json"}
+            )
+        except httpx.HTTPError as exc:
+            raise RetryableError(f"$batch failed: {type(exc).__name__}", operation="$batch") from exc
+        if response.status_code >= 400:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            message = f"$batch answered {response.status_code}"
+            if is_retryable_status(response.status_code):
+                raise RetryableError(message, retry_after=retry_after, status=response.status_code)
+            raise PermanentError(message, status=response.status_code, body=response.text[:300])
+        return response.content
+
+
+class _AdapterTransport:
+    """The Graph client's request adapter: its auth provider and middleware apply."""
+
+    def __init__(self, client: GraphServiceClient) -> None:
+        self._adapter = client.request_adapter
+
+    async def post_batch(self, payload: bytes) -> bytes:
+        from kiota_abstractions.method import Method
+        from kiota_abstractions.request_information import RequestInformation
+        from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+
+        info = RequestInformation(Method.POST)
+        info.url = f"{str(self._adapter.base_url).rstrip('/')}/$batch"
+        info.headers.try_add("Accept", "application/json")
+        info.set_stream_content(payload, "application/json")
+        try:
+            raw: Any = await self._adapter.send_primitive_async(info, "bytes", {"XXX": ODataError})
+        except Exception as exc:
+            raise to_waveguard_error(exc, operation="$batch") from exc
+        return bytes(raw or b"")
+
+
+class BatchClient:
+    """Sends up to 20 requests per ``POST /$batch`` and returns every sub-response by id."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self._transport = transport
+        self.round_trips = 0
+
+    @classmethod
+    def for_graph(cls, client: GraphServiceClient) -> BatchClient:
+        """Batches through WaveGuard's Graph client (same credential, middleware and base URL)."""
+        return cls(_AdapterTransport(client))
+
+    @classmethod
+    def for_http(cls, http: httpx.AsyncClient, base_url: str) -> BatchClient:
+        """Batches through a plain httpx client against ``base_url`` (e.g. ``.../v1.0``)."""
+        return cls(_HttpxTransport(http, base_url))
+
+    async def send(self, requests: Sequence[BatchRequest]) -> dict[str, BatchResponse]:
+        """Send one batch; every request id gets its sub-response.
+
+        Raises:
+            ValueError: no requests, more than 20, or duplicate ids.
+            RetryableError: the batch itself was throttled, failed or could not be sent.
+            PermanentError: Graph refused the batch or answered something that is not a batch.
+        """
+        ids = [r.id for r in requests]
+        if not ids or len(ids) > MAX_BATCH_REQUESTS or len(set(ids)) != len(ids):
+            raise ValueError(f"a $batch takes 1 to {MAX_BATCH_REQUESTS} requests with unique ids")
+        payload = json.dumps({"requests": [r.to_json() for r in requests]}).encode()
+        self.round_trips += 1
+        raw = await self._transport.post_batch(payload)
+        responses = _parse(raw)
+        missing = [i for i in ids if i not in responses]
+        if missing:
+            # Graph answers every item; a missing one is treated as a transient server fault.
+            raise RetryableError(f"$batch answer lacks items {missing[:5]}", operation="$batch")
+        return responses
+
+
+def _parse(raw: bytes) -> dict[str, BatchResponse]:
+    try:
+        doc = json.loads(raw)
+        items = doc["responses"]
+        if not isinstance(items, list):
+            raise TypeError("responses is not a list")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PermanentError(f"$batch answer is not a batch response: {exc}", operation="$batch") from exc
+    parsed: dict[str, BatchResponse] = {}
+    for item in items:
+        if not isinstance(item, dict) or "id" not in item or not isinstance(item.get("status"), int):
+            raise PermanentError("$batch answer holds an item without id or status", operation="$batch")
+        headers = item.get("headers") or {}
+        parsed[str(item["id"])] = BatchResponse(
+            id=str(item["id"]),
+            status=int(item["status"]),
+            headers={str(k).lower(): str(v) for k, v in headers.items()},
+            body=item.get("body"),
+        )
+    return parsed

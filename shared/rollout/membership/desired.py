@@ -1,0 +1,102 @@
+"""Desired members of a wave: every user, assigned with the shared assignment function."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from shared.config import RolloutPlan, is_guid
+from shared.errors import NotFoundError
+from shared.graph.directory import find_group, iter_group_member_ids, iter_users
+from shared.rollout.assignment import UserFacts, assign_wave
+
+if TYPE_CHECKING:
+    from msgraph.graph_service_client import GraphServiceClient
+
+__all__ = ["USER_SELECT", "DesiredMembers", "desired_members", "selector_groups"]
+
+# What the selectors read (Graph v1.0 returns department/country only when selected).
+USER_SELECT: Final = ("id", "userPrincipalName", "department", "country")
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredMembers:
+    """Who belongs in ``wave``; every directory user's assigned wave; break-glass users skipped."""
+
+    wave: str
+    members: frozenset[str]
+    assigned: dict[str, str | None]
+    break_glass_skipped: tuple[str, ...]
+    break_glass_matched: tuple[str, ...]
+
+
+def selector_groups(plan: RolloutPlan) -> list[str]:
+    """Every group selector of the plan (ids or display names), in plan order, once."""
+    seen: dict[str, None] = {}
+    for wave in plan.waves:
+        for group in wave.selectors.groups:
+            seen.setdefault(group, None)
+    return list(seen)
+
+
+async def _memberships(
+    client: GraphServiceClient, plan: RolloutPlan
+) -> dict[str, list[tuple[str, str | None]]]:
+    """user id -> the selector groups (id, name) the user is a direct member of."""
+    of_user: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
+    for selector in selector_groups(plan):
+        by_id = is_guid(selector)
+        group = await find_group(client, group_id=selector if by_id else None,
+                                 display_name=None if by_id else selector)  # fmt: skip
+        if group is None or not group.id:
+            raise NotFoundError(f"selector group {selector!r} does not exist", field="selectors.groups")
+        async for member_id in iter_group_member_ids(client, group.id):
+            of_user[member_id].append((group.id, group.display_name))
+    return of_user
+
+
+async def desired_members(client: GraphServiceClient, plan: RolloutPlan, wave_name: str) -> DesiredMembers:
+    """Read the directory and assign every user; the wave's members are those assigned to it.
+
+    Break-glass users are never members; those a selector of this wave would match are reported.
+
+    Raises:
+        NotFoundError: the wave is not in the plan, or a selector group does not exist.
+        RetryableError: Graph throttled, failed or could not be reached.
+    """
+    try:
+        wave = plan.wave(wave_name)
+    except KeyError:
+        raise NotFoundError(f"wave {wave_name!r} is not in the plan", field="wave") from None
+    groups = await _memberships(client, plan)
+    assigned: dict[str, str | None] = {}
+    members: set[str] = set()
+    skipped: list[str] = []
+    matched: list[str] = []
+    async for user in iter_users(client, select=USER_SELECT):
+        if not user.id:
+            continue
+        facts = UserFacts.of(user_id=user.id, user_principal_name=user.user_principal_name,
+                             department=user.department, country=user.country,
+                             groups=groups.get(user.id, ()))  # fmt: skip
+        assignment = assign_wave(plan, facts)
+        assigned[user.id] = assignment.wave
+        if assignment.wave == wave.name:
+            members.add(user.id)
+        elif assignment.reason == "break-glass":
+            skipped.append(user.id)
+            if wave.catch_all or _would_match(plan, wave_name, facts):
+                matched.append(user.id)
+    return DesiredMembers(wave.name, frozenset(members), assigned, tuple(skipped), tuple(matched))
+
+
+def _would_match(plan: RolloutPlan, wave_name: str, facts: UserFacts) -> bool:
+    """True when this wave's selectors match the facts (break-glass check left out)."""
+    unprotected = plan.model_copy(update={"waves": [w for w in plan.waves if w.name == wave_name]})
+    bare = UserFacts(None, None, facts.department, facts.country, facts.group_ids, facts.group_names)
+    upn_match = any(
+        facts.user_principal_name and u.casefold() == facts.user_principal_name.casefold()
+        for w in unprotected.waves for u in w.selectors.users
+    )  # fmt: skip
+    return upn_match or assign_wave(unprotected, bare).reason == "selector"

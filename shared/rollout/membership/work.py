@@ -1,0 +1,304 @@
+"""Resumable wave membership sync: a persisted plan split into ``wave-work`` chunks.
+
+Public entry point for the wave timer::
+
+    run = await start_wave_sync(deps, "pilot", correlation_id=tick_id)   # -> SyncRun
+
+It reads the directory (``desired_members``) and the wave group, plans the adds/removals
+(``plan_membership``; over the blast radius: an alerted SafetyViolationError), stores the plan
+in the KV namespace ``wave-sync`` (run record ``{run_id}``, chunks ``{run_id}:{n}``) and enqueues
+one ``wave.sync.chunk`` envelope per chunk of up to 400 members (one ``$batch`` of 20 PATCHes of
+20). The same ``correlation_id`` always gives the same run (a re-delivered tick re-enqueues, never
+re-plans). Each chunk claims ``wave-sync:{run_id}:{n}`` in the idempotency store: a duplicate is
+skipped, a chunk whose worker died is taken over after ``chunk_claim_expiry`` and first re-reads
+the group so members written before the crash are not written again. Progress (done/total
+chunks, added, removed, kept, failed) is merged into the run record by chunk number and logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from shared.alerting import Alert, raise_alert
+from shared.config import RolloutPlan, Settings
+from shared.envelope import Envelope
+from shared.errors import InvalidPayloadError, NotFoundError, RetryableError, SafetyViolationError
+from shared.graph.directory import find_group, iter_group_member_ids
+from shared.names import WAVE_WORK
+from shared.onboarding.deps import QueueSenderPort, run_sync
+from shared.rollout.membership.desired import desired_members
+from shared.rollout.membership.plan import MembershipPlan, plan_membership
+from shared.rollout.membership.writer import MembershipWriter, WriteResult
+from shared.rollout.wave_state import read_wave_state
+from shared.state import AuditEntry, ConcurrencyError, StateStores
+
+if TYPE_CHECKING:
+    from msgraph.graph_service_client import GraphServiceClient
+
+__all__ = [
+    "CHUNK_MEMBERS", "NAMESPACE", "SYNC_CHUNK", "ChunkOutcome", "SyncDeps", "SyncRun",
+    "build_sync_deps", "process_chunk", "read_sync_run", "start_wave_sync",
+]  # fmt: skip
+
+NAMESPACE: Final = "wave-sync"
+SYNC_CHUNK: Final = "wave.sync.chunk"
+CHUNK_MEMBERS: Final = 400
+ACTOR: Final = "waveguard/membership-sync"
+_TTL: Final = timedelta(days=14)
+_MAX_FAILED_KEPT: Final = 50
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDeps:
+    """Plan, Graph (client for reads, writer for writes), state, queues."""
+
+    plan: RolloutPlan
+    graph: GraphServiceClient
+    writer: MembershipWriter
+    state: StateStores
+    queues: QueueSenderPort
+    chunk_claim_expiry: timedelta = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRun:
+    """A planned run: its id, the wave group, its size and what it left alone."""
+
+    run_id: str
+    wave: str
+    group_id: str
+    total_chunks: int
+    adds: int
+    removes: int
+    kept: tuple[str, ...] = ()
+    break_glass_skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkOutcome:
+    """One chunk: ``done``, or ``duplicate`` (already done by an earlier delivery)."""
+
+    status: str
+    run_id: str
+    chunk: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def build_sync_deps(settings: Settings) -> SyncDeps:
+    """Production dependencies: the process's Graph client, a pacing writer, Tables, queues.
+
+    Raises:
+        ConfigError: the plan or storage configuration is invalid.
+    """
+    from shared.config import load_plan_for
+    from shared.graph import get_graph_client
+    from shared.graph.batch import BatchClient
+    from shared.queues import get_queue_sender
+    from shared.state import build_state
+
+    client = get_graph_client(settings)
+    writer = MembershipWriter(BatchClient.for_graph(client))
+    return SyncDeps(plan=load_plan_for(settings), graph=client, writer=writer, state=build_state(settings),
+                    queues=get_queue_sender(settings))  # fmt: skip
+
+
+def run_id_for(wave: str, correlation_id: str) -> str:
+    """A run id stable for one (wave, correlation id)."""
+    return f"{wave}.{hashlib.sha256(f'{wave}\n{correlation_id}'.encode()).hexdigest()[:16]}"
+
+
+async def start_wave_sync(deps: SyncDeps, wave_name: str, *, correlation_id: str) -> SyncRun:
+    """Plan the wave's membership sync, persist it and enqueue its ``wave-work`` chunks.
+
+    Raises:
+        NotFoundError: the wave, its group or a selector group does not exist.
+        SafetyViolationError: the run exceeds the wave's blast radius (alerted, nothing written).
+        RetryableError: Graph or storage failed; calling again with the same id is safe.
+    """
+    run_id = run_id_for(wave_name, correlation_id)
+    stored = await run_sync(deps.state.kv.get, NAMESPACE, run_id)
+    if stored is None:
+        plan = await _plan(deps, wave_name, correlation_id)
+        chunks = _chunks(plan)
+        for n, (adds, removes) in enumerate(chunks):
+            await run_sync(deps.state.kv.put, NAMESPACE, f"{run_id}:{n}", {"add": adds, "remove": removes})
+        record = _run_record(run_id, plan, len(chunks), correlation_id)
+        # A concurrent delivery of the same tick may have stored it first: same run.
+        with contextlib.suppress(ConcurrencyError):
+            await run_sync(deps.state.kv.put, NAMESPACE, run_id, record, if_absent=True)
+        await run_sync(deps.state.kv.put, NAMESPACE, f"latest:{wave_name}", {"runId": run_id})
+        stored = await run_sync(deps.state.kv.get, NAMESPACE, run_id)
+    assert stored is not None
+    run = _run_of(stored.value)
+    for n in range(run.total_chunks):
+        if str(n) not in stored.value["chunks"]:
+            envelope = Envelope(type=SYNC_CHUNK, id=f"{run_id}:{n}",
+                                payload={"runId": run_id, "wave": wave_name, "chunk": n})  # fmt: skip
+            await run_sync(deps.queues.send, WAVE_WORK, envelope)
+    log.info("wave sync planned", extra={"runId": run_id, "wave": wave_name, "chunks": run.total_chunks,
+                                          "adds": run.adds, "removes": run.removes})  # fmt: skip
+    return run
+
+
+async def _plan(deps: SyncDeps, wave_name: str, correlation_id: str) -> MembershipPlan:
+    desired = await desired_members(deps.graph, deps.plan, wave_name)
+    wave = deps.plan.wave(wave_name)
+    group = await find_group(deps.graph, group_id=wave.group.id, display_name=wave.group.display_name)
+    if group is None or not group.id:
+        raise NotFoundError(f"wave {wave_name}: its group does not exist", field="group")
+    actual = [m async for m in iter_group_member_ids(deps.graph, group.id)]
+    enforced = set()
+    for other in deps.plan.waves:
+        if (await run_sync(read_wave_state, deps.state.kv, other.name)).enforced:
+            enforced.add(other.name)
+    try:
+        return plan_membership(wave, group.id, desired, actual, enforced_waves=enforced)
+    except SafetyViolationError as exc:
+        await _alert_blast_radius(deps, exc, wave_name, correlation_id)
+        raise
+
+
+async def _alert_blast_radius(
+    deps: SyncDeps, exc: SafetyViolationError, wave: str, correlation_id: str
+) -> None:
+    entry = AuditEntry(ACTOR, "wave.sync.refused", wave, str(exc), correlation_id=correlation_id)
+    await run_sync(deps.state.audit.append, entry)
+    alert = Alert(key=f"wave-sync:{wave}:blast-radius", severity="critical", summary=str(exc), source=ACTOR,
+                  labels={"alertname": "WaveSyncBlastRadius", "severity": "critical", "wave": wave},
+                  details={"wave": wave, "rule": exc.rule})  # fmt: skip
+    await run_sync(raise_alert, deps.queues, alert)
+
+
+def _chunks(plan: MembershipPlan) -> list[tuple[list[str], list[str]]]:
+    ops = [("a", m) for m in plan.adds] + [("r", m) for m in plan.removes]
+    chunks = []
+    for i in range(0, len(ops), CHUNK_MEMBERS):
+        part = ops[i : i + CHUNK_MEMBERS]
+        chunks.append(([m for k, m in part if k == "a"], [m for k, m in part if k == "r"]))
+    return chunks
+
+
+def _run_record(run_id: str, plan: MembershipPlan, total: int, correlation_id: str) -> dict[str, Any]:
+    return {"runId": run_id, "wave": plan.wave, "groupId": plan.group_id, "correlationId": correlation_id,
+            "totalChunks": total, "adds": len(plan.adds), "removes": len(plan.removes),
+            "kept": list(plan.kept)[:_MAX_FAILED_KEPT], "keptCount": len(plan.kept),
+            "breakGlassSkipped": list(plan.break_glass_skipped), "chunks": {}, "failed": []}  # fmt: skip
+
+
+def _run_of(value: dict[str, Any]) -> SyncRun:
+    return SyncRun(value["runId"], value["wave"], value["groupId"], value["totalChunks"], value["adds"],
+                   value["removes"], tuple(value["kept"]), tuple(value["breakGlassSkipped"]))  # fmt: skip
+
+
+def read_sync_run(deps_state: StateStores, run_id: str) -> dict[str, Any] | None:
+    """The run record with its progress (``doneChunks``, ``added``, ``removed``...), or None.
+
+    Raises:
+        RetryableError: the store is unavailable.
+    """
+    stored = deps_state.kv.get(NAMESPACE, run_id)
+    if stored is None:
+        return None
+    value = dict(stored.value)
+    chunks = value["chunks"].values()
+    value["doneChunks"] = len(value["chunks"])
+    for name in ("added", "alreadyMembers", "removed", "alreadyAbsent", "failedCount"):
+        value[name] = sum(int(c.get(name, 0)) for c in chunks)
+    value["status"] = "done" if value["doneChunks"] >= value["totalChunks"] else "running"
+    return value
+
+
+async def process_chunk(deps: SyncDeps, envelope: Envelope) -> ChunkOutcome:
+    """Apply one chunk once: duplicates are skipped, a dead worker's chunk is resumed.
+
+    Raises:
+        InvalidPayloadError: the payload or the stored chunk is malformed / missing.
+        RetryableError: another worker holds the chunk, or Graph/storage failed.
+    """
+    run_id, chunk = _chunk_ref(envelope)
+    key = f"wave-sync:{run_id}:{chunk}"
+    claim = await run_sync(
+        deps.state.idempotency.claim, key, ttl=_TTL, in_progress_expiry=deps.chunk_claim_expiry
+    )
+    if claim.completed:
+        return ChunkOutcome("duplicate", run_id, chunk, dict((claim.result or {}).get("counts", {})))
+    if claim.in_progress:
+        raise RetryableError("another worker holds this chunk", correlation_id=envelope.id,
+                             retry_after=deps.chunk_claim_expiry.total_seconds())  # fmt: skip
+    try:
+        counts, failed = await _apply_chunk(deps, run_id, chunk, resumed=claim.taken_over)
+        await _record_progress(deps, run_id, chunk, counts, failed)
+    except Exception:
+        # A real crash never gets here: its claim stays in progress until it expires.
+        await run_sync(deps.state.idempotency.release, key)
+        raise
+    await run_sync(deps.state.idempotency.complete, key, {"counts": counts})
+    return ChunkOutcome("done", run_id, chunk, counts)
+
+
+def _chunk_ref(envelope: Envelope) -> tuple[str, int]:
+    run_id, chunk = envelope.payload.get("runId"), envelope.payload.get("chunk")
+    if not isinstance(run_id, str) or not run_id:
+        raise InvalidPayloadError.for_field("payload.runId", "expected the run id")
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 0:
+        raise InvalidPayloadError.for_field("payload.chunk", "expected a chunk number (0 or more)")
+    return run_id, chunk
+
+
+async def _apply_chunk(
+    deps: SyncDeps, run_id: str, chunk: int, *, resumed: bool
+) -> tuple[dict[str, int], list[Any]]:
+    run = await run_sync(deps.state.kv.get, NAMESPACE, run_id)
+    work = await run_sync(deps.state.kv.get, NAMESPACE, f"{run_id}:{chunk}")
+    if run is None or work is None:
+        raise InvalidPayloadError.for_field("payload.runId", f"no stored sync run/chunk {run_id}:{chunk}")
+    group_id = run.value["groupId"]
+    adds, removes = list(work.value["add"]), list(work.value["remove"])
+    if resumed:
+        # The previous worker died mid-chunk: what it wrote is in the group now, skip it.
+        current = {m async for m in iter_group_member_ids(deps.graph, group_id)}
+        adds = [m for m in adds if m not in current]
+        removes = [m for m in removes if m in current]
+    result = await deps.writer.apply(group_id, adds, removes)
+    if result.added or result.removed:
+        details = {"added": len(result.added), "removed": len(result.removed), "failed": result.failed[:20]}
+        entry = AuditEntry(ACTOR, "wave.sync.chunk", run.value["wave"], f"sync run {run_id} chunk {chunk}",
+                           correlation_id=run.value["correlationId"], details=details)  # fmt: skip
+        await run_sync(deps.state.audit.append, entry)
+    return _counts(
+        result, skipped=len(work.value["add"]) + len(work.value["remove"]) - len(adds) - len(removes)
+    ), result.failed
+
+
+def _counts(result: WriteResult, *, skipped: int) -> dict[str, int]:
+    return {"added": len(result.added), "alreadyMembers": len(result.already_members) + skipped,
+            "removed": len(result.removed), "alreadyAbsent": len(result.already_absent),
+            "failedCount": len(result.failed), "writeRequests": result.write_requests,
+            "throttled": result.throttled}  # fmt: skip
+
+
+async def _record_progress(
+    deps: SyncDeps, run_id: str, chunk: int, counts: dict[str, int], failed: list[Any]
+) -> None:
+    for _ in range(20):
+        stored = await run_sync(deps.state.kv.get, NAMESPACE, run_id)
+        assert stored is not None
+        value = dict(stored.value)
+        value["chunks"] = {**value["chunks"], str(chunk): counts}
+        value["failed"] = (list(value["failed"]) + failed)[:_MAX_FAILED_KEPT]
+        try:
+            await run_sync(deps.state.kv.put, NAMESPACE, run_id, value, if_match=stored.etag)
+        except ConcurrencyError:
+            continue
+        progress = {"doneChunks": len(value["chunks"]), "totalChunks": value["totalChunks"], **counts}
+        log.info(
+            "wave sync progress", extra={"runId": run_id, "wave": value["wave"], "chunk": chunk, **progress}
+        )
+        return
+    raise RetryableError("the sync run record kept changing", run_id=run_id)
