@@ -16,17 +16,23 @@ from shared.state import ConcurrencyError
 
 __all__ = [
     "CLAIM_TTL",
+    "LEAVERS_NAMESPACE",
     "REGISTRATION_NAMESPACE",
     "WAVE_GROUPS_NAMESPACE",
     "ensure_wave_group",
     "facts_for",
     "find_employee",
     "iso",
+    "left_since",
     "parse_iso",
+    "record_leaver",
     "refuse_break_glass",
 ]
 
 REGISTRATION_NAMESPACE: Final = "registration"
+# Terminations by employee (key: "employee-<id>" / "upn-<upn>"): a hire still waiting for
+# provisioning must not issue a TAP to someone who has left since.
+LEAVERS_NAMESPACE: Final = "leavers"
 WAVE_GROUPS_NAMESPACE: Final = "wave-groups"
 # How long a processed envelope id is remembered: longer than any redelivery or replay.
 CLAIM_TTL: Final = timedelta(days=30)
@@ -66,6 +72,40 @@ async def find_employee(event: HrEvent, deps: Deps) -> DirectoryUser | None:
     if data.user_principal_name:
         return await deps.graph.find_user(data.user_principal_name)
     return None
+
+
+def _leaver_keys(event: HrEvent) -> list[str]:
+    data = event.data
+    keys = [f"employee-{data.employee_id}"] if data.employee_id else []
+    if data.user_principal_name:
+        keys.append(f"upn-{data.user_principal_name.casefold()}")
+    return keys
+
+
+async def record_leaver(event: HrEvent, envelope_id: str, deps: Deps) -> None:
+    """Remember that this employee left at the event's time (for hires still in flight).
+
+    Raises:
+        RetryableError: the store is unavailable.
+    """
+    for key in _leaver_keys(event):
+        value = {"terminatedAt": iso(event.timestamp), "envelopeId": envelope_id}
+        await run_sync(deps.state.kv.put, LEAVERS_NAMESPACE, key, value)
+
+
+async def left_since(event: HrEvent, deps: Deps) -> bool:
+    """True when HR terminated this employee at or after the hire event's time.
+
+    Raises:
+        RetryableError: the store is unavailable.
+    """
+    for key in _leaver_keys(event):
+        stored = await run_sync(deps.state.kv.get, LEAVERS_NAMESPACE, key)
+        value: Any = stored.value if stored is not None else None
+        left_at = parse_iso(value.get("terminatedAt")) if isinstance(value, dict) else None
+        if left_at is not None and left_at >= event.timestamp:
+            return True
+    return False
 
 
 def refuse_break_glass(user: DirectoryUser, deps: Deps, correlation_id: str) -> None:

@@ -29,6 +29,7 @@ from shared.onboarding.common import (
     facts_for,
     find_employee,
     iso,
+    left_since,
     parse_iso,
     refuse_break_glass,
 )
@@ -45,9 +46,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class HireOutcome:
-    """What handling the hire did: done (now or before), or scheduled a later re-check."""
+    """What handling the hire did: done (now or before), a later re-check, or cancelled (left since)."""
 
-    status: Literal["done", "duplicate", "rechecking"]
+    status: Literal["done", "duplicate", "rechecking", "cancelled"]
     user_id: str | None = None
     wave: str | None = None
     recheck_in_seconds: float | None = None
@@ -76,7 +77,7 @@ async def handle_hired(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOu
         with contextlib.suppress(Exception):  # the claim expires anyway; keep the original error
             await run_sync(idempotency.release, key)
         raise
-    if outcome.status == "done":
+    if outcome.status in ("done", "cancelled"):
         await run_sync(idempotency.complete, key, {"userId": outcome.user_id, "wave": outcome.wave})
     else:
         await run_sync(idempotency.release, key)  # the scheduled re-check claims it again
@@ -85,6 +86,11 @@ async def handle_hired(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOu
 
 async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcome:
     progress = await _load_progress(envelope.id, deps)
+    if not progress.get("mailSent") and await left_since(event, deps):
+        await deps.audit(
+            "hire.cancel", envelope.id, "HR terminated the employee before onboarding", envelope.id
+        )
+        return HireOutcome("cancelled")
     user = await find_employee(event, deps)
     if user is None:
         return await _recheck_later(envelope, progress, deps)

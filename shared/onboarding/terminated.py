@@ -7,7 +7,7 @@ from typing import Literal
 
 from shared.envelope import Envelope
 from shared.hr.events import HrEvent
-from shared.onboarding.common import REGISTRATION_NAMESPACE, find_employee, refuse_break_glass
+from shared.onboarding.common import REGISTRATION_NAMESPACE, find_employee, record_leaver, refuse_break_glass
 from shared.onboarding.deps import Deps, run_sync
 
 __all__ = ["TerminationOutcome", "handle_terminated"]
@@ -30,6 +30,7 @@ async def handle_terminated(envelope: Envelope, event: HrEvent, deps: Deps) -> T
         SafetyViolationError: the event names a break-glass account.
         RetryableError: Graph or storage failed.
     """
+    await record_leaver(event, envelope.id, deps)
     user = await find_employee(event, deps)
     if user is None:
         await deps.audit(

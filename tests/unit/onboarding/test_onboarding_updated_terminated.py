@@ -126,3 +126,37 @@ async def test_termination_of_someone_not_in_entra_is_audited() -> None:
     outcome = await process_hr_message(text, world.deps)
     assert outcome == TerminationOutcome("not-found")
     assert world.deps.state.audit.list()[0].action == "hire.terminate"
+
+
+async def test_a_hire_waiting_for_provisioning_is_cancelled_when_hr_terminates_them() -> None:
+    # GIVEN a hire not provisioned yet (a re-check is scheduled)
+    world = make_world()
+    hire = hire_event()
+    assert (await process_hr_message(hire.to_json(), world.deps)).status == "rechecking"  # type: ignore[union-attr]
+    # AND HR then terminates them (a later event)
+    leaver = (
+        hire_event("employee.terminated", "term-3", hireDate=None)
+        .to_json()
+        .replace("2026-11-30T08:00:00Z", "2026-11-30T09:00:00Z")
+    )
+    await process_hr_message(leaver, world.deps)
+    # WHEN the account appears and the re-check runs
+    world.graph.add_user("ada.lovelace@contoso.com", employee_id="E9001")
+    outcome = await process_hr_message(hire.to_json(), world.deps)
+    # THEN nothing is issued: no TAP, no e-mail, no group
+    assert outcome.status == "cancelled"  # type: ignore[union-attr]
+    assert world.graph.taps == {}
+    assert world.graph.outbox == []
+    assert "hire.cancel" in [e.action for e in world.deps.state.audit.list()]
+
+
+async def test_a_rehire_after_a_termination_is_onboarded() -> None:
+    world = make_world()
+    user_id = world.graph.add_user("ada.lovelace@contoso.com", employee_id="E9001").id
+    await process_hr_message(hire_event("employee.terminated", "term-4", hireDate=None).to_json(), world.deps)
+    rehire = (
+        hire_event(envelope_id="rehire").to_json().replace("2026-11-30T08:00:00Z", "2026-11-30T10:00:00Z")
+    )
+    outcome = await process_hr_message(rehire, world.deps)
+    assert outcome.status == "done"  # type: ignore[union-attr]
+    assert world.graph.usable_taps(user_id)
