@@ -1,0 +1,101 @@
+"""shared.graph TAP, mail and group writes against the emulator (real HTTP through msgraph-sdk)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from msgraph.graph_service_client import GraphServiceClient
+
+from local.graph_emulator import SERVICE_MAILBOX_UPN, EmulatorHandle
+from shared.config import load_settings
+from shared.errors import NotFoundError, PermanentError
+from shared.graph import build_graph_client
+from shared.graph.directory import find_group
+from shared.graph.groups import add_member, create_security_group, remove_member
+from shared.graph.mail import MailMessage, send_mail
+from shared.graph.people import find_user_by_employee_id, get_manager, member_of_groups
+from shared.graph.tap import create_tap, delete_tap, list_taps
+
+pytestmark = pytest.mark.functional
+
+
+@pytest.fixture
+def client(emulator_server: EmulatorHandle) -> GraphServiceClient:
+    emulator_server.reset()
+    return build_graph_client(load_settings({"GRAPH_BASE_URL": emulator_server.base_url}))
+
+
+@pytest.fixture
+def someone(emulator_server: EmulatorHandle) -> str:
+    return str(emulator_server.demo.head_ids["Sales"])  # type: ignore[union-attr]
+
+
+async def test_adding_an_existing_member_is_success_and_removing_twice_too(
+    client: GraphServiceClient, someone: str
+) -> None:
+    group_id = await create_security_group(client, "WaveGuard - Test wave", description="test")
+    assert await add_member(client, group_id, someone) is True
+    assert await add_member(client, group_id, someone) is False
+    assert (group_id, "WaveGuard - Test wave") in await member_of_groups(client, someone)
+    assert await remove_member(client, group_id, someone) is True
+    assert await remove_member(client, group_id, someone) is False
+    group = await find_group(client, group_id=group_id)
+    assert group is not None
+    assert (group.security_enabled, group.mail_enabled) == (True, False)
+
+
+async def test_adding_to_a_missing_group_is_not_found(client: GraphServiceClient, someone: str) -> None:
+    with pytest.raises(NotFoundError):
+        await add_member(client, "00000000-0000-0000-0000-000000000000", someone)
+
+
+async def test_a_new_tap_replaces_the_old_and_delete_is_idempotent(
+    client: GraphServiceClient, someone: str, emulator_server: EmulatorHandle
+) -> None:
+    start = datetime.now(UTC) + timedelta(days=2)
+    first = await create_tap(client, someone, lifetime_minutes=60, is_usable_once=True, start_at=start)
+    second = await create_tap(client, someone, lifetime_minutes=120, is_usable_once=False)
+    assert first.value != second.value
+    assert first.value not in repr(first)
+    [listed] = await list_taps(client, someone)
+    assert (listed.id, listed.lifetime_minutes, listed.is_usable_once) == (second.method.id, 120, False)
+    assert await delete_tap(client, someone, listed.id) is True
+    assert await delete_tap(client, someone, listed.id) is False
+    assert await list_taps(client, someone) == []
+
+
+async def test_a_lifetime_graph_refuses_is_a_permanent_error_without_the_request(
+    client: GraphServiceClient, someone: str
+) -> None:
+    with pytest.raises(PermanentError) as caught:
+        await create_tap(client, someone, lifetime_minutes=5, is_usable_once=True)
+    assert caught.value.__cause__ is None
+
+
+async def test_send_mail_lands_in_the_outbox(
+    client: GraphServiceClient, emulator_server: EmulatorHandle
+) -> None:
+    message = MailMessage(subject="Hello", body="Body text", to=["ada.wilson@contoso.com"])
+    await send_mail(client, SERVICE_MAILBOX_UPN, message)
+    async with httpx.AsyncClient() as http:
+        outbox = (await http.get(f"{emulator_server.admin_url}/outbox")).json()["value"]
+    assert [(m["from"], m["subject"], m["body"]) for m in outbox] == [
+        (SERVICE_MAILBOX_UPN, "Hello", "Body text")
+    ]
+    with pytest.raises(NotFoundError):
+        await send_mail(client, "nobody@contoso.com", message)
+
+
+async def test_user_by_employee_id_and_manager(
+    client: GraphServiceClient, emulator_server: EmulatorHandle
+) -> None:
+    user = await find_user_by_employee_id(client, "E1001")
+    assert user is not None
+    assert user.employee_id == "E1001"
+    manager = await get_manager(client, str(user.id))
+    assert manager is not None
+    assert manager.id
+    assert await find_user_by_employee_id(client, "E-none") is None
+    assert await get_manager(client, str(emulator_server.demo.ceo_id)) is None  # type: ignore[union-attr]
