@@ -10,7 +10,15 @@ from typing import Final
 from shared.errors import InvalidPayloadError
 from shared.state.ports import KeyValuePort
 
-__all__ = ["WAVES_NAMESPACE", "WaveState", "WaveStatus", "read_wave_state", "write_wave_state"]
+__all__ = [
+    "WAVES_NAMESPACE",
+    "WaveState",
+    "WaveStatus",
+    "read_wave_record",
+    "read_wave_state",
+    "replace_wave_state",
+    "write_wave_state",
+]
 
 # KV namespace; key = wave name; value {"state": ..., "since": ISO-8601}.
 WAVES_NAMESPACE: Final = "waves"
@@ -46,10 +54,23 @@ def read_wave_state(kv: KeyValuePort, name: str) -> WaveStatus:
         InvalidPayloadError: the stored record is not ``{"state": <known state>, "since": <ISO-8601>}``.
         RetryableError: the store is unavailable.
     """
+    return read_wave_record(kv, name)[0]
+
+
+def read_wave_record(kv: KeyValuePort, name: str) -> tuple[WaveStatus, str | None]:
+    """The state of wave ``name`` and the record's ETag (None: never recorded, i.e. planned).
+
+    Raises:
+        InvalidPayloadError: the stored record is malformed.
+        RetryableError: the store is unavailable.
+    """
     stored = kv.get(WAVES_NAMESPACE, name)
     if stored is None:
-        return WaveStatus(name, WaveState.PLANNED)
-    value = stored.value
+        return WaveStatus(name, WaveState.PLANNED), None
+    return _parse_record(name, stored.value), stored.etag
+
+
+def _parse_record(name: str, value: object) -> WaveStatus:
     if not isinstance(value, dict):
         raise InvalidPayloadError.for_field(f"waves/{name}", "expected an object with state and since")
     try:
@@ -69,6 +90,23 @@ def write_wave_state(kv: KeyValuePort, name: str, state: WaveState, since: datet
         RetryableError: the store is unavailable.
     """
     kv.put(WAVES_NAMESPACE, name, {"state": state.value, "since": since.isoformat()})
+
+
+def replace_wave_state(
+    kv: KeyValuePort, name: str, state: WaveState, since: datetime, *, etag: str | None
+) -> str:
+    """Record ``state`` only if the record is still the one read with ``etag`` (None: absent).
+
+    Two timers racing on one wave: the second write fails instead of overwriting the first.
+
+    Raises:
+        ConcurrencyError: the record changed since it was read.
+        RetryableError: the store is unavailable.
+    """
+    value = {"state": state.value, "since": since.isoformat()}
+    if etag is None:
+        return kv.put(WAVES_NAMESPACE, name, value, if_absent=True)
+    return kv.put(WAVES_NAMESPACE, name, value, if_match=etag)
 
 
 def _parse_since(name: str, raw: object) -> datetime | None:

@@ -24,6 +24,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "methods": ["POST"],
         "authLevel": "anonymous",
     },
+    "wave_timer": {"type": "timerTrigger", "schedule": "0 */15 * * * *", "runOnStartup": False},
 }
 
 

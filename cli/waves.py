@@ -1,0 +1,207 @@
+"""`waveguard waves`: the rollout at a glance, approvals, rollbacks and one evaluation on demand.
+
+Exit codes: 0 done; 1 the operation failed (Graph or storage error, the CA baseline lint
+blocked the policy sync); 2 usage or input error (unknown wave, a wave not in a state the
+command applies to, a rollback not confirmed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from shared.config import load_settings
+from shared.errors import ConfigError, NotFoundError, WaveGuardError
+from shared.rollout.lifecycle import (
+    EvaluationResult,
+    InvalidTransitionError,
+    LifecycleDeps,
+    WaveRow,
+    build_lifecycle_deps,
+    evaluate_waves,
+    membership_sync_for,
+    record_approval,
+    rollback_wave,
+    rows_from,
+)
+from shared.rollout.wave_state import WaveState, read_wave_state
+from shared.state import AuditEntry
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+_BAR_WIDTH: Final = 20
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("waves", help="rollout waves: status, approve, rollback, evaluate")
+    waves = p.add_subparsers(dest="waves_command", metavar="ACTION", required=True)
+    status = waves.add_parser(
+        "status", help="a table per wave: state, members, registration, gates, next step"
+    )
+    status.add_argument("--json", action="store_true", help="print the rows as JSON")
+    status.set_defaults(run=run_status)
+    approve = waves.add_parser("approve", help="approve promoting WAVE once its gates pass")
+    approve.add_argument("wave", metavar="WAVE")
+    approve.add_argument("--reason", default="", help="why (kept in the audit log)")
+    approve.set_defaults(run=run_approve)
+    rollback = waves.add_parser("rollback", help="take an enforced WAVE back to report-only")
+    rollback.add_argument("wave", metavar="WAVE")
+    rollback.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    rollback.add_argument("--reason", default="operator rollback", help="why (kept in the audit log)")
+    rollback.set_defaults(run=run_rollback)
+    evaluate = waves.add_parser("evaluate", help="run the rollout timer's evaluation once")
+    evaluate.add_argument("--dry-run", action="store_true", help="print what it would do; change nothing")
+    evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
+    evaluate.set_defaults(run=run_evaluate)
+
+
+def _actor(env: Mapping[str, str]) -> str:
+    return f"cli:{env.get('USER') or env.get('USERNAME') or 'operator'}"
+
+
+def _deps(env: Mapping[str, str]) -> LifecycleDeps:
+    settings = load_settings(env)
+    return build_lifecycle_deps(settings, actor=_actor(env), start_membership=membership_sync_for(settings))
+
+
+def _correlation_id() -> str:
+    return f"cli-{uuid.uuid4().hex}"
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def progress_bar(rate: float | None, width: int = _BAR_WIDTH) -> str:
+    """``[########------------]  40%``; ``[--------------------]    -`` when unknown."""
+    if rate is None:
+        return "[" + "-" * width + "]    -"
+    filled = round(max(0.0, min(1.0, rate)) * width)
+    return "[" + "#" * filled + "-" * (width - filled) + f"] {rate * 100:3.0f}%"
+
+
+def render_table(rows: list[WaveRow]) -> str:
+    """The human status table: one block per wave."""
+    lines: list[str] = []
+    for row in rows:
+        since = f" since {row.since[:16].replace('T', ' ')}" if row.since else ""
+        failure = (
+            "-" if row.report_only_failure_rate is None else f"{row.report_only_failure_rate * 100:.1f}%"
+        )
+        lines += [
+            f"{row.wave}  [{row.state}{since}]",
+            f"  members      {row.members}",
+            f"  registered   {progress_bar(row.registered_rate)}  ({row.registered}/{row.members})",
+            f"  report-only  failure rate {failure}  ({row.report_only_sign_ins})",
+            f"  gates        passed: {', '.join(row.gates_passed) or '-'}; "
+            f"failing: {', '.join(row.gates_failing) or '-'}",
+            f"  next         {row.next_action}: {row.detail}",
+            "",
+        ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_result(result: EvaluationResult) -> str:
+    """What an evaluation did (or would do), one line per wave."""
+    verb = "would" if result.dry_run else "did"
+    lines = [f"evaluation ({'dry run' if result.dry_run else 'applied'}):"]
+    for d in result.decisions:
+        moved = f" -> {d.new_state.value}" if d.applied and d.new_state else ""
+        lines.append(f"  {d.wave:<20} {d.state.value:<12}{moved:<16} {verb}: {d.action} ({d.detail})")
+    if result.policy_synced:
+        lines.append("  CA baseline synced")
+    for n in result.nudges:
+        lines.append(f"  nudges {n.wave}: {len(n.sent)} sent, {len(n.escalated)} escalated, "
+                     f"{n.skipped} skipped, {len(n.failed)} failed")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def run_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    try:
+        deps = _deps(env)
+        result = asyncio.run(evaluate_waves(deps, correlation_id=_correlation_id(), dry_run=True))
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except WaveGuardError as exc:
+        return _fail(f"waves status: {exc}")
+    rows = rows_from(result)
+    if args.json:
+        print(json.dumps({"waves": [r.to_dict() for r in rows]}, indent=2))
+    else:
+        sys.stdout.write(render_table(rows))
+    return EXIT_OK
+
+
+def _known_wave(deps: LifecycleDeps, wave: str) -> None:
+    names = [w.name for w in deps.plan.waves]
+    if wave not in names:
+        raise NotFoundError(f"wave {wave!r} is not in the plan (waves: {', '.join(names)})", field="wave")
+
+
+def run_approve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    try:
+        deps = _deps(env)
+        _known_wave(deps, args.wave)
+        state = read_wave_state(deps.stores.kv, args.wave).state
+        if state is WaveState.ENFORCED:
+            return _fail(f"wave {args.wave!r} is already enforced; nothing to approve", EXIT_USAGE)
+        actor, now = _actor(env), datetime.now(UTC)
+        record_approval(deps.stores.kv, args.wave, actor=actor, at=now, reason=args.reason)
+        deps.stores.audit.append(AuditEntry(
+            actor=actor, action="wave.approve", target=args.wave, reason=args.reason or "approved",
+            correlation_id=_correlation_id(), details={"state": state.value},
+        ))  # fmt: skip
+    except (ConfigError, NotFoundError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except WaveGuardError as exc:
+        return _fail(f"waves approve {args.wave}: {exc}")
+    print(f"wave {args.wave!r} ({state.value}): promotion approved; it is promoted once every gate passes")
+    return EXIT_OK
+
+
+def _confirmed(wave: str) -> bool:
+    try:
+        answer = input(f"Roll wave {wave!r} back to report-only (MFA no longer enforced)? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in {"y", "yes"}
+
+
+def run_rollback(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    try:
+        deps = _deps(env)
+        _known_wave(deps, args.wave)
+        if not args.yes and not _confirmed(args.wave):
+            return _fail(f"wave {args.wave!r}: rollback not confirmed (pass --yes)", EXIT_USAGE)
+        status = asyncio.run(rollback_wave(
+            deps, args.wave, actor=_actor(env), correlation_id=_correlation_id(), reason=args.reason,
+        ))  # fmt: skip
+    except (ConfigError, NotFoundError, InvalidTransitionError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except WaveGuardError as exc:
+        return _fail(f"waves rollback {args.wave}: {exc}")
+    print(f"wave {args.wave!r} rolled back to {status.state.value}; CA baseline synced")
+    return EXIT_OK
+
+
+def run_evaluate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    try:
+        deps = _deps(env)
+        result = asyncio.run(evaluate_waves(deps, correlation_id=_correlation_id(), dry_run=args.dry_run))
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except WaveGuardError as exc:
+        return _fail(f"waves evaluate: {exc}")
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        sys.stdout.write(render_result(result))
+    return EXIT_OK

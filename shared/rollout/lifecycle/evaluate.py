@@ -1,0 +1,333 @@
+"""The rollout timer's work: each wave's next step, computed from its gates and applied once.
+
+For each wave in plan order: start registering (first wave, or the previous one is enforced),
+move to report-only once the registration gate passes, promote once every gate passes and the
+plan says ``promotion: auto`` or an approval is recorded, otherwise hold naming the failing
+gates. A promotion is a policy change: the wave state is written, then the CA baseline is
+synced. A "sync pending" marker is written before any state change and cleared after the sync,
+so a run that dies between the two is finished by the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Protocol
+
+from shared.config.plan import RolloutPlan
+from shared.config.waves import Wave
+from shared.errors import NotFoundError, WaveGuardError
+from shared.rollout.lifecycle.approvals import approval_of, clear_approval
+from shared.rollout.lifecycle.gates import (
+    GateResult,
+    SignInResult,
+    WaveEvidence,
+    evaluate_gates,
+    open_critical_alerts,
+)
+from shared.rollout.lifecycle.nudges import NudgeMail, NudgeReport, send_nudges
+from shared.rollout.lifecycle.states import InvalidTransitionError, transition_wave
+from shared.rollout.policies.render import DARK_PHASES, POLICY_TITLES
+from shared.rollout.wave_state import WaveState, WaveStatus, read_wave_state
+from shared.state import AuditEntry, ConcurrencyError, StateStores
+
+__all__ = [
+    "SYNC_NAMESPACE",
+    "EvaluationResult",
+    "Evidence",
+    "LifecycleDeps",
+    "WaveDecision",
+    "evaluate_waves",
+    "report_only_policy_name",
+    "rollback_wave",
+]
+
+log = logging.getLogger(__name__)
+
+# KV namespace/key of the "the CA baseline must be synced" marker (set before a state change).
+SYNC_NAMESPACE: Final = "wave-sync"
+SYNC_KEY: Final = "baseline"
+TIMER_ACTOR: Final = "wave-timer"
+
+# Actions a decision may carry; the first three change the wave's state.
+START_REGISTERING: Final = "start-registering"
+MOVE_TO_REPORT_ONLY: Final = "move-to-report-only"
+PROMOTE: Final = "promote"
+HOLD: Final = "hold"
+WAIT: Final = "wait"
+NONE: Final = "none"
+_TARGETS: Final = {
+    START_REGISTERING: WaveState.REGISTERING,
+    MOVE_TO_REPORT_ONLY: WaveState.REPORT_ONLY,
+    PROMOTE: WaveState.ENFORCED,
+}
+
+
+class Evidence(Protocol):
+    """Where gate evidence comes from (``GraphEvidence`` in production)."""
+
+    async def wave_members(self, wave: str) -> frozenset[str]: ...
+
+    async def registered_users(self) -> frozenset[str]: ...
+
+    async def report_only_sign_ins(self, policy_name: str, *, since: datetime) -> list[SignInResult]: ...
+
+
+PolicySync = Callable[..., Awaitable[object]]  # (*, reason, correlation_id) -> anything
+MembershipStart = Callable[..., Awaitable[object]]  # (wave_name, *, correlation_id) -> anything
+
+
+@dataclass(slots=True)
+class LifecycleDeps:
+    """Everything the evaluation needs; each side effect sits behind a small port."""
+
+    plan: RolloutPlan
+    stores: StateStores
+    evidence: Evidence
+    sync_policies: PolicySync
+    start_membership: MembershipStart
+    clock: Callable[[], datetime]
+    nudge_mail: NudgeMail | None = None
+
+
+@dataclass(slots=True)
+class WaveDecision:
+    """One wave's evaluation: where it is, its gates, and what was (or would be) done."""
+
+    wave: str
+    state: WaveState
+    since: datetime | None
+    action: str
+    detail: str
+    gates: list[GateResult]
+    members: int
+    registered: int
+    approved: bool
+    applied: bool = False
+    new_state: WaveState | None = None
+
+    @property
+    def failing(self) -> list[str]:
+        return [g.name for g in self.gates if not g.passed]
+
+    def gate(self, name: str) -> GateResult | None:
+        return next((g for g in self.gates if g.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "wave": self.wave, "state": self.state.value,
+            "since": self.since.isoformat() if self.since else None,
+            "members": self.members, "registered": self.registered,
+            "action": self.action, "detail": self.detail, "approved": self.approved,
+            "applied": self.applied, "newState": self.new_state.value if self.new_state else None,
+            "gates": [g.to_dict() for g in self.gates],
+        }  # fmt: skip
+
+
+@dataclass(slots=True)
+class EvaluationResult:
+    """One evaluation run: a decision per wave, whether the baseline was synced, the nudges sent."""
+
+    decisions: list[WaveDecision]
+    dry_run: bool
+    policy_synced: bool = False
+    nudges: list[NudgeReport] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dryRun": self.dry_run, "policySynced": self.policy_synced,
+            "waves": [d.to_dict() for d in self.decisions], "nudges": [n.to_dict() for n in self.nudges],
+        }  # fmt: skip
+
+
+def report_only_policy_name(plan: RolloutPlan) -> str:
+    """Display name of the report-only twin of *Require MFA* (the policy dark waves are in)."""
+    return plan.policies.name_prefix + POLICY_TITLES["mfa-report-only"]
+
+
+async def evaluate_waves(
+    deps: LifecycleDeps, *, correlation_id: str, dry_run: bool = False
+) -> EvaluationResult:
+    """Evaluate every wave in plan order and apply each next step (none when ``dry_run``).
+
+    Raises:
+        RetryableError: Graph or the state store failed transiently (the next run resumes).
+        PermanentError: Graph refused a read, or the CA baseline failed its lint.
+    """
+    now = deps.clock()
+    statuses = {w.name: read_wave_state(deps.stores.kv, w.name) for w in deps.plan.waves}
+    registered = await deps.evidence.registered_users()
+    sign_ins = await _sign_ins(deps, statuses.values())
+    result = EvaluationResult([], dry_run)
+    previous_enforced = True
+    unregistered: dict[str, frozenset[str]] = {}
+    for wave in deps.plan.waves:
+        status = statuses[wave.name]
+        members = await deps.evidence.wave_members(wave.name)
+        evidence = WaveEvidence(
+            members, registered, sign_ins, open_critical_alerts(deps.stores.kv, wave.name)
+        )
+        decision = _decide(deps, wave, status, evidence, previous_enforced, now)
+        if not dry_run and decision.action in _TARGETS:
+            await _apply(deps, decision, correlation_id=correlation_id, now=now)
+        final = decision.new_state if decision.applied and decision.new_state else status.state
+        previous_enforced = final is WaveState.ENFORCED
+        if final in DARK_PHASES:
+            unregistered[wave.name] = evidence.unregistered_members
+        result.decisions.append(decision)
+    if not dry_run:
+        result.policy_synced = await _sync_if_pending(deps, correlation_id=correlation_id)
+        result.nudges = await _nudge(deps, unregistered, now)
+    return result
+
+
+async def rollback_wave(
+    deps: LifecycleDeps, wave: str, *, actor: str, correlation_id: str, reason: str
+) -> WaveStatus:
+    """Take an enforced wave back to report-only and sync the CA baseline; clears its approval.
+
+    Raises:
+        NotFoundError: the plan has no such wave.
+        InvalidTransitionError: the wave is not enforced.
+        RetryableError / PermanentError: the store or Graph failed (the sync marker stays set).
+    """
+    _plan_wave(deps.plan, wave)
+    current = read_wave_state(deps.stores.kv, wave)
+    now = deps.clock()
+    _mark_sync_pending(deps, reason=f"rollback of {wave}")
+    status = transition_wave(
+        deps.stores.kv, wave, WaveState.REPORT_ONLY, now=now, expected=WaveState.ENFORCED
+    )
+    clear_approval(deps.stores.kv, wave)
+    _audit(deps, actor, wave, current.state, WaveState.REPORT_ONLY, reason, correlation_id, {})
+    await _sync_if_pending(deps, correlation_id=correlation_id)
+    return status
+
+
+def _plan_wave(plan: RolloutPlan, wave: str) -> Wave:
+    try:
+        return plan.wave(wave)
+    except KeyError:
+        names = ", ".join(w.name for w in plan.waves)
+        raise NotFoundError(f"wave {wave!r} is not in the plan (waves: {names})", field="wave") from None
+
+
+async def _sign_ins(deps: LifecycleDeps, statuses: Sequence[WaveStatus] | Any) -> list[SignInResult]:
+    starts = [s.since for s in statuses if s.state in DARK_PHASES and s.since is not None]
+    if not starts:
+        return []
+    return await deps.evidence.report_only_sign_ins(report_only_policy_name(deps.plan), since=min(starts))
+
+
+def _decide(
+    deps: LifecycleDeps, wave: Wave, status: WaveStatus, evidence: WaveEvidence, previous_enforced: bool,
+    now: datetime,
+) -> WaveDecision:  # fmt: skip
+    gates = evaluate_gates(wave.gates, status, evidence, now=now)
+    approved = approval_of(deps.stores.kv, wave.name) is not None
+    decision = WaveDecision(
+        wave.name, status.state, status.since, NONE, "", gates, len(evidence.members),
+        len(evidence.registered_members), approved,
+    )  # fmt: skip
+    failing = ", ".join(decision.failing)
+    if status.state is WaveState.PLANNED:
+        decision.action, decision.detail = (
+            (START_REGISTERING, "previous wave enforced" if wave is not deps.plan.waves[0] else "first wave")
+            if previous_enforced else (WAIT, "waiting for the previous wave to be enforced")
+        )  # fmt: skip
+    elif status.state is WaveState.REGISTERING:
+        registration = gates[0]
+        decision.action, decision.detail = (
+            (MOVE_TO_REPORT_ONLY, registration.detail) if registration.passed
+            else (HOLD, f"failing: registration ({registration.detail})")
+        )  # fmt: skip
+    elif status.state is WaveState.REPORT_ONLY:
+        if decision.failing:
+            decision.action, decision.detail = HOLD, f"failing: {failing}"
+        elif wave.promotion == "auto" or approved:
+            decision.action = PROMOTE
+            decision.detail = "every gate passed" + ("" if wave.promotion == "auto" else "; approved")
+        else:
+            decision.action = HOLD
+            decision.detail = f"every gate passed; waiting for `waveguard waves approve {wave.name}`"
+    else:
+        decision.detail = "enforced"
+    return decision
+
+
+async def _apply(deps: LifecycleDeps, decision: WaveDecision, *, correlation_id: str, now: datetime) -> None:
+    target = _TARGETS[decision.action]
+    if decision.action != MOVE_TO_REPORT_ONLY:  # registering already puts the group in the report-only twin
+        _mark_sync_pending(deps, reason=f"{decision.wave}: {decision.state.value} -> {target.value}")
+    try:
+        transition_wave(deps.stores.kv, decision.wave, target, now=now, expected=decision.state)
+    except (ConcurrencyError, InvalidTransitionError) as exc:
+        decision.action, decision.detail = HOLD, f"changed by another run meanwhile ({type(exc).__name__})"
+        return
+    decision.applied, decision.new_state = True, target
+    details = {"gates": [g.to_dict() for g in decision.gates], "approved": decision.approved}
+    _audit(deps, TIMER_ACTOR, decision.wave, decision.state, target, decision.detail, correlation_id, details)
+    if target is WaveState.ENFORCED:
+        clear_approval(deps.stores.kv, decision.wave)
+    if target is WaveState.REGISTERING:
+        await _start_membership(deps, decision, correlation_id=correlation_id)
+
+
+async def _start_membership(deps: LifecycleDeps, decision: WaveDecision, *, correlation_id: str) -> None:
+    # The state change stands: a membership sync that cannot start (blast radius, a missing
+    # selector group) is reported on the decision and in the log, not by undoing the transition.
+    try:
+        await deps.start_membership(decision.wave, correlation_id=correlation_id)
+    except WaveGuardError as exc:
+        log.warning("membership sync not started", extra={"wave": decision.wave, "error": type(exc).__name__})
+        decision.detail += f"; membership sync not started: {exc}"
+
+
+def _audit(
+    deps: LifecycleDeps, actor: str, wave: str, before: WaveState, after: WaveState, reason: str,
+    correlation_id: str, details: dict[str, Any],
+) -> None:  # fmt: skip
+    deps.stores.audit.append(AuditEntry(
+        actor=actor, action="wave.transition", target=wave, reason=reason, correlation_id=correlation_id,
+        details={"from": before.value, "to": after.value, **details},
+    ))  # fmt: skip
+    log.info("wave transition", extra={"wave": wave, "from": before.value, "to": after.value})
+
+
+def _mark_sync_pending(deps: LifecycleDeps, *, reason: str) -> None:
+    stored = deps.stores.kv.get(SYNC_NAMESPACE, SYNC_KEY)
+    value = stored.value if stored is not None and isinstance(stored.value, dict) else {}
+    if value.get("pending") and value.get("reason"):
+        reason = f"{value['reason']}; {reason}"
+    deps.stores.kv.put(SYNC_NAMESPACE, SYNC_KEY, {"pending": True, "reason": reason[-2000:]})
+
+
+async def _sync_if_pending(deps: LifecycleDeps, *, correlation_id: str) -> bool:
+    stored = deps.stores.kv.get(SYNC_NAMESPACE, SYNC_KEY)
+    if stored is None or not isinstance(stored.value, dict) or not stored.value.get("pending"):
+        return False
+    reason = str(stored.value.get("reason", "wave lifecycle"))
+    await deps.sync_policies(reason=reason, correlation_id=correlation_id)
+    try:  # only clear the marker this sync covered: a newer one means another change to sync
+        deps.stores.kv.put(
+            SYNC_NAMESPACE, SYNC_KEY, {"pending": False, "reason": reason}, if_match=stored.etag
+        )
+    except ConcurrencyError:
+        log.info("baseline sync marker changed during the sync; the next run syncs again")
+    return True
+
+
+async def _nudge(
+    deps: LifecycleDeps, unregistered: dict[str, frozenset[str]], now: datetime
+) -> list[NudgeReport]:
+    if deps.nudge_mail is None:
+        return []
+    reports = []
+    for name, users in unregistered.items():
+        reports.append(await send_nudges(
+            deps.nudge_mail, idempotency=deps.stores.idempotency, kv=deps.stores.kv,
+            wave=deps.plan.wave(name), unregistered=users, now=now,
+        ))  # fmt: skip
+    return reports

@@ -1,0 +1,174 @@
+"""The promotion gates of a wave: registration rate, report-only impact, soak days, open alerts.
+
+Each gate is computed from evidence gathered once per evaluation (one paged read of the
+registration report, one of the sign-in log) and answers passed or failing with the measured
+value next to the threshold, so an operator sees how far a wave is from promotion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from shared.config.waves import Gates
+from shared.errors import InvalidPayloadError
+from shared.rollout.wave_state import WaveState, WaveStatus
+from shared.state import KeyValuePort
+
+__all__ = [
+    "ALERTS_OPEN_NAMESPACE",
+    "REPORT_ONLY_FAILURES",
+    "REPORT_ONLY_RESULTS",
+    "GateResult",
+    "SignInResult",
+    "WaveEvidence",
+    "alert_gate",
+    "evaluate_gates",
+    "open_critical_alerts",
+    "registration_gate",
+    "report_only_gate",
+    "soak_gate",
+]
+
+# KV namespace; key = wave name; value {"open": [{"id": str, "severity": str, "summary": str}]}.
+# Whoever opens or closes an alert about a wave (onboarding, alerting) rewrites the list.
+ALERTS_OPEN_NAMESPACE: Final = "alerts-open"
+# The report-only twin evaluated the sign-in: these results are the evidence, the failures the impact.
+REPORT_ONLY_FAILURES: Final = frozenset({"reportOnlyFailure", "reportOnlyInterrupted"})
+REPORT_ONLY_RESULTS: Final = REPORT_ONLY_FAILURES | {"reportOnlySuccess"}
+_DAY_SECONDS: Final = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class SignInResult:
+    """One sign-in's result under the report-only twin policy."""
+
+    user_id: str
+    created: datetime
+    result: str
+
+
+@dataclass(frozen=True, slots=True)
+class WaveEvidence:
+    """What the gates of one wave are computed from."""
+
+    members: frozenset[str]
+    registered: frozenset[str]  # every MFA-registered user id in the tenant (filtered to members here)
+    sign_ins: Sequence[SignInResult] = ()
+    open_critical: Sequence[str] = ()  # ids of open critical alerts about the wave
+
+    @property
+    def registered_members(self) -> frozenset[str]:
+        return self.members & self.registered
+
+    @property
+    def unregistered_members(self) -> frozenset[str]:
+        return self.members - self.registered
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """One gate: passed or failing, the measured value and the threshold it is held to."""
+
+    name: str
+    passed: bool
+    measured: float | int | None
+    threshold: float | int
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "passed": self.passed, "measured": self.measured,
+            "threshold": self.threshold, "detail": self.detail,
+        }  # fmt: skip
+
+
+def registration_gate(gates: Gates, evidence: WaveEvidence) -> GateResult:
+    """Share of the wave's members with MFA registered, at least ``minRegistrationRate``."""
+    members = len(evidence.members)
+    registered = len(evidence.registered_members)
+    rate = registered / members if members else 0.0
+    passed = members > 0 and rate >= gates.min_registration_rate
+    detail = f"{registered}/{members} members registered" if members else "the wave has no members yet"
+    return GateResult("registration", passed, round(rate, 4), gates.min_registration_rate, detail)
+
+
+def report_only_gate(gates: Gates, evidence: WaveEvidence, *, since: datetime | None) -> GateResult:
+    """Share of members' report-only sign-ins since ``since`` that would have failed, with enough evidence."""
+    relevant = [
+        s for s in evidence.sign_ins
+        if s.user_id in evidence.members and s.result in REPORT_ONLY_RESULTS
+        and (since is None or s.created >= since)
+    ]  # fmt: skip
+    failures = sum(1 for s in relevant if s.result in REPORT_ONLY_FAILURES)
+    rate = failures / len(relevant) if relevant else 0.0
+    if len(relevant) < gates.min_report_only_sign_ins:
+        detail = f"{len(relevant)} report-only sign-ins, {gates.min_report_only_sign_ins} needed as evidence"
+        return GateResult("report-only-impact", False, None, gates.max_report_only_failure_rate, detail)
+    passed = rate <= gates.max_report_only_failure_rate
+    detail = f"{failures}/{len(relevant)} report-only sign-ins would have failed"
+    return GateResult(
+        "report-only-impact", passed, round(rate, 4), gates.max_report_only_failure_rate, detail
+    )
+
+
+def soak_gate(gates: Gates, status: WaveStatus, *, now: datetime) -> GateResult:
+    """Days the wave has spent in report-only, at least ``minSoakDays``."""
+    if status.state is not WaveState.REPORT_ONLY or status.since is None:
+        detail = f"not in report-only (state {status.state.value})"
+        return GateResult("soak", gates.min_soak_days == 0 and status.state is WaveState.REPORT_ONLY,
+                          None, gates.min_soak_days, detail)  # fmt: skip
+    days = max(0.0, (now - status.since).total_seconds() / _DAY_SECONDS)
+    passed = days >= gates.min_soak_days
+    return GateResult("soak", passed, round(days, 2), gates.min_soak_days, f"{days:.1f} days in report-only")
+
+
+def alert_gate(gates: Gates, evidence: WaveEvidence) -> GateResult:
+    """No open critical alert about the wave (when ``requireNoOpenCriticalAlerts``)."""
+    count = len(evidence.open_critical)
+    if not gates.require_no_open_critical_alerts:
+        return GateResult("no-critical-alerts", True, count, 0, "not required by the plan")
+    detail = (
+        "no open critical alert"
+        if count == 0
+        else f"open critical alerts: {', '.join(evidence.open_critical)}"
+    )
+    return GateResult("no-critical-alerts", count == 0, count, 0, detail)
+
+
+def evaluate_gates(
+    gates: Gates, status: WaveStatus, evidence: WaveEvidence, *, now: datetime
+) -> list[GateResult]:
+    """Every promotion gate of a wave, in a fixed order."""
+    since = status.since if status.state is WaveState.REPORT_ONLY else None
+    return [
+        registration_gate(gates, evidence),
+        report_only_gate(gates, evidence, since=since),
+        soak_gate(gates, status, now=now),
+        alert_gate(gates, evidence),
+    ]
+
+
+def open_critical_alerts(kv: KeyValuePort, wave: str) -> list[str]:
+    """Ids of the open critical alerts recorded for ``wave`` (namespace ``alerts-open``).
+
+    Raises:
+        InvalidPayloadError: the record is not ``{"open": [{"id", "severity", ...}]}``.
+        RetryableError: the store is unavailable.
+    """
+    stored = kv.get(ALERTS_OPEN_NAMESPACE, wave)
+    if stored is None:
+        return []
+    value = stored.value
+    items = value.get("open") if isinstance(value, dict) else None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise InvalidPayloadError.for_field(
+            f"{ALERTS_OPEN_NAMESPACE}/{wave}.open", "expected a list of alerts"
+        )
+    return [str(i.get("id", "?")) for i in _critical(items)]
+
+
+def _critical(items: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [i for i in items if str(i.get("severity", "")).lower() == "critical"]

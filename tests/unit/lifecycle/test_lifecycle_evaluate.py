@@ -1,0 +1,188 @@
+"""The timer's evaluation: a wave does not promote while a gate fails, and does once they pass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from shared.errors import RetryableError
+from shared.rollout.lifecycle import (
+    InvalidTransitionError,
+    SignInResult,
+    evaluate_waves,
+    record_approval,
+    rollback_wave,
+)
+from shared.rollout.lifecycle.approvals import approval_of
+from shared.rollout.wave_state import WaveState, read_wave_state
+from shared.state import StateStores
+from tests.unit.lifecycle.fakes import Clock, FakeEvidence
+
+PILOT = {f"p{i}" for i in range(10)}
+Build = Callable[..., Any]
+
+
+def _clean_sign_ins(clock: Clock, evidence: FakeEvidence, count: int = 25) -> None:
+    evidence.sign_ins += [SignInResult(f"p{i % 10}", clock.now, "reportOnlySuccess") for i in range(count)]
+
+
+async def _run(deps: Any, dry_run: bool = False) -> Any:
+    return await evaluate_waves(deps, correlation_id="corr-1", dry_run=dry_run)
+
+
+async def test_the_first_wave_starts_registering_and_the_next_waits(
+    make_deps: Build, stores: StateStores, evidence: FakeEvidence
+) -> None:
+    # GIVEN a fresh plan (every wave planned)
+    deps, sync, membership = make_deps()
+    evidence.members["pilot"] = PILOT
+    # WHEN the timer runs
+    result = await _run(deps)
+    # THEN the pilot starts registering: membership sync started, CA baseline synced, audited
+    pilot, finance = result.decisions[0], result.decisions[1]
+    assert (pilot.action, pilot.applied, pilot.new_state) == (
+        "start-registering",
+        True,
+        WaveState.REGISTERING,
+    )
+    assert read_wave_state(stores.kv, "pilot").state is WaveState.REGISTERING
+    assert [c["args"] for c in membership.calls] == [("pilot",)]
+    assert len(sync.calls) == 1
+    assert result.policy_synced
+    entry = stores.audit.list()[0]
+    assert (entry.action, entry.target, entry.details["from"], entry.details["to"]) == (
+        "wave.transition", "pilot", "planned", "registering",
+    )  # fmt: skip
+    # AND the next wave waits for the pilot to be enforced
+    assert (finance.action, finance.applied) == ("wait", False)
+    assert read_wave_state(stores.kv, "finance-hr").state is WaveState.PLANNED
+    # AND the registration report was read once for all waves
+    assert evidence.report_reads == 1
+
+
+async def test_a_wave_does_not_promote_while_a_gate_fails_and_does_after_it_passes(
+    make_deps: Build, stores: StateStores, evidence: FakeEvidence, clock: Clock
+) -> None:
+    deps, sync, _ = make_deps(promotion="auto")
+    evidence.members["pilot"] = PILOT
+    await _run(deps)
+    # GIVEN the pilot registering with 5 of 10 registered: it holds, naming the gate
+    evidence.registered = {f"p{i}" for i in range(5)}
+    held = (await _run(deps)).decisions[0]
+    assert (held.action, held.detail) == ("hold", "failing: registration (5/10 members registered)")
+    # WHEN 9 of 10 register / THEN it moves to report-only (no policy change: the twin already has it)
+    evidence.registered = {f"p{i}" for i in range(9)}
+    moved = (await _run(deps)).decisions[0]
+    assert (moved.action, moved.new_state) == ("move-to-report-only", WaveState.REPORT_ONLY)
+    assert len(sync.calls) == 1
+    # AND in report-only without sign-ins or soak time it holds with those gates named
+    clock.advance(hours=1)
+    held = (await _run(deps)).decisions[0]
+    assert held.action == "hold"
+    assert held.failing == ["report-only-impact", "soak"]
+    # WHEN clean sign-ins arrive but the soak is not over / THEN it still holds on soak only
+    _clean_sign_ins(clock, evidence)
+    held = (await _run(deps)).decisions[0]
+    assert held.failing == ["soak"]
+    assert read_wave_state(stores.kv, "pilot").state is WaveState.REPORT_ONLY
+    # WHEN the soak days pass / THEN it is promoted and the CA baseline is synced
+    clock.advance(days=3)
+    result = await _run(deps)
+    promoted = result.decisions[0]
+    assert (promoted.action, promoted.new_state, promoted.failing) == ("promote", WaveState.ENFORCED, [])
+    assert read_wave_state(stores.kv, "pilot").state is WaveState.ENFORCED
+    assert len(sync.calls) == 2
+    assert "pilot: report-only -> enforced" in sync.calls[1]["reason"]
+    # AND the next wave starts registering in the same run
+    assert result.decisions[1].new_state is WaveState.REGISTERING
+
+
+async def test_an_open_critical_alert_holds_a_ready_wave(
+    make_deps: Build, stores: StateStores, evidence: FakeEvidence, clock: Clock
+) -> None:
+    deps, _, _ = make_deps(promotion="auto", gates={"minSoakDays": 0})
+    evidence.members["pilot"], evidence.registered = PILOT, set(PILOT)
+    await _run(deps)
+    await _run(deps)
+    _clean_sign_ins(clock, evidence)
+    stores.kv.put("alerts-open", "pilot", {"open": [{"id": "alert-7", "severity": "critical"}]})
+    held = (await _run(deps)).decisions[0]
+    assert held.action == "hold"
+    assert held.failing == ["no-critical-alerts"]
+    stores.kv.put("alerts-open", "pilot", {"open": []})
+    assert (await _run(deps)).decisions[0].action == "promote"
+
+
+async def test_approval_promotion_waits_for_the_operator(
+    make_deps: Build, stores: StateStores, evidence: FakeEvidence, clock: Clock
+) -> None:
+    deps, _, _ = make_deps(gates={"minSoakDays": 0})  # the example plan: promotion: approval
+    evidence.members["pilot"], evidence.registered = PILOT, set(PILOT)
+    await _run(deps)
+    await _run(deps)
+    _clean_sign_ins(clock, evidence)
+    waiting = (await _run(deps)).decisions[0]
+    assert waiting.action == "hold"
+    assert "waveguard waves approve pilot" in waiting.detail
+    record_approval(stores.kv, "pilot", actor="cli:alice", at=clock.now)
+    promoted = (await _run(deps)).decisions[0]
+    assert (promoted.action, promoted.approved, promoted.new_state) == ("promote", True, WaveState.ENFORCED)
+    assert approval_of(stores.kv, "pilot") is None  # used up
+
+
+async def test_a_dry_run_changes_nothing(
+    make_deps: Build, stores: StateStores, evidence: FakeEvidence
+) -> None:
+    deps, sync, membership = make_deps()
+    result = await _run(deps, dry_run=True)
+    assert result.decisions[0].action == "start-registering"
+    assert not result.decisions[0].applied
+    assert read_wave_state(stores.kv, "pilot").state is WaveState.PLANNED
+    assert (sync.calls, membership.calls, stores.audit.list()) == ([], [], [])
+
+
+async def test_a_failed_policy_sync_is_finished_by_the_next_run(
+    make_deps: Build, stores: StateStores, evidence: FakeEvidence
+) -> None:
+    # GIVEN the CA sync fails after the state was written
+    deps, sync, _ = make_deps()
+    sync.fail_next = RetryableError("graph down")
+    with pytest.raises(RetryableError):
+        await _run(deps)
+    assert read_wave_state(stores.kv, "pilot").state is WaveState.REGISTERING
+    # WHEN the timer runs again / THEN the pending sync is done, once
+    result = await _run(deps)
+    assert result.policy_synced
+    assert len(sync.calls) == 1
+    assert not (await _run(deps)).policy_synced
+
+
+async def test_rollback_takes_an_enforced_wave_back_to_report_only(
+    make_deps: Build, stores: StateStores, evidence: FakeEvidence, clock: Clock
+) -> None:
+    deps, sync, _ = make_deps(promotion="auto", gates={"minSoakDays": 0})
+    evidence.members["pilot"], evidence.registered = PILOT, set(PILOT)
+    await _run(deps)
+    await _run(deps)
+    _clean_sign_ins(clock, evidence)
+    await _run(deps)
+    assert read_wave_state(stores.kv, "pilot").state is WaveState.ENFORCED
+    status = await rollback_wave(
+        deps, "pilot", actor="cli:alice", correlation_id="c2", reason="helpdesk flood"
+    )
+    assert status.state is WaveState.REPORT_ONLY
+    assert "rollback of pilot" in sync.calls[-1]["reason"]
+    entry = stores.audit.list()[0]
+    assert (entry.actor, entry.reason, entry.details["to"]) == ("cli:alice", "helpdesk flood", "report-only")
+    with pytest.raises(
+        InvalidTransitionError, match="wave 'pilot': expected it enforced but it is report-only"
+    ):
+        await rollback_wave(deps, "pilot", actor="cli:alice", correlation_id="c3", reason="again")
+
+
+async def test_rollback_of_an_unknown_wave_names_it(make_deps: Build) -> None:
+    deps, _, _ = make_deps()
+    with pytest.raises(Exception, match="wave 'nope' is not in the plan"):
+        await rollback_wave(deps, "nope", actor="cli:alice", correlation_id="c", reason="r")
