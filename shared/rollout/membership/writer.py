@@ -26,6 +26,8 @@ MEMBERS_PER_PATCH: Final = 20
 _ALREADY_MEMBER: Final = "added object references already exist"
 _MAX_SERVER_ERRORS: Final = 4
 _MAX_THROTTLES: Final = 60
+_PROBE_FACTOR: Final = 1.5
+_PROBE_AFTER_CLEAN: Final = 16
 _GRAPH_ROOT: Final = "https://graph.microsoft.com/v1.0/directoryObjects/"
 
 
@@ -58,6 +60,7 @@ class WritePacer:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self.rate: float | None = None
+        self._clean = 0
         self._tokens = 0.0
         self._updated = clock()
 
@@ -67,6 +70,7 @@ class WritePacer:
         if fractional:
             self.rate = 1.0 / min(fractional)
         self._tokens = 0.0
+        self._clean = 0
         self._updated = self._clock()
 
     def delay_for(self, writes: int) -> float:
@@ -80,6 +84,17 @@ class WritePacer:
         """Record ``writes`` sent."""
         self._refill()
         self._tokens -= writes
+
+    def on_clean_batch(self) -> None:
+        """A batch went through without 429; after a few in a row, probe a faster rate (a
+        Retry-After may overstate the refill time, e.g. a 429 that was not the write budget)."""
+        if self.rate is None:
+            return
+        self._clean += 1
+        if self._clean >= _PROBE_AFTER_CLEAN:
+            self._refill()
+            self.rate *= _PROBE_FACTOR
+            self._clean = 0
 
     def _refill(self) -> None:
         now = self._clock()
@@ -149,6 +164,8 @@ class MembershipWriter:
         if throttles:
             result.throttled += len(throttles)
             self.pacer.on_throttled(throttles)
+        else:
+            self.pacer.on_clean_batch()
         return again
 
     def _throttled(self, op: _Op, answer: BatchResponse) -> _Op:
