@@ -77,6 +77,7 @@ class Evidence(Protocol):
 
 PolicySync = Callable[..., Awaitable[object]]  # (*, reason, correlation_id) -> anything
 MembershipStart = Callable[..., Awaitable[object]]  # (wave_name, *, correlation_id) -> anything
+GroupEnsurer = Callable[..., Awaitable[str]]  # (wave_name, *, correlation_id) -> the group's id
 
 
 @dataclass(slots=True)
@@ -90,6 +91,8 @@ class LifecycleDeps:
     start_membership: MembershipStart
     clock: Callable[[], datetime]
     nudge_mail: NudgeMail | None = None
+    # Creates the wave group when missing (the lint refuses a policy naming a group that is not there).
+    ensure_group: GroupEnsurer | None = None
 
 
 @dataclass(slots=True)
@@ -259,6 +262,12 @@ def _decide(
 
 async def _apply(deps: LifecycleDeps, decision: WaveDecision, *, correlation_id: str, now: datetime) -> None:
     target = _TARGETS[decision.action]
+    if target is WaveState.REGISTERING and deps.ensure_group is not None:
+        try:
+            await deps.ensure_group(decision.wave, correlation_id=correlation_id)
+        except WaveGuardError as exc:
+            decision.action, decision.detail = HOLD, f"the wave group could not be made ready: {exc}"
+            return
     if decision.action != MOVE_TO_REPORT_ONLY:  # registering already puts the group in the report-only twin
         _mark_sync_pending(deps, reason=f"{decision.wave}: {decision.state.value} -> {target.value}")
     try:

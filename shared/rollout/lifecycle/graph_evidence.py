@@ -57,7 +57,7 @@ class GraphEvidence:
             RetryableError: Graph throttled past its retries, failed or could not be reached.
             PermanentError: Graph refused the read (e.g. missing AuditLog.Read.All).
         """
-        url = f"{REGISTRATION_DETAILS_PATH}?$filter=isMfaRegistered%20eq%20true"
+        url = f"{REGISTRATION_DETAILS_PATH}?$filter=isMfaRegistered%20eq%20true&$top=999"
         return frozenset([str(row["id"]) async for row in self._pages(url, "read registration details")
                           if row.get("isMfaRegistered") and row.get("id")])  # fmt: skip
 
@@ -69,7 +69,7 @@ class GraphEvidence:
             PermanentError: Graph refused the read.
         """
         moment = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        url = f"{SIGN_INS_PATH}?$filter=createdDateTime%20ge%20{moment}"
+        url = f"{SIGN_INS_PATH}?$filter=createdDateTime%20ge%20{moment}&$top=999"
         results: list[SignInResult] = []
         async for row in self._pages(url, "read sign-in logs"):
             result = _policy_result(row, policy_name)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from shared.rollout.lifecycle.evaluate import LifecycleDeps, MembershipStart
+from shared.rollout.lifecycle.evaluate import GroupEnsurer, LifecycleDeps, MembershipStart
 from shared.rollout.lifecycle.graph_evidence import GraphEvidence
 from shared.rollout.lifecycle.nudges import GraphNudgeMail
 
@@ -15,9 +15,10 @@ if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
     from shared.config import RolloutPlan, Settings
+    from shared.onboarding import Deps
     from shared.state import StateStores
 
-__all__ = ["build_lifecycle_deps", "membership_sync_for", "membership_sync_unavailable"]
+__all__ = ["build_lifecycle_deps", "membership_sync_for", "membership_sync_unavailable", "wave_group_ensurer"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,21 @@ def membership_sync_for(settings: Settings) -> MembershipStart:
         return await start_wave_sync(build_sync_deps(settings), wave, correlation_id=correlation_id)
 
     return start
+
+
+def wave_group_ensurer(settings: Settings) -> GroupEnsurer:
+    """Find or create the wave's target group, race-safe (the onboarding's ``ensure_wave_group``)."""
+    built: list[Deps] = []
+
+    async def ensure(wave: str, *, correlation_id: str) -> str:
+        from shared.onboarding import build_deps
+        from shared.onboarding.common import ensure_wave_group
+
+        if not built:
+            built.append(build_deps(settings))
+        return await ensure_wave_group(built[0].plan.wave(wave), built[0], correlation_id)
+
+    return ensure
 
 
 def build_lifecycle_deps(
@@ -69,4 +85,5 @@ def build_lifecycle_deps(
         plan=plan, stores=state, evidence=GraphEvidence(graph, plan), sync_policies=sync_policies,
         start_membership=start_membership, clock=clock or (lambda: datetime.now(UTC)),
         nudge_mail=GraphNudgeMail(graph, plan.new_hires.delivery.sender_mailbox),
+        ensure_group=wave_group_ensurer(settings),
     )  # fmt: skip

@@ -186,3 +186,21 @@ async def test_rollback_of_an_unknown_wave_names_it(make_deps: Build) -> None:
     deps, _, _ = make_deps()
     with pytest.raises(Exception, match="wave 'nope' is not in the plan"):
         await rollback_wave(deps, "nope", actor="cli:alice", correlation_id="c", reason="r")
+
+
+async def test_a_wave_whose_group_cannot_be_made_ready_stays_planned(
+    make_deps: Build, stores: StateStores
+) -> None:
+    # GIVEN the wave group cannot be created (Graph refuses)
+    deps, sync, membership = make_deps()
+
+    async def refuse(wave: str, *, correlation_id: str) -> str:
+        raise RetryableError("graph down")
+
+    deps.ensure_group = refuse
+    # WHEN the timer runs / THEN the pilot holds, nothing is written, and the next run may retry
+    decision = (await _run(deps)).decisions[0]
+    assert (decision.action, decision.applied) == ("hold", False)
+    assert "the wave group could not be made ready: graph down" in decision.detail
+    assert read_wave_state(stores.kv, "pilot").state is WaveState.PLANNED
+    assert (sync.calls, membership.calls) == ([], [])
