@@ -168,9 +168,11 @@ def run_approve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _confirmed(wave: str) -> bool:
+    if not sys.stdin.isatty():  # nobody to ask (CI, a pipe): only --yes confirms
+        return False
     try:
         answer = input(f"Roll wave {wave!r} back to report-only (MFA no longer enforced)? [y/N] ")
-    except EOFError:
+    except (EOFError, OSError):
         return False
     return answer.strip().lower() in {"y", "yes"}
 
@@ -179,6 +181,11 @@ def run_rollback(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         deps = _deps(env)
         _known_wave(deps, args.wave)
+        state = read_wave_state(deps.stores.kv, args.wave).state
+        if state is not WaveState.ENFORCED:
+            return _fail(
+                f"wave {args.wave!r} is {state.value}, not enforced; nothing to roll back", EXIT_USAGE
+            )
         if not args.yes and not _confirmed(args.wave):
             return _fail(f"wave {args.wave!r}: rollback not confirmed (pass --yes)", EXIT_USAGE)
         status = asyncio.run(rollback_wave(

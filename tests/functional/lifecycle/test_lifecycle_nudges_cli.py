@@ -1,0 +1,136 @@
+"""Nudges through Graph sendMail once per period, and `waveguard waves` against the real services."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from cli.main import main
+from local.graph_emulator import EmulatorHandle
+from shared.config import load_plan_for, load_settings
+from shared.rollout.lifecycle import APPROVALS_NAMESPACE, SYNC_NAMESPACE, evaluate_waves
+from shared.rollout.wave_state import WAVES_NAMESPACE, WaveState, write_wave_state
+from shared.state import build_state, utc_now
+from tests.functional.lifecycle.conftest import create_pilot_group, it_user_ids, registration_of
+
+pytestmark = pytest.mark.functional
+
+
+def _outbox(emulator: EmulatorHandle) -> list[dict[str, Any]]:
+    return list(httpx.get(f"{emulator.admin_url}/outbox").json()["value"])
+
+
+def _addresses(message: dict[str, Any]) -> list[str]:
+    return [r["address"] for r in message["to"]]
+
+
+async def test_unregistered_members_are_nudged_once_per_period_and_managers_escalated(
+    make_deps: Callable[..., Any], emulator_server: EmulatorHandle
+) -> None:
+    # GIVEN a pilot group of five unregistered IT people, nudges escalating to managers at once
+    it = it_user_ids(emulator_server)
+    unregistered = sorted(u for u, ok in registration_of(emulator_server, it).items() if not ok)[:5]
+    create_pilot_group(emulator_server, unregistered)
+    deps, _ = make_deps(lambda *a, **k: _noop(), nudges={"everyDays": 2, "escalateToManagerAfterDays": 0})
+    # WHEN the timer runs twice in the same period
+    first = await evaluate_waves(deps, correlation_id="n1")
+    await evaluate_waves(deps, correlation_id="n2")
+    # THEN each got one nudge and each manager one escalation, from the service mailbox
+    report = first.nudges[0]
+    assert (len(report.sent), len(report.escalated), report.failed) == (5, 5, [])
+    outbox = _outbox(emulator_server)
+    nudges = [m for m in outbox if m["subject"] == "Action needed: set up multi-factor authentication"]
+    escalations = [m for m in outbox if m["subject"].startswith("MFA not set up yet: ")]
+    assert (len(nudges), len(escalations)) == (5, 5)
+    assert all("waveguard@contoso.com" in str(m["from"]) for m in outbox)
+    assert "https://aka.ms/mysecurityinfo" in nudges[0]["body"]
+
+
+async def _noop() -> None:
+    return None
+
+
+@pytest.fixture
+def cli_env(app_environ: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The CLI's environment; the shared tables' wave records are cleared before and after."""
+    settings = load_settings(app_environ)
+    stores = build_state(settings)
+    waves = [w.name for w in load_plan_for(settings).waves]
+
+    def clear() -> None:
+        for name in waves:
+            stores.kv.delete(WAVES_NAMESPACE, name)
+            stores.kv.delete(APPROVALS_NAMESPACE, name)
+        stores.kv.delete(SYNC_NAMESPACE, "baseline")
+
+    clear()
+    yield app_environ
+    clear()
+
+
+def test_status_shows_each_wave_with_gates_and_next_action(
+    cli_env: dict[str, str], emulator_server: EmulatorHandle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the pilot registering with its group holding IT
+    members = it_user_ids(emulator_server)
+    create_pilot_group(emulator_server, members)
+    stores = build_state(load_settings(cli_env))
+    write_wave_state(stores.kv, "pilot", WaveState.REGISTERING, utc_now())
+    registered = sum(registration_of(emulator_server, members).values())
+    # WHEN the operator asks for the status as JSON
+    assert main(["waves", "status", "--json"], environ=cli_env) == 0
+    rows = {r["wave"]: r for r in json.loads(capsys.readouterr().out)["waves"]}
+    # THEN the pilot shows its members, registration and the failing gate; the next wave waits
+    pilot = rows["pilot"]
+    assert (pilot["state"], pilot["members"], pilot["registered"]) == (
+        "registering",
+        len(members),
+        registered,
+    )
+    assert "registration" in pilot["gatesFailing"]
+    assert pilot["nextAction"] == "hold"
+    assert (rows["finance-hr"]["state"], rows["finance-hr"]["nextAction"]) == ("planned", "wait")
+    # AND the table for people has a progress bar per wave
+    assert main(["waves", "status"], environ=cli_env) == 0
+    table = capsys.readouterr().out
+    percent = round(registered / len(members) * 100)
+    assert "pilot  [registering since" in table
+    assert f"{percent:3d}%  ({registered}/{len(members)})" in table
+    assert "next         wait: waiting for the previous wave to be enforced" in table
+
+
+def test_approve_rollback_and_their_errors_name_the_wave(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["waves", "approve", "nope"], environ=cli_env) == 2
+    assert "wave 'nope' is not in the plan (waves: pilot, finance-hr" in capsys.readouterr().err
+    assert main(["waves", "approve", "pilot", "--reason", "CAB 42"], environ=cli_env) == 0
+    assert "wave 'pilot' (planned): promotion approved" in capsys.readouterr().out
+    stores = build_state(load_settings(cli_env))
+    approval = stores.kv.get(APPROVALS_NAMESPACE, "pilot")
+    assert approval is not None
+    assert approval.value["reason"] == "CAB 42"
+    # A rollback of a wave that is not enforced is refused, naming the wave and its state
+    assert main(["waves", "rollback", "pilot", "--yes"], environ=cli_env) == 2
+    assert "wave 'pilot' is planned, not enforced; nothing to roll back" in capsys.readouterr().err
+    # Without --yes and nobody to confirm, an enforced wave stays enforced
+    write_wave_state(stores.kv, "pilot", WaveState.ENFORCED, utc_now())
+    assert main(["waves", "rollback", "pilot"], environ=cli_env) == 2
+    assert "rollback not confirmed (pass --yes)" in capsys.readouterr().err
+    assert main(["waves", "approve", "pilot"], environ=cli_env) == 2
+    assert "wave 'pilot' is already enforced; nothing to approve" in capsys.readouterr().err
+
+
+def test_evaluate_dry_run_prints_what_it_would_do_and_changes_nothing(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["waves", "evaluate", "--dry-run"], environ=cli_env) == 0
+    out = capsys.readouterr().out
+    assert "evaluation (dry run):" in out
+    assert "would: start-registering (first wave)" in out
+    stores = build_state(load_settings(cli_env))
+    assert stores.kv.get(WAVES_NAMESPACE, "pilot") is None
