@@ -1,0 +1,197 @@
+"""Demo step: the pilot wave goes planned → registering → report-only → enforced as its gates pass.
+
+Runs on the live local stack (`make run`): the Graph emulator and Azurite. It uses a copy of the
+plan with ``promotion: auto`` and ``minSoakDays: 0`` so the whole lifecycle fits in a minute, makes
+the pilot's members register MFA and sign in cleanly through the emulator's admin API, and runs
+the rollout timer's evaluation between each step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import yaml
+
+from shared.config import Settings, load_plan_for, load_settings
+from shared.graph import build_graph_client
+from shared.rollout.lifecycle import (
+    APPROVALS_NAMESPACE,
+    SYNC_NAMESPACE,
+    EvaluationResult,
+    LifecycleDeps,
+    build_lifecycle_deps,
+    evaluate_waves,
+    membership_sync_for,
+    report_only_policy_name,
+)
+from shared.rollout.wave_state import WAVES_NAMESPACE
+
+__all__ = ["show_wave_promotion"]
+
+DEMO_SIGN_INS: Final = 25
+MEMBERSHIP_WAIT_SECONDS: Final = 45.0
+
+
+def _title(text: str) -> None:
+    print(f"\n== {text} " + "=" * max(0, 76 - len(text)), flush=True)
+
+
+def _demo_plan(settings: Settings) -> Path:
+    data = yaml.safe_load(settings.config_path.read_text(encoding="utf-8"))
+    pilot = data["waves"][0]
+    pilot["promotion"] = "auto"
+    pilot["gates"] = {**pilot.get("gates", {}), "minSoakDays": 0, "minReportOnlySignIns": DEMO_SIGN_INS}
+    path = Path(tempfile.mkdtemp(prefix="waveguard-demo-")) / "waveguard-demo.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _admin_url(settings: Settings) -> str:
+    return settings.graph_base_url.rstrip("/").removesuffix("/v1.0") + "/_emulator"
+
+
+def _policies(graph: httpx.Client) -> dict[str, dict[str, Any]]:
+    return {p["displayName"]: p for p in graph.get("/identity/conditionalAccess/policies").json()["value"]}
+
+
+def _group_id(graph: httpx.Client, name: str) -> str | None:
+    found = graph.get("/groups", params={"$filter": f"displayName eq '{name}'"}).json()["value"]
+    return str(found[0]["id"]) if found else None
+
+
+def _members(graph: httpx.Client, group_id: str) -> list[str]:
+    return [m["id"] for m in graph.get(f"/groups/{group_id}/members", params={"$top": "999"}).json()["value"]]
+
+
+def _print_evaluation(label: str, result: EvaluationResult) -> None:
+    pilot = result.decisions[0]
+    moved = (
+        f"{pilot.state.value} -> {pilot.new_state.value}"
+        if pilot.applied and pilot.new_state
+        else pilot.state.value
+    )
+    print(f"  [{label}] pilot: {moved:<28} {pilot.action}: {pilot.detail}")
+    for gate in pilot.gates:
+        mark = "pass" if gate.passed else "FAIL"
+        measured = "-" if gate.measured is None else gate.measured
+        print(f"      {mark}  {gate.name:<20} {measured!s:>8} (threshold {gate.threshold})  {gate.detail}")
+    for nudge in result.nudges:
+        if nudge.sent or nudge.escalated:
+            print(f"      nudged {len(nudge.sent)} unregistered members of {nudge.wave} by e-mail")
+    if result.policy_synced:
+        print("      CA baseline synced")
+
+
+def _print_mfa_policies(graph: httpx.Client, deps: LifecycleDeps, group_id: str | None) -> None:
+    policies = _policies(graph)
+    prefix = deps.plan.policies.name_prefix
+    for name in (prefix + "Require MFA", report_only_policy_name(deps.plan)):
+        policy = policies.get(name)
+        if policy is None:
+            print(f"      {name}: not created yet")
+            continue
+        groups = policy["conditions"]["users"].get("includeGroups") or []
+        has = "includes the pilot group" if group_id in groups else "pilot group not included"
+        print(f"      {name}: state {policy['state']}, {len(groups)} group(s), {has}")
+
+
+def _wait_for_members(
+    graph: httpx.Client, admin: httpx.Client, group_id: str, it_pilot: list[str]
+) -> list[str]:
+    deadline = time.monotonic() + MEMBERSHIP_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        members = _members(graph, group_id)
+        if members:
+            print(f"  membership sync (wave-work queue) filled the pilot group: {len(members)} members")
+            return members
+        time.sleep(2)
+    # The stack's wave worker did not run: fill the group the way the sync would have.
+    for start in range(0, len(it_pilot), 20):
+        binds = [f"{graph.base_url}/directoryObjects/{m}" for m in it_pilot[start : start + 20]]
+        graph.patch(f"/groups/{group_id}", json={"members@odata.bind": binds}).raise_for_status()
+    members = _members(graph, group_id)
+    waited = f"{MEMBERSHIP_WAIT_SECONDS:.0f} s"
+    print(f"  (no membership sync ran within {waited}; {len(members)} IT pilot members added directly)")
+    return members
+
+
+def _register_missing(graph: httpx.Client, admin: httpx.Client, members: list[str]) -> None:
+    url = "/reports/authenticationMethods/userRegistrationDetails"
+    rows = graph.get(url, params={"$top": "999"}).json()["value"]
+    registered = {r["id"] for r in rows if r["isMfaRegistered"]}
+    missing = [m for m in members if m not in registered]
+    for user_id in missing:
+        admin.post(f"/users/{user_id}/methods", json={"methods": ["microsoftAuthenticatorPush"]})
+    print(f"  {len(missing)} pilot members register the Authenticator app (emulator admin API)")
+
+
+def _inject_clean_sign_ins(graph: httpx.Client, admin: httpx.Client, twin: str, members: list[str]) -> None:
+    policy = _policies(graph).get(twin, {})
+    applied = [{"id": policy.get("id", ""), "displayName": twin, "result": "reportOnlySuccess"}]
+    sign_ins = [{"userId": members[i % len(members)], "appDisplayName": "Office 365",
+                 "appliedConditionalAccessPolicies": applied} for i in range(DEMO_SIGN_INS)]  # fmt: skip
+    admin.post("/signins", json=sign_ins).raise_for_status()
+    print(f"  {DEMO_SIGN_INS} report-only sign-ins of pilot members, none would have failed (injected)")
+
+
+def _reset_rollout(deps: LifecycleDeps) -> None:
+    for wave in deps.plan.waves:
+        deps.stores.kv.delete(WAVES_NAMESPACE, wave.name)
+        deps.stores.kv.delete(APPROVALS_NAMESPACE, wave.name)
+    deps.stores.kv.delete(SYNC_NAMESPACE, "baseline")
+
+
+def show_wave_promotion(settings: Settings, environ: Mapping[str, str]) -> None:
+    """Print the pilot wave's lifecycle on the live stack, gate by gate, with the CA policy change."""
+    plan_path = _demo_plan(settings)
+    demo_settings = load_settings({**environ, "WAVEGUARD_CONFIG": str(plan_path)})
+    _title("6. Wave promotion: the pilot, gated (demo plan: promotion auto, minSoakDays 0)")
+    asyncio.run(_promote_pilot(demo_settings))
+
+
+async def _promote_pilot(settings: Settings) -> None:
+    plan = load_plan_for(settings)
+    deps = build_lifecycle_deps(
+        settings, client=build_graph_client(settings), plan=plan,
+        start_membership=membership_sync_for(settings), actor="demo",
+    )  # fmt: skip
+    _reset_rollout(deps)
+    twin = report_only_policy_name(plan)
+    pilot_name = plan.waves[0].group.display_name or ""
+    with (
+        httpx.Client(base_url=settings.graph_base_url, timeout=30) as graph,
+        httpx.Client(base_url=_admin_url(settings), timeout=30) as admin,
+    ):
+        run = 0
+
+        async def evaluate(label: str) -> EvaluationResult:
+            nonlocal run
+            run += 1
+            result = await evaluate_waves(deps, correlation_id=f"demo-{run}-{uuid.uuid4().hex[:8]}")
+            _print_evaluation(label, result)
+            return result
+
+        await evaluate("timer run 1")
+        group_id = _group_id(graph, pilot_name)
+        _print_mfa_policies(graph, deps, group_id)
+        if group_id is None:
+            print("  the pilot group was not created; stopping here")
+            return
+        it_pilot_id = _group_id(graph, "IT pilot")
+        it_pilot = _members(graph, it_pilot_id) if it_pilot_id else []
+        members = _wait_for_members(graph, admin, group_id, it_pilot)
+        await evaluate("timer run 2")
+
+        _register_missing(graph, admin, members)
+        await evaluate("timer run 3")
+
+        _inject_clean_sign_ins(graph, admin, twin, members)
+        await evaluate("timer run 4")
+        _print_mfa_policies(graph, deps, group_id)
