@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import queue_host
+from bench import membership_sync, queue_host
 from local.azurite import start_azurite
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -26,6 +26,11 @@ def main() -> int:
         print(f"  {figures['queue_throughput']}", flush=True)
     finally:
         azurite.stop()
+    m = membership_sync
+    print(f"membership sync: {m.MEMBERS} users, write budget time scale {m.TIME_SCALE:g}, "
+          f"naive baseline on {m.NAIVE_SAMPLE} users (extrapolated) ...", flush=True)  # fmt: skip
+    figures["membership_sync"] = membership_sync.run()
+    print(f"  {figures['membership_sync']}", flush=True)
     RESULTS.mkdir(exist_ok=True)
     out = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "python": platform.python_version(),
            "figures": figures}  # fmt: skip
@@ -34,8 +39,21 @@ def main() -> int:
     speedup = figures["queue_throughput"]["throughput_over_baseline"]
     print(f"\npickup worst / maxPollingInterval = {pickup:.2f} (limit 1.00)")
     print(f"throughput / batchSize-1 baseline = {speedup:.2f}x")
+    sync = figures["membership_sync"]
+    _print_sync(sync)
     print(f"written to {RESULTS / 'latest.json'}")
-    return 0 if pickup <= 1.0 else 1
+    return 0 if pickup <= 1.0 and membership_sync.meets_targets(sync) else 1
+
+
+def _print_sync(sync: dict[str, float]) -> None:
+    print(f"sync writes per member = {sync['writes_per_member']:.4f} charged, "
+          f"{sync['write_attempts_per_member']:.4f} with 429s (target <= 0.055; naive "
+          f"{sync['naive_writes_per_member']:.2f})")  # fmt: skip
+    print(f"sync round trips {sync['round_trips']:.0f}, 429s received {sync['throttled']:.0f}")
+    print(f"sync wall / floor = {sync['wall_over_floor']:.3f} (target <= 1.25; strict floor "
+          f"{sync['wall_over_strict_floor']:.3f})")  # fmt: skip
+    print(f"naive / WaveGuard: writes {sync['naive_over_waveguard_writes']:.1f}x, "
+          f"wall {sync['naive_over_waveguard_wall']:.1f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Desired members of a wave: every user, assigned with the shared assignment function."""
+"""Desired members of a wave: every user, assigned with the shared assignment function.
+
+Users and group members are read as raw JSON (``reads``), not through msgraph models: at
+50,000 users model parsing alone would take minutes.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ from typing import TYPE_CHECKING, Final
 
 from shared.config import RolloutPlan, is_guid
 from shared.errors import NotFoundError
-from shared.graph.directory import find_group, iter_group_member_ids, iter_users
+from shared.graph.directory import find_group
 from shared.rollout.assignment import UserFacts, assign_wave
+from shared.rollout.membership.reads import iter_member_ids, iter_user_rows
 
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
@@ -51,7 +56,7 @@ async def _memberships(
                                  display_name=None if by_id else selector)  # fmt: skip
         if group is None or not group.id:
             raise NotFoundError(f"selector group {selector!r} does not exist", field="selectors.groups")
-        async for member_id in iter_group_member_ids(client, group.id):
+        async for member_id in iter_member_ids(client, group.id):
             of_user[member_id].append((group.id, group.display_name))
     return of_user
 
@@ -74,20 +79,21 @@ async def desired_members(client: GraphServiceClient, plan: RolloutPlan, wave_na
     members: set[str] = set()
     skipped: list[str] = []
     matched: list[str] = []
-    async for user in iter_users(client, select=USER_SELECT):
-        if not user.id:
+    async for user in iter_user_rows(client, USER_SELECT):
+        user_id = str(user.get("id") or "")
+        if not user_id:
             continue
-        facts = UserFacts.of(user_id=user.id, user_principal_name=user.user_principal_name,
-                             department=user.department, country=user.country,
-                             groups=groups.get(user.id, ()))  # fmt: skip
+        facts = UserFacts.of(user_id=user_id, user_principal_name=user.get("userPrincipalName"),
+                             department=user.get("department"), country=user.get("country"),
+                             groups=groups.get(user_id, ()))  # fmt: skip
         assignment = assign_wave(plan, facts)
-        assigned[user.id] = assignment.wave
+        assigned[user_id] = assignment.wave
         if assignment.wave == wave.name:
-            members.add(user.id)
+            members.add(user_id)
         elif assignment.reason == "break-glass":
-            skipped.append(user.id)
+            skipped.append(user_id)
             if wave.catch_all or _would_match(plan, wave_name, facts):
-                matched.append(user.id)
+                matched.append(user_id)
     return DesiredMembers(wave.name, frozenset(members), assigned, tuple(skipped), tuple(matched))
 
 

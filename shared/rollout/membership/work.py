@@ -28,11 +28,12 @@ from shared.alerting import Alert, raise_alert
 from shared.config import RolloutPlan, Settings
 from shared.envelope import Envelope
 from shared.errors import InvalidPayloadError, NotFoundError, RetryableError, SafetyViolationError
-from shared.graph.directory import find_group, iter_group_member_ids
+from shared.graph.directory import find_group
 from shared.names import WAVE_WORK
 from shared.onboarding.deps import QueueSenderPort, run_sync
 from shared.rollout.membership.desired import desired_members
 from shared.rollout.membership.plan import MembershipPlan, plan_membership
+from shared.rollout.membership.reads import iter_member_ids
 from shared.rollout.membership.writer import MembershipWriter, WriteResult
 from shared.rollout.wave_state import read_wave_state
 from shared.state import AuditEntry, ConcurrencyError, StateStores
@@ -152,7 +153,7 @@ async def _plan(deps: SyncDeps, wave_name: str, correlation_id: str) -> Membersh
     group = await find_group(deps.graph, group_id=wave.group.id, display_name=wave.group.display_name)
     if group is None or not group.id:
         raise NotFoundError(f"wave {wave_name}: its group does not exist", field="group")
-    actual = [m async for m in iter_group_member_ids(deps.graph, group.id)]
+    actual = [m async for m in iter_member_ids(deps.graph, group.id)]
     enforced = set()
     for other in deps.plan.waves:
         if (await run_sync(read_wave_state, deps.state.kv, other.name)).enforced:
@@ -262,7 +263,7 @@ async def _apply_chunk(
     adds, removes = list(work.value["add"]), list(work.value["remove"])
     if resumed:
         # The previous worker died mid-chunk: what it wrote is in the group now, skip it.
-        current = {m async for m in iter_group_member_ids(deps.graph, group_id)}
+        current = {m async for m in iter_member_ids(deps.graph, group_id)}
         adds = [m for m in adds if m not in current]
         removes = [m for m in removes if m in current]
     result = await deps.writer.apply(group_id, adds, removes)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -26,7 +27,9 @@ MEMBERS_PER_PATCH: Final = 20
 _ALREADY_MEMBER: Final = "added object references already exist"
 _MAX_SERVER_ERRORS: Final = 4
 _MAX_THROTTLES: Final = 60
-_PROBE_FACTOR: Final = 1.5
+_PROBE_FACTOR: Final = 1.2
+_BACK_OFF: Final = 0.9
+_RECENT_RETRY_AFTERS: Final = 40
 _PROBE_AFTER_CLEAN: Final = 16
 _GRAPH_ROOT: Final = "https://graph.microsoft.com/v1.0/directoryObjects/"
 
@@ -60,15 +63,22 @@ class WritePacer:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self.rate: float | None = None
+        self._recent: deque[float] = deque(maxlen=_RECENT_RETRY_AFTERS)
         self._clean = 0
         self._tokens = 0.0
         self._updated = clock()
 
     def on_throttled(self, retry_afters: Sequence[float | None]) -> None:
-        """Graph said the bucket is empty; a sub-second Retry-After is the time one token takes."""
-        fractional = [r for r in retry_afters if r is not None and 0 < r < 1]
-        if fractional:
-            self.rate = 1.0 / min(fractional)
+        """Graph said the bucket is empty; a sub-second Retry-After is the time until the next token.
+
+        That time is at most one token's refill time (less when a fraction of a token was left),
+        so the largest of the recent ones estimates the refill rate best.
+        """
+        self._recent.extend(r for r in retry_afters if r is not None and 0 < r < 1)
+        if self._recent:
+            estimate = 1.0 / max(self._recent)
+            # Throttled while pacing: the estimate was too high; back off below it.
+            self.rate = estimate if self.rate is None else min(estimate, self.rate * _BACK_OFF)
         self._tokens = 0.0
         self._clean = 0
         self._updated = self._clock()
