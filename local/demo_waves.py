@@ -102,10 +102,8 @@ def _print_mfa_policies(graph: httpx.Client, deps: LifecycleDeps, group_id: str 
         print(f"      {name}: state {policy['state']}, {len(groups)} group(s), {has}")
 
 
-def _wait_for_members(
-    graph: httpx.Client, admin: httpx.Client, group_id: str, it_pilot: list[str]
-) -> list[str]:
-    deadline = time.monotonic() + MEMBERSHIP_WAIT_SECONDS
+def _wait_for_members(graph: httpx.Client, group_id: str, it_pilot: list[str], wait: float) -> list[str]:
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         members = _members(graph, group_id)
         if members:
@@ -117,7 +115,7 @@ def _wait_for_members(
         binds = [f"{graph.base_url}/directoryObjects/{m}" for m in it_pilot[start : start + 20]]
         graph.patch(f"/groups/{group_id}", json={"members@odata.bind": binds}).raise_for_status()
     members = _members(graph, group_id)
-    waited = f"{MEMBERSHIP_WAIT_SECONDS:.0f} s"
+    waited = f"{wait:.0f} s"
     print(f"  (no membership sync ran within {waited}; {len(members)} IT pilot members added directly)")
     return members
 
@@ -148,15 +146,20 @@ def _reset_rollout(deps: LifecycleDeps) -> None:
     deps.stores.kv.delete(SYNC_NAMESPACE, "baseline")
 
 
-def show_wave_promotion(settings: Settings, environ: Mapping[str, str]) -> None:
+def show_wave_promotion(
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    membership_wait_seconds: float = MEMBERSHIP_WAIT_SECONDS,
+) -> None:
     """Print the pilot wave's lifecycle on the live stack, gate by gate, with the CA policy change."""
     plan_path = _demo_plan(settings)
     demo_settings = load_settings({**environ, "WAVEGUARD_CONFIG": str(plan_path)})
     _title("6. Wave promotion: the pilot, gated (demo plan: promotion auto, minSoakDays 0)")
-    asyncio.run(_promote_pilot(demo_settings))
+    asyncio.run(_promote_pilot(demo_settings, membership_wait_seconds))
 
 
-async def _promote_pilot(settings: Settings) -> None:
+async def _promote_pilot(settings: Settings, membership_wait_seconds: float) -> None:
     plan = load_plan_for(settings)
     deps = build_lifecycle_deps(
         settings, client=build_graph_client(settings), plan=plan,
@@ -186,7 +189,7 @@ async def _promote_pilot(settings: Settings) -> None:
             return
         it_pilot_id = _group_id(graph, "IT pilot")
         it_pilot = _members(graph, it_pilot_id) if it_pilot_id else []
-        members = _wait_for_members(graph, admin, group_id, it_pilot)
+        members = _wait_for_members(graph, group_id, it_pilot, membership_wait_seconds)
         await evaluate("timer run 2")
 
         _register_missing(graph, admin, members)

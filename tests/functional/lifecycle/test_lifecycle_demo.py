@@ -1,0 +1,43 @@
+"""The `make run` demo step shows the pilot wave promoted once its gates pass."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from local.demo_waves import show_wave_promotion
+from shared.config import load_plan_for, load_settings
+from shared.rollout.lifecycle import APPROVALS_NAMESPACE, SYNC_NAMESPACE
+from shared.rollout.wave_state import WAVES_NAMESPACE, WaveState, read_wave_state
+from shared.state import build_state
+
+pytestmark = pytest.mark.functional
+
+
+@pytest.fixture
+def demo_env(app_environ: dict[str, str]) -> Iterator[dict[str, str]]:
+    yield app_environ
+    stores = build_state(load_settings(app_environ))
+    for wave in load_plan_for(load_settings(app_environ)).waves:
+        stores.kv.delete(WAVES_NAMESPACE, wave.name)
+        stores.kv.delete(APPROVALS_NAMESPACE, wave.name)
+    stores.kv.delete(SYNC_NAMESPACE, "baseline")
+
+
+def test_the_demo_walks_the_pilot_from_planned_to_enforced(
+    demo_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the demo tenant / WHEN the demo step runs (no wave worker here: members are added directly)
+    show_wave_promotion(load_settings(demo_env), demo_env, membership_wait_seconds=0)
+    out = capsys.readouterr().out
+    # THEN it prints each transition with its gates and the policy change
+    for line in (
+        "[timer run 1] pilot: planned -> registering",
+        "hold: failing: registration (18/31 members registered)",
+        "[timer run 3] pilot: registering -> report-only",
+        "[timer run 4] pilot: report-only -> enforced      promote: every gate passed",
+        "WaveGuard - Require MFA: state enabled, 1 group(s), includes the pilot group",
+    ):
+        assert line in out, out
+    assert read_wave_state(build_state(load_settings(demo_env)).kv, "pilot").state is WaveState.ENFORCED
