@@ -42,6 +42,7 @@ from shared.rollout.lifecycle.states import (
     transition_wave,
 )
 from shared.rollout.lifecycle.status import WaveRow, collect_status, rows_from
+from shared.rollout.lifecycle.timer import TIMER_ALERT_SOURCE, run_timer_tick
 from shared.rollout.lifecycle.wiring import (
     build_lifecycle_deps,
     membership_sync_for,
@@ -53,6 +54,7 @@ __all__ = [
     "APPROVALS_NAMESPACE",
     "NUDGES_NAMESPACE",
     "SYNC_NAMESPACE",
+    "TIMER_ALERT_SOURCE",
     "TRANSITIONS",
     "Contact",
     "EvaluationResult",
@@ -82,6 +84,7 @@ __all__ = [
     "report_only_policy_name",
     "rollback_wave",
     "rows_from",
+    "run_timer_tick",
     "send_nudges",
     "transition_wave",
 ]
