@@ -29,6 +29,7 @@ _MAX_SERVER_ERRORS: Final = 4
 _MAX_THROTTLES: Final = 60
 _PROBE_FACTOR: Final = 1.2
 _BACK_OFF: Final = 0.9
+_MARGIN: Final = 0.92
 _RECENT_RETRY_AFTERS: Final = 40
 _PROBE_AFTER_CLEAN: Final = 16
 _GRAPH_ROOT: Final = "https://graph.microsoft.com/v1.0/directoryObjects/"
@@ -76,7 +77,8 @@ class WritePacer:
         """
         self._recent.extend(r for r in retry_afters if r is not None and 0 < r < 1)
         if self._recent:
-            estimate = 1.0 / max(self._recent)
+            # The wait names the next token, not a whole one when a fraction was left: keep a margin.
+            estimate = _MARGIN / max(self._recent)
             # Throttled while pacing: the estimate was too high; back off below it.
             self.rate = estimate if self.rate is None else min(estimate, self.rate * _BACK_OFF)
         self._tokens = 0.0
