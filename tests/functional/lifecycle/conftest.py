@@ -100,3 +100,7 @@ def clear_request_log(emulator: EmulatorHandle) -> None:
 
 def request_count(emulator: EmulatorHandle, path: str) -> int:
     return int(httpx.get(f"{emulator.admin_url}/requests", params={"path": path}).json()["count"])
+
+
+def inject_fault(emulator: EmulatorHandle, fault: dict[str, Any]) -> None:
+    httpx.post(f"{emulator.admin_url}/faults", json=fault).raise_for_status()

@@ -13,6 +13,7 @@ from shared.rollout.wave_state import WaveState, read_wave_state
 from tests.functional.lifecycle.conftest import (
     clear_request_log,
     create_pilot_group,
+    inject_fault,
     inject_sign_ins,
     it_user_ids,
     live_policy,
@@ -113,3 +114,19 @@ async def test_the_registration_report_is_read_once_per_evaluation(
     await evaluate_waves(deps, correlation_id="r2", dry_run=True)
     # THEN the rate-limited report was requested once, never per user
     assert request_count(emulator_server, "userRegistrationDetails") == 1
+
+
+async def test_a_throttled_registration_report_is_retried_after_its_retry_after(
+    make_deps: Callable[..., Any], emulator_server: EmulatorHandle
+) -> None:
+    # GIVEN the registration report answers 429 with Retry-After: 1 once
+    create_pilot_group(emulator_server, it_user_ids(emulator_server))
+    deps, _ = make_deps(Membership(), gates=GATES)
+    inject_fault(
+        emulator_server, {"status": 429, "count": 1, "retryAfter": 1, "path": "userRegistrationDetails"}
+    )
+    clear_request_log(emulator_server)
+    # WHEN the timer evaluates / THEN it waits and reads it again, and the pilot still starts
+    result = await evaluate_waves(deps, correlation_id="q1", dry_run=True)
+    assert result.decisions[0].action == "start-registering"
+    assert request_count(emulator_server, "userRegistrationDetails") == 2
