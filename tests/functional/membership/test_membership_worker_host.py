@@ -1,0 +1,69 @@
+"""The wave-work queue trigger in the mini-host: a planned sync is applied by the real worker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from local.graph_emulator import EmulatorHandle
+from local.minihost import create_host
+from shared.config import load_settings
+from shared.rollout.membership import SyncRun, build_sync_deps, read_sync_run, start_wave_sync
+
+pytestmark = pytest.mark.functional
+
+ROOT = Path(__file__).resolve().parents[3]
+PILOT_GROUP = "WaveGuard - Wave 1 Pilot"
+
+
+def _wait_for(what: str, probe: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+def test_the_worker_applies_every_chunk_of_a_planned_sync(
+    app_environ: dict[str, str], emulator_server: EmulatorHandle, storage_connection_string: str
+) -> None:
+    # GIVEN the demo tenant, an empty pilot wave group and the app running in the mini-host
+    http = httpx.Client(timeout=10)
+    graph = emulator_server.base_url
+    group = http.post(f"{emulator_server.admin_url}/groups", json={"displayName": PILOT_GROUP})
+    group_id = group.raise_for_status().json()["id"]
+    it_people = http.get(f"{graph}/users?$filter=department eq 'IT'&$top=999").raise_for_status().json()
+    wanted = {u["id"] for u in it_people["value"]}
+
+    def members() -> set[str]:
+        page = http.get(f"{graph}/groups/{group_id}/members?$select=id&$top=999").raise_for_status().json()
+        return {m["id"] for m in page["value"]}
+
+    environ: dict[str, Any] = {k: v for k, v in app_environ.items() if k != "AzureWebJobsStorage"}
+    host = create_host(
+        "function_app:app", app_dir=ROOT, http_port=0, environ=environ,
+        storage_connection_string=storage_connection_string, grace_period=2.0,
+    )  # fmt: skip
+    with host:
+        # WHEN the wave timer's call plans the pilot sync (messages go to the real wave-work queue)
+        deps = build_sync_deps(load_settings(app_environ))
+
+        async def plan() -> SyncRun:
+            return await start_wave_sync(deps, "pilot", correlation_id=f"host-{time.time_ns()}")
+
+        run = asyncio.run(plan())
+        # THEN the worker makes the group hold exactly the pilot's people, and the run says done
+        _wait_for("the pilot group to fill", lambda: members() == wanted)
+        _wait_for(
+            "the run to be done",
+            lambda: (read_sync_run(deps.state, run.run_id) or {}).get("status") == "done",
+        )
+    record = read_sync_run(deps.state, run.run_id)
+    assert record is not None
+    assert (run.adds, record["added"], record["failedCount"]) == (len(wanted), len(wanted), 0)
