@@ -15,6 +15,7 @@ from typing import Any, cast
 import httpx
 
 from cli.main import main as waveguard_cli
+from local.demo_waves import show_wave_promotion
 from shared.config import RolloutPlan, Settings, load_plan_for, load_settings
 from shared.graph import build_graph_client
 from shared.graph.directory import find_group, iter_users
@@ -271,4 +272,5 @@ def run_demo(*, host_url: str, environ: Mapping[str, str]) -> None:
         step("tenant", lambda: show_tenant(settings, plan))
     step("doctor", lambda: show_doctor(environ))
     step("new hires", lambda: show_new_hires(host_url, settings, environ))
+    step("wave promotion", lambda: show_wave_promotion(settings, environ))
     print(flush=True)
