@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from msgraph.generated.models.user import User
     from msgraph.graph_service_client import GraphServiceClient
 
-__all__ = ["USER_FIELDS", "find_group", "find_user", "iter_group_member_ids", "iter_users"]
+__all__ = ["USER_FIELDS", "find_group", "find_user", "iter_group_member_ids", "iter_users", "odata_literal"]
 
 # Graph v1.0 returns only a default set of user properties; WaveGuard asks for what it uses.
 USER_FIELDS: tuple[str, ...] = (
@@ -22,7 +22,8 @@ USER_FIELDS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def _odata_literal(value: str) -> str:
+def odata_literal(value: str) -> str:
+    """A string as an OData literal for $filter: quoted, with embedded quotes doubled."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -73,7 +74,7 @@ async def find_group(
     from msgraph.generated.groups.groups_request_builder import GroupsRequestBuilder
 
     params = GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(
-        filter=f"displayName eq {_odata_literal(display_name)}", top=2
+        filter=f"displayName eq {odata_literal(display_name)}", top=2
     )
     config: Any = GroupsRequestBuilder.GroupsRequestBuilderGetRequestConfiguration(query_parameters=params)
     try:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import NotFoundError, PermanentError
-from shared.graph.directory import USER_FIELDS, iter_users
+from shared.graph.directory import USER_FIELDS, iter_users, odata_literal
 from shared.graph.errors import to_waveguard_error
 
 if TYPE_CHECKING:
@@ -14,10 +14,6 @@ if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
 __all__ = ["find_user_by_employee_id", "get_manager", "member_of_groups"]
-
-
-def _odata_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 async def find_user_by_employee_id(
@@ -29,7 +25,7 @@ async def find_user_by_employee_id(
         RetryableError: Graph throttled, failed or could not be reached.
         PermanentError: Graph refused the request, or several users share the employeeId.
     """
-    found = [u async for u in iter_users(client, odata_filter=f"employeeId eq {_odata_literal(employee_id)}",
+    found = [u async for u in iter_users(client, odata_filter=f"employeeId eq {odata_literal(employee_id)}",
                                          select=select, page_size=2)]  # fmt: skip
     if len(found) > 1:
         raise PermanentError("several users share one employeeId; fix the directory", employee_id=employee_id)
