@@ -18,22 +18,11 @@ from standardwebhooks.webhooks import Webhook
 from local.minihost import create_host
 from shared.envelope import Envelope
 from shared.names import HR_EVENTS
+from tests.events import load_event
 
 ROOT = Path(__file__).resolve().parents[3]
 
-HIRE: dict[str, Any] = {
-    "type": "employee.hired",
-    "timestamp": "2026-12-01T08:00:00Z",
-    "data": {
-        "employeeId": "E1001",
-        "userPrincipalName": "ada@contoso.com",
-        "displayName": "Ada Lovelace",
-        "department": "Finance",
-        "country": "GB",
-        "managerUserPrincipalName": "grace@contoso.com",
-        "hireDate": "2026-12-01",
-    },
-}
+HIRE: dict[str, Any] = load_event("employee_hired")
 
 
 def _parked(connection_string: str, queue_name: str) -> QueueClient:

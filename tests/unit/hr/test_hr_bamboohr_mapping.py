@@ -8,6 +8,7 @@ import pytest
 
 from shared.errors import InvalidPayloadError
 from shared.hr.bamboohr import map_bamboohr_payload
+from tests.events import load_event
 
 
 def _entry(action: str = "Created", **fields: Any) -> dict[str, Any]:
@@ -35,19 +36,7 @@ HIRE_FIELDS = {
 
 def test_created_entry_becomes_a_hire_with_every_mapped_field() -> None:
     [mapped] = map_bamboohr_payload({"employees": [_entry(**HIRE_FIELDS)]})
-    assert mapped.event.to_payload() == {
-        "type": "employee.hired",
-        "timestamp": "2026-12-01T08:00:00Z",
-        "data": {
-            "employeeId": "E1001",
-            "userPrincipalName": "ada@contoso.com",
-            "displayName": "Ada Lovelace",
-            "department": "Finance",
-            "country": "GB",
-            "managerUserPrincipalName": "grace@contoso.com",
-            "hireDate": "2026-12-01",
-        },
-    }
+    assert mapped.event.to_payload() == load_event("employee_hired")
     assert mapped.dedupe_key == "123:Created:2026-12-01T08:00:00+0000"
 
 

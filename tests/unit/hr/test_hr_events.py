@@ -13,20 +13,9 @@ from hypothesis import strategies as st
 
 from shared.errors import InvalidPayloadError
 from shared.hr import EMPLOYEE_HIRED, HrEvent, parse_hr_event
+from tests.events import load_event
 
-HIRED: dict[str, Any] = {
-    "type": "employee.hired",
-    "timestamp": "2026-12-01T08:00:00Z",
-    "data": {
-        "employeeId": "E1001",
-        "userPrincipalName": "ada@contoso.com",
-        "displayName": "Ada Lovelace",
-        "department": "Finance",
-        "country": "GB",
-        "managerUserPrincipalName": "grace@contoso.com",
-        "hireDate": "2026-12-01",
-    },
-}
+HIRED: dict[str, Any] = load_event("employee_hired")
 
 
 def _with(path: str, value: Any, base: dict[str, Any] = HIRED) -> dict[str, Any]:
