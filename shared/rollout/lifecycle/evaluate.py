@@ -182,8 +182,22 @@ async def evaluate_waves(
         result.decisions.append(decision)
     if not dry_run:
         result.policy_synced = await _sync_if_pending(deps, correlation_id=correlation_id)
+        await _reconcile_membership(deps, result.decisions, correlation_id=correlation_id)
         result.nudges = await _nudge(deps, unregistered, now)
     return result
+
+
+async def _reconcile_membership(
+    deps: LifecycleDeps, decisions: list[WaveDecision], *, correlation_id: str
+) -> None:
+    # Every tick re-syncs each started wave with its selectors, so a department, country or
+    # selector-group change that no HR event announced still lands; a wave that started
+    # registering in this very tick was synced by its transition already.
+    for decision in decisions:
+        final = decision.new_state if decision.applied and decision.new_state else decision.state
+        just_started = decision.applied and decision.new_state is WaveState.REGISTERING
+        if final is not WaveState.PLANNED and not just_started:
+            await _start_membership(deps, decision, correlation_id=correlation_id)
 
 
 async def rollback_wave(

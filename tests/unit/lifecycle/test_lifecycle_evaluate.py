@@ -28,8 +28,24 @@ def _clean_sign_ins(clock: Clock, evidence: FakeEvidence, count: int = 25) -> No
     evidence.sign_ins += [SignInResult(f"p{i % 10}", clock.now, "reportOnlySuccess") for i in range(count)]
 
 
-async def _run(deps: Any, dry_run: bool = False) -> Any:
-    return await evaluate_waves(deps, correlation_id="corr-1", dry_run=dry_run)
+async def _run(deps: Any, dry_run: bool = False, correlation_id: str = "corr-1") -> Any:
+    return await evaluate_waves(deps, correlation_id=correlation_id, dry_run=dry_run)
+
+
+async def test_each_later_tick_reconciles_the_membership_of_every_started_wave(
+    make_deps: Build, stores: StateStores, evidence: FakeEvidence
+) -> None:
+    # GIVEN the pilot started registering on the first tick (its sync started with the transition)
+    deps, _, membership = make_deps()
+    evidence.members["pilot"] = PILOT
+    await _run(deps, correlation_id="tick-1")
+    # WHEN the next ticks run while it holds on registration
+    await _run(deps, correlation_id="tick-2")
+    await _run(deps, correlation_id="tick-3")
+    # THEN each tick re-syncs the pilot (and only the started wave), under that tick's id
+    assert [(c["args"], c["correlation_id"]) for c in membership.calls] == [
+        (("pilot",), "tick-1"), (("pilot",), "tick-2"), (("pilot",), "tick-3"),
+    ]  # fmt: skip
 
 
 async def test_the_first_wave_starts_registering_and_the_next_waits(
