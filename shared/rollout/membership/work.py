@@ -261,8 +261,13 @@ async def _apply_chunk(
         raise InvalidPayloadError.for_field("payload.runId", f"no stored sync run/chunk {run_id}:{chunk}")
     group_id = run.value["groupId"]
     adds, removes = list(work.value["add"]), list(work.value["remove"])
-    if resumed:
-        # The previous worker died mid-chunk: what it wrote is in the group now, skip it.
+    # Marked before the first write: any later attempt (a dead worker's chunk taken over, or a retry
+    # after an error released the claim) may find part of the chunk written already.
+    attempted = await run_sync(deps.state.kv.get, NAMESPACE, f"{run_id}:{chunk}:attempted")
+    if attempted is None:
+        await run_sync(deps.state.kv.put, NAMESPACE, f"{run_id}:{chunk}:attempted", {"attempted": True})
+    if resumed or attempted is not None:
+        # What an earlier attempt wrote is in the group now: skip it rather than rewrite it.
         current = {m async for m in iter_member_ids(deps.graph, group_id)}
         adds = [m for m in adds if m not in current]
         removes = [m for m in removes if m in current]

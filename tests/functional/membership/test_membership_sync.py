@@ -223,3 +223,38 @@ async def test_an_unknown_wave_work_type_is_settled_and_alerted(app_environ: dic
     outcome = await process_wave_work(envelope.to_json(), deps)
     assert "unknown wave-work type" in str(outcome)
     assert [a.payload["labels"]["alertname"] for a in queues.on(ALERTS)] == ["WaveWorkRejected"]
+
+
+class StorageHiccup(Exception):
+    """An ordinary failure after Graph answered: the worker releases its claim and the host retries."""
+
+
+class FailAfter(KillAfter):
+    async def post_batch(self, payload: bytes) -> bytes:
+        try:
+            return await super().post_batch(payload)
+        except WorkerKilled:
+            raise StorageHiccup from None
+
+
+async def test_a_retry_after_an_ordinary_failure_does_not_rewrite_what_was_written(
+    tenant: Tenant, app_environ: dict[str, str]
+) -> None:
+    # GIVEN 400 people (one chunk) and an attempt that wrote them all, then failed before recording
+    people = tenant.add_people(400)
+    group_id = tenant.admin("POST", "/groups", {"displayName": SYNC_GROUP})["id"]
+    deps, queues = _deps(app_environ)
+    await start_wave_sync(deps, "sync-test", correlation_id="tick-hiccup")
+    [envelope] = queues.on(WAVE_WORK)
+    failing, _ = _deps(app_environ, transport=lambda inner: FailAfter(inner, 0))
+    failing = SyncDeps(deps.plan, failing.graph, failing.writer, deps.state, queues, deps.chunk_claim_expiry)
+    with pytest.raises(StorageHiccup):
+        await process_wave_work(envelope.to_json(), failing)
+    assert len(tenant.requests("PATCH")) == 20
+    # WHEN the host retries the message at once (the claim was released)
+    [outcome] = await _deliver(deps, [envelope])
+    # THEN the retry reads the group first and writes nothing again
+    assert outcome.status == "done"
+    assert tenant.members(group_id) == set(people)
+    assert len(tenant.requests("PATCH")) == 20
+    assert outcome.counts["alreadyMembers"] == 400
