@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import threading
+import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any
 
@@ -165,6 +167,38 @@ class Invoker:
             with invocation_scope(spec.name, invocation_id):
                 return spec.func(**kwargs)
         return self._loop.submit(self._call_async(spec, kwargs, invocation_id)).result()
+
+    def invoke_logged(
+        self,
+        spec: FunctionSpec,
+        trigger_value: Callable[[], Any],
+        invocation_id: str,
+        *,
+        logger: logging.Logger,
+        extra: dict[str, str],
+    ) -> bool:
+        """Invoke like the Functions host logs it: "Executed NAME (Succeeded|Failed, N ms)"; True on success.
+
+        ``trigger_value`` is built inside the timed block, so a message that cannot be decoded
+        counts as a failed invocation, as on Azure.
+        """
+        started = time.perf_counter()
+        try:
+            self.invoke(spec, trigger_value(), invocation_id)
+        except Exception as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            logger.exception(
+                "Executed %s (Failed, %.0f ms): %s: %s",
+                spec.name,
+                elapsed,
+                type(exc).__name__,
+                exc,
+                extra=extra,
+            )
+            return False
+        elapsed = (time.perf_counter() - started) * 1000
+        logger.info("Executed %s (Succeeded, %.0f ms)", spec.name, elapsed, extra=extra)
+        return True
 
     @staticmethod
     async def _call_async(spec: FunctionSpec, kwargs: dict[str, Any], invocation_id: str) -> Any:

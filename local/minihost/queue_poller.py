@@ -205,24 +205,13 @@ class QueuePoller:
             message.dequeue_count,
             extra=extra,
         )
-        started = time.perf_counter()
-        try:
-            body = self._decode(message.content)
-            self._invoker.invoke(self.spec, self._trigger_value(lease, body), invocation_id)
-        except Exception as exc:
-            elapsed = (time.perf_counter() - started) * 1000
-            log.exception(
-                "Executed %s (Failed, %.0f ms): %s: %s",
-                self.spec.name,
-                elapsed,
-                type(exc).__name__,
-                exc,
-                extra=extra,
-            )
-            return False
-        elapsed = (time.perf_counter() - started) * 1000
-        log.info("Executed %s (Succeeded, %.0f ms)", self.spec.name, elapsed, extra=extra)
-        return True
+        return self._invoker.invoke_logged(
+            self.spec,
+            lambda: self._trigger_value(lease, self._decode(message.content)),
+            invocation_id,
+            logger=log,
+            extra=extra,
+        )
 
     def _decode(self, content: Any) -> bytes:
         text = content if isinstance(content, str) else bytes(content).decode("utf-8")

@@ -10,7 +10,6 @@ mini-host keeps none). Times are UTC.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 from azure.functions.timer import TimerRequest
@@ -84,22 +83,7 @@ class TimerRunner:
             past_due,
             extra=extra,
         )
-        clock = time.perf_counter()
-        try:
-            self._invoker.invoke(self.spec, request, invocation_id)
-        except Exception as exc:
-            elapsed = (time.perf_counter() - clock) * 1000
-            log.exception(
-                "Executed %s (Failed, %.0f ms): %s: %s",
-                self.spec.name,
-                elapsed,
-                type(exc).__name__,
-                exc,
-                extra=extra,
-            )
-        else:
-            elapsed = (time.perf_counter() - clock) * 1000
-            log.info("Executed %s (Succeeded, %.0f ms)", self.spec.name, elapsed, extra=extra)
+        self._invoker.invoke_logged(self.spec, lambda: request, invocation_id, logger=log, extra=extra)
         self._last = scheduled
         return past_due
 
