@@ -7,6 +7,7 @@ Writes here never touch the write budget and are not logged. A later feature add
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,12 +94,17 @@ def clear_faults(call: Call) -> Response:
     return Response.no_content()
 
 
-@routes.post("/users")
-def add_users(call: Call) -> Response:
+def _add_one_or_many(call: Call, add: Callable[[Call, Any, int], JsonObject]) -> Response:
+    """A body that is one object creates one (answered as it); a list creates each (``{"value": [...]}``)."""
     raw = call.request.json()
     items = raw if isinstance(raw, list) else [raw]
-    created = [add_user(call, item, index) for index, item in enumerate(items)]
+    created = [add(call, item, index) for index, item in enumerate(items)]
     return Response.json({"value": created} if isinstance(raw, list) else created[0], status=201)
+
+
+@routes.post("/users")
+def add_users(call: Call) -> Response:
+    return _add_one_or_many(call, add_user)
 
 
 def add_user(call: Call, raw: Any, index: int) -> JsonObject:
@@ -142,10 +148,7 @@ def add_user(call: Call, raw: Any, index: int) -> JsonObject:
 
 @routes.post("/groups")
 def add_groups(call: Call) -> Response:
-    raw = call.request.json()
-    items = raw if isinstance(raw, list) else [raw]
-    created = [add_group(call, item, index) for index, item in enumerate(items)]
-    return Response.json({"value": created} if isinstance(raw, list) else created[0], status=201)
+    return _add_one_or_many(call, add_group)
 
 
 def add_group(call: Call, raw: Any, index: int) -> JsonObject:
