@@ -31,6 +31,7 @@ from local.minihost import create_host
 from shared.envelope import Envelope
 from shared.names import ALERTS, HR_EVENTS
 from tests.conftest import PLAN_SECRETS
+from tests.emulator_probes import TapProbe
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +40,7 @@ FINANCE_GROUP = "WaveGuard - Wave 2 Finance and HR"
 TAP_LINE = re.compile(r"Temporary Access Pass:\s+(\S+)")
 
 
-class Stack:
+class Stack(TapProbe):
     """The running app and the emulator, as a test (or a person with curl) sees them."""
 
     def __init__(self, api: str, emulator: EmulatorHandle, storage: str) -> None:
@@ -92,15 +93,6 @@ class Stack:
         return bool(groups) and user_id in {
             m["id"] for m in self.graph(f"/groups/{groups[0]['id']}/members")["value"]
         }
-
-    def taps(self, user_id: str) -> list[dict[str, Any]]:
-        entries = self.admin("GET", f"/taps?userId={user_id}")["value"]
-        return entries[0]["taps"] if entries else []
-
-    def active_tap_sha(self, user_id: str) -> str | None:
-        entries = self.admin("GET", f"/taps?userId={user_id}")["value"]
-        active = entries[0]["activeId"] if entries else None
-        return next((t["secretSha256"] for t in self.taps(user_id) if t["id"] == active), None)
 
     def mails_about(self, upn: str) -> list[dict[str, Any]]:
         mails = self.admin("GET", f"/outbox?to={self.manager['mail']}")["value"]

@@ -18,6 +18,7 @@ from shared.errors import RetryableError
 from shared.onboarding import Deps, GraphOnboarding, HireOutcome, TerminationOutcome, process_hr_message
 from shared.queues import get_queue_sender
 from shared.state import build_state
+from tests.emulator_probes import TapProbe
 
 pytestmark = pytest.mark.functional
 
@@ -38,7 +39,7 @@ def deps(app_environ: dict[str, str]) -> Deps:
     )
 
 
-class Tenant:
+class Tenant(TapProbe):
     """The emulator as a test sees it: admin API and plain Graph reads."""
 
     def __init__(self, handle: EmulatorHandle) -> None:
@@ -66,15 +67,6 @@ class Tenant:
         if not groups:
             return set()
         return {m["id"] for m in self.get(f"/groups/{groups[0]['id']}/members")["value"]}
-
-    def taps(self, user_id: str) -> list[dict[str, Any]]:
-        entries = self.admin("GET", f"/taps?userId={user_id}")["value"]
-        return entries[0]["taps"] if entries else []
-
-    def active_tap_sha(self, user_id: str) -> str | None:
-        entries = self.admin("GET", f"/taps?userId={user_id}")["value"]
-        active = entries[0]["activeId"] if entries else None
-        return next((t["secretSha256"] for t in self.taps(user_id) if t["id"] == active), None)
 
     def mails_to(self, address: str) -> list[dict[str, Any]]:
         return list(self.admin("GET", f"/outbox?to={address}")["value"])
