@@ -241,9 +241,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.begin()
         try:
             response = self._respond()
+            self._log(response, (time.perf_counter() - started) * 1000)
+            self._send(response)  # after the log line: a client holding its answer finds the line
         finally:
             self.server.end()
-        elapsed = (time.perf_counter() - started) * 1000
+
+    def _log(self, response: Response, elapsed: float) -> None:
         path = urlsplit(self.path).path
         extra = {
             **fields(response.function_name, response.invocation_id),
@@ -269,7 +272,6 @@ class _Handler(BaseHTTPRequestHandler):
                     response = self.server.frontend.handle(self._request(body))
         if ("Connection", "close") in response.headers:
             self.close_connection = True  # an unread or unreadable body makes the connection unusable
-        self._send(response)
         return response
 
     def _request(self, body: bytes) -> Request:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from shared.config import Wave
 from shared.errors import PermanentError, RetryableError, SafetyViolationError
@@ -163,7 +163,10 @@ async def ensure_wave_group(wave: Wave, deps: Deps, correlation_id: str) -> str:
     created = await _created_before(wave, deps)
     if created is not None:
         return created  # created by us; Graph's directory replication may not list it by name yet
-    if not await _mark_creating(wave, deps):
+    claim = await _mark_creating(wave, deps)
+    if claim.existing is not None:
+        return claim.existing  # another worker finished creating it a moment ago
+    if not claim.mine:
         return await _wait_for_other_creator(wave, deps)
     group_id = await deps.graph.create_security_group(
         ref.display_name,
@@ -192,9 +195,17 @@ async def _created_before(wave: Wave, deps: Deps) -> str | None:
     return await deps.graph.find_group_id(group_id=str(value["groupId"]), display_name=None)
 
 
-async def _mark_creating(wave: Wave, deps: Deps) -> bool:
-    """Take the creation marker so two workers never create two groups of the same name; False
-    when another worker holds a fresh one."""
+class _Claim(NamedTuple):
+    mine: bool  # this worker holds the creation marker and must create the group
+    existing: str | None = None  # the group another worker has just created and recorded
+
+
+async def _mark_creating(wave: Wave, deps: Deps) -> _Claim:
+    """Take the creation marker so two workers never create two groups of the same name.
+
+    Not ours when another worker holds a fresh marker, or has recorded a group that still exists
+    (it may have finished between our look-up and this read: that group is the answer).
+    """
     now = deps.clock()
     kv = deps.state.kv
     stored = await run_sync(kv.get, WAVE_GROUPS_NAMESPACE, wave.name)
@@ -202,15 +213,21 @@ async def _mark_creating(wave: Wave, deps: Deps) -> bool:
     try:
         if stored is None:
             await run_sync(kv.put, WAVE_GROUPS_NAMESPACE, wave.name, marker, if_absent=True)
-            return True
+            return _Claim(mine=True)
         value: Any = stored.value if isinstance(stored.value, dict) else {}
-        since = parse_iso(value.get("creatingSince"))
-        if "groupId" not in value and since is not None and now - since < _CREATION_STALE:
-            return False
+        recorded = value.get("groupId")
+        if isinstance(recorded, str):
+            existing = await deps.graph.find_group_id(group_id=recorded, display_name=None)
+            if existing is not None:
+                return _Claim(mine=False, existing=existing)
+        else:
+            since = parse_iso(value.get("creatingSince"))
+            if since is not None and now - since < _CREATION_STALE:
+                return _Claim(mine=False)
         await run_sync(kv.put, WAVE_GROUPS_NAMESPACE, wave.name, marker, if_match=stored.etag)
     except ConcurrencyError:
-        return False
-    return True
+        return _Claim(mine=False)
+    return _Claim(mine=True)
 
 
 async def _wait_for_other_creator(wave: Wave, deps: Deps) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -13,7 +14,10 @@ from onboarding_fakes import NOW, World, hire_event, make_world, plan, transient
 from shared.errors import NotFoundError, PermanentError, RetryableError, SafetyViolationError
 from shared.names import ALERTS, HR_EVENTS
 from shared.onboarding import HIRES_NAMESPACE, HireOutcome, process_hr_message, recheck_delay, tap_start
+from shared.onboarding.common import WAVE_GROUPS_NAMESPACE
 from shared.rollout.wave_state import WaveState
+from shared.state import Versioned
+from shared.state.memory import MemoryKeyValueStore
 
 FINANCE_GROUP = "WaveGuard - Wave 2 Finance and HR"
 
@@ -317,6 +321,31 @@ async def test_hires_at_once_into_a_new_wave_create_one_group() -> None:
     # THEN exactly one group was created and holds all three
     assert world.graph.calls.count("create_security_group") == 1
     assert world.graph.members_of(FINANCE_GROUP) == set(ids)
+
+
+async def test_a_group_recorded_by_another_worker_after_our_look_up_is_used_not_created_again() -> None:
+    # GIVEN another worker that creates and records the wave group right after this worker found
+    # neither the group nor a record of it (the interleaving three concurrent hires can produce)
+    world = make_world()
+    _hire(world)
+
+    class RacedKeyValueStore(MemoryKeyValueStore):
+        raced = False
+
+        def get(self, namespace: str, key: str) -> Versioned | None:
+            if namespace == WAVE_GROUPS_NAMESPACE and not self.raced:
+                self.raced = True
+                self.put(namespace, key, {"groupId": world.graph.add_group(FINANCE_GROUP)})
+                return None  # this worker's read came just before the other worker's write
+            return super().get(namespace, key)
+
+    state = replace(world.deps.state, kv=RacedKeyValueStore())
+    # WHEN this worker onboards its hire
+    await process_hr_message(hire_event().to_json(), replace(world.deps, state=state))
+    # THEN it adds the hire to the group the other worker created, and creates none itself
+    assert "create_security_group" not in world.graph.calls
+    assert len(world.graph.groups) == 1
+    assert len(world.graph.members_of(FINANCE_GROUP)) == 1
 
 
 async def test_a_deleted_wave_group_is_created_again() -> None:
