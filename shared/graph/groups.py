@@ -82,3 +82,20 @@ async def create_security_group(client: GraphServiceClient, display_name: str, *
     if created is None or not created.id:
         raise PermanentError("Graph created a group but returned no id", display_name=display_name)
     return str(created.id)
+
+
+async def delete_group(client: GraphServiceClient, group_id: str) -> bool:
+    """Delete a group (it goes to Entra's deleted items for 30 days); False when already gone.
+
+    Raises:
+        RetryableError: Graph throttled, failed or could not be reached.
+        PermanentError: Graph refused the request.
+    """
+    try:
+        await client.groups.by_group_id(group_id).delete()
+    except Exception as exc:
+        err = to_waveguard_error(exc, operation="delete group")
+        if isinstance(err, NotFoundError):
+            return False
+        raise err from exc
+    return True

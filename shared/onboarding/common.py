@@ -40,6 +40,7 @@ CLAIM_TTL: Final = timedelta(days=30)
 _CREATION_STALE: Final = timedelta(minutes=2)
 _CREATION_POLLS: Final = 40
 _CREATION_POLL_SECONDS: Final = 0.25
+_RECORD_ATTEMPTS: Final = 3
 
 
 def iso(moment: datetime) -> str:
@@ -173,17 +174,48 @@ async def ensure_wave_group(wave: Wave, deps: Deps, correlation_id: str) -> str:
         description=f"WaveGuard rollout wave '{wave.name}': the Conditional Access target group. "
         "Membership is managed by WaveGuard.",
     )
-    await run_sync(
-        deps.state.kv.put,
-        WAVE_GROUPS_NAMESPACE,
-        wave.name,
-        {"groupId": group_id, "createdAt": iso(deps.clock())},
-    )
     await deps.audit(
         "wave.group.create", group_id, f"target group of wave {wave.name} did not exist", correlation_id,
         wave=wave.name,
     )  # fmt: skip
-    return group_id
+    return await _record_created(wave, group_id, claim.etag, deps, correlation_id)
+
+
+async def _record_created(
+    wave: Wave, group_id: str, etag: str | None, deps: Deps, correlation_id: str
+) -> str:
+    """Record the group we created, over our own marker; the wave's group id from then on.
+
+    If the marker changed meanwhile (our creation outlasted _CREATION_STALE and another worker took
+    over), the group already recorded wins and ours, to which we added nobody, is deleted; with
+    none recorded, ours is recorded and the other worker yields the same way.
+
+    Raises:
+        RetryableError: storage or Graph failed; the message comes back later.
+    """
+    kv = deps.state.kv
+    for _ in range(_RECORD_ATTEMPTS):
+        try:
+            record = {"groupId": group_id, "createdAt": iso(deps.clock())}
+            await run_sync(
+                kv.put, WAVE_GROUPS_NAMESPACE, wave.name, record, if_match=etag, if_absent=etag is None
+            )
+            return group_id
+        except ConcurrencyError:
+            stored = await run_sync(kv.get, WAVE_GROUPS_NAMESPACE, wave.name)
+        value: Any = stored.value if stored is not None and isinstance(stored.value, dict) else {}
+        recorded = value.get("groupId")
+        if isinstance(recorded, str) and recorded != group_id:
+            winner = await deps.graph.find_group_id(group_id=recorded, display_name=None)
+            if winner is not None:
+                await deps.graph.delete_group(group_id)
+                reason = f"another worker created the target group of wave {wave.name} at the same time"
+                await deps.audit(
+                    "wave.group.delete", group_id, reason, correlation_id, wave=wave.name, kept=winner
+                )
+                return winner
+        etag = stored.etag if stored is not None else None
+    raise RetryableError(f"the group record of wave {wave.name} kept changing", retry_after=5)
 
 
 async def _created_before(wave: Wave, deps: Deps) -> str | None:
@@ -198,6 +230,7 @@ async def _created_before(wave: Wave, deps: Deps) -> str | None:
 class _Claim(NamedTuple):
     mine: bool  # this worker holds the creation marker and must create the group
     existing: str | None = None  # the group another worker has just created and recorded
+    etag: str | None = None  # the version of our marker, when it is ours
 
 
 async def _mark_creating(wave: Wave, deps: Deps) -> _Claim:
@@ -212,8 +245,8 @@ async def _mark_creating(wave: Wave, deps: Deps) -> _Claim:
     marker = {"creatingSince": iso(now)}
     try:
         if stored is None:
-            await run_sync(kv.put, WAVE_GROUPS_NAMESPACE, wave.name, marker, if_absent=True)
-            return _Claim(mine=True)
+            etag = await run_sync(kv.put, WAVE_GROUPS_NAMESPACE, wave.name, marker, if_absent=True)
+            return _Claim(mine=True, etag=etag)
         value: Any = stored.value if isinstance(stored.value, dict) else {}
         recorded = value.get("groupId")
         if isinstance(recorded, str):
@@ -224,10 +257,10 @@ async def _mark_creating(wave: Wave, deps: Deps) -> _Claim:
             since = parse_iso(value.get("creatingSince"))
             if since is not None and now - since < _CREATION_STALE:
                 return _Claim(mine=False)
-        await run_sync(kv.put, WAVE_GROUPS_NAMESPACE, wave.name, marker, if_match=stored.etag)
+        etag = await run_sync(kv.put, WAVE_GROUPS_NAMESPACE, wave.name, marker, if_match=stored.etag)
     except ConcurrencyError:
         return _Claim(mine=False)
-    return _Claim(mine=True)
+    return _Claim(mine=True, etag=etag)
 
 
 async def _wait_for_other_creator(wave: Wave, deps: Deps) -> str:

@@ -63,6 +63,10 @@ class OnboardingGraph(Protocol):
         """Create a security group; returns its id."""
         ...
 
+    async def delete_group(self, group_id: str) -> bool:
+        """Delete a group; False when it was already gone."""
+        ...
+
     async def add_member(self, group_id: str, user_id: str) -> bool:
         """Add a member; False when already a member."""
         ...
@@ -145,6 +149,11 @@ class GraphOnboarding:
         from shared.graph.groups import create_security_group
 
         return await create_security_group(self._client(), display_name, description=description)
+
+    async def delete_group(self, group_id: str) -> bool:
+        from shared.graph.groups import delete_group
+
+        return await delete_group(self._client(), group_id)
 
     async def add_member(self, group_id: str, user_id: str) -> bool:
         from shared.graph.groups import add_member

@@ -101,6 +101,10 @@ class FakeGraph:
         self._enter("create_security_group")
         return self.add_group(display_name)
 
+    async def delete_group(self, group_id: str) -> bool:
+        self._enter("delete_group")
+        return self.groups.pop(group_id, None) is not None
+
     async def add_member(self, group_id: str, user_id: str) -> bool:
         self._enter("add_member")
         members: set[str] = self.groups[group_id]["members"]

@@ -348,6 +348,31 @@ async def test_a_group_recorded_by_another_worker_after_our_look_up_is_used_not_
     assert len(world.graph.members_of(FINANCE_GROUP)) == 1
 
 
+async def test_a_creation_that_outlasts_its_marker_yields_to_the_group_recorded_meanwhile() -> None:
+    # GIVEN a group creation so slow that another worker took the stale marker over, created its
+    # own group and recorded it before this worker's creation returned
+    world = make_world()
+    _hire(world)
+    graph = world.graph
+    created_by_us: list[str] = []
+
+    async def slow_create(display_name: str, *, description: str) -> str:
+        other = graph.add_group(display_name)
+        world.deps.state.kv.put(WAVE_GROUPS_NAMESPACE, "finance-hr", {"groupId": other})
+        created_by_us.append(graph.add_group(display_name))
+        return created_by_us[0]
+
+    graph.create_security_group = slow_create  # type: ignore[method-assign]
+    # WHEN this worker finishes onboarding its hire
+    await _process(world, hire_event().to_json())
+    # THEN its own group is deleted and the hire is in the one recorded group
+    assert created_by_us[0] not in graph.groups
+    assert len(graph.groups) == 1
+    assert len(graph.members_of(FINANCE_GROUP)) == 1
+    deleted = [e for e in world.deps.state.audit.list() if e.action == "wave.group.delete"]
+    assert [e.target for e in deleted] == created_by_us
+
+
 async def test_a_deleted_wave_group_is_created_again() -> None:
     world = make_world()
     _hire(world)
