@@ -115,15 +115,19 @@ async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcom
             )
         progress.update(wave=wave.name, groupId=group_id, groupAdded=True)
         await _save_progress(envelope.id, progress, deps)
-    if not progress.get("mailSent"):
-        await _issue_and_deliver_tap(envelope, event, user, progress, deps)
+    if not progress.get("mailSent") and not await _issue_and_deliver_tap(
+        envelope, event, user, progress, deps
+    ):
+        return HireOutcome("cancelled", user_id=user.id, wave=wave.name)
     await _track_registration(envelope, event, user, progress, deps)
     return HireOutcome("done", user_id=user.id, wave=wave.name)
 
 
 async def _issue_and_deliver_tap(
     envelope: Envelope, event: HrEvent, user: DirectoryUser, progress: dict[str, Any], deps: Deps
-) -> None:
+) -> bool:
+    """Issue the TAP and e-mail it to the manager; False when HR terminated the employee meanwhile
+    (the TAP is deleted again and nothing is sent)."""
     policy = deps.plan.new_hires
     manager = await _manager_of(event, user, deps, envelope.id)
     now = deps.clock()
@@ -149,6 +153,18 @@ async def _issue_and_deliver_tap(
         "tap.create", user.id, "Temporary Access Pass for a new hire", envelope.id,
         method_id=issued.method.id, starts_at=iso(starts_at), expires_at=iso(expires_at),
     )  # fmt: skip
+    # A termination records the leaver before it deletes TAPs: either it saw this TAP, or this
+    # check sees the leaver. Without it, a termination racing the hire could leave a live TAP.
+    if await left_since(event, deps):
+        if await deps.graph.delete_tap(user.id, issued.method.id):
+            await deps.audit(
+                "tap.delete", user.id, "employee terminated during onboarding", envelope.id,
+                method_id=issued.method.id,
+            )  # fmt: skip
+        await deps.audit(
+            "hire.cancel", envelope.id, "HR terminated the employee during onboarding", envelope.id
+        )
+        return False
     message = compose_tap_mail(
         TapMail(
             hire_name=event.data.display_name or user.display_name or user.user_principal_name or user.id,
@@ -171,6 +187,7 @@ async def _issue_and_deliver_tap(
         "tap.deliver", user.id, "TAP e-mailed to the manager", envelope.id,
         manager_id=manager.id, sender=policy.delivery.sender_mailbox, method_id=issued.method.id,
     )  # fmt: skip
+    return True
 
 
 async def _manager_of(event: HrEvent, user: DirectoryUser, deps: Deps, correlation_id: str) -> DirectoryUser:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from onboarding_fakes import NOW, World, hire_event, make_world
 
 from shared.errors import NotFoundError
 from shared.onboarding import TerminationOutcome, UpdateOutcome, process_hr_message
+from shared.onboarding.ports import IssuedTap
 from shared.rollout.wave_state import WaveState, write_wave_state
 
 FINANCE = "WaveGuard - Wave 2 Finance and HR"
@@ -160,3 +163,27 @@ async def test_a_rehire_after_a_termination_is_onboarded() -> None:
     outcome = await process_hr_message(rehire, world.deps)
     assert outcome.status == "done"  # type: ignore[union-attr]
     assert world.graph.usable_taps(user_id)
+
+
+async def test_a_termination_racing_the_hire_leaves_no_tap_and_sends_no_mail() -> None:
+    # GIVEN HR's termination processed completely while the hire's worker is about to issue the
+    # TAP (after its first leaver check; the termination found no TAP to delete)
+    world = make_world()
+    user_id = world.graph.add_user("ada.lovelace@contoso.com", employee_id="E9001").id
+    issue_tap = world.graph.create_tap
+    termination = hire_event("employee.terminated", "term-race", hireDate=None).to_json()
+
+    async def tap_after_termination(user: str, **kwargs: Any) -> IssuedTap:
+        cleaned = await process_hr_message(termination, world.deps)
+        assert cleaned == TerminationOutcome("cleaned", user_id=user_id, taps_deleted=0)
+        return await issue_tap(user, **kwargs)
+
+    world.graph.create_tap = tap_after_termination  # type: ignore[method-assign]
+    # WHEN the hire's worker goes on
+    outcome = await process_hr_message(hire_event().to_json(), world.deps)
+    # THEN it deletes the TAP it issued, mails nobody, and says the hire was cancelled
+    assert outcome.status == "cancelled"  # type: ignore[union-attr]
+    assert world.graph.usable_taps(user_id) == []
+    assert world.graph.outbox == []
+    actions = [e.action for e in world.deps.state.audit.list()]
+    assert {"tap.delete", "hire.cancel"} <= set(actions)
