@@ -58,6 +58,7 @@ PROMOTE: Final = "promote"
 HOLD: Final = "hold"
 WAIT: Final = "wait"
 NONE: Final = "none"
+_MARK_ATTEMPTS: Final = 5
 _TARGETS: Final = {
     START_REGISTERING: WaveState.REGISTERING,
     MOVE_TO_REPORT_ONLY: WaveState.REPORT_ONLY,
@@ -320,11 +321,22 @@ def _audit(
 
 
 def _mark_sync_pending(deps: LifecycleDeps, *, reason: str) -> None:
-    stored = deps.stores.kv.get(SYNC_NAMESPACE, SYNC_KEY)
-    value = stored.value if stored is not None and isinstance(stored.value, dict) else {}
-    if value.get("pending") and value.get("reason"):
-        reason = f"{value['reason']}; {reason}"
-    deps.stores.kv.put(SYNC_NAMESPACE, SYNC_KEY, {"pending": True, "reason": reason[-2000:]})
+    """Ask the next tick to sync the CA policies, keeping every reason given since the last sync
+    (a conditional write: two transitions marking at once both keep theirs)."""
+    for attempt in range(_MARK_ATTEMPTS):
+        stored = deps.stores.kv.get(SYNC_NAMESPACE, SYNC_KEY)
+        value = stored.value if stored is not None and isinstance(stored.value, dict) else {}
+        merged = f"{value['reason']}; {reason}" if value.get("pending") and value.get("reason") else reason
+        conditional = attempt < _MARK_ATTEMPTS - 1  # at last, pending matters more than every reason
+        etag = stored.etag if stored is not None and conditional else None
+        try:
+            deps.stores.kv.put(
+                SYNC_NAMESPACE, SYNC_KEY, {"pending": True, "reason": merged[-2000:]},
+                if_match=etag, if_absent=stored is None and conditional,
+            )  # fmt: skip
+            return
+        except ConcurrencyError:
+            continue
 
 
 async def _sync_if_pending(deps: LifecycleDeps, *, correlation_id: str) -> bool:

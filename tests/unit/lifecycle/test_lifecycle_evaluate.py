@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,8 +17,10 @@ from shared.rollout.lifecycle import (
     rollback_wave,
 )
 from shared.rollout.lifecycle.approvals import approval_of
+from shared.rollout.lifecycle.evaluate import SYNC_KEY, SYNC_NAMESPACE, _mark_sync_pending
 from shared.rollout.wave_state import WaveState, read_wave_state
 from shared.state import StateStores
+from shared.state.memory import MemoryKeyValueStore
 from tests.unit.lifecycle.fakes import Clock, FakeEvidence
 
 PILOT = {f"p{i}" for i in range(10)}
@@ -220,3 +223,24 @@ async def test_a_wave_whose_group_cannot_be_made_ready_stays_planned(
     assert "the wave group could not be made ready: graph down" in decision.detail
     assert read_wave_state(stores.kv, "pilot").state is WaveState.PLANNED
     assert (sync.calls, membership.calls) == ([], [])
+
+
+def test_two_transitions_marking_the_policy_sync_at_once_both_keep_their_reason() -> None:
+    # GIVEN another transition that marks the sync between this one's read and its write
+    class RacedKeyValueStore(MemoryKeyValueStore):
+        raced = False
+
+        def put(self, namespace: str, key: str, value: Any, **conditions: Any) -> str:
+            if namespace == SYNC_NAMESPACE and not self.raced:
+                self.raced = True
+                super().put(namespace, key, {"pending": True, "reason": "finance: enforced"})
+            return super().put(namespace, key, value, **conditions)
+
+    kv = RacedKeyValueStore()
+    deps = SimpleNamespace(stores=SimpleNamespace(kv=kv))
+    # WHEN this transition marks the sync
+    _mark_sync_pending(deps, reason="pilot: report-only")  # type: ignore[arg-type]
+    # THEN the marker holds both reasons
+    stored = kv.get(SYNC_NAMESPACE, SYNC_KEY)
+    assert stored is not None
+    assert stored.value == {"pending": True, "reason": "finance: enforced; pilot: report-only"}
