@@ -35,14 +35,39 @@ async def post_batch(
     return {answer["id"]: answer for answer in response.json()["responses"]}
 
 
+async def new_group_and_sales_people(
+    emulator: EmulatorHandle, http: httpx.AsyncClient
+) -> tuple[str, dict[str, dict[str, Any]], list[str]]:
+    """A new group and one add-member item (ids "1".."20") for each of 20 Sales people."""
+    group_id = (await http.post(f"{emulator.admin_url}/groups", json={"displayName": "Wave 4"})).json()["id"]
+    users = [str(u["id"]) for u in emulator.store.users.values() if u["department"] == "Sales"][:20]
+    items = {str(n): add_member_item(str(n), group_id, uid) for n, uid in enumerate(users, start=1)}
+    return group_id, items, users
+
+
+async def test_a_batch_over_the_write_budget_gets_exactly_its_capacity_and_429s_for_the_rest(
+    emulator: EmulatorHandle, http: httpx.AsyncClient
+) -> None:
+    # GIVEN a write budget of 10 that refills one token per 6 minutes (none comes back during the test)
+    emulator.reset(writeBudget={"capacity": 10, "perSeconds": 3600})
+    group_id, items, users = await new_group_and_sales_people(emulator, http)
+
+    # WHEN one batch of 20 writes is sent
+    answers = await post_batch(http, emulator, list(items.values()))
+
+    # THEN the first ten are done and the other ten throttled inside the 200, each with Retry-After
+    statuses = [answers[str(n)]["status"] for n in range(1, 21)]
+    assert statuses == [204] * 10 + [429] * 10
+    assert {answers[str(n)]["headers"]["Retry-After"] for n in range(11, 21)} == {"360"}
+    assert set(emulator.store.members[group_id]) == set(users[:10])
+
+
 async def test_throttled_items_are_retried_after_retry_after_until_all_are_done(
     emulator: EmulatorHandle, http: httpx.AsyncClient
 ) -> None:
     # GIVEN a write budget of 10 writes per 2 s (5 per second) and 20 users to add to a new group
     emulator.reset(writeBudget={"capacity": 10, "perSeconds": 2})
-    group_id = (await http.post(f"{emulator.admin_url}/groups", json={"displayName": "Wave 4"})).json()["id"]
-    users = [str(u["id"]) for u in emulator.store.users.values() if u["department"] == "Sales"][:20]
-    pending = {str(n): add_member_item(str(n), group_id, uid) for n, uid in enumerate(users, start=1)}
+    group_id, pending, users = await new_group_and_sales_people(emulator, http)
 
     # WHEN the caller sends one batch, then re-sends only the 429 items after their Retry-After
     rounds: list[dict[str, int]] = []
@@ -56,9 +81,12 @@ async def test_throttled_items_are_retried_after_retry_after_until_all_are_done(
         if throttled:
             await asyncio.sleep(max(float(a["headers"]["Retry-After"]) for a in throttled))
 
-    # THEN the first batch was partly throttled inside a 200, and every user ended up a member
-    assert list(rounds[0].values()).count(204) == 10
-    assert list(rounds[0].values()).count(429) == 10
+    # THEN the first batch was throttled inside a 200 after the bucket's ten (a slow machine only
+    # lets more through: ten writes refill in 2 s), every retry after Retry-After made progress,
+    # and every user ended up a member
+    assert [rounds[0][str(n)] for n in range(1, 11)] == [204] * 10
+    assert 429 in rounds[0].values()
+    assert all(204 in statuses.values() for statuses in rounds[1:])
     assert not pending
     assert set(emulator.store.members[group_id]) == set(users)
 

@@ -178,7 +178,9 @@ async def test_patch_merges_and_delete_removes(
 async def test_the_one_per_second_limit_answers_429_without_retry_after(
     emulator: EmulatorHandle, http: httpx.AsyncClient
 ) -> None:
-    emulator.reset(rateLimits={"conditionalAccess": True}, timeScale=4)
+    # a slowed clock (one emulated second lasts ten real ones), so that however slow the machine is,
+    # the second call lands in the first one's window
+    emulator.reset(rateLimits={"conditionalAccess": True}, timeScale=0.1)
 
     first = await http.get(policies_url(emulator))
     second = await http.get(policies_url(emulator))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -32,12 +34,11 @@ async def employee(graph: GraphServiceClient, employee_id: str) -> list[str]:
     return [u.id or "" for u in page.value or []]
 
 
-async def test_a_lagging_user_appears_after_the_scaled_delay(
+async def test_a_lagging_user_is_invisible_until_provisioned_then_appears_with_their_manager(
     emulator: EmulatorHandle, graph: GraphServiceClient, http: httpx.AsyncClient
 ) -> None:
-    # GIVEN a clock 60 times faster and a hire HR provisioning will create in 60 emulated seconds
-    emulator.reset(timeScale=60)
-    created = await http.post(f"{emulator.admin_url}/users", json={**NEW_HIRE, "visibleAfterSeconds": 60})
+    # GIVEN a hire HR provisioning will create in an hour
+    created = await http.post(f"{emulator.admin_url}/users", json={**NEW_HIRE, "visibleAfterSeconds": 3600})
     assert created.status_code == 201
     user_id = created.json()["id"]
 
@@ -50,13 +51,58 @@ async def test_a_lagging_user_appears_after_the_scaled_delay(
     pending = (await http.get(f"{emulator.admin_url}/pending-users")).json()
     assert [p["id"] for p in pending["value"]] == [user_id]
 
-    # AND one real second later they are there, with their manager
-    await asyncio.sleep(1.1)
+    # AND once provisioning catches up they are there, with their manager
+    provisioned = await http.post(f"{emulator.admin_url}/pending-users/{user_id}/provision")
+    assert provisioned.status_code == 200
+    assert provisioned.json()["id"] == user_id
     assert await employee(graph, "E9001") == [user_id]
     manager = await graph.users.by_user_id(user_id).manager.get()
     assert manager is not None
     assert manager.id == emulator.store.find_user("femke.ritchie@contoso.com")["id"]  # type: ignore[index]
     assert (await http.get(f"{emulator.admin_url}/pending-users")).json()["count"] == 0
+
+
+async def test_the_delay_is_divided_by_the_time_scale(
+    emulator: EmulatorHandle, http: httpx.AsyncClient
+) -> None:
+    # GIVEN a clock 60 times faster
+    emulator.reset(timeScale=60)
+    before = datetime.now(UTC)
+
+    # WHEN a hire is held back for an emulated hour
+    created = await http.post(f"{emulator.admin_url}/users", json={**NEW_HIRE, "visibleAfterSeconds": 3600})
+
+    # THEN they are due one real minute after they were created (the lag is not waited for here)
+    visible_at = datetime.fromisoformat(created.json()["visibleAt"].replace("Z", "+00:00"))
+    assert before + timedelta(seconds=60) <= visible_at <= datetime.now(UTC) + timedelta(seconds=60)
+
+
+async def test_a_user_appears_by_themselves_once_their_delay_has_passed(
+    emulator: EmulatorHandle, http: httpx.AsyncClient
+) -> None:
+    # GIVEN a hire due in a tenth of a second
+    await http.post(f"{emulator.admin_url}/users", json={**NEW_HIRE, "visibleAfterSeconds": 0.1})
+
+    # WHEN Graph is asked for them until they appear / THEN they do, with no admin call
+    url = f"{emulator.base_url}/users/{NEW_HIRE['userPrincipalName']}"
+    deadline = time.monotonic() + 15
+    statuses = []
+    while time.monotonic() < deadline:
+        statuses.append((await http.get(url)).status_code)
+        if statuses[-1] != 404:
+            break
+        await asyncio.sleep(0.05)
+    assert statuses[-1] == 200
+    assert set(statuses[:-1]) <= {404}
+
+
+async def test_provisioning_a_user_that_is_not_pending_is_refused(
+    emulator: EmulatorHandle, http: httpx.AsyncClient
+) -> None:
+    response = await http.post(f"{emulator.admin_url}/pending-users/femke.ritchie@contoso.com/provision")
+
+    assert response.status_code == 400
+    assert "no pending user" in response.json()["error"]["message"]
 
 
 async def test_a_pending_user_holds_its_upn(emulator: EmulatorHandle, http: httpx.AsyncClient) -> None:
