@@ -192,7 +192,10 @@ class QueuePoller:
             log.error("settling message %s failed: %s", message.id, _short(exc), extra=extra)
         finally:
             with self._changed:
-                self._leases.pop(str(message.id), None)
+                # A failed message can be received again (visibilityTimeout 0) and its new lease stored
+                # under the same id before this runs: remove only our own lease.
+                if self._leases.get(str(message.id)) is lease:
+                    del self._leases[str(message.id)]
                 self._changed.notify_all()
 
     def _invoke(self, lease: _Lease, invocation_id: str, extra: dict[str, str]) -> bool:
@@ -246,15 +249,16 @@ class QueuePoller:
             if succeeded:
                 self._queue.delete_message(message.id, lease.pop_receipt)
             elif int(message.dequeue_count or 0) >= self.settings.max_dequeue_count:
-                self._poison.send_message(message.content)
-                self._queue.delete_message(message.id, lease.pop_receipt)
+                # Logged first: once the message shows up in poison, its warning is already there.
                 log.warning(
-                    "message %s reached maxDequeueCount %d; moved to %s",
+                    "message %s reached maxDequeueCount %d; moving it to %s",
                     message.id,
                     self.settings.max_dequeue_count,
                     self.poison_queue_name,
                     extra=extra,
                 )
+                self._poison.send_message(message.content)
+                self._queue.delete_message(message.id, lease.pop_receipt)
             else:
                 self._queue.update_message(
                     message.id, lease.pop_receipt, visibility_timeout=int(self.settings.visibility_timeout)
