@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import hashlib
 import json
 import os
 import signal
@@ -34,19 +33,17 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
 from local.graph_emulator import EmulatorHandle, WriteBudget, start_emulator
 from local.ports import free_port
 from shared.config import load_settings
-from shared.names import TABLE_IDEMPOTENCY, WAVE_WORK
+from shared.names import WAVE_WORK
 from shared.rollout.membership import SyncRun, build_sync_deps, read_sync_run, start_wave_sync
 from shared.rollout.membership.work import CHUNK_MEMBERS, NAMESPACE
-from shared.state.tables import table_key
 from tests.conftest import PLAN_SECRETS
+from tests.functional.membership.claims import backdate_claim, read_claim
 
 pytestmark = pytest.mark.functional
 
@@ -198,28 +195,6 @@ def _host_json(tmp: Path) -> Path:
     return path
 
 
-def _claim_status(storage: str, key: str) -> dict[str, Any] | None:
-    table = TableClient.from_connection_string(storage, TABLE_IDEMPOTENCY)
-    try:
-        return dict(table.get_entity(_partition(key), table_key(key)))
-    except ResourceNotFoundError:
-        return None
-
-
-def _partition(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()[:2]
-
-
-def _backdate_claim(storage: str, key: str, started: datetime) -> None:
-    """What the claim looks like once the worker's in-progress expiry has passed."""
-    table = TableClient.from_connection_string(storage, TABLE_IDEMPOTENCY)
-    entity = table.get_entity(_partition(key), table_key(key))
-    assert entity["Status"] == "in_progress"
-    entity["StartedAt"] = started.isoformat()
-    table.update_entity(entity, mode=UpdateMode.MERGE, etag=entity.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified)  # fmt: skip
-
-
 def test_a_sigkilled_worker_mid_sync_is_resumed_by_the_next_host_without_writing_anyone_twice(
     emulator: EmulatorHandle, storage_connection_string: str, tmp_path: Path
 ) -> None:
@@ -273,7 +248,7 @@ def test_a_sigkilled_worker_mid_sync_is_resumed_by_the_next_host_without_writing
         assert record is not None
         assert record["status"] == "running"
         done_at_kill = {int(n) for n in record["chunks"]}
-        claims = {n: _claim_status(storage, f"wave-sync:{run.run_id}:{n}") for n in range(run.total_chunks)}
+        claims = {n: read_claim(storage, f"wave-sync:{run.run_id}:{n}") for n in range(run.total_chunks)}
         statuses = {n: (c or {}).get("Status") for n, c in claims.items()}
         in_flight = next(n for n, s in statuses.items() if s == "in_progress")
         assert [n for n, s in statuses.items() if s == "in_progress"] == [in_flight]
@@ -281,8 +256,8 @@ def test_a_sigkilled_worker_mid_sync_is_resumed_by_the_next_host_without_writing
         assert in_flight not in done_at_kill
 
         # AND WHEN the worker's claim expiry has passed and the tick is delivered again
-        _backdate_claim(storage, f"wave-sync:{run.run_id}:{in_flight}",
-                        datetime.now(UTC) - deps.chunk_claim_expiry - timedelta(minutes=1))  # fmt: skip
+        backdate_claim(storage, f"wave-sync:{run.run_id}:{in_flight}",
+                       datetime.now(UTC) - deps.chunk_claim_expiry - timedelta(minutes=1))  # fmt: skip
         again, _ = asyncio.run(tick())
         assert again.run_id == run.run_id
         # AND a second host starts

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ from shared.envelope import Envelope
 from shared.errors import SafetyViolationError
 from shared.graph import build_graph_client
 from shared.graph.batch import BatchClient
-from shared.names import ALERTS, WAVE_WORK
+from shared.names import ALERTS, TABLE_IDEMPOTENCY, WAVE_WORK
 from shared.rollout.membership import (
     ChunkOutcome,
     MembershipWriter,
@@ -26,6 +25,7 @@ from shared.rollout.membership import (
     start_wave_sync,
 )
 from shared.state import build_state
+from tests.functional.membership.claims import backdate_claim
 
 pytestmark = pytest.mark.functional
 
@@ -106,7 +106,8 @@ def tenant(app_environ: dict[str, str], emulator_server: EmulatorHandle) -> Tena
 
 
 def _deps(app_environ: dict[str, str], *, blast_radius: int = 5000, transport: Any = None,
-          expiry: timedelta = timedelta(minutes=10)) -> tuple[SyncDeps, RecordingQueues]:  # fmt: skip
+          expiry: timedelta = timedelta(minutes=10),
+          table_prefix: str | None = None) -> tuple[SyncDeps, RecordingQueues]:  # fmt: skip
     settings = load_settings(app_environ)
     client = build_graph_client(settings)
     batch = BatchClient.for_graph(client)
@@ -116,10 +117,14 @@ def _deps(app_environ: dict[str, str], *, blast_radius: int = 5000, transport: A
     deps = SyncDeps(
         plan=_plan_with_sync_wave(load_plan_for(settings), blast_radius=blast_radius), graph=client,
         writer=MembershipWriter(batch),
-        state=build_state(settings, table_prefix="t" + uuid.uuid4().hex[:12]), queues=queues,
+        state=build_state(settings, table_prefix=table_prefix or _table_prefix()), queues=queues,
         chunk_claim_expiry=expiry,
     )  # fmt: skip
     return deps, queues
+
+
+def _table_prefix() -> str:
+    return "t" + uuid.uuid4().hex[:12]
 
 
 async def _deliver(deps: SyncDeps, envelopes: list[Envelope]) -> list[Any]:
@@ -171,12 +176,13 @@ async def test_a_worker_killed_mid_sync_resumes_without_writing_anything_twice(
     # GIVEN 1,000 people and a planned sync of 3 chunks
     people = tenant.add_people(1000)
     group_id = tenant.admin("POST", "/groups", {"displayName": SYNC_GROUP})["id"]
-    deps, queues = _deps(app_environ, expiry=timedelta(seconds=1))
+    prefix = _table_prefix()
+    deps, queues = _deps(app_environ, expiry=timedelta(seconds=30), table_prefix=prefix)
     run = await start_wave_sync(deps, "sync-test", correlation_id="tick-crash")
     envelopes = queues.on(WAVE_WORK)
     assert run.total_chunks == 3
     # WHEN a worker does chunk 0, writes chunk 1 to Graph and dies before recording it
-    killer, _ = _deps(app_environ, transport=lambda inner: KillAfter(inner, 1), expiry=timedelta(seconds=1))
+    killer, _ = _deps(app_environ, transport=lambda inner: KillAfter(inner, 1))
     killer = SyncDeps(deps.plan, killer.graph, killer.writer, deps.state, queues, deps.chunk_claim_expiry)
     await process_wave_work(envelopes[0].to_json(), killer)
     with pytest.raises(WorkerKilled):
@@ -184,8 +190,11 @@ async def test_a_worker_killed_mid_sync_resumes_without_writing_anything_twice(
     # THEN a redelivery while the dead worker's claim is fresh is retried later, not run twice
     with pytest.raises(Exception, match="another worker"):
         await process_wave_work(envelopes[1].to_json(), deps)
-    # AND WHEN every message is redelivered after the claim expired (chunk 0 twice as well)
-    await asyncio.sleep(1.2)
+    # AND WHEN every message is redelivered after the claim expired (chunk 0 twice as well): the
+    # claim is back-dated past the expiry rather than waited for
+    backdate_claim(app_environ["AzureWebJobsStorage"], f"wave-sync:{run.run_id}:1",
+                   datetime.now(UTC) - deps.chunk_claim_expiry - timedelta(minutes=1),
+                   table=prefix + TABLE_IDEMPOTENCY)  # fmt: skip
     outcomes = await _deliver(deps, envelopes)
     # THEN the group holds exactly the 1,000 people, and no add was ever refused as a duplicate
     assert [o.status for o in outcomes] == ["duplicate", "done", "done"]
