@@ -10,8 +10,9 @@ import azure.functions as func
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
-# Every 15 minutes (NCRONTAB, six fields: seconds first).
-WAVE_TIMER_SCHEDULE = "0 */15 * * * *"
+# NCRONTAB (six fields, seconds first) from the app setting, as the Functions host resolves
+# %NAME% in binding properties; infra and local.settings.json set "0 */15 * * * *" (every 15 min).
+WAVE_TIMER_SCHEDULE = "%WAVEGUARD_WAVE_SCHEDULE%"
 
 
 @bp.timer_trigger(arg_name="timer", schedule=WAVE_TIMER_SCHEDULE, run_on_startup=False)

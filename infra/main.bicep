@@ -89,6 +89,9 @@ param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
 @maxValue(29)
 param graphTimeoutSeconds int = 20
 
+@description('WAVEGUARD_WAVE_SCHEDULE: NCRONTAB (six fields, seconds first) of the rollout timer that evaluates wave gates, re-syncs membership and nudges.')
+param waveSchedule string = '0 */15 * * * *'
+
 @description('WAVEGUARD_TELEMETRY: auto exports to Application Insights (and OTLP when an endpoint is set); console prints spans; off disables export.')
 @allowed([
   'auto'
@@ -200,6 +203,7 @@ var waveguardBaseSettings = {
   GRAPH_BASE_URL: graphBaseUrl
   GRAPH_TIMEOUT_SECONDS: string(graphTimeoutSeconds)
   WAVEGUARD_TELEMETRY: telemetry
+  WAVEGUARD_WAVE_SCHEDULE: waveSchedule
 }
 var otlpSettings = empty(otlpEndpoint) ? {} : { OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint }
 var waveguardSettings = union(waveguardBaseSettings, otlpSettings, extraAppSettings)

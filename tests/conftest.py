@@ -35,12 +35,15 @@ def emulator_server() -> Iterator[EmulatorHandle]:
         handle.stop()
 
 
-# Secrets the example plan (config/waveguard.yaml) interpolates; test values only.
+# App settings every test app needs: the secrets the example plan (config/waveguard.yaml)
+# interpolates (test values only) and the rollout timer's schedule, which the function's binding
+# reads as %WAVEGUARD_WAVE_SCHEDULE% (local.settings.json holds it for `make run`).
 PLAN_SECRETS: dict[str, str] = {
     "WAVEGUARD_HR_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "PAGERDUTY_ROUTING_KEY": "R0ut1ngKeyForTests000000000000000",
     "TEAMS_WEBHOOK_URL": "http://127.0.0.1:9/teams",
     "WAVEGUARD_GRAPH_CLIENT_STATE": "test-client-state",
+    "WAVEGUARD_WAVE_SCHEDULE": "0 */15 * * * *",
 }
 
 

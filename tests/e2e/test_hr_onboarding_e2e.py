@@ -14,7 +14,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from shared.envelope import Envelope
 from shared.names import ALERTS, HR_EVENTS
 from tests.conftest import PLAN_SECRETS
 from tests.emulator_probes import TapProbe
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,16 +102,6 @@ class Stack(TapProbe):
     def alerts(self) -> list[Envelope]:
         queue = QueueClient.from_connection_string(self.storage, ALERTS)
         return [Envelope.from_json(base64.b64decode(m.content)) for m in queue.peek_messages(max_messages=32)]
-
-
-def wait_for[T](what: str, probe: Callable[[], T | None], timeout: float = 20.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _empty(storage: str, *queues: str) -> None:

@@ -24,7 +24,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "methods": ["POST"],
         "authLevel": "anonymous",
     },
-    "wave_timer": {"type": "timerTrigger", "schedule": "0 */15 * * * *", "runOnStartup": False},
+    "wave_timer": {"type": "timerTrigger", "schedule": "%WAVEGUARD_WAVE_SCHEDULE%", "runOnStartup": False},
 }
 
 
