@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +78,23 @@ def test_http_functions_return_through_the_http_output(functions: dict[str, Any]
         if fn.get_trigger().get_dict_repr()["type"] == "httpTrigger":
             outputs = [b.get_dict_repr() for b in fn.get_bindings() if b.get_dict_repr()["type"] == "http"]
             assert [o["name"] for o in outputs] == ["$return"], name
+
+
+def test_every_app_setting_a_binding_names_is_set_locally_and_by_the_infra(functions: dict[str, Any]) -> None:
+    # GIVEN the %SETTING% references in every binding (the host refuses to index a function
+    # whose reference does not resolve)
+    referenced = {
+        setting
+        for fn in functions.values()
+        for binding in fn.get_bindings()
+        for value in binding.get_dict_repr().values()
+        if isinstance(value, str)
+        for setting in re.findall(r"%([^%]+)%", value)
+    }
+    assert "WAVEGUARD_WAVE_SCHEDULE" in referenced
+    # THEN local.settings.json (make run) sets each one, and so do infra's app settings
+    local = json.loads((ROOT / "local" / "local.settings.json").read_text("utf-8"))["Values"]
+    bicep = (ROOT / "infra" / "main.bicep").read_text("utf-8")
+    for setting in sorted(referenced):
+        assert setting in local, f"local/local.settings.json does not set {setting}"
+        assert re.search(rf"^\s*{setting}:", bicep, re.MULTILINE), f"infra/main.bicep does not set {setting}"
