@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import uuid
 from pathlib import Path
 
 import pytest
@@ -123,32 +124,37 @@ def test_message_encoding_none_passes_the_text_through(start_host: StartHost, tm
 
 
 def test_async_functions_run_on_the_event_loop_concurrently(start_host: StartHost) -> None:
-    # GIVEN four messages waiting before the host starts (batchSize 4)
+    # GIVEN four messages waiting before the host starts (batchSize 4), each for an invocation that
+    # waits (up to 10 s) until all four are running
+    group = uuid.uuid4().hex
+
     def enqueue(running: RunningHost) -> None:
         queue = create_queue(running.queue("async"))
         for n in range(4):
-            queue.send_message(b64(json.dumps({"n": n, "sleep": 0.5})))
+            queue.send_message(b64(json.dumps({"n": n, "together": [group, 4]})))
 
     # WHEN the host picks them up
     running = start_host(before_start=enqueue)
-    seen = running.wait_for_records("queue_async", 4)
+    seen = running.wait_for_records("queue_async", 4, timeout=20)
 
     # THEN each ran as an asyncio task on the host's loop thread, all four at the same time
     assert all(row["in_task"] and row["thread"] == "minihost-asyncio" for row in seen)
+    assert [row["together"] for row in seen] == [True] * 4
     assert max(row["started"] for row in seen) < min(row["finished"] for row in seen)
 
 
 def test_a_slow_invocation_keeps_its_message_leased_and_runs_once(start_host: StartHost) -> None:
-    # GIVEN a 1-second lease (renewed every 0.5 s) and two functions that take 2 s each
+    # GIVEN a 2-second lease (renewed once it is 1 s old) and two functions that take 3 s each: without
+    # renewal their messages would be visible again, and received again, a second before they finish
     def enqueue(running: RunningHost) -> None:
         queue = create_queue(running.queue("slow"))
         for _ in range(2):
-            queue.send_message(b64(json.dumps({"sleep": 2})))
+            queue.send_message(b64(json.dumps({"sleep": 3})))
 
-    running = start_host(before_start=enqueue, message_lease=1.0)
+    running = start_host(before_start=enqueue, message_lease=2.0)
 
     # WHEN both have finished
-    finished = running.wait_for_records("queue_slow_finished", 2, timeout=10)
+    finished = running.wait_for_records("queue_slow_finished", 2, timeout=20)
 
     # THEN they ran side by side (sync functions share a thread pool), each exactly once
     started = running.records("queue_slow_started")
