@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from cli.wave_alerts import add_commands as add_alert_commands
 from shared.config import load_settings
 from shared.errors import ConfigError, NotFoundError, WaveGuardError
 from shared.rollout.lifecycle import (
@@ -40,7 +41,7 @@ _BAR_WIDTH: Final = 20
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("waves", help="rollout waves: status, approve, rollback, evaluate")
+    p = sub.add_parser("waves", help="rollout waves: status, approve, rollback, evaluate, alerts")
     waves = p.add_subparsers(dest="waves_command", metavar="ACTION", required=True)
     status = waves.add_parser(
         "status", help="a table per wave: state, members, registration, gates, next step"
@@ -60,6 +61,7 @@ def add_parser(sub: Any) -> None:
     evaluate.add_argument("--dry-run", action="store_true", help="print what it would do; change nothing")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.set_defaults(run=run_evaluate)
+    add_alert_commands(waves)
 
 
 def _actor(env: Mapping[str, str]) -> str:

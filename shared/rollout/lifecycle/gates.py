@@ -7,13 +7,13 @@ value next to the threshold, so an operator sees how far a wave is from promotio
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from shared.alerting.open_alerts import ALERTS_OPEN_NAMESPACE, list_open_alerts
 from shared.config.waves import Gates
-from shared.errors import InvalidPayloadError
 from shared.rollout.wave_state import WaveState, WaveStatus
 from shared.state import KeyValuePort
 
@@ -34,7 +34,6 @@ __all__ = [
 
 # KV namespace; key = wave name; value {"open": [{"id": str, "severity": str, "summary": str}]}.
 # Whoever opens or closes an alert about a wave (onboarding, alerting) rewrites the list.
-ALERTS_OPEN_NAMESPACE: Final = "alerts-open"
 # The report-only twin evaluated the sign-in: these results are the evidence, the failures the impact.
 REPORT_ONLY_FAILURES: Final = frozenset({"reportOnlyFailure", "reportOnlyInterrupted"})
 REPORT_ONLY_RESULTS: Final = REPORT_ONLY_FAILURES | {"reportOnlySuccess"}
@@ -152,23 +151,10 @@ def evaluate_gates(
 
 
 def open_critical_alerts(kv: KeyValuePort, wave: str) -> list[str]:
-    """Ids of the open critical alerts recorded for ``wave`` (namespace ``alerts-open``).
+    """Ids of the open critical alerts recorded for ``wave`` (``shared.alerting.open_alerts``).
 
     Raises:
         InvalidPayloadError: the record is not ``{"open": [{"id", "severity", ...}]}``.
         RetryableError: the store is unavailable.
     """
-    stored = kv.get(ALERTS_OPEN_NAMESPACE, wave)
-    if stored is None:
-        return []
-    value = stored.value
-    items = value.get("open") if isinstance(value, dict) else None
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise InvalidPayloadError.for_field(
-            f"{ALERTS_OPEN_NAMESPACE}/{wave}.open", "expected a list of alerts"
-        )
-    return [str(i.get("id", "?")) for i in _critical(items)]
-
-
-def _critical(items: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [i for i in items if str(i.get("severity", "")).lower() == "critical"]
+    return [a.id for a in list_open_alerts(kv, wave) if a.severity == "critical"]

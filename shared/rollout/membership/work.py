@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from shared.alerting import Alert, raise_alert
+from shared.alerting import Alert, open_alert, raise_alert, resolve_open_alert
 from shared.config import RolloutPlan, Settings
 from shared.envelope import Envelope
 from shared.errors import InvalidPayloadError, NotFoundError, RetryableError, SafetyViolationError
@@ -159,10 +159,16 @@ async def _plan(deps: SyncDeps, wave_name: str, correlation_id: str) -> Membersh
         if (await run_sync(read_wave_state, deps.state.kv, other.name)).enforced:
             enforced.add(other.name)
     try:
-        return plan_membership(wave, group.id, desired, actual, enforced_waves=enforced)
+        planned = plan_membership(wave, group.id, desired, actual, enforced_waves=enforced)
     except SafetyViolationError as exc:
         await _alert_blast_radius(deps, exc, wave_name, correlation_id)
         raise
+    await _resolve_blast_radius(deps, wave_name, correlation_id)
+    return planned
+
+
+def _blast_radius_key(wave: str) -> str:
+    return f"wave-sync:{wave}:blast-radius"
 
 
 async def _alert_blast_radius(
@@ -170,10 +176,21 @@ async def _alert_blast_radius(
 ) -> None:
     entry = AuditEntry(ACTOR, "wave.sync.refused", wave, str(exc), correlation_id=correlation_id)
     await run_sync(deps.state.audit.append, entry)
-    alert = Alert(key=f"wave-sync:{wave}:blast-radius", severity="critical", summary=str(exc), source=ACTOR,
+    alert = Alert(key=_blast_radius_key(wave), severity="critical", summary=str(exc), source=ACTOR,
                   labels={"alertname": "WaveSyncBlastRadius", "severity": "critical", "wave": wave},
                   details={"wave": wave, "rule": exc.rule})  # fmt: skip
-    await run_sync(raise_alert, deps.queues, alert)
+    envelope = await run_sync(raise_alert, deps.queues, alert)
+    # Open until a later sync of the wave is within its blast radius: the wave does not promote meanwhile.
+    await run_sync(open_alert, deps.state.kv, wave, alert, alert_id=envelope.id)
+
+
+async def _resolve_blast_radius(deps: SyncDeps, wave: str, correlation_id: str) -> None:
+    resolved = await run_sync(resolve_open_alert, deps.state.kv, wave, key=_blast_radius_key(wave))
+    if resolved is not None:
+        reason = f"a sync of wave {wave} is within its blast radius again"
+        entry = AuditEntry(ACTOR, "alert.resolve", wave, reason, correlation_id=correlation_id,
+                           details={"alertId": resolved.id, "key": resolved.key})  # fmt: skip
+        await run_sync(deps.state.audit.append, entry)
 
 
 def _chunks(plan: MembershipPlan) -> list[tuple[list[str], list[str]]]:

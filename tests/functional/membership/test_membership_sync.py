@@ -16,6 +16,7 @@ from shared.errors import SafetyViolationError
 from shared.graph import build_graph_client
 from shared.graph.batch import BatchClient
 from shared.names import ALERTS, TABLE_IDEMPOTENCY, WAVE_WORK
+from shared.rollout.lifecycle import open_critical_alerts
 from shared.rollout.membership import (
     ChunkOutcome,
     MembershipWriter,
@@ -208,20 +209,31 @@ async def test_a_worker_killed_mid_sync_resumes_without_writing_anything_twice(
     assert record["alreadyMembers"] == 400  # chunk 1: found in the group on resume, not rewritten
 
 
-async def test_a_run_over_the_blast_radius_is_refused_alerted_and_writes_nothing(
+async def test_a_run_over_the_blast_radius_is_refused_alerted_and_holds_the_wave_until_a_sync_within_it(
     tenant: Tenant, app_environ: dict[str, str]
 ) -> None:
     # GIVEN 300 people selected by a wave whose blastRadius is 100
     tenant.add_people(300)
     group_id = tenant.admin("POST", "/groups", {"displayName": SYNC_GROUP})["id"]
-    deps, queues = _deps(app_environ, blast_radius=100)
+    prefix = _table_prefix()
+    deps, queues = _deps(app_environ, blast_radius=100, table_prefix=prefix)
     # WHEN the sync is planned / THEN it is refused naming the counts, alerted, nothing enqueued
     with pytest.raises(SafetyViolationError, match=r"add 300 and remove 0 .*blastRadius of 100"):
         await start_wave_sync(deps, "sync-test", correlation_id="tick-big")
     assert queues.on(WAVE_WORK) == []
-    assert [a.payload["labels"]["alertname"] for a in queues.on(ALERTS)] == ["WaveSyncBlastRadius"]
+    [alert] = queues.on(ALERTS)
+    assert alert.payload["labels"]["alertname"] == "WaveSyncBlastRadius"
     assert tenant.members(group_id) == set()
     assert tenant.requests("PATCH") == []
+    # AND the alert stays open for the wave, so its "no open critical alert" gate holds promotion
+    assert open_critical_alerts(deps.state.kv, "sync-test") == [alert.id]
+    # WHEN the plan's blast radius is raised and the next sync is within it
+    within, _ = _deps(app_environ, blast_radius=1000, table_prefix=prefix)
+    await start_wave_sync(within, "sync-test", correlation_id="tick-next")
+    # THEN the alert is resolved, and the audit log says so
+    assert open_critical_alerts(within.state.kv, "sync-test") == []
+    resolved = [e for e in within.state.audit.list() if e.action == "alert.resolve"]
+    assert [e.details["alertId"] for e in resolved] == [alert.id]
 
 
 async def test_an_unknown_wave_work_type_is_settled_and_alerted(app_environ: dict[str, str]) -> None:

@@ -1,0 +1,112 @@
+"""`waveguard waves alerts` and `waveguard waves resolve-alert`: the open alerts that hold waves.
+
+A wave with an open critical alert does not promote (gate ``requireNoOpenCriticalAlerts``).
+WaveGuard resolves the alerts it can see the end of (a membership sync within the blast radius
+again); an operator resolves the others once they have dealt with them.
+
+Exit codes: 0 done; 1 storage failed; 2 usage or input error (unknown wave, no such open alert).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final
+
+from shared.alerting import OpenAlert, list_open_alerts, resolve_open_alert
+from shared.config import load_plan_for, load_settings
+from shared.config.plan import RolloutPlan
+from shared.errors import ConfigError, NotFoundError, WaveGuardError
+from shared.state import AuditEntry, StateStores, build_state
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+
+
+def add_commands(waves: Any) -> None:
+    """Register ``alerts`` and ``resolve-alert`` under ``waveguard waves``."""
+    alerts = waves.add_parser("alerts", help="the open alerts of each wave (critical ones hold promotion)")
+    alerts.add_argument("wave", metavar="WAVE", nargs="?", help="only this wave")
+    alerts.add_argument("--json", action="store_true", help="print them as JSON")
+    alerts.set_defaults(run=run_alerts)
+    resolve = waves.add_parser("resolve-alert", help="resolve an open alert of WAVE by its id or key")
+    resolve.add_argument("wave", metavar="WAVE")
+    resolve.add_argument("alert", metavar="ALERT", help="the alert's id (alert-...) or key")
+    resolve.add_argument("--reason", required=True, help="what was done about it (kept in the audit log)")
+    resolve.set_defaults(run=run_resolve)
+
+
+def _actor(env: Mapping[str, str]) -> str:
+    return f"cli:{env.get('USER') or env.get('USERNAME') or 'operator'}"
+
+
+def _open(env: Mapping[str, str]) -> tuple[RolloutPlan, StateStores]:
+    settings = load_settings(env)
+    return load_plan_for(settings), build_state(settings)
+
+
+def _waves(plan: RolloutPlan, only: str | None) -> list[str]:
+    names = [w.name for w in plan.waves]
+    if only is not None and only not in names:
+        raise NotFoundError(f"wave {only!r} is not in the plan (waves: {', '.join(names)})", field="wave")
+    return [only] if only is not None else names
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def run_alerts(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    try:
+        plan, stores = _open(env)
+        found = {wave: list_open_alerts(stores.kv, wave) for wave in _waves(plan, args.wave)}
+    except (ConfigError, NotFoundError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except WaveGuardError as exc:
+        return _fail(f"waves alerts: {exc}", EXIT_FAILED)
+    if args.json:
+        rows = {wave: [a.to_dict() for a in items] for wave, items in found.items()}
+        print(json.dumps({"waves": rows}, indent=2))
+        return EXIT_OK
+    for wave, items in found.items():
+        critical = sum(1 for a in items if a.severity == "critical")
+        held = "  (holds promotion)" if critical else ""
+        print(f"{wave}: {len(items)} open, {critical} critical{held}")
+        for alert in items:
+            print(f"  {alert.id}  {alert.severity:<8} {alert.opened_at}  {alert.key}")
+            if alert.summary:
+                print(f"      {alert.summary}")
+    return EXIT_OK
+
+
+def run_resolve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    try:
+        plan, stores = _open(env)
+        _waves(plan, args.wave)
+        resolved = _resolve(stores, args.wave, args.alert)
+        if resolved is None:
+            return _fail(
+                f"wave {args.wave!r} has no open alert with id or key {args.alert!r} "
+                f"(see `waveguard waves alerts {args.wave}`)",
+                EXIT_USAGE,
+            )
+        stores.audit.append(AuditEntry(
+            actor=_actor(env), action="alert.resolve", target=args.wave, reason=args.reason,
+            correlation_id=f"cli-{uuid.uuid4().hex}", details={"alertId": resolved.id, "key": resolved.key},
+        ))  # fmt: skip
+    except (ConfigError, NotFoundError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except WaveGuardError as exc:
+        return _fail(f"waves resolve-alert {args.wave}: {exc}", EXIT_FAILED)
+    print(f"wave {args.wave!r}: resolved {resolved.severity} alert {resolved.id} ({resolved.key})")
+    return EXIT_OK
+
+
+def _resolve(stores: StateStores, wave: str, alert: str) -> OpenAlert | None:
+    by_id = resolve_open_alert(stores.kv, wave, alert_id=alert)
+    return by_id if by_id is not None else resolve_open_alert(stores.kv, wave, key=alert)
