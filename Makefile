@@ -14,7 +14,6 @@ NODE_DIR := local/node
 AZURITE  := $(NODE_DIR)/node_modules/.bin/azurite
 DEMO     ?= 1
 
-# A Python 3.13 interpreter: $(PYTHON) if given, python3.13 on PATH, else pyenv's 3.13.x.
 # A Python 3.13 interpreter: $(PYTHON) if given, else a working python3.13 on PATH (pyenv shims on PATH
 # may name one that is not selected, hence the --version probe), else pyenv's newest 3.13.x.
 PYTHON ?= $(shell { p=$$(command -v python3.13 2>/dev/null) && "$$p" --version >/dev/null 2>&1 && echo "$$p"; } || \
