@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from cli.wave_alerts import add_commands as add_alert_commands
+from cli.wave_sync import add_command as add_sync_command
 from shared.config import load_settings
 from shared.errors import ConfigError, NotFoundError, WaveGuardError
 from shared.rollout.lifecycle import (
@@ -41,7 +42,7 @@ _BAR_WIDTH: Final = 20
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("waves", help="rollout waves: status, approve, rollback, evaluate, alerts")
+    p = sub.add_parser("waves", help="rollout waves: status, approve, rollback, evaluate, sync, alerts")
     waves = p.add_subparsers(dest="waves_command", metavar="ACTION", required=True)
     status = waves.add_parser(
         "status", help="a table per wave: state, members, registration, gates, next step"
@@ -62,6 +63,7 @@ def add_parser(sub: Any) -> None:
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.set_defaults(run=run_evaluate)
     add_alert_commands(waves)
+    add_sync_command(waves)
 
 
 def _actor(env: Mapping[str, str]) -> str:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHUNK_MEMBERS", "NAMESPACE", "SYNC_CHUNK", "ChunkOutcome", "SyncDeps", "SyncRun",
-    "build_sync_deps", "process_chunk", "read_sync_run", "start_wave_sync",
+    "build_sync_deps", "preview_wave_sync", "process_chunk", "read_sync_run", "start_wave_sync",
 ]  # fmt: skip
 
 NAMESPACE: Final = "wave-sync"
@@ -91,8 +91,9 @@ class ChunkOutcome:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def build_sync_deps(settings: Settings) -> SyncDeps:
-    """Production dependencies: the process's Graph client, a pacing writer, Tables, queues.
+def build_sync_deps(settings: Settings, *, client: GraphServiceClient | None = None) -> SyncDeps:
+    """Production dependencies: the process's Graph client (or ``client``: a tool that runs its
+    own event loop needs its own), a pacing writer, Tables, queues.
 
     Raises:
         ConfigError: the plan or storage configuration is invalid.
@@ -103,9 +104,9 @@ def build_sync_deps(settings: Settings) -> SyncDeps:
     from shared.queues import get_queue_sender
     from shared.state import build_state
 
-    client = get_graph_client(settings)
-    writer = MembershipWriter(BatchClient.for_graph(client))
-    return SyncDeps(plan=load_plan_for(settings), graph=client, writer=writer, state=build_state(settings),
+    graph = client if client is not None else get_graph_client(settings)
+    writer = MembershipWriter(BatchClient.for_graph(graph))
+    return SyncDeps(plan=load_plan_for(settings), graph=graph, writer=writer, state=build_state(settings),
                     queues=get_queue_sender(settings))  # fmt: skip
 
 
@@ -148,23 +149,40 @@ async def start_wave_sync(deps: SyncDeps, wave_name: str, *, correlation_id: str
 
 
 async def _plan(deps: SyncDeps, wave_name: str, correlation_id: str) -> MembershipPlan:
-    desired = await desired_members(deps.graph, deps.plan, wave_name)
-    wave = deps.plan.wave(wave_name)
-    group = await find_group(deps.graph, group_id=wave.group.id, display_name=wave.group.display_name)
-    if group is None or not group.id:
-        raise NotFoundError(f"wave {wave_name}: its group does not exist", field="group")
-    actual = [m async for m in iter_member_ids(deps.graph, group.id)]
-    enforced = set()
-    for other in deps.plan.waves:
-        if (await run_sync(read_wave_state, deps.state.kv, other.name)).enforced:
-            enforced.add(other.name)
     try:
-        planned = plan_membership(wave, group.id, desired, actual, enforced_waves=enforced)
+        planned = await preview_wave_sync(deps, wave_name)
     except SafetyViolationError as exc:
         await _alert_blast_radius(deps, exc, wave_name, correlation_id)
         raise
     await _resolve_blast_radius(deps, wave_name, correlation_id)
     return planned
+
+
+async def preview_wave_sync(deps: SyncDeps, wave_name: str) -> MembershipPlan:
+    """What a sync of the wave would change now; reads only (nothing written, enqueued or alerted).
+
+    Raises:
+        KeyError: no wave has that name.
+        NotFoundError: the wave's group or a selector group does not exist.
+        SafetyViolationError: the run would exceed the wave's blast radius.
+        RetryableError: Graph or storage failed.
+    """
+    wave = deps.plan.wave(wave_name)
+    desired = await desired_members(deps.graph, deps.plan, wave_name)
+    group = await find_group(deps.graph, group_id=wave.group.id, display_name=wave.group.display_name)
+    if group is None or not group.id:
+        name = wave.group.id or wave.group.display_name
+        raise NotFoundError(
+            f"wave {wave_name}: its group {name!r} does not exist (the rollout timer creates a group "
+            "named by displayName when the wave starts)",
+            field="group",
+        )
+    actual = [m async for m in iter_member_ids(deps.graph, group.id)]
+    enforced = set()
+    for other in deps.plan.waves:
+        if (await run_sync(read_wave_state, deps.state.kv, other.name)).enforced:
+            enforced.add(other.name)
+    return plan_membership(wave, group.id, desired, actual, enforced_waves=enforced)
 
 
 def _blast_radius_key(wave: str) -> str:

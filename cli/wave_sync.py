@@ -1,0 +1,177 @@
+"""`waveguard waves sync WAVE`: reconcile a wave's group with its selectors now, with progress.
+
+The rollout timer does this for every started wave each tick; this command is for an operator
+who changed a selector, or wants to see (``--dry-run``) what a sync would change. The run is the
+timer's: planned and stored in the ``wave-sync`` state, split into ``wave-work`` chunks that the
+``wave_worker`` function applies. The command follows the run's progress until it is done, or
+applies the chunks itself with ``--inline`` (safe alongside a worker: each chunk is claimed once).
+
+Exit codes: 0 done (or a dry run); 1 refused (blast radius), members failed, Graph or storage
+failed, or no worker applied the chunks in time; 2 usage or input error (unknown wave).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final
+
+from shared.config import load_settings
+from shared.envelope import Envelope
+from shared.errors import ConfigError, NotFoundError, SafetyViolationError, WaveGuardError
+from shared.graph import build_graph_client
+from shared.rollout.membership import (
+    SYNC_CHUNK,
+    MembershipPlan,
+    SyncDeps,
+    SyncRun,
+    build_sync_deps,
+    preview_wave_sync,
+    process_chunk,
+    read_sync_run,
+    start_wave_sync,
+)
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+_BAR_WIDTH: Final = 20
+_SHOWN: Final = 10
+
+
+def add_command(waves: Any) -> None:
+    """Register ``sync`` under ``waveguard waves``."""
+    sync = waves.add_parser("sync", help="reconcile WAVE's group with its selectors now, with progress")
+    sync.add_argument("wave", metavar="WAVE")
+    sync.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
+    sync.add_argument("--inline", action="store_true", help="apply the chunks here, not by the wave worker")
+    sync.add_argument("--wait", type=float, default=300.0, metavar="SECONDS",
+                      help="how long to follow a run the worker applies (default 300)")  # fmt: skip
+    sync.add_argument("--json", action="store_true", help="print the plan or the finished run as JSON")
+    sync.set_defaults(run=run_sync_command)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def run_sync_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    try:
+        settings = load_settings(env)
+        deps = build_sync_deps(settings, client=build_graph_client(settings))
+        names = [w.name for w in deps.plan.waves]
+        if args.wave not in names:
+            known = ", ".join(names)
+            raise NotFoundError(f"wave {args.wave!r} is not in the plan (waves: {known})", field="wave")
+        if args.dry_run:
+            return _show_plan(asyncio.run(preview_wave_sync(deps, args.wave)), as_json=args.json)
+        run, record = asyncio.run(_sync(deps, args.wave, inline=args.inline, wait=args.wait))
+    except (ConfigError, NotFoundError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except SafetyViolationError as exc:
+        return _fail(f"waves sync {args.wave}: refused: {exc} (alerted; nothing written)", EXIT_FAILED)
+    except WaveGuardError as exc:
+        return _fail(f"waves sync {args.wave}: {exc}", EXIT_FAILED)
+    if record is None:
+        return _fail(
+            f"no worker applied the chunks of run {run.run_id} within {args.wait:.0f} s; they stay queued on "
+            "wave-work for the wave_worker function (is the app running?), or run again with --inline",
+            EXIT_FAILED,
+        )
+    return _finish(record, as_json=args.json)
+
+
+async def _sync(
+    deps: SyncDeps, wave: str, *, inline: bool, wait: float
+) -> tuple[SyncRun, dict[str, Any] | None]:
+    """One event loop for the whole run (the Graph client belongs to it)."""
+    run = await start_wave_sync(deps, wave, correlation_id=f"cli-{uuid.uuid4().hex}")
+    print(_describe(run), flush=True)
+    if inline:
+        return run, await _apply_inline(deps, run)
+    return run, await asyncio.to_thread(_follow, deps, run, wait)
+
+
+def _show_plan(plan: MembershipPlan, *, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"wave": plan.wave, "groupId": plan.group_id, "adds": list(plan.adds),
+                          "removes": list(plan.removes), "kept": list(plan.kept),
+                          "breakGlassSkipped": list(plan.break_glass_skipped)}, indent=2))  # fmt: skip
+        return EXIT_OK
+    print(f"wave {plan.wave} (group {plan.group_id}), dry run: would add {len(plan.adds)} and remove "
+          f"{len(plan.removes)} members")  # fmt: skip
+    for label, ids in (("add", plan.adds), ("remove", plan.removes)):
+        if ids:
+            more = f" (+{len(ids) - _SHOWN} more)" if len(ids) > _SHOWN else ""
+            print(f"  {label:<7} {', '.join(ids[:_SHOWN])}{more}")
+    notes = (
+        (plan.kept, "enforced members whose new wave is not enforced: kept (protection never drops)"),
+        (plan.ignored, "group members that are not directory users: left alone"),
+        (plan.break_glass_skipped, "break-glass accounts a selector named: never added"),
+    )
+    for ids, what in notes:
+        if ids:
+            print(f"  {len(ids)} {what}")
+    return EXIT_OK
+
+
+def _describe(run: SyncRun) -> str:
+    skipped = f", {len(run.break_glass_skipped)} break-glass skipped" if run.break_glass_skipped else ""
+    return (f"wave {run.wave}: run {run.run_id}: add {run.adds}, remove {run.removes} "
+            f"in {run.total_chunks} chunk(s){skipped}")  # fmt: skip
+
+
+async def _apply_inline(deps: SyncDeps, run: SyncRun) -> dict[str, Any] | None:
+    for n in range(run.total_chunks):
+        envelope = Envelope(type=SYNC_CHUNK, id=f"{run.run_id}:{n}",
+                            payload={"runId": run.run_id, "wave": run.wave, "chunk": n})  # fmt: skip
+        await process_chunk(deps, envelope)
+        record = read_sync_run(deps.state, run.run_id)
+        if record is not None:
+            print(_progress(record), flush=True)
+    return read_sync_run(deps.state, run.run_id)
+
+
+def _follow(deps: SyncDeps, run: SyncRun, wait: float) -> dict[str, Any] | None:
+    """The finished run record, printing each change of progress; None when it did not finish in time."""
+    deadline, shown = time.monotonic() + wait, ""
+    while True:
+        record = read_sync_run(deps.state, run.run_id)
+        if record is not None:
+            line = _progress(record)
+            if line != shown:
+                print(line, flush=True)
+                shown = line
+            if record["status"] == "done":
+                return record
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(1.0)
+
+
+def _progress(record: dict[str, Any]) -> str:
+    total, done = int(record["totalChunks"]), int(record["doneChunks"])
+    filled = _BAR_WIDTH if total == 0 else round(done / total * _BAR_WIDTH)
+    already = record["alreadyMembers"] + record["alreadyAbsent"]
+    bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
+    return (f"  [{bar}] {done}/{total} chunks  added {record['added']}  removed {record['removed']}  "
+            f"already {already}  failed {record['failedCount']}")  # fmt: skip
+
+
+def _finish(record: dict[str, Any], *, as_json: bool) -> int:
+    failed = list(record.get("failed", []))
+    if as_json:
+        keys = ("runId", "wave", "groupId", "status", "totalChunks", "doneChunks", "added", "alreadyMembers",
+                "removed", "alreadyAbsent", "failedCount", "failed", "breakGlassSkipped")  # fmt: skip
+        print(json.dumps({k: record.get(k) for k in keys}, indent=2))
+    else:
+        print(f"done: added {record['added']}, removed {record['removed']}, failed {record['failedCount']}")
+        for item in failed[:_SHOWN]:
+            print(f"  failed: {item}")
+    return EXIT_FAILED if record["failedCount"] else EXIT_OK
