@@ -268,14 +268,27 @@ async def process_chunk(deps: SyncDeps, envelope: Envelope) -> ChunkOutcome:
         raise RetryableError("another worker holds this chunk", correlation_id=envelope.id,
                              retry_after=deps.chunk_claim_expiry.total_seconds())  # fmt: skip
     try:
-        counts, failed = await _apply_chunk(deps, run_id, chunk, resumed=claim.taken_over)
-        await _record_progress(deps, run_id, chunk, counts, failed)
+        recorded = await _recorded_counts(deps, run_id, chunk)
+        if recorded is not None:
+            # A worker died after recording this chunk's progress and before completing its claim:
+            # the chunk is done; re-applying it would only re-count it (added 0, already N).
+            counts = recorded
+        else:
+            counts, failed = await _apply_chunk(deps, run_id, chunk, resumed=claim.taken_over)
+            await _record_progress(deps, run_id, chunk, counts, failed)
     except Exception:
         # A real crash never gets here: its claim stays in progress until it expires.
         await run_sync(deps.state.idempotency.release, key)
         raise
     await run_sync(deps.state.idempotency.complete, key, {"counts": counts})
     return ChunkOutcome("done", run_id, chunk, counts)
+
+
+async def _recorded_counts(deps: SyncDeps, run_id: str, chunk: int) -> dict[str, int] | None:
+    run = await run_sync(deps.state.kv.get, NAMESPACE, run_id)
+    chunks = run.value.get("chunks") if run is not None and isinstance(run.value, dict) else None
+    counts = chunks.get(str(chunk)) if isinstance(chunks, dict) else None
+    return dict(counts) if isinstance(counts, dict) else None
 
 
 def _chunk_ref(envelope: Envelope) -> tuple[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -279,3 +280,48 @@ async def test_a_retry_after_an_ordinary_failure_does_not_rewrite_what_was_writt
     assert tenant.members(group_id) == set(people)
     assert len(tenant.requests("PATCH")) == 20
     assert outcome.counts["alreadyMembers"] == 400
+
+
+class CompleteFails(Exception):
+    """Storage fails as the worker completes its claim, after the chunk's progress was recorded."""
+
+
+async def test_a_chunk_whose_progress_was_recorded_is_not_applied_or_counted_again(
+    tenant: Tenant, app_environ: dict[str, str]
+) -> None:
+    # GIVEN 400 people (one chunk) and a worker that wrote them and recorded its progress, then
+    # died before completing its claim
+    people = tenant.add_people(400)
+    group_id = tenant.admin("POST", "/groups", {"displayName": SYNC_GROUP})["id"]
+    prefix = _table_prefix()
+    deps, queues = _deps(app_environ, table_prefix=prefix)
+    await start_wave_sync(deps, "sync-test", correlation_id="tick-complete")
+    [envelope] = queues.on(WAVE_WORK)
+    idempotency = deps.state.idempotency
+
+    class FailingComplete:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(idempotency, name)
+
+        def complete(self, *args: Any, **kwargs: Any) -> None:
+            raise CompleteFails
+
+    failing = SyncDeps(deps.plan, deps.graph, deps.writer, replace(deps.state, idempotency=FailingComplete()),  # type: ignore[arg-type]
+                       queues, deps.chunk_claim_expiry)  # fmt: skip
+    with pytest.raises(CompleteFails):
+        await process_wave_work(envelope.to_json(), failing)
+    reads_before = len(tenant.requests("GET"))
+    # WHEN its claim has expired and the host delivers the message again
+    run_id = envelope.payload["runId"]
+    backdate_claim(app_environ["AzureWebJobsStorage"], f"wave-sync:{run_id}:0",
+                   datetime.now(UTC) - deps.chunk_claim_expiry - timedelta(minutes=1),
+                   table=prefix + TABLE_IDEMPOTENCY)  # fmt: skip
+    [outcome] = await _deliver(deps, [envelope])
+    # THEN the chunk is done without a Graph call, and the run's totals still count 400 added
+    assert outcome.status == "done"
+    assert len(tenant.requests("GET")) == reads_before
+    assert len(tenant.requests("PATCH")) == 20
+    assert tenant.members(group_id) == set(people)
+    record = read_sync_run(deps.state, outcome.run_id)
+    assert record is not None
+    assert (record["status"], record["added"], record["alreadyMembers"]) == ("done", 400, 0)
