@@ -6,6 +6,8 @@
 
 Flow: settings.py (host.json, local.settings.json) -> loader.py (import, get_functions() once,
 FunctionSpec) -> http_server.py / queue_poller.py / timers.py (trigger adapters) -> host.py (lifecycle).
+host.json `functionTimeout` is enforced by invoker.py: an overrun fails the invocation (async functions are
+cancelled; sync ones are left running on their thread, which Python cannot stop).
 """
 
 from __future__ import annotations

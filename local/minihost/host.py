@@ -78,7 +78,7 @@ class MiniHost:
         self._environment = environment
         self._previous_cwd = previous_cwd
         self._loop = EventLoopThread()
-        invoker = Invoker(self._loop)
+        invoker = Invoker(self._loop, timeout=settings.function_timeout)
         self._http = HttpFrontend(
             self.functions, route_prefix=settings.route_prefix, function_keys=function_keys, invoker=invoker
         )

@@ -9,14 +9,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from typing import Any
 
 import azure.functions as func
 from azure.functions import _abc as azf_abc
 
 from local.minihost.loader import FunctionSpec
-from local.minihost.logs import get_logger, invocation_scope
+from local.minihost.logs import fields, get_logger, invocation_scope
+from local.minihost.settings import format_timespan
 
 log = get_logger("invoker")
 
@@ -152,21 +153,64 @@ def new_invocation_id() -> str:
     return str(uuid.uuid4())
 
 
-class Invoker:
-    """Runs one invocation of a function and returns what it returned (exceptions propagate)."""
+class FunctionTimeoutError(Exception):
+    """An invocation ran longer than host.json's `functionTimeout`; it counts as failed."""
 
-    def __init__(self, loop: EventLoopThread) -> None:
+
+class Invoker:
+    """Runs one invocation of a function and returns what it returned (exceptions propagate).
+
+    With a `timeout` (host.json `functionTimeout`, seconds) an invocation that overruns fails with
+    FunctionTimeoutError: an async one is cancelled on the loop; a sync one runs on a thread of its own
+    so the caller can stop waiting, but Python cannot stop that thread, so it goes on in the background
+    (Azure would recycle the worker process instead).
+    """
+
+    def __init__(self, loop: EventLoopThread, *, timeout: float | None = None) -> None:
         self._loop = loop
+        self._timeout = timeout
 
     def invoke(self, spec: FunctionSpec, trigger_value: Any, invocation_id: str) -> Any:
-        """Call `spec.func` with its trigger argument (and `context`), blocking until it finishes."""
-        kwargs: dict[str, Any] = {spec.trigger_parameter: trigger_value}
-        if spec.context_parameter:
-            kwargs[spec.context_parameter] = InvocationContext(spec, invocation_id)
-        if not spec.is_async:
-            with invocation_scope(spec.name, invocation_id):
-                return spec.func(**kwargs)
-        return self._loop.submit(self._call_async(spec, kwargs, invocation_id)).result()
+        """Call `spec.func` with its trigger argument (and `context`), blocking until it finishes.
+
+        Raises:
+            FunctionTimeoutError: it ran longer than the timeout.
+        """
+        future: Future[Any]
+        if spec.is_async:
+            kwargs = self._kwargs(spec, trigger_value, invocation_id)
+            future = self._loop.submit(self._call_async(spec, kwargs, invocation_id))
+        elif self._timeout is None:
+            return self._call_sync(spec, trigger_value, invocation_id)
+        else:
+            future = Future()
+            thread = threading.Thread(
+                target=self._call_sync_into,
+                args=(future, spec, trigger_value, invocation_id),
+                name=f"function-{spec.name}",
+                daemon=True,
+            )
+            thread.start()
+        if not wait([future], self._timeout).done:
+            raise self._timed_out(spec, invocation_id, future)
+        return future.result()
+
+    def _timed_out(self, spec: FunctionSpec, invocation_id: str, future: Future[Any]) -> FunctionTimeoutError:
+        timeout = format_timespan(self._timeout or 0.0)
+        message = (
+            f"Timeout value of {timeout} exceeded by function 'Functions.{spec.name}' (Id: '{invocation_id}')"
+        )
+        extra = fields(spec.name, invocation_id)
+        log.error("%s. Initiating cancellation.", message, extra=extra)
+        if spec.is_async:
+            future.cancel()  # cancels the task on the loop
+        else:
+            log.warning(
+                "%s cannot be stopped: its thread goes on in the background (Azure would restart the worker)",
+                spec.name,
+                extra=extra,
+            )
+        return FunctionTimeoutError(message)
 
     def invoke_logged(
         self,
@@ -199,6 +243,26 @@ class Invoker:
         elapsed = (time.perf_counter() - started) * 1000
         logger.info("Executed %s (Succeeded, %.0f ms)", spec.name, elapsed, extra=extra)
         return True
+
+    @staticmethod
+    def _kwargs(spec: FunctionSpec, trigger_value: Any, invocation_id: str) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {spec.trigger_parameter: trigger_value}
+        if spec.context_parameter:
+            # Built on the thread that runs a sync function: context.thread_local_storage is per thread.
+            kwargs[spec.context_parameter] = InvocationContext(spec, invocation_id)
+        return kwargs
+
+    def _call_sync(self, spec: FunctionSpec, trigger_value: Any, invocation_id: str) -> Any:
+        with invocation_scope(spec.name, invocation_id):
+            return spec.func(**self._kwargs(spec, trigger_value, invocation_id))
+
+    def _call_sync_into(
+        self, future: Future[Any], spec: FunctionSpec, trigger_value: Any, invocation_id: str
+    ) -> None:
+        try:
+            future.set_result(self._call_sync(spec, trigger_value, invocation_id))
+        except BaseException as exc:
+            future.set_exception(exc)
 
     @staticmethod
     async def _call_async(spec: FunctionSpec, kwargs: dict[str, Any], invocation_id: str) -> Any:

@@ -33,10 +33,18 @@ class QueueSettings:
 
 @dataclass(frozen=True)
 class HostSettings:
-    """What the mini-host takes from host.json."""
+    """What the mini-host takes from host.json.
+
+    `function_timeout` is `functionTimeout` in seconds, None for no limit ("-1" or absent). On Azure an
+    absent value means 5 minutes on the Consumption plan (at most 10) and 30 minutes on the Flex
+    Consumption, Premium and Dedicated plans and Container Apps (where "-1" lifts the limit). The mini-host
+    does not know the plan, so absent means no limit, as before: set `functionTimeout` to get Azure's
+    behaviour; guessing a plan would cut short a local run that the real plan lets finish.
+    """
 
     queues: QueueSettings = field(default_factory=QueueSettings)
     route_prefix: str = "api"
+    function_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +96,34 @@ def parse_host_settings(data: object, *, source: str = "host.json") -> HostSetti
     extensions = _mapping(doc.get("extensions", {}), where=f"{source}: extensions")
     queues = _mapping(extensions.get("queues", {}), where=f"{source}: extensions.queues")
     http = _mapping(extensions.get("http", {}), where=f"{source}: extensions.http")
-    return HostSettings(queues=_parse_queues(queues, source), route_prefix=_parse_route_prefix(http, source))
+    return HostSettings(
+        queues=_parse_queues(queues, source),
+        route_prefix=_parse_route_prefix(http, source),
+        function_timeout=_parse_function_timeout(doc, source),
+    )
+
+
+def _parse_function_timeout(doc: Mapping[str, Any], source: str) -> float | None:
+    value = doc.get("functionTimeout", "-1")
+    if value == "-1":
+        return None
+    seconds = parse_timespan(value, where=f"{source}: functionTimeout")
+    if seconds <= 0:
+        raise ConfigError(
+            f'{source}: functionTimeout: expected more than 00:00:00 or "-1" (no limit), found {value!r}'
+        )
+    return seconds
+
+
+def format_timespan(seconds: float) -> str:
+    """The TimeSpan text for `seconds` as the Functions host prints it, e.g. 300 -> "00:05:00"."""
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{int(hours):02d}:{int(minutes):02d}:{int(secs):02d}"
+    if secs != int(secs):
+        text += f"{secs - int(secs):.7f}"[1:]
+    return f"{int(days)}.{text}" if days else text
 
 
 def _parse_queues(queues: Mapping[str, Any], source: str) -> QueueSettings:

@@ -11,6 +11,7 @@ from local.minihost.errors import ConfigError
 from local.minihost.settings import (
     HostSettings,
     QueueSettings,
+    format_timespan,
     load_host_settings,
     load_local_settings,
     parse_host_settings,
@@ -59,6 +60,7 @@ def test_the_repository_host_json_is_valid() -> None:
     settings = load_host_settings(REPO / "host.json")
     assert settings.queues.max_dequeue_count == 5
     assert settings.route_prefix == "api"
+    assert settings.function_timeout == 300.0
 
 
 def test_a_missing_host_json_means_defaults(tmp_path: Path) -> None:
@@ -107,6 +109,48 @@ def test_invalid_json_reports_file_and_line(tmp_path: Path) -> None:
     path.write_text('{\n  "version": "2.0",\n  oops\n}')
     with pytest.raises(ConfigError, match=r"host.json: not valid JSON at line 3"):
         load_host_settings(path)
+
+
+@pytest.mark.parametrize(
+    ("doc", "seconds"),
+    [
+        ({}, None),
+        ({"functionTimeout": "-1"}, None),
+        ({"functionTimeout": "00:05:00"}, 300.0),
+        ({"functionTimeout": "00:00:00.5"}, 0.5),
+        ({"functionTimeout": "1.00:00:00"}, 86400.0),
+    ],
+)
+def test_function_timeout_is_seconds_and_absent_or_minus_one_means_no_limit(
+    doc: dict[str, object], seconds: float | None
+) -> None:
+    assert parse_host_settings({"version": "2.0", **doc}).function_timeout == seconds
+
+
+@pytest.mark.parametrize(
+    ("value", "mentions"),
+    [
+        ("5", "functionTimeout: expected a TimeSpan string like \"00:00:30\", found '5'"),
+        (300, 'functionTimeout: expected a TimeSpan string like "00:00:30", found 300'),
+        (None, "functionTimeout: expected a TimeSpan string"),
+        ("-2", "functionTimeout: expected a TimeSpan string"),
+        ("00:00:00", "functionTimeout: expected more than 00:00:00 or \"-1\" (no limit), found '00:00:00'"),
+        ("00:00:60", "functionTimeout: '00:00:60' has"),
+    ],
+)
+def test_bad_function_timeouts_are_rejected_naming_the_field(value: object, mentions: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_host_settings({"version": "2.0", "functionTimeout": value}, source="host.json")
+    assert str(raised.value).startswith(f"host.json: {mentions}")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(300.0, "00:05:00"), (1.0, "00:00:01"), (0.5, "00:00:00.5000000"), (90061.0, "1.01:01:01")],
+)
+def test_timeouts_print_as_timespans(seconds: float, text: str) -> None:
+    assert format_timespan(seconds) == text
+    assert parse_timespan(text, where="x") == seconds
 
 
 @pytest.mark.parametrize(
