@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
-from shared.config import Wave
-from shared.errors import PermanentError, RetryableError, SafetyViolationError
+from shared.errors import SafetyViolationError
 from shared.hr.events import HrEvent
 from shared.onboarding.deps import Deps, run_sync
 from shared.onboarding.ports import DirectoryUser
 from shared.rollout.assignment import UserFacts
-from shared.state import ConcurrencyError
+from shared.rollout.wave_groups import WAVE_GROUPS_NAMESPACE
 
 __all__ = [
     "CLAIM_TTL",
     "LEAVERS_NAMESPACE",
     "REGISTRATION_NAMESPACE",
     "WAVE_GROUPS_NAMESPACE",
-    "ensure_wave_group",
     "facts_for",
     "find_employee",
     "iso",
@@ -33,14 +30,8 @@ REGISTRATION_NAMESPACE: Final = "registration"
 # Terminations by employee (key: "employee-<id>" / "upn-<upn>"): a hire still waiting for
 # provisioning must not issue a TAP to someone who has left since.
 LEAVERS_NAMESPACE: Final = "leavers"
-WAVE_GROUPS_NAMESPACE: Final = "wave-groups"
 # How long a processed envelope id is remembered: longer than any redelivery or replay.
 CLAIM_TTL: Final = timedelta(days=30)
-# A wave-group creation marker older than this was left by a worker that died.
-_CREATION_STALE: Final = timedelta(minutes=2)
-_CREATION_POLLS: Final = 40
-_CREATION_POLL_SECONDS: Final = 0.25
-_RECORD_ATTEMPTS: Final = 3
 
 
 def iso(moment: datetime) -> str:
@@ -141,137 +132,3 @@ async def facts_for(
         groups=groups,
     )
     return facts, groups
-
-
-async def ensure_wave_group(wave: Wave, deps: Deps, correlation_id: str) -> str:
-    """The id of the wave's target group, creating it as a security group if the plan names one
-    that does not exist yet (by displayName; a configured id that is missing is a config error).
-
-    Raises:
-        PermanentError: the configured group id does not exist.
-        RetryableError: Graph or storage failed, or another worker is creating the group now.
-    """
-    ref = wave.group
-    found = await deps.graph.find_group_id(group_id=ref.id, display_name=ref.display_name)
-    if found is not None:
-        return found
-    if ref.id is not None or not ref.display_name:
-        raise PermanentError(
-            f"wave {wave.name}: target group {ref.id} does not exist; fix waves[].group in the plan",
-            correlation_id=correlation_id,
-            wave=wave.name,
-        )
-    created = await _created_before(wave, deps)
-    if created is not None:
-        return created  # created by us; Graph's directory replication may not list it by name yet
-    claim = await _mark_creating(wave, deps)
-    if claim.existing is not None:
-        return claim.existing  # another worker finished creating it a moment ago
-    if not claim.mine:
-        return await _wait_for_other_creator(wave, deps)
-    group_id = await deps.graph.create_security_group(
-        ref.display_name,
-        description=f"WaveGuard rollout wave '{wave.name}': the Conditional Access target group. "
-        "Membership is managed by WaveGuard.",
-    )
-    await deps.audit(
-        "wave.group.create", group_id, f"target group of wave {wave.name} did not exist", correlation_id,
-        wave=wave.name,
-    )  # fmt: skip
-    return await _record_created(wave, group_id, claim.etag, deps, correlation_id)
-
-
-async def _record_created(
-    wave: Wave, group_id: str, etag: str | None, deps: Deps, correlation_id: str
-) -> str:
-    """Record the group we created, over our own marker; the wave's group id from then on.
-
-    If the marker changed meanwhile (our creation outlasted _CREATION_STALE and another worker took
-    over), the group already recorded wins and ours, to which we added nobody, is deleted; with
-    none recorded, ours is recorded and the other worker yields the same way.
-
-    Raises:
-        RetryableError: storage or Graph failed; the message comes back later.
-    """
-    kv = deps.state.kv
-    for _ in range(_RECORD_ATTEMPTS):
-        try:
-            record = {"groupId": group_id, "createdAt": iso(deps.clock())}
-            await run_sync(
-                kv.put, WAVE_GROUPS_NAMESPACE, wave.name, record, if_match=etag, if_absent=etag is None
-            )
-            return group_id
-        except ConcurrencyError:
-            stored = await run_sync(kv.get, WAVE_GROUPS_NAMESPACE, wave.name)
-        value: Any = stored.value if stored is not None and isinstance(stored.value, dict) else {}
-        recorded = value.get("groupId")
-        if isinstance(recorded, str) and recorded != group_id:
-            winner = await deps.graph.find_group_id(group_id=recorded, display_name=None)
-            if winner is not None:
-                await deps.graph.delete_group(group_id)
-                reason = f"another worker created the target group of wave {wave.name} at the same time"
-                await deps.audit(
-                    "wave.group.delete", group_id, reason, correlation_id, wave=wave.name, kept=winner
-                )
-                return winner
-        etag = stored.etag if stored is not None else None
-    raise RetryableError(f"the group record of wave {wave.name} kept changing", retry_after=5)
-
-
-async def _created_before(wave: Wave, deps: Deps) -> str | None:
-    """The group we created for this wave earlier, if it still exists (someone may have deleted it)."""
-    stored = await run_sync(deps.state.kv.get, WAVE_GROUPS_NAMESPACE, wave.name)
-    value: Any = stored.value if stored is not None else None
-    if not (isinstance(value, dict) and isinstance(value.get("groupId"), str)):
-        return None
-    return await deps.graph.find_group_id(group_id=str(value["groupId"]), display_name=None)
-
-
-class _Claim(NamedTuple):
-    mine: bool  # this worker holds the creation marker and must create the group
-    existing: str | None = None  # the group another worker has just created and recorded
-    etag: str | None = None  # the version of our marker, when it is ours
-
-
-async def _mark_creating(wave: Wave, deps: Deps) -> _Claim:
-    """Take the creation marker so two workers never create two groups of the same name.
-
-    Not ours when another worker holds a fresh marker, or has recorded a group that still exists
-    (it may have finished between our look-up and this read: that group is the answer).
-    """
-    now = deps.clock()
-    kv = deps.state.kv
-    stored = await run_sync(kv.get, WAVE_GROUPS_NAMESPACE, wave.name)
-    marker = {"creatingSince": iso(now)}
-    try:
-        if stored is None:
-            etag = await run_sync(kv.put, WAVE_GROUPS_NAMESPACE, wave.name, marker, if_absent=True)
-            return _Claim(mine=True, etag=etag)
-        value: Any = stored.value if isinstance(stored.value, dict) else {}
-        recorded = value.get("groupId")
-        if isinstance(recorded, str):
-            existing = await deps.graph.find_group_id(group_id=recorded, display_name=None)
-            if existing is not None:
-                return _Claim(mine=False, existing=existing)
-        else:
-            since = parse_iso(value.get("creatingSince"))
-            if since is not None and now - since < _CREATION_STALE:
-                return _Claim(mine=False)
-        etag = await run_sync(kv.put, WAVE_GROUPS_NAMESPACE, wave.name, marker, if_match=stored.etag)
-    except ConcurrencyError:
-        return _Claim(mine=False)
-    return _Claim(mine=True, etag=etag)
-
-
-async def _wait_for_other_creator(wave: Wave, deps: Deps) -> str:
-    """The group id another worker is creating right now, once it records it (a few seconds).
-
-    Raises:
-        RetryableError: it did not appear in time; the message comes back later.
-    """
-    for _ in range(_CREATION_POLLS):
-        await asyncio.sleep(_CREATION_POLL_SECONDS)
-        created = await _created_before(wave, deps)
-        if created is not None:
-            return created
-    raise RetryableError(f"another worker is creating the group of wave {wave.name}", retry_after=5)

@@ -25,7 +25,6 @@ from shared.names import HR_EVENTS
 from shared.onboarding.common import (
     CLAIM_TTL,
     REGISTRATION_NAMESPACE,
-    ensure_wave_group,
     facts_for,
     find_employee,
     iso,
@@ -36,6 +35,7 @@ from shared.onboarding.common import (
 from shared.onboarding.deps import Deps, run_sync
 from shared.onboarding.ports import DirectoryUser
 from shared.onboarding.tap_mail import TapMail, compose_tap_mail
+from shared.onboarding.wave_group import ensure_wave_group
 from shared.rollout.assignment import assign_wave
 
 __all__ = ["HIRES_NAMESPACE", "HireOutcome", "handle_hired", "recheck_delay", "tap_start"]
@@ -87,6 +87,7 @@ async def handle_hired(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOu
 async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcome:
     progress = await _load_progress(envelope.id, deps)
     if not progress.get("mailSent") and await left_since(event, deps):
+        await _delete_unsent_tap(envelope, progress, deps)
         await deps.audit(
             "hire.cancel", envelope.id, "HR terminated the employee before onboarding", envelope.id
         )
@@ -156,11 +157,7 @@ async def _issue_and_deliver_tap(
     # A termination records the leaver before it deletes TAPs: either it saw this TAP, or this
     # check sees the leaver. Without it, a termination racing the hire could leave a live TAP.
     if await left_since(event, deps):
-        if await deps.graph.delete_tap(user.id, issued.method.id):
-            await deps.audit(
-                "tap.delete", user.id, "employee terminated during onboarding", envelope.id,
-                method_id=issued.method.id,
-            )  # fmt: skip
+        await _delete_unsent_tap(envelope, progress, deps)
         await deps.audit(
             "hire.cancel", envelope.id, "HR terminated the employee during onboarding", envelope.id
         )
@@ -188,6 +185,19 @@ async def _issue_and_deliver_tap(
         manager_id=manager.id, sender=policy.delivery.sender_mailbox, method_id=issued.method.id,
     )  # fmt: skip
     return True
+
+
+async def _delete_unsent_tap(envelope: Envelope, progress: dict[str, Any], deps: Deps) -> None:
+    """Delete the TAP an earlier step issued but never mailed (the employee left); idempotent, so an
+    attempt that failed or died after issuing it is finished by the next delivery."""
+    user_id, tap = progress.get("userId"), progress.get("tap")
+    method_id = tap.get("methodId") if isinstance(tap, dict) else None
+    if not (isinstance(user_id, str) and isinstance(method_id, str)):
+        return
+    if await deps.graph.delete_tap(user_id, method_id):
+        await deps.audit(
+            "tap.delete", user_id, "employee terminated during onboarding", envelope.id, method_id=method_id
+        )
 
 
 async def _manager_of(event: HrEvent, user: DirectoryUser, deps: Deps, correlation_id: str) -> DirectoryUser:

@@ -13,12 +13,12 @@ from shared.hr.events import HrEvent
 from shared.onboarding.common import (
     CLAIM_TTL,
     REGISTRATION_NAMESPACE,
-    ensure_wave_group,
     facts_for,
     find_employee,
     refuse_break_glass,
 )
 from shared.onboarding.deps import Deps, run_sync
+from shared.onboarding.wave_group import ensure_wave_group
 from shared.rollout.assignment import assign_wave
 from shared.rollout.wave_state import read_wave_state
 

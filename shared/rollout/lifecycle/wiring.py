@@ -48,7 +48,7 @@ def wave_group_ensurer(settings: Settings) -> GroupEnsurer:
 
     async def ensure(wave: str, *, correlation_id: str) -> str:
         from shared.onboarding import build_deps
-        from shared.onboarding.common import ensure_wave_group
+        from shared.onboarding.wave_group import ensure_wave_group
 
         if not built:
             built.append(build_deps(settings))

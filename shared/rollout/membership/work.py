@@ -35,6 +35,7 @@ from shared.rollout.membership.desired import desired_members
 from shared.rollout.membership.plan import MembershipPlan, plan_membership
 from shared.rollout.membership.reads import iter_member_ids
 from shared.rollout.membership.writer import MembershipWriter, WriteResult
+from shared.rollout.wave_groups import recorded_group_id
 from shared.rollout.wave_state import read_wave_state
 from shared.state import AuditEntry, ConcurrencyError, StateStores
 
@@ -169,7 +170,11 @@ async def preview_wave_sync(deps: SyncDeps, wave_name: str) -> MembershipPlan:
     """
     wave = deps.plan.wave(wave_name)
     desired = await desired_members(deps.graph, deps.plan, wave_name)
-    group = await find_group(deps.graph, group_id=wave.group.id, display_name=wave.group.display_name)
+    # The group WaveGuard created and recorded comes first: a duplicate of its name cannot confuse it.
+    by_id = wave.group.id or await run_sync(recorded_group_id, deps.state.kv, wave_name)
+    group = await find_group(deps.graph, group_id=by_id) if by_id else None
+    if group is None and not wave.group.id:
+        group = await find_group(deps.graph, display_name=wave.group.display_name)
     if group is None or not group.id:
         name = wave.group.id or wave.group.display_name
         raise NotFoundError(

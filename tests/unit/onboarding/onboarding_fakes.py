@@ -13,7 +13,7 @@ import yaml
 
 from shared.config import APP_ROOT, RolloutPlan, Settings, parse_plan
 from shared.envelope import Envelope
-from shared.errors import RetryableError
+from shared.errors import PermanentError, RetryableError
 from shared.graph.mail import MailMessage
 from shared.graph.tap import IssuedTap, TapMethod
 from shared.hr.events import parse_hr_event
@@ -95,7 +95,12 @@ class FakeGraph:
         self._enter("find_group_id")
         if group_id:
             return group_id if group_id in self.groups else None
-        return next((gid for gid, g in self.groups.items() if g["displayName"] == display_name), None)
+        named = [gid for gid, g in self.groups.items() if g["displayName"] == display_name]
+        if len(named) > 1:  # as shared.graph.directory.find_group
+            raise PermanentError(
+                f"several groups are named {display_name!r}; give the group's id in the config"
+            )
+        return named[0] if named else None
 
     async def create_security_group(self, display_name: str, *, description: str) -> str:
         self._enter("create_security_group")

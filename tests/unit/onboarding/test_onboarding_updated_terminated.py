@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from onboarding_fakes import NOW, World, hire_event, make_world
+import pytest
+from onboarding_fakes import NOW, World, hire_event, make_world, transient
 
-from shared.errors import NotFoundError
+from shared.errors import NotFoundError, RetryableError
 from shared.onboarding import TerminationOutcome, UpdateOutcome, process_hr_message
 from shared.onboarding.ports import IssuedTap
 from shared.rollout.wave_state import WaveState, write_wave_state
@@ -187,3 +188,26 @@ async def test_a_termination_racing_the_hire_leaves_no_tap_and_sends_no_mail() -
     assert world.graph.outbox == []
     actions = [e.action for e in world.deps.state.audit.list()]
     assert {"tap.delete", "hire.cancel"} <= set(actions)
+
+
+async def test_a_cancelled_hire_whose_tap_delete_failed_deletes_it_on_the_next_delivery() -> None:
+    # GIVEN the race above, and Graph failing the delete of the TAP once
+    world = make_world()
+    user_id = world.graph.add_user("ada.lovelace@contoso.com", employee_id="E9001").id
+    issue_tap = world.graph.create_tap
+    termination = hire_event("employee.terminated", "term-race", hireDate=None).to_json()
+
+    async def tap_after_termination(user: str, **kwargs: Any) -> IssuedTap:
+        await process_hr_message(termination, world.deps)
+        return await issue_tap(user, **kwargs)
+
+    world.graph.create_tap = tap_after_termination  # type: ignore[method-assign]
+    world.graph.fail["delete_tap"] = [transient("delete tap")]
+    # WHEN the hire fails there and is delivered again
+    with pytest.raises(RetryableError):
+        await process_hr_message(hire_event().to_json(), world.deps)
+    outcome = await process_hr_message(hire_event().to_json(), world.deps)
+    # THEN the second delivery cancels the hire and deletes the unsent TAP
+    assert outcome.status == "cancelled"  # type: ignore[union-attr]
+    assert world.graph.usable_taps(user_id) == []
+    assert world.graph.outbox == []
