@@ -6,8 +6,9 @@ timer's: planned and stored in the ``wave-sync`` state, split into ``wave-work``
 ``wave_worker`` function applies. The command follows the run's progress until it is done, or
 applies the chunks itself with ``--inline`` (safe alongside a worker: each chunk is claimed once).
 
-Exit codes: 0 done (or a dry run); 1 refused (blast radius), members failed, Graph or storage
-failed, or no worker applied the chunks in time; 2 usage or input error (unknown wave).
+Exit codes: 0 done (or a dry run); 1 refused (blast radius), the wave group missing, members
+failed, Graph or storage failed, or no worker applied the chunks in time; 2 usage or input error
+(unknown wave, invalid settings or plan).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, Final
 
 from shared.config import load_settings
 from shared.envelope import Envelope
-from shared.errors import ConfigError, NotFoundError, SafetyViolationError, WaveGuardError
+from shared.errors import ConfigError, NotFoundError, RetryableError, SafetyViolationError, WaveGuardError
 from shared.graph import build_graph_client
 from shared.rollout.membership import (
     SYNC_CHUNK,
@@ -69,13 +70,17 @@ def run_sync_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         if args.wave not in names:
             known = ", ".join(names)
             raise NotFoundError(f"wave {args.wave!r} is not in the plan (waves: {known})", field="wave")
+    except (ConfigError, NotFoundError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except WaveGuardError as exc:
+        return _fail(f"waves sync {args.wave}: {exc}", EXIT_FAILED)
+    try:
         if args.dry_run:
             return _show_plan(asyncio.run(preview_wave_sync(deps, args.wave)), as_json=args.json)
         run, record = asyncio.run(_sync(deps, args.wave, inline=args.inline, wait=args.wait))
-    except (ConfigError, NotFoundError) as exc:
-        return _fail(str(exc), EXIT_USAGE)
     except SafetyViolationError as exc:
-        return _fail(f"waves sync {args.wave}: refused: {exc} (alerted; nothing written)", EXIT_FAILED)
+        done = "a sync would be refused" if args.dry_run else "refused (alerted; nothing written)"
+        return _fail(f"waves sync {args.wave}: {done}: {exc}", EXIT_FAILED)
     except WaveGuardError as exc:
         return _fail(f"waves sync {args.wave}: {exc}", EXIT_FAILED)
     if record is None:
@@ -94,7 +99,7 @@ async def _sync(
     run = await start_wave_sync(deps, wave, correlation_id=f"cli-{uuid.uuid4().hex}")
     print(_describe(run), flush=True)
     if inline:
-        return run, await _apply_inline(deps, run)
+        return run, await _apply_inline(deps, run, wait)
     return run, await asyncio.to_thread(_follow, deps, run, wait)
 
 
@@ -127,15 +132,23 @@ def _describe(run: SyncRun) -> str:
             f"in {run.total_chunks} chunk(s){skipped}")  # fmt: skip
 
 
-async def _apply_inline(deps: SyncDeps, run: SyncRun) -> dict[str, Any] | None:
+async def _apply_inline(deps: SyncDeps, run: SyncRun, wait: float) -> dict[str, Any] | None:
     for n in range(run.total_chunks):
         envelope = Envelope(type=SYNC_CHUNK, id=f"{run.run_id}:{n}",
                             payload={"runId": run.run_id, "wave": run.wave, "chunk": n})  # fmt: skip
-        await process_chunk(deps, envelope)
+        try:
+            await process_chunk(deps, envelope)
+        except RetryableError as exc:
+            # A wave worker holds this chunk (it was enqueued too): it applies it; follow below.
+            print(f"  chunk {n}: {exc}; left to it", flush=True)
+            continue
         record = read_sync_run(deps.state, run.run_id)
         if record is not None:
             print(_progress(record), flush=True)
-    return read_sync_run(deps.state, run.run_id)
+    record = read_sync_run(deps.state, run.run_id)
+    if record is not None and record["status"] == "done":
+        return record
+    return await asyncio.to_thread(_follow, deps, run, wait)
 
 
 def _follow(deps: SyncDeps, run: SyncRun, wait: float) -> dict[str, Any] | None:

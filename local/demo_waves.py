@@ -19,7 +19,8 @@ from typing import Any, Final
 import httpx
 import yaml
 
-from shared.config import Settings, load_plan_for, load_settings
+from shared.config import RolloutPlan, Settings, load_plan_for, load_settings
+from shared.errors import RetryableError
 from shared.graph import build_graph_client
 from shared.rollout.lifecycle import (
     APPROVALS_NAMESPACE,
@@ -31,12 +32,16 @@ from shared.rollout.lifecycle import (
     membership_sync_for,
     report_only_policy_name,
 )
+from shared.rollout.wave_groups import WAVE_GROUPS_NAMESPACE
 from shared.rollout.wave_state import WAVES_NAMESPACE
+from shared.state import KeyValuePort
 
-__all__ = ["show_wave_promotion"]
+__all__ = ["reset_rollout_state", "show_wave_promotion"]
 
 DEMO_SIGN_INS: Final = 25
 MEMBERSHIP_WAIT_SECONDS: Final = 45.0
+EVALUATION_ATTEMPTS: Final = 12
+EVALUATION_PAUSE: Final = 5.0
 
 
 def _title(text: str) -> None:
@@ -139,11 +144,27 @@ def _inject_clean_sign_ins(graph: httpx.Client, admin: httpx.Client, twin: str, 
     print(f"  {DEMO_SIGN_INS} report-only sign-ins of pilot members, none would have failed (injected)")
 
 
-def _reset_rollout(deps: LifecycleDeps) -> None:
-    for wave in deps.plan.waves:
-        deps.stores.kv.delete(WAVES_NAMESPACE, wave.name)
-        deps.stores.kv.delete(APPROVALS_NAMESPACE, wave.name)
-    deps.stores.kv.delete(SYNC_NAMESPACE, "baseline")
+def reset_rollout_state(kv: KeyValuePort, plan: RolloutPlan) -> None:
+    """Forget the rollout (wave states, approvals, recorded wave groups, the pending policy sync):
+    the demo starts from a planned pilot, and tests that share storage start clean."""
+    for wave in plan.waves:
+        for namespace in (WAVES_NAMESPACE, APPROVALS_NAMESPACE, WAVE_GROUPS_NAMESPACE):
+            kv.delete(namespace, wave.name)
+    kv.delete(SYNC_NAMESPACE, "baseline")
+
+
+async def _evaluate_once(deps: LifecycleDeps, correlation_id: str) -> EvaluationResult:
+    """One evaluation; the stack's own rollout timer may be evaluating at the same moment (it fires
+    at every quarter hour): its policy lock or a wave record it just changed is waited out."""
+    for attempt in range(1, EVALUATION_ATTEMPTS + 1):
+        try:
+            return await evaluate_waves(deps, correlation_id=correlation_id)
+        except RetryableError as exc:
+            if attempt == EVALUATION_ATTEMPTS:
+                raise
+            print(f"  (the rollout timer is evaluating too: {exc}; trying again in {EVALUATION_PAUSE:.0f} s)")
+            await asyncio.sleep(EVALUATION_PAUSE)
+    raise AssertionError("unreachable")
 
 
 def show_wave_promotion(
@@ -165,7 +186,7 @@ async def _promote_pilot(settings: Settings, membership_wait_seconds: float) -> 
         settings, client=build_graph_client(settings), plan=plan,
         start_membership=membership_sync_for(settings), actor="demo",
     )  # fmt: skip
-    _reset_rollout(deps)
+    reset_rollout_state(deps.stores.kv, deps.plan)
     twin = report_only_policy_name(plan)
     pilot_name = plan.waves[0].group.display_name or ""
     with (
@@ -177,7 +198,7 @@ async def _promote_pilot(settings: Settings, membership_wait_seconds: float) -> 
         async def evaluate(label: str) -> EvaluationResult:
             nonlocal run
             run += 1
-            result = await evaluate_waves(deps, correlation_id=f"demo-{run}-{uuid.uuid4().hex[:8]}")
+            result = await _evaluate_once(deps, f"demo-{run}-{uuid.uuid4().hex[:8]}")
             _print_evaluation(label, result)
             return result
 

@@ -191,20 +191,25 @@ class Invoker:
                 daemon=True,
             )
             thread.start()
-        if not wait([future], self._timeout).done:
-            raise self._timed_out(spec, invocation_id, future)
-        return future.result()
+        if wait([future], self._timeout).done or self._finished_anyway(spec, future):
+            return future.result()
+        raise self._timed_out(spec, invocation_id)
 
-    def _timed_out(self, spec: FunctionSpec, invocation_id: str, future: Future[Any]) -> FunctionTimeoutError:
+    @staticmethod
+    def _finished_anyway(spec: FunctionSpec, future: Future[Any]) -> bool:
+        """Cancel an async overrun (its task on the loop); True only if it succeeded just before."""
+        if spec.is_async and not future.cancel():
+            return future.done() and future.exception() is None
+        return False
+
+    def _timed_out(self, spec: FunctionSpec, invocation_id: str) -> FunctionTimeoutError:
         timeout = format_timespan(self._timeout or 0.0)
         message = (
             f"Timeout value of {timeout} exceeded by function 'Functions.{spec.name}' (Id: '{invocation_id}')"
         )
         extra = fields(spec.name, invocation_id)
         log.error("%s. Initiating cancellation.", message, extra=extra)
-        if spec.is_async:
-            future.cancel()  # cancels the task on the loop
-        else:
+        if not spec.is_async:
             log.warning(
                 "%s cannot be stopped: its thread goes on in the background (Azure would restart the worker)",
                 spec.name,

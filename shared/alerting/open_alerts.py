@@ -23,7 +23,7 @@ __all__ = ["ALERTS_OPEN_NAMESPACE", "OpenAlert", "list_open_alerts", "open_alert
 
 ALERTS_OPEN_NAMESPACE: Final = "alerts-open"
 _ATTEMPTS: Final = 5
-_MAX_OPEN: Final = 100  # per wave; the oldest go first (each is also in the audit log and on the queue)
+_MAX_OPEN: Final = 100  # per wave, beyond critical ones (each is also in the audit log and on the queue)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ def open_alert(
     def change(items: list[OpenAlert]) -> list[OpenAlert] | None:
         if any(item.key == alert.key for item in items):
             return None
-        return [*items, entry][-_MAX_OPEN:]
+        return _capped([*items, entry])
 
     return _update(kv, wave, change) is not None
 
@@ -91,6 +91,16 @@ def resolve_open_alert(
 
     _update(kv, wave, change)
     return removed[0] if removed else None
+
+
+def _capped(items: list[OpenAlert]) -> list[OpenAlert]:
+    """At most _MAX_OPEN, dropping the oldest non-critical ones first: a critical one is never
+    dropped (it holds the wave until someone resolves it)."""
+    excess = len(items) - _MAX_OPEN
+    if excess <= 0:
+        return items
+    droppable = [i for i in items if i.severity != "critical"][:excess]
+    return [i for i in items if i not in droppable]
 
 
 def _update(

@@ -26,10 +26,13 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 from standardwebhooks.webhooks import Webhook
 
+from local.demo_waves import reset_rollout_state
 from local.graph_emulator import EmulatorHandle
 from local.minihost import create_host
+from shared.config import load_plan_for, load_settings
 from shared.envelope import Envelope
 from shared.names import ALERTS, HR_EVENTS
+from shared.state import build_state
 from tests.conftest import PLAN_SECRETS
 from tests.emulator_probes import TapProbe
 from tests.waiting import wait_for
@@ -138,6 +141,9 @@ def stack(
         "WAVEGUARD_CONFIG": str(tmp / "waveguard.yaml"),
         **PLAN_SECRETS,
     }
+    # The directory was reset: forget wave groups an earlier test recorded in the shared tables.
+    settings = load_settings({**environ, "AzureWebJobsStorage": storage_connection_string})
+    reset_rollout_state(build_state(settings).kv, load_plan_for(settings))
     host = create_host(
         "function_app:app", app_dir=ROOT, host_json=tmp / "host.json", http_port=0, environ=environ,
         storage_connection_string=storage_connection_string, grace_period=2.0,

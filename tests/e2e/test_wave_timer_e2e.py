@@ -20,13 +20,14 @@ import yaml
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
+from local.demo_waves import reset_rollout_state
 from local.graph_emulator import EmulatorHandle
 from local.minihost import create_host
 from shared.config import load_plan_for, load_settings
 from shared.config.plan import RolloutPlan
 from shared.names import ALERTS, POISON_SUFFIX, WAVE_WORK
-from shared.rollout.lifecycle import APPROVALS_NAMESPACE, SYNC_NAMESPACE, report_only_policy_name
-from shared.rollout.wave_state import WAVES_NAMESPACE, WaveState, read_wave_state
+from shared.rollout.lifecycle import report_only_policy_name
+from shared.rollout.wave_state import WaveState, read_wave_state
 from shared.state import StateStores, build_state
 from tests.conftest import PLAN_SECRETS
 from tests.waiting import wait_for
@@ -76,10 +77,7 @@ def _fresh_rollout(storage: str, stores: StateStores, plan: RolloutPlan) -> None
             queue.create_queue()
         except ResourceExistsError:
             queue.clear_messages()
-    for wave in plan.waves:
-        stores.kv.delete(WAVES_NAMESPACE, wave.name)
-        stores.kv.delete(APPROVALS_NAMESPACE, wave.name)
-    stores.kv.delete(SYNC_NAMESPACE, "baseline")
+    reset_rollout_state(stores.kv, plan)
 
 
 @pytest.fixture(scope="module")

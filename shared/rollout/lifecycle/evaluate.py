@@ -11,7 +11,7 @@ so a run that dies between the two is finished by the next one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
@@ -165,6 +165,8 @@ async def evaluate_waves(
     registered = await deps.evidence.registered_users()
     sign_ins = await _sign_ins(deps, statuses.values())
     result = EvaluationResult([], dry_run)
+    # Started waves are re-synced first, so a sync refused now (its critical alert) holds the wave now.
+    not_synced = {} if dry_run else await _reconcile_membership(deps, statuses, correlation_id=correlation_id)
     previous_enforced = True
     unregistered: dict[str, frozenset[str]] = {}
     for wave in deps.plan.waves:
@@ -174,6 +176,8 @@ async def evaluate_waves(
             members, registered, sign_ins, open_critical_alerts(deps.stores.kv, wave.name)
         )
         decision = _decide(deps, wave, status, evidence, previous_enforced, now)
+        if wave.name in not_synced:
+            decision.detail += f"; membership sync not started: {not_synced[wave.name]}"
         if not dry_run and decision.action in _TARGETS:
             await _apply(deps, decision, correlation_id=correlation_id, now=now)
         final = decision.new_state if decision.applied and decision.new_state else status.state
@@ -183,22 +187,26 @@ async def evaluate_waves(
         result.decisions.append(decision)
     if not dry_run:
         result.policy_synced = await _sync_if_pending(deps, correlation_id=correlation_id)
-        await _reconcile_membership(deps, result.decisions, correlation_id=correlation_id)
         result.nudges = await _nudge(deps, unregistered, now)
     return result
 
 
 async def _reconcile_membership(
-    deps: LifecycleDeps, decisions: list[WaveDecision], *, correlation_id: str
-) -> None:
-    # Every tick re-syncs each started wave with its selectors, so a department, country or
-    # selector-group change that no HR event announced still lands; a wave that started
-    # registering in this very tick was synced by its transition already.
-    for decision in decisions:
-        final = decision.new_state if decision.applied and decision.new_state else decision.state
-        just_started = decision.applied and decision.new_state is WaveState.REGISTERING
-        if final is not WaveState.PLANNED and not just_started:
-            await _start_membership(deps, decision, correlation_id=correlation_id)
+    deps: LifecycleDeps, statuses: Mapping[str, WaveStatus], *, correlation_id: str
+) -> dict[str, str]:
+    """Re-sync each wave started before this tick; the waves whose sync could not start, and why.
+
+    Every tick does this, so a department, country or selector-group change that no HR event
+    announced still lands; a wave that starts registering in this tick is synced by its transition.
+    """
+    not_synced: dict[str, str] = {}
+    for wave, status in statuses.items():
+        if status.state is WaveState.PLANNED:
+            continue
+        problem = await _try_membership(deps, wave, correlation_id=correlation_id)
+        if problem is not None:
+            not_synced[wave] = problem
+    return not_synced
 
 
 async def rollback_wave(
@@ -302,11 +310,19 @@ async def _apply(deps: LifecycleDeps, decision: WaveDecision, *, correlation_id:
 async def _start_membership(deps: LifecycleDeps, decision: WaveDecision, *, correlation_id: str) -> None:
     # The state change stands: a membership sync that cannot start (blast radius, a missing
     # selector group) is reported on the decision and in the log, not by undoing the transition.
+    problem = await _try_membership(deps, decision.wave, correlation_id=correlation_id)
+    if problem is not None:
+        decision.detail += f"; membership sync not started: {problem}"
+
+
+async def _try_membership(deps: LifecycleDeps, wave: str, *, correlation_id: str) -> str | None:
+    """Start the wave's membership sync; None when started, else why not (logged)."""
     try:
-        await deps.start_membership(decision.wave, correlation_id=correlation_id)
+        await deps.start_membership(wave, correlation_id=correlation_id)
     except WaveGuardError as exc:
-        log.warning("membership sync not started", extra={"wave": decision.wave, "error": type(exc).__name__})
-        decision.detail += f"; membership sync not started: {exc}"
+        log.warning("membership sync not started", extra={"wave": wave, "error": type(exc).__name__})
+        return str(exc)
+    return None
 
 
 def _audit(

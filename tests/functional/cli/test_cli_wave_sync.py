@@ -13,11 +13,11 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient
 
 from cli.main import main
+from local.demo_waves import reset_rollout_state
 from local.graph_emulator import EmulatorHandle
 from shared.config import load_plan_for, load_settings
 from shared.envelope import Envelope
 from shared.names import WAVE_WORK
-from shared.rollout.wave_state import WAVES_NAMESPACE
 from shared.state import build_state
 
 pytestmark = pytest.mark.functional
@@ -56,8 +56,7 @@ def tenant(
     """The demo tenant with an empty pilot group; no wave enforced; wave-work empty after the test."""
     settings = load_settings(app_environ)
     stores = build_state(settings)
-    for wave in load_plan_for(settings).waves:
-        stores.kv.delete(WAVES_NAMESPACE, wave.name)
+    reset_rollout_state(stores.kv, load_plan_for(settings))
     httpx.post(f"{emulator_server.admin_url}/groups", json={"displayName": PILOT_GROUP}).raise_for_status()
     queue = QueueClient.from_connection_string(storage_connection_string, WAVE_WORK)
     yield Tenant(emulator_server)
@@ -120,5 +119,5 @@ def test_unknown_wave_and_missing_group_are_named(
 ) -> None:
     assert main(["waves", "sync", "nowave"], environ=app_environ) == 2
     assert "wave 'nowave' is not in the plan" in capsys.readouterr().err
-    assert main(["waves", "sync", "pilot", "--dry-run"], environ=app_environ) == 2
+    assert main(["waves", "sync", "pilot", "--dry-run"], environ=app_environ) == 1
     assert "its group 'WaveGuard - Wave 1 Pilot' does not exist" in capsys.readouterr().err

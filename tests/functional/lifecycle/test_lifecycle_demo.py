@@ -6,10 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from local.demo_waves import show_wave_promotion
+from local.demo_waves import reset_rollout_state, show_wave_promotion
 from shared.config import load_plan_for, load_settings
-from shared.rollout.lifecycle import APPROVALS_NAMESPACE, SYNC_NAMESPACE
-from shared.rollout.wave_state import WAVES_NAMESPACE, WaveState, read_wave_state
+from shared.rollout.wave_state import WaveState, read_wave_state
 from shared.state import build_state
 
 pytestmark = pytest.mark.functional
@@ -18,11 +17,8 @@ pytestmark = pytest.mark.functional
 @pytest.fixture
 def demo_env(app_environ: dict[str, str]) -> Iterator[dict[str, str]]:
     yield app_environ
-    stores = build_state(load_settings(app_environ))
-    for wave in load_plan_for(load_settings(app_environ)).waves:
-        stores.kv.delete(WAVES_NAMESPACE, wave.name)
-        stores.kv.delete(APPROVALS_NAMESPACE, wave.name)
-    stores.kv.delete(SYNC_NAMESPACE, "baseline")
+    settings = load_settings(app_environ)
+    reset_rollout_state(build_state(settings).kv, load_plan_for(settings))
 
 
 def test_the_demo_walks_the_pilot_from_planned_to_enforced(

@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from cli.main import main
+from local.demo_waves import reset_rollout_state
 from local.graph_emulator import EmulatorHandle
 from shared.config import load_plan_for, load_settings
-from shared.rollout.lifecycle import APPROVALS_NAMESPACE, SYNC_NAMESPACE, evaluate_waves
+from shared.rollout.lifecycle import APPROVALS_NAMESPACE, evaluate_waves
 from shared.rollout.wave_state import WAVES_NAMESPACE, WaveState, write_wave_state
 from shared.state import build_state, utc_now
 from tests.functional.lifecycle.conftest import create_pilot_group, it_user_ids, registration_of
@@ -58,18 +59,10 @@ async def _noop() -> None:
 def cli_env(app_environ: dict[str, str]) -> Iterator[dict[str, str]]:
     """The CLI's environment; the shared tables' wave records are cleared before and after."""
     settings = load_settings(app_environ)
-    stores = build_state(settings)
-    waves = [w.name for w in load_plan_for(settings).waves]
-
-    def clear() -> None:
-        for name in waves:
-            stores.kv.delete(WAVES_NAMESPACE, name)
-            stores.kv.delete(APPROVALS_NAMESPACE, name)
-        stores.kv.delete(SYNC_NAMESPACE, "baseline")
-
-    clear()
+    kv, plan = build_state(settings).kv, load_plan_for(settings)
+    reset_rollout_state(kv, plan)
     yield app_environ
-    clear()
+    reset_rollout_state(kv, plan)
 
 
 def test_status_shows_each_wave_with_gates_and_next_action(

@@ -70,3 +70,15 @@ def test_an_alert_opened_while_another_is_being_opened_is_kept() -> None:
     assert open_alert(kv, "pilot", _alert("ours"), alert_id="alert-ours", now=lambda: AT) is True
     # THEN both are open
     assert [a.id for a in list_open_alerts(kv, "pilot")] == ["alert-theirs", "alert-ours"]
+
+
+def test_past_the_cap_the_oldest_non_critical_alerts_go_never_a_critical_one() -> None:
+    kv = MemoryKeyValueStore()
+    open_alert(kv, "pilot", _alert("first-critical"), alert_id="alert-c", now=lambda: AT)
+    for n in range(120):
+        open_alert(kv, "pilot", _alert(f"noise-{n}", "low"), alert_id=f"alert-{n}", now=lambda: AT)
+    items = list_open_alerts(kv, "pilot")
+    assert len(items) == 100
+    assert items[0].id == "alert-c"
+    assert open_critical_alerts(kv, "pilot") == ["alert-c"]
+    assert items[-1].id == "alert-119"

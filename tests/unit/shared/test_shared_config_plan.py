@@ -98,7 +98,10 @@ def test_an_unset_variable_names_the_variable_the_file_and_the_yaml_path() -> No
 
 def test_an_unresolved_key_vault_reference_is_refused_not_used_as_the_secret() -> None:
     # GIVEN App Service could not read the secret and passed the reference text through
-    env = {**ENV, "WAVEGUARD_HR_WEBHOOK_SECRET": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/hr)"}
+    env = {
+        **ENV,
+        "WAVEGUARD_HR_WEBHOOK_SECRET": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/hr)",
+    }
     # WHEN the plan loads / THEN it refuses, naming the variable and what to check
     with pytest.raises(ConfigError) as caught:
         load_plan(EXAMPLE, env)
