@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from shared.errors import RetryableError
+from shared.alerting import Alert, open_alert
+from shared.errors import RetryableError, SafetyViolationError
 from shared.rollout.lifecycle import (
     InvalidTransitionError,
     SignInResult,
@@ -244,3 +246,26 @@ def test_two_transitions_marking_the_policy_sync_at_once_both_keep_their_reason(
     stored = kv.get(SYNC_NAMESPACE, SYNC_KEY)
     assert stored is not None
     assert stored.value == {"pending": True, "reason": "finance: enforced; pilot: report-only"}
+
+
+async def test_a_sync_refused_in_this_tick_holds_the_wave_in_this_tick(
+    make_deps: Build, stores: StateStores, evidence: FakeEvidence, clock: Clock
+) -> None:
+    # GIVEN a pilot in report-only whose gates all pass
+    deps, _, _ = make_deps(promotion="auto", gates={"minSoakDays": 0})
+    evidence.members["pilot"], evidence.registered = PILOT, set(PILOT)
+    await _run(deps)
+    await _run(deps)
+    _clean_sign_ins(clock, evidence)
+    # WHEN this tick's membership re-sync is refused (over the blast radius: a critical alert opens)
+    refusal = Alert(key="wave-sync:pilot:blast-radius", severity="critical", summary="over", source="test")
+
+    async def refuse(wave: str, **_: Any) -> None:
+        open_alert(stores.kv, wave, refusal, alert_id="alert-refused")
+        raise SafetyViolationError("would add 900 members, above its blastRadius", rule="blast-radius")
+
+    deps = replace(deps, start_membership=refuse)
+    held = (await _run(deps)).decisions[0]
+    # THEN the wave holds in the same tick, saying why
+    assert (held.action, held.failing) == ("hold", ["no-critical-alerts"])
+    assert "membership sync not started: would add 900 members" in held.detail
