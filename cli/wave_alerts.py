@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import uuid
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
+from cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, actor_of, fail, require_wave
 from shared.alerting import OpenAlert, list_open_alerts, resolve_open_alert
 from shared.config import load_plan_for, load_settings
 from shared.config.plan import RolloutPlan
 from shared.errors import ConfigError, NotFoundError, WaveGuardError
 from shared.state import AuditEntry, StateStores, build_state
-
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
 
 
 def add_commands(waves: Any) -> None:
@@ -40,25 +36,16 @@ def add_commands(waves: Any) -> None:
     resolve.set_defaults(run=run_resolve)
 
 
-def _actor(env: Mapping[str, str]) -> str:
-    return f"cli:{env.get('USER') or env.get('USERNAME') or 'operator'}"
-
-
 def _open(env: Mapping[str, str]) -> tuple[RolloutPlan, StateStores]:
     settings = load_settings(env)
     return load_plan_for(settings), build_state(settings)
 
 
 def _waves(plan: RolloutPlan, only: str | None) -> list[str]:
-    names = [w.name for w in plan.waves]
-    if only is not None and only not in names:
-        raise NotFoundError(f"wave {only!r} is not in the plan (waves: {', '.join(names)})", field="wave")
-    return [only] if only is not None else names
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
+    if only is not None:
+        require_wave(plan, only)
+        return [only]
+    return [w.name for w in plan.waves]
 
 
 def run_alerts(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -66,9 +53,9 @@ def run_alerts(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         plan, stores = _open(env)
         found = {wave: list_open_alerts(stores.kv, wave) for wave in _waves(plan, args.wave)}
     except (ConfigError, NotFoundError) as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:
-        return _fail(f"waves alerts: {exc}", EXIT_FAILED)
+        return fail(f"waves alerts: {exc}", EXIT_FAILED)
     if args.json:
         rows = {wave: [a.to_dict() for a in items] for wave, items in found.items()}
         print(json.dumps({"waves": rows}, indent=2))
@@ -90,19 +77,19 @@ def run_resolve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         _waves(plan, args.wave)
         resolved = _resolve(stores, args.wave, args.alert)
         if resolved is None:
-            return _fail(
+            return fail(
                 f"wave {args.wave!r} has no open alert with id or key {args.alert!r} "
                 f"(see `waveguard waves alerts {args.wave}`)",
                 EXIT_USAGE,
             )
         stores.audit.append(AuditEntry(
-            actor=_actor(env), action="alert.resolve", target=args.wave, reason=args.reason,
+            actor=actor_of(env), action="alert.resolve", target=args.wave, reason=args.reason,
             correlation_id=f"cli-{uuid.uuid4().hex}", details={"alertId": resolved.id, "key": resolved.key},
         ))  # fmt: skip
     except (ConfigError, NotFoundError) as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:
-        return _fail(f"waves resolve-alert {args.wave}: {exc}", EXIT_FAILED)
+        return fail(f"waves resolve-alert {args.wave}: {exc}", EXIT_FAILED)
     print(f"wave {args.wave!r}: resolved {resolved.severity} alert {resolved.id} ({resolved.key})")
     return EXIT_OK
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
+from cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, require_wave
 from shared.config import load_settings
 from shared.envelope import Envelope
 from shared.errors import ConfigError, NotFoundError, RetryableError, SafetyViolationError, WaveGuardError
@@ -38,9 +38,6 @@ from shared.rollout.membership import (
     start_wave_sync,
 )
 
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
 _BAR_WIDTH: Final = 20
 _SHOWN: Final = 10
 
@@ -57,34 +54,26 @@ def add_command(waves: Any) -> None:
     sync.set_defaults(run=run_sync_command)
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
-
-
 def run_sync_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         settings = load_settings(env)
         deps = build_sync_deps(settings, client=build_graph_client(settings))
-        names = [w.name for w in deps.plan.waves]
-        if args.wave not in names:
-            known = ", ".join(names)
-            raise NotFoundError(f"wave {args.wave!r} is not in the plan (waves: {known})", field="wave")
+        require_wave(deps.plan, args.wave)
     except (ConfigError, NotFoundError) as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:
-        return _fail(f"waves sync {args.wave}: {exc}", EXIT_FAILED)
+        return fail(f"waves sync {args.wave}: {exc}", EXIT_FAILED)
     try:
         if args.dry_run:
             return _show_plan(asyncio.run(preview_wave_sync(deps, args.wave)), as_json=args.json)
         run, record = asyncio.run(_sync(deps, args.wave, inline=args.inline, wait=args.wait))
     except SafetyViolationError as exc:
         done = "a sync would be refused" if args.dry_run else "refused (alerted; nothing written)"
-        return _fail(f"waves sync {args.wave}: {done}: {exc}", EXIT_FAILED)
+        return fail(f"waves sync {args.wave}: {done}: {exc}", EXIT_FAILED)
     except WaveGuardError as exc:
-        return _fail(f"waves sync {args.wave}: {exc}", EXIT_FAILED)
+        return fail(f"waves sync {args.wave}: {exc}", EXIT_FAILED)
     if record is None:
-        return _fail(
+        return fail(
             f"no worker applied the chunks of run {run.run_id} within {args.wait:.0f} s; they stay queued on "
             "wave-work for the wave_worker function (is the app running?), or run again with --inline",
             EXIT_FAILED,

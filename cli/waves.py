@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from cli.common import EXIT_OK, EXIT_USAGE, actor_of, fail, require_wave
 from cli.wave_alerts import add_commands as add_alert_commands
 from cli.wave_sync import add_command as add_sync_command
 from shared.config import load_settings
@@ -35,9 +36,6 @@ from shared.rollout.lifecycle import (
 from shared.rollout.wave_state import WaveState, read_wave_state
 from shared.state import AuditEntry
 
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
 _BAR_WIDTH: Final = 20
 
 
@@ -66,22 +64,13 @@ def add_parser(sub: Any) -> None:
     add_sync_command(waves)
 
 
-def _actor(env: Mapping[str, str]) -> str:
-    return f"cli:{env.get('USER') or env.get('USERNAME') or 'operator'}"
-
-
 def _deps(env: Mapping[str, str]) -> LifecycleDeps:
     settings = load_settings(env)
-    return build_lifecycle_deps(settings, actor=_actor(env), start_membership=membership_sync_for(settings))
+    return build_lifecycle_deps(settings, actor=actor_of(env), start_membership=membership_sync_for(settings))
 
 
 def _correlation_id() -> str:
     return f"cli-{uuid.uuid4().hex}"
-
-
-def _fail(message: str, code: int = EXIT_FAILED) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
 
 
 def progress_bar(rate: float | None, width: int = _BAR_WIDTH) -> str:
@@ -133,9 +122,9 @@ def run_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         deps = _deps(env)
         result = asyncio.run(evaluate_waves(deps, correlation_id=_correlation_id(), dry_run=True))
     except ConfigError as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:
-        return _fail(f"waves status: {exc}")
+        return fail(f"waves status: {exc}")
     rows = rows_from(result)
     if args.json:
         print(json.dumps({"waves": [r.to_dict() for r in rows]}, indent=2))
@@ -144,29 +133,23 @@ def run_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
-def _known_wave(deps: LifecycleDeps, wave: str) -> None:
-    names = [w.name for w in deps.plan.waves]
-    if wave not in names:
-        raise NotFoundError(f"wave {wave!r} is not in the plan (waves: {', '.join(names)})", field="wave")
-
-
 def run_approve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         deps = _deps(env)
-        _known_wave(deps, args.wave)
+        require_wave(deps.plan, args.wave)
         state = read_wave_state(deps.stores.kv, args.wave).state
         if state is WaveState.ENFORCED:
-            return _fail(f"wave {args.wave!r} is already enforced; nothing to approve", EXIT_USAGE)
-        actor, now = _actor(env), datetime.now(UTC)
+            return fail(f"wave {args.wave!r} is already enforced; nothing to approve", EXIT_USAGE)
+        actor, now = actor_of(env), datetime.now(UTC)
         record_approval(deps.stores.kv, args.wave, actor=actor, at=now, reason=args.reason)
         deps.stores.audit.append(AuditEntry(
             actor=actor, action="wave.approve", target=args.wave, reason=args.reason or "approved",
             correlation_id=_correlation_id(), details={"state": state.value},
         ))  # fmt: skip
     except (ConfigError, NotFoundError) as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:
-        return _fail(f"waves approve {args.wave}: {exc}")
+        return fail(f"waves approve {args.wave}: {exc}")
     print(f"wave {args.wave!r} ({state.value}): promotion approved; it is promoted once every gate passes")
     return EXIT_OK
 
@@ -184,21 +167,21 @@ def _confirmed(wave: str) -> bool:
 def run_rollback(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         deps = _deps(env)
-        _known_wave(deps, args.wave)
+        require_wave(deps.plan, args.wave)
         state = read_wave_state(deps.stores.kv, args.wave).state
         if state is not WaveState.ENFORCED:
-            return _fail(
+            return fail(
                 f"wave {args.wave!r} is {state.value}, not enforced; nothing to roll back", EXIT_USAGE
             )
         if not args.yes and not _confirmed(args.wave):
-            return _fail(f"wave {args.wave!r}: rollback not confirmed (pass --yes)", EXIT_USAGE)
+            return fail(f"wave {args.wave!r}: rollback not confirmed (pass --yes)", EXIT_USAGE)
         status = asyncio.run(rollback_wave(
-            deps, args.wave, actor=_actor(env), correlation_id=_correlation_id(), reason=args.reason,
+            deps, args.wave, actor=actor_of(env), correlation_id=_correlation_id(), reason=args.reason,
         ))  # fmt: skip
     except (ConfigError, NotFoundError, InvalidTransitionError) as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:
-        return _fail(f"waves rollback {args.wave}: {exc}")
+        return fail(f"waves rollback {args.wave}: {exc}")
     print(f"wave {args.wave!r} rolled back to {status.state.value}; CA baseline synced")
     return EXIT_OK
 
@@ -208,9 +191,9 @@ def run_evaluate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         deps = _deps(env)
         result = asyncio.run(evaluate_waves(deps, correlation_id=_correlation_id(), dry_run=args.dry_run))
     except ConfigError as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:
-        return _fail(f"waves evaluate: {exc}")
+        return fail(f"waves evaluate: {exc}")
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

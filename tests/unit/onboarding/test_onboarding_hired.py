@@ -348,21 +348,29 @@ async def test_a_group_recorded_by_another_worker_after_our_look_up_is_used_not_
     assert len(world.graph.members_of(FINANCE_GROUP)) == 1
 
 
+def _lose_the_creation_race(world: World) -> list[str]:
+    """Make this worker's next group creation so slow that another worker took its stale marker
+    over, created its own Finance wave group and recorded it first; the list gets our group's id."""
+    graph = world.graph
+    ours: list[str] = []
+
+    async def slow_create(display_name: str, *, description: str) -> str:
+        other = graph.add_group(display_name)
+        world.deps.state.kv.put(WAVE_GROUPS_NAMESPACE, "finance-hr", {"groupId": other})
+        ours.append(graph.add_group(display_name))
+        return ours[0]
+
+    graph.create_security_group = slow_create  # type: ignore[method-assign]
+    return ours
+
+
 async def test_a_creation_that_outlasts_its_marker_yields_to_the_group_recorded_meanwhile() -> None:
     # GIVEN a group creation so slow that another worker took the stale marker over, created its
     # own group and recorded it before this worker's creation returned
     world = make_world()
     _hire(world)
     graph = world.graph
-    created_by_us: list[str] = []
-
-    async def slow_create(display_name: str, *, description: str) -> str:
-        other = graph.add_group(display_name)
-        world.deps.state.kv.put(WAVE_GROUPS_NAMESPACE, "finance-hr", {"groupId": other})
-        created_by_us.append(graph.add_group(display_name))
-        return created_by_us[0]
-
-    graph.create_security_group = slow_create  # type: ignore[method-assign]
+    created_by_us = _lose_the_creation_race(world)
     # WHEN this worker finishes onboarding its hire
     await _process(world, hire_event().to_json())
     # THEN its own group is deleted and the hire is in the one recorded group
@@ -411,15 +419,7 @@ async def test_a_lost_race_whose_group_delete_failed_is_cleaned_up_by_the_next_r
     world = make_world()
     _hire(world)
     graph = world.graph
-    ours: list[str] = []
-
-    async def slow_create(display_name: str, *, description: str) -> str:
-        other = graph.add_group(display_name)
-        world.deps.state.kv.put(WAVE_GROUPS_NAMESPACE, "finance-hr", {"groupId": other})
-        ours.append(graph.add_group(display_name))
-        return ours[0]
-
-    graph.create_security_group = slow_create  # type: ignore[method-assign]
+    ours = _lose_the_creation_race(world)
     graph.fail["delete_group"] = [transient("delete group")]
     # WHEN the hire is processed, fails, and is delivered again
     with pytest.raises(RetryableError):
