@@ -7,7 +7,7 @@ the shape of its ``error`` attribute, so HTTP ingress can import this module che
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -21,7 +21,13 @@ from shared.errors import (
     is_retryable_status,
 )
 
-__all__ = ["GraphErrorInfo", "graph_error_info", "parse_retry_after", "to_waveguard_error"]
+__all__ = [
+    "GraphErrorInfo",
+    "delete_if_present",
+    "graph_error_info",
+    "parse_retry_after",
+    "to_waveguard_error",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,3 +138,20 @@ def _from_graph(info: GraphErrorInfo, where: str, operation: str | None) -> Wave
     if status is None or is_retryable_status(status):
         return RetryableError(summary, retry_after=info.retry_after, **context)
     return PermanentError(summary, **context)
+
+
+async def delete_if_present(call: Awaitable[Any], *, operation: str) -> bool:
+    """Await a Graph DELETE; False when the object was already gone (so a replay is a success).
+
+    Raises:
+        RetryableError: Graph throttled, failed or could not be reached.
+        PermanentError: Graph refused the request.
+    """
+    try:
+        await call
+    except Exception as exc:
+        err = to_waveguard_error(exc, operation=operation)
+        if isinstance(err, NotFoundError):
+            return False
+        raise err from exc
+    return True

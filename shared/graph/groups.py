@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from shared.errors import NotFoundError, PermanentError
-from shared.graph.errors import graph_error_info, to_waveguard_error
+from shared.errors import PermanentError
+from shared.graph.errors import delete_if_present, graph_error_info, to_waveguard_error
 
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
@@ -45,14 +45,8 @@ async def remove_member(client: GraphServiceClient, group_id: str, member_id: st
         RetryableError: Graph throttled, failed or could not be reached.
         PermanentError: Graph refused the request.
     """
-    try:
-        await client.groups.by_group_id(group_id).members.by_directory_object_id(member_id).ref.delete()
-    except Exception as exc:
-        err = to_waveguard_error(exc, operation="remove group member")
-        if isinstance(err, NotFoundError):
-            return False
-        raise err from exc
-    return True
+    member = client.groups.by_group_id(group_id).members.by_directory_object_id(member_id)
+    return await delete_if_present(member.ref.delete(), operation="remove group member")
 
 
 async def create_security_group(client: GraphServiceClient, display_name: str, *, description: str) -> str:
@@ -91,11 +85,4 @@ async def delete_group(client: GraphServiceClient, group_id: str) -> bool:
         RetryableError: Graph throttled, failed or could not be reached.
         PermanentError: Graph refused the request.
     """
-    try:
-        await client.groups.by_group_id(group_id).delete()
-    except Exception as exc:
-        err = to_waveguard_error(exc, operation="delete group")
-        if isinstance(err, NotFoundError):
-            return False
-        raise err from exc
-    return True
+    return await delete_if_present(client.groups.by_group_id(group_id).delete(), operation="delete group")

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from shared.errors import NotFoundError, PermanentError
-from shared.graph.errors import to_waveguard_error
+from shared.graph.errors import delete_if_present, to_waveguard_error
 
 if TYPE_CHECKING:
     from msgraph.generated.models.temporary_access_pass_authentication_method import (
@@ -111,11 +111,5 @@ async def delete_tap(client: GraphServiceClient, user_id: str, method_id: str) -
         PermanentError: Graph refused the request.
     """
     methods = client.users.by_user_id(user_id).authentication.temporary_access_pass_methods
-    try:
-        await methods.by_temporary_access_pass_authentication_method_id(method_id).delete()
-    except Exception as exc:
-        err = to_waveguard_error(exc, operation="delete temporary access pass")
-        if isinstance(err, NotFoundError):
-            return False
-        raise err from None
-    return True
+    method = methods.by_temporary_access_pass_authentication_method_id(method_id)
+    return await delete_if_present(method.delete(), operation="delete temporary access pass")

@@ -13,7 +13,7 @@ from shared.config import load_settings
 from shared.errors import NotFoundError, PermanentError
 from shared.graph import build_graph_client
 from shared.graph.directory import find_group
-from shared.graph.groups import add_member, create_security_group, remove_member
+from shared.graph.groups import add_member, create_security_group, delete_group, remove_member
 from shared.graph.mail import MailMessage, send_mail
 from shared.graph.people import find_user_by_employee_id, get_manager, member_of_groups
 from shared.graph.tap import create_tap, delete_tap, list_taps
@@ -99,3 +99,10 @@ async def test_user_by_employee_id_and_manager(
     assert manager.id
     assert await find_user_by_employee_id(client, "E-none") is None
     assert await get_manager(client, str(emulator_server.demo.ceo_id)) is None  # type: ignore[union-attr]
+
+
+async def test_deleting_a_group_twice_is_success_both_times(client: GraphServiceClient) -> None:
+    group_id = await create_security_group(client, "WaveGuard - Duplicate wave", description="test")
+    assert await delete_group(client, group_id) is True
+    assert await delete_group(client, group_id) is False
+    assert await find_group(client, group_id=group_id) is None
