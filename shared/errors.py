@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 ErrorKind = Literal["retryable", "permanent"]
+_HEALED_CODES = frozenset({"QueueNotFound", "TableNotFound"})
 
 
 class FieldError(TypedDict):
@@ -229,7 +230,9 @@ def storage_error(exc: BaseException, *, operation: str) -> WaveGuardError:
     where = f" (HTTP {status})" if status else ""
     detail = f"storage failed during {operation}: {type(exc).__name__}{where}"
     context: dict[str, Any] = {"operation": operation, "status": status, "code": str(code) if code else None}
-    if classify(exc) == "retryable":
+    # A queue or table that vanished (deleted, or an account that restarted empty) is created
+    # again by the stores: an outage to retry, not a refusal.
+    if classify(exc) == "retryable" or str(getattr(code, "value", code)) in _HEALED_CODES:
         return RetryableError(detail, **context)
     return PermanentError(detail, **context)
 

@@ -160,7 +160,8 @@ def _judge(current: IdempotencyRecord, now: datetime, expiry: timedelta) -> Clai
     age = now - current.started_at
     if age >= expiry:
         return None
-    return Claim(current.key, ClaimStatus.IN_PROGRESS, age=max(age, timedelta(0)))
+    age = max(age, timedelta(0))
+    return Claim(current.key, ClaimStatus.IN_PROGRESS, age=age, expires_in=expiry - age)
 
 
 def _check_key(key: str) -> None:

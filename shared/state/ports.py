@@ -44,6 +44,8 @@ class Claim:
     status: ClaimStatus
     # IN_PROGRESS: how long the current holder has held the key.
     age: timedelta = timedelta(0)
+    # IN_PROGRESS: how long until the holder's claim expires and it may be taken over.
+    expires_in: timedelta = timedelta(0)
     # COMPLETED: the small result the first holder stored with ``complete``.
     result: dict[str, Any] | None = None
     # ACQUIRED from a holder that exceeded the in-progress expiry (it most likely crashed).

@@ -21,7 +21,14 @@ from shared.state.ports import AuditEntry, Clock, utc_now
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
 
-__all__ = ["TableAuditLog", "TableIdempotencyStore", "TableKeyValueStore", "Tables", "table_key"]
+__all__ = [
+    "TableAuditLog",
+    "TableIdempotencyStore",
+    "TableKeyValueStore",
+    "TableMissing",
+    "Tables",
+    "table_key",
+]
 
 _MAX_KEY_CHARS: Final = 1024
 # Characters kept as they are in keys; everything else (incl. / \ # ? ' % and controls) is escaped.
@@ -70,13 +77,39 @@ class Tables:
         with self._lock:
             self._ready.pop(name, None)
 
+    def run[T](
+        self, name: str, operation: str, call: Callable[[TableClient], T], *, conflicts: bool = False
+    ) -> T:
+        """``call(client)`` under ``storage_errors``; a table that vanished (deleted, or a storage
+        account that restarted empty) is created again and the call retried once.
+
+        Raises:
+            TableMissing: the table was still missing after it was created again (retryable).
+            WriteConflict: with ``conflicts``, a conditional write lost.
+            RetryableError / PermanentError: as ``storage_errors`` maps them.
+        """
+        try:
+            with storage_errors(operation, conflicts=conflicts):
+                return call(self.client(name))
+        except TableMissing:
+            self.forget(name)
+        with storage_errors(operation, conflicts=conflicts):
+            return call(self.client(name))
+
+
+class TableMissing(RetryableError):
+    """The table does not exist (deleted, or the storage account restarted empty); it is
+    created again on the next use."""
+
 
 @contextmanager
 def storage_errors(operation: str, *, conflicts: bool = False) -> Iterator[None]:
-    """Map azure-core errors to ours; with ``conflicts``, 404/409/412 become ``WriteConflict``.
+    """Map azure-core errors to ours; a missing table is ``TableMissing`` (never a conflict or an
+    absent key); with ``conflicts``, other 404/409/412 become ``WriteConflict``.
 
     Raises:
         WriteConflict: a conditional write lost (only with ``conflicts=True``).
+        TableMissing: the table does not exist.
         RetryableError: transport failure, throttling, 5xx.
         PermanentError: any other 4xx.
     """
@@ -85,6 +118,10 @@ def storage_errors(operation: str, *, conflicts: bool = False) -> Iterator[None]
     try:
         yield
     except AzureError as exc:
+        if _table_missing(exc):
+            raise TableMissing(
+                f"table missing during {operation}; it is created again", operation=operation
+            ) from exc
         status = status_code_of(exc)
         if conflicts and status in (404, 409, 412):
             raise WriteConflict(operation) from exc
@@ -92,8 +129,23 @@ def storage_errors(operation: str, *, conflicts: bool = False) -> Iterator[None]
 
 
 def _table_missing(exc: Exception) -> bool:
-    # A deleted table is an outage to retry (it is recreated on next use), not an absent key.
-    return bool(getattr(exc, "error_code", None) == "TableNotFound")
+    # A deleted table is an outage to heal (it is created again), not an absent key.
+    # create_entity's error carries no error_code, only the service's JSON body: read both.
+    if getattr(exc, "error_code", None) == "TableNotFound":
+        return True
+    return status_code_of(exc) == 404 and '"code":"TableNotFound"' in str(exc).replace(" ", "")
+
+
+def _absent_as_none[T](call: Callable[[], T]) -> T | None:
+    """``call()``, or None when the entity is absent (a missing table still raises)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return call()
+    except ResourceNotFoundError as exc:
+        if _table_missing(exc):
+            raise
+        return None
 
 
 def _iso(moment: datetime) -> str:
@@ -134,18 +186,12 @@ class TableIdempotencyStore(IdempotencyStore):
         return hashlib.sha256(key.encode()).hexdigest()[:2], table_key(key)
 
     def _read(self, key: str) -> IdempotencyRecord | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        with storage_errors("read idempotency key"):
-            try:
-                entity = self._tables.client(self._name).get_entity(*self._address(key))
-            except ResourceNotFoundError as exc:
-                if _table_missing(exc):
-                    self._tables.forget(self._name)
-                    raise RetryableError(
-                        f"table {self._name} disappeared; it is recreated on the next try"
-                    ) from exc
-                return None
+        address = self._address(key)
+        entity = self._tables.run(
+            self._name, "read idempotency key", lambda t: _absent_as_none(lambda: t.get_entity(*address))
+        )
+        if entity is None:
+            return None
         result = entity.get("Result") or ""
         return IdempotencyRecord(
             key=key,
@@ -157,31 +203,35 @@ class TableIdempotencyStore(IdempotencyStore):
         )
 
     def _insert(self, record: IdempotencyRecord) -> None:
-        with storage_errors("claim idempotency key", conflicts=True):
-            self._tables.client(self._name).create_entity(self._entity(record))
+        entity = self._entity(record)
+        self._tables.run(
+            self._name, "claim idempotency key", lambda t: t.create_entity(entity), conflicts=True
+        )
 
     def _replace(self, record: IdempotencyRecord, *, etag: str | None) -> None:
         from azure.core import MatchConditions
         from azure.data.tables import UpdateMode
 
-        with storage_errors("take over idempotency key", conflicts=True):
-            self._tables.client(self._name).update_entity(
-                self._entity(record),
-                mode=UpdateMode.REPLACE,
-                etag=etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
+        entity = self._entity(record)
+        self._tables.run(
+            self._name,
+            "take over idempotency key",
+            lambda t: t.update_entity(
+                entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+            ),
+            conflicts=True,
+        )
 
     def _upsert(self, record: IdempotencyRecord) -> None:
         from azure.data.tables import UpdateMode
 
-        with storage_errors("complete idempotency key"):
-            self._tables.client(self._name).upsert_entity(self._entity(record), mode=UpdateMode.REPLACE)
+        entity = self._entity(record)
+        self._tables.run(
+            self._name, "complete idempotency key", lambda t: t.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        )
 
     def _delete(self, key: str, *, etag: str | None) -> None:
-        _conditional_delete(
-            self._tables.client(self._name), *self._address(key), etag=etag, what="idempotency key"
-        )
+        _conditional_delete(self._tables, self._name, *self._address(key), etag=etag, what="idempotency key")
 
 
 class TableKeyValueStore(KeyValueStore):
@@ -192,54 +242,56 @@ class TableKeyValueStore(KeyValueStore):
         self._name = table_name
 
     def _read(self, namespace: str, key: str) -> tuple[str, str] | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        with storage_errors("read state"):
-            try:
-                entity = self._tables.client(self._name).get_entity(table_key(namespace), table_key(key))
-            except ResourceNotFoundError as exc:
-                if _table_missing(exc):
-                    self._tables.forget(self._name)
-                    raise RetryableError(
-                        f"table {self._name} disappeared; it is recreated on the next try"
-                    ) from exc
-                return None
+        address = table_key(namespace), table_key(key)
+        entity = self._tables.run(
+            self._name, "read state", lambda t: _absent_as_none(lambda: t.get_entity(*address))
+        )
+        if entity is None:
+            return None
         return str(entity["Value"]), _etag(entity.metadata)
 
     def _write(self, namespace: str, key: str, text: str, *, if_match: str | None, if_absent: bool) -> str:
         from azure.core import MatchConditions
         from azure.data.tables import UpdateMode
 
-        table = self._tables.client(self._name)
         entity = {"PartitionKey": table_key(namespace), "RowKey": table_key(key), "Value": text}
-        with storage_errors("write state", conflicts=if_absent or if_match is not None):
+
+        def write(table: TableClient) -> Any:
             if if_absent:
-                metadata = table.create_entity(entity)
-            elif if_match is not None:
-                metadata = table.update_entity(
+                return table.create_entity(entity)
+            if if_match is not None:
+                return table.update_entity(
                     entity,
                     mode=UpdateMode.REPLACE,
                     etag=if_match,
                     match_condition=MatchConditions.IfNotModified,
                 )
-            else:
-                metadata = table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            return table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+        metadata = self._tables.run(
+            self._name, "write state", write, conflicts=if_absent or if_match is not None
+        )
         return _etag(metadata)
 
     def _delete(self, namespace: str, key: str, *, if_match: str | None) -> None:
-        table = self._tables.client(self._name)
-        _conditional_delete(table, table_key(namespace), table_key(key), etag=if_match, what="state")
+        _conditional_delete(
+            self._tables, self._name, table_key(namespace), table_key(key), etag=if_match, what="state"
+        )
 
 
-def _conditional_delete(table: TableClient, partition: str, row: str, *, etag: str | None, what: str) -> None:
+def _conditional_delete(
+    tables: Tables, name: str, partition: str, row: str, *, etag: str | None, what: str
+) -> None:
     from azure.core import MatchConditions
 
-    # The SDK already treats 404 (absent) as success; 412 means the etag moved on.
-    with storage_errors(f"delete {what}", conflicts=etag is not None):
+    def delete(table: TableClient) -> None:
         if etag is None:
             table.delete_entity(partition, row)
         else:
             table.delete_entity(partition, row, etag=etag, match_condition=MatchConditions.IfNotModified)
+
+    # The SDK already treats 404 (absent) as success; 412 means the etag moved on.
+    tables.run(name, f"delete {what}", delete, conflicts=etag is not None)
 
 
 class TableAuditLog(AuditLog):
@@ -271,15 +323,15 @@ class TableAuditLog(AuditLog):
             "Details": json.dumps(dict(entry.details), separators=(",", ":")),
         }
         try:
-            with storage_errors("append audit entry", conflicts=True):
-                self._tables.client(self._name).create_entity(entity)
+            self._tables.run(
+                self._name, "append audit entry", lambda t: t.create_entity(entity), conflicts=True
+            )
         except WriteConflict:
             message = f"audit entry {entry.id} already exists; the audit log is append-only"
             raise PermanentError(message) from None
 
     def _list(self, since: datetime | None, limit: int) -> list[AuditEntry]:
-        table = self._tables.client(self._name)
-        with storage_errors("list audit entries"):
+        def read(table: TableClient) -> list[AuditEntry]:
             if since is None:
                 rows = table.list_entities(results_per_page=min(limit, 1000))
             else:
@@ -288,8 +340,9 @@ class TableAuditLog(AuditLog):
                     parameters={"day": _day_key(since), "time": f"{_time_key(since)}_~"},
                     results_per_page=min(limit, 1000),
                 )
-            entries = _take(rows, limit, _entry_from)
-        return entries
+            return _take(rows, limit, _entry_from)  # pages are fetched here, inside the healing
+
+        return self._tables.run(self._name, "list audit entries", read)
 
 
 def _take(rows: Any, limit: int, convert: Callable[[Any], AuditEntry]) -> list[AuditEntry]:

@@ -68,6 +68,7 @@ def test_the_first_claim_acquires_and_a_duplicate_sees_in_progress_with_its_age(
     assert first.status is ClaimStatus.ACQUIRED
     assert second.status is ClaimStatus.IN_PROGRESS
     assert second.age == timedelta(seconds=42)
+    assert second.expires_in == EXPIRY - timedelta(seconds=42)
 
 
 def test_a_claim_after_complete_returns_the_stored_result(stores: StateStores) -> None:

@@ -16,6 +16,7 @@ from shared.errors import (
     SafetyViolationError,
     WaveGuardError,
     classify,
+    storage_error,
 )
 
 
@@ -115,3 +116,20 @@ def test_httpx_timeouts_transport_failures_and_status_errors() -> None:
 def test_unknown_exceptions_are_retryable_so_the_poison_queue_catches_them() -> None:
     assert classify(KeyError("surprise")) == "retryable"
     assert classify(TimeoutError()) == "retryable"
+
+
+@pytest.mark.parametrize("code", ["QueueNotFound", "TableNotFound"])
+def test_a_vanished_queue_or_table_is_a_storage_outage_to_retry(code: str) -> None:
+    # GIVEN storage answers 404 because the queue or table itself is gone (deleted, account restarted)
+    exc = ResourceNotFoundError("gone")
+    exc.status_code = 404
+    exc.error_code = code
+    # THEN it is retryable (the stores create it again), not a refusal
+    assert isinstance(storage_error(exc, operation="send"), RetryableError)
+
+
+def test_an_other_storage_404_stays_permanent() -> None:
+    exc = ResourceNotFoundError("no such thing")
+    exc.status_code = 404
+    exc.error_code = "ResourceNotFound"
+    assert isinstance(storage_error(exc, operation="read"), PermanentError)
