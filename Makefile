@@ -3,6 +3,7 @@
 #   make test   the whole test suite (the fixtures start Azurite, the emulator and the mini-host)
 #   make lint   ruff and mypy
 #   make bench  the benchmarks under bench/
+#   make chaos  the fault campaign: the same HR workload clean and under faults, end states compared
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -21,13 +22,14 @@ PYTHON ?= $(shell { p=$$(command -v python3.13 2>/dev/null) && "$$p" --version >
 	{ command -v pyenv >/dev/null 2>&1 && for v in $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13(\.|$$)' | sort -rV); do \
 	    p="$$(pyenv prefix $$v 2>/dev/null)/bin/python3.13"; [ -x "$$p" ] && echo "$$p" && break; done; })
 
-.PHONY: help install run test test-unit lint bench clean
+.PHONY: help install run test test-unit lint bench chaos clean
 
 help:
 	@echo "make run    start the local stack with a demo (DEMO=0 for none); Ctrl-C stops it"
 	@echo "make test   run the whole test suite"
 	@echo "make lint   ruff + mypy"
 	@echo "make bench  run the benchmarks"
+	@echo "make chaos  run the fault campaign (about 15 minutes)"
 
 $(VPY):
 	@if [ -z "$(PYTHON)" ]; then \
@@ -76,6 +78,11 @@ lint: install
 
 bench: install
 	$(VPY) -m bench
+
+# CHAOS_ARGS, e.g. "--events 100 --lease 20" for a quick look (a lease below the claim expiry is
+# less realistic than Azure's 10 minutes: killed work then waits for its claim).
+chaos: install
+	$(VPY) -m bench.fault_campaign $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules .stack .pytest_cache .mypy_cache .ruff_cache

@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 from dataclasses import dataclass, field
 
 from local.graph_emulator.errors import DEFAULT_CODES, GraphError, JsonObject
 
-FAULT_FIELDS = {"status", "count", "retryAfter", "method", "path", "code", "message"}
+FAULT_FIELDS = {"status", "count", "retryAfter", "method", "path", "code", "message", "probability"}
 
 
 @dataclass
 class FaultRule:
-    """One injected fault and how many more requests it will fail."""
+    """One injected fault and how many more requests it will fail.
+
+    With ``probability`` the rule fails each matching request with that chance (``count`` then
+    defaults to unlimited, ``None``): a steady fault rate for fault campaigns.
+    """
 
     status: int
-    count: int = 1
+    count: int | None = 1
     retry_after: float | None = None
     method: str | None = None
     path: re.Pattern[str] | None = None
     code: str = ""
     message: str = ""
+    probability: float | None = None
     hits: int = field(default=0)
 
     def matches(self, method: str, path: str) -> bool:
@@ -40,6 +46,7 @@ class FaultRule:
         return {
             "status": self.status,
             "remaining": self.count,
+            "probability": self.probability,
             "hits": self.hits,
             "retryAfter": self.retry_after,
             "method": self.method,
@@ -62,18 +69,28 @@ class FaultRule:
         status = raw.get("status")
         if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
             raise ValueError(f"status must be an HTTP error status between 400 and 599, got {status!r}")
-        count = raw.get("count", 1)
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        probability = _optional_probability(raw.get("probability"))
+        count = raw.get("count", 1 if probability is None else None)
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
             raise ValueError(f"count must be a whole number of at least 1, got {count!r}")
         return cls(
             status=status,
             count=count,
+            probability=probability,
             retry_after=_optional_seconds(raw.get("retryAfter")),
             method=_optional_method(raw.get("method")),
             path=_optional_regex(raw.get("path")),
             code=_optional_text(raw, "code"),
             message=_optional_text(raw, "message"),
         )
+
+
+def _optional_probability(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ValueError(f"probability must be a number above 0 and at most 1, got {value!r}")
+    return float(value)
 
 
 def _optional_seconds(value: object) -> float | None:
@@ -116,11 +133,13 @@ def _format_seconds(seconds: float) -> str:
 
 
 class FaultInjector:
-    """The active fault rules; the first matching rule with a count left answers a request."""
+    """The active fault rules; the first matching rule with a count left (and, for a rule with a
+    probability, whose draw hits) answers a request. Draws come from one seeded generator."""
 
-    def __init__(self) -> None:
+    def __init__(self, random_seed: int = 0) -> None:
         self._rules: list[FaultRule] = []
         self._lock = threading.Lock()
+        self._random = random.Random(random_seed)
 
     def add(self, rule: FaultRule) -> None:
         with self._lock:
@@ -134,12 +153,16 @@ class FaultInjector:
         """The rule that fails this request (its count is spent), or None."""
         with self._lock:
             for rule in self._rules:
-                if rule.matches(method, path):
+                if not rule.matches(method, path):
+                    continue
+                if rule.probability is not None and self._random.random() >= rule.probability:
+                    continue
+                rule.hits += 1
+                if rule.count is not None:
                     rule.count -= 1
-                    rule.hits += 1
                     if rule.count == 0:
                         self._rules.remove(rule)
-                    return rule
+                return rule
         return None
 
     def to_json(self) -> list[JsonObject]:
