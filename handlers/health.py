@@ -1,4 +1,4 @@
-"""`GET /api/health`: is this instance able to work (config valid, storage and Graph reachable)?"""
+"""`GET /api/health`: the status for anyone; `GET /api/health/details`: every check, with a key."""
 
 from __future__ import annotations
 
@@ -6,21 +6,32 @@ import json
 
 import azure.functions as func
 
-from shared.config import load_settings
-from shared.health import check_health
-from shared.names import ROUTE_HEALTH
+from shared.health import HealthReport, check_health_from_environment
+from shared.names import ROUTE_HEALTH, ROUTE_HEALTH_DETAILS
 
 bp = func.Blueprint()
+
+
+def _answer(report: HealthReport, body: dict[str, object]) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body),
+        status_code=503 if report.status == "unhealthy" else 200,
+        mimetype="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @bp.function_name("health")
 @bp.route(route=ROUTE_HEALTH, methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    """200 with each check when healthy, 503 naming what failed otherwise."""
-    report = check_health(load_settings())
-    return func.HttpResponse(
-        json.dumps(report.to_dict()),
-        status_code=200 if report.healthy else 503,
-        mimetype="application/json",
-        headers={"Cache-Control": "no-store"},
-    )
+    """``{"status": "healthy"|"degraded"|"unhealthy"}``: 200, 200 or 503; nothing about the set-up."""
+    report = check_health_from_environment()
+    return _answer(report, report.to_public_dict())
+
+
+@bp.function_name("health_details")
+@bp.route(route=ROUTE_HEALTH_DETAILS, methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def health_details(req: func.HttpRequest) -> func.HttpResponse:
+    """Every check with its detail and latency, and the settings at fault by name (function key)."""
+    report = check_health_from_environment()
+    return _answer(report, report.to_dict())

@@ -37,6 +37,7 @@ def _dependencies() -> Deps:
 @bp.queue_trigger(arg_name="msg", queue_name=HR_EVENTS, connection="AzureWebJobsStorage")
 async def hr_worker(msg: func.QueueMessage) -> None:
     """Handle one HR event; RetryableError propagates (host retries), PermanentError is settled."""
+    from shared.config.startup import build_or_retry
     from shared.onboarding import process_hr_message
 
-    await process_hr_message(msg.get_body(), _dependencies())
+    await process_hr_message(msg.get_body(), build_or_retry(_dependencies, what="the hr-events worker"))

@@ -20,13 +20,17 @@ async def wave_timer(timer: func.TimerRequest) -> None:
     """Evaluate every wave once; failures are logged (retryable) or alerted (permanent)."""
     # Imported here so the app's HTTP ingress never loads the Graph client at start-up.
     from shared.config import load_settings
+    from shared.config.startup import build_or_retry
     from shared.graph import get_graph_client
     from shared.queues import get_queue_sender
     from shared.rollout.lifecycle import build_lifecycle_deps, membership_sync_for, run_timer_tick
 
-    settings = load_settings()
-    deps = build_lifecycle_deps(
-        settings, client=get_graph_client(settings), start_membership=membership_sync_for(settings)
+    settings = build_or_retry(load_settings, what="the rollout timer")
+    deps = build_or_retry(
+        lambda: build_lifecycle_deps(
+            settings, client=get_graph_client(settings), start_membership=membership_sync_for(settings)
+        ),
+        what="the rollout timer",
     )
     correlation_id = f"wave-timer-{uuid.uuid4().hex}"
     result = await run_timer_tick(deps, get_queue_sender(settings), correlation_id=correlation_id)

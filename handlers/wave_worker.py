@@ -36,6 +36,7 @@ def _dependencies() -> SyncDeps:
 @bp.queue_trigger(arg_name="msg", queue_name=WAVE_WORK, connection="AzureWebJobsStorage")
 async def wave_worker(msg: func.QueueMessage) -> None:
     """Handle one wave-work message; RetryableError propagates (host retries), PermanentError is settled."""
+    from shared.config.startup import build_or_retry
     from shared.rollout.membership import process_wave_work
 
-    await process_wave_work(msg.get_body(), _dependencies())
+    await process_wave_work(msg.get_body(), build_or_retry(_dependencies, what="the wave-work worker"))

@@ -10,6 +10,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -21,6 +22,8 @@ from shared.graph import build_graph_client
 from shared.graph.directory import find_group, iter_users
 from shared.rollout.break_glass import verify_break_glass
 
+_SETTINGS_FILE = Path(__file__).resolve().parent / "local.settings.json"
+
 
 def _title(text: str) -> None:
     print(f"\n== {text} " + "=" * max(0, 76 - len(text)), flush=True)
@@ -30,8 +33,12 @@ def show_health(host_url: str) -> None:
     _title(f"1. Health: GET {host_url}/api/health")
     with urllib.request.urlopen(f"{host_url}/api/health", timeout=10) as resp:
         body = json.loads(resp.read())
-        print(f"HTTP {resp.status}: {body['status']}")
-    for name, check in body["checks"].items():
+        print(f"HTTP {resp.status}: {body['status']}   (anonymous callers learn nothing more)")
+    key = json.loads(_SETTINGS_FILE.read_text("utf-8")).get("FunctionKeys", {}).get("default", "")
+    print("  GET /api/health/details with the function key:")
+    with urllib.request.urlopen(f"{host_url}/api/health/details?code={key}", timeout=10) as resp:
+        details = json.loads(resp.read())
+    for name, check in details["checks"].items():
         mark = "ok  " if check["ok"] else "FAIL"
         print(f"  {name:<8} {mark} {check['latency_ms']:>7.1f} ms  {check['detail']}")
 

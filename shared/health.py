@@ -1,4 +1,9 @@
-"""Reachability checks shared by `GET /api/health` and `waveguard doctor`: config, storage, Graph."""
+"""Reachability checks shared by `GET /api/health` and `waveguard doctor`: settings, config, storage, Graph.
+
+Overall status: ``healthy`` when every check passes; ``degraded`` when only Graph is unreachable
+(HR webhooks are still accepted and queued; workers retry until Graph answers); ``unhealthy`` when
+the settings, the plan or storage fail (nothing can be accepted or done).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,27 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Final, Literal
 
 import httpx
 
-from shared.config import Settings
+from shared.config import Settings, load_settings
+from shared.errors import ConfigError
 
-__all__ = ["CheckResult", "HealthReport", "check_config", "check_graph", "check_health", "check_storage"]
+__all__ = [
+    "CheckResult",
+    "HealthReport",
+    "HealthStatus",
+    "check_config",
+    "check_graph",
+    "check_health",
+    "check_health_from_environment",
+    "check_storage",
+]
+
+HealthStatus = Literal["healthy", "degraded", "unhealthy"]
+# Checks whose failure only degrades the app: everything else makes it unhealthy.
+_DEGRADING: Final = frozenset({"graph"})
 
 PROBE_TIMEOUT_SECONDS = 3.0
 
@@ -36,12 +56,24 @@ class HealthReport:
     def healthy(self) -> bool:
         return all(c.ok for c in self.checks)
 
+    @property
+    def status(self) -> HealthStatus:
+        """healthy, degraded (only Graph failing) or unhealthy."""
+        failed = {c.name for c in self.checks if not c.ok}
+        if not failed:
+            return "healthy"
+        return "degraded" if failed <= _DEGRADING else "unhealthy"
+
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready: overall status plus one entry per check."""
+        """JSON-ready: overall status plus one entry per check (for callers holding a key)."""
         return {
-            "status": "healthy" if self.healthy else "unhealthy",
+            "status": self.status,
             "checks": {c.name: {k: v for k, v in asdict(c).items() if k != "name"} for c in self.checks},
         }
+
+    def to_public_dict(self) -> dict[str, object]:
+        """JSON-ready for anonymous callers: the overall status only, nothing about the set-up."""
+        return {"status": self.status}
 
 
 def _timed(name: str, probe: Callable[[], str]) -> CheckResult:
@@ -91,6 +123,16 @@ def check_graph(settings: Settings, *, timeout: float = PROBE_TIMEOUT_SECONDS) -
         return f"reachable: {settings.graph_base_url}"
 
     return _timed("graph", probe)
+
+
+def check_health_from_environment() -> HealthReport:
+    """``check_health`` for the process environment; invalid settings are a failed ``settings``
+    check naming each variable at fault (never raises)."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        return HealthReport((CheckResult("settings", False, "; ".join(exc.problems), 0.0),))
+    return check_health(settings)
 
 
 def check_health(settings: Settings) -> HealthReport:

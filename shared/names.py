@@ -19,6 +19,7 @@ __all__ = [
     "ROUTE_GRAPH_LIFECYCLE",
     "ROUTE_GRAPH_NOTIFICATIONS",
     "ROUTE_HEALTH",
+    "ROUTE_HEALTH_DETAILS",
     "ROUTE_HR_BAMBOOHR",
     "ROUTE_HR_EVENTS",
     "ROUTE_PREFIX",
@@ -50,6 +51,7 @@ ROUTE_GRAPH_NOTIFICATIONS: Final = "graph/notifications"
 ROUTE_GRAPH_LIFECYCLE: Final = "graph/lifecycle"
 ROUTE_ALERTS_AZURE_MONITOR: Final = "alerts/azure-monitor"
 ROUTE_HEALTH: Final = "health"
+ROUTE_HEALTH_DETAILS: Final = "health/details"
 
 # Azure Tables (alphanumeric, 3-63 chars, not starting with a digit).
 TABLE_IDEMPOTENCY: Final = "wgidempotency"

@@ -44,6 +44,7 @@ from shared.config.settings import (
     WaveGuardEnv,
     is_loopback_url,
     load_settings,
+    load_telemetry_settings,
 )
 from shared.config.waves import (
     AUTO_WAVE,
@@ -105,6 +106,7 @@ __all__ = [
     "load_plan",
     "load_plan_for",
     "load_settings",
+    "load_telemetry_settings",
     "parse_plan",
 ]
 

@@ -23,6 +23,7 @@ __all__ = [
     "WaveGuardEnv",
     "is_loopback_url",
     "load_settings",
+    "load_telemetry_settings",
 ]
 
 TelemetryMode = Literal["auto", "console", "off"]
@@ -145,6 +146,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             problems=problems,
         )
     return settings
+
+
+def load_telemetry_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Only what telemetry needs, never raising: a bad value is left out (``load_settings`` and
+    ``/api/health/details`` name it). Lets the app start tracing however broken its settings are."""
+    env: Mapping[str, str] = dict(os.environ) if environ is None else environ
+    otlp_problems: list[str] = []
+    otlp = _otlp_endpoint(env, otlp_problems)
+    mode_problems: list[str] = []
+    modes: tuple[TelemetryMode, ...] = ("auto", "console", "off")
+    mode = _choice(env, "WAVEGUARD_TELEMETRY", modes, "auto", mode_problems)
+    return Settings(
+        applicationinsights_connection_string=_optional(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
+        otlp_endpoint=None if otlp_problems else otlp,
+        telemetry=mode if not mode_problems else "auto",
+        environ=env,
+    )
 
 
 def _optional(env: Mapping[str, str], name: str) -> str | None:

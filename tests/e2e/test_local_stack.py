@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from local.ports import free_port, port_open
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
+SETTINGS = ROOT / "local" / "local.settings.json"
 
 
 @dataclass
@@ -84,11 +86,16 @@ def test_stack_serves_health_graph_and_stops_cleanly_on_ctrl_c(stack_without_dem
     stack = stack_without_demo
     # GIVEN `DEMO=0 make run` / WHEN it says it is running
     _read_until(stack, "Press Ctrl-C to stop.", timeout=90)
-    # THEN health is 200 with every check passing
+    # THEN anonymous health is 200 and says only "healthy"
     health = httpx.get(stack.url("host", "/api/health"), timeout=10)
     assert health.status_code == 200, health.text
-    assert health.json()["status"] == "healthy"
-    assert set(health.json()["checks"]) == {"config", "storage", "graph"}
+    assert health.json() == {"status": "healthy"}
+    # AND the details, with the function key, show every check passing
+    key = json.loads(SETTINGS.read_text("utf-8"))["FunctionKeys"]["default"]
+    details = httpx.get(stack.url("host", "/api/health/details"), params={"code": key}, timeout=10)
+    assert details.status_code == 200, details.text
+    assert set(details.json()["checks"]) == {"config", "storage", "graph"}
+    assert httpx.get(stack.url("host", "/api/health/details"), timeout=10).status_code == 401
     # AND the emulator answers Graph-shaped pages
     page = httpx.get(stack.url("graph", "/v1.0/users?$top=5"), timeout=10).json()
     assert len(page["value"]) == 5

@@ -17,6 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 # name -> the trigger binding every deployment must have. Extend this table with each new function.
 EXPECTED: dict[str, dict[str, Any]] = {
     "health": {"type": "httpTrigger", "route": "health", "methods": ["GET"], "authLevel": "anonymous"},
+    "health_details": {
+        "type": "httpTrigger",
+        "route": "health/details",
+        "methods": ["GET"],
+        "authLevel": "function",
+    },
     "hr_worker": {"type": "queueTrigger", "queueName": "hr-events", "connection": "AzureWebJobsStorage"},
     "hr_events": {"type": "httpTrigger", "route": "hr/events", "methods": ["POST"], "authLevel": "anonymous"},
     "wave_worker": {"type": "queueTrigger", "queueName": "wave-work", "connection": "AzureWebJobsStorage"},
