@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.config.interpolate import EnvStr
 from shared.config.settings import is_loopback_url
+from shared.upn import UPN_HINT, is_upn
 
 __all__ = [
     "REQUIRE_SECRETS_FROM_ENV",
@@ -38,7 +39,6 @@ __all__ = [
 REQUIRE_SECRETS_FROM_ENV: Final = "require_secrets_from_env"
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_UPN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
@@ -66,8 +66,8 @@ def _check_guid(value: str) -> str:
 
 
 def _check_upn(value: str) -> str:
-    if not _UPN.match(value):
-        raise PydanticCustomError("upn", "expected a user principal name such as ada@contoso.com")
+    if not is_upn(value):
+        raise PydanticCustomError("upn", UPN_HINT)
     return value
 
 

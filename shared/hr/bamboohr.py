@@ -29,7 +29,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from shared.errors import FieldError, InvalidPayloadError
@@ -42,6 +42,7 @@ from shared.hr.events import (
     parse_hr_event,
 )
 from shared.hr.signatures import DEFAULT_TOLERANCE, SignatureError, check_freshness
+from shared.hr.timestamps import parse_iso_instant, parse_unix_seconds
 
 __all__ = [
     "DEFAULT_FIELD_MAP",
@@ -303,15 +304,12 @@ def _event_type(action: str, values: Mapping[str, Any], changed: list[str]) -> s
 
 
 def _parse_delivery_time(text: str) -> datetime:
-    if text.isascii() and text.isdigit() and len(text) <= 12:
-        return datetime.fromtimestamp(int(text), tz=UTC)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise SignatureError("X-BambooHR-Timestamp is not an ISO-8601 timestamp or Unix seconds") from None
-    if moment.tzinfo is None:
-        raise SignatureError("X-BambooHR-Timestamp has no time zone")
-    return moment.astimezone(UTC)
+    moment = parse_unix_seconds(text) if text.isdigit() else parse_iso_instant(text)
+    if moment is None:
+        raise SignatureError(
+            "X-BambooHR-Timestamp is not an ISO-8601 timestamp with a time zone or Unix seconds"
+        )
+    return moment
 
 
 def _scalar_text(value: object) -> str | None:

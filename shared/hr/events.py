@@ -33,6 +33,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.envelope import format_timestamp
 from shared.errors import FieldError, InvalidPayloadError
+from shared.upn import UPN_HINT, is_upn
 
 __all__ = [
     "EMPLOYEE_HIRED",
@@ -64,7 +65,6 @@ ChangedField = Literal[
     "hireDate",
 ]
 
-_UPN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Entra's employeeId holds 16 characters; HR ids a little longer are accepted and simply not found.
@@ -81,8 +81,8 @@ def _employee_id(value: Any) -> Any:
 
 
 def _check_upn(value: str) -> str:
-    if not _UPN.match(value):
-        raise PydanticCustomError("upn", "expected a user principal name such as ada@contoso.com")
+    if not is_upn(value):
+        raise PydanticCustomError("upn", UPN_HINT)
     return value
 
 

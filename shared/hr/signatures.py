@@ -15,10 +15,11 @@ import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from shared.errors import PermanentError
+from shared.hr.timestamps import parse_unix_seconds
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -135,10 +136,11 @@ def _required(headers: Mapping[str, str], name: str) -> str:
 
 
 def _parse_unix_seconds(text: str) -> datetime:
-    # The spec sends integer seconds; anything else (floats, dates) is not a Standard Webhook.
-    if not text.isascii() or not text.isdigit() or len(text) > 12:
+    # The spec sends integer seconds; anything else (floats, dates, absurd values) is not a Standard Webhook.
+    moment = parse_unix_seconds(text)
+    if moment is None:
         raise SignatureError(f"{HEADER_TIMESTAMP} must be integer seconds since the Unix epoch")
-    return datetime.fromtimestamp(int(text), tz=UTC)
+    return moment
 
 
 def _offered_signatures(header: str) -> list[bytes]:

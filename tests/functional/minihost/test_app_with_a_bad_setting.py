@@ -47,9 +47,14 @@ def app(storage_connection_string: str, emulator_server: EmulatorHandle) -> Iter
     _fresh(storage_connection_string, HR_EVENTS)
     _fresh(storage_connection_string, poison(HR_EVENTS))
     host = create_host(
-        "function_app:app", app_dir=ROOT, http_port=0, environ=environ,
-        storage_connection_string=storage_connection_string, function_keys={"default": KEY}, grace_period=2.0,
-    )  # fmt: skip
+        "function_app:app",
+        app_dir=ROOT,
+        http_port=0,
+        environ=environ,
+        storage_connection_string=storage_connection_string,
+        function_keys={"default": KEY},
+        grace_period=2.0,
+    )
     with host:
         yield f"{host.base_url}/api", host
 
@@ -60,14 +65,23 @@ def test_every_function_loads_and_each_kind_fails_as_it_should(
     api, host = app
     # THEN every function was indexed (the import did not fail)
     described = host.describe()  # type: ignore[attr-defined]
-    for name in ("health", "health_details", "hr_events", "hr_bamboohr", "hr_worker", "wave_worker", "wave_timer"):
+    for name in (
+        "health",
+        "health_details",
+        "hr_events",
+        "hr_bamboohr",
+        "hr_worker",
+        "wave_worker",
+        "wave_timer",
+    ):
         assert name in described
     # AND the HR ingress answers 503 problem JSON that names nothing secret
     answer = httpx.post(f"{api}/hr/events", content=b"{}", headers={"content-type": "application/json"})
     assert answer.status_code == 503
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert answer.headers["retry-after"]
-    assert "GRAPH_TIMEOUT_SECONDS" not in answer.text and "45" not in answer.text
+    assert "GRAPH_TIMEOUT_SECONDS" not in answer.text
+    assert "45" not in answer.text
     # AND anonymous health says only "unhealthy"
     health = httpx.get(f"{api}/health")
     assert (health.status_code, health.json()) == (503, {"status": "unhealthy"})
@@ -79,13 +93,18 @@ def test_every_function_loads_and_each_kind_fails_as_it_should(
     # WHEN a message arrives on hr-events
     caplog.set_level(logging.ERROR)
     queue = QueueClient.from_connection_string(storage_connection_string, HR_EVENTS)
-    queue.send_message(base64.b64encode(Envelope(type="employee.hired", payload={}).to_json().encode()).decode())
+    queue.send_message(
+        base64.b64encode(Envelope(type="employee.hired", payload={}).to_json().encode()).decode()
+    )
     # THEN the worker fails retryably, naming the setting, and the message stays on its queue
     wait_for(
         "the worker's retryable failure",
         lambda: any("GRAPH_TIMEOUT_SECONDS" in r.getMessage() for r in caplog.records),
     )
     assert queue.get_queue_properties().approximate_message_count == 1
-    assert QueueClient.from_connection_string(
-        storage_connection_string, poison(HR_EVENTS)
-    ).get_queue_properties().approximate_message_count == 0
+    assert (
+        QueueClient.from_connection_string(storage_connection_string, poison(HR_EVENTS))
+        .get_queue_properties()
+        .approximate_message_count
+        == 0
+    )

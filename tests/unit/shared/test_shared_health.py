@@ -8,7 +8,9 @@ from shared.health import CheckResult, HealthReport
 
 
 def _report(**ok: bool) -> HealthReport:
-    return HealthReport(tuple(CheckResult(name, passed, f"{name} detail", 1.0) for name, passed in ok.items()))
+    return HealthReport(
+        tuple(CheckResult(name, passed, f"{name} detail", 1.0) for name, passed in ok.items())
+    )
 
 
 @pytest.mark.parametrize(
