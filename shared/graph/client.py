@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from kiota_http.middleware.middleware import BaseMiddleware
     from msgraph.graph_service_client import GraphServiceClient
 
+    from shared.config import BreakGlass
+    from shared.graph.guard import BreakGlassGuard, BreakGlassIds
+
 __all__ = [
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_MAX_RETRY_WAIT_SECONDS",
@@ -32,6 +35,8 @@ __all__ = [
     "build_graph_client",
     "get_graph_client",
     "graph_health",
+    "guard_of",
+    "install_guard",
     "reset_graph_clients",
 ]
 
@@ -52,8 +57,13 @@ def build_graph_client(
     credential: TokenCredential | None = None,
     max_retries: int = DEFAULT_MAX_RETRIES,
     max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_SECONDS,
+    break_glass: BreakGlass | None = None,
 ) -> GraphServiceClient:
     """A GraphServiceClient for ``settings.graph_base_url`` with WaveGuard's middleware and timeouts.
+
+    Every request passes the break-glass guard (``shared.graph.guard``): ``break_glass`` names the
+    accounts and exclusion group; by default they come from the plan at ``settings.config_path``
+    when the first write is checked (an invalid plan refuses every write).
 
     Against a loopback emulator no Microsoft credential is used (anonymous, or ``credential``
     limited to that host). Otherwise a managed identity (``AZURE_CLIENT_ID`` for user-assigned)
@@ -74,7 +84,65 @@ def build_graph_client(
     adapter = GraphRequestAdapter(_auth_provider(settings, credential), client)
     # Set before GraphServiceClient: its constructor only defaults an empty base_url.
     adapter.base_url = settings.graph_base_url
-    return GraphServiceClient(request_adapter=adapter)
+    graph = GraphServiceClient(request_adapter=adapter)
+    install_guard(client, settings, graph, break_glass)
+    return graph
+
+
+def install_guard(
+    http: httpx.AsyncClient, settings: Settings, graph: GraphServiceClient, break_glass: BreakGlass | None
+) -> BreakGlassGuard:
+    """Put the break-glass guard in front of every request ``http`` sends (an httpx request hook)."""
+    from shared.graph.guard import BreakGlassGuard, resolve_break_glass_ids
+
+    async def get_json(path: str) -> dict[str, Any] | None:
+        return await _get_json(graph, path)
+
+    async def resolve() -> BreakGlassIds:
+        section = break_glass
+        if section is None:
+            from shared.config import load_plan_for
+
+            section = load_plan_for(settings).break_glass
+        return await resolve_break_glass_ids(section, get_json)
+
+    guard = BreakGlassGuard(resolve, get_json=get_json)
+    http.event_hooks["request"] = [*http.event_hooks["request"], guard]
+    return guard
+
+
+def guard_of(graph: GraphServiceClient) -> BreakGlassGuard | None:
+    """The guard installed on this client's HTTP pipeline (tests read its counters)."""
+    from shared.graph.guard import BreakGlassGuard
+
+    http = getattr(graph.request_adapter, "_http_client", None)
+    hooks = http.event_hooks["request"] if isinstance(http, httpx.AsyncClient) else []
+    return next((h for h in hooks if isinstance(h, BreakGlassGuard)), None)
+
+
+async def _get_json(graph: GraphServiceClient, path: str) -> dict[str, Any] | None:
+    """GET ``path`` (relative to the base URL) through the client: parsed JSON, None on 404."""
+    import json
+
+    from kiota_abstractions.method import Method
+    from kiota_abstractions.request_information import RequestInformation
+    from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+
+    from shared.errors import NotFoundError
+
+    adapter = graph.request_adapter
+    info = RequestInformation(Method.GET)
+    info.url = f"{str(adapter.base_url).rstrip('/')}{path}"
+    info.headers.try_add("Accept", "application/json")
+    try:
+        raw: Any = await adapter.send_primitive_async(info, "bytes", {"XXX": ODataError})
+    except Exception as exc:
+        error = to_waveguard_error(exc, operation="read the break-glass set-up")
+        if isinstance(error, NotFoundError):
+            return None
+        raise error from exc
+    value: Any = json.loads(raw) if isinstance(raw, bytes) and raw else {}
+    return value if isinstance(value, dict) else {}
 
 
 def _timeout(settings: Settings) -> httpx.Timeout:

@@ -18,9 +18,10 @@ from datetime import timedelta
 from typing import Any, Final, NamedTuple
 
 from shared.config import Wave
-from shared.errors import PermanentError, RetryableError
+from shared.errors import PermanentError, RetryableError, SafetyViolationError
 from shared.onboarding.common import iso, parse_iso
 from shared.onboarding.deps import Deps, run_sync
+from shared.rollout.group_refs import refuse_exclusion_group, wave_field
 from shared.rollout.wave_groups import WAVE_GROUPS_NAMESPACE
 from shared.state import ConcurrencyError, Versioned
 
@@ -38,13 +39,31 @@ _RECORD_ATTEMPTS: Final = 3
 async def ensure_wave_group(wave: Wave, deps: Deps, correlation_id: str) -> str:
     """The id of the wave's target group, creating it as a security group if the plan names one
     that does not exist yet (by displayName; a configured id that is missing is a config error).
+    Compared by id with the break-glass exclusion group, which can never be a wave group.
 
     Raises:
+        SafetyViolationError: the wave's group resolves to the break-glass exclusion group, or that
+            group does not exist.
         PermanentError: the configured group id does not exist, or several groups that WaveGuard
             did not record share the displayName.
         RetryableError: Graph or storage failed, another worker is creating the group now, or the
             group recorded a moment ago is not visible yet.
     """
+    group_id = await _ensure_wave_group(wave, deps, correlation_id)
+    ref = deps.plan.break_glass.exclusion_group
+    name = None if ref.id else ref.display_name
+    exclusion = await deps.graph.find_group_id(group_id=ref.id, display_name=name)
+    if exclusion is None:
+        raise SafetyViolationError(
+            f"breakGlass.exclusionGroup: group {ref} not found in the tenant; nothing is written without it",
+            rule="break-glass",
+            field="breakGlass.exclusionGroup",
+        )
+    refuse_exclusion_group(group_id, exclusion, field=wave_field(deps.plan, wave.name))
+    return group_id
+
+
+async def _ensure_wave_group(wave: Wave, deps: Deps, correlation_id: str) -> str:
     ref = wave.group
     if ref.id is not None or not ref.display_name:
         found = await deps.graph.find_group_id(group_id=ref.id, display_name=ref.display_name)

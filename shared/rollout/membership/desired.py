@@ -14,6 +14,7 @@ from shared.config import RolloutPlan, is_guid
 from shared.errors import NotFoundError
 from shared.graph.directory import find_group
 from shared.rollout.assignment import UserFacts, assign_wave
+from shared.rollout.group_refs import exclusion_group_id, refuse_exclusion_group
 from shared.rollout.membership.reads import iter_member_ids, iter_user_rows
 
 if TYPE_CHECKING:
@@ -45,17 +46,27 @@ def selector_groups(plan: RolloutPlan) -> list[str]:
     return list(seen)
 
 
+def _selector_field(plan: RolloutPlan, selector: str) -> str:
+    for index, wave in enumerate(plan.waves):
+        if selector in wave.selectors.groups:
+            return f"waves[{index}].selectors.groups[{wave.selectors.groups.index(selector)}]"
+    return "selectors.groups"
+
+
 async def _memberships(
     client: GraphServiceClient, plan: RolloutPlan
 ) -> dict[str, list[tuple[str, str | None]]]:
     """user id -> the selector groups (id, name) the user is a direct member of."""
     of_user: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
-    for selector in selector_groups(plan):
+    selectors = selector_groups(plan)
+    exclusion = await exclusion_group_id(client, plan) if selectors else ""
+    for selector in selectors:
         by_id = is_guid(selector)
         group = await find_group(client, group_id=selector if by_id else None,
                                  display_name=None if by_id else selector)  # fmt: skip
         if group is None or not group.id:
             raise NotFoundError(f"selector group {selector!r} does not exist", field="selectors.groups")
+        refuse_exclusion_group(group.id, exclusion, field=_selector_field(plan, selector))
         async for member_id in iter_member_ids(client, group.id):
             of_user[member_id].append((group.id, group.display_name))
     return of_user

@@ -31,6 +31,7 @@ from shared.errors import InvalidPayloadError, NotFoundError, RetryableError, Sa
 from shared.graph.directory import find_group
 from shared.names import WAVE_WORK
 from shared.onboarding.deps import QueueSenderPort, run_sync
+from shared.rollout.group_refs import exclusion_group_id, refuse_exclusion_group, wave_field
 from shared.rollout.membership.desired import desired_members
 from shared.rollout.membership.plan import MembershipPlan, plan_membership
 from shared.rollout.membership.reads import iter_member_ids
@@ -182,6 +183,8 @@ async def preview_wave_sync(deps: SyncDeps, wave_name: str) -> MembershipPlan:
             "named by displayName when the wave starts)",
             field="group",
         )
+    exclusion = await exclusion_group_id(deps.graph, deps.plan)
+    refuse_exclusion_group(group.id, exclusion, field=wave_field(deps.plan, wave_name))
     actual = [m async for m in iter_member_ids(deps.graph, group.id)]
     enforced = set()
     for other in deps.plan.waves:

@@ -62,6 +62,12 @@ async def resolve_tenant(client: GraphServiceClient, plan: RolloutPlan) -> Tenan
         found = await find_group(client, group_id=wave.group.id, display_name=wave.group.display_name)
         wave_groups[wave.name] = found.id.lower() if found is not None and found.id else None
     exclusion_id = group.id.lower() if group is not None and group.id else None
+    for index, wave in enumerate(plan.waves):
+        if exclusion_id is not None and wave_groups[wave.name] == exclusion_id:
+            problems.append(
+                f"waves[{index}].group resolves to the break-glass exclusion group {exclusion_id}; "
+                "a policy target can never be that group"
+            )
     return TenantIds(tuple(user_ids), exclusion_id, wave_groups, tuple(problems))
 
 

@@ -17,6 +17,7 @@ from shared.graph.groups import add_member, create_security_group, delete_group,
 from shared.graph.mail import MailMessage, send_mail
 from shared.graph.people import find_user_by_employee_id, get_manager, member_of_groups
 from shared.graph.tap import create_tap, delete_tap, list_taps
+from tests.conftest import PLAN_SECRETS
 
 pytestmark = pytest.mark.functional
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.functional
 @pytest.fixture
 def client(emulator_server: EmulatorHandle) -> GraphServiceClient:
     emulator_server.reset()
-    return build_graph_client(load_settings({"GRAPH_BASE_URL": emulator_server.base_url}))
+    return build_graph_client(load_settings({"GRAPH_BASE_URL": emulator_server.base_url, **PLAN_SECRETS}))
 
 
 @pytest.fixture

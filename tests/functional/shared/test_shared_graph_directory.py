@@ -11,6 +11,7 @@ from shared.config import load_settings
 from shared.errors import PermanentError
 from shared.graph import build_graph_client
 from shared.graph.directory import find_group, find_user, iter_group_member_ids, iter_users
+from tests.conftest import PLAN_SECRETS
 
 pytestmark = pytest.mark.functional
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.functional
 @pytest.fixture
 def client(emulator_server: EmulatorHandle) -> GraphServiceClient:
     emulator_server.reset()
-    return build_graph_client(load_settings({"GRAPH_BASE_URL": emulator_server.base_url}))
+    return build_graph_client(load_settings({"GRAPH_BASE_URL": emulator_server.base_url, **PLAN_SECRETS}))
 
 
 async def test_find_user_by_upn_and_by_id_with_the_fields_waveguard_uses(client: GraphServiceClient) -> None:

@@ -10,6 +10,7 @@ from local.graph_emulator import EmulatorHandle
 from shared.config import load_settings
 from shared.errors import NotFoundError
 from shared.graph import build_graph_client, graph_health, to_waveguard_error
+from tests.conftest import PLAN_SECRETS
 
 pytestmark = pytest.mark.functional
 
@@ -22,7 +23,7 @@ def emulator(emulator_server: EmulatorHandle) -> EmulatorHandle:
 
 def _client(emulator: EmulatorHandle) -> object:
     return build_graph_client(
-        load_settings({"GRAPH_BASE_URL": emulator.base_url, "GRAPH_TIMEOUT_SECONDS": "5"})
+        load_settings({"GRAPH_BASE_URL": emulator.base_url, "GRAPH_TIMEOUT_SECONDS": "5", **PLAN_SECRETS})
     )
 
 

@@ -192,6 +192,8 @@ def make_world(rollout: RolloutPlan | None = None) -> World:
         clock=clock,
     )
     graph.add_user("grace.hopper@contoso.com", display_name="Grace Hopper", department="Finance")
+    exclusion = deps.plan.break_glass.exclusion_group
+    graph.add_group(str(exclusion.display_name or exclusion.id))  # every tenant WaveGuard runs in has it
     return World(graph, queues, clock, deps)
 
 

@@ -10,16 +10,21 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.config import load_settings
+from shared.config import BreakGlass, load_settings
 from shared.errors import PermanentError, RetryableError
 from shared.graph import build_graph_client
 from shared.graph.conditional_access import CA_MIN_INTERVAL_SECONDS, ConditionalAccessApi
 
 SETTINGS = load_settings({"GRAPH_BASE_URL": "http://127.0.0.1:7072/v1.0", "GRAPH_TIMEOUT_SECONDS": "4"})
 BASE = "http://127.0.0.1:7072/v1.0/identity/conditionalAccess/policies"
+EXCLUSION = "0b5e5b1e-0000-4000-8000-00000000b6e0"
+BREAK_GLASS = BreakGlass.model_validate(
+    {"accounts": [{"id": "0b5e5b1e-0000-4000-8000-0000000000b1"}], "exclusionGroup": {"id": EXCLUSION}}
+)
 POLICY = {
     "displayName": "WaveGuard - Block legacy authentication",
     "state": "enabledForReportingButNotEnforced",
+    "conditions": {"users": {"includeUsers": ["All"], "excludeGroups": [EXCLUSION]}},
 }
 
 
@@ -54,7 +59,7 @@ def _api(
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(record))
     # max_retries=0: this test is about our own CA backoff, not the SDK middleware's retries
-    client = build_graph_client(SETTINGS, http_client=http, max_retries=0)
+    client = build_graph_client(SETTINGS, http_client=http, max_retries=0, break_glass=BREAK_GLASS)
     return ConditionalAccessApi(client, sleep=fake.sleep, clock=fake.clock), seen
 
 
@@ -86,11 +91,17 @@ async def test_create_posts_the_policy_json_and_returns_graphs_answer() -> None:
 
 async def test_update_patches_the_policy_by_id() -> None:
     fake = FakeTime()
-    api, seen = _api(lambda r: httpx.Response(204), fake)
+    # (enabling: the break-glass guard first reads the live policy, which excludes break-glass)
+    def answer(r: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=POLICY) if r.method == "GET" else httpx.Response(204)
+
+    api, seen = _api(answer, fake)
     await api.update_policy("p-1", {"state": "enabled"})
-    assert (seen[0].method, str(seen[0].url), json.loads(seen[0].content)) == (
-        "PATCH", f"{BASE}/p-1", {"state": "enabled"}
-    )  # fmt: skip
+    assert (seen[-1].method, str(seen[-1].url), json.loads(seen[-1].content)) == (
+        "PATCH",
+        f"{BASE}/p-1",
+        {"state": "enabled"},
+    )
 
 
 async def test_a_429_without_retry_after_is_retried_with_a_growing_backoff() -> None:
