@@ -13,6 +13,7 @@ from shared.graph.client import (
     build_graph_client,
     get_graph_client,
     graph_health,
+    guard_of,
     reset_graph_clients,
 )
 from shared.graph.errors import GraphErrorInfo, graph_error_info, parse_retry_after, to_waveguard_error
@@ -26,6 +27,7 @@ __all__ = [
     "get_graph_client",
     "graph_error_info",
     "graph_health",
+    "guard_of",
     "parse_retry_after",
     "reset_graph_clients",
     "to_waveguard_error",

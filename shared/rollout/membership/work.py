@@ -202,9 +202,14 @@ async def _alert_blast_radius(
 ) -> None:
     entry = AuditEntry(ACTOR, "wave.sync.refused", wave, str(exc), correlation_id=correlation_id)
     await run_sync(deps.state.audit.append, entry)
-    alert = Alert(key=_blast_radius_key(wave), severity="critical", summary=str(exc), source=ACTOR,
-                  labels={"alertname": "WaveSyncBlastRadius", "severity": "critical", "wave": wave},
-                  details={"wave": wave, "rule": exc.rule})  # fmt: skip
+    # A plan aiming at the break-glass exclusion group stays open until an operator resolves it;
+    # a blast-radius refusal resolves itself with the next sync within the radius.
+    break_glass = exc.rule == "break-glass"
+    key = f"wave-sync:{wave}:break-glass" if break_glass else _blast_radius_key(wave)
+    name = "BreakGlassTargeted" if break_glass else "WaveSyncBlastRadius"
+    alert = Alert(key=key, severity="critical", summary=str(exc), source=ACTOR,
+                  labels={"alertname": name, "severity": "critical", "wave": wave},
+                  details={"wave": wave, "rule": exc.rule, "field": exc.field})  # fmt: skip
     envelope = await run_sync(raise_alert, deps.queues, alert)
     # Open until a later sync of the wave is within its blast radius: the wave does not promote meanwhile.
     await run_sync(open_alert, deps.state.kv, wave, alert, alert_id=envelope.id)

@@ -121,3 +121,38 @@ def test_unknown_wave_and_missing_group_are_named(
     assert "wave 'nowave' is not in the plan" in capsys.readouterr().err
     assert main(["waves", "sync", "pilot", "--dry-run"], environ=app_environ) == 1
     assert "its group 'WaveGuard - Wave 1 Pilot' does not exist" in capsys.readouterr().err
+
+
+def test_a_plan_naming_the_exclusion_group_as_a_wave_group_is_refused_and_break_glass_stays(
+    tenant: Tenant, app_environ: dict[str, str], emulator_server: EmulatorHandle, tmp_path: object,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    # GIVEN a plan naming the exclusion group by id, and a new "legal" wave whose group is the same
+    # group by displayName (the words differ; only Graph's ids show they are one group)
+    import yaml
+    from pathlib import Path
+
+    from shared.config import APP_ROOT
+
+    demo = emulator_server.emulator.demo
+    assert demo is not None
+    doc = yaml.safe_load((APP_ROOT / "config" / "waveguard.yaml").read_text("utf-8"))
+    doc["breakGlass"]["exclusionGroup"] = {"id": demo.break_glass_group_id}
+    legal = {"name": "legal", "group": {"displayName": "WaveGuard - Break glass exclusion"},
+             "selectors": {"departments": ["Legal"]}}  # fmt: skip
+    doc["waves"].insert(len(doc["waves"]) - 1, legal)
+    path = Path(str(tmp_path)) / "crafted.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), "utf-8")
+    environ = {**app_environ, "WAVEGUARD_CONFIG": str(path)}
+    exclusion = tenant.members(demo.break_glass_group_id)
+    assert exclusion == set(demo.break_glass_ids)
+    # WHEN an operator syncs the wave inline
+    code = main(["waves", "sync", "legal", "--inline"], environ=environ)
+    # THEN it is refused, naming the plan field, and the exclusion group is untouched
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "waves[3].group resolves to the break-glass exclusion group" in err
+    assert tenant.members(demo.break_glass_group_id) == exclusion
+    # AND the policy plan refuses it too
+    assert main(["policies", "plan"], environ=environ) == 1
+    assert "resolves to the break-glass exclusion group" in capsys.readouterr().out
