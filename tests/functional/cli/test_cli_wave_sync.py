@@ -129,8 +129,9 @@ def test_a_plan_naming_the_exclusion_group_as_a_wave_group_is_refused_and_break_
 ) -> None:  # fmt: skip
     # GIVEN a plan naming the exclusion group by id, and a new "legal" wave whose group is the same
     # group by displayName (the words differ; only Graph's ids show they are one group)
-    import yaml
     from pathlib import Path
+
+    import yaml
 
     from shared.config import APP_ROOT
 
