@@ -150,6 +150,8 @@ class Delivery(ConfigModel):
     sender_mailbox: Upn
     cc_mailbox: Upn | None = None
     subject: NonEmptyStr = "Temporary Access Pass for your new team member"
+    # Where the TAP goes when Entra records no manager for the hire; unset: held, and alerted.
+    fallback_mailbox: Upn | None = None
 
 
 class ProvisioningRetry(ConfigModel):
@@ -175,3 +177,6 @@ class NewHires(ConfigModel):
     tap: Tap = Tap()
     delivery: Delivery
     provisioning_retry: ProvisioningRetry = ProvisioningRetry()
+    # A TAP only for an account Entra created at most this many days before WaveGuard acts on the
+    # hire: an older account belongs to someone already, and a TAP would hand it over.
+    max_account_age_days: Annotated[int, Field(ge=1, le=365)] = 30

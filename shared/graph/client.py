@@ -34,6 +34,7 @@ __all__ = [
     "GRAPH_SCOPE",
     "build_graph_client",
     "get_graph_client",
+    "get_json",
     "graph_health",
     "guard_of",
     "install_guard",
@@ -95,8 +96,8 @@ def install_guard(
     """Put the break-glass guard in front of every request ``http`` sends (an httpx request hook)."""
     from shared.graph.guard import BreakGlassGuard, resolve_break_glass_ids
 
-    async def get_json(path: str) -> dict[str, Any] | None:
-        return await _get_json(graph, path)
+    async def read(path: str) -> dict[str, Any] | None:
+        return await get_json(graph, path)
 
     async def resolve() -> BreakGlassIds:
         section = break_glass
@@ -104,9 +105,9 @@ def install_guard(
             from shared.config import load_plan_for
 
             section = load_plan_for(settings).break_glass
-        return await resolve_break_glass_ids(section, get_json)
+        return await resolve_break_glass_ids(section, read)
 
-    guard = BreakGlassGuard(resolve, get_json=get_json)
+    guard = BreakGlassGuard(resolve, get_json=read)
     http.event_hooks["request"] = [*http.event_hooks["request"], guard]
     return guard
 
@@ -120,7 +121,7 @@ def guard_of(graph: GraphServiceClient) -> BreakGlassGuard | None:
     return next((h for h in hooks if isinstance(h, BreakGlassGuard)), None)
 
 
-async def _get_json(graph: GraphServiceClient, path: str) -> dict[str, Any] | None:
+async def get_json(graph: GraphServiceClient, path: str) -> dict[str, Any] | None:
     """GET ``path`` (relative to the base URL) through the client: parsed JSON, None on 404."""
     import json
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final, Literal
 
+from shared.alerting import Alert, Severity, raise_alert
 from shared.config import NewHires
 from shared.envelope import Envelope
 from shared.errors import NotFoundError, PermanentError, RetryableError
@@ -32,13 +33,13 @@ from shared.onboarding.common import (
     parse_iso,
     refuse_break_glass,
 )
-from shared.onboarding.deps import Deps, run_sync
+from shared.onboarding.deps import ACTOR, Deps, run_sync
 from shared.onboarding.ports import DirectoryUser
 from shared.onboarding.tap_mail import TapMail, compose_tap_mail
 from shared.onboarding.wave_group import ensure_wave_group
 from shared.rollout.assignment import assign_wave
 
-__all__ = ["HIRES_NAMESPACE", "HireOutcome", "handle_hired", "recheck_delay", "tap_start"]
+__all__ = ["HIRES_NAMESPACE", "HireOutcome", "handle_hired", "recheck_delay", "tap_refusal", "tap_start"]
 
 HIRES_NAMESPACE: Final = "hires"
 log = logging.getLogger(__name__)
@@ -116,21 +117,154 @@ async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcom
             )
         progress.update(wave=wave.name, groupId=group_id, groupAdded=True)
         await _save_progress(envelope.id, progress, deps)
-    if not progress.get("mailSent") and not await _issue_and_deliver_tap(
-        envelope, event, user, progress, deps
-    ):
-        return HireOutcome("cancelled", user_id=user.id, wave=wave.name)
+    if not progress.get("mailSent") and not progress.get("tapRefused"):
+        refusal = await tap_refusal(user, deps)
+        if refusal:
+            await _refuse_tap(envelope, event, user, refusal, progress, deps)
+        else:
+            recipient = await _recipient(envelope, event, user, deps)
+            if recipient is None:
+                return await _hold_tap(envelope, event, user, progress, deps)
+            if not await _issue_and_deliver_tap(envelope, event, user, recipient, progress, deps):
+                return HireOutcome("cancelled", user_id=user.id, wave=wave.name)
     await _track_registration(envelope, event, user, progress, deps)
     return HireOutcome("done", user_id=user.id, wave=wave.name)
 
 
-async def _issue_and_deliver_tap(
+async def tap_refusal(user: DirectoryUser, deps: Deps) -> list[str]:
+    """Why this account must not get a TAP (empty: it is genuinely new and unprotected).
+
+    A TAP signs in as the account: only an account Entra created recently, with no strong method
+    and no directory role, can be handed to a newcomer; anything else already belongs to someone.
+
+    Raises:
+        RetryableError / PermanentError: Graph failed or refused a read.
+    """
+    facts = await deps.graph.account_facts(user.id)
+    now = deps.clock()
+    reasons: list[str] = []
+    limit = timedelta(days=deps.plan.new_hires.max_account_age_days)
+    if facts.created_at is None:
+        reasons.append("Entra reports no creation time for the account")
+    elif now - facts.created_at > limit:
+        days = (now - facts.created_at).days
+        reasons.append(f"the account was created {days} days ago (newHires.maxAccountAgeDays: {limit.days})")
+    if facts.strong_methods:
+        kinds = ", ".join(sorted({m.rsplit(".", 1)[-1] for m in facts.strong_methods}))
+        reasons.append(f"the account already has strong authentication methods ({kinds})")
+    if facts.roles:
+        reasons.append(f"the account holds directory roles ({', '.join(sorted(facts.roles))})")
+    return reasons
+
+
+async def _refuse_tap(
+    envelope: Envelope,
+    event: HrEvent,
+    user: DirectoryUser,
+    reasons: list[str],
+    progress: dict[str, Any],
+    deps: Deps,
+) -> None:
+    """No TAP for an account that is not genuinely new: audited, alerted, the rest of onboarding goes on."""
+    progress.update(tapRefused=reasons)
+    await _save_progress(envelope.id, progress, deps)
+    await deps.audit("hire.tap.refuse", user.id, "; ".join(reasons), envelope.id, reasons=reasons)
+    await _alert(
+        deps,
+        envelope,
+        event,
+        "HireRefusedExistingAccount",
+        "high",
+        f"no Temporary Access Pass for an existing account: {'; '.join(reasons)}",
+        user_id=user.id,
+    )
+
+
+async def _recipient(
+    envelope: Envelope, event: HrEvent, user: DirectoryUser, deps: Deps
+) -> DirectoryUser | None:
+    """Who receives the TAP: the manager Entra records, else ``newHires.delivery.fallbackMailbox``,
+    else None (held). The event's manager is only a cross-check: a different one is alerted."""
+    manager = await deps.graph.get_manager(user.id)
+    named_upn = event.data.manager_user_principal_name
+    if named_upn:
+        named = await deps.graph.find_user(named_upn)
+        if manager is None or named is None or named.id != manager.id:
+            await _alert(
+                deps,
+                envelope,
+                event,
+                "HireManagerMismatch",
+                "medium",
+                "HR names another manager than Entra records; the TAP goes only to Entra's manager "
+                "(or the fallback mailbox)",
+                user_id=user.id,
+                entra_manager_id=manager.id if manager else None,
+                hr_manager_id=named.id if named else None,
+            )
+    if manager is not None and manager.address and manager.id != user.id:
+        return manager
+    fallback = deps.plan.new_hires.delivery.fallback_mailbox
+    if fallback:
+        return DirectoryUser(id=f"mailbox:{fallback}", user_principal_name=fallback, display_name=None)
+    return None
+
+
+async def _hold_tap(
     envelope: Envelope, event: HrEvent, user: DirectoryUser, progress: dict[str, Any], deps: Deps
+) -> HireOutcome:
+    """No manager in Entra and no fallback mailbox: no TAP yet; alerted, re-checked on the
+    provisioning schedule (managers are often set after the account)."""
+    if not progress.get("tapHeldAlerted"):
+        await deps.audit(
+            "hire.tap.hold", user.id, "Entra records no manager and no fallback mailbox is set", envelope.id
+        )
+        await _alert(
+            deps,
+            envelope,
+            event,
+            "HireTapHeld",
+            "high",
+            "Temporary Access Pass held: Entra records no manager for the hire and "
+            "newHires.delivery.fallbackMailbox is not set",
+            user_id=user.id,
+        )
+        progress["tapHeldAlerted"] = True
+    return await _recheck_later(envelope, progress, deps, waiting_for="the hire's manager in Entra")
+
+
+async def _alert(
+    deps: Deps,
+    envelope: Envelope,
+    event: HrEvent,
+    name: str,
+    severity: Severity,
+    summary: str,
+    **details: Any,
+) -> None:
+    alert = Alert(
+        key=f"onboarding:{envelope.id}:{name}",
+        severity=severity,
+        summary=f"{name}: {summary}",
+        source=ACTOR,
+        labels={"alertname": name, "severity": severity, "eventType": envelope.type},
+        details={"envelopeId": envelope.id, "employeeId": event.data.employee_id, **details},
+        occurred_at=deps.clock(),
+    )
+    await run_sync(raise_alert, deps.queues, alert)
+
+
+async def _issue_and_deliver_tap(
+    envelope: Envelope,
+    event: HrEvent,
+    user: DirectoryUser,
+    manager: DirectoryUser,
+    progress: dict[str, Any],
+    deps: Deps,
 ) -> bool:
-    """Issue the TAP and e-mail it to the manager; False when HR terminated the employee meanwhile
+    """Issue the TAP and e-mail it to ``manager``; False when HR terminated the employee meanwhile
     (the TAP is deleted again and nothing is sent)."""
     policy = deps.plan.new_hires
-    manager = await _manager_of(event, user, deps, envelope.id)
     now = deps.clock()
     start = tap_start(event.data.hire_date, policy, now)
     issued = await deps.graph.create_tap(
@@ -151,9 +285,14 @@ async def _issue_and_deliver_tap(
     progress["mailAttempts"] = int(progress.get("mailAttempts", 0)) + 1
     await _save_progress(envelope.id, progress, deps)
     await deps.audit(
-        "tap.create", user.id, "Temporary Access Pass for a new hire", envelope.id,
-        method_id=issued.method.id, starts_at=iso(starts_at), expires_at=iso(expires_at),
-    )  # fmt: skip
+        "tap.create",
+        user.id,
+        "Temporary Access Pass for a new hire",
+        envelope.id,
+        method_id=issued.method.id,
+        starts_at=iso(starts_at),
+        expires_at=iso(expires_at),
+    )
     # A termination records the leaver before it deletes TAPs: either it saw this TAP, or this
     # check sees the leaver. Without it, a termination racing the hire could leave a live TAP.
     if await left_since(event, deps):
@@ -181,9 +320,14 @@ async def _issue_and_deliver_tap(
     progress.update(mailSent=True, mailSentAt=iso(deps.clock()), managerId=manager.id)
     await _save_progress(envelope.id, progress, deps)
     await deps.audit(
-        "tap.deliver", user.id, "TAP e-mailed to the manager", envelope.id,
-        manager_id=manager.id, sender=policy.delivery.sender_mailbox, method_id=issued.method.id,
-    )  # fmt: skip
+        "tap.deliver",
+        user.id,
+        "TAP e-mailed to the manager",
+        envelope.id,
+        manager_id=manager.id,
+        sender=policy.delivery.sender_mailbox,
+        method_id=issued.method.id,
+    )
     return True
 
 
@@ -198,26 +342,6 @@ async def _delete_unsent_tap(envelope: Envelope, progress: dict[str, Any], deps:
         await deps.audit(
             "tap.delete", user_id, "employee terminated during onboarding", envelope.id, method_id=method_id
         )
-
-
-async def _manager_of(event: HrEvent, user: DirectoryUser, deps: Deps, correlation_id: str) -> DirectoryUser:
-    """The manager from HR (by UPN), else from Entra; never anyone else.
-
-    Raises:
-        PermanentError: no manager with an e-mail address (the TAP is never sent to someone else).
-    """
-    manager: DirectoryUser | None = None
-    if event.data.manager_user_principal_name:
-        manager = await deps.graph.find_user(event.data.manager_user_principal_name)
-    if manager is None:
-        manager = await deps.graph.get_manager(user.id)
-    if manager is None or not manager.address or manager.id == user.id:
-        raise PermanentError(
-            "no manager to deliver the Temporary Access Pass to; set the hire's manager in HR or Entra",
-            correlation_id=correlation_id,
-            user_id=user.id,
-        )
-    return manager
 
 
 def tap_start(hire_date: date | None, policy: NewHires, now: datetime) -> datetime | None:
@@ -235,7 +359,9 @@ def recheck_delay(attempts: int, policy: NewHires, remaining: timedelta) -> floa
     return max(1.0, min(delay, remaining.total_seconds()))
 
 
-async def _recheck_later(envelope: Envelope, progress: dict[str, Any], deps: Deps) -> HireOutcome:
+async def _recheck_later(
+    envelope: Envelope, progress: dict[str, Any], deps: Deps, *, waiting_for: str = "the hire in Entra"
+) -> HireOutcome:
     """Schedule the same envelope again with a growing delay, or give up after the budget.
 
     The message is sent before progress is recorded: dying in between re-sends it on retry, and
@@ -254,12 +380,16 @@ async def _recheck_later(envelope: Envelope, progress: dict[str, Any], deps: Dep
         progress.update(status="not-provisioned", gaveUpAt=iso(now))
         await _save_progress(envelope.id, progress, deps)
         await deps.audit(
-            "hire.abandon", envelope.id, "the hire never appeared in Entra within the budget", envelope.id,
-            attempts=attempts, first_seen_at=iso(first_seen),
-        )  # fmt: skip
+            "hire.abandon",
+            envelope.id,
+            f"{waiting_for} never appeared within the budget",
+            envelope.id,
+            attempts=attempts,
+            first_seen_at=iso(first_seen),
+        )
         hours = elapsed.total_seconds() / 3600
         raise NotFoundError(
-            f"new hire not found in Entra after {attempts + 1} lookups over {hours:.2f} h "
+            f"{waiting_for}: not found after {attempts + 1} lookups over {hours:.2f} h "
             "(provisioning budget spent)",
             correlation_id=envelope.id,
             attempts=attempts + 1,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from shared.graph.account import AccountFacts
 from shared.graph.mail import MailMessage
 from shared.graph.tap import IssuedTap, TapMethod
 
@@ -49,6 +50,10 @@ class OnboardingGraph(Protocol):
 
     async def get_manager(self, user_id: str) -> DirectoryUser | None:
         """The user's manager, or None."""
+        ...
+
+    async def account_facts(self, user_id: str) -> AccountFacts:
+        """When the account was created, its strong methods and its directory roles."""
         ...
 
     async def member_of(self, user_id: str) -> list[tuple[str, str | None]]:
@@ -133,6 +138,11 @@ class GraphOnboarding:
         from shared.graph.people import get_manager
 
         return _user(await get_manager(self._client(), user_id))
+
+    async def account_facts(self, user_id: str) -> AccountFacts:
+        from shared.graph.account import read_account_facts
+
+        return await read_account_facts(self._client(), user_id)
 
     async def member_of(self, user_id: str) -> list[tuple[str, str | None]]:
         from shared.graph.people import member_of_groups

@@ -14,6 +14,7 @@ import yaml
 from shared.config import APP_ROOT, RolloutPlan, Settings, parse_plan
 from shared.envelope import Envelope
 from shared.errors import PermanentError, RetryableError
+from shared.graph.account import AccountFacts
 from shared.graph.mail import MailMessage
 from shared.graph.tap import IssuedTap, TapMethod
 from shared.hr.events import parse_hr_event
@@ -42,6 +43,10 @@ class FakeGraph:
     outbox: list[tuple[str, MailMessage]] = field(default_factory=list)
     fail: dict[str, list[Exception]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    # Per user id; a user without an entry is a genuinely new account (created a day ago, nothing registered).
+    facts: dict[str, AccountFacts] = field(default_factory=dict)
+    # The manager Entra records for users without an entry in `managers` (None: no manager).
+    default_manager: str | None = None
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def _enter(self, operation: str) -> None:
@@ -84,8 +89,12 @@ class FakeGraph:
 
     async def get_manager(self, user_id: str) -> DirectoryUser | None:
         self._enter("get_manager")
-        manager = self.managers.get(user_id)
-        return self.users[manager] if manager else None
+        manager = self.managers.get(user_id, self.default_manager)
+        return self.users[manager] if manager and manager != user_id else None
+
+    async def account_facts(self, user_id: str) -> AccountFacts:
+        self._enter("account_facts")
+        return self.facts.get(user_id, AccountFacts(created_at=NOW - timedelta(days=1)))
 
     async def member_of(self, user_id: str) -> list[tuple[str, str | None]]:
         self._enter("member_of")
@@ -191,7 +200,8 @@ def make_world(rollout: RolloutPlan | None = None) -> World:
         queues=queues,
         clock=clock,
     )
-    graph.add_user("grace.hopper@contoso.com", display_name="Grace Hopper", department="Finance")
+    grace = graph.add_user("grace.hopper@contoso.com", display_name="Grace Hopper", department="Finance")
+    graph.default_manager = grace.id  # Entra records Grace as the hires' manager (as HR says)
     exclusion = deps.plan.break_glass.exclusion_group
     graph.add_group(str(exclusion.display_name or exclusion.id))  # every tenant WaveGuard runs in has it
     return World(graph, queues, clock, deps)

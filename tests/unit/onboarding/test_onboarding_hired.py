@@ -12,6 +12,7 @@ import pytest
 from onboarding_fakes import NOW, World, hire_event, make_world, plan, transient
 
 from shared.errors import NotFoundError, PermanentError, RetryableError, SafetyViolationError
+from shared.graph.account import AccountFacts
 from shared.names import ALERTS, HR_EVENTS
 from shared.onboarding import HIRES_NAMESPACE, HireOutcome, process_hr_message, recheck_delay, tap_start
 from shared.onboarding.common import WAVE_GROUPS_NAMESPACE
@@ -56,8 +57,10 @@ async def test_hire_joins_the_wave_gets_one_tap_and_the_manager_one_email(
     # AND hold exactly one TAP, starting at 00:00 UTC on the hire date, single use, 480 minutes
     [(method, value)] = world.graph.taps[user_id]
     assert (method.start_at, method.lifetime_minutes, method.is_usable_once) == (
-        datetime(2026, 12, 1, tzinfo=UTC), 480, True,
-    )  # fmt: skip
+        datetime(2026, 12, 1, tzinfo=UTC),
+        480,
+        True,
+    )
     # AND Grace got exactly one e-mail from the service mailbox holding that TAP
     [(sender, mail)] = world.graph.outbox
     assert sender == "waveguard@contoso.com"
@@ -202,18 +205,29 @@ async def test_manager_from_entra_when_hr_names_none() -> None:
     assert list(mail.to) == ["grace.hopper@contoso.com"]
 
 
-async def test_no_manager_is_a_permanent_alerted_failure_and_no_tap_is_issued() -> None:
+async def test_no_manager_in_entra_holds_the_tap_alerts_and_rechecks_later() -> None:
+    # GIVEN Entra records no manager for the hire, and the plan has no fallback mailbox
     world = make_world()
+    world.graph.default_manager = None
     user_id = _hire(world)
-    outcome = await _process(world, hire_event(managerUserPrincipalName=None).to_json())
-    assert isinstance(outcome, PermanentError)
-    assert "manager" in str(outcome)
+    # WHEN the hire is processed (HR naming a manager changes nothing: only Entra's counts)
+    outcome = await _process(world, hire_event().to_json())
+    # THEN no TAP, no mail, a HireTapHeld alert, and a re-check on the provisioning schedule
+    assert isinstance(outcome, HireOutcome)
+    assert outcome.status == "rechecking"
     assert world.graph.taps.get(user_id) is None
     assert world.graph.outbox == []
-    [alert] = world.queues.on(ALERTS)
-    assert (alert.payload["severity"], alert.payload["labels"]["alertname"]) == ("high", "OnboardingFailed")
-    # the user is still protected: in the wave group
+    names = [a.payload["labels"]["alertname"] for a in world.queues.on(ALERTS)]
+    assert "HireTapHeld" in names
+    assert len(world.queues.on(HR_EVENTS)) == 1
+    # AND the user is still protected: in the wave group
     assert world.graph.members_of(FINANCE_GROUP) == {user_id}
+    # WHEN Entra gets the manager and the re-check runs / THEN the manager gets the TAP
+    world.graph.default_manager = world.graph.by_upn("grace.hopper@contoso.com").id
+    world.clock.advance(minutes=2)
+    await _process(world, world.queues.on(HR_EVENTS)[0].to_json())
+    assert len(world.graph.usable_taps(user_id)) == 1
+    assert [message.to for _, message in world.graph.outbox] == [("grace.hopper@contoso.com",)]
 
 
 async def test_break_glass_account_is_never_touched_and_pages_critical() -> None:
@@ -433,3 +447,78 @@ async def test_a_lost_race_whose_group_delete_failed_is_cleaned_up_by_the_next_r
     stored = world.deps.state.kv.get(WAVE_GROUPS_NAMESPACE, "finance-hr")
     assert stored is not None
     assert "orphans" not in stored.value
+
+
+@pytest.mark.parametrize(
+    ("facts", "reason"),
+    [
+        (AccountFacts(created_at=NOW - timedelta(days=14 * 365)), "created 5110 days ago"),
+        (AccountFacts(created_at=NOW - timedelta(days=31)), "newHires.maxAccountAgeDays: 30"),
+        (AccountFacts(created_at=None), "no creation time"),
+        (
+            AccountFacts(
+                created_at=NOW,
+                strong_methods=("#microsoft.graph.microsoftAuthenticatorAuthenticationMethod",),
+            ),
+            "strong authentication methods (microsoftAuthenticatorAuthenticationMethod)",
+        ),
+        (
+            AccountFacts(created_at=NOW, roles=("Global Administrator",)),
+            "directory roles (Global Administrator)",
+        ),
+    ],
+)
+async def test_an_account_that_is_not_genuinely_new_gets_no_tap_but_its_wave(
+    facts: AccountFacts, reason: str
+) -> None:
+    # GIVEN a signed hire event for an existing account (the CEO's, a leaked HR secret, a bad HR record)
+    world = make_world()
+    user_id = _hire(world)
+    world.graph.facts[user_id] = facts
+    # WHEN it is processed
+    outcome = await _process(world, hire_event().to_json())
+    # THEN no TAP is issued, nothing is mailed, the refusal is audited and alerted ...
+    assert outcome == HireOutcome("done", user_id=user_id, wave="finance-hr")
+    assert "create_tap" not in world.graph.calls
+    assert world.graph.outbox == []
+    [entry] = [e for e in world.deps.state.audit.list(limit=50) if e.action == "hire.tap.refuse"]
+    assert reason in entry.reason
+    [alert] = [
+        a for a in world.queues.on(ALERTS) if a.payload["labels"]["alertname"] == "HireRefusedExistingAccount"
+    ]
+    assert alert.payload["severity"] == "high"
+    # ... and the rest of onboarding still happens: the wave placement
+    assert world.graph.members_of(FINANCE_GROUP) == {user_id}
+    # AND a redelivery refuses again without a second alert or TAP
+    await _process(world, hire_event(envelope_id="whk-1").to_json())
+    assert "create_tap" not in world.graph.calls
+
+
+async def test_hr_naming_another_manager_is_alerted_and_the_tap_goes_only_to_entras() -> None:
+    # GIVEN Entra records Grace; the event names someone else (an attacker's mailbox)
+    world = make_world()
+    user_id = _hire(world)
+    world.graph.add_user("mallory@contoso.com", display_name="Mallory")
+    # WHEN the hire is processed
+    await _process(world, hire_event(managerUserPrincipalName="mallory@contoso.com").to_json())
+    # THEN the TAP goes to Grace only, and the mismatch is alerted
+    assert [message.to for _, message in world.graph.outbox] == [("grace.hopper@contoso.com",)]
+    assert len(world.graph.usable_taps(user_id)) == 1
+    names = [a.payload["labels"]["alertname"] for a in world.queues.on(ALERTS)]
+    assert "HireManagerMismatch" in names
+
+
+async def test_no_manager_in_entra_and_a_fallback_mailbox_delivers_there() -> None:
+    world = make_world(
+        plan(
+            delivery={
+                "senderMailbox": "waveguard@contoso.com",
+                "fallbackMailbox": "it-onboarding@contoso.com",
+            }
+        )
+    )
+    world.graph.default_manager = None
+    user_id = _hire(world)
+    await _process(world, hire_event(managerUserPrincipalName=None).to_json())
+    assert [message.to for _, message in world.graph.outbox] == [("it-onboarding@contoso.com",)]
+    assert len(world.graph.usable_taps(user_id)) == 1
