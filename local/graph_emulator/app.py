@@ -23,6 +23,7 @@ from local.graph_emulator.faults import FaultInjector
 from local.graph_emulator.limits import RateLimitConfig, RateLimiters
 from local.graph_emulator.requestlog import RequestLog
 from local.graph_emulator.resources import (
+    auth_methods,
     conditional_access,
     groups,
     mail,
@@ -52,6 +53,7 @@ GRAPH_ROUTE_TABLES: tuple[RouteTable, ...] = (
     mail.routes,
     conditional_access.routes,
     registration.routes,
+    auth_methods.routes,
     signins.routes,
 )
 ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (

@@ -89,6 +89,7 @@ class Stack(TapProbe):
             "mail": upn,
             "employeeId": employee_id,
             "department": "Finance",
+            "manager": self.manager["id"],  # as HR-driven provisioning sets it in Entra
             **extra,
         }
         return str(self.admin("POST", "/users", body)["id"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import uuid
@@ -9,11 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
+from azure.storage.queue import QueueClient
 
 from local.graph_emulator import EmulatorHandle
 from shared.config import load_plan_for, load_settings
 from shared.envelope import Envelope
 from shared.errors import RetryableError
+from shared.names import ALERTS
 from shared.onboarding import Deps, GraphOnboarding, HireOutcome, TerminationOutcome, process_hr_message
 from shared.queues import get_queue_sender
 from shared.state import build_state
@@ -54,9 +57,14 @@ class Tenant(TapProbe):
 
     def add_hire(self, employee_id: str, upn: str, *, visible_after: float | None = None) -> str:
         body: dict[str, Any] = {
-            "userPrincipalName": upn, "mail": upn, "displayName": "Ada Newhire", "employeeId": employee_id,
-            "department": "Finance", "country": "GB",
-        }  # fmt: skip
+            "userPrincipalName": upn,
+            "mail": upn,
+            "displayName": "Ada Newhire",
+            "employeeId": employee_id,
+            "department": "Finance",
+            "country": "GB",
+            "manager": self.manager["id"],
+        }
         if visible_after is not None:
             body["visibleAfterSeconds"] = visible_after
         return str(self.admin("POST", "/users", body)["id"])
@@ -80,10 +88,15 @@ def _envelope(
     tenant: Tenant, employee_id: str, upn: str, *, event_type: str = "employee.hired", **data: Any
 ) -> Envelope:
     fields = {
-        "employeeId": employee_id, "userPrincipalName": upn, "displayName": "Ada Newhire",
-        "department": "Finance", "country": "GB", "hireDate": "2030-01-15",
-        "managerUserPrincipalName": tenant.manager["userPrincipalName"], **data,
-    }  # fmt: skip
+        "employeeId": employee_id,
+        "userPrincipalName": upn,
+        "displayName": "Ada Newhire",
+        "department": "Finance",
+        "country": "GB",
+        "hireDate": "2030-01-15",
+        "managerUserPrincipalName": tenant.manager["userPrincipalName"],
+        **data,
+    }
     payload = {
         "type": event_type,
         "timestamp": "2026-11-30T08:00:00Z",
@@ -202,3 +215,39 @@ async def test_department_change_moves_the_user_between_wave_groups(tenant: Tena
     await process_hr_message(moved.to_json(), deps)
     assert tenant.group_members("WaveGuard - Wave 3 Sales and Marketing") == {user_id}
     assert tenant.group_members(FINANCE_GROUP) == set()
+
+
+async def test_a_signed_hire_for_the_ceo_issues_no_tap_and_mails_nobody(
+    tenant: Tenant, deps: Deps, storage_connection_string: str
+) -> None:
+    # GIVEN the CEO's 14-year-old account, with Authenticator and an admin role
+    demo = tenant.handle.demo
+    assert demo is not None
+    ceo = tenant.get(f"/users/{demo.ceo_id}?$select=id,employeeId,userPrincipalName")
+    tenant.admin(
+        "POST", f"/users/{demo.ceo_id}/methods", {"methods": ["microsoftAuthenticatorPush"], "isAdmin": True}
+    )
+    tenant.add_hire("E9666", "mallory@contoso.com")  # the attacker's mailbox
+    # WHEN a validly signed employee.hired names the CEO, with the attacker as manager
+    envelope = _envelope(
+        tenant, ceo["employeeId"], ceo["userPrincipalName"], managerUserPrincipalName="mallory@contoso.com"
+    )
+    outcome = await process_hr_message(envelope.to_json(), deps)
+    # THEN no TAP exists on the CEO's account and nobody got an e-mail
+    assert isinstance(outcome, HireOutcome)
+    assert outcome.status == "done"
+    assert tenant.taps(demo.ceo_id) == []
+    assert tenant.admin("GET", "/outbox")["value"] == []
+    # AND the refusal is audited with its reasons, and alerted on the alerts queue
+    [refusal] = [e for e in deps.state.audit.list() if e.action == "hire.tap.refuse"]
+    assert "days ago" in refusal.reason
+    assert "microsoftAuthenticatorAuthenticationMethod" in refusal.reason
+    assert "Global Administrator" in refusal.reason
+    queue = QueueClient.from_connection_string(storage_connection_string, ALERTS)
+    alerts = [Envelope.from_json(base64.b64decode(m.content)) for m in queue.peek_messages(max_messages=32)]
+    names = {
+        a.payload["labels"]["alertname"]
+        for a in alerts
+        if a.payload["details"].get("envelopeId") == envelope.id
+    }
+    assert "HireRefusedExistingAccount" in names
