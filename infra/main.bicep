@@ -173,6 +173,7 @@ var graphRolesCore = [
   'GroupMember.ReadWrite.All' // wave group membership (add/remove, delta)
   'Group.Read.All' // change-notification subscriptions on groups
   tapPermission // Temporary Access Pass for new hires
+  'UserAuthenticationMethod.Read.All' // a hire's registered methods: no TAP for an account that has any
   'Policy.Read.All' // read CA policies, named locations, auth-method policy
   'AuditLog.Read.All' // sign-in logs, userRegistrationDetails (gates, break-glass watch)
   'IdentityRiskEvent.Read.All' // identityProtection/riskDetections
