@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cli import doctor, policies
+from cli import poison as poison_cli
 from cli import waves as waves_cli
 
 EXIT_OK = 0
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     doctor.add_parser(sub)
     policies.add_parser(sub)
+    poison_cli.add_parser(sub)
     waves_cli.add_parser(sub)
     return parser
 

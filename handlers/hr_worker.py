@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import TYPE_CHECKING
 
 import azure.functions as func
 
+from handlers.poison import record_worker_failure
 from shared.names import HR_EVENTS
 
 if TYPE_CHECKING:
@@ -40,4 +42,8 @@ async def hr_worker(msg: func.QueueMessage) -> None:
     from shared.config.startup import build_or_retry
     from shared.onboarding import process_hr_message
 
-    await process_hr_message(msg.get_body(), build_or_retry(_dependencies, what="the hr-events worker"))
+    try:
+        await process_hr_message(msg.get_body(), build_or_retry(_dependencies, what="the hr-events worker"))
+    except Exception as exc:
+        await asyncio.to_thread(record_worker_failure, HR_EVENTS, msg, exc)
+        raise

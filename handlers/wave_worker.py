@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import TYPE_CHECKING
 
 import azure.functions as func
 
+from handlers.poison import record_worker_failure
 from shared.names import WAVE_WORK
 
 if TYPE_CHECKING:
@@ -39,4 +41,8 @@ async def wave_worker(msg: func.QueueMessage) -> None:
     from shared.config.startup import build_or_retry
     from shared.rollout.membership import process_wave_work
 
-    await process_wave_work(msg.get_body(), build_or_retry(_dependencies, what="the wave-work worker"))
+    try:
+        await process_wave_work(msg.get_body(), build_or_retry(_dependencies, what="the wave-work worker"))
+    except Exception as exc:
+        await asyncio.to_thread(record_worker_failure, WAVE_WORK, msg, exc)
+        raise

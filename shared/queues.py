@@ -101,6 +101,16 @@ class QueueSender:
             current.set_attribute("messaging.message.id", envelope.id)
             return self._send_text(queue_name, text, visibility=visibility, time_to_live=time_to_live)
 
+    def send_raw(self, queue_name: str, text: str) -> str:
+        """Enqueue ``text`` exactly as it is (an archived poison body put back); returns the message id.
+
+        Raises:
+            InvalidPayloadError: bad queue name.
+            RetryableError / PermanentError: as for ``send``.
+        """
+        validate_queue_name(queue_name)
+        return self._send_text(queue_name, text, visibility=None, time_to_live=_NEVER_EXPIRE)
+
     def ensure_queues(self, names: Iterable[str]) -> None:
         """Create each queue if missing (idempotent); call at start-up.
 

@@ -82,6 +82,20 @@ class KeyValueStore(ABC):
                 key=key,
             ) from None
 
+    def values(self, namespace: str, *, limit: int = 1000) -> list[Any]:
+        """Up to ``limit`` values stored in ``namespace`` (in no promised order).
+
+        Raises:
+            InvalidPayloadError: the namespace is empty or too long.
+            RetryableError: the store is unavailable.
+        """
+        _check_names(namespace, "-")
+        return [json.loads(text) for text in self._texts(namespace, max(1, limit))]
+
+    @abstractmethod
+    def _texts(self, namespace: str, limit: int) -> list[str]:
+        """The JSON texts of up to ``limit`` values in ``namespace``."""
+
     @abstractmethod
     def _read(self, namespace: str, key: str) -> tuple[str, str] | None:
         """(JSON text, etag) or None."""

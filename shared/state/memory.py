@@ -81,6 +81,10 @@ class MemoryKeyValueStore(KeyValueStore):
         with self._lock:
             return self._values.get((namespace, key))
 
+    def _texts(self, namespace: str, limit: int) -> list[str]:
+        with self._lock:
+            return [text for (ns, _), (text, _) in self._values.items() if ns == namespace][:limit]
+
     def _write(self, namespace: str, key: str, text: str, *, if_match: str | None, if_absent: bool) -> str:
         with self._lock:
             current = self._values.get((namespace, key))

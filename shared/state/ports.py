@@ -127,6 +127,10 @@ class KeyValuePort(Protocol):
         """Remove the value (absent is fine)."""
         ...
 
+    def values(self, namespace: str, *, limit: int = 1000) -> list[Any]:
+        """Up to ``limit`` values stored in ``namespace``."""
+        ...
+
 
 class AuditPort(Protocol):
     """Append-only audit trail of every write WaveGuard makes."""

@@ -250,6 +250,22 @@ class TableKeyValueStore(KeyValueStore):
             return None
         return str(entity["Value"]), _etag(entity.metadata)
 
+    def _texts(self, namespace: str, limit: int) -> list[str]:
+        def read(table: TableClient) -> list[str]:
+            rows = table.query_entities(
+                "PartitionKey eq @ns",
+                parameters={"ns": table_key(namespace)},
+                results_per_page=min(limit, 1000),
+            )
+            texts: list[str] = []
+            for row in rows:
+                texts.append(str(row["Value"]))
+                if len(texts) >= limit:
+                    break
+            return texts
+
+        return self._tables.run(self._name, "list state", read)
+
     def _write(self, namespace: str, key: str, text: str, *, if_match: str | None, if_absent: bool) -> str:
         from azure.core import MatchConditions
         from azure.data.tables import UpdateMode

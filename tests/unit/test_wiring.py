@@ -33,6 +33,14 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "authLevel": "anonymous",
     },
     "wave_timer": {"type": "timerTrigger", "schedule": "%WAVEGUARD_WAVE_SCHEDULE%", "runOnStartup": False},
+    **{
+        f"{queue.replace('-', '_')}_poison": {
+            "type": "queueTrigger",
+            "queueName": f"{queue}-poison",
+            "connection": "AzureWebJobsStorage",
+        }
+        for queue in ALL_QUEUES
+    },
 }
 
 
@@ -75,7 +83,8 @@ def test_queue_triggers_use_known_queues_and_the_storage_connection(functions: d
     for name, fn in functions.items():
         trigger = fn.get_trigger().get_dict_repr()
         if trigger["type"] == "queueTrigger":
-            assert trigger["queueName"] in ALL_QUEUES, f"{name} listens on an unknown queue"
+            known = {*ALL_QUEUES, *(f"{q}-poison" for q in ALL_QUEUES)}
+            assert trigger["queueName"] in known, f"{name} listens on an unknown queue"
             assert trigger.get("connection") == "AzureWebJobsStorage", f"{name} uses another connection"
 
 

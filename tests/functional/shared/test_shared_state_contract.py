@@ -231,3 +231,12 @@ def test_audit_input_is_checked(stores: StateStores) -> None:
         stores.audit.append(AuditEntry(actor="", action="a", target="t", reason="r"))
     with pytest.raises(InvalidPayloadError, match="limit"):
         stores.audit.list(limit=0)
+
+
+def test_values_lists_one_namespace(stores: StateStores) -> None:
+    stores.kv.put("poison", "a", {"n": 1})
+    stores.kv.put("poison", "b/with#odd?chars", {"n": 2})
+    stores.kv.put("other", "a", {"n": 3})
+    assert sorted(v["n"] for v in stores.kv.values("poison")) == [1, 2]
+    assert len(stores.kv.values("poison", limit=1)) == 1
+    assert stores.kv.values("empty") == []

@@ -93,7 +93,8 @@ def test_an_unset_variable_names_the_variable_the_file_and_the_yaml_path() -> No
     assert caught.value.problems == [
         f"{SOURCE}: {path}: environment variable PAGERDUTY_ROUTING_KEY is not set"
     ]
-    assert "PAGERDUTY_ROUTING_KEY is not set (line 147)" in str(caught.value)
+    line = next(n for n, text in enumerate(EXAMPLE.read_text("utf-8").splitlines(), 1) if "routingKey:" in text)
+    assert f"PAGERDUTY_ROUTING_KEY is not set (line {line})" in str(caught.value)
 
 
 def test_an_unresolved_key_vault_reference_is_refused_not_used_as_the_secret() -> None:
