@@ -17,7 +17,10 @@ from azure.storage.queue import QueueClient
 
 from bench.fault_events import Workload
 from local.graph_emulator import EmulatorHandle
+from shared.config import Settings, StorageSettings
 from shared.names import ALL_QUEUES, poison
+from shared.poison import list_poison
+from shared.state import build_state
 
 __all__ = ["EndState", "HireState", "capture_end_state", "compare", "queue_depth"]
 
@@ -91,7 +94,11 @@ def capture_end_state(emulator: EmulatorHandle, connection_string: str, workload
             for g in _pages(http, f"{emulator.base_url}/groups?$top=999")
             if str(g.get("displayName", "")).startswith(_GROUP_PREFIX)
         }
+    # Poison triggers drain each -poison queue into the archive: count both.
     poisoned = {name: queue_depth(connection_string, poison(name)) for name in ALL_QUEUES}
+    settings = Settings(storage=StorageSettings(connection_string=connection_string))
+    for record in list_poison(build_state(settings).kv):
+        poisoned[record.source_queue] = poisoned.get(record.source_queue, 0) + 1
     return EndState(hires, groups, poisoned)
 
 

@@ -4,8 +4,9 @@
 
     WaveGuardError                  root; keyword-only context (correlation_id, field, ...)
     ├── RetryableError              transient: throttling (retry_after), 5xx, timeouts, storage down.
-    │                               The host retries the message after its visibility timeout and
-    │                               poisons it after maxDequeueCount.
+    │   │                           The host retries the message after its visibility timeout and
+    │   │                           poisons it after maxDequeueCount.
+    │   └── BusyError               another worker holds the message's claim: re-sent with a delay
     └── PermanentError              never retried: the message is settled, recorded and alerted on.
         ├── InvalidPayloadError     bad message or request body; carries field errors
         ├── ConfigError             bad config file or environment; names the file and field path
@@ -23,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TypedDict
 
 __all__ = [
+    "BusyError",
     "ConfigError",
     "ErrorKind",
     "FieldError",
@@ -111,6 +113,12 @@ class RetryableError(WaveGuardError):
         if self.retry_after is not None:
             out["retryAfter"] = self.retry_after
         return out
+
+
+class BusyError(RetryableError):
+    """Another worker holds the idempotency claim of this message (alive, or dead with its claim not
+    expired yet). The queue workers re-send the message with ``retry_after`` as its delay and settle
+    this delivery, so waiting for a claim never burns the message's dequeue count toward poison."""
 
 
 class PermanentError(WaveGuardError):

@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanKind
 
 from shared.config.settings import Settings, StorageSettings
 from shared.envelope import Envelope
-from shared.errors import InvalidPayloadError, storage_error
+from shared.errors import BusyError, InvalidPayloadError, storage_error
 from shared.telemetry import current_traceparent, span
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_DELAY",
     "QueueSender",
+    "defer",
     "get_queue_sender",
     "queue_service_client",
     "reset_queue_senders",
@@ -158,6 +159,19 @@ class QueueSender:
                 )
                 self._clients[queue_name] = client
             return client
+
+
+def defer(sender: Any, queue_name: str, envelope: Envelope, busy: BusyError) -> float:
+    """Send ``envelope`` again on ``queue_name``, invisible until ``busy.retry_after`` (1 s .. 7 days);
+    returns the delay. The caller then settles its own delivery: waiting for another worker's claim
+    costs no dequeue count. Dying between the two leaves two copies, which the claim makes harmless.
+
+    Raises:
+        RetryableError: storage failed (the delivery is retried the ordinary way).
+    """
+    delay = max(1.0, min(float(busy.retry_after or 30.0), MAX_DELAY.total_seconds()))
+    sender.send(queue_name, envelope, delay=delay)
+    return delay
 
 
 def queue_service_client(

@@ -12,6 +12,7 @@ from typing import Final
 from shared.alerting import Alert, Severity, raise_alert
 from shared.envelope import Envelope
 from shared.errors import (
+    BusyError,
     InvalidPayloadError,
     NotFoundError,
     PermanentError,
@@ -19,15 +20,17 @@ from shared.errors import (
     classify,
 )
 from shared.hr.events import EMPLOYEE_HIRED, EMPLOYEE_TERMINATED, EMPLOYEE_UPDATED, HrEvent, parse_hr_event
+from shared.names import HR_EVENTS
 from shared.onboarding.deps import ACTOR, Deps, run_sync
 from shared.onboarding.hired import HireOutcome, handle_hired
 from shared.onboarding.terminated import TerminationOutcome, handle_terminated
 from shared.onboarding.updated import UpdateOutcome, handle_updated
+from shared.queues import defer
 from shared.telemetry import log_context, start_span_from_traceparent
 
 __all__ = ["Outcome", "process_hr_message"]
 
-Outcome = HireOutcome | UpdateOutcome | TerminationOutcome | PermanentError
+Outcome = HireOutcome | UpdateOutcome | TerminationOutcome | PermanentError | BusyError
 log = logging.getLogger(__name__)
 _SOURCE: Final = ACTOR
 
@@ -53,6 +56,10 @@ async def process_hr_message(body: str | bytes, deps: Deps) -> Outcome:
         try:
             event = _parse(envelope)
             outcome = await _route(envelope, event, deps)
+        except BusyError as exc:
+            delay = await run_sync(defer, deps.queues, HR_EVENTS, envelope, exc)
+            log.info("hr event deferred: another worker holds it", extra={"delay_seconds": delay})
+            return exc
         except Exception as exc:
             if classify(exc) == "permanent":
                 error = exc if isinstance(exc, PermanentError) else PermanentError(type(exc).__name__)

@@ -20,7 +20,7 @@ from typing import Any, Final, Literal
 from shared.alerting import Alert, Severity, raise_alert
 from shared.config import NewHires
 from shared.envelope import Envelope
-from shared.errors import NotFoundError, PermanentError, RetryableError
+from shared.errors import BusyError, NotFoundError, PermanentError
 from shared.hr.events import HrEvent
 from shared.names import HR_EVENTS
 from shared.onboarding.common import (
@@ -71,7 +71,11 @@ async def handle_hired(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOu
         result = claim.result or {}
         return HireOutcome("duplicate", user_id=result.get("userId"), wave=result.get("wave"))
     if claim.in_progress:
-        raise RetryableError("another worker is onboarding this hire", correlation_id=envelope.id)
+        raise BusyError(
+            "another worker is onboarding this hire",
+            correlation_id=envelope.id,
+            retry_after=claim.expires_in.total_seconds() + 1,
+        )
     try:
         outcome = await _onboard(envelope, event, deps)
     except BaseException:

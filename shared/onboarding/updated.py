@@ -8,7 +8,7 @@ from typing import Literal
 
 from shared.config import Wave
 from shared.envelope import Envelope
-from shared.errors import NotFoundError, RetryableError
+from shared.errors import BusyError, NotFoundError
 from shared.hr.events import HrEvent
 from shared.onboarding.common import (
     CLAIM_TTL,
@@ -50,7 +50,11 @@ async def handle_updated(envelope: Envelope, event: HrEvent, deps: Deps) -> Upda
     if claim.completed:
         return UpdateOutcome("duplicate", user_id=(claim.result or {}).get("userId"))
     if claim.in_progress:
-        raise RetryableError("another worker is applying this update", correlation_id=envelope.id)
+        raise BusyError(
+            "another worker is applying this update",
+            correlation_id=envelope.id,
+            retry_after=claim.expires_in.total_seconds() + 1,
+        )
     try:
         outcome = await _apply(envelope, event, deps)
     except BaseException:

@@ -11,8 +11,10 @@ import logging
 
 from shared.alerting import Alert, raise_alert
 from shared.envelope import Envelope
-from shared.errors import InvalidPayloadError, PermanentError, classify
+from shared.errors import BusyError, InvalidPayloadError, PermanentError, classify
+from shared.names import WAVE_WORK
 from shared.onboarding.deps import run_sync
+from shared.queues import defer
 from shared.rollout.membership.work import ACTOR, SYNC_CHUNK, ChunkOutcome, SyncDeps, process_chunk
 from shared.state import AuditEntry
 from shared.telemetry import log_context, start_span_from_traceparent
@@ -22,7 +24,7 @@ __all__ = ["process_wave_work"]
 log = logging.getLogger(__name__)
 
 
-async def process_wave_work(body: str | bytes, deps: SyncDeps) -> ChunkOutcome | PermanentError:
+async def process_wave_work(body: str | bytes, deps: SyncDeps) -> ChunkOutcome | PermanentError | BusyError:
     """Handle one message body; returns the chunk outcome, or the PermanentError it settled.
 
     Raises:
@@ -42,6 +44,10 @@ async def process_wave_work(body: str | bytes, deps: SyncDeps) -> ChunkOutcome |
             if envelope.type != SYNC_CHUNK:
                 raise InvalidPayloadError.for_field("type", f"unknown wave-work type {envelope.type!r}")
             return await process_chunk(deps, envelope)
+        except BusyError as exc:
+            delay = await run_sync(defer, deps.queues, WAVE_WORK, envelope, exc)
+            log.info("wave-work deferred: another worker holds the chunk", extra={"delay_seconds": delay})
+            return exc
         except Exception as exc:
             if classify(exc) != "permanent":
                 raise

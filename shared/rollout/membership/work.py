@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 from shared.alerting import Alert, open_alert, raise_alert, resolve_open_alert
 from shared.config import RolloutPlan, Settings
 from shared.envelope import Envelope
-from shared.errors import InvalidPayloadError, NotFoundError, RetryableError, SafetyViolationError
+from shared.errors import BusyError, InvalidPayloadError, NotFoundError, RetryableError, SafetyViolationError
 from shared.graph.directory import find_group
 from shared.names import WAVE_WORK
 from shared.onboarding.deps import QueueSenderPort, run_sync
@@ -278,8 +278,8 @@ async def process_chunk(deps: SyncDeps, envelope: Envelope) -> ChunkOutcome:
     if claim.completed:
         return ChunkOutcome("duplicate", run_id, chunk, dict((claim.result or {}).get("counts", {})))
     if claim.in_progress:
-        raise RetryableError("another worker holds this chunk", correlation_id=envelope.id,
-                             retry_after=deps.chunk_claim_expiry.total_seconds())  # fmt: skip
+        raise BusyError("another worker holds this chunk", correlation_id=envelope.id,
+                        retry_after=claim.expires_in.total_seconds() + 1)  # fmt: skip
     try:
         recorded = await _recorded_counts(deps, run_id, chunk)
         if recorded is not None:

@@ -13,7 +13,7 @@ import pytest
 from local.graph_emulator import EmulatorHandle
 from shared.config import RolloutPlan, Wave, load_plan_for, load_settings
 from shared.envelope import Envelope
-from shared.errors import SafetyViolationError
+from shared.errors import BusyError, SafetyViolationError
 from shared.graph import build_graph_client
 from shared.graph.batch import BatchClient
 from shared.names import ALERTS, TABLE_IDEMPOTENCY, WAVE_WORK
@@ -189,9 +189,15 @@ async def test_a_worker_killed_mid_sync_resumes_without_writing_anything_twice(
     await process_wave_work(envelopes[0].to_json(), killer)
     with pytest.raises(WorkerKilled):
         await process_wave_work(envelopes[1].to_json(), killer)
-    # THEN a redelivery while the dead worker's claim is fresh is retried later, not run twice
-    with pytest.raises(Exception, match="another worker"):
-        await process_wave_work(envelopes[1].to_json(), deps)
+    # THEN a redelivery while the dead worker's claim is fresh is deferred until the claim expires
+    # (sent again with that delay; this delivery settles without burning a dequeue), not run twice
+    before = len(queues.on(WAVE_WORK))
+    deferred = await process_wave_work(envelopes[1].to_json(), deps)
+    assert isinstance(deferred, BusyError)
+    assert "another worker" in str(deferred)
+    assert len(queues.on(WAVE_WORK)) == before + 1
+    assert queues.on(WAVE_WORK)[-1].id == envelopes[1].id
+    assert 0 < (deferred.retry_after or 0) <= deps.chunk_claim_expiry.total_seconds() + 1
     # AND WHEN every message is redelivered after the claim expired (chunk 0 twice as well): the
     # claim is back-dated past the expiry rather than waited for
     backdate_claim(app_environ["AzureWebJobsStorage"], f"wave-sync:{run.run_id}:1",

@@ -522,3 +522,20 @@ async def test_no_manager_in_entra_and_a_fallback_mailbox_delivers_there() -> No
     await _process(world, hire_event(managerUserPrincipalName=None).to_json())
     assert [message.to for _, message in world.graph.outbox] == [("it-onboarding@contoso.com",)]
     assert len(world.graph.usable_taps(user_id)) == 1
+
+
+async def test_a_hire_whose_claim_another_worker_holds_is_deferred_not_retried_toward_poison() -> None:
+    # GIVEN a worker that died mid-hire: its claim is in progress for a while yet
+    world = make_world()
+    _hire(world)
+    envelope = hire_event()
+    world.deps.state.idempotency.claim(f"onboarding:{envelope.id}", ttl=timedelta(days=30))
+    world.clock.advance(minutes=1)
+    # WHEN the message is delivered again
+    outcome = await _process(world, envelope.to_json())
+    # THEN this delivery settles, and the same envelope comes back when the claim expires (~5 min)
+    assert type(outcome).__name__ == "BusyError"
+    [again] = world.queues.on(HR_EVENTS)
+    assert again.id == envelope.id
+    assert world.queues.sent[-1][2] == pytest.approx(5 * 60 + 1, abs=2)
+    assert "create_tap" not in world.graph.calls

@@ -93,7 +93,8 @@ def test_an_unset_variable_names_the_variable_the_file_and_the_yaml_path() -> No
     assert caught.value.problems == [
         f"{SOURCE}: {path}: environment variable PAGERDUTY_ROUTING_KEY is not set"
     ]
-    line = next(n for n, text in enumerate(EXAMPLE.read_text("utf-8").splitlines(), 1) if "routingKey:" in text)
+    lines = EXAMPLE.read_text("utf-8").splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if "routingKey:" in text)
     assert f"PAGERDUTY_ROUTING_KEY is not set (line {line})" in str(caught.value)
 
 
