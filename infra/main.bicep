@@ -61,7 +61,7 @@ param grantGraphPermissions bool = true
 @description('Let WaveGuard create and update Conditional Access policies (Policy.ReadWrite.ConditionalAccess + Application.Read.All). False: read-only CA (Policy.Read.All); an administrator applies the baseline and wave promotions by hand.')
 param manageConditionalAccess bool = true
 
-@description('Grant Mail.Send for the e-mail receiver and TAP delivery by e-mail. Restrict it to the sender mailbox in Exchange Online (docs/permissions.md).')
+@description('Grant Mail.Send and Mail.ReadWrite for the e-mail receiver and TAP delivery by e-mail (saved as a draft, then sent). Restrict it to the sender mailbox in Exchange Online (docs/permissions.md).')
 param grantMailSend bool = true
 
 @description('Grant the permissions for destructive risk responses (confirm compromised, revoke sessions, disable account). WaveGuard still keeps them off or dry-run unless its configuration enables them.')
@@ -184,6 +184,7 @@ var graphRolesConditionalAccessWrite = [
 ]
 var graphRolesMail = [
   'Mail.Send' // e-mail receiver, TAP delivery to managers
+  'Mail.ReadWrite' // the TAP e-mail saved as a draft and read back: exactly one per hire
 ]
 var graphRolesRiskReadOnly = [
   'IdentityRiskyUser.Read.All' // identityProtection/riskyUsers

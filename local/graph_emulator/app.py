@@ -25,6 +25,7 @@ from local.graph_emulator.requestlog import RequestLog
 from local.graph_emulator.resources import (
     auth_methods,
     conditional_access,
+    drafts,
     groups,
     mail,
     members,
@@ -51,6 +52,7 @@ GRAPH_ROUTE_TABLES: tuple[RouteTable, ...] = (
     batch.routes,
     tap.routes,
     mail.routes,
+    drafts.routes,
     conditional_access.routes,
     registration.routes,
     auth_methods.routes,

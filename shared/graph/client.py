@@ -38,6 +38,7 @@ __all__ = [
     "graph_health",
     "guard_of",
     "install_guard",
+    "request_json",
     "reset_graph_clients",
 ]
 
@@ -122,7 +123,30 @@ def guard_of(graph: GraphServiceClient) -> BreakGlassGuard | None:
 
 
 async def get_json(graph: GraphServiceClient, path: str) -> dict[str, Any] | None:
-    """GET ``path`` (relative to the base URL) through the client: parsed JSON, None on 404."""
+    """GET ``path`` (relative to the base URL) through the client: parsed JSON, None on 404.
+
+    Raises:
+        RetryableError / PermanentError: Graph failed or refused the read.
+    """
+    return await request_json(graph, "GET", path, operation=f"GET {path.split('?')[0]}")
+
+
+async def request_json(
+    graph: GraphServiceClient,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    operation: str,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any] | None:
+    """A raw JSON request through the client (auth, middleware and the break-glass guard included):
+    the parsed answer ({} when empty), None on 404.
+
+    Raises:
+        RetryableError / PermanentError: Graph failed or refused the request (never with the body,
+            which may hold a secret).
+    """
     import json
 
     from kiota_abstractions.method import Method
@@ -132,16 +156,20 @@ async def get_json(graph: GraphServiceClient, path: str) -> dict[str, Any] | Non
     from shared.errors import NotFoundError
 
     adapter = graph.request_adapter
-    info = RequestInformation(Method.GET)
+    info = RequestInformation(Method[method])
     info.url = f"{str(adapter.base_url).rstrip('/')}{path}"
     info.headers.try_add("Accept", "application/json")
+    for name, header in (headers or {}).items():
+        info.headers.try_add(name, header)
+    if body is not None:
+        info.set_stream_content(json.dumps(body).encode(), "application/json")
     try:
         raw: Any = await adapter.send_primitive_async(info, "bytes", {"XXX": ODataError})
     except Exception as exc:
-        error = to_waveguard_error(exc, operation="read the break-glass set-up")
+        error = to_waveguard_error(exc, operation=operation)
         if isinstance(error, NotFoundError):
             return None
-        raise error from exc
+        raise error from None
     value: Any = json.loads(raw) if isinstance(raw, bytes) and raw else {}
     return value if isinstance(value, dict) else {}
 

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
+from shared.errors import PermanentError
+from shared.graph.client import request_json
 from shared.graph.errors import to_waveguard_error
 
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
-__all__ = ["MailMessage", "send_mail"]
+__all__ = ["MailMessage", "MessageState", "create_draft", "message_state", "send_draft", "send_mail"]
+
+MessageState = Literal["draft", "sent"]
+# Graph's header asking for ids that survive a move between folders (Drafts -> Sent Items).
+IMMUTABLE_IDS: Final = {"Prefer": 'IdType="ImmutableId"'}
+TAG_HEADER: Final = "x-waveguard-envelope"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +67,82 @@ async def send_mail(
     except Exception as exc:
         # from None: the chained exception could carry the request (and its body with a TAP).
         raise to_waveguard_error(exc, operation="send mail") from None
+
+
+def _message_json(message: MailMessage, tag: str | None) -> dict[str, Any]:
+    def recipients(addresses: Sequence[str]) -> list[dict[str, Any]]:
+        return [{"emailAddress": {"address": address}} for address in addresses]
+
+    body: dict[str, Any] = {
+        "subject": message.subject,
+        "body": {
+            "contentType": "HTML" if message.content_type == "html" else "Text",
+            "content": message.body,
+        },
+        "toRecipients": recipients(message.to),
+        "ccRecipients": recipients(message.cc),
+    }
+    if tag:
+        body["internetMessageHeaders"] = [{"name": TAG_HEADER, "value": tag}]
+    return body
+
+
+async def create_draft(
+    client: GraphServiceClient, sender: str, message: MailMessage, *, tag: str | None
+) -> str:
+    """Save ``message`` as a draft in ``sender``'s mailbox; returns its immutable id (it keeps it
+    when sending moves it to Sent Items).
+
+    Raises:
+        RetryableError / PermanentError: Graph failed or refused it (e.g. no Mail.ReadWrite).
+    """
+    answer = await request_json(
+        client,
+        "POST",
+        f"/users/{sender}/messages",
+        _message_json(message, tag),
+        operation="create draft",
+        headers=IMMUTABLE_IDS,
+    )
+    draft_id = (answer or {}).get("id")
+    if not isinstance(draft_id, str) or not draft_id:
+        raise PermanentError("Graph created a draft but returned no id", sender=sender)
+    return draft_id
+
+
+async def message_state(client: GraphServiceClient, sender: str, message_id: str) -> MessageState | None:
+    """``draft`` (not sent yet), ``sent``, or None when the message no longer exists.
+
+    Raises:
+        RetryableError / PermanentError: Graph failed or refused the read.
+    """
+    found = await request_json(
+        client,
+        "GET",
+        f"/users/{sender}/messages/{message_id}?$select=id,isDraft",
+        operation="read message",
+        headers=IMMUTABLE_IDS,
+    )
+    if found is None:
+        return None
+    return "draft" if found.get("isDraft") else "sent"
+
+
+async def send_draft(client: GraphServiceClient, sender: str, message_id: str) -> None:
+    """Send a saved draft (Graph answers 202 and moves it to Sent Items, same immutable id).
+
+    Raises:
+        NotFoundError: the draft is gone.
+        RetryableError / PermanentError: Graph failed or refused it.
+    """
+    from shared.errors import NotFoundError
+
+    answer = await request_json(
+        client,
+        "POST",
+        f"/users/{sender}/messages/{message_id}/send",
+        operation="send draft",
+        headers=IMMUTABLE_IDS,
+    )
+    if answer is None:
+        raise NotFoundError("the draft to send no longer exists", message_id=message_id)

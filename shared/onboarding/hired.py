@@ -2,11 +2,11 @@
 manager, registration tracking; exactly once per envelope id.
 
 Progress is recorded per envelope in KV ``hires`` (never the TAP value), so a retry resumes where
-the last attempt stopped. A crash after the TAP was created but before the e-mail went out is
-recovered by creating a fresh TAP (Graph keeps one per user, so the unsent one dies) and sending
-that one: the manager only ever sees a working pass. The one remaining window is a crash after
-Graph accepted ``sendMail`` and before ``mailSent`` is recorded (a single storage write): the retry
-then sends a second e-mail whose fresh TAP replaces the first; ``mailAttempts`` counts it.
+the last attempt stopped. A crash after the TAP was created but before its e-mail was saved is
+recovered by creating a fresh TAP (Graph keeps one per user, so the unsent one dies). The e-mail is
+saved as a draft whose immutable id is recorded before it is sent: a redelivery reads that message
+and sends it only if it is still a draft, so exactly one e-mail carries the one live TAP, whatever
+crashes where.
 """
 
 from __future__ import annotations
@@ -266,9 +266,29 @@ async def _issue_and_deliver_tap(
     progress: dict[str, Any],
     deps: Deps,
 ) -> bool:
-    """Issue the TAP and e-mail it to ``manager``; False when HR terminated the employee meanwhile
-    (the TAP is deleted again and nothing is sent)."""
+    """Issue the TAP and e-mail it to ``manager`` exactly once; False when HR terminated the employee
+    meanwhile (the TAP is deleted again and nothing is sent).
+
+    The e-mail is saved as a draft (immutable id, recorded) and only then sent, so a redelivery can
+    tell a mail Graph already sent (recorded as sent, nothing more) from one it never sent (the
+    draft, with the TAP that is still live, is sent now).
+    """
     policy = deps.plan.new_hires
+    sender = policy.delivery.sender_mailbox
+    draft = progress.get("draft")
+    if isinstance(draft, dict) and isinstance(draft.get("id"), str):
+        state = await deps.graph.message_state(sender, draft["id"])
+        if state == "sent":
+            await _record_delivery(envelope, user, manager, progress, deps)
+            return True
+        if state == "draft":
+            if await left_since(event, deps):
+                await _delete_unsent_tap(envelope, progress, deps)  # the draft's TAP dies with it
+                return False
+            await deps.graph.send_draft(sender, draft["id"])
+            await _record_delivery(envelope, user, manager, progress, deps)
+            return True
+        progress.pop("draft", None)  # gone (deleted by someone): start over with a fresh TAP
     now = deps.clock()
     start = tap_start(event.data.hire_date, policy, now)
     issued = await deps.graph.create_tap(
@@ -319,20 +339,32 @@ async def _issue_and_deliver_tap(
             cc=(policy.delivery.cc_mailbox,) if policy.delivery.cc_mailbox else (),
         )
     )
-    await deps.graph.send_mail(policy.delivery.sender_mailbox, message)
-    # Recorded at once: this write is the only window in which a crash re-sends (see module doc).
+    # A crash before the draft id is recorded leaves an unsent draft whose TAP the next attempt
+    # replaces: it can never work, and it is never sent.
+    draft_id = await deps.graph.create_draft(sender, message, tag=envelope.id)
+    progress["draft"] = {"id": draft_id, "methodId": issued.method.id}
+    await _save_progress(envelope.id, progress, deps)
+    await deps.graph.send_draft(sender, draft_id)
+    await _record_delivery(envelope, user, manager, progress, deps)
+    return True
+
+
+async def _record_delivery(
+    envelope: Envelope, user: DirectoryUser, manager: DirectoryUser, progress: dict[str, Any], deps: Deps
+) -> None:
     progress.update(mailSent=True, mailSentAt=iso(deps.clock()), managerId=manager.id)
     await _save_progress(envelope.id, progress, deps)
+    tap = progress.get("tap") or {}
     await deps.audit(
         "tap.deliver",
         user.id,
         "TAP e-mailed to the manager",
         envelope.id,
         manager_id=manager.id,
-        sender=policy.delivery.sender_mailbox,
-        method_id=issued.method.id,
+        sender=deps.plan.new_hires.delivery.sender_mailbox,
+        method_id=tap.get("methodId"),
+        draft_id=(progress.get("draft") or {}).get("id"),
     )
-    return True
 
 
 async def _delete_unsent_tap(envelope: Envelope, progress: dict[str, Any], deps: Deps) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from shared.graph.account import AccountFacts
-from shared.graph.mail import MailMessage
+from shared.graph.mail import MailMessage, MessageState
 from shared.graph.tap import IssuedTap, TapMethod
 
 if TYPE_CHECKING:
@@ -96,6 +96,18 @@ class OnboardingGraph(Protocol):
 
     async def send_mail(self, sender: str, message: MailMessage) -> None:
         """Send an e-mail from ``sender``."""
+        ...
+
+    async def create_draft(self, sender: str, message: MailMessage, *, tag: str) -> str:
+        """Save a draft in ``sender``'s mailbox; its immutable id."""
+        ...
+
+    async def message_state(self, sender: str, message_id: str) -> MessageState | None:
+        """``draft``, ``sent``, or None when the message is gone."""
+        ...
+
+    async def send_draft(self, sender: str, message_id: str) -> None:
+        """Send a saved draft."""
         ...
 
 
@@ -199,3 +211,18 @@ class GraphOnboarding:
         from shared.graph.mail import send_mail
 
         await send_mail(self._client(), sender, message)
+
+    async def create_draft(self, sender: str, message: MailMessage, *, tag: str) -> str:
+        from shared.graph.mail import create_draft
+
+        return await create_draft(self._client(), sender, message, tag=tag)
+
+    async def message_state(self, sender: str, message_id: str) -> MessageState | None:
+        from shared.graph.mail import message_state
+
+        return await message_state(self._client(), sender, message_id)
+
+    async def send_draft(self, sender: str, message_id: str) -> None:
+        from shared.graph.mail import send_draft
+
+        await send_draft(self._client(), sender, message_id)

@@ -24,9 +24,20 @@ admin_routes = RouteTable()
 ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 RECIPIENT_FIELDS = ("toRecipients", "ccRecipients", "bccRecipients", "replyTo")
 MESSAGE_FIELDS = frozenset(
-    {*RECIPIENT_FIELDS, "subject", "body", "importance", "from", "sender", "attachments",
-     "internetMessageHeaders", "isDeliveryReceiptRequested", "isReadReceiptRequested", "@odata.type"}
-)  # fmt: skip
+    {
+        *RECIPIENT_FIELDS,
+        "subject",
+        "body",
+        "importance",
+        "from",
+        "sender",
+        "attachments",
+        "internetMessageHeaders",
+        "isDeliveryReceiptRequested",
+        "isReadReceiptRequested",
+        "@odata.type",
+    }
+)
 BODY_TYPES = {"text": "Text", "html": "HTML"}
 NO_RECIPIENTS = (
     "At least one recipient is not valid., A message can't be sent because it contains no recipients."
@@ -67,6 +78,13 @@ def send_mail(call: Call) -> Response:
     message = body.get("message")
     if not isinstance(message, dict):
         raise GraphError(400, "ErrorInvalidParameter", "The value of the parameter 'Message' is empty.")
+    parsed = parse_message(message, require_recipients=True)
+    deliver(call, sender, parsed, save=save)
+    return Response(status=202)
+
+
+def parse_message(message: JsonObject, *, require_recipients: bool) -> JsonObject:
+    """The message fields as the outbox keeps them (validated as Exchange does)."""
     unknown = set(message) - MESSAGE_FIELDS
     if unknown:
         name = sorted(unknown)[0]
@@ -77,31 +95,43 @@ def send_mail(call: Call) -> Response:
             "use property names that are defined by the type or mark the type as open type.",
         )
     recipients = {name: parse_recipients(message.get(name), name) for name in RECIPIENT_FIELDS}
-    if not (recipients["toRecipients"] or recipients["ccRecipients"] or recipients["bccRecipients"]):
+    if require_recipients and not (
+        recipients["toRecipients"] or recipients["ccRecipients"] or recipients["bccRecipients"]
+    ):
         raise GraphError(400, "ErrorInvalidRecipients", NO_RECIPIENTS)
     subject = message.get("subject")
     if subject is not None and not isinstance(subject, str):
         raise conversion_error(subject, "Edm.String")
     content, content_type = parse_body(message.get("body"))
+    headers = message.get("internetMessageHeaders") or []
+    return {
+        "to": recipients["toRecipients"],
+        "cc": recipients["ccRecipients"],
+        "bcc": recipients["bccRecipients"],
+        "replyTo": recipients["replyTo"],
+        "subject": subject or "",
+        "body": content,
+        "contentType": content_type,
+        "importance": message.get("importance") or "normal",
+        "internetMessageHeaders": [h for h in headers if isinstance(h, dict)],
+    }
+
+
+def deliver(
+    call: Call, sender: JsonObject, parsed: JsonObject, *, save: bool, message_id: str | None = None
+) -> None:
+    """Put a sent message in the outbox (what tests read as delivered mail)."""
     outbox(call).messages.append(
         {
-            "id": str(uuid.uuid4()),
+            "id": message_id or str(uuid.uuid4()),
             "internetMessageId": f"<{uuid.uuid4().hex}@{sender['mail'].split('@')[1]}>",
             "senderId": sender["id"],
             "from": sender["mail"],
-            "to": recipients["toRecipients"],
-            "cc": recipients["ccRecipients"],
-            "bcc": recipients["bccRecipients"],
-            "replyTo": recipients["replyTo"],
-            "subject": subject or "",
-            "body": content,
-            "contentType": content_type,
-            "importance": message.get("importance") or "normal",
+            **{k: v for k, v in parsed.items() if k != "internetMessageHeaders"},
             "saveToSentItems": save,
             "sentDateTime": iso_utc(call.emulator.clock.now()),
         }
     )
-    return Response(status=202)
 
 
 def require_mailbox(call: Call, key: str) -> JsonObject:

@@ -47,6 +47,8 @@ class FakeGraph:
     facts: dict[str, AccountFacts] = field(default_factory=dict)
     # The manager Entra records for users without an entry in `managers` (None: no manager).
     default_manager: str | None = None
+    drafts: dict[str, tuple[str, MailMessage, bool]] = field(default_factory=dict)
+    lose_send_answer: int = 0  # sends that happen but answer an error (the worker never learns)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def _enter(self, operation: str) -> None:
@@ -152,6 +154,27 @@ class FakeGraph:
         before = self.taps.get(user_id, [])
         self.taps[user_id] = [(m, v) for m, v in before if m.id != method_id]
         return len(before) != len(self.taps[user_id])
+
+    async def create_draft(self, sender: str, message: MailMessage, *, tag: str) -> str:
+        self._enter("create_draft")
+        draft_id = f"draft-{next(self._ids)}"
+        self.drafts[draft_id] = (sender, message, False)
+        return draft_id
+
+    async def message_state(self, sender: str, message_id: str) -> str | None:
+        self._enter("message_state")
+        found = self.drafts.get(message_id)
+        return None if found is None else ("sent" if found[2] else "draft")
+
+    async def send_draft(self, sender: str, message_id: str) -> None:
+        self._enter("send_draft")
+        owner, message, sent = self.drafts[message_id]
+        assert not sent, "a draft is sent once"
+        self.drafts[message_id] = (owner, message, True)
+        self.outbox.append((owner, message))
+        if self.lose_send_answer:
+            self.lose_send_answer -= 1
+            raise RetryableError("the connection dropped after Graph accepted the send")
 
     async def send_mail(self, sender: str, message: MailMessage) -> None:
         self._enter("send_mail")

@@ -99,17 +99,18 @@ async def test_crash_between_tap_and_email_is_recovered_with_one_working_tap_mai
     # GIVEN Graph fails the sendMail once (after the TAP was created)
     world = make_world()
     user_id = _hire(world)
-    world.graph.fail["send_mail"] = [transient("send mail")]
+    world.graph.fail["send_draft"] = [transient("send draft")]
     text = hire_event().to_json()
     # WHEN the message is processed: the host sees a retryable failure
     with pytest.raises(RetryableError):
         await _process(world, text)
-    # AND the retry succeeds
+    # AND the retry succeeds: it sends the saved draft, whose TAP is still the live one
     await _process(world, text)
-    # THEN the manager got one e-mail, and its TAP is the one usable TAP of the user
+    # THEN the manager got one e-mail, and its TAP is the one usable TAP of the user (one TAP ever)
     [(_, mail)] = world.graph.outbox
     [value] = world.graph.usable_taps(user_id)
     assert value in mail.body
+    assert world.graph.calls.count("create_tap") == 1
     # AND the group add was not repeated on the retry
     assert world.graph.calls.count("add_member") == 1
 
@@ -131,9 +132,27 @@ async def test_a_message_held_by_another_worker_is_retried_later() -> None:
     world = make_world()
     _hire(world)
     world.deps.state.idempotency.claim("onboarding:whk-1", ttl=timedelta(days=1))
-    with pytest.raises(RetryableError):
-        await _process(world, hire_event().to_json())
+    outcome = await _process(world, hire_event().to_json())
+    assert type(outcome).__name__ == "BusyError"  # re-sent with a delay (see the deferral test)
     assert world.graph.outbox == []
+
+
+async def test_a_crash_after_graph_sent_the_mail_sends_no_second_mail_and_no_second_tap() -> None:
+    # GIVEN Graph accepts the send but the worker never learns it (connection lost, process killed)
+    world = make_world()
+    user_id = _hire(world)
+    world.graph.lose_send_answer = 1
+    text = hire_event().to_json()
+    with pytest.raises(RetryableError):
+        await _process(world, text)
+    assert len(world.graph.outbox) == 1
+    # WHEN the message is delivered again
+    await _process(world, text)
+    # THEN the draft is found sent: no second e-mail, no second TAP, the mailed TAP still works
+    [(_, mail)] = world.graph.outbox
+    assert world.graph.calls.count("create_tap") == 1
+    [value] = world.graph.usable_taps(user_id)
+    assert value in mail.body
 
 
 async def test_user_not_provisioned_yet_is_rechecked_later_with_a_growing_delay() -> None:
