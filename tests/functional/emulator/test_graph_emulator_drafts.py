@@ -14,9 +14,13 @@ from tests.conftest import PLAN_SECRETS
 pytestmark = pytest.mark.functional
 
 
-async def test_a_draft_is_sent_once_and_keeps_its_id(emulator: EmulatorHandle, http: httpx.AsyncClient) -> None:
+async def test_a_draft_is_sent_once_and_keeps_its_id(
+    emulator: EmulatorHandle, http: httpx.AsyncClient
+) -> None:
     client = build_graph_client(load_settings({"GRAPH_BASE_URL": emulator.base_url, **PLAN_SECRETS}))
-    message = MailMessage(subject="Pass", body="Temporary Access Pass:  abc", to=("femke.ritchie@contoso.com",))
+    message = MailMessage(
+        subject="Pass", body="Temporary Access Pass:  abc", to=("femke.ritchie@contoso.com",)
+    )
     # WHEN the worker saves the e-mail as a draft (immutable ids requested)
     draft_id = await create_draft(client, SERVICE_MAILBOX_UPN, message, tag="env-1")
     # THEN it is a draft, and nothing is delivered yet
@@ -33,7 +37,9 @@ async def test_a_draft_is_sent_once_and_keeps_its_id(emulator: EmulatorHandle, h
     assert await message_state(client, SERVICE_MAILBOX_UPN, "no-such-message") is None
 
 
-async def test_the_immutable_id_preference_is_acknowledged(emulator: EmulatorHandle, http: httpx.AsyncClient) -> None:
+async def test_the_immutable_id_preference_is_acknowledged(
+    emulator: EmulatorHandle, http: httpx.AsyncClient
+) -> None:
     answer = await http.post(
         f"{emulator.base_url}/users/{SERVICE_MAILBOX_UPN}/messages",
         json={"subject": "x", "toRecipients": [{"emailAddress": {"address": "a@contoso.com"}}]},
