@@ -11,7 +11,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 from local.minihost.errors import ConfigError, MiniHostError
-from local.minihost.http_server import HttpFrontend
+from local.minihost.http_server import DEFAULT_READ_TIMEOUT_SECONDS, HttpFrontend
 from local.minihost.invoker import EventLoopThread, Invoker
 from local.minihost.loader import FunctionSpec, HttpTrigger, LoadedApp, QueueTrigger, TimerTrigger, load_app
 from local.minihost.logs import fields, get_logger
@@ -68,6 +68,7 @@ class MiniHost:
         client_factory: ClientFactory,
         environment: _EnvironmentPatch,
         previous_cwd: str | None,
+        http_read_timeout: float = DEFAULT_READ_TIMEOUT_SECONDS,
     ) -> None:
         self.functions: list[FunctionSpec] = loaded.functions
         self.settings = settings
@@ -80,7 +81,11 @@ class MiniHost:
         self._loop = EventLoopThread()
         invoker = Invoker(self._loop, timeout=settings.function_timeout)
         self._http = HttpFrontend(
-            self.functions, route_prefix=settings.route_prefix, function_keys=function_keys, invoker=invoker
+            self.functions,
+            route_prefix=settings.route_prefix,
+            function_keys=function_keys,
+            invoker=invoker,
+            read_timeout=http_read_timeout,
         )
         self._pollers = [
             QueuePoller(
@@ -191,6 +196,7 @@ def create_host(
     grace_period: float = 10.0,
     message_lease: float = DEFAULT_LEASE_SECONDS,
     client_factory: ClientFactory = default_client_factory,
+    http_read_timeout: float = DEFAULT_READ_TIMEOUT_SECONDS,
 ) -> MiniHost:
     """Read settings, prepare the environment, import the app and build its trigger adapters (not started).
 
@@ -238,6 +244,7 @@ def create_host(
         client_factory=client_factory,
         environment=environment,
         previous_cwd=previous_cwd,
+        http_read_timeout=http_read_timeout,
     )
 
 

@@ -80,6 +80,9 @@ class Router:
         return path[len(prefix) + 1 :] if lowered.startswith(prefix + "/") else None
 
 
+DEFAULT_READ_TIMEOUT_SECONDS = 10.0
+
+
 class HttpFrontend:
     """The HTTP side of the host; `handle` is independent of sockets, `start`/`stop` run the server."""
 
@@ -90,8 +93,12 @@ class HttpFrontend:
         route_prefix: str,
         function_keys: Mapping[str, str],
         invoker: Invoker,
+        read_timeout: float = DEFAULT_READ_TIMEOUT_SECONDS,
     ) -> None:
         self.router = Router(functions, route_prefix)
+        # A client that stops sending (headers or body) is dropped after this long, so stalled
+        # connections cannot pin one thread each; Azure's front end answers such a client 408.
+        self.read_timeout = read_timeout
         self._keys = dict(function_keys)
         self._invoker = invoker
         self._server: _Server | None = None
@@ -183,6 +190,9 @@ class HttpFrontend:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops bursts of connections (data sent into an overflowing
+    # accept queue is lost, and the client then waits for nothing).
+    request_queue_size = 128
 
     def __init__(
         self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, frontend: Any
@@ -226,6 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def setup(self) -> None:
+        self.timeout = self.server.frontend.read_timeout  # StreamRequestHandler applies it to the socket
         super().setup()
         self.server.track(self.connection, add=True)
 
@@ -263,6 +274,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             try:
                 body = self._read_body()
+            except TimeoutError:
+                response = Response(408, [("Connection", "close")])  # the body stalled
             except ValueError:
                 response = Response(400, [("Connection", "close")])
             else:

@@ -183,3 +183,35 @@ def test_stop_closes_the_port_and_idle_connections(running: RunningHost) -> None
             assert probe.connect_ex(("127.0.0.1", port)) != 0
         with pytest.raises(httpx.TransportError):
             http.get("/health")
+
+
+def test_stalled_clients_are_dropped_after_the_read_timeout_and_release_their_threads(
+    start_host: StartHost,
+) -> None:
+    import threading
+
+    # GIVEN a host whose read timeout is short, and the threads it runs before any client
+    running = start_host(http_read_timeout=0.5)
+    port = running.host.http_port
+    baseline = threading.active_count()
+    # WHEN 40 clients send headers announcing a body that never comes, and 40 send nothing at all
+    body_stalled = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(40)]
+    for sock in body_stalled:
+        sock.sendall(b"POST /api/items HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(40)]
+    try:
+        # THEN the host still answers others meanwhile
+        with httpx.Client(base_url=running.api, timeout=10) as http:
+            assert http.get("/health").status_code == 200
+        # AND each stalled body gets 408 and a closed connection; each silent client is closed
+        for sock in body_stalled:
+            assert sock.recv(4096).startswith(b"HTTP/1.1 408 ")
+        for sock in silent:
+            assert sock.recv(4096) == b""
+    finally:
+        for sock in body_stalled + silent:
+            sock.close()
+    # AND the threads that served them are gone
+    from tests.waiting import wait_for
+
+    wait_for("the stalled connections' threads to end", lambda: threading.active_count() <= baseline + 2)
