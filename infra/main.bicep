@@ -172,6 +172,7 @@ var graphRolesCore = [
   'User.Read.All' // resolve hires, managers, department/country selectors
   'GroupMember.ReadWrite.All' // wave group membership (add/remove, delta)
   'Group.Read.All' // change-notification subscriptions on groups
+  'Group.Create' // wave groups: create; as their owner, rename and delete them
   tapPermission // Temporary Access Pass for new hires
   'UserAuthenticationMethod.Read.All' // a hire's registered methods: no TAP for an account that has any
   'Policy.Read.All' // read CA policies, named locations, auth-method policy
