@@ -6,10 +6,11 @@ import sys
 from collections.abc import Mapping
 from typing import Final
 
-from shared.config import RolloutPlan
+from shared.config import RolloutPlan, Settings
 from shared.errors import NotFoundError
+from shared.rollout.group_drift import GroupDrift
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "actor_of", "fail", "require_wave"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "actor_of", "fail", "group_drift", "require_wave"]
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -32,3 +33,19 @@ def require_wave(plan: RolloutPlan, wave: str) -> None:
     names = [w.name for w in plan.waves]
     if wave not in names:
         raise NotFoundError(f"wave {wave!r} is not in the plan (waves: {', '.join(names)})", field="wave")
+
+
+def group_drift(settings: Settings, plan: RolloutPlan) -> list[GroupDrift]:
+    """The wave groups the tenant names otherwise than the plan (``policies apply`` renames them).
+
+    Raises:
+        RetryableError / PermanentError: Graph or storage failed.
+    """
+    import asyncio
+
+    from shared.graph import build_graph_client
+    from shared.rollout.group_drift import wave_group_drift
+    from shared.state import build_state
+
+    kv = build_state(settings).kv
+    return asyncio.run(wave_group_drift(build_graph_client(settings), plan, kv))

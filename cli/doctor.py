@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from cli.common import group_drift
 from shared.config import Settings, load_plan_for, load_settings
 from shared.errors import ConfigError
 from shared.graph import build_graph_client
@@ -22,6 +23,7 @@ HINTS = {
     "config": "fix the plan file at the paths named above; config/waveguard.yaml is a documented example",
     "storage": "is Azurite running (`make run`)? In Azure: check AzureWebJobsStorage and the identity's role",
     "graph": "is the Graph emulator running (`make run`)? In Azure: check GRAPH_BASE_URL and outbound access",
+    "wave-groups": "the plan renamed these groups: `waveguard policies apply` renames them (audited)",
     "break-glass": "create the accounts/group named above or fix breakGlass in the plan; in Azure also check "
     "the identity has User.Read.All and GroupMember.Read.All",
 }
@@ -61,6 +63,18 @@ def check_break_glass(settings: Settings) -> CheckResult:
     return CheckResult("break-glass", True, f"{names} found, all in the exclusion group", _ms(start))
 
 
+def check_wave_groups(settings: Settings) -> CheckResult:
+    """Every wave group is named in the tenant as in the plan (a rename is never silently ignored)."""
+    start = time.perf_counter()
+    try:
+        drifts = group_drift(settings, load_plan_for(settings))
+    except Exception as exc:  # doctor reports every failure, whatever its type
+        return CheckResult("wave-groups", False, f"{type(exc).__name__}: {exc}", _ms(start))
+    if drifts:
+        return CheckResult("wave-groups", False, "\n".join(str(d) for d in drifts), _ms(start))
+    return CheckResult("wave-groups", True, "every wave group is named as in the plan", _ms(start))
+
+
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 1)
 
@@ -74,6 +88,8 @@ def collect(env: Mapping[str, str]) -> list[CheckResult]:
     by_name = {r.name: r.ok for r in results}
     if by_name["config"] and by_name["graph"]:
         results.append(check_break_glass(settings))
+    if by_name["config"] and by_name["graph"] and by_name["storage"]:
+        results.append(check_wave_groups(settings))
     return results
 
 

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from shared.config import RolloutPlan, load_plan_for, load_settings
 from shared.errors import WaveGuardError
+from shared.rollout.group_drift import GroupDrift
 from shared.rollout.policies import (
     ApplyResult,
     PolicyApi,
@@ -40,6 +41,14 @@ EXIT_CHANGES: Final = 3
 _MARKS: Final = {"create": "+ create   ", "update": "~ update   ", "unchanged": "= unchanged"}
 
 
+async def _no_drift() -> list[GroupDrift]:
+    return []
+
+
+async def _no_renames(drifts: list[GroupDrift], actor: str, correlation_id: str) -> list[GroupDrift]:
+    return []
+
+
 @dataclass(frozen=True, slots=True)
 class PolicyDeps:
     """What the commands work with; built from the environment, or fakes in unit tests."""
@@ -51,6 +60,9 @@ class PolicyDeps:
     kv: KeyValuePort
     audit: AuditPort
     idempotency: IdempotencyPort
+    # Wave groups named otherwise in the tenant than in the plan, and how to rename them.
+    group_drift: Callable[[], Awaitable[list[GroupDrift]]] = _no_drift
+    rename_groups: Callable[[list[GroupDrift], str, str], Awaitable[list[GroupDrift]]] = _no_renames
 
 
 DepsFactory = Callable[[Mapping[str, str]], PolicyDeps]
@@ -85,6 +97,7 @@ def build_deps(env: Mapping[str, str]) -> PolicyDeps:
     """
     from shared.graph import build_graph_client
     from shared.graph.conditional_access import ConditionalAccessApi
+    from shared.rollout.group_drift import rename_drifted_groups, wave_group_drift
     from shared.rollout.policies.tenant import GraphReferenceLookup, resolve_tenant
     from shared.state import build_state
 
@@ -92,6 +105,12 @@ def build_deps(env: Mapping[str, str]) -> PolicyDeps:
     plan = load_plan_for(settings)
     client = build_graph_client(settings)
     stores = build_state(settings)
+
+    async def renames(drifts: list[GroupDrift], actor: str, correlation_id: str) -> list[GroupDrift]:
+        return await rename_drifted_groups(
+            client, drifts, audit=stores.audit, actor=actor, correlation_id=correlation_id
+        )
+
     return PolicyDeps(
         plan=plan,
         api=ConditionalAccessApi(client),
@@ -100,6 +119,8 @@ def build_deps(env: Mapping[str, str]) -> PolicyDeps:
         kv=stores.kv,
         audit=stores.audit,
         idempotency=stores.idempotency,
+        group_drift=lambda: wave_group_drift(client, plan, stores.kv),
+        rename_groups=renames,
     )
 
 
@@ -172,14 +193,27 @@ def _show(value: Any) -> str:
     return "(none)" if value is None else json.dumps(value)
 
 
+def print_drift(drifts: list[GroupDrift]) -> None:
+    for drift in drifts:
+        names = f"{drift.current!r} -> {drift.planned!r}"
+        print(f"  ~ rename group {drift.group_id}: {names} (wave {drift.wave})")
+
+
 async def plan_command(deps: PolicyDeps, *, as_json: bool) -> int:
-    """`policies plan`: print the diff and the lint; exit 0, 1 (lint/error) or 3 (changes)."""
+    """`policies plan`: print the diff, the wave groups to rename and the lint; exit 0, 1 (lint/error)
+    or 3 (changes)."""
     policy_plan = await prepare(deps)
+    drifts = await deps.group_drift()
+    code = plan_exit_code(policy_plan)
+    if code == EXIT_OK and drifts:
+        code = EXIT_CHANGES
     if as_json:
-        print(json.dumps({**plan_to_json(policy_plan), "exitCode": plan_exit_code(policy_plan)}, indent=2))
+        body = {**plan_to_json(policy_plan), "groupRenames": [d.to_dict() for d in drifts], "exitCode": code}
+        print(json.dumps(body, indent=2))
     else:
         print_plan(policy_plan)
-    return plan_exit_code(policy_plan)
+        print_drift(drifts)
+    return code
 
 
 async def apply_command(
@@ -189,11 +223,18 @@ async def apply_command(
     # The lock spans the diff and the writes: a concurrent apply would diff against stale policies.
     with apply_lock(deps.idempotency):
         policy_plan = await prepare(deps)
+        drifts = await deps.group_drift()
         if not as_json:
             print_plan(policy_plan)
+            print_drift(drifts)
         if not policy_plan.lint.ok:
             _report(as_json, policy_plan, None, "refused: the lint failed; nothing was written")
             return EXIT_FAILED
+        if drifts and (yes or confirm(f"Rename {len(drifts)} wave group(s)? [y/N] ")):
+            renamed = await deps.rename_groups(drifts, actor, uuid.uuid4().hex)
+            if not as_json:
+                for drift in renamed:
+                    print(f"  renamed group {drift.group_id} to {drift.planned!r} (wave {drift.wave})")
         if not policy_plan.has_changes:
             _report(as_json, policy_plan, ApplyResult(), "nothing to apply")
             return EXIT_OK

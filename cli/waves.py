@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from cli.common import EXIT_OK, EXIT_USAGE, actor_of, fail, require_wave
+from cli.common import EXIT_OK, EXIT_USAGE, actor_of, fail, group_drift, require_wave
 from cli.wave_alerts import add_commands as add_alert_commands
 from cli.wave_sync import add_command as add_sync_command
 from shared.config import load_settings
@@ -112,8 +112,10 @@ def render_result(result: EvaluationResult) -> str:
     if result.policy_synced:
         lines.append("  CA baseline synced")
     for n in result.nudges:
-        lines.append(f"  nudges {n.wave}: {len(n.sent)} sent, {len(n.escalated)} escalated, "
-                     f"{n.skipped} skipped, {len(n.failed)} failed")  # fmt: skip
+        lines.append(
+            f"  nudges {n.wave}: {len(n.sent)} sent, {len(n.escalated)} escalated, "
+            f"{n.skipped} skipped, {len(n.failed)} failed"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -126,10 +128,21 @@ def run_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except WaveGuardError as exc:
         return fail(f"waves status: {exc}")
     rows = rows_from(result)
+    try:
+        drifts = group_drift(load_settings(env), deps.plan)
+    except WaveGuardError as exc:
+        return fail(f"waves status: {exc}")
     if args.json:
-        print(json.dumps({"waves": [r.to_dict() for r in rows]}, indent=2))
+        print(
+            json.dumps(
+                {"waves": [r.to_dict() for r in rows], "groupRenames": [d.to_dict() for d in drifts]},
+                indent=2,
+            )
+        )
     else:
         sys.stdout.write(render_table(rows))
+        for drift in drifts:
+            print(f"rename pending: {drift} (`waveguard policies apply` renames it)")
     return EXIT_OK
 
 
@@ -142,10 +155,16 @@ def run_approve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             return fail(f"wave {args.wave!r} is already enforced; nothing to approve", EXIT_USAGE)
         actor, now = actor_of(env), datetime.now(UTC)
         record_approval(deps.stores.kv, args.wave, actor=actor, at=now, reason=args.reason)
-        deps.stores.audit.append(AuditEntry(
-            actor=actor, action="wave.approve", target=args.wave, reason=args.reason or "approved",
-            correlation_id=_correlation_id(), details={"state": state.value},
-        ))  # fmt: skip
+        deps.stores.audit.append(
+            AuditEntry(
+                actor=actor,
+                action="wave.approve",
+                target=args.wave,
+                reason=args.reason or "approved",
+                correlation_id=_correlation_id(),
+                details={"state": state.value},
+            )
+        )
     except (ConfigError, NotFoundError) as exc:
         return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:
@@ -175,9 +194,15 @@ def run_rollback(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             )
         if not args.yes and not _confirmed(args.wave):
             return fail(f"wave {args.wave!r}: rollback not confirmed (pass --yes)", EXIT_USAGE)
-        status = asyncio.run(rollback_wave(
-            deps, args.wave, actor=actor_of(env), correlation_id=_correlation_id(), reason=args.reason,
-        ))  # fmt: skip
+        status = asyncio.run(
+            rollback_wave(
+                deps,
+                args.wave,
+                actor=actor_of(env),
+                correlation_id=_correlation_id(),
+                reason=args.reason,
+            )
+        )
     except (ConfigError, NotFoundError, InvalidTransitionError) as exc:
         return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:

@@ -36,7 +36,8 @@ def test_json_output_lists_each_check(
     report = json.loads(capsys.readouterr().out)
     assert code == 0
     assert report["ok"] is True
-    assert [c["name"] for c in report["checks"]] == ["settings", "config", "storage", "graph", "break-glass"]
+    names = [c["name"] for c in report["checks"]]
+    assert names == ["settings", "config", "storage", "graph", "break-glass", "wave-groups"]
 
 
 def test_break_glass_account_outside_the_exclusion_group_is_reported(

@@ -99,9 +99,11 @@ def test_inline_sync_applies_the_plan_with_progress_and_a_second_run_changes_not
 
 
 def test_without_a_worker_the_chunks_stay_queued_and_the_command_says_so(
-    tenant: Tenant, app_environ: dict[str, str], storage_connection_string: str,
+    tenant: Tenant,
+    app_environ: dict[str, str],
+    storage_connection_string: str,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN no app running: nothing consumes wave-work
     assert main(["waves", "sync", "pilot", "--wait", "1"], environ=app_environ) == 1
     err = capsys.readouterr().err
@@ -124,9 +126,12 @@ def test_unknown_wave_and_missing_group_are_named(
 
 
 def test_a_plan_naming_the_exclusion_group_as_a_wave_group_is_refused_and_break_glass_stays(
-    tenant: Tenant, app_environ: dict[str, str], emulator_server: EmulatorHandle, tmp_path: object,
+    tenant: Tenant,
+    app_environ: dict[str, str],
+    emulator_server: EmulatorHandle,
+    tmp_path: object,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN a plan naming the exclusion group by id, and a new "legal" wave whose group is the same
     # group by displayName (the words differ; only Graph's ids show they are one group)
     from pathlib import Path
@@ -139,8 +144,11 @@ def test_a_plan_naming_the_exclusion_group_as_a_wave_group_is_refused_and_break_
     assert demo is not None
     doc = yaml.safe_load((APP_ROOT / "config" / "waveguard.yaml").read_text("utf-8"))
     doc["breakGlass"]["exclusionGroup"] = {"id": demo.break_glass_group_id}
-    legal = {"name": "legal", "group": {"displayName": "WaveGuard - Break glass exclusion"},
-             "selectors": {"departments": ["Legal"]}}  # fmt: skip
+    legal = {
+        "name": "legal",
+        "group": {"displayName": "WaveGuard - Break glass exclusion"},
+        "selectors": {"departments": ["Legal"]},
+    }
     doc["waves"].insert(len(doc["waves"]) - 1, legal)
     path = Path(str(tmp_path)) / "crafted.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False), "utf-8")
@@ -157,3 +165,40 @@ def test_a_plan_naming_the_exclusion_group_as_a_wave_group_is_refused_and_break_
     # AND the policy plan refuses it too
     assert main(["policies", "plan"], environ=environ) == 1
     assert "resolves to the break-glass exclusion group" in capsys.readouterr().out
+
+
+def test_a_wave_group_renamed_in_the_plan_is_shown_and_renamed_by_apply(
+    tenant: Tenant, app_environ: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the pilot's group, recorded by WaveGuard, carries an older name than the plan's
+    from shared.rollout.wave_groups import WAVE_GROUPS_NAMESPACE
+
+    settings = load_settings(app_environ)
+    stores = build_state(settings)
+    group_id = tenant.group(PILOT_GROUP)
+    stores.kv.put(
+        WAVE_GROUPS_NAMESPACE, "pilot", {"groupId": group_id, "createdAt": "2026-12-01T08:00:00+00:00"}
+    )
+    tenant.graph.patch(
+        f"/groups/{group_id}", json={"displayName": "WaveGuard - Pilot (old name)"}
+    ).raise_for_status()
+    # THEN waves status, doctor and policies plan all show the drift
+    assert main(["waves", "status", "--json"], environ=app_environ) == 0
+    [drift] = json.loads(capsys.readouterr().out)["groupRenames"]
+    assert drift == {
+        "wave": "pilot",
+        "groupId": group_id,
+        "current": "WaveGuard - Pilot (old name)",
+        "planned": PILOT_GROUP,
+    }
+    assert main(["doctor"], environ=app_environ) == 1
+    assert "wave-groups" in capsys.readouterr().out
+    assert main(["policies", "plan"], environ=app_environ) in (1, 3)
+    assert "rename group" in capsys.readouterr().out
+    # WHEN the operator applies / THEN the group is renamed, audited, and doctor is content again
+    main(["policies", "apply", "--yes"], environ=app_environ)
+    capsys.readouterr()
+    assert tenant.get(f"/groups/{group_id}")["displayName"] == PILOT_GROUP
+    assert any(e.action == "wave.group.rename" and e.target == group_id for e in stores.audit.list(limit=100))
+    assert main(["waves", "status", "--json"], environ=app_environ) == 0
+    assert json.loads(capsys.readouterr().out)["groupRenames"] == []
