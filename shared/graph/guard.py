@@ -40,6 +40,7 @@ _VERSION: Final = re.compile(r"^/(?:v1\.0|beta)(?=/)")
 _ADD_REF: Final = re.compile(r"^/groups/([^/]+)/members/\$ref$", re.IGNORECASE)
 _REMOVE_REF: Final = re.compile(r"^/groups/([^/]+)/members/([^/]+)/\$ref$", re.IGNORECASE)
 _GROUP: Final = re.compile(r"^/groups/([^/]+)$", re.IGNORECASE)
+_GROUPS: Final = re.compile(r"^/groups$", re.IGNORECASE)
 _CA_POLICIES: Final = re.compile(r"^/identity/conditionalAccess/policies(?:/([^/]+))?$", re.IGNORECASE)
 _BATCH: Final = re.compile(r"^/\$batch$", re.IGNORECASE)
 
@@ -105,7 +106,7 @@ class BreakGlassGuard:
             for item in _batch_items(body):
                 await self.check(str(item.get("method", "GET")), str(item.get("url", "")), item.get("body"))
             return
-        if not (path.lower().startswith("/groups/") or _CA_POLICIES.match(path)):
+        if not (path.lower().startswith("/groups") or _CA_POLICIES.match(path)):
             return
         ids = await self.ids()
         if _CA_POLICIES.match(path):
@@ -114,10 +115,19 @@ class BreakGlassGuard:
         self._check_membership(method, path, body, ids)
 
     def _check_membership(self, method: str, path: str, body: Any, ids: BreakGlassIds) -> None:
+        if _GROUPS.match(path) and method == "POST":
+            # A new group created with members: none may be a break-glass account or the exclusion group.
+            self._check_adds("(new group)", _binds(body), ids)
+            return
         if m := _ADD_REF.match(path):
             if method == "POST":
                 reference = body.get("@odata.id") if isinstance(body, dict) else None
                 self._check_adds(m.group(1).lower(), [_ref_id(reference)], ids)
+            elif method == "DELETE" and m.group(1).lower() == ids.exclusion_group_id:
+                # DELETE /groups/{id}/members/$ref?$id=...: the other way to remove a member
+                self._refuse(
+                    f"removing a member from the break-glass exclusion group {ids.exclusion_group_id}"
+                )
             return
         if (m := _REMOVE_REF.match(path)) and method == "DELETE":
             if m.group(1).lower() == ids.exclusion_group_id:
@@ -129,10 +139,8 @@ class BreakGlassGuard:
             group_id = m.group(1).lower()
             if method == "DELETE" and group_id == ids.exclusion_group_id:
                 self._refuse(f"deleting the break-glass exclusion group {group_id}")
-            if method == "PATCH" and isinstance(body, dict) and "members@odata.bind" in body:
-                binds = body["members@odata.bind"]
-                refs = binds if isinstance(binds, list) else [binds]
-                self._check_adds(group_id, [_ref_id(ref) for ref in refs], ids)
+            if method == "PATCH":
+                self._check_adds(group_id, _binds(body), ids)
 
     def _check_adds(self, group_id: str, members: Iterable[str | None], ids: BreakGlassIds) -> None:
         for member in members:
@@ -196,6 +204,17 @@ def _ref_id(reference: Any) -> str | None:
         return None
     segment = unquote(urlsplit(reference.strip()).path).rstrip("/").rsplit("/", 1)[-1]
     return segment.lower() or None
+
+
+def _binds(body: Any) -> list[str | None]:
+    """The member references of a ``members@odata.bind`` (property names matched in any case)."""
+    if not isinstance(body, Mapping):
+        return []
+    refs: list[str | None] = []
+    for key, value in body.items():
+        if isinstance(key, str) and key.casefold() == "members@odata.bind":
+            refs.extend(_ref_id(v) for v in (value if isinstance(value, list) else [value]))
+    return refs
 
 
 def _batch_items(body: Any) -> list[Mapping[str, Any]]:

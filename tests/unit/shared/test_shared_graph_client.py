@@ -14,7 +14,7 @@ import pytest
 from azure.core.credentials import AccessToken
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 
-from shared.config import APP_ROOT, load_settings
+from shared.config import APP_ROOT, BreakGlass, load_settings
 from shared.errors import NotFoundError, PermanentError, RetryableError
 from shared.graph import (
     build_graph_client,
@@ -50,7 +50,17 @@ def _odata(status: int, code: str, message: str = "", **headers: str) -> httpx.R
     return httpx.Response(status, json=body, headers={"request-id": "req-1", **headers})
 
 
+# By id: the break-glass guard needs no Graph read to know whom it protects.
+BREAK_GLASS = BreakGlass.model_validate(
+    {
+        "accounts": [{"id": "0b5e5b1e-0000-4000-8000-0000000000b1"}],
+        "exclusionGroup": {"id": "0b5e5b1e-0000-4000-8000-00000000e0e0"},
+    }
+)
+
+
 def _client(recorder: Recorder, **kwargs: Any) -> Any:
+    kwargs.setdefault("break_glass", BREAK_GLASS)
     return build_graph_client(
         EMULATOR, http_client=httpx.AsyncClient(transport=httpx.MockTransport(recorder)), **kwargs
     )

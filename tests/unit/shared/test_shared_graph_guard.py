@@ -72,6 +72,14 @@ REFUSED = [
     ("DELETE", f"/groups/{EXCLUSION.upper()}/members/{ADA}/$ref", None),
     ("DELETE", f"/groups/{EXCLUSION}", None),
     (
+        "DELETE",
+        f"/groups/{EXCLUSION}/members/$ref?$id=https://graph.microsoft.com/v1.0/directoryObjects/{BG1}",
+        None,
+    ),
+    ("PATCH", f"/groups/{WAVE}", {"Members@odata.bind": [_ref(BG1)["@odata.id"]]}),
+    ("POST", "/groups", {"displayName": "sneaky", "members@odata.bind": [_ref(BG2)["@odata.id"]]}),
+    ("POST", "/groups", {"displayName": "nest", "members@odata.bind": [_ref(EXCLUSION)["@odata.id"]]}),
+    (
         "POST",
         "/$batch",
         {
@@ -107,6 +115,7 @@ ALLOWED = [
     ("PATCH", f"/groups/{WAVE}", {"displayName": "WaveGuard - Wave 2 renamed"}),
     ("DELETE", f"/groups/{WAVE}/members/{BG1}/$ref", None),
     ("DELETE", f"/groups/{WAVE}", None),
+    ("POST", "/groups", {"displayName": "WaveGuard - Wave 5", "securityEnabled": True, "mailEnabled": False}),
     (
         "POST",
         "/identity/conditionalAccess/policies",
