@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
 from local.graph_emulator import EmulatorHandle
@@ -19,20 +18,12 @@ from local.minihost import create_host
 from shared.envelope import Envelope
 from shared.names import HR_EVENTS, poison
 from tests.conftest import PLAN_SECRETS
+from tests.queue_helpers import fresh_queue
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 ROOT = Path(__file__).resolve().parents[3]
 KEY = "bad-setting-test-key"
-
-
-def _fresh(connection_string: str, name: str) -> QueueClient:
-    queue = QueueClient.from_connection_string(connection_string, name)
-    try:
-        queue.create_queue()
-    except ResourceExistsError:
-        queue.clear_messages()
-    return queue
 
 
 @pytest.fixture
@@ -44,8 +35,8 @@ def app(storage_connection_string: str, emulator_server: EmulatorHandle) -> Iter
         # GIVEN one bad app setting: above the queue visibility timeout
         "GRAPH_TIMEOUT_SECONDS": "45",
     }
-    _fresh(storage_connection_string, HR_EVENTS)
-    _fresh(storage_connection_string, poison(HR_EVENTS))
+    fresh_queue(storage_connection_string, HR_EVENTS)
+    fresh_queue(storage_connection_string, poison(HR_EVENTS))
     host = create_host(
         "function_app:app",
         app_dir=ROOT,

@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
 from cli.main import main
@@ -19,19 +18,11 @@ from local.graph_emulator import EmulatorHandle
 from local.minihost import create_host
 from shared.envelope import Envelope
 from shared.names import ALERTS, HR_EVENTS, poison
+from tests.queue_helpers import fresh_queue
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _fresh(connection_string: str, name: str) -> QueueClient:
-    queue = QueueClient.from_connection_string(connection_string, name)
-    try:
-        queue.create_queue()
-    except ResourceExistsError:
-        queue.clear_messages()
-    return queue
 
 
 @pytest.fixture
@@ -42,7 +33,7 @@ def environ(app_environ: dict[str, str]) -> dict[str, str]:
 @pytest.fixture
 def host(environ: dict[str, str], storage_connection_string: str, tmp_path: Path) -> Iterator[object]:
     for name in (HR_EVENTS, poison(HR_EVENTS), ALERTS):
-        _fresh(storage_connection_string, name)
+        fresh_queue(storage_connection_string, name)
     host_json = json.loads((ROOT / "host.json").read_text("utf-8"))
     host_json["extensions"]["queues"].update(visibilityTimeout="00:00:00", maxPollingInterval="00:00:00.5")
     (tmp_path / "host.json").write_text(json.dumps(host_json), "utf-8")
