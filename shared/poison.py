@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final, Protocol
 
@@ -222,7 +222,7 @@ def replay_poison(
     """
     record, _ = _get(stores.kv, record_id)
     message_id = sender.send_raw(record.source_queue, record.body)
-    replayed = PoisonRecord(**{**_fields(record), "status": "replayed"})
+    replayed = replace(record, status="replayed")
     stores.kv.put(POISON_NAMESPACE, record_id, replayed.to_dict())
     stores.audit.append(
         AuditEntry(
@@ -257,6 +257,3 @@ def drop_poison(stores: StateStores, record_id: str, *, actor: str, reason: str)
     )
     return record
 
-
-def _fields(record: PoisonRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in record.__dataclass_fields__}

@@ -54,12 +54,12 @@ def _selector_field(plan: RolloutPlan, selector: str) -> str:
 
 
 async def _memberships(
-    client: GraphServiceClient, plan: RolloutPlan
+    client: GraphServiceClient, plan: RolloutPlan, exclusion_id: str | None
 ) -> dict[str, list[tuple[str, str | None]]]:
     """user id -> the selector groups (id, name) the user is a direct member of."""
     of_user: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
     selectors = selector_groups(plan)
-    exclusion = await exclusion_group_id(client, plan) if selectors else ""
+    exclusion = exclusion_id or (await exclusion_group_id(client, plan) if selectors else "")
     for selector in selectors:
         by_id = is_guid(selector)
         group = await find_group(client, group_id=selector if by_id else None,
@@ -72,7 +72,9 @@ async def _memberships(
     return of_user
 
 
-async def desired_members(client: GraphServiceClient, plan: RolloutPlan, wave_name: str) -> DesiredMembers:
+async def desired_members(
+    client: GraphServiceClient, plan: RolloutPlan, wave_name: str, *, exclusion_id: str | None = None
+) -> DesiredMembers:
     """Read the directory and assign every user; the wave's members are those assigned to it.
 
     Break-glass users are never members; those a selector of this wave would match are reported.
@@ -85,7 +87,7 @@ async def desired_members(client: GraphServiceClient, plan: RolloutPlan, wave_na
         wave = plan.wave(wave_name)
     except KeyError:
         raise NotFoundError(f"wave {wave_name!r} is not in the plan", field="wave") from None
-    groups = await _memberships(client, plan)
+    groups = await _memberships(client, plan, exclusion_id)
     assigned: dict[str, str | None] = {}
     members: set[str] = set()
     skipped: list[str] = []

@@ -170,7 +170,9 @@ async def preview_wave_sync(deps: SyncDeps, wave_name: str) -> MembershipPlan:
         RetryableError: Graph or storage failed.
     """
     wave = deps.plan.wave(wave_name)
-    desired = await desired_members(deps.graph, deps.plan, wave_name)
+    # Resolved once: the wave group and every selector group are compared with it by id.
+    exclusion = await exclusion_group_id(deps.graph, deps.plan)
+    desired = await desired_members(deps.graph, deps.plan, wave_name, exclusion_id=exclusion)
     # The group WaveGuard created and recorded comes first: a duplicate of its name cannot confuse it.
     by_id = wave.group.id or await run_sync(recorded_group_id, deps.state.kv, wave_name)
     group = await find_group(deps.graph, group_id=by_id) if by_id else None
@@ -183,7 +185,6 @@ async def preview_wave_sync(deps: SyncDeps, wave_name: str) -> MembershipPlan:
             "named by displayName when the wave starts)",
             field="group",
         )
-    exclusion = await exclusion_group_id(deps.graph, deps.plan)
     refuse_exclusion_group(group.id, exclusion, field=wave_field(deps.plan, wave_name))
     actual = [m async for m in iter_member_ids(deps.graph, group.id)]
     enforced = set()
