@@ -47,5 +47,5 @@ def group_drift(settings: Settings, plan: RolloutPlan) -> list[GroupDrift]:
     from shared.rollout.group_drift import wave_group_drift
     from shared.state import build_state
 
-    kv = build_state(settings).kv
+    kv = build_state(settings).aio.kv
     return asyncio.run(wave_group_drift(build_graph_client(settings), plan, kv))

@@ -10,6 +10,7 @@ Exit codes: 0 done; 1 storage failed; 2 usage or input error (unknown id or queu
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -19,7 +20,7 @@ from shared.config import load_settings
 from shared.errors import ConfigError, InvalidPayloadError, NotFoundError, WaveGuardError
 from shared.names import ALL_QUEUES, poison
 from shared.poison import PoisonRecord, drop_poison, list_poison, replay_poison
-from shared.queues import get_queue_sender
+from shared.queues import AsyncQueueSender, get_queue_sender
 from shared.state import StateStores, build_state
 
 _QUEUES = (*ALL_QUEUES, *(poison(q) for q in ALL_QUEUES))
@@ -62,7 +63,7 @@ def _row(record: PoisonRecord) -> str:
 
 def run_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
-        records = list_poison(_stores(env).kv, queue=args.queue)
+        records = asyncio.run(list_poison(_stores(env).aio.kv, queue=args.queue))
     except ConfigError as exc:
         return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:
@@ -80,7 +81,7 @@ def run_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def run_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
-        found = [r for r in list_poison(_stores(env).kv) if r.id == args.id]
+        found = [r for r in asyncio.run(list_poison(_stores(env).aio.kv)) if r.id == args.id]
     except ConfigError as exc:
         return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:
@@ -97,11 +98,10 @@ def _change(args: argparse.Namespace, env: Mapping[str, str], verb: str) -> int:
         stores = build_state(settings)
         actor = actor_of(env)
         if verb == "replay":
-            record = replay_poison(
-                stores, get_queue_sender(settings), args.id, actor=actor, reason=args.reason
-            )
+            sender = AsyncQueueSender(get_queue_sender(settings))
+            record = asyncio.run(replay_poison(stores.aio, sender, args.id, actor=actor, reason=args.reason))
         else:
-            record = drop_poison(stores, args.id, actor=actor, reason=args.reason)
+            record = asyncio.run(drop_poison(stores.aio, args.id, actor=actor, reason=args.reason))
     except (ConfigError, NotFoundError, InvalidPayloadError) as exc:
         return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:

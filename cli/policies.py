@@ -31,7 +31,7 @@ from shared.rollout.policies import (
     apply_policy_plan,
     build_policy_plan,
 )
-from shared.state import AuditPort, IdempotencyPort, KeyValuePort
+from shared.state import AsyncAuditPort, AsyncIdempotencyPort, AsyncKeyValuePort
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -57,9 +57,9 @@ class PolicyDeps:
     api: PolicyApi
     lookup: ReferenceLookup
     resolve_tenant: Callable[[], Awaitable[TenantIds]]
-    kv: KeyValuePort
-    audit: AuditPort
-    idempotency: IdempotencyPort
+    kv: AsyncKeyValuePort
+    audit: AsyncAuditPort
+    idempotency: AsyncIdempotencyPort
     # Wave groups named otherwise in the tenant than in the plan, and how to rename them.
     group_drift: Callable[[], Awaitable[list[GroupDrift]]] = _no_drift
     rename_groups: Callable[[list[GroupDrift], str, str], Awaitable[list[GroupDrift]]] = _no_renames
@@ -104,7 +104,7 @@ def build_deps(env: Mapping[str, str]) -> PolicyDeps:
     settings = load_settings(env)
     plan = load_plan_for(settings)
     client = build_graph_client(settings)
-    stores = build_state(settings)
+    stores = build_state(settings).aio
 
     async def renames(drifts: list[GroupDrift], actor: str, correlation_id: str) -> list[GroupDrift]:
         return await rename_drifted_groups(
@@ -221,7 +221,7 @@ async def apply_command(
 ) -> int:
     """`policies apply`: refuse on a failed lint, else (after confirmation) write and audit the diff."""
     # The lock spans the diff and the writes: a concurrent apply would diff against stale policies.
-    with apply_lock(deps.idempotency):
+    async with apply_lock(deps.idempotency):
         policy_plan = await prepare(deps)
         drifts = await deps.group_drift()
         if not as_json:

@@ -10,6 +10,7 @@ Exit codes: 0 done; 1 storage failed; 2 usage or input error (unknown wave, no s
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import uuid
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ from shared.alerting import OpenAlert, list_open_alerts, resolve_open_alert
 from shared.config import load_plan_for, load_settings
 from shared.config.plan import RolloutPlan
 from shared.errors import ConfigError, NotFoundError, WaveGuardError
-from shared.state import AuditEntry, StateStores, build_state
+from shared.state import AsyncStores, AuditEntry, StateStores, build_state
 
 
 def add_commands(waves: Any) -> None:
@@ -51,7 +52,7 @@ def _waves(plan: RolloutPlan, only: str | None) -> list[str]:
 def run_alerts(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         plan, stores = _open(env)
-        found = {wave: list_open_alerts(stores.kv, wave) for wave in _waves(plan, args.wave)}
+        found = {wave: asyncio.run(list_open_alerts(stores.aio.kv, wave)) for wave in _waves(plan, args.wave)}
     except (ConfigError, NotFoundError) as exc:
         return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:
@@ -75,7 +76,7 @@ def run_resolve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         plan, stores = _open(env)
         _waves(plan, args.wave)
-        resolved = _resolve(stores, args.wave, args.alert)
+        resolved = asyncio.run(_resolve(stores.aio, args.wave, args.alert))
         if resolved is None:
             return fail(
                 f"wave {args.wave!r} has no open alert with id or key {args.alert!r} "
@@ -94,6 +95,6 @@ def run_resolve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
-def _resolve(stores: StateStores, wave: str, alert: str) -> OpenAlert | None:
-    by_id = resolve_open_alert(stores.kv, wave, alert_id=alert)
-    return by_id if by_id is not None else resolve_open_alert(stores.kv, wave, key=alert)
+async def _resolve(stores: AsyncStores, wave: str, alert: str) -> OpenAlert | None:
+    by_id = await resolve_open_alert(stores.kv, wave, alert_id=alert)
+    return by_id if by_id is not None else await resolve_open_alert(stores.kv, wave, key=alert)

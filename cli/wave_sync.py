@@ -31,12 +31,12 @@ from shared.rollout.membership import (
     MembershipPlan,
     SyncDeps,
     SyncRun,
-    build_sync_deps,
     preview_wave_sync,
     process_chunk,
     read_sync_run,
     start_wave_sync,
 )
+from shared.services import build_services
 
 _BAR_WIDTH: Final = 20
 _SHOWN: Final = 10
@@ -57,7 +57,8 @@ def add_command(waves: Any) -> None:
 def run_sync_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         settings = load_settings(env)
-        deps = build_sync_deps(settings, client=build_graph_client(settings))
+        services = build_services(settings)
+        deps = SyncDeps.for_graph(services.plan, build_graph_client(settings), services.state, services.queues)
         require_wave(deps.plan, args.wave)
     except (ConfigError, NotFoundError) as exc:
         return fail(str(exc), EXIT_USAGE)
@@ -89,7 +90,7 @@ async def _sync(
     print(_describe(run), flush=True)
     if inline:
         return run, await _apply_inline(deps, run, wait)
-    return run, await asyncio.to_thread(_follow, deps, run, wait)
+    return run, await _follow(deps, run, wait)
 
 
 def _show_plan(plan: MembershipPlan, *, as_json: bool) -> int:
@@ -131,20 +132,20 @@ async def _apply_inline(deps: SyncDeps, run: SyncRun, wait: float) -> dict[str, 
             # A wave worker holds this chunk (it was enqueued too): it applies it; follow below.
             print(f"  chunk {n}: {exc}; left to it", flush=True)
             continue
-        record = read_sync_run(deps.state, run.run_id)
+        record = await read_sync_run(deps.state, run.run_id)
         if record is not None:
             print(_progress(record), flush=True)
-    record = read_sync_run(deps.state, run.run_id)
+    record = await read_sync_run(deps.state, run.run_id)
     if record is not None and record["status"] == "done":
         return record
-    return await asyncio.to_thread(_follow, deps, run, wait)
+    return await _follow(deps, run, wait)
 
 
-def _follow(deps: SyncDeps, run: SyncRun, wait: float) -> dict[str, Any] | None:
+async def _follow(deps: SyncDeps, run: SyncRun, wait: float) -> dict[str, Any] | None:
     """The finished run record, printing each change of progress; None when it did not finish in time."""
     deadline, shown = time.monotonic() + wait, ""
     while True:
-        record = read_sync_run(deps.state, run.run_id)
+        record = await read_sync_run(deps.state, run.run_id)
         if record is not None:
             line = _progress(record)
             if line != shown:
@@ -154,7 +155,7 @@ def _follow(deps: SyncDeps, run: SyncRun, wait: float) -> dict[str, Any] | None:
                 return record
         if time.monotonic() >= deadline:
             return None
-        time.sleep(1.0)
+        await asyncio.sleep(1.0)
 
 
 def _progress(record: dict[str, Any]) -> str:

@@ -26,9 +26,7 @@ from shared.rollout.lifecycle import (
     InvalidTransitionError,
     LifecycleDeps,
     WaveRow,
-    build_lifecycle_deps,
     evaluate_waves,
-    membership_sync_for,
     record_approval,
     rollback_wave,
     rows_from,
@@ -65,8 +63,11 @@ def add_parser(sub: Any) -> None:
 
 
 def _deps(env: Mapping[str, str]) -> LifecycleDeps:
+    from shared.graph import build_graph_client
+    from shared.services import build_services
+
     settings = load_settings(env)
-    return build_lifecycle_deps(settings, actor=actor_of(env), start_membership=membership_sync_for(settings))
+    return build_services(settings).lifecycle_for(client=build_graph_client(settings), actor=actor_of(env))
 
 
 def _correlation_id() -> str:
@@ -150,12 +151,12 @@ def run_approve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         deps = _deps(env)
         require_wave(deps.plan, args.wave)
-        state = read_wave_state(deps.stores.kv, args.wave).state
+        state = asyncio.run(read_wave_state(deps.stores.kv, args.wave)).state
         if state is WaveState.ENFORCED:
             return fail(f"wave {args.wave!r} is already enforced; nothing to approve", EXIT_USAGE)
         actor, now = actor_of(env), datetime.now(UTC)
-        record_approval(deps.stores.kv, args.wave, actor=actor, at=now, reason=args.reason)
-        deps.stores.audit.append(
+        asyncio.run(record_approval(deps.stores.kv, args.wave, actor=actor, at=now, reason=args.reason))
+        asyncio.run(deps.stores.audit.append(
             AuditEntry(
                 actor=actor,
                 action="wave.approve",
@@ -164,7 +165,7 @@ def run_approve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 correlation_id=_correlation_id(),
                 details={"state": state.value},
             )
-        )
+        ))
     except (ConfigError, NotFoundError) as exc:
         return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:
@@ -187,7 +188,7 @@ def run_rollback(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         deps = _deps(env)
         require_wave(deps.plan, args.wave)
-        state = read_wave_state(deps.stores.kv, args.wave).state
+        state = asyncio.run(read_wave_state(deps.stores.kv, args.wave)).state
         if state is not WaveState.ENFORCED:
             return fail(
                 f"wave {args.wave!r} is {state.value}, not enforced; nothing to roll back", EXIT_USAGE

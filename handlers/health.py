@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from shared.health import HealthReport, check_health_from_environment
 from shared.names import ROUTE_HEALTH, ROUTE_HEALTH_DETAILS
 
-bp = func.Blueprint()
+if TYPE_CHECKING:
+    from shared.services import ServicesProvider
 
 
 def _answer(report: HealthReport, body: dict[str, object]) -> func.HttpResponse:
@@ -21,17 +23,24 @@ def _answer(report: HealthReport, body: dict[str, object]) -> func.HttpResponse:
     )
 
 
-@bp.function_name("health")
-@bp.route(route=ROUTE_HEALTH, methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-def health(req: func.HttpRequest) -> func.HttpResponse:
-    """``{"status": "healthy"|"degraded"|"unhealthy"}``: 200, 200 or 503; nothing about the set-up."""
-    report = check_health_from_environment()
-    return _answer(report, report.to_public_dict())
+def blueprint(services: ServicesProvider) -> func.Blueprint:
+    """`health` and `health_details`: they check the settings themselves (they must answer when
+    the services cannot be built, and say why)."""
+    bp = func.Blueprint()
+
+    @bp.function_name("health")
+    @bp.route(route=ROUTE_HEALTH, methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+    def health(req: func.HttpRequest) -> func.HttpResponse:
+        """``{"status": "healthy"|"degraded"|"unhealthy"}``: 200, 200 or 503; nothing about the set-up."""
+        report = check_health_from_environment()
+        return _answer(report, report.to_public_dict())
 
 
-@bp.function_name("health_details")
-@bp.route(route=ROUTE_HEALTH_DETAILS, methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-def health_details(req: func.HttpRequest) -> func.HttpResponse:
-    """Every check with its detail and latency, and the settings at fault by name (function key)."""
-    report = check_health_from_environment()
-    return _answer(report, report.to_dict())
+    @bp.function_name("health_details")
+    @bp.route(route=ROUTE_HEALTH_DETAILS, methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+    def health_details(req: func.HttpRequest) -> func.HttpResponse:
+        """Every check with its detail and latency, and the settings at fault by name (function key)."""
+        report = check_health_from_environment()
+        return _answer(report, report.to_dict())
+
+    return bp

@@ -19,7 +19,7 @@ from typing import Any, Final
 import httpx
 import yaml
 
-from shared.config import RolloutPlan, Settings, load_plan_for, load_settings
+from shared.config import RolloutPlan, Settings, load_settings
 from shared.errors import RetryableError
 from shared.graph import build_graph_client
 from shared.rollout.lifecycle import (
@@ -27,14 +27,13 @@ from shared.rollout.lifecycle import (
     SYNC_NAMESPACE,
     EvaluationResult,
     LifecycleDeps,
-    build_lifecycle_deps,
     evaluate_waves,
-    membership_sync_for,
     report_only_policy_name,
 )
 from shared.rollout.wave_groups import WAVE_GROUPS_NAMESPACE
 from shared.rollout.wave_state import WAVES_NAMESPACE
-from shared.state import KeyValuePort
+from shared.services import build_services
+from shared.state import AsyncKeyValuePort
 
 __all__ = ["reset_rollout_state", "show_wave_promotion"]
 
@@ -144,13 +143,13 @@ def _inject_clean_sign_ins(graph: httpx.Client, admin: httpx.Client, twin: str, 
     print(f"  {DEMO_SIGN_INS} report-only sign-ins of pilot members, none would have failed (injected)")
 
 
-def reset_rollout_state(kv: KeyValuePort, plan: RolloutPlan) -> None:
+async def reset_rollout_state(kv: AsyncKeyValuePort, plan: RolloutPlan) -> None:
     """Forget the rollout (wave states, approvals, recorded wave groups, the pending policy sync):
     the demo starts from a planned pilot, and tests that share storage start clean."""
     for wave in plan.waves:
         for namespace in (WAVES_NAMESPACE, APPROVALS_NAMESPACE, WAVE_GROUPS_NAMESPACE):
-            kv.delete(namespace, wave.name)
-    kv.delete(SYNC_NAMESPACE, "baseline")
+            await kv.delete(namespace, wave.name)
+    await kv.delete(SYNC_NAMESPACE, "baseline")
 
 
 async def _evaluate_once(deps: LifecycleDeps, correlation_id: str) -> EvaluationResult:
@@ -181,12 +180,10 @@ def show_wave_promotion(
 
 
 async def _promote_pilot(settings: Settings, membership_wait_seconds: float) -> None:
-    plan = load_plan_for(settings)
-    deps = build_lifecycle_deps(
-        settings, client=build_graph_client(settings), plan=plan,
-        start_membership=membership_sync_for(settings), actor="demo",
-    )  # fmt: skip
-    reset_rollout_state(deps.stores.kv, deps.plan)
+    services = build_services(settings)
+    plan = services.plan
+    deps = services.lifecycle_for(client=build_graph_client(settings), actor="demo")
+    await reset_rollout_state(deps.stores.kv, deps.plan)
     twin = report_only_policy_name(plan)
     pilot_name = plan.waves[0].group.display_name or ""
     with (

@@ -14,6 +14,7 @@ __all__ = [
     "GROUP_CHANGES",
     "HR_EVENTS",
     "POISON_SUFFIX",
+    "REGISTRATION_URL",
     "RISK_EVENTS",
     "ROUTE_ALERTS_AZURE_MONITOR",
     "ROUTE_GRAPH_LIFECYCLE",
@@ -57,6 +58,9 @@ ROUTE_HEALTH_DETAILS: Final = "health/details"
 TABLE_IDEMPOTENCY: Final = "wgidempotency"
 TABLE_STATE: Final = "wgstate"
 TABLE_AUDIT: Final = "wgaudit"
+
+# Where a user registers MFA methods (linked from the TAP e-mail and the nudges).
+REGISTRATION_URL: Final = "https://aka.ms/mysecurityinfo"
 
 
 def poison(queue_name: str) -> str:

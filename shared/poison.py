@@ -17,18 +17,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
-from shared.alerting import Alert, AlertSender, raise_alert
+from shared.alerting import Alert, raise_alert
 from shared.errors import InvalidPayloadError, NotFoundError, WaveGuardError
 from shared.names import is_poison, source_of_poison
-from shared.state import AuditEntry, KeyValuePort, StateStores
+from shared.queues import Sender
+from shared.state import AsyncKeyValuePort, AsyncStores, AuditEntry
 
 __all__ = [
     "FAILURES_NAMESPACE",
     "POISON_NAMESPACE",
     "PoisonRecord",
-    "RawSender",
     "archive_poison",
     "body_key",
     "drop_poison",
@@ -42,14 +42,6 @@ FAILURES_NAMESPACE: Final = "failures"
 ACTOR: Final = "waveguard/poison"
 _MAX_ERROR: Final = 500
 log = logging.getLogger(__name__)
-
-
-class RawSender(Protocol):
-    """Puts a message body back on a queue exactly as it was (``QueueSender.send_raw``)."""
-
-    def send_raw(self, queue_name: str, text: str) -> str:
-        """Enqueue ``text``; returns the storage message id."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +97,8 @@ def body_key(queue: str, body: str) -> str:
     return f"{queue}:{hashlib.sha256(body.encode()).hexdigest()[:40]}"
 
 
-def record_failure(
-    kv: KeyValuePort, queue: str, body: str, error: BaseException, *, dequeue_count: int
+async def record_failure(
+    kv: AsyncKeyValuePort, queue: str, body: str, error: BaseException, *, dequeue_count: int
 ) -> None:
     """Note why a delivery of ``body`` on ``queue`` failed (its kind and message, never secrets).
 
@@ -115,7 +107,7 @@ def record_failure(
     """
     kind = error.kind if isinstance(error, WaveGuardError) else type(error).__name__
     text = f"{type(error).__name__} ({kind}): {error}"[:_MAX_ERROR]
-    kv.put(FAILURES_NAMESPACE, body_key(queue, body), {"error": text, "dequeueCount": dequeue_count})
+    await kv.put(FAILURES_NAMESPACE, body_key(queue, body), {"error": text, "dequeueCount": dequeue_count})
 
 
 def _envelope_fields(body: str) -> tuple[str | None, str | None]:
@@ -129,9 +121,9 @@ def _envelope_fields(body: str) -> tuple[str | None, str | None]:
     return (ident if isinstance(ident, str) else None), (kind if isinstance(kind, str) else None)
 
 
-def archive_poison(
-    stores: StateStores,
-    sender: AlertSender,
+async def archive_poison(
+    stores: AsyncStores,
+    sender: Sender,
     *,
     queue: str,
     message_id: str,
@@ -149,11 +141,11 @@ def archive_poison(
         raise InvalidPayloadError.for_field("queue", f"{queue!r} is not a poison queue")
     source = source_of_poison(queue)
     record_id = f"{queue}:{message_id}"
-    existing = stores.kv.get(POISON_NAMESPACE, record_id)
+    existing = await stores.kv.get(POISON_NAMESPACE, record_id)
     if existing is not None:
         record = PoisonRecord.from_dict(existing.value)
     else:
-        failure = stores.kv.get(FAILURES_NAMESPACE, body_key(source, body))
+        failure = await stores.kv.get(FAILURES_NAMESPACE, body_key(source, body))
         envelope_id, envelope_type = _envelope_fields(body)
         record = PoisonRecord(
             id=record_id,
@@ -167,7 +159,7 @@ def archive_poison(
             envelope_id=envelope_id,
             envelope_type=envelope_type,
         )
-        stores.kv.put(POISON_NAMESPACE, record_id, record.to_dict())
+        await stores.kv.put(POISON_NAMESPACE, record_id, record.to_dict())
     alert = Alert(
         key=f"poison:{record_id}",
         severity="high",
@@ -187,21 +179,21 @@ def archive_poison(
         },
         occurred_at=now(),
     )
-    raise_alert(sender, alert)  # the same alert id within the dedupe period: sent twice, delivered once
+    await raise_alert(sender, alert)  # the same alert id within the dedupe period: sent twice, delivered once
     log.warning("poison message archived", extra={"queue": queue, "record_id": record_id})
     return record
 
 
-def list_poison(kv: KeyValuePort, *, queue: str | None = None) -> list[PoisonRecord]:
+async def list_poison(kv: AsyncKeyValuePort, *, queue: str | None = None) -> list[PoisonRecord]:
     """Archived poison messages, oldest first (optionally of one poison or source queue)."""
-    records = [PoisonRecord.from_dict(v) for v in kv.values(POISON_NAMESPACE) if isinstance(v, dict)]
+    records = [PoisonRecord.from_dict(v) for v in await kv.values(POISON_NAMESPACE) if isinstance(v, dict)]
     if queue:
         records = [r for r in records if queue in (r.queue, r.source_queue)]
     return sorted(records, key=lambda r: (r.archived_at, r.id))
 
 
-def _get(kv: KeyValuePort, record_id: str) -> tuple[PoisonRecord, str]:
-    stored = kv.get(POISON_NAMESPACE, record_id)
+async def _get(kv: AsyncKeyValuePort, record_id: str) -> tuple[PoisonRecord, str]:
+    stored = await kv.get(POISON_NAMESPACE, record_id)
     if stored is None:
         raise NotFoundError(
             f"no archived poison message {record_id!r} (see `waveguard poison list`)", field="id"
@@ -209,8 +201,8 @@ def _get(kv: KeyValuePort, record_id: str) -> tuple[PoisonRecord, str]:
     return PoisonRecord.from_dict(stored.value), stored.etag
 
 
-def replay_poison(
-    stores: StateStores, sender: RawSender, record_id: str, *, actor: str, reason: str
+async def replay_poison(
+    stores: AsyncStores, sender: Sender, record_id: str, *, actor: str, reason: str
 ) -> PoisonRecord:
     """Put the original body back on its source queue and mark the record replayed (audited).
 
@@ -220,11 +212,11 @@ def replay_poison(
         NotFoundError: no such record.
         RetryableError: storage failed (nothing was marked; replay again).
     """
-    record, _ = _get(stores.kv, record_id)
-    message_id = sender.send_raw(record.source_queue, record.body)
+    record, _ = await _get(stores.kv, record_id)
+    message_id = await sender.send_raw(record.source_queue, record.body)
     replayed = replace(record, status="replayed")
-    stores.kv.put(POISON_NAMESPACE, record_id, replayed.to_dict())
-    stores.audit.append(
+    await stores.kv.put(POISON_NAMESPACE, record_id, replayed.to_dict())
+    await stores.audit.append(
         AuditEntry(
             actor,
             "poison.replay",
@@ -237,15 +229,15 @@ def replay_poison(
     return replayed
 
 
-def drop_poison(stores: StateStores, record_id: str, *, actor: str, reason: str) -> PoisonRecord:
+async def drop_poison(stores: AsyncStores, record_id: str, *, actor: str, reason: str) -> PoisonRecord:
     """Delete an archived poison message for good (audited).
 
     Raises:
         NotFoundError: no such record.
     """
-    record, etag = _get(stores.kv, record_id)
-    stores.kv.delete(POISON_NAMESPACE, record_id, if_match=etag)
-    stores.audit.append(
+    record, etag = await _get(stores.kv, record_id)
+    await stores.kv.delete(POISON_NAMESPACE, record_id, if_match=etag)
+    await stores.audit.append(
         AuditEntry(
             actor,
             "poison.drop",

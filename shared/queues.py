@@ -8,13 +8,14 @@ import re
 import threading
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from opentelemetry.trace import SpanKind
 
 from shared.config.settings import Settings, StorageSettings
 from shared.envelope import Envelope
 from shared.errors import BusyError, InvalidPayloadError, storage_error
+from shared.offload import Offload, to_thread
 from shared.telemetry import current_traceparent, span
 
 if TYPE_CHECKING:
@@ -23,7 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_DELAY",
+    "AsyncQueueSender",
     "QueueSender",
+    "Sender",
     "defer",
     "get_queue_sender",
     "queue_service_client",
@@ -161,7 +164,52 @@ class QueueSender:
             return client
 
 
-def defer(sender: Any, queue_name: str, envelope: Envelope, busy: BusyError) -> float:
+class Sender(Protocol):
+    """What every producer of queue messages depends on (``AsyncQueueSender``; fakes in unit tests)."""
+
+    async def send(
+        self,
+        queue_name: str,
+        envelope: Envelope,
+        *,
+        delay: timedelta | float | None = None,
+        ttl: timedelta | float | None = None,
+    ) -> str:
+        """Enqueue ``envelope`` (invisible for ``delay``); returns the storage message id.
+
+        Raises:
+            InvalidPayloadError: bad queue name, too large, or a bad delay/ttl.
+            RetryableError: storage is unreachable, throttling or failing.
+        """
+        ...
+
+    async def send_raw(self, queue_name: str, text: str) -> str:
+        """Enqueue ``text`` exactly as it is; returns the storage message id."""
+        ...
+
+
+class AsyncQueueSender:
+    """``QueueSender`` for code on the event loop: each send runs off the loop (``offload``)."""
+
+    def __init__(self, sender: QueueSender, offload: Offload = to_thread) -> None:
+        self.sync = sender
+        self._offload = offload
+
+    async def send(
+        self,
+        queue_name: str,
+        envelope: Envelope,
+        *,
+        delay: timedelta | float | None = None,
+        ttl: timedelta | float | None = None,
+    ) -> str:
+        return await self._offload(self.sync.send, queue_name, envelope, delay=delay, ttl=ttl)
+
+    async def send_raw(self, queue_name: str, text: str) -> str:
+        return await self._offload(self.sync.send_raw, queue_name, text)
+
+
+async def defer(sender: Sender, queue_name: str, envelope: Envelope, busy: BusyError) -> float:
     """Send ``envelope`` again on ``queue_name``, invisible until ``busy.retry_after`` (1 s .. 7 days);
     returns the delay. The caller then settles its own delivery: waiting for another worker's claim
     costs no dequeue count. Dying between the two leaves two copies, which the claim makes harmless.
@@ -170,7 +218,7 @@ def defer(sender: Any, queue_name: str, envelope: Envelope, busy: BusyError) -> 
         RetryableError: storage failed (the delivery is retried the ordinary way).
     """
     delay = max(1.0, min(float(busy.retry_after or 30.0), MAX_DELAY.total_seconds()))
-    sender.send(queue_name, envelope, delay=delay)
+    await sender.send(queue_name, envelope, delay=delay)
     return delay
 
 

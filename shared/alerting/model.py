@@ -6,17 +6,19 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from shared.envelope import Envelope, format_timestamp
 from shared.names import ALERTS
+
+if TYPE_CHECKING:
+    from shared.queues import Sender
 
 __all__ = [
     "ALERT_ENVELOPE_TYPE",
     "DEFAULT_DEDUPE_PERIOD",
     "SEVERITIES",
     "Alert",
-    "AlertSender",
     "Severity",
     "alert_envelope",
     "raise_alert",
@@ -70,14 +72,6 @@ class Alert:
         }
 
 
-class AlertSender(Protocol):
-    """What ``raise_alert`` needs from a queue sender (``shared.queues.QueueSender`` fits)."""
-
-    def send(self, queue_name: str, envelope: Envelope) -> str:
-        """Enqueue ``envelope``; returns the message id."""
-        ...
-
-
 def alert_envelope(alert: Alert, *, period: timedelta = DEFAULT_DEDUPE_PERIOD) -> Envelope:
     """The ``alerts`` queue message for ``alert``; its id is derived from the key and the period."""
     seconds = max(1, int(period.total_seconds()))
@@ -88,7 +82,7 @@ def alert_envelope(alert: Alert, *, period: timedelta = DEFAULT_DEDUPE_PERIOD) -
     )
 
 
-def raise_alert(sender: AlertSender, alert: Alert, *, period: timedelta = DEFAULT_DEDUPE_PERIOD) -> Envelope:
+async def raise_alert(sender: Sender, alert: Alert, *, period: timedelta = DEFAULT_DEDUPE_PERIOD) -> Envelope:
     """Enqueue ``alert`` on the ``alerts`` queue; returns the envelope sent.
 
     Raises:
@@ -96,5 +90,5 @@ def raise_alert(sender: AlertSender, alert: Alert, *, period: timedelta = DEFAUL
         RetryableError: storage is unavailable (the caller's message is retried, the alert too).
     """
     envelope = alert_envelope(alert, period=period)
-    sender.send(ALERTS, envelope)
+    await sender.send(ALERTS, envelope)
     return envelope

@@ -17,7 +17,7 @@ from typing import Any, Final
 from shared.alerting.model import Alert
 from shared.envelope import format_timestamp
 from shared.errors import InvalidPayloadError, RetryableError
-from shared.state import ConcurrencyError, KeyValuePort, Versioned
+from shared.state import AsyncKeyValuePort, ConcurrencyError, Versioned
 
 __all__ = ["ALERTS_OPEN_NAMESPACE", "OpenAlert", "list_open_alerts", "open_alert", "resolve_open_alert"]
 
@@ -42,18 +42,18 @@ class OpenAlert:
                 "source": self.source, "openedAt": self.opened_at}  # fmt: skip
 
 
-def list_open_alerts(kv: KeyValuePort, wave: str) -> list[OpenAlert]:
+async def list_open_alerts(kv: AsyncKeyValuePort, wave: str) -> list[OpenAlert]:
     """The wave's open alerts, oldest first.
 
     Raises:
         InvalidPayloadError: the stored value is not ``{"open": [{...}, ...]}``.
         RetryableError: the store is unavailable.
     """
-    return _parse(wave, kv.get(ALERTS_OPEN_NAMESPACE, wave))
+    return _parse(wave, await kv.get(ALERTS_OPEN_NAMESPACE, wave))
 
 
-def open_alert(
-    kv: KeyValuePort, wave: str, alert: Alert, *, alert_id: str, now: Callable[[], datetime] | None = None
+async def open_alert(
+    kv: AsyncKeyValuePort, wave: str, alert: Alert, *, alert_id: str, now: Callable[[], datetime] | None = None
 ) -> bool:
     """Record ``alert`` as open for ``wave``; False when an alert with its key is already open.
 
@@ -69,11 +69,11 @@ def open_alert(
             return None
         return _capped([*items, entry])
 
-    return _update(kv, wave, change) is not None
+    return await _update(kv, wave, change) is not None
 
 
-def resolve_open_alert(
-    kv: KeyValuePort, wave: str, *, key: str | None = None, alert_id: str | None = None
+async def resolve_open_alert(
+    kv: AsyncKeyValuePort, wave: str, *, key: str | None = None, alert_id: str | None = None
 ) -> OpenAlert | None:
     """Remove the open alert with ``key`` or ``alert_id``; the one removed, or None when none was open.
 
@@ -89,7 +89,7 @@ def resolve_open_alert(
         removed[:] = [i for i in items if (key and i.key == key) or (alert_id and i.id == alert_id)]
         return [i for i in items if i not in removed] if removed else None
 
-    _update(kv, wave, change)
+    await _update(kv, wave, change)
     return removed[0] if removed else None
 
 
@@ -103,21 +103,21 @@ def _capped(items: list[OpenAlert]) -> list[OpenAlert]:
     return [i for i in items if i not in droppable]
 
 
-def _update(
-    kv: KeyValuePort, wave: str, change: Callable[[list[OpenAlert]], list[OpenAlert] | None]
+async def _update(
+    kv: AsyncKeyValuePort, wave: str, change: Callable[[list[OpenAlert]], list[OpenAlert] | None]
 ) -> list[OpenAlert] | None:
     """Apply ``change`` (None: nothing to write) by read, then conditional write, retried on conflict."""
     for _ in range(_ATTEMPTS):
-        stored = kv.get(ALERTS_OPEN_NAMESPACE, wave)
+        stored = await kv.get(ALERTS_OPEN_NAMESPACE, wave)
         changed = change(_parse(wave, stored))
         if changed is None:
             return None
         value = {"open": [item.to_dict() for item in changed]}
         try:
             if stored is None:
-                kv.put(ALERTS_OPEN_NAMESPACE, wave, value, if_absent=True)
+                await kv.put(ALERTS_OPEN_NAMESPACE, wave, value, if_absent=True)
             else:
-                kv.put(ALERTS_OPEN_NAMESPACE, wave, value, if_match=stored.etag)
+                await kv.put(ALERTS_OPEN_NAMESPACE, wave, value, if_match=stored.etag)
         except ConcurrencyError:
             continue
         return changed

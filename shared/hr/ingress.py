@@ -21,21 +21,23 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import Message
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from shared.config.plan import HrProviders
 from shared.envelope import Envelope
-from shared.errors import FieldError, InvalidPayloadError, classify
+from shared.errors import BusyError, FieldError, InvalidPayloadError, classify
 from shared.hr.bamboohr import map_bamboohr_payload, verify_bamboohr
 from shared.hr.events import HrEvent, parse_hr_event
 from shared.hr.signatures import SignatureError, StandardWebhooksVerifier
 from shared.http_problem import PROBLEM_CONTENT_TYPE, problem
 from shared.names import HR_EVENTS
-from shared.state.ports import Clock, IdempotencyPort, utc_now
+from shared.queues import Sender
+from shared.state import AsyncIdempotencyPort, Clock, utc_now
+from shared.state.once import CompletionNotRecorded, once
 
 __all__ = [
     "CLAIM_EXPIRY",
@@ -43,7 +45,6 @@ __all__ = [
     "MAX_BODY_BYTES",
     "PROVIDER_BAMBOOHR",
     "PROVIDER_STANDARD",
-    "EnvelopeSender",
     "IncomingRequest",
     "IngressDeps",
     "IngressResult",
@@ -62,14 +63,6 @@ CLAIM_EXPIRY: Final = timedelta(seconds=60)
 RETRY_AFTER_SECONDS: Final = 30
 PROVIDER_STANDARD: Final = "standard-webhooks"
 PROVIDER_BAMBOOHR: Final = "bamboohr"
-
-
-class EnvelopeSender(Protocol):
-    """What ingress needs from ``shared.queues.QueueSender``."""
-
-    def send(self, queue_name: str, envelope: Envelope) -> str:
-        """Enqueue ``envelope``; returns the message id."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +97,11 @@ class IngressResult:
 
 @dataclass(frozen=True, slots=True)
 class IngressDeps:
-    """Everything ingress talks to; built once per process by the handler."""
+    """Everything ingress talks to; built once per process from the services."""
 
     providers: HrProviders
-    queue: EnvelopeSender
-    idempotency: IdempotencyPort
+    queue: Sender
+    idempotency: AsyncIdempotencyPort
     clock: Clock = utc_now
 
 
@@ -117,7 +110,7 @@ def event_envelope_id(provider: str, delivery_key: str) -> str:
     return hashlib.sha256(f"{provider}:{delivery_key}".encode()).hexdigest()
 
 
-def accept_hr_webhook(request: IncomingRequest, *, deps: IngressDeps) -> IngressResult:
+async def accept_hr_webhook(request: IncomingRequest, *, deps: IngressDeps) -> IngressResult:
     """Handle ``POST /api/hr/events`` (canonical events behind Standard Webhooks signatures)."""
     config = deps.providers.standard_webhooks
     if not config.enabled:
@@ -138,11 +131,11 @@ def accept_hr_webhook(request: IncomingRequest, *, deps: IngressDeps) -> Ingress
     except InvalidPayloadError as exc:
         return _bad_request(exc, provider=PROVIDER_STANDARD)
     envelope = _envelope(event, event_envelope_id(PROVIDER_STANDARD, delivery.webhook_id))
-    failure = _enqueue_all([envelope], deps)
+    failure = await _enqueue_all([envelope], deps)
     return failure or IngressResult(202, {"id": envelope.id})
 
 
-def accept_bamboohr_webhook(request: IncomingRequest, *, deps: IngressDeps) -> IngressResult:
+async def accept_bamboohr_webhook(request: IncomingRequest, *, deps: IngressDeps) -> IngressResult:
     """Handle ``POST /api/hr/bamboohr`` (BambooHR field-based webhooks, one event per employee)."""
     config = deps.providers.bamboohr
     if not config.enabled or config.secret is None:
@@ -165,7 +158,7 @@ def accept_bamboohr_webhook(request: IncomingRequest, *, deps: IngressDeps) -> I
     except InvalidPayloadError as exc:
         return _bad_request(exc, provider=PROVIDER_BAMBOOHR)
     envelopes = [_envelope(m.event, event_envelope_id(PROVIDER_BAMBOOHR, m.dedupe_key)) for m in mapped]
-    failure = _enqueue_all(envelopes, deps)
+    failure = await _enqueue_all(envelopes, deps)
     return failure or IngressResult(202, {"ids": [e.id for e in envelopes]})
 
 
@@ -214,60 +207,51 @@ class _NotQueued(Exception):
         self.result = result
 
 
-def _enqueue_all(envelopes: list[Envelope], deps: IngressDeps) -> IngressResult | None:
+async def _enqueue_all(envelopes: list[Envelope], deps: IngressDeps) -> IngressResult | None:
     """Enqueue each envelope once; the failure to answer with, or None when all are queued."""
     try:
         for envelope in envelopes:
-            _enqueue_once(envelope, deps)
+            await _enqueue_once(envelope, deps)
     except _NotQueued as exc:
         return exc.result
     return None
 
 
-def _enqueue_once(envelope: Envelope, deps: IngressDeps) -> None:
-    key = f"hr-webhook:{envelope.id}"
-    claim = _guarded(lambda: deps.idempotency.claim(key, ttl=DEDUPE_TTL, in_progress_expiry=CLAIM_EXPIRY))
-    if claim.completed:
-        logger.info("hr webhook duplicate: already queued", extra={"envelope_id": envelope.id})
-        return
-    if claim.in_progress:
-        wait = max(1, math.ceil((CLAIM_EXPIRY - claim.age).total_seconds()))
-        raise _NotQueued(
-            _failure(409, "this delivery is being processed by another request; retry", retry_after=wait)
-        )
+async def _enqueue_once(envelope: Envelope, deps: IngressDeps) -> None:
     try:
-        message_id = deps.queue.send(HR_EVENTS, envelope)
-    except Exception as exc:
-        # Give the key back so the sender's retry can enqueue at once.
-        _release_quietly(deps, key)
-        logger.warning(
-            "hr webhook not queued: %s",
-            type(exc).__name__,
-            extra={"envelope_id": envelope.id, "error_kind": classify(exc)},
-        )
-        raise _NotQueued(_unavailable()) from exc
-    try:
-        deps.idempotency.complete(key, {"messageId": message_id})
-    except Exception as exc:
+        async with once(
+            deps.idempotency, f"hr-webhook:{envelope.id}", ttl=DEDUPE_TTL, in_progress_expiry=CLAIM_EXPIRY,
+            busy_message="this delivery is being processed by another request; retry",
+        ) as run:  # fmt: skip
+            if run.done:
+                logger.info("hr webhook duplicate: already queued", extra={"envelope_id": envelope.id})
+                return
+            try:
+                message_id = await deps.queue.send(HR_EVENTS, envelope)
+            except Exception as exc:
+                # Leaving the block with an error gives the key back: the sender's retry enqueues at once.
+                logger.warning(
+                    "hr webhook not queued: %s",
+                    type(exc).__name__,
+                    extra={"envelope_id": envelope.id, "error_kind": classify(exc)},
+                )
+                raise _NotQueued(_unavailable()) from exc
+            await run.complete({"messageId": message_id})
+    except CompletionNotRecorded as exc:
         # Queued already: answer 202. The claim expires and a later redelivery re-enqueues the
         # same envelope id, which the worker dedupes.
-        logger.warning("hr webhook queued but not marked done: %s", type(exc).__name__)
-    logger.info("hr webhook queued", extra={"envelope_id": envelope.id, "event_type": envelope.type})
-
-
-def _guarded[T](call: Callable[[], T]) -> T:
-    try:
-        return call()
+        logger.warning("hr webhook queued but not marked done: %s", type(exc.__cause__).__name__)
+    except BusyError as exc:
+        wait = max(1, math.ceil((exc.retry_after or 2) - 1))  # until the holder's claim expires
+        raise _NotQueued(
+            _failure(409, "this delivery is being processed by another request; retry", retry_after=wait)
+        ) from exc
+    except _NotQueued:
+        raise
     except Exception as exc:
         logger.warning("hr webhook dedupe store failed: %s", type(exc).__name__)
         raise _NotQueued(_unavailable()) from exc
-
-
-def _release_quietly(deps: IngressDeps, key: str) -> None:
-    try:
-        deps.idempotency.release(key)
-    except Exception as exc:  # the claim then expires after CLAIM_EXPIRY instead
-        logger.warning("hr webhook claim not released: %s", type(exc).__name__)
+    logger.info("hr webhook queued", extra={"envelope_id": envelope.id, "event_type": envelope.type})
 
 
 def _unavailable() -> IngressResult:

@@ -1,19 +1,19 @@
 """HR onboarding: hires into their wave with a TAP for the manager; updates and terminations.
 
-``process_hr_message(body, deps)`` handles one ``hr-events`` message; the use cases
+``HR_ROUTES`` routes the ``hr-events`` message types to them; the use cases
 (``handle_hired`` / ``handle_updated`` / ``handle_terminated``) take a ``Deps`` of ports so unit
 tests pass in-memory fakes (``OnboardingGraph`` for Graph).
 """
 
 from __future__ import annotations
 
-from shared.onboarding.deps import ACTOR, Deps, QueueSenderPort, build_deps
-from shared.onboarding.dispatch import Outcome, process_hr_message
+from shared.onboarding.deps import ACTOR, Deps
 from shared.onboarding.hired import HIRES_NAMESPACE, HireOutcome, handle_hired, recheck_delay, tap_start
 from shared.onboarding.ports import DirectoryUser, GraphOnboarding, OnboardingGraph
 from shared.onboarding.tap_mail import REGISTRATION_URL, TapMail, compose_tap_mail
 from shared.onboarding.terminated import TerminationOutcome, handle_terminated
 from shared.onboarding.updated import UpdateOutcome, handle_updated
+from shared.onboarding.worker import hr_routes, process_hr_message
 
 __all__ = [
     "ACTOR",
@@ -24,16 +24,14 @@ __all__ = [
     "GraphOnboarding",
     "HireOutcome",
     "OnboardingGraph",
-    "Outcome",
-    "QueueSenderPort",
     "TapMail",
     "TerminationOutcome",
     "UpdateOutcome",
-    "build_deps",
     "compose_tap_mail",
     "handle_hired",
     "handle_terminated",
     "handle_updated",
+    "hr_routes",
     "process_hr_message",
     "recheck_delay",
     "tap_start",

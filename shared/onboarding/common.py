@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Final
 
 from shared.errors import SafetyViolationError
 from shared.hr.events import HrEvent
-from shared.onboarding.deps import Deps, run_sync
+from shared.onboarding.deps import Deps
 from shared.onboarding.ports import DirectoryUser
 from shared.rollout.assignment import UserFacts
 from shared.rollout.wave_groups import WAVE_GROUPS_NAMESPACE
+from shared.state import iso, parse_iso
 
 __all__ = [
     "CLAIM_TTL",
@@ -32,21 +33,6 @@ REGISTRATION_NAMESPACE: Final = "registration"
 LEAVERS_NAMESPACE: Final = "leavers"
 # How long a processed envelope id is remembered: longer than any redelivery or replay.
 CLAIM_TTL: Final = timedelta(days=30)
-
-
-def iso(moment: datetime) -> str:
-    """ISO-8601 text for state records."""
-    return moment.isoformat()
-
-
-def parse_iso(text: object) -> datetime | None:
-    """A datetime from ``iso`` text, or None."""
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
 
 
 async def find_employee(event: HrEvent, deps: Deps) -> DirectoryUser | None:
@@ -82,7 +68,7 @@ async def record_leaver(event: HrEvent, envelope_id: str, deps: Deps) -> None:
     """
     for key in _leaver_keys(event):
         value = {"terminatedAt": iso(event.timestamp), "envelopeId": envelope_id}
-        await run_sync(deps.state.kv.put, LEAVERS_NAMESPACE, key, value)
+        await deps.state.kv.put(LEAVERS_NAMESPACE, key, value)
 
 
 async def left_since(event: HrEvent, deps: Deps) -> bool:
@@ -92,7 +78,7 @@ async def left_since(event: HrEvent, deps: Deps) -> bool:
         RetryableError: the store is unavailable.
     """
     for key in _leaver_keys(event):
-        stored = await run_sync(deps.state.kv.get, LEAVERS_NAMESPACE, key)
+        stored = await deps.state.kv.get(LEAVERS_NAMESPACE, key)
         value: Any = stored.value if stored is not None else None
         left_at = parse_iso(value.get("terminatedAt")) if isinstance(value, dict) else None
         if left_at is not None and left_at >= event.timestamp:

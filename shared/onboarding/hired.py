@@ -11,7 +11,6 @@ crashes where.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -20,7 +19,7 @@ from typing import Any, Final, Literal
 from shared.alerting import Alert, Severity, raise_alert
 from shared.config import NewHires
 from shared.envelope import Envelope
-from shared.errors import BusyError, NotFoundError, PermanentError
+from shared.errors import NotFoundError, PermanentError
 from shared.hr.events import HrEvent
 from shared.names import HR_EVENTS
 from shared.onboarding.common import (
@@ -33,11 +32,12 @@ from shared.onboarding.common import (
     parse_iso,
     refuse_break_glass,
 )
-from shared.onboarding.deps import ACTOR, Deps, run_sync
+from shared.onboarding.deps import ACTOR, Deps
 from shared.onboarding.ports import DirectoryUser
 from shared.onboarding.tap_mail import TapMail, compose_tap_mail
-from shared.onboarding.wave_group import ensure_wave_group
 from shared.rollout.assignment import assign_wave
+from shared.rollout.wave_groups import ensure_wave_group
+from shared.state.once import once
 
 __all__ = ["HIRES_NAMESPACE", "HireOutcome", "handle_hired", "recheck_delay", "tap_refusal", "tap_start"]
 
@@ -64,29 +64,18 @@ async def handle_hired(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOu
         SafetyViolationError: the event names a break-glass account.
         PermanentError: no manager to deliver the TAP to, or the wave's group is misconfigured.
     """
-    key = f"onboarding:{envelope.id}"
-    idempotency = deps.state.idempotency
-    claim = await run_sync(idempotency.claim, key, ttl=CLAIM_TTL)
-    if claim.completed:
-        result = claim.result or {}
-        return HireOutcome("duplicate", user_id=result.get("userId"), wave=result.get("wave"))
-    if claim.in_progress:
-        raise BusyError(
-            "another worker is onboarding this hire",
-            correlation_id=envelope.id,
-            retry_after=claim.expires_in.total_seconds() + 1,
-        )
-    try:
+    async with once(
+        deps.state.idempotency, f"onboarding:{envelope.id}", ttl=CLAIM_TTL,
+        busy_message="another worker is onboarding this hire", correlation_id=envelope.id,
+    ) as run:  # fmt: skip
+        if run.done:
+            return HireOutcome("duplicate", user_id=run.result.get("userId"), wave=run.result.get("wave"))
         outcome = await _onboard(envelope, event, deps)
-    except BaseException:
-        with contextlib.suppress(Exception):  # the claim expires anyway; keep the original error
-            await run_sync(idempotency.release, key)
-        raise
-    if outcome.status in ("done", "cancelled"):
-        await run_sync(idempotency.complete, key, {"userId": outcome.user_id, "wave": outcome.wave})
-    else:
-        await run_sync(idempotency.release, key)  # the scheduled re-check claims it again
-    return outcome
+        if outcome.status == "rechecking":
+            await run.release()  # the scheduled re-check claims it again
+        else:
+            await run.complete({"userId": outcome.user_id, "wave": outcome.wave})
+        return outcome
 
 
 async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcome:
@@ -255,7 +244,7 @@ async def _alert(
         details={"envelopeId": envelope.id, "employeeId": event.data.employee_id, **details},
         occurred_at=deps.clock(),
     )
-    await run_sync(raise_alert, deps.queues, alert)
+    await raise_alert(deps.queues, alert)
 
 
 async def _issue_and_deliver_tap(
@@ -431,7 +420,7 @@ async def _recheck_later(
             attempts=attempts + 1,
         )
     delay = recheck_delay(attempts, policy, budget - elapsed)
-    await run_sync(deps.queues.send, HR_EVENTS, envelope, delay=delay)
+    await deps.queues.send(HR_EVENTS, envelope, delay=delay)
     progress.update(
         attempts=attempts + 1, lastCheckAt=iso(now), nextCheckAt=iso(now + timedelta(seconds=delay))
     )
@@ -456,15 +445,15 @@ async def _track_registration(
         "status": "pending",
         "envelopeId": envelope.id,
     }
-    await run_sync(deps.state.kv.put, REGISTRATION_NAMESPACE, user.id, record)
+    await deps.state.kv.put(REGISTRATION_NAMESPACE, user.id, record)
 
 
 async def _load_progress(envelope_id: str, deps: Deps) -> dict[str, Any]:
-    stored = await run_sync(deps.state.kv.get, HIRES_NAMESPACE, envelope_id)
+    stored = await deps.state.kv.get(HIRES_NAMESPACE, envelope_id)
     if stored is not None and isinstance(stored.value, dict):
         return dict(stored.value)
     return {"firstSeenAt": iso(deps.clock()), "attempts": 0}
 
 
 async def _save_progress(envelope_id: str, progress: dict[str, Any], deps: Deps) -> None:
-    await run_sync(deps.state.kv.put, HIRES_NAMESPACE, envelope_id, progress)
+    await deps.state.kv.put(HIRES_NAMESPACE, envelope_id, progress)

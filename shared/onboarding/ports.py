@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -13,8 +14,6 @@ from shared.graph.tap import IssuedTap, TapMethod
 if TYPE_CHECKING:
     from msgraph.generated.models.user import User
     from msgraph.graph_service_client import GraphServiceClient
-
-    from shared.config import Settings
 
 __all__ = ["DirectoryUser", "GraphOnboarding", "OnboardingGraph"]
 
@@ -126,15 +125,10 @@ def _user(user: User | None) -> DirectoryUser | None:
 
 
 class GraphOnboarding:
-    """``OnboardingGraph`` over the process's Graph client (one per event loop)."""
+    """``OnboardingGraph`` over the process's Graph client (``client()``: one per event loop)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-
-    def _client(self) -> GraphServiceClient:
-        from shared.graph import get_graph_client
-
-        return get_graph_client(self._settings)
+    def __init__(self, client: Callable[[], GraphServiceClient]) -> None:
+        self._client = client
 
     async def find_user(self, id_or_upn: str) -> DirectoryUser | None:
         from shared.graph.directory import find_user

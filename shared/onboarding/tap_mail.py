@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
 
 from shared.graph.mail import MailMessage
+from shared.names import REGISTRATION_URL
 
 __all__ = ["REGISTRATION_URL", "TapMail", "compose_tap_mail"]
 
-REGISTRATION_URL: Final = "https://aka.ms/mysecurityinfo"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import Literal
 from shared.envelope import Envelope
 from shared.hr.events import HrEvent
 from shared.onboarding.common import REGISTRATION_NAMESPACE, find_employee, record_leaver, refuse_break_glass
-from shared.onboarding.deps import Deps, run_sync
+from shared.onboarding.deps import Deps
 
 __all__ = ["TerminationOutcome", "handle_terminated"]
 
@@ -43,9 +43,9 @@ async def handle_terminated(envelope: Envelope, event: HrEvent, deps: Deps) -> T
         if await deps.graph.delete_tap(user.id, method.id):
             deleted += 1
             await deps.audit("tap.delete", user.id, "employee terminated", envelope.id, method_id=method.id)
-    stored = await run_sync(deps.state.kv.get, REGISTRATION_NAMESPACE, user.id)
+    stored = await deps.state.kv.get(REGISTRATION_NAMESPACE, user.id)
     if stored is not None:
-        await run_sync(deps.state.kv.delete, REGISTRATION_NAMESPACE, user.id)
+        await deps.state.kv.delete(REGISTRATION_NAMESPACE, user.id)
         await deps.audit("registration.stop", user.id, "employee terminated", envelope.id)
     return TerminationOutcome(
         "cleaned", user_id=user.id, taps_deleted=deleted, tracking_stopped=stored is not None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Literal
 
 from shared.config import Wave
 from shared.envelope import Envelope
-from shared.errors import BusyError, NotFoundError
+from shared.errors import NotFoundError
 from shared.hr.events import HrEvent
 from shared.onboarding.common import (
     CLAIM_TTL,
@@ -17,10 +16,11 @@ from shared.onboarding.common import (
     find_employee,
     refuse_break_glass,
 )
-from shared.onboarding.deps import Deps, run_sync
-from shared.onboarding.wave_group import ensure_wave_group
+from shared.onboarding.deps import Deps
 from shared.rollout.assignment import assign_wave
+from shared.rollout.wave_groups import ensure_wave_group
 from shared.rollout.wave_state import read_wave_state
+from shared.state.once import once
 
 __all__ = ["UpdateOutcome", "handle_updated"]
 
@@ -44,25 +44,15 @@ async def handle_updated(envelope: Envelope, event: HrEvent, deps: Deps) -> Upda
         SafetyViolationError: the event names a break-glass account.
         RetryableError: Graph or storage failed, or another worker holds this envelope.
     """
-    key = f"onboarding:{envelope.id}"
-    idempotency = deps.state.idempotency
-    claim = await run_sync(idempotency.claim, key, ttl=CLAIM_TTL)
-    if claim.completed:
-        return UpdateOutcome("duplicate", user_id=(claim.result or {}).get("userId"))
-    if claim.in_progress:
-        raise BusyError(
-            "another worker is applying this update",
-            correlation_id=envelope.id,
-            retry_after=claim.expires_in.total_seconds() + 1,
-        )
-    try:
+    async with once(
+        deps.state.idempotency, f"onboarding:{envelope.id}", ttl=CLAIM_TTL,
+        busy_message="another worker is applying this update", correlation_id=envelope.id,
+    ) as run:  # fmt: skip
+        if run.done:
+            return UpdateOutcome("duplicate", user_id=run.result.get("userId"))
         outcome = await _apply(envelope, event, deps)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            await run_sync(idempotency.release, key)
-        raise
-    await run_sync(idempotency.complete, key, {"userId": outcome.user_id, "wave": outcome.wave})
-    return outcome
+        await run.complete({"userId": outcome.user_id, "wave": outcome.wave})
+        return outcome
 
 
 def _current_waves(deps: Deps, groups: list[tuple[str, str | None]]) -> list[tuple[Wave, str]]:
@@ -96,13 +86,13 @@ async def _apply(envelope: Envelope, event: HrEvent, deps: Deps) -> UpdateOutcom
     if await deps.graph.add_member(group_id, user.id):
         reason = f"HR change: wave {target.name} ({assignment.reason} {assignment.selector or ''})".strip()
         await deps.audit("wave.member.add", user.id, reason, envelope.id, wave=target.name, group_id=group_id)
-    target_state = await run_sync(read_wave_state, deps.state.kv, target.name)
+    target_state = await read_wave_state(deps.state.kv, target.name)
     removed: list[str] = []
     kept: list[str] = []
     for wave, old_group in current:
         if wave.name == target.name:
             continue
-        old_state = await run_sync(read_wave_state, deps.state.kv, wave.name)
+        old_state = await read_wave_state(deps.state.kv, wave.name)
         if old_state.enforced and not target_state.enforced:
             kept.append(wave.name)
             await deps.audit(
@@ -123,11 +113,9 @@ async def _apply(envelope: Envelope, event: HrEvent, deps: Deps) -> UpdateOutcom
 
 
 async def _retarget_registration(user_id: str, wave: str, deps: Deps) -> None:
-    stored = await run_sync(deps.state.kv.get, REGISTRATION_NAMESPACE, user_id)
+    stored = await deps.state.kv.get(REGISTRATION_NAMESPACE, user_id)
     if stored is not None and isinstance(stored.value, dict) and stored.value.get("wave") != wave:
-        await run_sync(
-            deps.state.kv.put,
-            REGISTRATION_NAMESPACE,
+        await deps.state.kv.put(REGISTRATION_NAMESPACE,
             user_id,
             {**stored.value, "wave": wave},
             if_match=stored.etag,

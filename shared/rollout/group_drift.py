@@ -17,7 +17,7 @@ from shared.config import RolloutPlan
 from shared.errors import PermanentError
 from shared.graph.client import get_json, request_json
 from shared.rollout.wave_groups import recorded_group_id
-from shared.state import AuditEntry, AuditPort, KeyValuePort
+from shared.state import AsyncAuditPort, AsyncKeyValuePort, AuditEntry
 
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
@@ -43,7 +43,7 @@ class GroupDrift:
 
 
 async def wave_group_drift(
-    client: GraphServiceClient, plan: RolloutPlan, kv: KeyValuePort
+    client: GraphServiceClient, plan: RolloutPlan, kv: AsyncKeyValuePort
 ) -> list[GroupDrift]:
     """Every wave whose group (by recorded or configured id) is named otherwise than in the plan.
 
@@ -53,7 +53,7 @@ async def wave_group_drift(
     drifts: list[GroupDrift] = []
     for wave in plan.waves:
         planned = wave.group.display_name
-        group_id = wave.group.id or recorded_group_id(kv, wave.name)
+        group_id = wave.group.id or await recorded_group_id(kv, wave.name)
         if not planned or not group_id:
             continue
         group = await get_json(client, f"/groups/{group_id}?$select=id,displayName")
@@ -64,7 +64,7 @@ async def wave_group_drift(
 
 
 async def rename_drifted_groups(
-    client: GraphServiceClient, drifts: list[GroupDrift], *, audit: AuditPort, actor: str, correlation_id: str
+    client: GraphServiceClient, drifts: list[GroupDrift], *, audit: AsyncAuditPort, actor: str, correlation_id: str
 ) -> list[GroupDrift]:
     """Rename each drifted group to the plan's name (audited ``wave.group.rename``); returns them.
 
@@ -89,7 +89,7 @@ async def rename_drifted_groups(
                     wave=drift.wave,
                 ) from None
             raise
-        audit.append(
+        await audit.append(
             AuditEntry(
                 actor,
                 "wave.group.rename",

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Final
 
 from shared.errors import InvalidPayloadError
-from shared.state.ports import KeyValuePort
+from shared.state import AsyncKeyValuePort
 
 __all__ = [
     "WAVES_NAMESPACE",
@@ -47,24 +47,24 @@ class WaveStatus:
         return self.state is WaveState.ENFORCED
 
 
-def read_wave_state(kv: KeyValuePort, name: str) -> WaveStatus:
+async def read_wave_state(kv: AsyncKeyValuePort, name: str) -> WaveStatus:
     """The recorded state of wave ``name``; an absent record means ``planned``.
 
     Raises:
         InvalidPayloadError: the stored record is not ``{"state": <known state>, "since": <ISO-8601>}``.
         RetryableError: the store is unavailable.
     """
-    return read_wave_record(kv, name)[0]
+    return (await read_wave_record(kv, name))[0]
 
 
-def read_wave_record(kv: KeyValuePort, name: str) -> tuple[WaveStatus, str | None]:
+async def read_wave_record(kv: AsyncKeyValuePort, name: str) -> tuple[WaveStatus, str | None]:
     """The state of wave ``name`` and the record's ETag (None: never recorded, i.e. planned).
 
     Raises:
         InvalidPayloadError: the stored record is malformed.
         RetryableError: the store is unavailable.
     """
-    stored = kv.get(WAVES_NAMESPACE, name)
+    stored = await kv.get(WAVES_NAMESPACE, name)
     if stored is None:
         return WaveStatus(name, WaveState.PLANNED), None
     return _parse_record(name, stored.value), stored.etag
@@ -83,17 +83,17 @@ def _parse_record(name: str, value: object) -> WaveStatus:
     return WaveStatus(name, state, _parse_since(name, value.get("since")))
 
 
-def write_wave_state(kv: KeyValuePort, name: str, state: WaveState, since: datetime) -> None:
+async def write_wave_state(kv: AsyncKeyValuePort, name: str, state: WaveState, since: datetime) -> None:
     """Record wave ``name`` as ``state`` since ``since`` (tests and the wave work).
 
     Raises:
         RetryableError: the store is unavailable.
     """
-    kv.put(WAVES_NAMESPACE, name, {"state": state.value, "since": since.isoformat()})
+    await kv.put(WAVES_NAMESPACE, name, {"state": state.value, "since": since.isoformat()})
 
 
-def replace_wave_state(
-    kv: KeyValuePort, name: str, state: WaveState, since: datetime, *, etag: str | None
+async def replace_wave_state(
+    kv: AsyncKeyValuePort, name: str, state: WaveState, since: datetime, *, etag: str | None
 ) -> str:
     """Record ``state`` only if the record is still the one read with ``etag`` (None: absent).
 
@@ -105,8 +105,8 @@ def replace_wave_state(
     """
     value = {"state": state.value, "since": since.isoformat()}
     if etag is None:
-        return kv.put(WAVES_NAMESPACE, name, value, if_absent=True)
-    return kv.put(WAVES_NAMESPACE, name, value, if_match=etag)
+        return await kv.put(WAVES_NAMESPACE, name, value, if_absent=True)
+    return await kv.put(WAVES_NAMESPACE, name, value, if_match=etag)
 
 
 def _parse_since(name: str, raw: object) -> datetime | None:

@@ -20,9 +20,10 @@ base class holds the logic (claims, expiry, takeover, JSON, validation) and the 
 
 from __future__ import annotations
 
+from shared.state.aio import AsyncAuditPort, AsyncIdempotencyPort, AsyncKeyValuePort
 from shared.state.audit import AuditLog
 from shared.state.errors import ConcurrencyError
-from shared.state.factory import StateStores, build_memory_state, build_state
+from shared.state.factory import AsyncStores, StateStores, build_memory_state, build_state
 from shared.state.idempotency import DEFAULT_IN_PROGRESS_EXPIRY, DEFAULT_TTL, IdempotencyStore
 from shared.state.kv import KeyValueStore
 from shared.state.ports import (
@@ -34,12 +35,18 @@ from shared.state.ports import (
     IdempotencyPort,
     KeyValuePort,
     Versioned,
+    iso,
+    parse_iso,
     utc_now,
 )
 
 __all__ = [
     "DEFAULT_IN_PROGRESS_EXPIRY",
     "DEFAULT_TTL",
+    "AsyncAuditPort",
+    "AsyncIdempotencyPort",
+    "AsyncKeyValuePort",
+    "AsyncStores",
     "AuditEntry",
     "AuditLog",
     "AuditPort",
@@ -55,5 +62,7 @@ __all__ = [
     "Versioned",
     "build_memory_state",
     "build_state",
+    "iso",
+    "parse_iso",
     "utc_now",
 ]

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from shared.config.settings import Settings
 from shared.names import TABLE_AUDIT, TABLE_IDEMPOTENCY, TABLE_STATE
+from shared.offload import Offload, direct, to_thread
+from shared.state.aio import (
+    AsyncAudit,
+    AsyncAuditPort,
+    AsyncIdempotency,
+    AsyncIdempotencyPort,
+    AsyncKeyValue,
+    AsyncKeyValuePort,
+)
 from shared.state.audit import AuditLog
 from shared.state.idempotency import DEFAULT_IN_PROGRESS_EXPIRY, IdempotencyStore
 from shared.state.kv import KeyValueStore
@@ -15,16 +25,40 @@ from shared.state.memory import MemoryAuditLog, MemoryIdempotencyStore, MemoryKe
 from shared.state.ports import Clock, utc_now
 from shared.state.tables import TableAuditLog, TableIdempotencyStore, TableKeyValueStore, Tables
 
-__all__ = ["StateStores", "build_memory_state", "build_state"]
+__all__ = ["AsyncStores", "StateStores", "build_memory_state", "build_state"]
 
 
 @dataclass(frozen=True, slots=True)
+class AsyncStores:
+    """The stores as code on the event loop sees them: every call awaited, none blocking."""
+
+    idempotency: AsyncIdempotencyPort
+    kv: AsyncKeyValuePort
+    audit: AsyncAuditPort
+
+
+@dataclass(frozen=True)
 class StateStores:
-    """The state a worker needs: idempotency keys, key-value state, and the audit log."""
+    """Idempotency keys, key-value state and the audit log.
+
+    The attributes are the synchronous stores (the CLI and tools); ``aio`` is the same stores for
+    async code, each call offloaded inside the store (``offload``: a thread for Azure Tables,
+    inline for the in-memory twins).
+    """
 
     idempotency: IdempotencyStore
     kv: KeyValueStore
     audit: AuditLog
+    offload: Offload = to_thread
+
+    @functools.cached_property
+    def aio(self) -> AsyncStores:
+        """The async face of these stores (built once)."""
+        return AsyncStores(
+            idempotency=AsyncIdempotency(self.idempotency, self.offload),
+            kv=AsyncKeyValue(self.kv, self.offload),
+            audit=AsyncAudit(self.audit, self.offload),
+        )
 
 
 def build_state(
@@ -84,4 +118,5 @@ def build_memory_state(
         idempotency=MemoryIdempotencyStore(clock=clock, in_progress_expiry=in_progress_expiry),
         kv=MemoryKeyValueStore(),
         audit=MemoryAuditLog(clock=clock),
+        offload=direct,
     )

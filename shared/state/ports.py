@@ -17,6 +17,8 @@ __all__ = [
     "IdempotencyPort",
     "KeyValuePort",
     "Versioned",
+    "iso",
+    "parse_iso",
     "utc_now",
 ]
 
@@ -26,6 +28,21 @@ Clock = Callable[[], datetime]
 def utc_now() -> datetime:
     """The current time in UTC (the default clock)."""
     return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """ISO-8601 text for state records."""
+    return moment.isoformat()
+
+
+def parse_iso(text: object) -> datetime | None:
+    """A datetime from ``iso`` text, or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 class ClaimStatus(enum.StrEnum):

@@ -43,11 +43,6 @@ from shared.rollout.lifecycle.states import (
 )
 from shared.rollout.lifecycle.status import WaveRow, collect_status, rows_from
 from shared.rollout.lifecycle.timer import TIMER_ALERT_SOURCE, run_timer_tick
-from shared.rollout.lifecycle.wiring import (
-    build_lifecycle_deps,
-    membership_sync_for,
-    membership_sync_unavailable,
-)
 
 __all__ = [
     "ALERTS_OPEN_NAMESPACE",
@@ -70,14 +65,11 @@ __all__ = [
     "WaveEvidence",
     "WaveRow",
     "approval_of",
-    "build_lifecycle_deps",
     "check_transition",
     "clear_approval",
     "collect_status",
     "evaluate_gates",
     "evaluate_waves",
-    "membership_sync_for",
-    "membership_sync_unavailable",
     "nudge_period",
     "open_critical_alerts",
     "record_approval",

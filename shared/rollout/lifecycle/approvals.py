@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Final
 
-from shared.state import KeyValuePort
+from shared.state import AsyncKeyValuePort
 
 __all__ = ["APPROVALS_NAMESPACE", "approval_of", "clear_approval", "record_approval"]
 
@@ -13,29 +13,29 @@ __all__ = ["APPROVALS_NAMESPACE", "approval_of", "clear_approval", "record_appro
 APPROVALS_NAMESPACE: Final = "wave-approvals"
 
 
-def record_approval(kv: KeyValuePort, wave: str, *, actor: str, at: datetime, reason: str = "") -> None:
+async def record_approval(kv: AsyncKeyValuePort, wave: str, *, actor: str, at: datetime, reason: str = "") -> None:
     """Record that ``actor`` approved promoting ``wave`` (repeating it just refreshes the record).
 
     Raises:
         RetryableError: the store is unavailable.
     """
-    kv.put(APPROVALS_NAMESPACE, wave, {"approvedBy": actor, "at": at.isoformat(), "reason": reason})
+    await kv.put(APPROVALS_NAMESPACE, wave, {"approvedBy": actor, "at": at.isoformat(), "reason": reason})
 
 
-def approval_of(kv: KeyValuePort, wave: str) -> dict[str, Any] | None:
+async def approval_of(kv: AsyncKeyValuePort, wave: str) -> dict[str, Any] | None:
     """The recorded approval of ``wave``, or None.
 
     Raises:
         RetryableError: the store is unavailable.
     """
-    stored = kv.get(APPROVALS_NAMESPACE, wave)
+    stored = await kv.get(APPROVALS_NAMESPACE, wave)
     return stored.value if stored is not None and isinstance(stored.value, dict) else None
 
 
-def clear_approval(kv: KeyValuePort, wave: str) -> None:
+async def clear_approval(kv: AsyncKeyValuePort, wave: str) -> None:
     """Forget the approval once used (a rolled-back wave needs a new one).
 
     Raises:
         RetryableError: the store is unavailable.
     """
-    kv.delete(APPROVALS_NAMESPACE, wave)
+    await kv.delete(APPROVALS_NAMESPACE, wave)

@@ -10,8 +10,9 @@ so a run that dies between the two is finished by the next one.
 
 from __future__ import annotations
 
+import enum
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
@@ -31,13 +32,17 @@ from shared.rollout.lifecycle.nudges import NudgeMail, NudgeReport, send_nudges
 from shared.rollout.lifecycle.states import InvalidTransitionError, transition_wave
 from shared.rollout.policies.render import DARK_PHASES, POLICY_TITLES
 from shared.rollout.wave_state import WaveState, WaveStatus, read_wave_state
-from shared.state import AuditEntry, ConcurrencyError, StateStores
+from shared.state import AsyncStores, AuditEntry, ConcurrencyError
 
 __all__ = [
     "SYNC_NAMESPACE",
+    "Action",
     "EvaluationResult",
     "Evidence",
+    "GroupEnsurer",
     "LifecycleDeps",
+    "MembershipStart",
+    "PolicySync",
     "WaveDecision",
     "evaluate_waves",
     "report_only_policy_name",
@@ -51,18 +56,24 @@ SYNC_NAMESPACE: Final = "wave-sync"
 SYNC_KEY: Final = "baseline"
 TIMER_ACTOR: Final = "wave-timer"
 
-# Actions a decision may carry; the first three change the wave's state.
-START_REGISTERING: Final = "start-registering"
-MOVE_TO_REPORT_ONLY: Final = "move-to-report-only"
-PROMOTE: Final = "promote"
-HOLD: Final = "hold"
-WAIT: Final = "wait"
-NONE: Final = "none"
+
+
+class Action(enum.StrEnum):
+    """What a decision does to its wave; the first three change the wave's state."""
+
+    START_REGISTERING = "start-registering"
+    MOVE_TO_REPORT_ONLY = "move-to-report-only"
+    PROMOTE = "promote"
+    HOLD = "hold"
+    WAIT = "wait"
+    NONE = "none"
+
+
 _MARK_ATTEMPTS: Final = 5
 _TARGETS: Final = {
-    START_REGISTERING: WaveState.REGISTERING,
-    MOVE_TO_REPORT_ONLY: WaveState.REPORT_ONLY,
-    PROMOTE: WaveState.ENFORCED,
+    Action.START_REGISTERING: WaveState.REGISTERING,
+    Action.MOVE_TO_REPORT_ONLY: WaveState.REPORT_ONLY,
+    Action.PROMOTE: WaveState.ENFORCED,
 }
 
 
@@ -76,9 +87,22 @@ class Evidence(Protocol):
     async def report_only_sign_ins(self, policy_name: str, *, since: datetime) -> list[SignInResult]: ...
 
 
-PolicySync = Callable[..., Awaitable[object]]  # (*, reason, correlation_id) -> anything
-MembershipStart = Callable[..., Awaitable[object]]  # (wave_name, *, correlation_id) -> anything
-GroupEnsurer = Callable[..., Awaitable[str]]  # (wave_name, *, correlation_id) -> the group's id
+class PolicySync(Protocol):
+    """Sync the Conditional Access baseline with the plan and the wave states (audited)."""
+
+    async def __call__(self, *, reason: str, correlation_id: str) -> object: ...
+
+
+class MembershipStart(Protocol):
+    """Start the wave's membership sync (production: plan it and enqueue its ``wave-work`` chunks)."""
+
+    async def __call__(self, wave: str, *, correlation_id: str) -> object: ...
+
+
+class GroupEnsurer(Protocol):
+    """Find or create the wave's target group; returns its id."""
+
+    async def __call__(self, wave: str, *, correlation_id: str) -> str: ...
 
 
 @dataclass(slots=True)
@@ -86,7 +110,7 @@ class LifecycleDeps:
     """Everything the evaluation needs; each side effect sits behind a small port."""
 
     plan: RolloutPlan
-    stores: StateStores
+    stores: AsyncStores
     evidence: Evidence
     sync_policies: PolicySync
     start_membership: MembershipStart
@@ -103,7 +127,7 @@ class WaveDecision:
     wave: str
     state: WaveState
     since: datetime | None
-    action: str
+    action: Action
     detail: str
     gates: list[GateResult]
     members: int
@@ -161,7 +185,7 @@ async def evaluate_waves(
         PermanentError: Graph refused a read, or the CA baseline failed its lint.
     """
     now = deps.clock()
-    statuses = {w.name: read_wave_state(deps.stores.kv, w.name) for w in deps.plan.waves}
+    statuses = {w.name: await read_wave_state(deps.stores.kv, w.name) for w in deps.plan.waves}
     registered = await deps.evidence.registered_users()
     sign_ins = await _sign_ins(deps, statuses.values())
     result = EvaluationResult([], dry_run)
@@ -173,9 +197,9 @@ async def evaluate_waves(
         status = statuses[wave.name]
         members = await deps.evidence.wave_members(wave.name)
         evidence = WaveEvidence(
-            members, registered, sign_ins, open_critical_alerts(deps.stores.kv, wave.name)
+            members, registered, sign_ins, await open_critical_alerts(deps.stores.kv, wave.name)
         )
-        decision = _decide(deps, wave, status, evidence, previous_enforced, now)
+        decision = await _decide(deps, wave, status, evidence, previous_enforced, now)
         if wave.name in not_synced:
             decision.detail += f"; membership sync not started: {not_synced[wave.name]}"
         if not dry_run and decision.action in _TARGETS:
@@ -220,14 +244,14 @@ async def rollback_wave(
         RetryableError / PermanentError: the store or Graph failed (the sync marker stays set).
     """
     _plan_wave(deps.plan, wave)
-    current = read_wave_state(deps.stores.kv, wave)
+    current = await read_wave_state(deps.stores.kv, wave)
     now = deps.clock()
-    _mark_sync_pending(deps, reason=f"rollback of {wave}")
-    status = transition_wave(
+    await _mark_sync_pending(deps, reason=f"rollback of {wave}")
+    status = await transition_wave(
         deps.stores.kv, wave, WaveState.REPORT_ONLY, now=now, expected=WaveState.ENFORCED
     )
-    clear_approval(deps.stores.kv, wave)
-    _audit(deps, actor, wave, current.state, WaveState.REPORT_ONLY, reason, correlation_id, {})
+    await clear_approval(deps.stores.kv, wave)
+    await _audit(deps, actor, wave, current.state, WaveState.REPORT_ONLY, reason, correlation_id, {})
     await _sync_if_pending(deps, correlation_id=correlation_id)
     return status
 
@@ -247,36 +271,36 @@ async def _sign_ins(deps: LifecycleDeps, statuses: Sequence[WaveStatus] | Any) -
     return await deps.evidence.report_only_sign_ins(report_only_policy_name(deps.plan), since=min(starts))
 
 
-def _decide(
+async def _decide(
     deps: LifecycleDeps, wave: Wave, status: WaveStatus, evidence: WaveEvidence, previous_enforced: bool,
     now: datetime,
 ) -> WaveDecision:  # fmt: skip
     gates = evaluate_gates(wave.gates, status, evidence, now=now)
-    approved = approval_of(deps.stores.kv, wave.name) is not None
+    approved = await approval_of(deps.stores.kv, wave.name) is not None
     decision = WaveDecision(
-        wave.name, status.state, status.since, NONE, "", gates, len(evidence.members),
+        wave.name, status.state, status.since, Action.NONE, "", gates, len(evidence.members),
         len(evidence.registered_members), approved,
     )  # fmt: skip
     failing = ", ".join(decision.failing)
     if status.state is WaveState.PLANNED:
         decision.action, decision.detail = (
-            (START_REGISTERING, "previous wave enforced" if wave is not deps.plan.waves[0] else "first wave")
-            if previous_enforced else (WAIT, "waiting for the previous wave to be enforced")
+            (Action.START_REGISTERING, "previous wave enforced" if wave is not deps.plan.waves[0] else "first wave")
+            if previous_enforced else (Action.WAIT, "waiting for the previous wave to be enforced")
         )  # fmt: skip
     elif status.state is WaveState.REGISTERING:
         registration = gates[0]
         decision.action, decision.detail = (
-            (MOVE_TO_REPORT_ONLY, registration.detail) if registration.passed
-            else (HOLD, f"failing: registration ({registration.detail})")
+            (Action.MOVE_TO_REPORT_ONLY, registration.detail) if registration.passed
+            else (Action.HOLD, f"failing: registration ({registration.detail})")
         )  # fmt: skip
     elif status.state is WaveState.REPORT_ONLY:
         if decision.failing:
-            decision.action, decision.detail = HOLD, f"failing: {failing}"
+            decision.action, decision.detail = Action.HOLD, f"failing: {failing}"
         elif wave.promotion == "auto" or approved:
-            decision.action = PROMOTE
+            decision.action = Action.PROMOTE
             decision.detail = "every gate passed" + ("" if wave.promotion == "auto" else "; approved")
         else:
-            decision.action = HOLD
+            decision.action = Action.HOLD
             decision.detail = f"every gate passed; waiting for `waveguard waves approve {wave.name}`"
     else:
         decision.detail = "enforced"
@@ -289,20 +313,20 @@ async def _apply(deps: LifecycleDeps, decision: WaveDecision, *, correlation_id:
         try:
             await deps.ensure_group(decision.wave, correlation_id=correlation_id)
         except WaveGuardError as exc:
-            decision.action, decision.detail = HOLD, f"the wave group could not be made ready: {exc}"
+            decision.action, decision.detail = Action.HOLD, f"the wave group could not be made ready: {exc}"
             return
-    if decision.action != MOVE_TO_REPORT_ONLY:  # registering already puts the group in the report-only twin
-        _mark_sync_pending(deps, reason=f"{decision.wave}: {decision.state.value} -> {target.value}")
+    if decision.action != Action.MOVE_TO_REPORT_ONLY:  # registering already puts the group in the report-only twin
+        await _mark_sync_pending(deps, reason=f"{decision.wave}: {decision.state.value} -> {target.value}")
     try:
-        transition_wave(deps.stores.kv, decision.wave, target, now=now, expected=decision.state)
+        await transition_wave(deps.stores.kv, decision.wave, target, now=now, expected=decision.state)
     except (ConcurrencyError, InvalidTransitionError) as exc:
-        decision.action, decision.detail = HOLD, f"changed by another run meanwhile ({type(exc).__name__})"
+        decision.action, decision.detail = Action.HOLD, f"changed by another run meanwhile ({type(exc).__name__})"
         return
     decision.applied, decision.new_state = True, target
     details = {"gates": [g.to_dict() for g in decision.gates], "approved": decision.approved}
-    _audit(deps, TIMER_ACTOR, decision.wave, decision.state, target, decision.detail, correlation_id, details)
+    await _audit(deps, TIMER_ACTOR, decision.wave, decision.state, target, decision.detail, correlation_id, details)
     if target is WaveState.ENFORCED:
-        clear_approval(deps.stores.kv, decision.wave)
+        await clear_approval(deps.stores.kv, decision.wave)
     if target is WaveState.REGISTERING:
         await _start_membership(deps, decision, correlation_id=correlation_id)
 
@@ -325,28 +349,28 @@ async def _try_membership(deps: LifecycleDeps, wave: str, *, correlation_id: str
     return None
 
 
-def _audit(
+async def _audit(
     deps: LifecycleDeps, actor: str, wave: str, before: WaveState, after: WaveState, reason: str,
     correlation_id: str, details: dict[str, Any],
 ) -> None:  # fmt: skip
-    deps.stores.audit.append(AuditEntry(
+    await deps.stores.audit.append(AuditEntry(
         actor=actor, action="wave.transition", target=wave, reason=reason, correlation_id=correlation_id,
         details={"from": before.value, "to": after.value, **details},
     ))  # fmt: skip
     log.info("wave transition", extra={"wave": wave, "from": before.value, "to": after.value})
 
 
-def _mark_sync_pending(deps: LifecycleDeps, *, reason: str) -> None:
+async def _mark_sync_pending(deps: LifecycleDeps, *, reason: str) -> None:
     """Ask the next tick to sync the CA policies, keeping every reason given since the last sync
     (a conditional write: two transitions marking at once both keep theirs)."""
     for attempt in range(_MARK_ATTEMPTS):
-        stored = deps.stores.kv.get(SYNC_NAMESPACE, SYNC_KEY)
+        stored = await deps.stores.kv.get(SYNC_NAMESPACE, SYNC_KEY)
         value = stored.value if stored is not None and isinstance(stored.value, dict) else {}
         merged = f"{value['reason']}; {reason}" if value.get("pending") and value.get("reason") else reason
         conditional = attempt < _MARK_ATTEMPTS - 1  # at last, pending matters more than every reason
         etag = stored.etag if stored is not None and conditional else None
         try:
-            deps.stores.kv.put(
+            await deps.stores.kv.put(
                 SYNC_NAMESPACE, SYNC_KEY, {"pending": True, "reason": merged[-2000:]},
                 if_match=etag, if_absent=stored is None and conditional,
             )  # fmt: skip
@@ -356,13 +380,13 @@ def _mark_sync_pending(deps: LifecycleDeps, *, reason: str) -> None:
 
 
 async def _sync_if_pending(deps: LifecycleDeps, *, correlation_id: str) -> bool:
-    stored = deps.stores.kv.get(SYNC_NAMESPACE, SYNC_KEY)
+    stored = await deps.stores.kv.get(SYNC_NAMESPACE, SYNC_KEY)
     if stored is None or not isinstance(stored.value, dict) or not stored.value.get("pending"):
         return False
     reason = str(stored.value.get("reason", "wave lifecycle"))
     await deps.sync_policies(reason=reason, correlation_id=correlation_id)
     try:  # only clear the marker this sync covered: a newer one means another change to sync
-        deps.stores.kv.put(
+        await deps.stores.kv.put(
             SYNC_NAMESPACE, SYNC_KEY, {"pending": False, "reason": reason}, if_match=stored.etag
         )
     except ConcurrencyError:

@@ -15,7 +15,7 @@ from typing import Any, Final
 from shared.alerting.open_alerts import ALERTS_OPEN_NAMESPACE, list_open_alerts
 from shared.config.waves import Gates
 from shared.rollout.wave_state import WaveState, WaveStatus
-from shared.state import KeyValuePort
+from shared.state import AsyncKeyValuePort
 
 __all__ = [
     "ALERTS_OPEN_NAMESPACE",
@@ -150,11 +150,11 @@ def evaluate_gates(
     ]
 
 
-def open_critical_alerts(kv: KeyValuePort, wave: str) -> list[str]:
+async def open_critical_alerts(kv: AsyncKeyValuePort, wave: str) -> list[str]:
     """Ids of the open critical alerts recorded for ``wave`` (``shared.alerting.open_alerts``).
 
     Raises:
         InvalidPayloadError: the record is not ``{"open": [{"id", "severity", ...}]}``.
         RetryableError: the store is unavailable.
     """
-    return [a.id for a in list_open_alerts(kv, wave) if a.severity == "critical"]
+    return [a.id for a in await list_open_alerts(kv, wave) if a.severity == "critical"]

@@ -8,6 +8,7 @@ user's first nudge (KV namespace ``nudges``), so the cadence is the plan's ``eve
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING, Final, Protocol
 from shared.config.waves import Wave
 from shared.errors import WaveGuardError
 from shared.graph.mail import MailMessage
-from shared.onboarding.tap_mail import REGISTRATION_URL
-from shared.state import ConcurrencyError, IdempotencyPort, KeyValuePort
+from shared.names import REGISTRATION_URL
+from shared.state import AsyncIdempotencyPort, AsyncKeyValuePort, ConcurrencyError
+from shared.state.once import Run, once
 
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
@@ -116,7 +118,7 @@ def compose_manager_nudge(contact: Contact, wave: str, days: int) -> MailMessage
 
 
 async def send_nudges(
-    mail: NudgeMail, *, idempotency: IdempotencyPort, kv: KeyValuePort, wave: Wave,
+    mail: NudgeMail, *, idempotency: AsyncIdempotencyPort, kv: AsyncKeyValuePort, wave: Wave,
     unregistered: Iterable[str], now: datetime,
 ) -> NudgeReport:  # fmt: skip
     """Nudge each unregistered member once this period; escalate to managers after the plan's days.
@@ -128,7 +130,7 @@ async def send_nudges(
     if not wave.nudges.enabled:
         return report
     for user_id in sorted(unregistered):
-        first = _first_nudge(kv, wave.name, user_id, now)
+        first = await _first_nudge(kv, wave.name, user_id, now)
         period = nudge_period(first, now, wave.nudges.every_days)
         days = int((now - first).total_seconds() // 86400)
         escalate = days >= wave.nudges.escalate_to_manager_after_days
@@ -143,72 +145,52 @@ async def send_nudges(
 
 
 async def _nudge_user(
-    mail: NudgeMail, idempotency: IdempotencyPort, wave: Wave, user_id: str, period: int,
+    mail: NudgeMail, idempotency: AsyncIdempotencyPort, wave: Wave, user_id: str, period: int,
     escalate: bool, days: int, report: NudgeReport,
 ) -> None:  # fmt: skip
+    """Nudge the user (and, on escalation, their manager) once this period; a failed send leaves
+    its key released, so the next run may try again this period."""
     ttl = timedelta(days=wave.nudges.every_days * 2)
-    user_key = f"nudge:{wave.name}:{user_id}:{period}"
-    manager_key = f"nudge-manager:{wave.name}:{user_id}:{period}"
-    wants_user = _claim(idempotency, user_key, ttl)
-    wants_manager = escalate and _claim(idempotency, manager_key, ttl)
-    if not wants_user and not wants_manager:
-        report.skipped += 1
-        return
-    contact = await _contact_or_release(
-        mail, idempotency, user_id, [user_key] * wants_user + [manager_key] * wants_manager
-    )
-    if contact is None or contact.address is None:
-        for key in [user_key] * wants_user + [manager_key] * wants_manager:
-            idempotency.complete(key, {"skipped": "no mailbox"}, ttl=ttl)
-        report.skipped += 1
-        return
-    if wants_user:
-        await _send_once(mail, idempotency, user_key, compose_nudge(contact, wave.name), ttl)
-        report.sent.append(user_id)
-    if wants_manager:
-        if contact.manager_address is None:
-            idempotency.complete(manager_key, {"skipped": "no manager"}, ttl=ttl)
+
+    def claim(key: str) -> contextlib.AbstractAsyncContextManager[Run]:
+        return once(idempotency, key, ttl=ttl, in_progress_expiry=_IN_PROGRESS_EXPIRY, when_busy="skip")
+
+    async with contextlib.AsyncExitStack() as stack:
+        user = await stack.enter_async_context(claim(f"nudge:{wave.name}:{user_id}:{period}"))
+        manager = await stack.enter_async_context(claim(f"nudge-manager:{wave.name}:{user_id}:{period}")) if escalate else None
+        wants_manager = manager is not None and manager.acquired
+        if not user.acquired and not wants_manager:
+            report.skipped += 1
             return
-        await _send_once(mail, idempotency, manager_key, compose_manager_nudge(contact, wave.name, days), ttl)
-        report.escalated.append(user_id)
+        contact = await mail.contact(user_id)
+        if contact is None or contact.address is None:
+            for run in (user, manager):
+                if run is not None:
+                    await run.complete({"skipped": "no mailbox"}, ttl=ttl)
+            report.skipped += 1
+            return
+        if user.acquired:
+            await mail.send(compose_nudge(contact, wave.name))
+            await user.complete({"sent": True}, ttl=ttl)
+            report.sent.append(user_id)
+        if manager is not None and wants_manager:
+            if contact.manager_address is None:
+                await manager.complete({"skipped": "no manager"}, ttl=ttl)
+                return
+            await mail.send(compose_manager_nudge(contact, wave.name, days))
+            await manager.complete({"sent": True}, ttl=ttl)
+            report.escalated.append(user_id)
 
 
-async def _contact_or_release(
-    mail: NudgeMail, idempotency: IdempotencyPort, user_id: str, keys: list[str]
-) -> Contact | None:
-    try:
-        return await mail.contact(user_id)
-    except WaveGuardError:
-        for key in keys:
-            idempotency.release(key)
-        raise
-
-
-async def _send_once(
-    mail: NudgeMail, idempotency: IdempotencyPort, key: str, message: MailMessage, ttl: timedelta
-) -> None:
-    try:
-        await mail.send(message)
-    except WaveGuardError:
-        idempotency.release(key)  # not sent: the next run may try again this period
-        raise
-    idempotency.complete(key, {"sent": True}, ttl=ttl)
-
-
-def _claim(idempotency: IdempotencyPort, key: str, ttl: timedelta) -> bool:
-    claim = idempotency.claim(key, ttl=ttl, in_progress_expiry=_IN_PROGRESS_EXPIRY)
-    return claim.acquired
-
-
-def _first_nudge(kv: KeyValuePort, wave: str, user_id: str, now: datetime) -> datetime:
+async def _first_nudge(kv: AsyncKeyValuePort, wave: str, user_id: str, now: datetime) -> datetime:
     key = f"{wave}:{user_id}"
-    stored = kv.get(NUDGES_NAMESPACE, key)
+    stored = await kv.get(NUDGES_NAMESPACE, key)
     if stored is None:
         try:
-            kv.put(NUDGES_NAMESPACE, key, {"first": now.isoformat()}, if_absent=True)
+            await kv.put(NUDGES_NAMESPACE, key, {"first": now.isoformat()}, if_absent=True)
             return now
         except ConcurrencyError:
-            stored = kv.get(NUDGES_NAMESPACE, key)
+            stored = await kv.get(NUDGES_NAMESPACE, key)
     value = stored.value if stored is not None else None
     raw = value.get("first") if isinstance(value, dict) else None
     try:

@@ -8,7 +8,7 @@ from typing import Final
 
 from shared.errors import PermanentError
 from shared.rollout.wave_state import WaveState, WaveStatus, read_wave_record, replace_wave_state
-from shared.state import KeyValuePort
+from shared.state import AsyncKeyValuePort
 
 __all__ = ["TRANSITIONS", "InvalidTransitionError", "check_transition", "transition_wave"]
 
@@ -41,8 +41,8 @@ def check_transition(wave: str, current: WaveState, target: WaveState) -> None:
         )  # fmt: skip
 
 
-def transition_wave(
-    kv: KeyValuePort, wave: str, target: WaveState, *, now: datetime, expected: WaveState | None = None
+async def transition_wave(
+    kv: AsyncKeyValuePort, wave: str, target: WaveState, *, now: datetime, expected: WaveState | None = None
 ) -> WaveStatus:
     """Move ``wave`` to ``target`` under its record's ETag; returns the new status.
 
@@ -53,7 +53,7 @@ def transition_wave(
         ConcurrencyError: another writer changed the record meanwhile (re-read and retry).
         RetryableError: the store is unavailable.
     """
-    current, etag = read_wave_record(kv, wave)
+    current, etag = await read_wave_record(kv, wave)
     if expected is not None and current.state is not expected:
         raise InvalidTransitionError(
             f"wave {wave!r}: expected it {expected.value} but it is {current.state.value}"
@@ -61,5 +61,5 @@ def transition_wave(
             field="wave", wave=wave, current=current.state.value, target=target.value,
         )  # fmt: skip
     check_transition(wave, current.state, target)
-    replace_wave_state(kv, wave, target, now, etag=etag)
+    await replace_wave_state(kv, wave, target, now, etag=etag)
     return WaveStatus(wave, target, now)

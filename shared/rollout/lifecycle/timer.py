@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from shared.alerting import Alert, AlertSender, raise_alert
+from shared.alerting import Alert, raise_alert
 from shared.errors import PermanentError, RetryableError
 from shared.rollout.lifecycle.evaluate import EvaluationResult, LifecycleDeps, evaluate_waves
+
+if TYPE_CHECKING:
+    from shared.queues import Sender
 
 __all__ = ["TIMER_ALERT_SOURCE", "run_timer_tick"]
 
@@ -18,7 +20,7 @@ TIMER_ALERT_SOURCE: Final = "wave-timer"
 
 
 async def run_timer_tick(
-    deps: LifecycleDeps, alerts: AlertSender, *, correlation_id: str
+    deps: LifecycleDeps, alerts: Sender, *, correlation_id: str
 ) -> EvaluationResult | None:
     """Evaluate every wave; None when the tick failed (retryable: logged; permanent: alerted).
 
@@ -43,5 +45,5 @@ async def run_timer_tick(
             summary=f"The rollout timer cannot progress the waves: {exc}"[:500],
             labels={"correlation_id": correlation_id}, details={"error": type(exc).__name__},
         )  # fmt: skip
-        await asyncio.to_thread(raise_alert, alerts, alert)
+        await raise_alert(alerts, alert)
         return None

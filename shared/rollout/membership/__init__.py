@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from shared.rollout.membership.desired import DesiredMembers, desired_members
-from shared.rollout.membership.dispatch import process_wave_work
 from shared.rollout.membership.plan import MembershipPlan, plan_membership
 from shared.rollout.membership.work import (
     CHUNK_MEMBERS,
@@ -12,12 +11,12 @@ from shared.rollout.membership.work import (
     ChunkOutcome,
     SyncDeps,
     SyncRun,
-    build_sync_deps,
     preview_wave_sync,
     process_chunk,
     read_sync_run,
     start_wave_sync,
 )
+from shared.rollout.membership.worker import process_wave_work
 from shared.rollout.membership.writer import MembershipWriter, WritePacer, WriteResult
 
 __all__ = [
@@ -32,7 +31,6 @@ __all__ = [
     "SyncRun",
     "WritePacer",
     "WriteResult",
-    "build_sync_deps",
     "desired_members",
     "plan_membership",
     "preview_wave_sync",

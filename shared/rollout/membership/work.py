@@ -25,12 +25,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from shared.alerting import Alert, open_alert, raise_alert, resolve_open_alert
-from shared.config import RolloutPlan, Settings
+from shared.config import RolloutPlan
 from shared.envelope import Envelope
-from shared.errors import BusyError, InvalidPayloadError, NotFoundError, RetryableError, SafetyViolationError
+from shared.errors import InvalidPayloadError, NotFoundError, RetryableError, SafetyViolationError
 from shared.graph.directory import find_group
 from shared.names import WAVE_WORK
-from shared.onboarding.deps import QueueSenderPort, run_sync
+from shared.queues import Sender
 from shared.rollout.group_refs import exclusion_group_id, refuse_exclusion_group, wave_field
 from shared.rollout.membership.desired import desired_members
 from shared.rollout.membership.plan import MembershipPlan, plan_membership
@@ -38,14 +38,15 @@ from shared.rollout.membership.reads import iter_member_ids
 from shared.rollout.membership.writer import MembershipWriter, WriteResult
 from shared.rollout.wave_groups import recorded_group_id
 from shared.rollout.wave_state import read_wave_state
-from shared.state import AuditEntry, ConcurrencyError, StateStores
+from shared.state import AsyncStores, AuditEntry, ConcurrencyError
+from shared.state.once import once
 
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
 __all__ = [
     "CHUNK_MEMBERS", "NAMESPACE", "SYNC_CHUNK", "ChunkOutcome", "SyncDeps", "SyncRun",
-    "build_sync_deps", "preview_wave_sync", "process_chunk", "read_sync_run", "start_wave_sync",
+    "preview_wave_sync", "process_chunk", "read_sync_run", "start_wave_sync",
 ]  # fmt: skip
 
 NAMESPACE: Final = "wave-sync"
@@ -64,9 +65,19 @@ class SyncDeps:
     plan: RolloutPlan
     graph: GraphServiceClient
     writer: MembershipWriter
-    state: StateStores
-    queues: QueueSenderPort
+    state: AsyncStores
+    queues: Sender
     chunk_claim_expiry: timedelta = timedelta(minutes=10)
+
+    @classmethod
+    def for_graph(
+        cls, plan: RolloutPlan, graph: GraphServiceClient, state: AsyncStores, queues: Sender
+    ) -> SyncDeps:
+        """Dependencies over ``graph`` with a pacing writer of its own (one per process or tool run)."""
+        from shared.graph.batch import BatchClient
+
+        return cls(plan=plan, graph=graph, writer=MembershipWriter(BatchClient.for_graph(graph)), state=state,
+                   queues=queues)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,25 +104,6 @@ class ChunkOutcome:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def build_sync_deps(settings: Settings, *, client: GraphServiceClient | None = None) -> SyncDeps:
-    """Production dependencies: the process's Graph client (or ``client``: a tool that runs its
-    own event loop needs its own), a pacing writer, Tables, queues.
-
-    Raises:
-        ConfigError: the plan or storage configuration is invalid.
-    """
-    from shared.config import load_plan_for
-    from shared.graph import get_graph_client
-    from shared.graph.batch import BatchClient
-    from shared.queues import get_queue_sender
-    from shared.state import build_state
-
-    graph = client if client is not None else get_graph_client(settings)
-    writer = MembershipWriter(BatchClient.for_graph(graph))
-    return SyncDeps(plan=load_plan_for(settings), graph=graph, writer=writer, state=build_state(settings),
-                    queues=get_queue_sender(settings))  # fmt: skip
-
-
 def run_id_for(wave: str, correlation_id: str) -> str:
     """A run id stable for one (wave, correlation id)."""
     return f"{wave}.{hashlib.sha256(f'{wave}\n{correlation_id}'.encode()).hexdigest()[:16]}"
@@ -126,25 +118,25 @@ async def start_wave_sync(deps: SyncDeps, wave_name: str, *, correlation_id: str
         RetryableError: Graph or storage failed; calling again with the same id is safe.
     """
     run_id = run_id_for(wave_name, correlation_id)
-    stored = await run_sync(deps.state.kv.get, NAMESPACE, run_id)
+    stored = await deps.state.kv.get(NAMESPACE, run_id)
     if stored is None:
         plan = await _plan(deps, wave_name, correlation_id)
         chunks = _chunks(plan)
         for n, (adds, removes) in enumerate(chunks):
-            await run_sync(deps.state.kv.put, NAMESPACE, f"{run_id}:{n}", {"add": adds, "remove": removes})
+            await deps.state.kv.put(NAMESPACE, f"{run_id}:{n}", {"add": adds, "remove": removes})
         record = _run_record(run_id, plan, len(chunks), correlation_id)
         # A concurrent delivery of the same tick may have stored it first: same run.
         with contextlib.suppress(ConcurrencyError):
-            await run_sync(deps.state.kv.put, NAMESPACE, run_id, record, if_absent=True)
-        await run_sync(deps.state.kv.put, NAMESPACE, f"latest:{wave_name}", {"runId": run_id})
-        stored = await run_sync(deps.state.kv.get, NAMESPACE, run_id)
+            await deps.state.kv.put(NAMESPACE, run_id, record, if_absent=True)
+        await deps.state.kv.put(NAMESPACE, f"latest:{wave_name}", {"runId": run_id})
+        stored = await deps.state.kv.get(NAMESPACE, run_id)
     assert stored is not None
     run = _run_of(stored.value)
     for n in range(run.total_chunks):
         if str(n) not in stored.value["chunks"]:
             envelope = Envelope(type=SYNC_CHUNK, id=f"{run_id}:{n}",
                                 payload={"runId": run_id, "wave": wave_name, "chunk": n})  # fmt: skip
-            await run_sync(deps.queues.send, WAVE_WORK, envelope)
+            await deps.queues.send(WAVE_WORK, envelope)
     log.info("wave sync planned", extra={"runId": run_id, "wave": wave_name, "chunks": run.total_chunks,
                                           "adds": run.adds, "removes": run.removes})  # fmt: skip
     return run
@@ -174,7 +166,7 @@ async def preview_wave_sync(deps: SyncDeps, wave_name: str) -> MembershipPlan:
     exclusion = await exclusion_group_id(deps.graph, deps.plan)
     desired = await desired_members(deps.graph, deps.plan, wave_name, exclusion_id=exclusion)
     # The group WaveGuard created and recorded comes first: a duplicate of its name cannot confuse it.
-    by_id = wave.group.id or await run_sync(recorded_group_id, deps.state.kv, wave_name)
+    by_id = wave.group.id or await recorded_group_id(deps.state.kv, wave_name)
     group = await find_group(deps.graph, group_id=by_id) if by_id else None
     if group is None and not wave.group.id:
         group = await find_group(deps.graph, display_name=wave.group.display_name)
@@ -189,7 +181,7 @@ async def preview_wave_sync(deps: SyncDeps, wave_name: str) -> MembershipPlan:
     actual = [m async for m in iter_member_ids(deps.graph, group.id)]
     enforced = set()
     for other in deps.plan.waves:
-        if (await run_sync(read_wave_state, deps.state.kv, other.name)).enforced:
+        if (await read_wave_state(deps.state.kv, other.name)).enforced:
             enforced.add(other.name)
     return plan_membership(wave, group.id, desired, actual, enforced_waves=enforced)
 
@@ -202,7 +194,7 @@ async def _alert_blast_radius(
     deps: SyncDeps, exc: SafetyViolationError, wave: str, correlation_id: str
 ) -> None:
     entry = AuditEntry(ACTOR, "wave.sync.refused", wave, str(exc), correlation_id=correlation_id)
-    await run_sync(deps.state.audit.append, entry)
+    await deps.state.audit.append(entry)
     # A plan aiming at the break-glass exclusion group stays open until an operator resolves it;
     # a blast-radius refusal resolves itself with the next sync within the radius.
     break_glass = exc.rule == "break-glass"
@@ -211,18 +203,18 @@ async def _alert_blast_radius(
     alert = Alert(key=key, severity="critical", summary=str(exc), source=ACTOR,
                   labels={"alertname": name, "severity": "critical", "wave": wave},
                   details={"wave": wave, "rule": exc.rule, "field": exc.field})  # fmt: skip
-    envelope = await run_sync(raise_alert, deps.queues, alert)
+    envelope = await raise_alert(deps.queues, alert)
     # Open until a later sync of the wave is within its blast radius: the wave does not promote meanwhile.
-    await run_sync(open_alert, deps.state.kv, wave, alert, alert_id=envelope.id)
+    await open_alert(deps.state.kv, wave, alert, alert_id=envelope.id)
 
 
 async def _resolve_blast_radius(deps: SyncDeps, wave: str, correlation_id: str) -> None:
-    resolved = await run_sync(resolve_open_alert, deps.state.kv, wave, key=_blast_radius_key(wave))
+    resolved = await resolve_open_alert(deps.state.kv, wave, key=_blast_radius_key(wave))
     if resolved is not None:
         reason = f"a sync of wave {wave} is within its blast radius again"
         entry = AuditEntry(ACTOR, "alert.resolve", wave, reason, correlation_id=correlation_id,
                            details={"alertId": resolved.id, "key": resolved.key})  # fmt: skip
-        await run_sync(deps.state.audit.append, entry)
+        await deps.state.audit.append(entry)
 
 
 def _chunks(plan: MembershipPlan) -> list[tuple[list[str], list[str]]]:
@@ -246,13 +238,13 @@ def _run_of(value: dict[str, Any]) -> SyncRun:
                    value["removes"], tuple(value["kept"]), tuple(value["breakGlassSkipped"]))  # fmt: skip
 
 
-def read_sync_run(deps_state: StateStores, run_id: str) -> dict[str, Any] | None:
+async def read_sync_run(state: AsyncStores, run_id: str) -> dict[str, Any] | None:
     """The run record with its progress (``doneChunks``, ``added``, ``removed``...), or None.
 
     Raises:
         RetryableError: the store is unavailable.
     """
-    stored = deps_state.kv.get(NAMESPACE, run_id)
+    stored = await state.kv.get(NAMESPACE, run_id)
     if stored is None:
         return None
     value = dict(stored.value)
@@ -273,33 +265,26 @@ async def process_chunk(deps: SyncDeps, envelope: Envelope) -> ChunkOutcome:
     """
     run_id, chunk = _chunk_ref(envelope)
     key = f"wave-sync:{run_id}:{chunk}"
-    claim = await run_sync(
-        deps.state.idempotency.claim, key, ttl=_TTL, in_progress_expiry=deps.chunk_claim_expiry
-    )
-    if claim.completed:
-        return ChunkOutcome("duplicate", run_id, chunk, dict((claim.result or {}).get("counts", {})))
-    if claim.in_progress:
-        raise BusyError("another worker holds this chunk", correlation_id=envelope.id,
-                        retry_after=claim.expires_in.total_seconds() + 1)  # fmt: skip
-    try:
+    async with once(
+        deps.state.idempotency, key, ttl=_TTL, in_progress_expiry=deps.chunk_claim_expiry,
+        busy_message="another worker holds this chunk", correlation_id=envelope.id,
+    ) as run:  # fmt: skip
+        if run.done:
+            return ChunkOutcome("duplicate", run_id, chunk, dict(run.result.get("counts", {})))
         recorded = await _recorded_counts(deps, run_id, chunk)
         if recorded is not None:
             # A worker died after recording this chunk's progress and before completing its claim:
             # the chunk is done; re-applying it would only re-count it (added 0, already N).
             counts = recorded
         else:
-            counts, failed = await _apply_chunk(deps, run_id, chunk, resumed=claim.taken_over)
+            counts, failed = await _apply_chunk(deps, run_id, chunk, resumed=run.taken_over)
             await _record_progress(deps, run_id, chunk, counts, failed)
-    except Exception:
-        # A real crash never gets here: its claim stays in progress until it expires.
-        await run_sync(deps.state.idempotency.release, key)
-        raise
-    await run_sync(deps.state.idempotency.complete, key, {"counts": counts})
+        await run.complete({"counts": counts})
     return ChunkOutcome("done", run_id, chunk, counts)
 
 
 async def _recorded_counts(deps: SyncDeps, run_id: str, chunk: int) -> dict[str, int] | None:
-    run = await run_sync(deps.state.kv.get, NAMESPACE, run_id)
+    run = await deps.state.kv.get(NAMESPACE, run_id)
     chunks = run.value.get("chunks") if run is not None and isinstance(run.value, dict) else None
     counts = chunks.get(str(chunk)) if isinstance(chunks, dict) else None
     return dict(counts) if isinstance(counts, dict) else None
@@ -317,17 +302,17 @@ def _chunk_ref(envelope: Envelope) -> tuple[str, int]:
 async def _apply_chunk(
     deps: SyncDeps, run_id: str, chunk: int, *, resumed: bool
 ) -> tuple[dict[str, int], list[Any]]:
-    run = await run_sync(deps.state.kv.get, NAMESPACE, run_id)
-    work = await run_sync(deps.state.kv.get, NAMESPACE, f"{run_id}:{chunk}")
+    run = await deps.state.kv.get(NAMESPACE, run_id)
+    work = await deps.state.kv.get(NAMESPACE, f"{run_id}:{chunk}")
     if run is None or work is None:
         raise InvalidPayloadError.for_field("payload.runId", f"no stored sync run/chunk {run_id}:{chunk}")
     group_id = run.value["groupId"]
     adds, removes = list(work.value["add"]), list(work.value["remove"])
     # Marked before the first write: any later attempt (a dead worker's chunk taken over, or a retry
     # after an error released the claim) may find part of the chunk written already.
-    attempted = await run_sync(deps.state.kv.get, NAMESPACE, f"{run_id}:{chunk}:attempted")
+    attempted = await deps.state.kv.get(NAMESPACE, f"{run_id}:{chunk}:attempted")
     if attempted is None:
-        await run_sync(deps.state.kv.put, NAMESPACE, f"{run_id}:{chunk}:attempted", {"attempted": True})
+        await deps.state.kv.put(NAMESPACE, f"{run_id}:{chunk}:attempted", {"attempted": True})
     if resumed or attempted is not None:
         # What an earlier attempt wrote is in the group now: skip it rather than rewrite it.
         current = {m async for m in iter_member_ids(deps.graph, group_id)}
@@ -338,7 +323,7 @@ async def _apply_chunk(
         details = {"added": len(result.added), "removed": len(result.removed), "failed": result.failed[:20]}
         entry = AuditEntry(ACTOR, "wave.sync.chunk", run.value["wave"], f"sync run {run_id} chunk {chunk}",
                            correlation_id=run.value["correlationId"], details=details)  # fmt: skip
-        await run_sync(deps.state.audit.append, entry)
+        await deps.state.audit.append(entry)
     return _counts(
         result, skipped=len(work.value["add"]) + len(work.value["remove"]) - len(adds) - len(removes)
     ), result.failed
@@ -355,13 +340,13 @@ async def _record_progress(
     deps: SyncDeps, run_id: str, chunk: int, counts: dict[str, int], failed: list[Any]
 ) -> None:
     for _ in range(20):
-        stored = await run_sync(deps.state.kv.get, NAMESPACE, run_id)
+        stored = await deps.state.kv.get(NAMESPACE, run_id)
         assert stored is not None
         value = dict(stored.value)
         value["chunks"] = {**value["chunks"], str(chunk): counts}
         value["failed"] = (list(value["failed"]) + failed)[:_MAX_FAILED_KEPT]
         try:
-            await run_sync(deps.state.kv.put, NAMESPACE, run_id, value, if_match=stored.etag)
+            await deps.state.kv.put(NAMESPACE, run_id, value, if_match=stored.etag)
         except ConcurrencyError:
             continue
         progress = {"doneChunks": len(value["chunks"]), "totalChunks": value["totalChunks"], **counts}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
@@ -29,12 +29,12 @@ from shared.rollout.policies.render import DesiredPolicy, TenantIds, read_wave_s
 from shared.rollout.policies.templates import REPORT_ONLY, PolicyBody
 from shared.rollout.wave_state import WaveState
 from shared.state import (
+    AsyncAuditPort,
+    AsyncIdempotencyPort,
+    AsyncKeyValuePort,
     AuditEntry,
-    AuditPort,
     Clock,
     ConcurrencyError,
-    IdempotencyPort,
-    KeyValuePort,
     utc_now,
 )
 from shared.telemetry import log_context, span
@@ -103,14 +103,14 @@ class ApplyResult:
         return len(self.created) + len(self.updated)
 
 
-@contextlib.contextmanager
-def apply_lock(idempotency: IdempotencyPort) -> Iterator[None]:
+@contextlib.asynccontextmanager
+async def apply_lock(idempotency: AsyncIdempotencyPort) -> AsyncIterator[None]:
     """Hold the tenant's policy-apply lock for the duration of one plan-and-apply.
 
     Raises:
         RetryableError: another apply holds the lock (retry when it is done).
     """
-    claim = idempotency.claim(APPLY_LOCK_KEY, ttl=_LOCK_EXPIRY, in_progress_expiry=_LOCK_EXPIRY)
+    claim = await idempotency.claim(APPLY_LOCK_KEY, ttl=_LOCK_EXPIRY, in_progress_expiry=_LOCK_EXPIRY)
     if not claim.acquired:
         raise RetryableError(
             "another `policies apply` is running for this tenant; retry when it has finished",
@@ -119,7 +119,7 @@ def apply_lock(idempotency: IdempotencyPort) -> Iterator[None]:
     try:
         yield
     finally:
-        idempotency.release(APPLY_LOCK_KEY)
+        await idempotency.release(APPLY_LOCK_KEY)
 
 
 def project_after_apply(diff: PolicyDiff) -> list[PolicyBody]:
@@ -146,7 +146,7 @@ def _referenced(policies: Sequence[PolicyBody], keys: tuple[str, str]) -> set[st
 
 
 async def build_policy_plan(
-    plan: RolloutPlan, *, api: PolicyApi, lookup: ReferenceLookup, tenant: TenantIds, kv: KeyValuePort
+    plan: RolloutPlan, *, api: PolicyApi, lookup: ReferenceLookup, tenant: TenantIds, kv: AsyncKeyValuePort
 ) -> PolicyPlan:
     """Render the desired policies, read the live ones, diff them and lint the result.
 
@@ -155,7 +155,7 @@ async def build_policy_plan(
         PermanentError: Graph refused a read.
     """
     prefix = plan.policies.name_prefix
-    states = read_wave_states(kv, plan)
+    states = await read_wave_states(kv, plan)
     tenant = _with_wave_group_problems(plan, tenant, states)
     desired = render_policies(plan, tenant, states)
     live = [p for p in await api.list_policies() if is_waveguard_policy(p, prefix)]
@@ -163,6 +163,11 @@ async def build_policy_plan(
     after = project_after_apply(diff)
     both = after + live
     live_report_only = {str(p.get("id")) for p in live if p.get("state") == REPORT_ONLY}
+    # Every policy id the lint may ask about, read from the store once, up front.
+    seen_report_only = set(live_report_only)
+    for policy_id in sorted({str(p["id"]) for p in both if p.get("id")} - live_report_only):
+        if await kv.get(POLICIES_NAMESPACE, policy_id) is not None:
+            seen_report_only.add(policy_id)
     ctx = LintContext(
         tenant=tenant,
         missing_users=frozenset(
@@ -174,7 +179,7 @@ async def build_policy_plan(
         missing_roles=frozenset(
             await lookup.missing_roles(_referenced(both, ("includeRoles", "excludeRoles")))
         ),
-        was_report_only=lambda pid: pid in live_report_only or kv.get(POLICIES_NAMESPACE, pid) is not None,
+        was_report_only=lambda pid: pid in seen_report_only,
         legacy_block_wanted=plan.policies.block_legacy_auth,
         registration_wanted=plan.policies.require_mfa_registration,
     )
@@ -196,8 +201,8 @@ def _with_wave_group_problems(
     return dataclasses.replace(tenant, problems=(*tenant.problems, *problems)) if problems else tenant
 
 
-def record_report_only(
-    kv: KeyValuePort, policy: PolicyBody, *, correlation_id: str | None, now: datetime
+async def record_report_only(
+    kv: AsyncKeyValuePort, policy: PolicyBody, *, correlation_id: str | None, now: datetime
 ) -> None:
     """Remember that this policy ran in report-only (the first sighting wins; a rerun changes nothing).
 
@@ -207,7 +212,7 @@ def record_report_only(
     if policy.get("state") != REPORT_ONLY or not policy.get("id"):
         return
     policy_id = str(policy["id"])
-    if kv.get(POLICIES_NAMESPACE, policy_id) is not None:
+    if await kv.get(POLICIES_NAMESPACE, policy_id) is not None:
         return
     value = {
         "displayName": policy.get("displayName"),
@@ -216,11 +221,11 @@ def record_report_only(
     }
     # Another run may record it first: the earlier sighting stands.
     with contextlib.suppress(ConcurrencyError):
-        kv.put(POLICIES_NAMESPACE, policy_id, value, if_absent=True)
+        await kv.put(POLICIES_NAMESPACE, policy_id, value, if_absent=True)
 
 
 async def apply_policy_plan(
-    policy_plan: PolicyPlan, *, api: PolicyApi, kv: KeyValuePort, audit: AuditPort, actor: str,
+    policy_plan: PolicyPlan, *, api: PolicyApi, kv: AsyncKeyValuePort, audit: AsyncAuditPort, actor: str,
     correlation_id: str, reason: str = "waveguard policies apply", clock: Clock = utc_now,
 ) -> ApplyResult:  # fmt: skip
     """Write the diff: creates always report-only, updates field by field; audit every write.
@@ -235,7 +240,7 @@ async def apply_policy_plan(
             f"the policy lint failed, nothing was written: {summary}", rule="policy-lint"
         )
     for policy in policy_plan.live:
-        record_report_only(kv, policy, correlation_id=correlation_id, now=clock())
+        await record_report_only(kv, policy, correlation_id=correlation_id, now=clock())
     created: list[tuple[str, str]] = []
     updated: list[tuple[str, str]] = []
     with (
@@ -255,15 +260,15 @@ async def apply_policy_plan(
 
 
 async def _create(
-    change: PolicyChange, *, api: PolicyApi, kv: KeyValuePort, audit: AuditPort, actor: str,
+    change: PolicyChange, *, api: PolicyApi, kv: AsyncKeyValuePort, audit: AsyncAuditPort, actor: str,
     correlation_id: str, reason: str, clock: Clock,
 ) -> tuple[str, str]:  # fmt: skip
     # DESIGN.md safety rule 2: whatever the plan says, a new policy starts in report-only.
     body = {**change.desired.body, "state": REPORT_ONLY}
     answer = await api.create_policy(body)
     policy_id = str(answer.get("id") or "")
-    record_report_only(kv, {**body, "id": policy_id}, correlation_id=correlation_id, now=clock())
-    audit.append(AuditEntry(
+    await record_report_only(kv, {**body, "id": policy_id}, correlation_id=correlation_id, now=clock())
+    await audit.append(AuditEntry(
         actor=actor, action="ca.policy.create", target=f"conditionalAccessPolicy/{policy_id}", reason=reason,
         correlation_id=correlation_id, details={"displayName": change.name, "state": REPORT_ONLY},
     ))  # fmt: skip
@@ -271,7 +276,7 @@ async def _create(
 
 
 async def _update(
-    change: PolicyChange, *, api: PolicyApi, kv: KeyValuePort, audit: AuditPort, actor: str,
+    change: PolicyChange, *, api: PolicyApi, kv: AsyncKeyValuePort, audit: AsyncAuditPort, actor: str,
     correlation_id: str, reason: str, clock: Clock,
 ) -> tuple[str, str]:  # fmt: skip
     policy_id = str(change.policy_id)
@@ -280,11 +285,11 @@ async def _update(
         patch.pop("state", None)  # the live state is kept; only a wave promotion or rollback moves it
     await api.update_policy(policy_id, patch)
     if patch.get("state") == REPORT_ONLY:
-        record_report_only(
+        await record_report_only(
             kv, {**change.desired.body, "id": policy_id}, correlation_id=correlation_id, now=clock()
         )
     fields = [{"path": fc.path, "old": fc.old, "new": fc.new} for fc in change.fields]
-    audit.append(AuditEntry(
+    await audit.append(AuditEntry(
         actor=actor, action="ca.policy.update", target=f"conditionalAccessPolicy/{policy_id}", reason=reason,
         correlation_id=correlation_id, details={"displayName": change.name, "fields": fields},
     ))  # fmt: skip

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from shared.config import RolloutPlan
 from shared.rollout.policies.apply import ApplyResult, apply_lock, apply_policy_plan, build_policy_plan
-from shared.state import StateStores
+from shared.state import AsyncStores
 
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
@@ -19,7 +19,7 @@ __all__ = ["sync_baseline"]
 
 
 async def sync_baseline(
-    client: GraphServiceClient, plan: RolloutPlan, stores: StateStores, *, actor: str, correlation_id: str,
+    client: GraphServiceClient, plan: RolloutPlan, stores: AsyncStores, *, actor: str, correlation_id: str,
     reason: str,
 ) -> ApplyResult:  # fmt: skip
     """Resolve, diff, lint and apply the baseline under the apply lock; returns what was written.
@@ -33,7 +33,7 @@ async def sync_baseline(
     from shared.rollout.policies.tenant import GraphReferenceLookup, resolve_tenant
 
     api = ConditionalAccessApi(client)
-    with apply_lock(stores.idempotency):
+    async with apply_lock(stores.idempotency):
         tenant = await resolve_tenant(client, plan)
         policy_plan = await build_policy_plan(
             plan, api=api, lookup=GraphReferenceLookup(client), tenant=tenant, kv=stores.kv

@@ -25,7 +25,7 @@ from shared.rollout.policies.templates import (
     require_mfa_registration,
 )
 from shared.rollout.wave_state import WaveState, read_wave_state
-from shared.state import KeyValuePort
+from shared.state import AsyncKeyValuePort
 
 __all__ = [
     "DARK_PHASES",
@@ -79,14 +79,14 @@ class DesiredPolicy:
         return str(self.body["state"])
 
 
-def read_wave_states(kv: KeyValuePort, plan: RolloutPlan) -> dict[str, WaveState]:
+async def read_wave_states(kv: AsyncKeyValuePort, plan: RolloutPlan) -> dict[str, WaveState]:
     """Each wave's state from the KV store (namespace ``waves``); an absent record is ``planned``.
 
     Raises:
         InvalidPayloadError: a stored wave record is malformed (named in the message).
         RetryableError: the store could not be reached.
     """
-    return {wave.name: read_wave_state(kv, wave.name).state for wave in plan.waves}
+    return {wave.name: (await read_wave_state(kv, wave.name)).state for wave in plan.waves}
 
 
 def _wave_groups(

@@ -1,0 +1,150 @@
+"""``once``: the one way WaveGuard makes a side effect happen once under at-least-once delivery.
+
+::
+
+    async with once(stores.idempotency, f"onboarding:{envelope.id}", ttl=CLAIM_TTL) as run:
+        if run.done:
+            return Outcome("duplicate", **run.result)     # the work was done before
+        outcome = await do_the_work()
+        await run.complete({"userId": outcome.user_id})   # or leave the block: completed, no result
+        return outcome
+
+The contract, the same for every caller:
+
+- **Completed before:** ``run.done`` is true and ``run.result`` holds what the first holder stored;
+  the body must not repeat the work.
+- **Held by someone else:** ``BusyError`` (retryable, with ``retry_after`` = when the holder's claim
+  expires) — unless ``when_busy="skip"``, where ``run.skipped`` is true and the body does nothing.
+- **The body raises (or is cancelled):** the claim is released so a retry may proceed at once; a
+  failed release is logged and the claim expires after ``in_progress_expiry`` instead. The body's
+  own error is what propagates. Never completed.
+- **The process dies mid-way:** the claim stays in progress until ``in_progress_expiry``; then the
+  next claim takes it over (``run.taken_over``: re-check what the dead holder may have written).
+- **The body returns:** the key is completed (with the result given to ``complete``, or none),
+  unless the body called ``release()`` (work left for later, e.g. a scheduled re-check).
+  A completion that cannot be recorded raises ``CompletionNotRecorded`` (retryable): the effect
+  happened, so callers whose effect is itself idempotent may treat it as success.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+from shared.errors import BusyError, RetryableError
+from shared.state.aio import AsyncIdempotencyPort
+from shared.state.ports import Claim
+
+__all__ = ["CompletionNotRecorded", "Run", "once"]
+
+log = logging.getLogger(__name__)
+
+
+class CompletionNotRecorded(RetryableError):
+    """The work was done but its completion could not be stored (the claim will expire)."""
+
+
+@dataclass(slots=True)
+class Run:
+    """One pass through ``once``: what the claim found, and how the body settles it."""
+
+    key: str
+    claim: Claim
+    skipped: bool = False
+    _store: AsyncIdempotencyPort | None = field(default=None, repr=False)
+    _settled: bool = field(default=False, repr=False)
+
+    @property
+    def done(self) -> bool:
+        """The work was completed before; ``result`` holds what it stored."""
+        return self.claim.completed
+
+    @property
+    def acquired(self) -> bool:
+        """This caller holds the key and must do the work."""
+        return self.claim.acquired and not self._settled
+
+    @property
+    def taken_over(self) -> bool:
+        """The key was taken over from a holder whose claim expired (it most likely crashed)."""
+        return self.claim.taken_over
+
+    @property
+    def result(self) -> dict[str, Any]:
+        """The stored result of a completed key (empty when none was stored)."""
+        return dict(self.claim.result or {})
+
+    async def complete(self, result: Mapping[str, Any] | None = None, *, ttl: timedelta | None = None) -> None:
+        """Record the work as done now (later claims see ``done`` and ``result``).
+
+        Raises:
+            CompletionNotRecorded: the store failed; the claim expires and the work may be retried.
+            InvalidPayloadError: ``result`` is not small JSON.
+        """
+        if not self.acquired or self._store is None:
+            return
+        self._settled = True
+        try:
+            await self._store.complete(self.key, result, ttl=ttl)
+        except RetryableError as exc:
+            raise CompletionNotRecorded(
+                f"the work for {self.key!r} was done but could not be marked complete: {exc}"
+            ) from exc
+
+    async def release(self) -> None:
+        """Give the key back now without completing it (the work is left for a later attempt)."""
+        if not self.acquired or self._store is None:
+            return
+        self._settled = True
+        await _release_quietly(self._store, self.key)
+
+
+@contextlib.asynccontextmanager
+async def once(
+    store: AsyncIdempotencyPort,
+    key: str,
+    *,
+    ttl: timedelta,
+    in_progress_expiry: timedelta | None = None,
+    when_busy: Literal["raise", "skip"] = "raise",
+    busy_message: str = "another worker holds this work",
+    correlation_id: str | None = None,
+) -> AsyncIterator[Run]:
+    """Claim ``key`` for the body; settle it as the module docstring says.
+
+    Raises:
+        BusyError: another holder has the key (``when_busy="raise"``).
+        CompletionNotRecorded: the body succeeded but its completion could not be stored.
+        RetryableError: the store is unavailable for the claim.
+    """
+    claim = await store.claim(key, ttl=ttl, in_progress_expiry=in_progress_expiry)
+    if claim.in_progress:
+        if when_busy == "raise":
+            raise BusyError(
+                busy_message, correlation_id=correlation_id, retry_after=claim.expires_in.total_seconds() + 1
+            )
+        yield Run(key, claim, skipped=True)
+        return
+    if claim.completed:
+        yield Run(key, claim)
+        return
+    run = Run(key, claim, _store=store)
+    try:
+        yield run
+    except BaseException:
+        if run.acquired:
+            run._settled = True
+            await _release_quietly(store, key)
+        raise
+    await run.complete()
+
+
+async def _release_quietly(store: AsyncIdempotencyPort, key: str) -> None:
+    try:
+        await store.release(key)
+    except Exception as exc:  # the claim expires after in_progress_expiry instead
+        log.warning("idempotency key not released: %s", type(exc).__name__, extra={"idempotency_key": key})
