@@ -7,6 +7,7 @@ host.json whose failed messages come back after 1 s instead of 30 s.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import hashlib
@@ -33,6 +34,7 @@ from shared.config import load_plan_for, load_settings
 from shared.envelope import Envelope
 from shared.names import ALERTS, HR_EVENTS
 from shared.state import build_state
+from tests.aio import aio
 from tests.conftest import PLAN_SECRETS
 from tests.emulator_probes import TapProbe
 from tests.waiting import wait_for
@@ -144,7 +146,7 @@ def stack(
     }
     # The directory was reset: forget wave groups an earlier test recorded in the shared tables.
     settings = load_settings({**environ, "AzureWebJobsStorage": storage_connection_string})
-    reset_rollout_state(build_state(settings).kv, load_plan_for(settings))
+    asyncio.run(reset_rollout_state(aio(build_state(settings).kv), load_plan_for(settings)))
     host = create_host(
         "function_app:app", app_dir=ROOT, host_json=tmp / "host.json", http_port=0, environ=environ,
         storage_connection_string=storage_connection_string, grace_period=2.0,

@@ -8,6 +8,7 @@ users sign in) through the emulator's admin API, and watches the tenant and the 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from shared.names import ALERTS, POISON_SUFFIX, WAVE_WORK
 from shared.rollout.lifecycle import report_only_policy_name
 from shared.rollout.wave_state import WaveState, read_wave_state
 from shared.state import StateStores, build_state
+from tests.aio import aio
 from tests.conftest import PLAN_SECRETS
 from tests.waiting import wait_for
 
@@ -77,7 +79,7 @@ def _fresh_rollout(storage: str, stores: StateStores, plan: RolloutPlan) -> None
             queue.create_queue()
         except ResourceExistsError:
             queue.clear_messages()
-    reset_rollout_state(stores.kv, plan)
+    asyncio.run(reset_rollout_state(aio(stores.kv), plan))
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +116,7 @@ def test_the_timer_takes_the_pilot_from_planned_to_enforced_as_its_gates_pass(
     pilot_name = pilot.group.display_name or ""
 
     def state(wave: str) -> WaveState:
-        return read_wave_state(stores.kv, wave).state
+        return asyncio.run(read_wave_state(aio(stores.kv), wave)).state
 
     # GIVEN a tenant where nobody is in a wave yet; the timer ticks every three seconds
     # THEN the first tick starts the pilot: its group is created and the wave-work worker fills it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 
@@ -12,6 +13,7 @@ from shared.alerting import ALERTS_OPEN_NAMESPACE, Alert, open_alert
 from shared.config import load_plan_for, load_settings
 from shared.rollout.lifecycle import open_critical_alerts
 from shared.state import StateStores, build_state
+from tests.aio import aio
 
 pytestmark = pytest.mark.functional
 
@@ -32,7 +34,7 @@ def stores(app_environ: dict[str, str]) -> Iterator[StateStores]:
 def _open(stores: StateStores) -> None:
     alert = Alert(key="wave-sync:pilot:blast-radius", severity="critical", source="test",
                   summary="wave pilot: the sync would add 900 and remove 0")  # fmt: skip
-    open_alert(stores.kv, "pilot", alert, alert_id="alert-0123")
+    asyncio.run(open_alert(aio(stores.kv), "pilot", alert, alert_id="alert-0123"))
 
 
 def test_alerts_lists_what_holds_each_wave(
@@ -62,12 +64,12 @@ def test_resolve_alert_lets_the_wave_go_and_is_audited(
     assert "no open alert with id or key 'alert-nope'" in capsys.readouterr().err
     assert main(["waves", "resolve-alert", "nowave", "alert-0123", "--reason", "x"], environ=app_environ) == 2
     assert "wave 'nowave' is not in the plan" in capsys.readouterr().err
-    assert open_critical_alerts(stores.kv, "pilot") == ["alert-0123"]
+    assert asyncio.run(open_critical_alerts(aio(stores.kv), "pilot")) == ["alert-0123"]
     # resolved by its id: the gate no longer sees it, and the audit log records who and why
     argv = ["waves", "resolve-alert", "pilot", "alert-0123", "--reason", "selector fixed, CHG-7"]
     assert main(argv, environ=app_environ) == 0
     assert "resolved critical alert alert-0123" in capsys.readouterr().out
-    assert open_critical_alerts(stores.kv, "pilot") == []
+    assert asyncio.run(open_critical_alerts(aio(stores.kv), "pilot")) == []
     [entry] = [
         e
         for e in stores.audit.list(limit=50)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -19,6 +20,7 @@ from shared.config import load_plan_for, load_settings
 from shared.envelope import Envelope
 from shared.names import WAVE_WORK
 from shared.state import build_state
+from tests.aio import aio
 
 pytestmark = pytest.mark.functional
 PILOT_GROUP = "WaveGuard - Wave 1 Pilot"
@@ -56,7 +58,7 @@ def tenant(
     """The demo tenant with an empty pilot group; no wave enforced; wave-work empty after the test."""
     settings = load_settings(app_environ)
     stores = build_state(settings)
-    reset_rollout_state(stores.kv, load_plan_for(settings))
+    asyncio.run(reset_rollout_state(aio(stores.kv), load_plan_for(settings)))
     httpx.post(f"{emulator_server.admin_url}/groups", json={"displayName": PILOT_GROUP}).raise_for_status()
     queue = QueueClient.from_connection_string(storage_connection_string, WAVE_WORK)
     yield Tenant(emulator_server)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +11,7 @@ from local.demo_waves import reset_rollout_state, show_wave_promotion
 from shared.config import load_plan_for, load_settings
 from shared.rollout.wave_state import WaveState, read_wave_state
 from shared.state import build_state
+from tests.aio import aio
 
 pytestmark = pytest.mark.functional
 
@@ -18,7 +20,7 @@ pytestmark = pytest.mark.functional
 def demo_env(app_environ: dict[str, str]) -> Iterator[dict[str, str]]:
     yield app_environ
     settings = load_settings(app_environ)
-    reset_rollout_state(build_state(settings).kv, load_plan_for(settings))
+    asyncio.run(reset_rollout_state(aio(build_state(settings).kv), load_plan_for(settings)))
 
 
 def test_the_demo_walks_the_pilot_from_planned_to_enforced(
@@ -36,4 +38,4 @@ def test_the_demo_walks_the_pilot_from_planned_to_enforced(
         "WaveGuard - Require MFA: state enabled, 1 group(s), includes the pilot group",
     ):
         assert line in out, out
-    assert read_wave_state(build_state(load_settings(demo_env)).kv, "pilot").state is WaveState.ENFORCED
+    assert asyncio.run(read_wave_state(aio(build_state(load_settings(demo_env)).kv), "pilot")).state is WaveState.ENFORCED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from shared.config import load_plan_for, load_settings
 from shared.rollout.lifecycle import APPROVALS_NAMESPACE, evaluate_waves
 from shared.rollout.wave_state import WAVES_NAMESPACE, WaveState, write_wave_state
 from shared.state import build_state, utc_now
+from tests.aio import aio
 from tests.functional.lifecycle.conftest import create_pilot_group, it_user_ids, registration_of
 
 pytestmark = pytest.mark.functional
@@ -60,9 +62,9 @@ def cli_env(app_environ: dict[str, str]) -> Iterator[dict[str, str]]:
     """The CLI's environment; the shared tables' wave records are cleared before and after."""
     settings = load_settings(app_environ)
     kv, plan = build_state(settings).kv, load_plan_for(settings)
-    reset_rollout_state(kv, plan)
+    asyncio.run(reset_rollout_state(aio(kv), plan))
     yield app_environ
-    reset_rollout_state(kv, plan)
+    asyncio.run(reset_rollout_state(aio(kv), plan))
 
 
 def test_status_shows_each_wave_with_gates_and_next_action(
@@ -72,7 +74,7 @@ def test_status_shows_each_wave_with_gates_and_next_action(
     members = it_user_ids(emulator_server)
     create_pilot_group(emulator_server, members)
     stores = build_state(load_settings(cli_env))
-    write_wave_state(stores.kv, "pilot", WaveState.REGISTERING, utc_now())
+    asyncio.run(write_wave_state(aio(stores.kv), "pilot", WaveState.REGISTERING, utc_now()))
     registered = sum(registration_of(emulator_server, members).values())
     # WHEN the operator asks for the status as JSON
     assert main(["waves", "status", "--json"], environ=cli_env) == 0
@@ -111,7 +113,7 @@ def test_approve_rollback_and_their_errors_name_the_wave(
     assert main(["waves", "rollback", "pilot", "--yes"], environ=cli_env) == 2
     assert "wave 'pilot' is planned, not enforced; nothing to roll back" in capsys.readouterr().err
     # Without --yes and nobody to confirm, an enforced wave stays enforced
-    write_wave_state(stores.kv, "pilot", WaveState.ENFORCED, utc_now())
+    asyncio.run(write_wave_state(aio(stores.kv), "pilot", WaveState.ENFORCED, utc_now()))
     assert main(["waves", "rollback", "pilot"], environ=cli_env) == 2
     assert "rollback not confirmed (pass --yes)" in capsys.readouterr().err
     assert main(["waves", "approve", "pilot"], environ=cli_env) == 2

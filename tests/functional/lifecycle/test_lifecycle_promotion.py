@@ -10,6 +10,7 @@ import pytest
 from local.graph_emulator import EmulatorHandle
 from shared.rollout.lifecycle import evaluate_waves, rollback_wave
 from shared.rollout.wave_state import WaveState, read_wave_state
+from tests.aio import aio
 from tests.functional.lifecycle.conftest import (
     clear_request_log,
     create_pilot_group,
@@ -68,7 +69,7 @@ async def test_gates_hold_the_pilot_then_registration_and_clean_sign_ins_promote
     impact = held.gate("report-only-impact")
     assert impact is not None
     assert (impact.measured, impact.threshold) == (round(3 / 21, 4), 0.05)
-    assert read_wave_state(deps.stores.kv, "pilot").state is WaveState.REPORT_ONLY
+    assert (await read_wave_state(aio(deps.stores.kv), "pilot")).state is WaveState.REPORT_ONLY
     # WHEN enough clean sign-ins follow / THEN every gate passes and the pilot is enforced
     inject_sign_ins(emulator_server, members * 2, twin, "reportOnlySuccess")
     promoted = (await evaluate_waves(deps, correlation_id="t5")).decisions[0]

@@ -42,6 +42,7 @@ from shared.config import load_settings
 from shared.names import WAVE_WORK
 from shared.rollout.membership import SyncRun, build_sync_deps, read_sync_run, start_wave_sync
 from shared.rollout.membership.work import CHUNK_MEMBERS, NAMESPACE
+from tests.aio import aio
 from tests.conftest import PLAN_SECRETS
 from tests.functional.membership.claims import backdate_claim, read_claim
 
@@ -244,7 +245,7 @@ def test_a_sigkilled_worker_mid_sync_is_resumed_by_the_next_host_without_writing
         first.kill()
         killed_at = time.monotonic()
         # THEN the run is not done, and exactly one chunk is claimed and unfinished: the one in flight
-        record = read_sync_run(deps.state, run.run_id)
+        record = asyncio.run(read_sync_run(aio(deps.state), run.run_id))
         assert record is not None
         assert record["status"] == "running"
         done_at_kill = {int(n) for n in record["chunks"]}
@@ -265,7 +266,7 @@ def test_a_sigkilled_worker_mid_sync_is_resumed_by_the_next_host_without_writing
         second = Host("second-host", host_env, host_json, tmp_path)
 
         def done() -> dict[str, Any] | None:
-            found = read_sync_run(deps.state, run.run_id)
+            found = asyncio.run(read_sync_run(aio(deps.state), run.run_id))
             return found if found is not None and found["status"] == "done" else None
 
         record = wait_for("the run to be done", done, timeout=40, host=second, interval=0.1)

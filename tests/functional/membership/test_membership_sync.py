@@ -27,6 +27,7 @@ from shared.rollout.membership import (
     start_wave_sync,
 )
 from shared.state import build_state
+from tests.aio import aio
 from tests.functional.membership.claims import backdate_claim
 
 pytestmark = pytest.mark.functional
@@ -160,7 +161,7 @@ async def test_sync_of_1000_users_with_429s_and_one_invalid_user_ends_with_exact
     assert all(isinstance(o, ChunkOutcome) and o.status == "done" for o in outcomes)
     assert tenant.members(group_id) == set(people) - {invalid}
     # AND progress says so: all chunks done, 999 added, 1 removed, 1 failed (the deleted user)
-    record = read_sync_run(deps.state, run.run_id)
+    record = await read_sync_run(aio(deps.state), run.run_id)
     assert record is not None
     progress = [record[k] for k in ("status", "doneChunks", "added", "removed", "failedCount")]
     assert progress == ["done", 3, 999, 1, 1]
@@ -210,7 +211,7 @@ async def test_a_worker_killed_mid_sync_resumes_without_writing_anything_twice(
     patches = tenant.requests("PATCH")
     assert [p for p in patches if p["status"] != 204] == []
     assert len(patches) == 50  # 1,000 members in PATCHes of 20: every member written once
-    record = read_sync_run(deps.state, run.run_id)
+    record = await read_sync_run(aio(deps.state), run.run_id)
     assert record is not None
     assert (record["status"], record["added"]) == ("done", 600)
     assert record["alreadyMembers"] == 400  # chunk 1: found in the group on resume, not rewritten
@@ -233,12 +234,12 @@ async def test_a_run_over_the_blast_radius_is_refused_alerted_and_holds_the_wave
     assert tenant.members(group_id) == set()
     assert tenant.requests("PATCH") == []
     # AND the alert stays open for the wave, so its "no open critical alert" gate holds promotion
-    assert open_critical_alerts(deps.state.kv, "sync-test") == [alert.id]
+    assert await open_critical_alerts(aio(deps.state.kv), "sync-test") == [alert.id]
     # WHEN the plan's blast radius is raised and the next sync is within it
     within, _ = _deps(app_environ, blast_radius=1000, table_prefix=prefix)
     await start_wave_sync(within, "sync-test", correlation_id="tick-next")
     # THEN the alert is resolved, and the audit log says so
-    assert open_critical_alerts(within.state.kv, "sync-test") == []
+    assert await open_critical_alerts(aio(within.state.kv), "sync-test") == []
     resolved = [e for e in within.state.audit.list() if e.action == "alert.resolve"]
     assert [e.details["alertId"] for e in resolved] == [alert.id]
 
@@ -328,6 +329,6 @@ async def test_a_chunk_whose_progress_was_recorded_is_not_applied_or_counted_aga
     assert len(tenant.requests("GET")) == reads_before
     assert len(tenant.requests("PATCH")) == 20
     assert tenant.members(group_id) == set(people)
-    record = read_sync_run(deps.state, outcome.run_id)
+    record = await read_sync_run(aio(deps.state), outcome.run_id)
     assert record is not None
     assert (record["status"], record["added"], record["alreadyMembers"]) == ("done", 400, 0)

@@ -15,6 +15,7 @@ from local.graph_emulator import EmulatorHandle
 from local.minihost import create_host
 from shared.config import load_settings
 from shared.rollout.membership import SyncRun, build_sync_deps, read_sync_run, start_wave_sync
+from tests.aio import aio
 
 pytestmark = pytest.mark.functional
 
@@ -62,8 +63,8 @@ def test_the_worker_applies_every_chunk_of_a_planned_sync(
         _wait_for("the pilot group to fill", lambda: members() == wanted)
         _wait_for(
             "the run to be done",
-            lambda: (read_sync_run(deps.state, run.run_id) or {}).get("status") == "done",
+            lambda: (asyncio.run(read_sync_run(aio(deps.state), run.run_id)) or {}).get("status") == "done",
         )
-    record = read_sync_run(deps.state, run.run_id)
+    record = asyncio.run(read_sync_run(aio(deps.state), run.run_id))
     assert record is not None
     assert (run.adds, record["added"], record["failedCount"]) == (len(wanted), len(wanted), 0)

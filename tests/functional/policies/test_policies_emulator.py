@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from shared.graph import build_graph_client
 from shared.rollout.policies import sync_baseline
 from shared.rollout.wave_state import WAVES_NAMESPACE, WaveState, write_wave_state
 from shared.state import StateStores, build_state, utc_now
+from tests.aio import aio
 
 pytestmark = pytest.mark.functional
 
@@ -132,7 +134,7 @@ def test_the_lint_blocks_apply_when_a_wave_under_way_has_no_group(
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     # GIVEN the pilot is registering but its group "WaveGuard - Wave 1 Pilot" does not exist
-    write_wave_state(stores.kv, "pilot", WaveState.REGISTERING, utc_now())
+    asyncio.run(write_wave_state(aio(stores.kv), "pilot", WaveState.REGISTERING, utc_now()))
     # WHEN applied
     code, out = _run(app_environ, capsys, "apply", "--yes")
     # THEN refused with the config field named, and nothing written
@@ -157,7 +159,7 @@ def test_a_wave_moves_from_the_report_only_twin_to_the_enforcing_policy(
     pilot_group = httpx.get(
         f"{emulator_server.base_url}/groups", params={"$filter": "displayName eq 'WaveGuard - Wave 1 Pilot'"}
     ).json()["value"][0]["id"]
-    write_wave_state(stores.kv, "pilot", WaveState.REPORT_ONLY, utc_now())
+    asyncio.run(write_wave_state(aio(stores.kv), "pilot", WaveState.REPORT_ONLY, utc_now()))
     assert _run(app_environ, capsys, "apply", "--yes")[0] == 0
     by_name = {p["displayName"]: p for p in _live(emulator_server)}
     assert by_name["WaveGuard - Require MFA (report-only waves)"]["conditions"]["users"]["includeGroups"] == [
@@ -165,7 +167,7 @@ def test_a_wave_moves_from_the_report_only_twin_to_the_enforcing_policy(
     ]
     assert by_name["WaveGuard - Require MFA"]["state"] == REPORT_ONLY
     # WHEN the pilot is promoted and the baseline applied
-    write_wave_state(stores.kv, "pilot", WaveState.ENFORCED, utc_now())
+    asyncio.run(write_wave_state(aio(stores.kv), "pilot", WaveState.ENFORCED, utc_now()))
     code, out = _run(app_environ, capsys, "apply", "--yes")
     # THEN two updates: the enforcing policy is enabled for the pilot group, the twin lets it go
     assert code == 0, out
@@ -203,7 +205,7 @@ def test_a_deleted_wave_group_still_referenced_by_a_live_policy_blocks_the_apply
 ) -> None:  # fmt: skip
     # GIVEN the pilot in report-only, applied, and then its group deleted (Graph leaves the id dangling)
     httpx.post(f"{emulator_server.admin_url}/groups", json={"displayName": "WaveGuard - Wave 1 Pilot"})
-    write_wave_state(stores.kv, "pilot", WaveState.REPORT_ONLY, utc_now())
+    asyncio.run(write_wave_state(aio(stores.kv), "pilot", WaveState.REPORT_ONLY, utc_now()))
     assert _run(app_environ, capsys, "apply", "--yes")[0] == 0
     twin = next(p for p in _live(emulator_server) if p["displayName"].endswith("(report-only waves)"))
     [pilot_group] = twin["conditions"]["users"]["includeGroups"]
@@ -227,18 +229,18 @@ async def test_sync_baseline_is_the_one_call_a_wave_promotion_makes(
     pilot = {"displayName": "WaveGuard - Wave 1 Pilot"}
     async with httpx.AsyncClient() as http:
         (await http.post(f"{emulator_server.admin_url}/groups", json=pilot)).raise_for_status()
-    write_wave_state(stores.kv, "pilot", WaveState.REPORT_ONLY, utc_now())
+    await write_wave_state(aio(stores.kv), "pilot", WaveState.REPORT_ONLY, utc_now())
     settings = load_settings(app_environ)
     client = build_graph_client(settings)
     plan = load_plan_for(settings)
     first = await sync_baseline(
-        client, plan, stores, actor="wave-work", correlation_id="c-1", reason="pilot dark"
+        client, plan, aio(stores), actor="wave-work", correlation_id="c-1", reason="pilot dark"
     )
     assert len(first.created) == 5
     # WHEN the pilot is promoted and the worker syncs the baseline
-    write_wave_state(stores.kv, "pilot", WaveState.ENFORCED, utc_now())
+    await write_wave_state(aio(stores.kv), "pilot", WaveState.ENFORCED, utc_now())
     result = await sync_baseline(
-        client, plan, stores, actor="wave-work", correlation_id="c-2", reason="pilot promoted"
+        client, plan, aio(stores), actor="wave-work", correlation_id="c-2", reason="pilot promoted"
     )
     # THEN the promotion is two policy updates, audited with the worker's reason
     assert sorted(name for name, _ in result.updated) == [
@@ -250,5 +252,5 @@ async def test_sync_baseline_is_the_one_call_a_wave_promotion_makes(
     }
     # AND a third sync writes nothing
     assert (
-        await sync_baseline(client, plan, stores, actor="w", correlation_id="c-3", reason="r")
+        await sync_baseline(client, plan, aio(stores), actor="w", correlation_id="c-3", reason="r")
     ).writes == 0

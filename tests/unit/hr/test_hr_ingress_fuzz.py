@@ -3,6 +3,7 @@ nothing is queued unless the answer is 202."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ from shared.hr.ingress import IncomingRequest, IngressDeps, accept_bamboohr_webh
 from shared.hr.signatures import decode_whsec, sign_standard_webhook
 from shared.hr.timestamps import parse_iso_instant, parse_unix_seconds
 from shared.state import build_memory_state
+from tests.aio import aio
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 BAMBOO_KEY = "bamboo-private-key-for-tests"
@@ -65,7 +67,7 @@ def _deps() -> tuple[IngressDeps, _Queue]:
     )
     state = build_memory_state(clock=lambda: NOW)
     return IngressDeps(
-        providers=providers, queue=queue, idempotency=state.idempotency, clock=lambda: NOW
+        providers=providers, queue=aio(queue), idempotency=aio(state.idempotency), clock=lambda: NOW
     ), queue
 
 
@@ -106,7 +108,7 @@ bodies = st.one_of(
 )
 def test_standard_webhooks_unsigned_garbage_never_reaches_5xx(headers: dict[str, str], body: bytes) -> None:
     deps, queue = _deps()
-    _check(accept_hr_webhook(IncomingRequest("POST", headers, body), deps=deps), queue)
+    _check(asyncio.run(accept_hr_webhook(IncomingRequest("POST", headers, body), deps=deps)), queue)
 
 
 @FUZZ
@@ -118,7 +120,7 @@ def test_standard_webhooks_signed_garbage_never_reaches_5xx(timestamp: str, body
     if timestamp.isascii():
         key = decode_whsec(SECRET)
         headers["webhook-signature"] = sign_standard_webhook(key, "msg_fuzz", timestamp, body)  # type: ignore[arg-type]
-    _check(accept_hr_webhook(IncomingRequest("POST", headers, body), deps=deps), queue)
+    _check(asyncio.run(accept_hr_webhook(IncomingRequest("POST", headers, body), deps=deps)), queue)
 
 
 @FUZZ
@@ -133,7 +135,7 @@ def test_standard_webhooks_signed_now_with_garbage_content_is_4xx_or_202(body: b
         "webhook-timestamp": stamp,
         "webhook-signature": signature,
     }
-    _check(accept_hr_webhook(IncomingRequest("POST", headers, body), deps=deps), queue)
+    _check(asyncio.run(accept_hr_webhook(IncomingRequest("POST", headers, body), deps=deps)), queue)
 
 
 @FUZZ
@@ -145,7 +147,7 @@ def test_bamboohr_signed_garbage_never_reaches_5xx(timestamp: str, body: bytes) 
         headers["x-bamboohr-signature"] = sign_bamboohr(BAMBOO_KEY, timestamp, body)
     except UnicodeEncodeError:
         headers["x-bamboohr-signature"] = "00"
-    _check(accept_bamboohr_webhook(IncomingRequest("POST", headers, body), deps=deps), queue)
+    _check(asyncio.run(accept_bamboohr_webhook(IncomingRequest("POST", headers, body), deps=deps)), queue)
 
 
 @FUZZ
@@ -157,7 +159,7 @@ def test_bamboohr_signed_garbage_never_reaches_5xx(timestamp: str, body: bytes) 
 )
 def test_bamboohr_unsigned_garbage_never_reaches_5xx(headers: dict[str, str], body: bytes) -> None:
     deps, queue = _deps()
-    _check(accept_bamboohr_webhook(IncomingRequest("POST", headers, body), deps=deps), queue)
+    _check(asyncio.run(accept_bamboohr_webhook(IncomingRequest("POST", headers, body), deps=deps)), queue)
 
 
 def test_the_reported_timestamps_are_refused_not_raised() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from shared.hr.ingress import (
 from shared.hr.signatures import decode_whsec, sign_standard_webhook
 from shared.names import HR_EVENTS
 from shared.state import build_memory_state
+from tests.aio import aio
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 BAMBOO_KEY = "bamboo-private-key-for-tests"
@@ -75,7 +77,7 @@ def deps(clock: Clock, queue: FakeQueue) -> IngressDeps:
         bamboohr=BambooHr(enabled=True, secret=SecretStr(BAMBOO_KEY)),
     )
     state = build_memory_state(clock=clock)
-    return IngressDeps(providers=providers, queue=queue, idempotency=state.idempotency, clock=clock)
+    return IngressDeps(providers=providers, queue=aio(queue), idempotency=aio(state.idempotency), clock=clock)
 
 
 def _signed(body: bytes, *, msg_id: str = "msg_1", at: datetime, secret: str = SECRET) -> IncomingRequest:
@@ -102,7 +104,7 @@ def _body(obj: Any = HIRE) -> bytes:
 def test_valid_hire_is_queued_once_with_the_canonical_payload(
     deps: IngressDeps, queue: FakeQueue, clock: Clock
 ) -> None:
-    result = accept_hr_webhook(_signed(_body(), at=clock.now), deps=deps)
+    result = asyncio.run(accept_hr_webhook(_signed(_body(), at=clock.now), deps=deps))
     expected_id = event_envelope_id("standard-webhooks", "msg_1")
     assert (result.status, result.body) == (202, {"id": expected_id})
     [(name, envelope)] = queue.sent
@@ -113,7 +115,7 @@ def test_valid_hire_is_queued_once_with_the_canonical_payload(
 
 
 def test_same_webhook_three_times_is_one_message(deps: IngressDeps, queue: FakeQueue, clock: Clock) -> None:
-    results = [accept_hr_webhook(_signed(_body(), at=clock.now), deps=deps) for _ in range(3)]
+    results = [asyncio.run(accept_hr_webhook(_signed(_body(), at=clock.now), deps=deps)) for _ in range(3)]
     assert [r.status for r in results] == [202, 202, 202]
     assert len({r.body["id"] for r in results}) == 1
     assert len(queue.sent) == 1
@@ -123,11 +125,11 @@ def test_failed_enqueue_answers_503_and_the_retry_succeeds(
     deps: IngressDeps, queue: FakeQueue, clock: Clock
 ) -> None:
     queue.failures = 1
-    first = accept_hr_webhook(_signed(_body(), at=clock.now), deps=deps)
+    first = asyncio.run(accept_hr_webhook(_signed(_body(), at=clock.now), deps=deps))
     assert first.status == 503
     assert first.headers["Retry-After"]
     assert queue.sent == []
-    second = accept_hr_webhook(_signed(_body(), at=clock.now), deps=deps)
+    second = asyncio.run(accept_hr_webhook(_signed(_body(), at=clock.now), deps=deps))
     assert second.status == 202
     assert len(queue.sent) == 1
 
@@ -137,17 +139,17 @@ def test_claim_left_by_a_dead_process_is_taken_over_after_expiry(
 ) -> None:
     # GIVEN a process claimed the delivery and died before enqueueing
     envelope_id = event_envelope_id("standard-webhooks", "msg_1")
-    deps.idempotency.claim(
+    deps.idempotency.sync.claim(
         f"hr-webhook:{envelope_id}", ttl=timedelta(days=7), in_progress_expiry=CLAIM_EXPIRY
     )
     # WHEN the sender retries at once THEN it is told to come back (never 202 for nothing queued)
-    busy = accept_hr_webhook(_signed(_body(), at=clock.now), deps=deps)
+    busy = asyncio.run(accept_hr_webhook(_signed(_body(), at=clock.now), deps=deps))
     assert busy.status == 409
     assert int(busy.headers["Retry-After"]) > 0
     assert queue.sent == []
     # WHEN it retries after the claim expired THEN the event is queued
     clock.now += CLAIM_EXPIRY + timedelta(seconds=1)
-    done = accept_hr_webhook(_signed(_body(), at=clock.now), deps=deps)
+    done = asyncio.run(accept_hr_webhook(_signed(_body(), at=clock.now), deps=deps))
     assert done.status == 202
     assert len(queue.sent) == 1
 
@@ -172,7 +174,7 @@ def test_wrong_content_type_is_415(
 ) -> None:
     request = _signed(_body(), at=clock.now)
     request = IncomingRequest("POST", {**request.headers, "content-type": content_type}, request.body)
-    result = accept_hr_webhook(request, deps=deps)
+    result = asyncio.run(accept_hr_webhook(request, deps=deps))
     assert result.status == status
     assert "application/json" in _problem(result)["detail"]
     assert queue.sent == []
@@ -183,12 +185,12 @@ def test_json_with_charset_is_accepted(deps: IngressDeps, queue: FakeQueue, cloc
     request = IncomingRequest(
         "POST", {**request.headers, "content-type": "Application/JSON; charset=UTF-8"}, request.body
     )
-    assert accept_hr_webhook(request, deps=deps).status == 202
+    assert asyncio.run(accept_hr_webhook(request, deps=deps)).status == 202
 
 
 def test_oversized_body_is_413(deps: IngressDeps, queue: FakeQueue, clock: Clock) -> None:
     big = dict(HIRE, padding="x" * MAX_BODY_BYTES)
-    result = accept_hr_webhook(_signed(_body(big), at=clock.now), deps=deps)
+    result = asyncio.run(accept_hr_webhook(_signed(_body(big), at=clock.now), deps=deps))
     assert result.status == 413
     _problem(result)
     assert queue.sent == []
@@ -196,7 +198,7 @@ def test_oversized_body_is_413(deps: IngressDeps, queue: FakeQueue, clock: Clock
 
 def test_bad_signature_is_401_and_names_no_secret(deps: IngressDeps, queue: FakeQueue, clock: Clock) -> None:
     other = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
-    result = accept_hr_webhook(_signed(_body(), at=clock.now, secret=other), deps=deps)
+    result = asyncio.run(accept_hr_webhook(_signed(_body(), at=clock.now, secret=other), deps=deps))
     assert result.status == 401
     assert SECRET[6:] not in result.body_text()
     assert queue.sent == []
@@ -219,7 +221,7 @@ def test_bad_signature_is_401_and_names_no_secret(deps: IngressDeps, queue: Fake
 def test_malformed_or_invalid_events_are_400_naming_fields(
     deps: IngressDeps, queue: FakeQueue, clock: Clock, body: bytes, fields: list[str]
 ) -> None:
-    result = accept_hr_webhook(_signed(body, at=clock.now), deps=deps)
+    result = asyncio.run(accept_hr_webhook(_signed(body, at=clock.now), deps=deps))
     assert result.status == 400
     assert sorted(e["field"] for e in _problem(result)["errors"]) == fields
     assert queue.sent == []
@@ -229,8 +231,8 @@ def test_disabled_provider_is_404(deps: IngressDeps, queue: FakeQueue, clock: Cl
     disabled = IngressDeps(
         providers=HrProviders(), queue=deps.queue, idempotency=deps.idempotency, clock=clock
     )
-    assert accept_hr_webhook(_signed(_body(), at=clock.now), deps=disabled).status == 404
-    assert accept_bamboohr_webhook(_signed(_body(), at=clock.now), deps=disabled).status == 404
+    assert asyncio.run(accept_hr_webhook(_signed(_body(), at=clock.now), deps=disabled)).status == 404
+    assert asyncio.run(accept_bamboohr_webhook(_signed(_body(), at=clock.now), deps=disabled)).status == 404
     assert queue.sent == []
 
 
@@ -262,8 +264,8 @@ BAMBOO = {
 
 
 def test_bamboohr_delivery_queues_one_event_per_employee_once(deps: IngressDeps, queue: FakeQueue) -> None:
-    first = accept_bamboohr_webhook(_bamboo(_body(BAMBOO)), deps=deps)
-    again = accept_bamboohr_webhook(_bamboo(_body(BAMBOO)), deps=deps)
+    first = asyncio.run(accept_bamboohr_webhook(_bamboo(_body(BAMBOO)), deps=deps))
+    again = asyncio.run(accept_bamboohr_webhook(_bamboo(_body(BAMBOO)), deps=deps))
     assert first.status == again.status == 202
     assert first.body == again.body
     assert len(first.body["ids"]) == 2
@@ -286,26 +288,26 @@ def test_bamboohr_partial_failure_is_503_and_the_retry_queues_only_the_rest(
     flaky = SecondFails()
     flaky.failures = 1
     flaky_deps = IngressDeps(
-        providers=deps.providers, queue=flaky, idempotency=deps.idempotency, clock=deps.clock
+        providers=deps.providers, queue=aio(flaky), idempotency=deps.idempotency, clock=deps.clock
     )
-    assert accept_bamboohr_webhook(_bamboo(_body(BAMBOO)), deps=flaky_deps).status == 503
-    assert accept_bamboohr_webhook(_bamboo(_body(BAMBOO)), deps=flaky_deps).status == 202
+    assert asyncio.run(accept_bamboohr_webhook(_bamboo(_body(BAMBOO)), deps=flaky_deps)).status == 503
+    assert asyncio.run(accept_bamboohr_webhook(_bamboo(_body(BAMBOO)), deps=flaky_deps)).status == 202
     assert len(flaky.sent) == 2
 
 
 def test_bamboohr_bad_signature_or_stale_timestamp_is_401(deps: IngressDeps, queue: FakeQueue) -> None:
     tampered = _bamboo(_body(BAMBOO))
     tampered = IncomingRequest("POST", tampered.headers, tampered.body + b" ")
-    assert accept_bamboohr_webhook(tampered, deps=deps).status == 401
+    assert asyncio.run(accept_bamboohr_webhook(tampered, deps=deps)).status == 401
     assert (
-        accept_bamboohr_webhook(_bamboo(_body(BAMBOO), "2026-12-01T07:50:00+0000"), deps=deps).status == 401
+        asyncio.run(accept_bamboohr_webhook(_bamboo(_body(BAMBOO), "2026-12-01T07:50:00+0000"), deps=deps)).status == 401
     )
     assert queue.sent == []
 
 
 def test_bamboohr_invalid_entry_is_400_and_nothing_is_queued(deps: IngressDeps, queue: FakeQueue) -> None:
     bad = {"employees": [BAMBOO["employees"][0], {**BAMBOO["employees"][1], "action": "Moved"}]}
-    result = accept_bamboohr_webhook(_bamboo(_body(bad)), deps=deps)
+    result = asyncio.run(accept_bamboohr_webhook(_bamboo(_body(bad)), deps=deps))
     assert result.status == 400
     assert [e["field"] for e in result.body["errors"]] == ["employees[1].action"]
     assert queue.sent == []

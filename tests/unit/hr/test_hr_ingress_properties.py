@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ from shared.hr.bamboohr import map_bamboohr_payload, sign_bamboohr
 from shared.hr.ingress import IncomingRequest, IngressDeps, accept_bamboohr_webhook, accept_hr_webhook
 from shared.hr.signatures import decode_whsec, sign_standard_webhook
 from shared.state import build_memory_state
+from tests.aio import aio
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 BAMBOO_KEY = "bamboo-private-key-for-tests"
@@ -64,7 +66,7 @@ def _deps(queue: _Queue) -> IngressDeps:
         bamboohr=BambooHr(enabled=True, secret=SecretStr(BAMBOO_KEY)),
     )
     return IngressDeps(
-        providers=providers, queue=queue, idempotency=build_memory_state().idempotency, clock=lambda: NOW
+        providers=providers, queue=aio(queue), idempotency=aio(build_memory_state().idempotency), clock=lambda: NOW
     )
 
 
@@ -93,7 +95,7 @@ def test_any_signed_body_is_accepted_or_refused_with_400(body: bytes) -> None:
         "webhook-timestamp": str(int(NOW.timestamp())),
         "webhook-signature": sign_standard_webhook(decode_whsec(SECRET), "msg_1", int(NOW.timestamp()), body),
     }
-    result = accept_hr_webhook(IncomingRequest("POST", headers, body), deps=_deps(queue))
+    result = asyncio.run(accept_hr_webhook(IncomingRequest("POST", headers, body), deps=_deps(queue)))
     assert result.status in (202, 400)
     assert len(queue.sent) == (1 if result.status == 202 else 0)
     json.loads(result.body_text())
@@ -110,7 +112,7 @@ def test_any_signed_bamboohr_delivery_is_accepted_or_refused_with_400(payload: d
         "x-bamboohr-timestamp": stamp,
         "x-bamboohr-signature": sign_bamboohr(BAMBOO_KEY, stamp, body),
     }
-    result = accept_bamboohr_webhook(IncomingRequest("POST", headers, body), deps=_deps(queue))
+    result = asyncio.run(accept_bamboohr_webhook(IncomingRequest("POST", headers, body), deps=_deps(queue)))
     assert result.status in (202, 400)
     if result.status == 400:
         assert queue.sent == []
@@ -125,6 +127,6 @@ def test_any_signed_bamboohr_delivery_is_accepted_or_refused_with_400(payload: d
 def test_arbitrary_signature_headers_are_401_never_a_crash(headers: dict[str, str]) -> None:
     queue = _Queue()
     request = IncomingRequest("POST", {"content-type": "application/json", **headers}, b"{}")
-    result = accept_hr_webhook(request, deps=_deps(queue))
+    result = asyncio.run(accept_hr_webhook(request, deps=_deps(queue)))
     assert result.status == 401
     assert queue.sent == []

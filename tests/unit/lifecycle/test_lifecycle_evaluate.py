@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from types import SimpleNamespace
@@ -23,6 +24,7 @@ from shared.rollout.lifecycle.evaluate import SYNC_KEY, SYNC_NAMESPACE, _mark_sy
 from shared.rollout.wave_state import WaveState, read_wave_state
 from shared.state import StateStores
 from shared.state.memory import MemoryKeyValueStore
+from tests.aio import aio
 from tests.unit.lifecycle.fakes import Clock, FakeEvidence
 
 PILOT = {f"p{i}" for i in range(10)}
@@ -68,7 +70,7 @@ async def test_the_first_wave_starts_registering_and_the_next_waits(
         True,
         WaveState.REGISTERING,
     )
-    assert read_wave_state(stores.kv, "pilot").state is WaveState.REGISTERING
+    assert (await read_wave_state(aio(stores.kv), "pilot")).state is WaveState.REGISTERING
     assert [c["args"] for c in membership.calls] == [("pilot",)]
     assert len(sync.calls) == 1
     assert result.policy_synced
@@ -78,7 +80,7 @@ async def test_the_first_wave_starts_registering_and_the_next_waits(
     )  # fmt: skip
     # AND the next wave waits for the pilot to be enforced
     assert (finance.action, finance.applied) == ("wait", False)
-    assert read_wave_state(stores.kv, "finance-hr").state is WaveState.PLANNED
+    assert (await read_wave_state(aio(stores.kv), "finance-hr")).state is WaveState.PLANNED
     # AND the registration report was read once for all waves
     assert evidence.report_reads == 1
 
@@ -107,13 +109,13 @@ async def test_a_wave_does_not_promote_while_a_gate_fails_and_does_after_it_pass
     _clean_sign_ins(clock, evidence)
     held = (await _run(deps)).decisions[0]
     assert held.failing == ["soak"]
-    assert read_wave_state(stores.kv, "pilot").state is WaveState.REPORT_ONLY
+    assert (await read_wave_state(aio(stores.kv), "pilot")).state is WaveState.REPORT_ONLY
     # WHEN the soak days pass / THEN it is promoted and the CA baseline is synced
     clock.advance(days=3)
     result = await _run(deps)
     promoted = result.decisions[0]
     assert (promoted.action, promoted.new_state, promoted.failing) == ("promote", WaveState.ENFORCED, [])
-    assert read_wave_state(stores.kv, "pilot").state is WaveState.ENFORCED
+    assert (await read_wave_state(aio(stores.kv), "pilot")).state is WaveState.ENFORCED
     assert len(sync.calls) == 2
     assert "pilot: report-only -> enforced" in sync.calls[1]["reason"]
     # AND the next wave starts registering in the same run
@@ -147,10 +149,10 @@ async def test_approval_promotion_waits_for_the_operator(
     waiting = (await _run(deps)).decisions[0]
     assert waiting.action == "hold"
     assert "waveguard waves approve pilot" in waiting.detail
-    record_approval(stores.kv, "pilot", actor="cli:alice", at=clock.now)
+    await record_approval(aio(stores.kv), "pilot", actor="cli:alice", at=clock.now)
     promoted = (await _run(deps)).decisions[0]
     assert (promoted.action, promoted.approved, promoted.new_state) == ("promote", True, WaveState.ENFORCED)
-    assert approval_of(stores.kv, "pilot") is None  # used up
+    assert await approval_of(aio(stores.kv), "pilot") is None  # used up
 
 
 async def test_a_dry_run_changes_nothing(
@@ -160,7 +162,7 @@ async def test_a_dry_run_changes_nothing(
     result = await _run(deps, dry_run=True)
     assert result.decisions[0].action == "start-registering"
     assert not result.decisions[0].applied
-    assert read_wave_state(stores.kv, "pilot").state is WaveState.PLANNED
+    assert (await read_wave_state(aio(stores.kv), "pilot")).state is WaveState.PLANNED
     assert (sync.calls, membership.calls, stores.audit.list()) == ([], [], [])
 
 
@@ -172,7 +174,7 @@ async def test_a_failed_policy_sync_is_finished_by_the_next_run(
     sync.fail_next = RetryableError("graph down")
     with pytest.raises(RetryableError):
         await _run(deps)
-    assert read_wave_state(stores.kv, "pilot").state is WaveState.REGISTERING
+    assert (await read_wave_state(aio(stores.kv), "pilot")).state is WaveState.REGISTERING
     # WHEN the timer runs again / THEN the pending sync is done, once
     result = await _run(deps)
     assert result.policy_synced
@@ -189,7 +191,7 @@ async def test_rollback_takes_an_enforced_wave_back_to_report_only(
     await _run(deps)
     _clean_sign_ins(clock, evidence)
     await _run(deps)
-    assert read_wave_state(stores.kv, "pilot").state is WaveState.ENFORCED
+    assert (await read_wave_state(aio(stores.kv), "pilot")).state is WaveState.ENFORCED
     status = await rollback_wave(
         deps, "pilot", actor="cli:alice", correlation_id="c2", reason="helpdesk flood"
     )
@@ -223,7 +225,7 @@ async def test_a_wave_whose_group_cannot_be_made_ready_stays_planned(
     decision = (await _run(deps)).decisions[0]
     assert (decision.action, decision.applied) == ("hold", False)
     assert "the wave group could not be made ready: graph down" in decision.detail
-    assert read_wave_state(stores.kv, "pilot").state is WaveState.PLANNED
+    assert (await read_wave_state(aio(stores.kv), "pilot")).state is WaveState.PLANNED
     assert (sync.calls, membership.calls) == ([], [])
 
 
@@ -239,9 +241,9 @@ def test_two_transitions_marking_the_policy_sync_at_once_both_keep_their_reason(
             return super().put(namespace, key, value, **conditions)
 
     kv = RacedKeyValueStore()
-    deps = SimpleNamespace(stores=SimpleNamespace(kv=kv))
+    deps = SimpleNamespace(stores=SimpleNamespace(kv=aio(kv)))
     # WHEN this transition marks the sync
-    _mark_sync_pending(deps, reason="pilot: report-only")  # type: ignore[arg-type]
+    asyncio.run(_mark_sync_pending(deps, reason="pilot: report-only"))  # type: ignore[arg-type]
     # THEN the marker holds both reasons
     stored = kv.get(SYNC_NAMESPACE, SYNC_KEY)
     assert stored is not None
@@ -261,7 +263,7 @@ async def test_a_sync_refused_in_this_tick_holds_the_wave_in_this_tick(
     refusal = Alert(key="wave-sync:pilot:blast-radius", severity="critical", summary="over", source="test")
 
     async def refuse(wave: str, **_: Any) -> None:
-        open_alert(stores.kv, wave, refusal, alert_id="alert-refused")
+        await open_alert(aio(stores.kv), wave, refusal, alert_id="alert-refused")
         raise SafetyViolationError("would add 900 members, above its blastRadius", rule="blast-radius")
 
     deps = replace(deps, start_membership=refuse)

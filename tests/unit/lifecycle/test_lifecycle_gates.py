@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from shared.rollout.lifecycle import ALERTS_OPEN_NAMESPACE, SignInResult, WaveEv
 from shared.rollout.lifecycle.gates import alert_gate, registration_gate, report_only_gate, soak_gate
 from shared.rollout.wave_state import WaveState, WaveStatus
 from shared.state import StateStores
+from tests.aio import aio
 from tests.unit.lifecycle.fakes import START
 
 GATES = Gates(
@@ -84,17 +86,17 @@ def test_open_critical_alerts_block_and_others_do_not(stores: StateStores) -> No
         {"id": "a1", "severity": "warning", "summary": "slow"},
         {"id": "a2", "severity": "critical", "summary": "x"},
     ]})  # fmt: skip
-    open_ids = open_critical_alerts(stores.kv, "pilot")
+    open_ids = asyncio.run(open_critical_alerts(aio(stores.kv), "pilot"))
     assert open_ids == ["a2"]
     gate = alert_gate(GATES, WaveEvidence(MEMBERS, frozenset(), open_critical=open_ids))
     assert not gate.passed
     assert gate.detail == "open critical alerts: a2"
     assert alert_gate(GATES, WaveEvidence(MEMBERS, frozenset())).passed
-    assert open_critical_alerts(stores.kv, "finance-hr") == []
+    assert asyncio.run(open_critical_alerts(aio(stores.kv), "finance-hr")) == []
 
 
 def test_a_malformed_alert_record_names_its_field(stores: StateStores) -> None:
     stores.kv.put(ALERTS_OPEN_NAMESPACE, "pilot", {"open": "yes"})
     with pytest.raises(InvalidPayloadError) as info:
-        open_critical_alerts(stores.kv, "pilot")
+        asyncio.run(open_critical_alerts(aio(stores.kv), "pilot"))
     assert "alerts-open/pilot.open" in str(info.value.errors)

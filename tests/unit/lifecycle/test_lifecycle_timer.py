@@ -11,13 +11,14 @@ from shared.names import ALERTS
 from shared.rollout.lifecycle import run_timer_tick
 from shared.rollout.wave_state import WaveState, read_wave_state
 from shared.state import StateStores
+from tests.aio import aio
 
 
 class Sender:
     def __init__(self) -> None:
         self.sent: list[tuple[str, Envelope]] = []
 
-    def send(self, queue_name: str, envelope: Envelope) -> str:
+    async def send(self, queue_name: str, envelope: Envelope, **_: object) -> str:
         self.sent.append((queue_name, envelope))
         return "m1"
 
@@ -34,7 +35,7 @@ async def test_a_lint_blocking_the_policy_sync_raises_a_critical_alert(
     assert envelope.payload["severity"] == "critical"
     assert "the policy lint failed" in envelope.payload["summary"]
     # the state change stands and the pending sync is retried by the next tick
-    assert read_wave_state(stores.kv, "pilot").state is WaveState.REGISTERING
+    assert (await read_wave_state(aio(stores.kv), "pilot")).state is WaveState.REGISTERING
     result = await run_timer_tick(deps, sender, correlation_id="c2")
     assert result is not None
     assert result.policy_synced

@@ -19,7 +19,7 @@ from shared.graph.mail import MailMessage
 from shared.graph.tap import IssuedTap, TapMethod
 from shared.hr.events import parse_hr_event
 from shared.onboarding import Deps, DirectoryUser
-from shared.state import build_memory_state
+from shared.state import StateStores, build_memory_state
 from tests.conftest import PLAN_SECRETS
 
 EXAMPLE: dict[str, Any] = yaml.safe_load((APP_ROOT / "config" / "waveguard.yaml").read_text("utf-8"))
@@ -185,7 +185,9 @@ class FakeGraph:
 class FakeQueues:
     sent: list[tuple[str, Envelope, float | None]] = field(default_factory=list)
 
-    def send(self, queue_name: str, envelope: Envelope, *, delay: timedelta | float | None = None) -> str:
+    async def send(
+        self, queue_name: str, envelope: Envelope, *, delay: timedelta | float | None = None, ttl: Any = None
+    ) -> str:
         seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
         self.sent.append((queue_name, envelope, seconds))
         return str(len(self.sent))
@@ -211,15 +213,17 @@ class World:
     queues: FakeQueues
     clock: Clock
     deps: Deps
+    stores: StateStores  # the same stores as deps.state, for synchronous set-up and assertions
 
 
 def make_world(rollout: RolloutPlan | None = None) -> World:
     graph, queues, clock = FakeGraph(), FakeQueues(), Clock()
+    stores = build_memory_state(clock=clock)
     deps = Deps(
         settings=Settings(config_path=Path("test-plan")),
         plan=rollout or plan(),
         graph=graph,
-        state=build_memory_state(clock=clock),
+        state=stores.aio,
         queues=queues,
         clock=clock,
     )
@@ -227,7 +231,7 @@ def make_world(rollout: RolloutPlan | None = None) -> World:
     graph.default_manager = grace.id  # Entra records Grace as the hires' manager (as HR says)
     exclusion = deps.plan.break_glass.exclusion_group
     graph.add_group(str(exclusion.display_name or exclusion.id))  # every tenant WaveGuard runs in has it
-    return World(graph, queues, clock, deps)
+    return World(graph, queues, clock, deps, stores)
 
 
 def hire_event(event_type: str = "employee.hired", envelope_id: str = "whk-1", **data: Any) -> Envelope:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from shared.alerting import Alert, alert_envelope, raise_alert
 from shared.envelope import Envelope
 from shared.names import ALERTS
+from tests.aio import aio
 
 AT = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
@@ -37,7 +39,7 @@ def _alert(key: str = "onboarding:abc:NotFoundError", at: datetime = AT) -> Aler
 
 def test_raise_alert_enqueues_an_alert_envelope_on_the_alerts_queue() -> None:
     sender = RecordingSender()
-    envelope = raise_alert(sender, _alert())
+    envelope = asyncio.run(raise_alert(aio(sender), _alert()))
     assert sender.sent == [(ALERTS, envelope)]
     assert envelope.type == "alert"
     assert envelope.payload == {

@@ -19,6 +19,7 @@ from shared.onboarding.common import WAVE_GROUPS_NAMESPACE
 from shared.rollout.wave_state import WaveState
 from shared.state import Versioned
 from shared.state.memory import MemoryKeyValueStore
+from tests.aio import aio
 
 FINANCE_GROUP = "WaveGuard - Wave 2 Finance and HR"
 
@@ -35,7 +36,7 @@ async def _process(world: World, envelope_text: str) -> object:
 
 def _everything_stored(world: World) -> str:
     """Every piece of state, audit and queue traffic as one text, to look for secrets in."""
-    memory = world.deps.state
+    memory = world.stores
     parts = [repr(memory.kv.__dict__), repr(memory.idempotency.__dict__)]
     parts += [repr(entry) for entry in memory.audit.list(limit=1000)]
     parts += [envelope.to_json() for _, envelope, _ in world.queues.sent]
@@ -69,13 +70,13 @@ async def test_hire_joins_the_wave_gets_one_tap_and_the_manager_one_email(
     assert value in mail.body
     assert "https://aka.ms/mysecurityinfo" in mail.body
     # AND the hire is tracked for registration
-    record = world.deps.state.kv.get("registration", user_id)
+    record = world.stores.kv.get("registration", user_id)
     assert record is not None
     assert record.value["status"] == "pending"
     assert record.value["wave"] == "finance-hr"
     assert record.value["tapExpiresAt"] == "2026-12-01T08:00:00+00:00"
     # AND every write is audited under the envelope id, by the onboarding actor
-    actions = [(e.action, e.actor, e.correlation_id) for e in world.deps.state.audit.list()]
+    actions = [(e.action, e.actor, e.correlation_id) for e in world.stores.audit.list()]
     assert {a for a, _, _ in actions} >= {"wave.group.create", "wave.member.add", "tap.create", "tap.deliver"}
     assert {(actor, cid) for _, actor, cid in actions} == {("waveguard/onboarding", "whk-1")}
     # AND the TAP value is nowhere but in the e-mail: not in state, audit, queues or logs
@@ -131,7 +132,7 @@ async def test_throttled_group_add_is_retried_and_done_once() -> None:
 async def test_a_message_held_by_another_worker_is_retried_later() -> None:
     world = make_world()
     _hire(world)
-    world.deps.state.idempotency.claim("onboarding:whk-1", ttl=timedelta(days=1))
+    world.stores.idempotency.claim("onboarding:whk-1", ttl=timedelta(days=1))
     outcome = await _process(world, hire_event().to_json())
     assert type(outcome).__name__ == "BusyError"  # re-sent with a delay (see the deferral test)
     assert world.graph.outbox == []
@@ -203,10 +204,10 @@ async def test_user_never_provisioned_raises_a_high_alert_after_the_budget_and_i
     assert alert.payload["labels"]["alertname"] == "HireNotProvisioned"
     assert alert.payload["details"]["envelopeId"] == "whk-1"
     # AND the give-up is recorded in state and the audit log
-    progress = world.deps.state.kv.get(HIRES_NAMESPACE, "whk-1")
+    progress = world.stores.kv.get(HIRES_NAMESPACE, "whk-1")
     assert progress is not None
     assert progress.value["status"] == "not-provisioned"
-    assert "hire.abandon" in [e.action for e in world.deps.state.audit.list()]
+    assert "hire.abandon" in [e.action for e in world.stores.audit.list()]
 
 
 async def test_hire_found_by_upn_when_entra_has_no_employee_id() -> None:
@@ -299,7 +300,7 @@ async def test_bad_messages_are_settled_and_alerted_not_retried(text: str, alert
     assert isinstance(outcome, PermanentError)
     [alert] = world.queues.on(ALERTS)
     assert alert.payload["labels"]["alertname"] == alertname
-    assert world.deps.state.audit.list()[0].action == f"onboarding.{alertname}"
+    assert world.stores.audit.list()[0].action == f"onboarding.{alertname}"
 
 
 async def test_graph_outage_propagates_for_the_host_to_retry() -> None:
@@ -329,7 +330,7 @@ def test_recheck_delay_grows_by_the_factor_and_is_capped() -> None:
 
 async def test_wave_state_does_not_matter_for_a_new_hire() -> None:
     world = make_world()
-    world.deps.state.kv.put(
+    world.stores.kv.put(
         "waves", "finance-hr", {"state": WaveState.ENFORCED.value, "since": NOW.isoformat()}
     )
     _hire(world)
@@ -372,7 +373,7 @@ async def test_a_group_recorded_by_another_worker_after_our_look_up_is_used_not_
                 return None  # this worker's read came just before the other worker's write
             return super().get(namespace, key)
 
-    state = replace(world.deps.state, kv=RacedKeyValueStore())
+    state = replace(world.deps.state, kv=aio(RacedKeyValueStore()))
     # WHEN this worker onboards its hire
     await process_hr_message(hire_event().to_json(), replace(world.deps, state=state))
     # THEN it adds the hire to the group the other worker created, and creates none itself
@@ -389,7 +390,7 @@ def _lose_the_creation_race(world: World) -> list[str]:
 
     async def slow_create(display_name: str, *, description: str) -> str:
         other = graph.add_group(display_name)
-        world.deps.state.kv.put(WAVE_GROUPS_NAMESPACE, "finance-hr", {"groupId": other})
+        world.stores.kv.put(WAVE_GROUPS_NAMESPACE, "finance-hr", {"groupId": other})
         ours.append(graph.add_group(display_name))
         return ours[0]
 
@@ -410,7 +411,7 @@ async def test_a_creation_that_outlasts_its_marker_yields_to_the_group_recorded_
     assert created_by_us[0] not in graph.groups
     assert len(graph.groups) == 2  # the wave group and the break-glass exclusion group
     assert len(graph.members_of(FINANCE_GROUP)) == 1
-    deleted = [e for e in world.deps.state.audit.list() if e.action == "wave.group.delete"]
+    deleted = [e for e in world.stores.audit.list() if e.action == "wave.group.delete"]
     assert [e.target for e in deleted] == created_by_us
 
 
@@ -463,7 +464,7 @@ async def test_a_lost_race_whose_group_delete_failed_is_cleaned_up_by_the_next_r
     assert ours[0] not in graph.groups
     assert len(graph.groups) == 2  # the wave group and the break-glass exclusion group
     assert len(graph.members_of(FINANCE_GROUP)) == 1
-    stored = world.deps.state.kv.get(WAVE_GROUPS_NAMESPACE, "finance-hr")
+    stored = world.stores.kv.get(WAVE_GROUPS_NAMESPACE, "finance-hr")
     assert stored is not None
     assert "orphans" not in stored.value
 
@@ -500,7 +501,7 @@ async def test_an_account_that_is_not_genuinely_new_gets_no_tap_but_its_wave(
     assert outcome == HireOutcome("done", user_id=user_id, wave="finance-hr")
     assert "create_tap" not in world.graph.calls
     assert world.graph.outbox == []
-    [entry] = [e for e in world.deps.state.audit.list(limit=50) if e.action == "hire.tap.refuse"]
+    [entry] = [e for e in world.stores.audit.list(limit=50) if e.action == "hire.tap.refuse"]
     assert reason in entry.reason
     [alert] = [
         a for a in world.queues.on(ALERTS) if a.payload["labels"]["alertname"] == "HireRefusedExistingAccount"
@@ -548,7 +549,7 @@ async def test_a_hire_whose_claim_another_worker_holds_is_deferred_not_retried_t
     world = make_world()
     _hire(world)
     envelope = hire_event()
-    world.deps.state.idempotency.claim(f"onboarding:{envelope.id}", ttl=timedelta(days=30))
+    world.stores.idempotency.claim(f"onboarding:{envelope.id}", ttl=timedelta(days=30))
     world.clock.advance(minutes=1)
     # WHEN the message is delivered again
     outcome = await _process(world, envelope.to_json())

@@ -11,6 +11,7 @@ from shared.errors import NotFoundError, RetryableError
 from shared.onboarding import TerminationOutcome, UpdateOutcome, process_hr_message
 from shared.onboarding.ports import IssuedTap
 from shared.rollout.wave_state import WaveState, write_wave_state
+from tests.aio import aio
 
 FINANCE = "WaveGuard - Wave 2 Finance and HR"
 SALES = "WaveGuard - Wave 3 Sales and Marketing"
@@ -36,7 +37,7 @@ async def test_department_change_moves_the_user_to_the_new_wave() -> None:
     )
     assert world.graph.members_of(SALES) == {user_id}
     assert world.graph.groups[finance_id]["members"] == set()
-    actions = [e.action for e in world.deps.state.audit.list()]
+    actions = [e.action for e in world.stores.audit.list()]
     assert "wave.member.add" in actions
     assert "wave.member.remove" in actions
 
@@ -45,22 +46,22 @@ async def test_a_user_in_an_enforced_wave_stays_enforced() -> None:
     # GIVEN finance-hr is enforced and sales-marketing only report-only
     world = make_world()
     user_id, finance_id = _finance_member(world)
-    write_wave_state(world.deps.state.kv, "finance-hr", WaveState.ENFORCED, NOW)
-    write_wave_state(world.deps.state.kv, "sales-marketing", WaveState.REPORT_ONLY, NOW)
+    await write_wave_state(aio(world.stores.kv), "finance-hr", WaveState.ENFORCED, NOW)
+    await write_wave_state(aio(world.stores.kv), "sales-marketing", WaveState.REPORT_ONLY, NOW)
     # WHEN HR moves them to Sales
     outcome = await process_hr_message(_moved_to_sales(), world.deps)
     # THEN they join the new wave but stay in the enforced one
     assert outcome == UpdateOutcome("moved", user_id=user_id, wave="sales-marketing", kept_in=("finance-hr",))
     assert user_id in world.graph.groups[finance_id]["members"]
     assert world.graph.members_of(SALES) == {user_id}
-    assert "wave.member.keep" in [e.action for e in world.deps.state.audit.list()]
+    assert "wave.member.keep" in [e.action for e in world.stores.audit.list()]
 
 
 async def test_moving_between_two_enforced_waves_leaves_the_old_one() -> None:
     world = make_world()
     _user_id, finance_id = _finance_member(world)
     for wave in ("finance-hr", "sales-marketing"):
-        write_wave_state(world.deps.state.kv, wave, WaveState.ENFORCED, NOW)
+        await write_wave_state(aio(world.stores.kv), wave, WaveState.ENFORCED, NOW)
     await process_hr_message(_moved_to_sales(), world.deps)
     assert world.graph.groups[finance_id]["members"] == set()
 
@@ -96,9 +97,9 @@ async def test_update_for_an_unknown_user_is_settled_with_an_alert() -> None:
 async def test_registration_record_follows_the_new_wave() -> None:
     world = make_world()
     user_id, _ = _finance_member(world)
-    world.deps.state.kv.put("registration", user_id, {"wave": "finance-hr", "status": "pending"})
+    world.stores.kv.put("registration", user_id, {"wave": "finance-hr", "status": "pending"})
     await process_hr_message(_moved_to_sales(), world.deps)
-    record = world.deps.state.kv.get("registration", user_id)
+    record = world.stores.kv.get("registration", user_id)
     assert record is not None
     assert record.value == {"wave": "sales-marketing", "status": "pending"}
 
@@ -115,8 +116,8 @@ async def test_termination_deletes_pending_taps_and_stops_tracking() -> None:
     # THEN the TAP is gone and tracking stopped, both audited
     assert outcome == TerminationOutcome("cleaned", user_id=user_id, taps_deleted=1, tracking_stopped=True)
     assert world.graph.usable_taps(user_id) == []
-    assert world.deps.state.kv.get("registration", user_id) is None
-    actions = [e.action for e in world.deps.state.audit.list()]
+    assert world.stores.kv.get("registration", user_id) is None
+    actions = [e.action for e in world.stores.audit.list()]
     assert "tap.delete" in actions
     assert "registration.stop" in actions
     # AND a replay finds nothing left to do
@@ -129,7 +130,7 @@ async def test_termination_of_someone_not_in_entra_is_audited() -> None:
     text = hire_event("employee.terminated", "term-2", hireDate=None).to_json()
     outcome = await process_hr_message(text, world.deps)
     assert outcome == TerminationOutcome("not-found")
-    assert world.deps.state.audit.list()[0].action == "hire.terminate"
+    assert world.stores.audit.list()[0].action == "hire.terminate"
 
 
 async def test_a_hire_waiting_for_provisioning_is_cancelled_when_hr_terminates_them() -> None:
@@ -151,7 +152,7 @@ async def test_a_hire_waiting_for_provisioning_is_cancelled_when_hr_terminates_t
     assert outcome.status == "cancelled"  # type: ignore[union-attr]
     assert world.graph.taps == {}
     assert world.graph.outbox == []
-    assert "hire.cancel" in [e.action for e in world.deps.state.audit.list()]
+    assert "hire.cancel" in [e.action for e in world.stores.audit.list()]
 
 
 async def test_a_rehire_after_a_termination_is_onboarded() -> None:
@@ -186,7 +187,7 @@ async def test_a_termination_racing_the_hire_leaves_no_tap_and_sends_no_mail() -
     assert outcome.status == "cancelled"  # type: ignore[union-attr]
     assert world.graph.usable_taps(user_id) == []
     assert world.graph.outbox == []
-    actions = [e.action for e in world.deps.state.audit.list()]
+    actions = [e.action for e in world.stores.audit.list()]
     assert {"tap.delete", "hire.cancel"} <= set(actions)
 
 

@@ -19,12 +19,13 @@ from shared.rollout.policies import (
 )
 from shared.rollout.wave_state import WaveState, write_wave_state
 from shared.state import StateStores, utc_now
+from tests.aio import aio
 
 
 async def _plan(
     plan: RolloutPlan, tenant: TenantIds, ca_api: Any, lookup: Any, stores: StateStores
 ) -> PolicyPlan:
-    return await build_policy_plan(plan, api=ca_api, lookup=lookup, tenant=tenant, kv=stores.kv)
+    return await build_policy_plan(plan, api=ca_api, lookup=lookup, tenant=tenant, kv=aio(stores.kv))
 
 
 async def _apply(
@@ -32,7 +33,7 @@ async def _apply(
 ) -> ApplyResult:
     policy_plan = await _plan(plan, tenant, ca_api, lookup, stores)
     return await apply_policy_plan(
-        policy_plan, api=ca_api, kv=stores.kv, audit=stores.audit, actor="cli:test", correlation_id="corr-1"
+        policy_plan, api=ca_api, kv=aio(stores.kv), audit=aio(stores.audit), actor="cli:test", correlation_id="corr-1"
     )
 
 
@@ -78,7 +79,7 @@ async def test_desired_state_enabled_is_still_created_report_only(
     plan: RolloutPlan, tenant: TenantIds, ca_api: Any, lookup: Any, stores: StateStores
 ) -> None:
     # GIVEN the pilot is already enforced before the first apply (the enforcing policy wants "enabled")
-    write_wave_state(stores.kv, "pilot", WaveState.ENFORCED, utc_now())
+    await write_wave_state(aio(stores.kv), "pilot", WaveState.ENFORCED, utc_now())
     await _apply(plan, tenant, ca_api, lookup, stores)
     # THEN the new policy is written report-only all the same (safety rule 2)
     assert ca_api.by_name("- Require MFA")["state"] == REPORT_ONLY
@@ -92,12 +93,12 @@ async def test_a_wave_promotion_is_one_update_of_the_mfa_policies(
     plan: RolloutPlan, tenant: TenantIds, ca_api: Any, lookup: Any, stores: StateStores
 ) -> None:
     # GIVEN the baseline applied with the pilot in report-only
-    write_wave_state(stores.kv, "pilot", WaveState.REPORT_ONLY, utc_now())
+    await write_wave_state(aio(stores.kv), "pilot", WaveState.REPORT_ONLY, utc_now())
     await _apply(plan, tenant, ca_api, lookup, stores)
     pilot = tenant.wave_group_ids["pilot"]
     assert ca_api.by_name("(report-only waves)")["conditions"]["users"]["includeGroups"] == [pilot]
     # WHEN the pilot is promoted and the baseline applied
-    write_wave_state(stores.kv, "pilot", WaveState.ENFORCED, utc_now())
+    await write_wave_state(aio(stores.kv), "pilot", WaveState.ENFORCED, utc_now())
     result = await _apply(plan, tenant, ca_api, lookup, stores)
     # THEN the pilot group moves from the twin into the enabled MFA policy; nothing else is written
     assert sorted(name for name, _ in result.updated) == [
@@ -127,7 +128,7 @@ async def test_a_hand_edited_policy_is_repaired_field_by_field(
     assert {f.check for f in policy_plan.lint.findings if f.scope == "live"} == {"WG-CA-01", "WG-CA-03"}
     assert policy_plan.lint.ok
     await apply_policy_plan(
-        policy_plan, api=ca_api, kv=stores.kv, audit=stores.audit, actor="a", correlation_id="c"
+        policy_plan, api=ca_api, kv=aio(stores.kv), audit=aio(stores.audit), actor="a", correlation_id="c"
     )
     assert legacy["conditions"]["users"]["excludeGroups"] == [tenant.exclusion_group_id]
     assert legacy["conditions"]["clientAppTypes"] == ["exchangeActiveSync", "other"]
@@ -137,14 +138,14 @@ async def test_a_failing_lint_refuses_the_apply_and_writes_nothing(
     plan: RolloutPlan, tenant: TenantIds, ca_api: Any, lookup: Any, stores: StateStores
 ) -> None:
     # GIVEN the pilot is in report-only but its group was deleted from the tenant
-    write_wave_state(stores.kv, "pilot", WaveState.REPORT_ONLY, utc_now())
+    await write_wave_state(aio(stores.kv), "pilot", WaveState.REPORT_ONLY, utc_now())
     lookup.groups.discard(tenant.wave_group_ids["pilot"])
     policy_plan = await _plan(plan, tenant, ca_api, lookup, stores)
     assert [f.check for f in policy_plan.lint.blocking] == ["WG-CA-02"]
     # WHEN applied anyway
     with pytest.raises(SafetyViolationError, match="WG-CA-02") as caught:
         await apply_policy_plan(
-            policy_plan, api=ca_api, kv=stores.kv, audit=stores.audit, actor="a", correlation_id="c"
+            policy_plan, api=ca_api, kv=aio(stores.kv), audit=aio(stores.audit), actor="a", correlation_id="c"
         )
     # THEN nothing was written or audited
     assert caught.value.rule == "policy-lint"
@@ -202,7 +203,7 @@ async def test_a_missing_wave_group_matters_only_once_the_wave_is_under_way(
     # WHILE the pilot is planned, the baseline is fine
     assert (await _plan(plan, no_pilot, ca_api, lookup, stores)).lint.ok
     # WHEN the pilot starts registering, its group is needed: the lint names the wave's config field
-    write_wave_state(stores.kv, "pilot", WaveState.REGISTERING, utc_now())
+    await write_wave_state(aio(stores.kv), "pilot", WaveState.REGISTERING, utc_now())
     blocking = (await _plan(plan, no_pilot, ca_api, lookup, stores)).lint.blocking
     assert [(f.check, f.field) for f in blocking] == [("WG-CA-02", "waves[0].group")]
     assert "(registering) not found in the tenant" in blocking[0].message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from shared.config import RolloutPlan
 from shared.rollout.policies import APPLY_LOCK_KEY, TenantIds
 from shared.rollout.wave_state import WaveState, write_wave_state
 from shared.state import StateStores, utc_now
+from tests.aio import aio
 
 
 @pytest.fixture
@@ -21,7 +23,7 @@ def deps(plan: RolloutPlan, tenant: TenantIds, ca_api: Any, lookup: Any, stores:
     async def resolve() -> TenantIds:
         return tenant
 
-    return PolicyDeps(plan, ca_api, lookup, resolve, stores.kv, stores.audit, stores.idempotency)
+    return PolicyDeps(plan, ca_api, lookup, resolve, stores.aio.kv, stores.aio.audit, stores.aio.idempotency)
 
 
 def _args(**kw: Any) -> Any:
@@ -146,7 +148,7 @@ def test_a_second_apply_while_one_is_running_is_refused(
 def test_plan_json_names_the_waves_in_each_mfa_policy(
     deps: PolicyDeps, stores: StateStores, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_wave_state(stores.kv, "pilot", WaveState.REPORT_ONLY, utc_now())
+    asyncio.run(write_wave_state(aio(stores.kv), "pilot", WaveState.REPORT_ONLY, utc_now()))
     _plan(deps, json=True)
     doc = json.loads(capsys.readouterr().out)
     waves = {c["displayName"]: c.get("waves") for c in doc["changes"]}

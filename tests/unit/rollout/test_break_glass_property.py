@@ -34,6 +34,7 @@ from shared.rollout.membership import MembershipWriter, SyncDeps, process_chunk,
 from shared.rollout.policies.apply import apply_policy_plan, build_policy_plan
 from shared.rollout.policies.tenant import GraphReferenceLookup, resolve_tenant
 from shared.state import build_memory_state
+from tests.aio import aio
 from tests.conftest import PLAN_SECRETS
 
 BASE = "http://127.0.0.1:9/v1.0"
@@ -141,7 +142,7 @@ async def _run(doc: dict[str, Any]) -> tuple[Recorder, list[Exception]]:
     sent: list[Envelope] = []
 
     class Queues:
-        def send(self, queue_name: str, envelope: Envelope, **_: Any) -> str:
+        async def send(self, queue_name: str, envelope: Envelope, **_: Any) -> str:
             sent.append(envelope)
             return "m"
 
@@ -149,7 +150,7 @@ async def _run(doc: dict[str, Any]) -> tuple[Recorder, list[Exception]]:
         plan=plan,
         graph=client,
         writer=MembershipWriter(BatchClient.for_graph(client)),
-        state=state,
+        state=state.aio,
         queues=Queues(),
     )
     try:
@@ -165,10 +166,10 @@ async def _run(doc: dict[str, Any]) -> tuple[Recorder, list[Exception]]:
             api=api,
             lookup=GraphReferenceLookup(client),
             tenant=await resolve_tenant(client, plan),
-            kv=state.kv,
+            kv=aio(state.kv),
         )
         await apply_policy_plan(
-            policy_plan, api=api, kv=state.kv, audit=state.audit, actor="property", correlation_id="prop"
+            policy_plan, api=api, kv=aio(state.kv), audit=aio(state.audit), actor="property", correlation_id="prop"
         )
     except (SafetyViolationError, ConfigError) as exc:
         errors.append(exc)
