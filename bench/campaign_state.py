@@ -22,7 +22,6 @@ from shared.config import Settings, StorageSettings
 from shared.names import ALL_QUEUES, poison
 from shared.poison import list_poison
 from shared.state import build_state
-from tests.aio import aio
 
 __all__ = ["EndState", "HireState", "capture_end_state", "compare", "queue_depth"]
 
@@ -99,7 +98,7 @@ def capture_end_state(emulator: EmulatorHandle, connection_string: str, workload
     # Poison triggers drain each -poison queue into the archive: count both.
     poisoned = {name: queue_depth(connection_string, poison(name)) for name in ALL_QUEUES}
     settings = Settings(storage=StorageSettings(connection_string=connection_string))
-    for record in asyncio.run(list_poison(aio(build_state(settings).kv))):
+    for record in asyncio.run(list_poison(build_state(settings).aio.kv)):
         poisoned[record.source_queue] = poisoned.get(record.source_queue, 0) + 1
     return EndState(hires, groups, poisoned)
 

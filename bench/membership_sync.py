@@ -62,7 +62,7 @@ class _Queue:
     def __init__(self) -> None:
         self.sent: list[Envelope] = []
 
-    def send(self, queue_name: str, envelope: Envelope, *, delay: Any = None) -> str:
+    async def send(self, queue_name: str, envelope: Envelope, *, delay: Any = None, ttl: Any = None) -> str:
         if queue_name == WAVE_WORK:
             self.sent.append(envelope)
         return envelope.id
@@ -154,7 +154,7 @@ async def _waveguard(handle: Any, http: httpx.AsyncClient) -> dict[str, float]:
     queue = _Queue()
     writer = MembershipWriter(BatchClient.for_graph(client))
     deps = SyncDeps(plan=plan.model_copy(update={"waves": [wave]}), graph=client, writer=writer,
-                    state=build_memory_state(), queues=queue)  # fmt: skip
+                    state=build_memory_state().aio, queues=queue)  # fmt: skip
     start = time.perf_counter()
     await start_wave_sync(deps, "bench", correlation_id="bench")
     planned = time.perf_counter()

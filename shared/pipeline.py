@@ -86,7 +86,7 @@ async def handle_envelope(body: str | bytes, routes: Routes, deps: PipelineDeps,
             handler = routes.get(envelope.type)
             if handler is None:
                 raise InvalidPayloadError.for_field(
-                    "type", f"unknown {deps.queue} message type {envelope.type!r}; expected one of {sorted(routes)}"
+                    "type", f"unknown {deps.queue} type {envelope.type!r} (known: {', '.join(sorted(routes))})"
                 )
             outcome = await handler(envelope)
         except BusyError as exc:

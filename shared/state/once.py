@@ -28,6 +28,7 @@ The contract, the same for every caller:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -135,7 +136,9 @@ async def once(
     run = Run(key, claim, _store=store)
     try:
         yield run
-    except BaseException:
+    except (Exception, asyncio.CancelledError):
+        # An error or a cancellation (the invocation timed out): give the key back. Anything else
+        # (the process going down) releases nothing: the claim expires instead.
         if run.acquired:
             run._settled = True
             await _release_quietly(store, key)

@@ -131,13 +131,13 @@ async def test_delete_then_delete_again_is_404_and_unknown_users_are_404(
     created = (await http.post(taps_url(emulator, user_id), json={})).json()
     assert (created["lifetimeInMinutes"], created["isUsableOnce"]) == (60, False)  # policy defaults
 
-    await 
+    await (
         graph.users.by_user_id(user_id)
         .authentication.temporary_access_pass_methods.by_temporary_access_pass_authentication_method_id(
             created["id"]
         )
         .delete()
-    
+    )
 
     assert (await http.get(taps_url(emulator, user_id))).json()["value"] == []
     assert (await http.delete(f"{taps_url(emulator, user_id)}/{created['id']}")).status_code == 404

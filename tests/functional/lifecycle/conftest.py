@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,9 @@ import yaml
 from local.graph_emulator import EmulatorHandle
 from shared.config import APP_ROOT, load_plan_for, load_settings
 from shared.graph import build_graph_client
-from shared.rollout.lifecycle import LifecycleDeps, build_lifecycle_deps
+from shared.queues import AsyncQueueSender, get_queue_sender
+from shared.rollout.lifecycle import LifecycleDeps
+from shared.services import Services
 from shared.state import StateStores, build_state
 
 PILOT_GROUP = "WaveGuard - Wave 1 Pilot"
@@ -81,14 +84,15 @@ def make_deps(
         env = {**app_environ, "WAVEGUARD_CONFIG": str(write_plan(tmp_path / "plan.yaml", **pilot))}
         settings = load_settings(env)
         stores: StateStores = build_state(settings, table_prefix=f"t{uuid.uuid4().hex[:10]}")
-        extra = {"start_membership": start_membership} if start_membership else {}
-        deps = build_lifecycle_deps(
-            settings,
-            client=build_graph_client(settings),
-            stores=stores,
+        services = Services(
+            settings=settings,
             plan=load_plan_for(settings),
-            **extra,
+            stores=stores,
+            queues=AsyncQueueSender(get_queue_sender(settings)),
         )
+        deps = services.lifecycle_for(client=build_graph_client(settings))
+        if start_membership:
+            deps = dataclasses.replace(deps, start_membership=start_membership)
         return deps, env
 
     return build

@@ -40,8 +40,9 @@ from local.graph_emulator import EmulatorHandle, WriteBudget, start_emulator
 from local.ports import free_port
 from shared.config import load_settings
 from shared.names import WAVE_WORK
-from shared.rollout.membership import SyncRun, build_sync_deps, read_sync_run, start_wave_sync
+from shared.rollout.membership import SyncRun, read_sync_run, start_wave_sync
 from shared.rollout.membership.work import CHUNK_MEMBERS, NAMESPACE
+from shared.services import build_services
 from tests.aio import aio
 from tests.conftest import PLAN_SECRETS
 from tests.functional.membership.claims import backdate_claim, read_claim
@@ -218,7 +219,7 @@ def test_a_sigkilled_worker_mid_sync_is_resumed_by_the_next_host_without_writing
     correlation_id = f"kill-{uuid.uuid4().hex}"
 
     async def tick() -> tuple[SyncRun, Any]:
-        deps = build_sync_deps(settings)
+        deps = build_services(settings).membership
         return await start_wave_sync(deps, WAVE, correlation_id=correlation_id), deps
 
     # AND a planned sync: 3 chunks on the real wave-work queue
@@ -226,7 +227,7 @@ def test_a_sigkilled_worker_mid_sync_is_resumed_by_the_next_host_without_writing
     assert (run.adds, run.removes, run.total_chunks) == (PEOPLE, 0, 3)
     chunks = []
     for n in range(run.total_chunks):
-        stored = deps.state.kv.get(NAMESPACE, f"{run.run_id}:{n}")
+        stored = deps.state.kv.sync.get(NAMESPACE, f"{run.run_id}:{n}")
         assert stored is not None
         chunks.append(set(stored.value["add"]))
     assert set().union(*chunks) == wanted

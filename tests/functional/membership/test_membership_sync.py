@@ -42,7 +42,7 @@ class RecordingQueues:
     def __init__(self) -> None:
         self.sent: list[tuple[str, Envelope]] = []
 
-    def send(self, queue_name: str, envelope: Envelope, *, delay: Any = None) -> str:
+    async def send(self, queue_name: str, envelope: Envelope, *, delay: Any = None, ttl: Any = None) -> str:
         self.sent.append((queue_name, envelope))
         return envelope.id
 
@@ -120,7 +120,7 @@ def _deps(app_environ: dict[str, str], *, blast_radius: int = 5000, transport: A
     deps = SyncDeps(
         plan=_plan_with_sync_wave(load_plan_for(settings), blast_radius=blast_radius), graph=client,
         writer=MembershipWriter(batch),
-        state=build_state(settings, table_prefix=table_prefix or _table_prefix()), queues=queues,
+        state=build_state(settings, table_prefix=table_prefix or _table_prefix()).aio, queues=queues,
         chunk_claim_expiry=expiry,
     )  # fmt: skip
     return deps, queues
@@ -240,7 +240,7 @@ async def test_a_run_over_the_blast_radius_is_refused_alerted_and_holds_the_wave
     await start_wave_sync(within, "sync-test", correlation_id="tick-next")
     # THEN the alert is resolved, and the audit log says so
     assert await open_critical_alerts(aio(within.state.kv), "sync-test") == []
-    resolved = [e for e in within.state.audit.list() if e.action == "alert.resolve"]
+    resolved = [e for e in within.state.audit.sync.list() if e.action == "alert.resolve"]
     assert [e.details["alertId"] for e in resolved] == [alert.id]
 
 

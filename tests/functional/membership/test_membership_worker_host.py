@@ -14,7 +14,8 @@ import pytest
 from local.graph_emulator import EmulatorHandle
 from local.minihost import create_host
 from shared.config import load_settings
-from shared.rollout.membership import SyncRun, build_sync_deps, read_sync_run, start_wave_sync
+from shared.rollout.membership import SyncRun, read_sync_run, start_wave_sync
+from shared.services import build_services
 from tests.aio import aio
 
 pytestmark = pytest.mark.functional
@@ -53,7 +54,7 @@ def test_the_worker_applies_every_chunk_of_a_planned_sync(
     )  # fmt: skip
     with host:
         # WHEN the wave timer's call plans the pilot sync (messages go to the real wave-work queue)
-        deps = build_sync_deps(load_settings(app_environ))
+        deps = build_services(load_settings(app_environ)).membership
 
         async def plan() -> SyncRun:
             return await start_wave_sync(deps, "pilot", correlation_id=f"host-{time.time_ns()}")

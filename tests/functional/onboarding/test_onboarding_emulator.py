@@ -16,9 +16,10 @@ from local.graph_emulator import EmulatorHandle
 from shared.config import load_plan_for, load_settings
 from shared.envelope import Envelope
 from shared.errors import RetryableError
+from shared.graph import get_graph_client
 from shared.names import ALERTS
 from shared.onboarding import Deps, GraphOnboarding, HireOutcome, TerminationOutcome, process_hr_message
-from shared.queues import get_queue_sender
+from shared.queues import AsyncQueueSender, get_queue_sender
 from shared.state import build_state
 from tests.emulator_probes import TapProbe
 
@@ -34,10 +35,10 @@ def deps(app_environ: dict[str, str]) -> Deps:
     return Deps(
         settings=settings,
         plan=load_plan_for(settings),
-        graph=GraphOnboarding(settings),
+        graph=GraphOnboarding(lambda: get_graph_client(settings)),
         # A table prefix per test: Azurite lives for the whole session, the emulator is reset.
-        state=build_state(settings, table_prefix="t" + uuid.uuid4().hex[:12]),
-        queues=get_queue_sender(settings),
+        state=build_state(settings, table_prefix="t" + uuid.uuid4().hex[:12]).aio,
+        queues=AsyncQueueSender(get_queue_sender(settings)),
     )
 
 
@@ -134,7 +135,7 @@ async def test_hire_gets_wave_group_one_tap_and_one_manager_email_even_when_repl
     assert match is not None
     assert _sha(match.group(1)) == tenant.active_tap_sha(user_id)
     # AND the audit trail has every write
-    actions = {e.action for e in deps.state.audit.list()}
+    actions = {e.action for e in deps.state.audit.sync.list()}
     assert {"wave.group.create", "wave.member.add", "tap.create", "tap.deliver"} <= actions
 
 
@@ -241,7 +242,7 @@ async def test_a_signed_hire_for_the_ceo_issues_no_tap_and_mails_nobody(
     assert tenant.taps(demo.ceo_id) == []
     assert tenant.admin("GET", "/outbox")["value"] == []
     # AND the refusal is audited with its reasons, and alerted on the alerts queue
-    [refusal] = [e for e in deps.state.audit.list() if e.action == "hire.tap.refuse"]
+    [refusal] = [e for e in deps.state.audit.sync.list() if e.action == "hire.tap.refuse"]
     assert "days ago" in refusal.reason
     assert "microsoftAuthenticatorAuthenticationMethod" in refusal.reason
     assert "Global Administrator" in refusal.reason
