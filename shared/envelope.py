@@ -1,6 +1,6 @@
 """The versioned queue message envelope: transport metadata around a business payload.
 
-On the wire (DESIGN.md §3)::
+On the wire (see docs/architecture.md, 'Queue envelope')::
 
     {"id": "...", "type": "employee.hired", "version": 1, "occurredAt": "2026-12-01T08:00:00Z",
      "traceparent": "00-...-...-01", "payload": {...}}

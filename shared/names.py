@@ -33,7 +33,8 @@ __all__ = [
     "source_of_poison",
 ]
 
-# Storage queues (DESIGN.md §3). Azure queue names: 3-63 chars, lowercase letters, digits, dashes.
+# Storage queues (see docs/architecture.md, 'Queues').
+# Azure queue names: 3-63 chars, lowercase letters, digits, dashes.
 HR_EVENTS: Final = "hr-events"
 GROUP_CHANGES: Final = "group-changes"
 RISK_EVENTS: Final = "risk-events"

@@ -1,4 +1,6 @@
-"""The canonical HR event (DESIGN.md §3) and its parser: the one shape every HR provider maps to.
+"""The canonical HR event and its parser: the one shape every HR provider maps to.
+
+The contract: docs/architecture.md, 'HR events'.
 
 On the wire (camelCase)::
 

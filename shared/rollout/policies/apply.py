@@ -263,7 +263,7 @@ async def _create(
     change: PolicyChange, *, api: PolicyApi, kv: AsyncKeyValuePort, audit: AsyncAuditPort, actor: str,
     correlation_id: str, reason: str, clock: Clock,
 ) -> tuple[str, str]:  # fmt: skip
-    # DESIGN.md safety rule 2: whatever the plan says, a new policy starts in report-only.
+    # Whatever the plan says, a new policy starts in report-only (docs/architecture.md, 'Report-only first').
     body = {**change.desired.body, "state": REPORT_ONLY}
     answer = await api.create_policy(body)
     policy_id = str(answer.get("id") or "")

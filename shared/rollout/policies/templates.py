@@ -2,7 +2,8 @@
 
 Each template returns the body WaveGuard sends to ``POST /identity/conditionalAccess/policies``
 (without ``id`` and the server-managed timestamps). Every template takes the break-glass
-exclusions: there is no way to build a WaveGuard policy without them (DESIGN.md safety rule 1).
+exclusions: there is no way to build a WaveGuard policy without them (see docs/architecture.md,
+'Break-glass' under 'Safety rules').
 """
 
 from __future__ import annotations

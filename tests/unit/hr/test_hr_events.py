@@ -39,7 +39,7 @@ def _fields(exc: pytest.ExceptionInfo[InvalidPayloadError]) -> list[str]:
 
 
 def test_design_example_round_trips_to_the_same_payload() -> None:
-    # GIVEN the example event of DESIGN.md §3
+    # GIVEN the example event of docs/architecture.md, 'HR events'
     # WHEN it is parsed and turned back into a queue payload
     event = parse_hr_event(copy.deepcopy(HIRED))
     # THEN the fields are typed and the payload equals the input
