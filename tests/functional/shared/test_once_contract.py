@@ -1,0 +1,149 @@
+"""The ``once`` contract, against both state backends: the in-memory twin and Azure Tables (Azurite)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from local.azurite import Azurite
+from shared.config import Settings, StorageSettings
+from shared.errors import BusyError, RetryableError
+from shared.state import StateStores, build_memory_state, build_state
+from shared.state.once import CompletionNotRecorded, once
+
+T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+EXPIRY = timedelta(minutes=6)
+TTL = timedelta(days=1)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class ProcessDied(BaseException):
+    """The process going down mid-way: no code after it runs (not an error a handler could see)."""
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["memory", pytest.param("tables", marks=pytest.mark.functional)])
+def stores(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[StateStores]:
+    if request.param == "memory":
+        yield build_memory_state(clock=clock, in_progress_expiry=EXPIRY)
+        return
+    azurite: Azurite = request.getfixturevalue("azurite")
+    settings = Settings(storage=StorageSettings(connection_string=azurite.connection_string))
+    yield build_state(settings, clock=clock, in_progress_expiry=EXPIRY, table_prefix=f"t{uuid.uuid4().hex[:10]}")
+
+
+async def test_the_work_runs_once_and_a_repeat_sees_its_result(stores: StateStores) -> None:
+    runs = []
+    for _ in range(3):
+        async with once(stores.aio.idempotency, "k", ttl=TTL) as run:
+            if run.done:
+                runs.append(("duplicate", run.result))
+                continue
+            runs.append(("did it", {}))
+            await run.complete({"userId": "u-1"})
+    assert runs == [("did it", {}), ("duplicate", {"userId": "u-1"}), ("duplicate", {"userId": "u-1"})]
+
+
+async def test_leaving_the_block_without_complete_completes_without_a_result(stores: StateStores) -> None:
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as run:
+        assert run.acquired
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as again:
+        assert (again.done, again.result) == (True, {})
+
+
+async def test_an_error_mid_way_releases_the_key_and_is_what_propagates(stores: StateStores) -> None:
+    with pytest.raises(RuntimeError, match="graph down"):
+        async with once(stores.aio.idempotency, "k", ttl=TTL):
+            raise RuntimeError("graph down")
+    # never completed: the retry does the work at once
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as retry:
+        assert retry.acquired and not retry.done
+
+
+async def test_a_cancelled_body_releases_the_key(stores: StateStores) -> None:
+    started = asyncio.Event()
+
+    async def work() -> None:
+        async with once(stores.aio.idempotency, "k", ttl=TTL):
+            started.set()
+            await asyncio.Event().wait()  # until cancelled (an invocation timing out)
+
+    task = asyncio.create_task(work())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as retry:
+        assert retry.acquired
+
+
+async def test_a_process_dying_mid_way_leaves_the_key_held_until_it_expires(
+    stores: StateStores, clock: FakeClock
+) -> None:
+    with pytest.raises(ProcessDied):
+        async with once(stores.aio.idempotency, "k", ttl=TTL):
+            raise ProcessDied
+    # a concurrent delivery is told to come back when the dead holder's claim expires
+    with pytest.raises(BusyError) as busy:
+        async with once(stores.aio.idempotency, "k", ttl=TTL, busy_message="someone has it"):
+            pytest.fail("the body must not run while another holder has the key")
+    assert busy.value.retry_after == pytest.approx(EXPIRY.total_seconds() + 1)
+    assert "someone has it" in str(busy.value)
+    # after the expiry the next delivery takes it over and is told so (to re-check partial work)
+    clock.now += EXPIRY + timedelta(seconds=1)
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as takeover:
+        assert takeover.acquired and takeover.taken_over
+
+
+async def test_when_busy_skip_runs_nothing_and_leaves_the_holder_alone(stores: StateStores) -> None:
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as holder:
+        async with once(stores.aio.idempotency, "k", ttl=TTL, when_busy="skip") as other:
+            assert (other.skipped, other.acquired, other.done) == (True, False, False)
+            await other.complete({"ignored": True})  # a skipped run settles nothing
+        assert holder.acquired
+        await holder.complete({"by": "holder"})
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as later:
+        assert later.result == {"by": "holder"}
+
+
+async def test_release_gives_the_key_back_for_a_later_attempt(stores: StateStores) -> None:
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as run:
+        await run.release()  # e.g. a re-check scheduled for later
+        assert not run.acquired
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as later:
+        assert later.acquired
+
+
+async def test_a_completion_the_store_cannot_record_is_reported_not_swallowed(stores: StateStores) -> None:
+    class CompleteFails:
+        def __init__(self) -> None:
+            self.inner = stores.aio.idempotency
+
+        async def claim(self, key: str, **kwargs: object) -> object:
+            return await self.inner.claim(key, **kwargs)  # type: ignore[arg-type]
+
+        async def complete(self, *args: object, **kwargs: object) -> None:
+            raise RetryableError("storage down")
+
+        async def release(self, key: str) -> None:
+            await self.inner.release(key)
+
+    with pytest.raises(CompletionNotRecorded) as failed:
+        async with once(CompleteFails(), "k", ttl=TTL):  # type: ignore[arg-type]
+            pass
+    assert isinstance(failed.value, RetryableError)  # the message comes back; the work is idempotent
