@@ -6,15 +6,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def test_importing_the_ingress_handler_does_not_import_msgraph() -> None:
+@pytest.mark.parametrize("module", ["handlers.hr_ingress", "function_app"])
+def test_importing_the_ingress_or_the_whole_app_does_not_import_msgraph(module: str) -> None:
     # A fresh interpreter: this test process may already have msgraph loaded by other tests.
+    # The whole app too: every function is indexed at start-up, so any module-level Graph import
+    # would slow the ingress's cold start.
     probe = (
-        "import sys, handlers.hr_ingress\n"
+        f"import sys, {module}\n"
         "graph = ('msgraph', 'msgraph_core', 'kiota_abstractions')\n"
-        "loaded = [m for m in sys.modules if m.split('.')[0] in graph or m == 'shared.graph.client']\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in graph or m.startswith('shared.graph')]\n"
         "print(','.join(sorted(loaded)))\n"
     )
     result = subprocess.run(
