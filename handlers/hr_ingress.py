@@ -7,8 +7,7 @@ touches Graph (no msgraph import): it only verifies, validates and enqueues on `
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import azure.functions as func
 
@@ -28,7 +27,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Accept = Callable[..., Awaitable[IngressResult]]
+class Accept(Protocol):
+    """One provider's webhook acceptor (``accept_hr_webhook``, ``accept_bamboohr_webhook``)."""
+
+    async def __call__(self, request: IncomingRequest, *, deps: IngressDeps) -> IngressResult: ...
 
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:

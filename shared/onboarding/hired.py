@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from shared.alerting import Alert, Severity, raise_alert
 from shared.config import NewHires
@@ -34,6 +34,7 @@ from shared.onboarding.common import (
 )
 from shared.onboarding.deps import ACTOR, Deps
 from shared.onboarding.ports import DirectoryUser
+from shared.onboarding.progress import HIRES_NAMESPACE, DraftRecord, HireProgress, TapRecord
 from shared.onboarding.tap_mail import TapMail, compose_tap_mail
 from shared.rollout.assignment import assign_wave
 from shared.rollout.wave_groups import ensure_wave_group
@@ -41,7 +42,6 @@ from shared.state.once import once
 
 __all__ = ["HIRES_NAMESPACE", "HireOutcome", "handle_hired", "recheck_delay", "tap_refusal", "tap_start"]
 
-HIRES_NAMESPACE: Final = "hires"
 log = logging.getLogger(__name__)
 
 
@@ -80,7 +80,7 @@ async def handle_hired(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOu
 
 async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcome:
     progress = await _load_progress(envelope.id, deps)
-    if not progress.get("mailSent") and await left_since(event, deps):
+    if not progress.mail_sent and await left_since(event, deps):
         await _delete_unsent_tap(envelope, progress, deps)
         await deps.audit(
             "hire.cancel", envelope.id, "HR terminated the employee before onboarding", envelope.id
@@ -90,7 +90,7 @@ async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcom
     if user is None:
         return await _recheck_later(envelope, progress, deps)
     refuse_break_glass(user, deps, envelope.id)
-    progress["userId"] = user.id
+    progress.user_id = user.id
     facts, _ = await facts_for(user, event, deps)
     assignment = assign_wave(deps.plan, facts, new_hire=True)
     if assignment.wave is None:
@@ -98,7 +98,7 @@ async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcom
             "no wave takes this hire; give the plan a catchAll wave", correlation_id=envelope.id
         )
     wave = deps.plan.wave(assignment.wave)
-    if not progress.get("groupAdded"):
+    if not progress.group_added:
         group_id = await ensure_wave_group(wave, deps, envelope.id)
         added = await deps.graph.add_member(group_id, user.id)
         if added:
@@ -108,9 +108,9 @@ async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcom
             await deps.audit(
                 "wave.member.add", user.id, reason.strip(), envelope.id, wave=wave.name, group_id=group_id
             )
-        progress.update(wave=wave.name, groupId=group_id, groupAdded=True)
+        progress.wave, progress.group_id, progress.group_added = wave.name, group_id, True
         await _save_progress(envelope.id, progress, deps)
-    if not progress.get("mailSent") and not progress.get("tapRefused"):
+    if not progress.mail_sent and not progress.tap_refused:
         refusal = await tap_refusal(user, deps)
         if refusal:
             await _refuse_tap(envelope, event, user, refusal, progress, deps)
@@ -155,11 +155,11 @@ async def _refuse_tap(
     event: HrEvent,
     user: DirectoryUser,
     reasons: list[str],
-    progress: dict[str, Any],
+    progress: HireProgress,
     deps: Deps,
 ) -> None:
     """No TAP for an account that is not genuinely new: audited, alerted, the rest of onboarding goes on."""
-    progress.update(tapRefused=reasons)
+    progress.tap_refused = reasons
     await _save_progress(envelope.id, progress, deps)
     await deps.audit("hire.tap.refuse", user.id, "; ".join(reasons), envelope.id, reasons=reasons)
     await _alert(
@@ -204,11 +204,11 @@ async def _recipient(
 
 
 async def _hold_tap(
-    envelope: Envelope, event: HrEvent, user: DirectoryUser, progress: dict[str, Any], deps: Deps
+    envelope: Envelope, event: HrEvent, user: DirectoryUser, progress: HireProgress, deps: Deps
 ) -> HireOutcome:
     """No manager in Entra and no fallback mailbox: no TAP yet; alerted, re-checked on the
     provisioning schedule (managers are often set after the account)."""
-    if not progress.get("tapHeldAlerted"):
+    if not progress.tap_held_alerted:
         await deps.audit(
             "hire.tap.hold", user.id, "Entra records no manager and no fallback mailbox is set", envelope.id
         )
@@ -222,7 +222,7 @@ async def _hold_tap(
             "newHires.delivery.fallbackMailbox is not set",
             user_id=user.id,
         )
-        progress["tapHeldAlerted"] = True
+        progress.tap_held_alerted = True
     return await _recheck_later(envelope, progress, deps, waiting_for="the hire's manager in Entra")
 
 
@@ -252,7 +252,7 @@ async def _issue_and_deliver_tap(
     event: HrEvent,
     user: DirectoryUser,
     manager: DirectoryUser,
-    progress: dict[str, Any],
+    progress: HireProgress,
     deps: Deps,
 ) -> bool:
     """Issue the TAP and e-mail it to ``manager`` exactly once; False when HR terminated the employee
@@ -264,9 +264,9 @@ async def _issue_and_deliver_tap(
     """
     policy = deps.plan.new_hires
     sender = policy.delivery.sender_mailbox
-    draft = progress.get("draft")
-    if isinstance(draft, dict) and isinstance(draft.get("id"), str):
-        state = await deps.graph.message_state(sender, draft["id"])
+    draft = progress.draft
+    if draft is not None:
+        state = await deps.graph.message_state(sender, draft.id)
         if state == "sent":
             await _record_delivery(envelope, user, manager, progress, deps)
             return True
@@ -274,10 +274,10 @@ async def _issue_and_deliver_tap(
             if await left_since(event, deps):
                 await _delete_unsent_tap(envelope, progress, deps)  # the draft's TAP dies with it
                 return False
-            await deps.graph.send_draft(sender, draft["id"])
+            await deps.graph.send_draft(sender, draft.id)
             await _record_delivery(envelope, user, manager, progress, deps)
             return True
-        progress.pop("draft", None)  # gone (deleted by someone): start over with a fresh TAP
+        progress.draft = None  # gone (deleted by someone): start over with a fresh TAP
     now = deps.clock()
     start = tap_start(event.data.hire_date, policy, now)
     issued = await deps.graph.create_tap(
@@ -288,14 +288,14 @@ async def _issue_and_deliver_tap(
     )
     starts_at = start or now
     expires_at = starts_at + timedelta(minutes=policy.tap.lifetime_minutes)
-    progress["tap"] = {
-        "methodId": issued.method.id,
-        "createdAt": iso(issued.method.created_at or now),
-        "startsAt": iso(starts_at),
-        "expiresAt": iso(expires_at),
-        "isUsableOnce": policy.tap.is_usable_once,
-    }
-    progress["mailAttempts"] = int(progress.get("mailAttempts", 0)) + 1
+    progress.tap = TapRecord(
+        method_id=issued.method.id,
+        created_at=iso(issued.method.created_at or now),
+        starts_at=iso(starts_at),
+        expires_at=iso(expires_at),
+        is_usable_once=policy.tap.is_usable_once,
+    )
+    progress.mail_attempts += 1
     await _save_progress(envelope.id, progress, deps)
     await deps.audit(
         "tap.create",
@@ -331,7 +331,7 @@ async def _issue_and_deliver_tap(
     # A crash before the draft id is recorded leaves an unsent draft whose TAP the next attempt
     # replaces: it can never work, and it is never sent.
     draft_id = await deps.graph.create_draft(sender, message, tag=envelope.id)
-    progress["draft"] = {"id": draft_id, "methodId": issued.method.id}
+    progress.draft = DraftRecord(draft_id, issued.method.id)
     await _save_progress(envelope.id, progress, deps)
     await deps.graph.send_draft(sender, draft_id)
     await _record_delivery(envelope, user, manager, progress, deps)
@@ -339,11 +339,10 @@ async def _issue_and_deliver_tap(
 
 
 async def _record_delivery(
-    envelope: Envelope, user: DirectoryUser, manager: DirectoryUser, progress: dict[str, Any], deps: Deps
+    envelope: Envelope, user: DirectoryUser, manager: DirectoryUser, progress: HireProgress, deps: Deps
 ) -> None:
-    progress.update(mailSent=True, mailSentAt=iso(deps.clock()), managerId=manager.id)
+    progress.mail_sent, progress.mail_sent_at, progress.manager_id = True, iso(deps.clock()), manager.id
     await _save_progress(envelope.id, progress, deps)
-    tap = progress.get("tap") or {}
     await deps.audit(
         "tap.deliver",
         user.id,
@@ -351,17 +350,16 @@ async def _record_delivery(
         envelope.id,
         manager_id=manager.id,
         sender=deps.plan.new_hires.delivery.sender_mailbox,
-        method_id=tap.get("methodId"),
-        draft_id=(progress.get("draft") or {}).get("id"),
+        method_id=progress.tap.method_id if progress.tap is not None else None,
+        draft_id=progress.draft.id if progress.draft is not None else None,
     )
 
 
-async def _delete_unsent_tap(envelope: Envelope, progress: dict[str, Any], deps: Deps) -> None:
+async def _delete_unsent_tap(envelope: Envelope, progress: HireProgress, deps: Deps) -> None:
     """Delete the TAP an earlier step issued but never mailed (the employee left); idempotent, so an
     attempt that failed or died after issuing it is finished by the next delivery."""
-    user_id, tap = progress.get("userId"), progress.get("tap")
-    method_id = tap.get("methodId") if isinstance(tap, dict) else None
-    if not (isinstance(user_id, str) and isinstance(method_id, str)):
+    user_id, method_id = progress.user_id, progress.tap.method_id if progress.tap is not None else None
+    if user_id is None or method_id is None:
         return
     if await deps.graph.delete_tap(user_id, method_id):
         await deps.audit(
@@ -385,7 +383,7 @@ def recheck_delay(attempts: int, policy: NewHires, remaining: timedelta) -> floa
 
 
 async def _recheck_later(
-    envelope: Envelope, progress: dict[str, Any], deps: Deps, *, waiting_for: str = "the hire in Entra"
+    envelope: Envelope, progress: HireProgress, deps: Deps, *, waiting_for: str = "the hire in Entra"
 ) -> HireOutcome:
     """Schedule the same envelope again with a growing delay, or give up after the budget.
 
@@ -397,12 +395,12 @@ async def _recheck_later(
     """
     policy = deps.plan.new_hires
     now = deps.clock()
-    first_seen = parse_iso(progress.get("firstSeenAt")) or now
-    attempts = int(progress.get("attempts", 0))
+    first_seen = parse_iso(progress.first_seen_at) or now
+    attempts = progress.attempts
     budget = timedelta(hours=policy.provisioning_retry.budget_hours)
     elapsed = now - first_seen
     if elapsed >= budget:
-        progress.update(status="not-provisioned", gaveUpAt=iso(now))
+        progress.status, progress.gave_up_at = "not-provisioned", iso(now)
         await _save_progress(envelope.id, progress, deps)
         await deps.audit(
             "hire.abandon",
@@ -421,9 +419,8 @@ async def _recheck_later(
         )
     delay = recheck_delay(attempts, policy, budget - elapsed)
     await deps.queues.send(HR_EVENTS, envelope, delay=delay)
-    progress.update(
-        attempts=attempts + 1, lastCheckAt=iso(now), nextCheckAt=iso(now + timedelta(seconds=delay))
-    )
+    progress.attempts += 1
+    progress.last_check_at, progress.next_check_at = iso(now), iso(now + timedelta(seconds=delay))
     await _save_progress(envelope.id, progress, deps)
     log.info(
         "hire not provisioned yet; re-check scheduled",
@@ -433,27 +430,25 @@ async def _recheck_later(
 
 
 async def _track_registration(
-    envelope: Envelope, event: HrEvent, user: DirectoryUser, progress: dict[str, Any], deps: Deps
+    envelope: Envelope, event: HrEvent, user: DirectoryUser, progress: HireProgress, deps: Deps
 ) -> None:
-    tap = progress.get("tap") or {}
+    tap = progress.tap
     record = {
-        "wave": progress.get("wave"),
+        "wave": progress.wave,
         "hireDate": event.data.hire_date.isoformat() if event.data.hire_date else None,
-        "tapIssuedAt": tap.get("createdAt"),
-        "tapStartsAt": tap.get("startsAt"),
-        "tapExpiresAt": tap.get("expiresAt"),
+        "tapIssuedAt": tap.created_at if tap is not None else None,
+        "tapStartsAt": tap.starts_at if tap is not None else None,
+        "tapExpiresAt": tap.expires_at if tap is not None else None,
         "status": "pending",
         "envelopeId": envelope.id,
     }
     await deps.state.kv.put(REGISTRATION_NAMESPACE, user.id, record)
 
 
-async def _load_progress(envelope_id: str, deps: Deps) -> dict[str, Any]:
+async def _load_progress(envelope_id: str, deps: Deps) -> HireProgress:
     stored = await deps.state.kv.get(HIRES_NAMESPACE, envelope_id)
-    if stored is not None and isinstance(stored.value, dict):
-        return dict(stored.value)
-    return {"firstSeenAt": iso(deps.clock()), "attempts": 0}
+    return HireProgress.from_dict(stored.value if stored is not None else None, first_seen_at=iso(deps.clock()))
 
 
-async def _save_progress(envelope_id: str, progress: dict[str, Any], deps: Deps) -> None:
-    await deps.state.kv.put(HIRES_NAMESPACE, envelope_id, progress)
+async def _save_progress(envelope_id: str, progress: HireProgress, deps: Deps) -> None:
+    await deps.state.kv.put(HIRES_NAMESPACE, envelope_id, progress.to_dict())

@@ -18,6 +18,7 @@ chunks, added, removed, kept, failed) is merged into the run record by chunk num
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
 __all__ = [
-    "CHUNK_MEMBERS", "NAMESPACE", "SYNC_CHUNK", "ChunkOutcome", "SyncDeps", "SyncRun",
+    "CHUNK_MEMBERS", "NAMESPACE", "SYNC_CHUNK", "ChunkOutcome", "ChunkStatus", "SyncDeps", "SyncRun",
     "preview_wave_sync", "process_chunk", "read_sync_run", "start_wave_sync",
 ]  # fmt: skip
 
@@ -94,11 +95,18 @@ class SyncRun:
     break_glass_skipped: tuple[str, ...] = ()
 
 
+class ChunkStatus(enum.StrEnum):
+    """What handling one chunk did."""
+
+    DONE = "done"
+    DUPLICATE = "duplicate"  # an earlier delivery applied it
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkOutcome:
     """One chunk: ``done``, or ``duplicate`` (already done by an earlier delivery)."""
 
-    status: str
+    status: ChunkStatus
     run_id: str
     chunk: int
     counts: dict[str, int] = field(default_factory=dict)
@@ -270,7 +278,7 @@ async def process_chunk(deps: SyncDeps, envelope: Envelope) -> ChunkOutcome:
         busy_message="another worker holds this chunk", correlation_id=envelope.id,
     ) as run:  # fmt: skip
         if run.done:
-            return ChunkOutcome("duplicate", run_id, chunk, dict(run.result.get("counts", {})))
+            return ChunkOutcome(ChunkStatus.DUPLICATE, run_id, chunk, dict(run.result.get("counts", {})))
         recorded = await _recorded_counts(deps, run_id, chunk)
         if recorded is not None:
             # A worker died after recording this chunk's progress and before completing its claim:
@@ -280,7 +288,7 @@ async def process_chunk(deps: SyncDeps, envelope: Envelope) -> ChunkOutcome:
             counts, failed = await _apply_chunk(deps, run_id, chunk, resumed=run.taken_over)
             await _record_progress(deps, run_id, chunk, counts, failed)
         await run.complete({"counts": counts})
-    return ChunkOutcome("done", run_id, chunk, counts)
+    return ChunkOutcome(ChunkStatus.DONE, run_id, chunk, counts)
 
 
 async def _recorded_counts(deps: SyncDeps, run_id: str, chunk: int) -> dict[str, int] | None:

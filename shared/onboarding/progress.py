@@ -1,0 +1,149 @@
+"""How far one hire has got: the steps done so far, stored at ``hires/<envelope id>`` after each step.
+
+Each step of onboarding (find the user, join the wave group, issue and mail the TAP) records itself
+here before the next one starts, so a retried or re-delivered envelope resumes where the last
+attempt stopped and never repeats an effect. Stored as camelCase JSON (``to_dict``); unknown keys
+and wrong types in a stored record are ignored (``from_dict``), never trusted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+__all__ = ["HIRES_NAMESPACE", "DraftRecord", "HireProgress", "TapRecord"]
+
+HIRES_NAMESPACE: Final = "hires"
+
+
+@dataclass(slots=True)
+class TapRecord:
+    """The TAP issued for the hire (never its secret value)."""
+
+    method_id: str
+    created_at: str
+    starts_at: str
+    expires_at: str
+    is_usable_once: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "methodId": self.method_id,
+            "createdAt": self.created_at,
+            "startsAt": self.starts_at,
+            "expiresAt": self.expires_at,
+            "isUsableOnce": self.is_usable_once,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object) -> TapRecord | None:
+        if not isinstance(raw, dict) or not isinstance(raw.get("methodId"), str):
+            return None
+        return cls(
+            method_id=raw["methodId"],
+            created_at=str(raw.get("createdAt", "")),
+            starts_at=str(raw.get("startsAt", "")),
+            expires_at=str(raw.get("expiresAt", "")),
+            is_usable_once=bool(raw.get("isUsableOnce", False)),
+        )
+
+
+@dataclass(slots=True)
+class DraftRecord:
+    """The saved (not yet sent) TAP e-mail in the sender's mailbox, and the TAP it carries."""
+
+    id: str
+    method_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "methodId": self.method_id}
+
+    @classmethod
+    def from_dict(cls, raw: object) -> DraftRecord | None:
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+            return None
+        method = raw.get("methodId")
+        return cls(id=raw["id"], method_id=method if isinstance(method, str) else None)
+
+
+@dataclass(slots=True)
+class HireProgress:
+    """The steps one hire has been through (see the module docstring)."""
+
+    first_seen_at: str
+    attempts: int = 0  # lookups of the user so far (provisioning re-checks)
+    last_check_at: str | None = None
+    next_check_at: str | None = None
+    user_id: str | None = None
+    wave: str | None = None
+    group_id: str | None = None
+    group_added: bool = False
+    tap_refused: list[str] | None = None  # why no TAP may be issued (an existing account)
+    tap_held_alerted: bool = False  # HireTapHeld raised (no manager to deliver to)
+    tap: TapRecord | None = None
+    draft: DraftRecord | None = None
+    mail_attempts: int = 0
+    mail_sent: bool = False
+    mail_sent_at: str | None = None
+    manager_id: str | None = None
+    status: Literal["not-provisioned"] | None = None
+    gave_up_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored record: set fields only, camelCase."""
+        out: dict[str, Any] = {"firstSeenAt": self.first_seen_at, "attempts": self.attempts}
+        optional: dict[str, Any] = {
+            "lastCheckAt": self.last_check_at,
+            "nextCheckAt": self.next_check_at,
+            "userId": self.user_id,
+            "wave": self.wave,
+            "groupId": self.group_id,
+            "groupAdded": self.group_added or None,
+            "tapRefused": self.tap_refused,
+            "tapHeldAlerted": self.tap_held_alerted or None,
+            "tap": self.tap.to_dict() if self.tap is not None else None,
+            "draft": self.draft.to_dict() if self.draft is not None else None,
+            "mailAttempts": self.mail_attempts or None,
+            "mailSent": self.mail_sent or None,
+            "mailSentAt": self.mail_sent_at,
+            "managerId": self.manager_id,
+            "status": self.status,
+            "gaveUpAt": self.gave_up_at,
+        }
+        out.update({k: v for k, v in optional.items() if v is not None})
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: object, *, first_seen_at: str) -> HireProgress:
+        """The progress in a stored record (``first_seen_at`` when the record has none)."""
+        value: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
+
+        def text(name: str) -> str | None:
+            item = value.get(name)
+            return item if isinstance(item, str) else None
+
+        def number(name: str) -> int:
+            item = value.get(name)
+            return item if isinstance(item, int) and not isinstance(item, bool) and item >= 0 else 0
+
+        refused = value.get("tapRefused")
+        return cls(
+            first_seen_at=text("firstSeenAt") or first_seen_at,
+            attempts=number("attempts"),
+            last_check_at=text("lastCheckAt"),
+            next_check_at=text("nextCheckAt"),
+            user_id=text("userId"),
+            wave=text("wave"),
+            group_id=text("groupId"),
+            group_added=value.get("groupAdded") is True,
+            tap_refused=[str(r) for r in refused] if isinstance(refused, list) else None,
+            tap_held_alerted=value.get("tapHeldAlerted") is True,
+            tap=TapRecord.from_dict(value.get("tap")),
+            draft=DraftRecord.from_dict(value.get("draft")),
+            mail_attempts=number("mailAttempts"),
+            mail_sent=value.get("mailSent") is True,
+            mail_sent_at=text("mailSentAt"),
+            manager_id=text("managerId"),
+            status="not-provisioned" if value.get("status") == "not-provisioned" else None,
+            gave_up_at=text("gaveUpAt"),
+        )
