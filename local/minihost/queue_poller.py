@@ -28,6 +28,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.functions.queue import QueueMessage as FuncQueueMessage
 from azure.storage.queue import QueueClient, QueueMessage
 
+from local.minihost.clock import HostClock, SystemClock
 from local.minihost.invoker import Invoker, new_invocation_id
 from local.minihost.loader import FunctionSpec, QueueTrigger
 from local.minihost.logs import fields, get_logger
@@ -64,6 +65,7 @@ class QueuePoller:
         *,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         client_factory: ClientFactory = default_client_factory,
+        clock: HostClock | None = None,
     ) -> None:
         if not isinstance(spec.trigger, QueueTrigger):
             raise TypeError(f"function {spec.name!r} is not a queue trigger")
@@ -72,6 +74,7 @@ class QueuePoller:
         self.settings = settings
         self.poison_queue_name = f"{self.trigger.queue_name}-poison"
         self._invoker = invoker
+        self._clock: HostClock = clock or SystemClock()
         self._lease_seconds = max(1.0, lease_seconds)
         self._queue = client_factory(self.trigger.connection_string, self.trigger.queue_name)
         self._poison = client_factory(self.trigger.connection_string, self.poison_queue_name)
@@ -130,7 +133,7 @@ class QueuePoller:
                 for message in batch:
                     self._dispatch(message)
                 continue
-            self._stop.wait(min(delay, self._lease_seconds / 4))
+            self._clock.sleep(min(delay, self._lease_seconds / 4), self._stop)
             delay = min(delay * 2, self.settings.max_polling_interval)
 
     def _receive(self) -> list[QueueMessage]:
@@ -165,7 +168,7 @@ class QueuePoller:
         self._queues_ready = True
 
     def _dispatch(self, message: QueueMessage) -> None:
-        lease = _Lease(message, str(message.pop_receipt), time.monotonic())
+        lease = _Lease(message, str(message.pop_receipt), self._clock.monotonic())
         with self._changed:
             self._leases[str(message.id)] = lease
         self._executor.submit(self._process, lease)
@@ -265,7 +268,7 @@ class QueuePoller:
                 )
 
     def _renew_leases(self) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         with self._changed:
             due = [
                 lease for lease in self._leases.values() if now - lease.renewed_at >= self._lease_seconds / 2

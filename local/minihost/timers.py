@@ -10,10 +10,11 @@ mini-host keeps none). Times are UTC.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from azure.functions.timer import TimerRequest
 
+from local.minihost.clock import HostClock, SystemClock
 from local.minihost.invoker import Invoker, new_invocation_id
 from local.minihost.loader import FunctionSpec, TimerTrigger
 from local.minihost.logs import fields, get_logger
@@ -25,12 +26,13 @@ log = get_logger("timer")
 class TimerRunner:
     """Drives one timer-triggered function on a background thread."""
 
-    def __init__(self, spec: FunctionSpec, invoker: Invoker) -> None:
+    def __init__(self, spec: FunctionSpec, invoker: Invoker, *, clock: HostClock | None = None) -> None:
         if not isinstance(spec.trigger, TimerTrigger):
             raise TypeError(f"function {spec.name!r} is not a timer trigger")
         self.spec = spec
         self.trigger: TimerTrigger = spec.trigger
         self._invoker = invoker
+        self._clock: HostClock = clock or SystemClock()
         self._stop = threading.Event()
         self._last: datetime | None = None
         self._thread = threading.Thread(target=self._run, name=f"timer-{spec.name}", daemon=True)
@@ -50,22 +52,22 @@ class TimerRunner:
 
     def _run(self) -> None:
         schedule = self.trigger.schedule
-        now = _utcnow()
+        now = self._clock.now()
         if self.trigger.run_on_startup:
             self._fire(scheduled=now, next_due=schedule.next_after(now))
         due = schedule.next_after(now)
         while not self._stop.is_set():
-            if self._stop.wait(max(0.0, (due - _utcnow()).total_seconds())):
+            if self._clock.sleep((due - self._clock.now()).total_seconds(), self._stop):
                 return
             late = self._fire(scheduled=due, next_due=schedule.next_after(due))
             # After an overrun the next occurrence is already past: it fires once, late, and the
             # schedule then resumes from now instead of replaying every missed occurrence.
-            due = schedule.next_after(_utcnow() if late else due)
+            due = schedule.next_after(self._clock.now() if late else due)
 
     def _fire(self, *, scheduled: datetime, next_due: datetime) -> bool:
         invocation_id = new_invocation_id()
         extra = fields(self.spec.name, invocation_id)
-        started = _utcnow()
+        started = self._clock.now()
         past_due = started - scheduled > PAST_DUE_TOLERANCE
         request = TimerRequest(
             past_due=past_due,
@@ -87,6 +89,3 @@ class TimerRunner:
         self._last = scheduled
         return past_due
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)

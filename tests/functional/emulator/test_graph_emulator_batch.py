@@ -79,6 +79,7 @@ async def test_throttled_items_are_retried_after_retry_after_until_all_are_done(
         assert all(s in (204, 429) for s in statuses.values()), answers
         pending = {item_id: pending[item_id] for item_id in (a["id"] for a in throttled)}
         if throttled:
+            # Not a synchronisation: waiting out Retry-After is the client behaviour under test.
             await asyncio.sleep(max(float(a["headers"]["Retry-After"]) for a in throttled))
 
     # THEN the first batch was throttled inside a 200 after the bucket's ten (a slow machine only

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -13,6 +11,7 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
 from local.graph_emulator import EmulatorHandle
+from tests.waiting import wait_for_async
 
 pytestmark = pytest.mark.functional
 
@@ -85,13 +84,13 @@ async def test_a_user_appears_by_themselves_once_their_delay_has_passed(
 
     # WHEN Graph is asked for them until they appear / THEN they do, with no admin call
     url = f"{emulator.base_url}/users/{NEW_HIRE['userPrincipalName']}"
-    deadline = time.monotonic() + 15
-    statuses = []
-    while time.monotonic() < deadline:
+    statuses: list[int] = []
+
+    async def visible() -> bool:
         statuses.append((await http.get(url)).status_code)
-        if statuses[-1] != 404:
-            break
-        await asyncio.sleep(0.05)
+        return statuses[-1] != 404
+
+    await wait_for_async("the hire to become visible", visible, within=15)
     assert statuses[-1] == 200
     assert set(statuses[:-1]) <= {404}
 

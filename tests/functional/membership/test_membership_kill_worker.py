@@ -43,6 +43,7 @@ from shared.names import WAVE_WORK
 from shared.rollout.membership import SyncRun, read_sync_run, start_wave_sync
 from shared.rollout.membership.work import CHUNK_MEMBERS, NAMESPACE
 from shared.services import build_services
+from tests import waiting
 from tests.aio import aio
 from tests.conftest import PLAN_SECRETS
 from tests.functional.membership.claims import backdate_claim, read_claim
@@ -140,17 +141,17 @@ class Host:
 
 def wait_for[T](what: str, probe: Callable[[], T], *, timeout: float, host: Host | None = None,
                 interval: float = 0.01) -> T:  # fmt: skip
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
+    def checked() -> T:
         if host is not None and host.process.poll() is not None:
             raise AssertionError(f"the host exited ({host.process.returncode}) while waiting for {what}:\n"
                                  f"{host.tail()}")  # fmt: skip
-        time.sleep(interval)
-    detail = f"\n{host.tail()}" if host is not None else ""
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
+        return probe()
+
+    try:
+        return waiting.wait_for(what, checked, timeout=timeout, interval=interval)
+    except AssertionError as exc:
+        detail = f"\n{host.tail()}" if host is not None and "exited" not in str(exc) else ""
+        raise AssertionError(f"{exc}{detail}") from None
 
 
 @pytest.fixture

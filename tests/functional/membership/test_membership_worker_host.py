@@ -17,6 +17,7 @@ from shared.config import load_settings
 from shared.rollout.membership import SyncRun, read_sync_run, start_wave_sync
 from shared.services import build_services
 from tests.aio import aio
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 
@@ -25,11 +26,7 @@ PILOT_GROUP = "WaveGuard - Wave 1 Pilot"
 
 
 def _wait_for(what: str, probe: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)
+    wait_for(what, probe, timeout=timeout)
 
 
 def test_the_worker_applies_every_chunk_of_a_planned_sync(

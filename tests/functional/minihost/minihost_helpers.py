@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient
 
 from local.minihost import MiniHost
+from tests.waiting import wait_for
 
 FIXTURE_APP = Path(__file__).resolve().parents[2] / "fixtures" / "minihost_app"
 FIXTURE_SETTINGS = FIXTURE_APP / "local.settings.json"
@@ -70,14 +70,7 @@ class RunningHost:
 
 def wait_until[T](probe: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05) -> T:
     """Poll `probe` until it returns something other than None/False."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last result: {result!r})")
-        time.sleep(interval)
+    return wait_for("the condition", probe, timeout=timeout, interval=interval)
 
 
 def create_queue(client: QueueClient) -> QueueClient:

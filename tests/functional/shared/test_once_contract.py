@@ -72,7 +72,8 @@ async def test_an_error_mid_way_releases_the_key_and_is_what_propagates(stores: 
             raise RuntimeError("graph down")
     # never completed: the retry does the work at once
     async with once(stores.aio.idempotency, "k", ttl=TTL) as retry:
-        assert retry.acquired and not retry.done
+        assert retry.acquired
+        assert not retry.done
 
 
 async def test_a_cancelled_body_releases_the_key(stores: StateStores) -> None:
@@ -107,7 +108,8 @@ async def test_a_process_dying_mid_way_leaves_the_key_held_until_it_expires(
     # after the expiry the next delivery takes it over and is told so (to re-check partial work)
     clock.now += EXPIRY + timedelta(seconds=1)
     async with once(stores.aio.idempotency, "k", ttl=TTL) as takeover:
-        assert takeover.acquired and takeover.taken_over
+        assert takeover.acquired
+        assert takeover.taken_over
 
 
 async def test_when_busy_skip_runs_nothing_and_leaves_the_holder_alone(stores: StateStores) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import time
 import uuid
 from datetime import timedelta
 
@@ -19,6 +18,7 @@ from shared.errors import InvalidPayloadError, RetryableError
 from shared.names import HR_EVENTS, poison
 from shared.queues import QueueSender, get_queue_sender, queue_service_client
 from shared.telemetry import configure_telemetry, span
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 
@@ -62,10 +62,7 @@ def test_a_scheduled_message_stays_invisible_until_its_delay(
         queue_name, Envelope(type="hr.lookup-retry", payload={"attempt": 2}), delay=timedelta(seconds=2)
     )
     assert raw.peek_messages() == []
-    deadline = time.monotonic() + 10
-    while not raw.peek_messages():
-        assert time.monotonic() < deadline, "the scheduled message never became visible"
-        time.sleep(0.25)
+    wait_for("the scheduled message to become visible", raw.peek_messages, timeout=10)
     [visible] = raw.receive_messages()
     assert Envelope.from_json(base64.b64decode(visible.content)).payload == {"attempt": 2}
 

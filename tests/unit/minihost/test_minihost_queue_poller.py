@@ -19,6 +19,10 @@ from local.minihost.invoker import EventLoopThread, Invoker
 from local.minihost.loader import FunctionSpec, read_functions
 from local.minihost.queue_poller import QueuePoller
 from local.minihost.settings import QueueSettings
+from tests.unit.minihost.manual_clock import ManualClock
+from tests.waiting import holds_for, wait_for
+
+T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -32,6 +36,7 @@ class FakeQueue:
     after_update: Callable[[str, int], None] | None = None  # called outside the lock, to order threads
     lock: threading.Lock = field(default_factory=threading.Lock)
     ids: Iterator[int] = field(default_factory=itertools.count)
+    monotonic: Callable[[], float] = time.monotonic  # the poller's clock: visibility follows it
 
     def create_queue(self) -> None:
         return None
@@ -43,8 +48,8 @@ class FakeQueue:
 
     def receive_messages(self, *, messages_per_page: int, visibility_timeout: int) -> FakeQueue._Paged:
         with self.lock:
-            self.receive_times.append(time.monotonic())
-            now = time.monotonic()
+            now = self.monotonic()
+            self.receive_times.append(now)
             batch: list[QueueMessage] = []
             for ident, message in self.messages.items():
                 if message["visible_at"] <= now and len(batch) < messages_per_page:
@@ -65,7 +70,7 @@ class FakeQueue:
         with self.lock:
             message = self.messages[ident]
             assert message["receipt"] == pop_receipt, "stale pop receipt"
-            message["visible_at"] = time.monotonic() + visibility_timeout
+            message["visible_at"] = self.monotonic() + visibility_timeout
             message["receipt"] = f"{pop_receipt}+"
             updated = self._as_sdk(ident, message)
         if self.after_update is not None:
@@ -113,14 +118,18 @@ def make_poller() -> Iterator[Callable[..., Harness]]:
     loop.start()
     pollers: list[QueuePoller] = []
 
-    def make(handler: Callable[[func.QueueMessage], None], settings: QueueSettings) -> Harness:
-        queues = {"work-items": FakeQueue("work-items"), "work-items-poison": FakeQueue("work-items-poison")}
+    def make(
+        handler: Callable[[func.QueueMessage], None], settings: QueueSettings, *, clock: ManualClock | None = None
+    ) -> Harness:
+        monotonic = clock.monotonic if clock is not None else time.monotonic
+        queues = {name: FakeQueue(name, monotonic=monotonic) for name in ("work-items", "work-items-poison")}
         poller = QueuePoller(
             queue_spec(handler),
             settings,
             Invoker(loop),
             lease_seconds=30,
             client_factory=lambda _connection, name: queues[name],  # type: ignore[arg-type,return-value]
+            clock=clock,
         )
         pollers.append(poller)
         return Harness(queues["work-items"], queues["work-items-poison"], poller)
@@ -133,47 +142,43 @@ def make_poller() -> Iterator[Callable[..., Harness]]:
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
+    wait_for("the poller to get there", condition, timeout=timeout, interval=0.01)
 
 
 def test_an_idle_queue_is_polled_less_and_less_often_up_to_max_polling_interval(
     make_poller: Callable[..., Harness],
 ) -> None:
-    # GIVEN an empty queue and maxPollingInterval 0.4 s
-    harness = make_poller(lambda msg: None, QueueSettings(max_polling_interval=0.4))
+    # GIVEN an empty queue, maxPollingInterval 0.4 s and a manual clock
+    clock = ManualClock(T0)
+    harness = make_poller(lambda msg: None, QueueSettings(max_polling_interval=0.4), clock=clock)
     # WHEN the poller idles for a while
     harness.poller.start()
     wait_until(lambda: len(harness.queue.receive_times) >= 6)
+    harness.poller.request_stop()
+    # THEN the wait between polls doubles from 0.1 s up to 0.4 s and stays there (not 0.8, 1.6, 3.2 s)
+    assert clock.sleeps[:5] == [0.1, 0.2, 0.4, 0.4, 0.4]
     times = harness.queue.receive_times[:6]
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    # THEN the delay doubles from 0.1 s up to 0.4 s (a slow machine can only make gaps longer, so the
-    # lower bounds are exact and the upper bounds leave room for stalls)
-    floors = (0.09, 0.18, 0.36, 0.36, 0.36)
-    assert all(gap >= floor for gap, floor in zip(gaps, floors, strict=True)), gaps
-    assert times[2] - times[0] < 0.8, gaps  # 0.1 + 0.2 s, not two waits of maxPollingInterval
-    # AND stays at 0.4 s instead of doubling on (0.8, 1.6, 3.2 s)
-    assert min(gaps[2:]) < 0.8, gaps
+    assert [round(b - a, 6) for a, b in itertools.pairwise(times)] == [0.1, 0.2, 0.4, 0.4, 0.4]
 
 
 def test_a_message_resets_polling_to_fast(make_poller: Callable[..., Harness]) -> None:
     # GIVEN a poller that has backed off to 0.8 s (waits 0.1, 0.2, 0.4, then 0.8 s)
+    clock = ManualClock(T0)
     handled = threading.Event()
-    harness = make_poller(lambda msg: handled.set(), QueueSettings(max_polling_interval=0.8))
+    harness = make_poller(lambda msg: handled.set(), QueueSettings(max_polling_interval=0.8), clock=clock)
     harness.poller.start()
-    wait_until(lambda: len(harness.queue.receive_times) >= 4)
+    wait_until(lambda: len(harness.queue.receive_times) >= 5)
     # WHEN a message arrives and is handled
     harness.queue.send_message(base64.b64encode(b"hi").decode())
     assert handled.wait(15)
     wait_until(lambda: len(harness.queue.receive_times) >= harness.queue.delivering_polls[0] + 4)
+    harness.poller.request_stop()
     times = harness.queue.receive_times
     delivered = harness.queue.delivering_polls[0]
-    assert times[delivered] - times[delivered - 1] >= 0.75  # it had backed off
-    # THEN the next three polls come quickly again (at once, then after 0.1 s and 0.2 s): together
-    # well under even one more backed-off wait apiece (3 x 0.8 s)
-    assert times[delivered + 3] - times[delivered] < 1.2, times[delivered:]
+    # THEN it had backed off to 0.8 s, and the next polls come at once, then after 0.1, 0.2, 0.4 s
+    assert round(times[delivered] - times[delivered - 1], 6) == 0.8
+    assert clock.sleeps[delivered - 1 : delivered + 3] == [0.8, 0.1, 0.2, 0.4]
+    assert times[delivered + 1] == times[delivered]
 
 
 def test_the_next_batch_waits_until_no_more_than_new_batch_threshold_are_in_flight(
@@ -202,8 +207,7 @@ def test_the_next_batch_waits_until_no_more_than_new_batch_threshold_are_in_flig
 
     # WHEN the first batch is running THEN nothing more is fetched while 4 (> 1) are in flight
     wait_until(lambda: len(running) == 4)
-    time.sleep(0.3)
-    assert len(running) == 4
+    holds_for("four running, none fetched", lambda: len(running) == 4, seconds=0.3)
     # WHEN three finish THEN one is left (<= threshold) and the next batch of four starts
     for _ in range(3):
         release.release()
