@@ -1,7 +1,7 @@
 # WaveGuard — one-machine workflow. Every target installs what it needs first.
 #   make run    the whole local stack (Azurite, Graph emulator, mini-host) and a live demo; Ctrl-C stops it
 #   make test   the whole test suite (the fixtures start Azurite, the emulator and the mini-host)
-#   make lint   ruff and mypy
+#   make lint   ruff (lint and format check) and mypy (shared, cli, handlers, local)
 #   make bench  the benchmarks under bench/
 #   make chaos  the fault campaign: the same HR workload clean and under faults, end states compared
 
@@ -27,7 +27,7 @@ PYTHON ?= $(shell { p=$$(command -v python3.13 2>/dev/null) && "$$p" --version >
 help:
 	@echo "make run    start the local stack with a demo (DEMO=0 for none); Ctrl-C stops it"
 	@echo "make test   run the whole test suite"
-	@echo "make lint   ruff + mypy"
+	@echo "make lint   ruff check, ruff format --check, mypy"
 	@echo "make bench  run the benchmarks"
 	@echo "make chaos  run the fault campaign (about 15 minutes)"
 
@@ -74,6 +74,7 @@ test-unit: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 bench: install

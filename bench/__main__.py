@@ -26,28 +26,39 @@ def main() -> int:
         print(f"  {figures['queue_throughput']}", flush=True)
     finally:
         azurite.stop()
-    print(f"event loop: a timer tick and {loop_blocking.HIRES} hr-events invocations on one loop, heartbeat "
-          f"every {loop_blocking.HEARTBEAT_SECONDS * 1000:.0f} ms ...", flush=True)  # fmt: skip
+    print(
+        f"event loop: a timer tick and {loop_blocking.HIRES} hr-events invocations on one loop, heartbeat "
+        f"every {loop_blocking.HEARTBEAT_SECONDS * 1000:.0f} ms ...",
+        flush=True,
+    )
     figures["loop_blocking"] = loop_blocking.run()
     print(f"  {figures['loop_blocking']}", flush=True)
     m = membership_sync
-    print(f"membership sync: {m.MEMBERS} users, write budget time scale {m.TIME_SCALE:g}, "
-          f"naive baseline on {m.NAIVE_SAMPLE} users (extrapolated) ...", flush=True)  # fmt: skip
+    print(
+        f"membership sync: {m.MEMBERS} users, write budget time scale {m.TIME_SCALE:g}, "
+        f"naive baseline on {m.NAIVE_SAMPLE} users (extrapolated) ...",
+        flush=True,
+    )
     figures["membership_sync"] = membership_sync.run()
     print(f"  {figures['membership_sync']}", flush=True)
     RESULTS.mkdir(exist_ok=True)
-    out = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "python": platform.python_version(),
-           "figures": figures}  # fmt: skip
+    out = {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": platform.python_version(),
+        "figures": figures,
+    }
     (RESULTS / "latest.json").write_text(json.dumps(out, indent=2) + "\n")
     pickup = figures["queue_pickup"]["pickup_worst_over_limit"]
     speedup = figures["queue_throughput"]["throughput_over_baseline"]
     print(f"\npickup worst / maxPollingInterval = {pickup:.2f} (limit 1.00)")
     print(f"throughput / batchSize-1 baseline = {speedup:.2f}x")
     loop = figures["loop_blocking"]
-    print(f"loop blocked at most {loop['max_gap_ms']:.1f} ms wall ({loop['max_gap_over_limit']:.2f} of the "
-          f"{loop_blocking.LIMIT_MS:.0f} ms limit; p99 {loop['p99_gap_ms']:.1f} ms), "
-          f"{loop['max_cpu_gap_ms']:.1f} ms of loop CPU ({loop['max_cpu_gap_over_limit']:.2f} of the limit); "
-          f"storage calls on the loop thread: {loop['loop_thread_calls']:.0f}")  # fmt: skip
+    print(
+        f"loop blocked at most {loop['max_gap_ms']:.1f} ms wall ({loop['max_gap_over_limit']:.2f} of the "
+        f"{loop_blocking.LIMIT_MS:.0f} ms limit; p99 {loop['p99_gap_ms']:.1f} ms), "
+        f"{loop['max_cpu_gap_ms']:.1f} ms of loop CPU ({loop['max_cpu_gap_over_limit']:.2f} of the limit); "
+        f"storage calls on the loop thread: {loop['loop_thread_calls']:.0f}"
+    )
     sync = figures["membership_sync"]
     _print_sync(sync)
     print(f"written to {RESULTS / 'latest.json'}")
@@ -56,14 +67,20 @@ def main() -> int:
 
 
 def _print_sync(sync: dict[str, float]) -> None:
-    print(f"sync writes per member = {sync['writes_per_member']:.4f} charged, "
-          f"{sync['write_attempts_per_member']:.4f} with 429s (target <= 0.055; naive "
-          f"{sync['naive_writes_per_member']:.2f})")  # fmt: skip
+    print(
+        f"sync writes per member = {sync['writes_per_member']:.4f} charged, "
+        f"{sync['write_attempts_per_member']:.4f} with 429s (target <= 0.055; naive "
+        f"{sync['naive_writes_per_member']:.2f})"
+    )
     print(f"sync round trips {sync['round_trips']:.0f}, 429s received {sync['throttled']:.0f}")
-    print(f"sync wall / floor = {sync['wall_over_floor']:.3f} (target <= 1.25; strict floor "
-          f"{sync['wall_over_strict_floor']:.3f})")  # fmt: skip
-    print(f"naive / WaveGuard: writes {sync['naive_over_waveguard_writes']:.1f}x, "
-          f"wall {sync['naive_over_waveguard_wall']:.1f}x")  # fmt: skip
+    print(
+        f"sync wall / floor = {sync['wall_over_floor']:.3f} (target <= 1.25; strict floor "
+        f"{sync['wall_over_strict_floor']:.3f})"
+    )
+    print(
+        f"naive / WaveGuard: writes {sync['naive_over_waveguard_writes']:.1f}x, "
+        f"wall {sync['naive_over_waveguard_wall']:.1f}x"
+    )
 
 
 if __name__ == "__main__":

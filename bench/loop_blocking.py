@@ -87,7 +87,11 @@ class _LoopThreadGuard:
 
 
 def guarded_services(
-    settings: Settings, seen: list[str], loop_thread: Callable[[], int | None], *, offload: Offload = to_thread
+    settings: Settings,
+    seen: list[str],
+    loop_thread: Callable[[], int | None],
+    *,
+    offload: Offload = to_thread,
 ) -> Services:
     """Production services for ``settings`` (fresh tables), each store and the sender behind the guard."""
     stores = build_state(settings, table_prefix=f"loop{uuid.uuid4().hex[:8]}")
@@ -113,14 +117,31 @@ def hire_bodies(admin_url: str, count: int, manager: dict[str, Any]) -> list[str
         for _ in range(count):
             employee = f"L{uuid.uuid4().hex[:8]}"
             upn = f"{employee.lower()}@contoso.com"
-            user = {"userPrincipalName": upn, "mail": upn, "displayName": "Loop Probe", "employeeId": employee,
-                    "department": "Finance", "country": "GB", "manager": manager["id"]}  # fmt: skip
+            user = {
+                "userPrincipalName": upn,
+                "mail": upn,
+                "displayName": "Loop Probe",
+                "employeeId": employee,
+                "department": "Finance",
+                "country": "GB",
+                "manager": manager["id"],
+            }
             http.post(f"{admin_url}/users", json=user).raise_for_status()
-            payload = {"type": "employee.hired", "timestamp": "2026-11-30T08:00:00Z",
-                       "data": {"employeeId": employee, "userPrincipalName": upn, "displayName": "Loop Probe",
-                                "department": "Finance", "country": "GB",
-                                "managerUserPrincipalName": manager["userPrincipalName"]}}  # fmt: skip
-            bodies.append(Envelope(type="employee.hired", payload=payload, id=f"loop-{uuid.uuid4().hex}").to_json())
+            payload = {
+                "type": "employee.hired",
+                "timestamp": "2026-11-30T08:00:00Z",
+                "data": {
+                    "employeeId": employee,
+                    "userPrincipalName": upn,
+                    "displayName": "Loop Probe",
+                    "department": "Finance",
+                    "country": "GB",
+                    "managerUserPrincipalName": manager["userPrincipalName"],
+                },
+            }
+            bodies.append(
+                Envelope(type="employee.hired", payload=payload, id=f"loop-{uuid.uuid4().hex}").to_json()
+            )
     return bodies
 
 
@@ -196,8 +217,12 @@ def run() -> dict[str, float]:
     azurite = start_azurite()
     emulator = start_emulator(port=0, seed="demo")
     try:
-        environ = {"AzureWebJobsStorage": azurite.connection_string, "GRAPH_BASE_URL": emulator.base_url,
-                   "WAVEGUARD_CONFIG": "config/waveguard.yaml", **PLAN_SECRETS}  # fmt: skip
+        environ = {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "GRAPH_BASE_URL": emulator.base_url,
+            "WAVEGUARD_CONFIG": "config/waveguard.yaml",
+            **PLAN_SECRETS,
+        }
         manager = httpx.get(f"{emulator.base_url}/users/{emulator.demo.head_ids['Finance']}").json()
         return run_scenario(environ, emulator.admin_url, manager).to_dict()
     finally:

@@ -96,8 +96,9 @@ async def _run(handle: Any, budget: WriteBudget) -> dict[str, float]:
     rate = budget.capacity / budget.per_seconds
     async with httpx.AsyncClient(timeout=60) as http:
         admin = handle.admin_url
-        people = [{"userPrincipalName": f"b{i:06d}@contoso.com", "department": "Bench"}
-                  for i in range(MEMBERS)]  # fmt: skip
+        people = [
+            {"userPrincipalName": f"b{i:06d}@contoso.com", "department": "Bench"} for i in range(MEMBERS)
+        ]
         for i in range(0, MEMBERS, 1000):
             (await http.post(f"{admin}/users", json=people[i : i + 1000])).raise_for_status()
         group = (await http.post(f"{admin}/groups", json={"displayName": "WaveGuard - Bench"})).json()
@@ -113,23 +114,30 @@ async def _run(handle: Any, budget: WriteBudget) -> dict[str, float]:
     strict = max((writes - budget.capacity) / rate, math.ceil(MEMBERS / 400) * rtt)
     naive_wall = naive["wall_seconds"] / NAIVE_SAMPLE * MEMBERS
     return {
-        "members": MEMBERS, "members_in_group": members, "budget_writes_per_second": rate,
-        "budget_capacity": budget.capacity, "time_scale": TIME_SCALE,
+        "members": MEMBERS,
+        "members_in_group": members,
+        "budget_writes_per_second": rate,
+        "budget_capacity": budget.capacity,
+        "time_scale": TIME_SCALE,
         "writes_per_member": waveguard["writes"] / MEMBERS,
         "write_attempts_per_member": (waveguard["writes"] + waveguard["throttled"]) / MEMBERS,
-        "round_trips": waveguard["round_trips"], "throttled": waveguard["throttled"],
+        "round_trips": waveguard["round_trips"],
+        "throttled": waveguard["throttled"],
         "plan_seconds": round(waveguard["plan_seconds"], 3),
         "wall_seconds": round(waveguard["wall_seconds"], 3),
-        "floor_seconds": round(floor, 3), "wall_over_floor": round(waveguard["wall_seconds"] / floor, 3),
+        "floor_seconds": round(floor, 3),
+        "wall_over_floor": round(waveguard["wall_seconds"] / floor, 3),
         "wall_over_strict_floor": round(waveguard["wall_seconds"] / strict, 3),
-        "naive_sample": NAIVE_SAMPLE, "naive_writes_per_member": naive["writes"] / NAIVE_SAMPLE,
+        "naive_sample": NAIVE_SAMPLE,
+        "naive_writes_per_member": naive["writes"] / NAIVE_SAMPLE,
         "naive_round_trips_per_member": naive["round_trips"] / NAIVE_SAMPLE,
         "naive_throttled_per_member": naive["throttled"] / NAIVE_SAMPLE,
         "naive_wall_seconds_extrapolated": round(naive_wall, 3),
         "naive_over_waveguard_writes": round(
-            naive["writes"] / NAIVE_SAMPLE / (waveguard["writes"] / MEMBERS), 2),
+            naive["writes"] / NAIVE_SAMPLE / (waveguard["writes"] / MEMBERS), 2
+        ),
         "naive_over_waveguard_wall": round(naive_wall / waveguard["wall_seconds"], 2),
-    }  # fmt: skip
+    }
 
 
 async def _round_trip(http: httpx.AsyncClient, base_url: str) -> float:
@@ -142,19 +150,31 @@ async def _round_trip(http: httpx.AsyncClient, base_url: str) -> float:
 
 
 async def _waveguard(handle: Any, http: httpx.AsyncClient) -> dict[str, float]:
-    environ = {"GRAPH_BASE_URL": handle.base_url, "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-               **_PLAN_ENV}  # fmt: skip
+    environ = {
+        "GRAPH_BASE_URL": handle.base_url,
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        **_PLAN_ENV,
+    }
     settings = load_settings(environ)
     plan = load_plan(PLAN_PATH, environ)
-    wave = Wave.model_validate({
-        "name": "bench", "group": {"displayName": "WaveGuard - Bench"},
-        "selectors": {"departments": ["Bench"]}, "blastRadius": 1_000_000,
-    })  # fmt: skip
+    wave = Wave.model_validate(
+        {
+            "name": "bench",
+            "group": {"displayName": "WaveGuard - Bench"},
+            "selectors": {"departments": ["Bench"]},
+            "blastRadius": 1_000_000,
+        }
+    )
     client = build_graph_client(settings)
     queue = _Queue()
     writer = MembershipWriter(BatchClient.for_graph(client))
-    deps = SyncDeps(plan=plan.model_copy(update={"waves": [wave]}), graph=client, writer=writer,
-                    state=build_memory_state().aio, queues=queue)  # fmt: skip
+    deps = SyncDeps(
+        plan=plan.model_copy(update={"waves": [wave]}),
+        graph=client,
+        writer=writer,
+        state=build_memory_state().aio,
+        queues=queue,
+    )
     start = time.perf_counter()
     await start_wave_sync(deps, "bench", correlation_id="bench")
     planned = time.perf_counter()

@@ -153,10 +153,16 @@ def plan_to_json(policy_plan: PolicyPlan) -> dict[str, Any]:
             item["fields"] = [{"path": f.path, "old": f.old, "new": f.new} for f in change.fields]
         changes.append(item)
     findings = [
-        {"check": f.check, "severity": f.severity, "scope": f.scope, "policy": f.policy, "field": f.field,
-         "message": f.message}
+        {
+            "check": f.check,
+            "severity": f.severity,
+            "scope": f.scope,
+            "policy": f.policy,
+            "field": f.field,
+            "message": f.message,
+        }
         for f in policy_plan.lint.findings
-    ]  # fmt: skip
+    ]
     return {
         "changes": changes,
         "summary": {kind: policy_plan.diff.count(kind) for kind in ("create", "update", "unchanged")},
@@ -185,8 +191,10 @@ def print_plan(policy_plan: PolicyPlan) -> None:
         print("\n".join(f"  {finding}" for finding in live))
     d = policy_plan.diff
     verdict = "passed" if policy_plan.lint.ok else f"FAILED ({len(policy_plan.lint.blocking)} blocking)"
-    print(f"Plan: {d.count('create')} to create, {d.count('update')} to update, "
-          f"{d.count('unchanged')} unchanged. Lint {verdict}.")  # fmt: skip
+    print(
+        f"Plan: {d.count('create')} to create, {d.count('update')} to update, "
+        f"{d.count('unchanged')} unchanged. Lint {verdict}."
+    )
 
 
 def _show(value: Any) -> str:
@@ -310,5 +318,6 @@ def run_apply(args: argparse.Namespace, env: Mapping[str, str], factory: DepsFac
         return EXIT_USAGE
     return _run(
         lambda deps: apply_command(deps, yes=args.yes, as_json=args.json, actor=_actor(env), confirm=_ask),
-        env, factory,
-    )  # fmt: skip
+        env,
+        factory,
+    )

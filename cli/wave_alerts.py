@@ -83,10 +83,16 @@ def run_resolve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 f"(see `waveguard waves alerts {args.wave}`)",
                 EXIT_USAGE,
             )
-        stores.audit.append(AuditEntry(
-            actor=actor_of(env), action="alert.resolve", target=args.wave, reason=args.reason,
-            correlation_id=f"cli-{uuid.uuid4().hex}", details={"alertId": resolved.id, "key": resolved.key},
-        ))  # fmt: skip
+        stores.audit.append(
+            AuditEntry(
+                actor=actor_of(env),
+                action="alert.resolve",
+                target=args.wave,
+                reason=args.reason,
+                correlation_id=f"cli-{uuid.uuid4().hex}",
+                details={"alertId": resolved.id, "key": resolved.key},
+            )
+        )
     except (ConfigError, NotFoundError) as exc:
         return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:

@@ -48,8 +48,13 @@ def add_command(waves: Any) -> None:
     sync.add_argument("wave", metavar="WAVE")
     sync.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
     sync.add_argument("--inline", action="store_true", help="apply the chunks here, not by the wave worker")
-    sync.add_argument("--wait", type=float, default=300.0, metavar="SECONDS",
-                      help="how long to follow a run the worker applies (default 300)")  # fmt: skip
+    sync.add_argument(
+        "--wait",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long to follow a run the worker applies (default 300)",
+    )
     sync.add_argument("--json", action="store_true", help="print the plan or the finished run as JSON")
     sync.set_defaults(run=run_sync_command)
 
@@ -58,7 +63,9 @@ def run_sync_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         settings = load_settings(env)
         services = build_services(settings)
-        deps = SyncDeps.for_graph(services.plan, build_graph_client(settings), services.state, services.queues)
+        deps = SyncDeps.for_graph(
+            services.plan, build_graph_client(settings), services.state, services.queues
+        )
         require_wave(deps.plan, args.wave)
     except (ConfigError, NotFoundError) as exc:
         return fail(str(exc), EXIT_USAGE)
@@ -95,12 +102,24 @@ async def _sync(
 
 def _show_plan(plan: MembershipPlan, *, as_json: bool) -> int:
     if as_json:
-        print(json.dumps({"wave": plan.wave, "groupId": plan.group_id, "adds": list(plan.adds),
-                          "removes": list(plan.removes), "kept": list(plan.kept),
-                          "breakGlassSkipped": list(plan.break_glass_skipped)}, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "wave": plan.wave,
+                    "groupId": plan.group_id,
+                    "adds": list(plan.adds),
+                    "removes": list(plan.removes),
+                    "kept": list(plan.kept),
+                    "breakGlassSkipped": list(plan.break_glass_skipped),
+                },
+                indent=2,
+            )
+        )
         return EXIT_OK
-    print(f"wave {plan.wave} (group {plan.group_id}), dry run: would add {len(plan.adds)} and remove "
-          f"{len(plan.removes)} members")  # fmt: skip
+    print(
+        f"wave {plan.wave} (group {plan.group_id}), dry run: would add {len(plan.adds)} and remove "
+        f"{len(plan.removes)} members"
+    )
     for label, ids in (("add", plan.adds), ("remove", plan.removes)):
         if ids:
             more = f" (+{len(ids) - _SHOWN} more)" if len(ids) > _SHOWN else ""
@@ -118,14 +137,19 @@ def _show_plan(plan: MembershipPlan, *, as_json: bool) -> int:
 
 def _describe(run: SyncRun) -> str:
     skipped = f", {len(run.break_glass_skipped)} break-glass skipped" if run.break_glass_skipped else ""
-    return (f"wave {run.wave}: run {run.run_id}: add {run.adds}, remove {run.removes} "
-            f"in {run.total_chunks} chunk(s){skipped}")  # fmt: skip
+    return (
+        f"wave {run.wave}: run {run.run_id}: add {run.adds}, remove {run.removes} "
+        f"in {run.total_chunks} chunk(s){skipped}"
+    )
 
 
 async def _apply_inline(deps: SyncDeps, run: SyncRun, wait: float) -> dict[str, Any] | None:
     for n in range(run.total_chunks):
-        envelope = Envelope(type=SYNC_CHUNK, id=f"{run.run_id}:{n}",
-                            payload={"runId": run.run_id, "wave": run.wave, "chunk": n})  # fmt: skip
+        envelope = Envelope(
+            type=SYNC_CHUNK,
+            id=f"{run.run_id}:{n}",
+            payload={"runId": run.run_id, "wave": run.wave, "chunk": n},
+        )
         try:
             await process_chunk(deps, envelope)
         except RetryableError as exc:
@@ -163,15 +187,30 @@ def _progress(record: dict[str, Any]) -> str:
     filled = _BAR_WIDTH if total == 0 else round(done / total * _BAR_WIDTH)
     already = record["alreadyMembers"] + record["alreadyAbsent"]
     bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
-    return (f"  [{bar}] {done}/{total} chunks  added {record['added']}  removed {record['removed']}  "
-            f"already {already}  failed {record['failedCount']}")  # fmt: skip
+    return (
+        f"  [{bar}] {done}/{total} chunks  added {record['added']}  removed {record['removed']}  "
+        f"already {already}  failed {record['failedCount']}"
+    )
 
 
 def _finish(record: dict[str, Any], *, as_json: bool) -> int:
     failed = list(record.get("failed", []))
     if as_json:
-        keys = ("runId", "wave", "groupId", "status", "totalChunks", "doneChunks", "added", "alreadyMembers",
-                "removed", "alreadyAbsent", "failedCount", "failed", "breakGlassSkipped")  # fmt: skip
+        keys = (
+            "runId",
+            "wave",
+            "groupId",
+            "status",
+            "totalChunks",
+            "doneChunks",
+            "added",
+            "alreadyMembers",
+            "removed",
+            "alreadyAbsent",
+            "failedCount",
+            "failed",
+            "breakGlassSkipped",
+        )
         print(json.dumps({k: record.get(k) for k in keys}, indent=2))
     else:
         print(f"done: added {record['added']}, removed {record['removed']}, failed {record['failedCount']}")

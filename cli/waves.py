@@ -156,16 +156,18 @@ def run_approve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             return fail(f"wave {args.wave!r} is already enforced; nothing to approve", EXIT_USAGE)
         actor, now = actor_of(env), datetime.now(UTC)
         asyncio.run(record_approval(deps.stores.kv, args.wave, actor=actor, at=now, reason=args.reason))
-        asyncio.run(deps.stores.audit.append(
-            AuditEntry(
-                actor=actor,
-                action="wave.approve",
-                target=args.wave,
-                reason=args.reason or "approved",
-                correlation_id=_correlation_id(),
-                details={"state": state.value},
+        asyncio.run(
+            deps.stores.audit.append(
+                AuditEntry(
+                    actor=actor,
+                    action="wave.approve",
+                    target=args.wave,
+                    reason=args.reason or "approved",
+                    correlation_id=_correlation_id(),
+                    details={"state": state.value},
+                )
             )
-        ))
+        )
     except (ConfigError, NotFoundError) as exc:
         return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:

@@ -35,7 +35,6 @@ def blueprint(services: ServicesProvider) -> func.Blueprint:
         report = check_health_from_environment()
         return _answer(report, report.to_public_dict())
 
-
     @bp.function_name("health_details")
     @bp.route(route=ROUTE_HEALTH_DETAILS, methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
     def health_details(req: func.HttpRequest) -> func.HttpResponse:

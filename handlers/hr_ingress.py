@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+
 class Accept(Protocol):
     """One provider's webhook acceptor (``accept_hr_webhook``, ``accept_bamboohr_webhook``)."""
 
@@ -65,7 +66,10 @@ async def _handle(req: func.HttpRequest, services: ServicesProvider, accept: Acc
             headers={"Retry-After": "60"},
         )
     deps = IngressDeps(
-        providers=ready.plan.hr_providers, queue=ready.queues, idempotency=ready.state.idempotency, clock=ready.clock
+        providers=ready.plan.hr_providers,
+        queue=ready.queues,
+        idempotency=ready.state.idempotency,
+        clock=ready.clock,
     )
     request = IncomingRequest(method=req.method, headers=dict(req.headers), body=req.get_body())
     result = await accept(request, deps=deps)

@@ -24,7 +24,12 @@ def blueprint(services: ServicesProvider) -> func.Blueprint:
         from shared.onboarding.worker import ACTOR, hr_routes, settle
 
         await run_queue_worker(
-            msg, services, queue=HR_EVENTS, actor=ACTOR, routes=lambda s: hr_routes(s.onboarding), settle=settle
+            msg,
+            services,
+            queue=HR_EVENTS,
+            actor=ACTOR,
+            routes=lambda s: hr_routes(s.onboarding),
+            settle=settle,
         )
 
     return bp

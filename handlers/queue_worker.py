@@ -44,7 +44,9 @@ async def run_queue_worker(
         raise
 
 
-async def record_worker_failure(services: Services, queue: str, msg: func.QueueMessage, error: BaseException) -> None:
+async def record_worker_failure(
+    services: Services, queue: str, msg: func.QueueMessage, error: BaseException
+) -> None:
     """Note why this delivery failed (best effort: the failure itself goes back to the host)."""
     from shared.poison import record_failure
 

@@ -19,12 +19,16 @@ def blueprint(services: ServicesProvider) -> func.Blueprint:
 
     @bp.queue_trigger(arg_name="msg", queue_name=WAVE_WORK, connection="AzureWebJobsStorage")
     async def wave_worker(msg: func.QueueMessage) -> None:
-        """Handle one wave-work message; RetryableError propagates (host retries), PermanentError is settled."""
+        """One wave-work message; RetryableError propagates (host retries), PermanentError is settled."""
         # Imported here so the app's HTTP ingress never loads the Graph client at start-up.
         from shared.rollout.membership.worker import ACTOR, settle, wave_work_routes
 
         await run_queue_worker(
-            msg, services, queue=WAVE_WORK, actor=ACTOR, routes=lambda s: wave_work_routes(s.membership),
+            msg,
+            services,
+            queue=WAVE_WORK,
+            actor=ACTOR,
+            routes=lambda s: wave_work_routes(s.membership),
             settle=settle,
         )
 

@@ -137,8 +137,14 @@ def _register_missing(graph: httpx.Client, admin: httpx.Client, members: list[st
 def _inject_clean_sign_ins(graph: httpx.Client, admin: httpx.Client, twin: str, members: list[str]) -> None:
     policy = _policies(graph).get(twin, {})
     applied = [{"id": policy.get("id", ""), "displayName": twin, "result": "reportOnlySuccess"}]
-    sign_ins = [{"userId": members[i % len(members)], "appDisplayName": "Office 365",
-                 "appliedConditionalAccessPolicies": applied} for i in range(DEMO_SIGN_INS)]  # fmt: skip
+    sign_ins = [
+        {
+            "userId": members[i % len(members)],
+            "appDisplayName": "Office 365",
+            "appliedConditionalAccessPolicies": applied,
+        }
+        for i in range(DEMO_SIGN_INS)
+    ]
     admin.post("/signins", json=sign_ins).raise_for_status()
     print(f"  {DEMO_SIGN_INS} report-only sign-ins of pilot members, none would have failed (injected)")
 

@@ -65,7 +65,9 @@ class PipelineDeps:
     clock: Clock = utc_now
 
 
-async def handle_envelope(body: str | bytes, routes: Routes, deps: PipelineDeps, *, on_permanent: Settle) -> Any:
+async def handle_envelope(
+    body: str | bytes, routes: Routes, deps: PipelineDeps, *, on_permanent: Settle
+) -> Any:
     """Handle one queue message body; returns the handler's outcome, or the error it settled.
 
     Raises:
@@ -86,7 +88,8 @@ async def handle_envelope(body: str | bytes, routes: Routes, deps: PipelineDeps,
             handler = routes.get(envelope.type)
             if handler is None:
                 raise InvalidPayloadError.for_field(
-                    "type", f"unknown {deps.queue} type {envelope.type!r} (known: {', '.join(sorted(routes))})"
+                    "type",
+                    f"unknown {deps.queue} type {envelope.type!r} (known: {', '.join(sorted(routes))})",
                 )
             outcome = await handler(envelope)
         except BusyError as exc:
@@ -103,7 +106,9 @@ async def handle_envelope(body: str | bytes, routes: Routes, deps: PipelineDeps,
         return outcome
 
 
-async def _settle(error: PermanentError, envelope: Envelope | None, deps: PipelineDeps, settle: Settle) -> None:
+async def _settle(
+    error: PermanentError, envelope: Envelope | None, deps: PipelineDeps, settle: Settle
+) -> None:
     """Audit and page a permanent failure (storage failing here makes the message retry instead).
 
     Raises:
@@ -118,9 +123,16 @@ async def _settle(error: PermanentError, envelope: Envelope | None, deps: Pipeli
         **error.to_dict(),
     }
     details.pop("correlationId", None)
-    log.warning("%s message failed permanently: %s", deps.queue, error, extra={"alertname": settlement.alertname})
+    log.warning(
+        "%s message failed permanently: %s", deps.queue, error, extra={"alertname": settlement.alertname}
+    )
     entry = AuditEntry(
-        deps.actor, settlement.action, settlement.target, str(error), correlation_id=envelope_id, details=details
+        deps.actor,
+        settlement.action,
+        settlement.target,
+        str(error),
+        correlation_id=envelope_id,
+        details=details,
     )
     await deps.state.audit.append(entry)
     alert = Alert(

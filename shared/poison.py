@@ -248,4 +248,3 @@ async def drop_poison(stores: AsyncStores, record_id: str, *, actor: str, reason
         )
     )
     return record
-

@@ -100,7 +100,9 @@ class Services:
         """The rollout timer's dependencies (its membership port enqueues ``wave-work`` chunks)."""
         return self._once("lifecycle", self.lifecycle_for)
 
-    def lifecycle_for(self, *, client: GraphServiceClient | None = None, actor: str = "wave-timer") -> LifecycleDeps:
+    def lifecycle_for(
+        self, *, client: GraphServiceClient | None = None, actor: str = "wave-timer"
+    ) -> LifecycleDeps:
         """Lifecycle dependencies over ``client`` (a tool running its own event loop needs its own)
         with ``actor`` as the audit actor of policy writes.
         """
@@ -112,11 +114,17 @@ class Services:
         from shared.rollout.wave_groups import ensure_wave_group
 
         graph = client if client is not None else self.graph()
-        membership = self.membership if client is None else SyncDeps.for_graph(self.plan, graph, self.state, self.queues)
+        membership = (
+            self.membership
+            if client is None
+            else SyncDeps.for_graph(self.plan, graph, self.state, self.queues)
+        )
         plan, state = self.plan, self.state
 
         async def sync_policies(*, reason: str, correlation_id: str) -> object:
-            return await sync_baseline(graph, plan, state, actor=actor, correlation_id=correlation_id, reason=reason)
+            return await sync_baseline(
+                graph, plan, state, actor=actor, correlation_id=correlation_id, reason=reason
+            )
 
         async def start_membership(wave: str, *, correlation_id: str) -> object:
             return await start_wave_sync(membership, wave, correlation_id=correlation_id)
@@ -125,10 +133,15 @@ class Services:
             return await ensure_wave_group(plan.wave(wave), self.onboarding, correlation_id)
 
         return LifecycleDeps(
-            plan=plan, stores=state, evidence=GraphEvidence(graph, plan), sync_policies=sync_policies,
-            start_membership=start_membership, clock=self.clock,
-            nudge_mail=GraphNudgeMail(graph, plan.new_hires.delivery.sender_mailbox), ensure_group=ensure_group,
-        )  # fmt: skip
+            plan=plan,
+            stores=state,
+            evidence=GraphEvidence(graph, plan),
+            sync_policies=sync_policies,
+            start_membership=start_membership,
+            clock=self.clock,
+            nudge_mail=GraphNudgeMail(graph, plan.new_hires.delivery.sender_mailbox),
+            ensure_group=ensure_group,
+        )
 
 
 def build_services(settings: Settings) -> Services:

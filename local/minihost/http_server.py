@@ -236,7 +236,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def setup(self) -> None:
-        self.timeout = self.server.frontend.read_timeout  # StreamRequestHandler applies it to the socket
+        # StreamRequestHandler applies it to the socket; typeshed calls it a ClassVar, but it is read
+        # per instance, and the timeout is per host
+        self.timeout = self.server.frontend.read_timeout  # type: ignore[misc]
         super().setup()
         self.server.track(self.connection, add=True)
 

@@ -88,4 +88,3 @@ class TimerRunner:
         self._invoker.invoke_logged(self.spec, lambda: request, invocation_id, logger=log, extra=extra)
         self._last = scheduled
         return past_due
-

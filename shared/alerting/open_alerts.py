@@ -38,8 +38,14 @@ class OpenAlert:
     opened_at: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        return {"id": self.id, "key": self.key, "severity": self.severity, "summary": self.summary,
-                "source": self.source, "openedAt": self.opened_at}  # fmt: skip
+        return {
+            "id": self.id,
+            "key": self.key,
+            "severity": self.severity,
+            "summary": self.summary,
+            "source": self.source,
+            "openedAt": self.opened_at,
+        }
 
 
 async def list_open_alerts(kv: AsyncKeyValuePort, wave: str) -> list[OpenAlert]:
@@ -53,7 +59,12 @@ async def list_open_alerts(kv: AsyncKeyValuePort, wave: str) -> list[OpenAlert]:
 
 
 async def open_alert(
-    kv: AsyncKeyValuePort, wave: str, alert: Alert, *, alert_id: str, now: Callable[[], datetime] | None = None
+    kv: AsyncKeyValuePort,
+    wave: str,
+    alert: Alert,
+    *,
+    alert_id: str,
+    now: Callable[[], datetime] | None = None,
 ) -> bool:
     """Record ``alert`` as open for ``wave``; False when an alert with its key is already open.
 

@@ -34,10 +34,15 @@ class ConditionalAccessApi:
     """List, create and patch CA policies; paced to one request per ``min_interval`` seconds."""
 
     def __init__(
-        self, client: GraphServiceClient, *, min_interval: float = CA_MIN_INTERVAL_SECONDS,
-        max_attempts: int = 5, backoff_seconds: float = 2.0, sleep: Sleep = asyncio.sleep,
+        self,
+        client: GraphServiceClient,
+        *,
+        min_interval: float = CA_MIN_INTERVAL_SECONDS,
+        max_attempts: int = 5,
+        backoff_seconds: float = 2.0,
+        sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._client = client
         self._min_interval = min_interval
         self._max_attempts = max(1, max_attempts)

@@ -17,9 +17,17 @@ __all__ = ["USER_FIELDS", "find_group", "find_user", "iter_group_member_ids", "i
 
 # Graph v1.0 returns only a default set of user properties; WaveGuard asks for what it uses.
 USER_FIELDS: tuple[str, ...] = (
-    "id", "displayName", "userPrincipalName", "mail", "employeeId", "department", "country",
-    "usageLocation", "accountEnabled", "jobTitle",
-)  # fmt: skip
+    "id",
+    "displayName",
+    "userPrincipalName",
+    "mail",
+    "employeeId",
+    "department",
+    "country",
+    "usageLocation",
+    "accountEnabled",
+    "jobTitle",
+)
 
 
 def odata_literal(value: str) -> str:
@@ -88,9 +96,12 @@ async def find_group(
 
 
 async def iter_users(
-    client: GraphServiceClient, *, odata_filter: str | None = None, select: Sequence[str] = USER_FIELDS,
+    client: GraphServiceClient,
+    *,
+    odata_filter: str | None = None,
+    select: Sequence[str] = USER_FIELDS,
     page_size: int = 999,
-) -> AsyncIterator[User]:  # fmt: skip
+) -> AsyncIterator[User]:
     """Every user (optionally filtered), following @odata.nextLink to the end.
 
     Raises:

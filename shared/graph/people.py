@@ -25,8 +25,12 @@ async def find_user_by_employee_id(
         RetryableError: Graph throttled, failed or could not be reached.
         PermanentError: Graph refused the request, or several users share the employeeId.
     """
-    found = [u async for u in iter_users(client, odata_filter=f"employeeId eq {odata_literal(employee_id)}",
-                                         select=select, page_size=2)]  # fmt: skip
+    found = [
+        u
+        async for u in iter_users(
+            client, odata_filter=f"employeeId eq {odata_literal(employee_id)}", select=select, page_size=2
+        )
+    ]
     if len(found) > 1:
         raise PermanentError("several users share one employeeId; fix the directory", employee_id=employee_id)
     return found[0] if found else None

@@ -220,9 +220,12 @@ async def _enqueue_all(envelopes: list[Envelope], deps: IngressDeps) -> IngressR
 async def _enqueue_once(envelope: Envelope, deps: IngressDeps) -> None:
     try:
         async with once(
-            deps.idempotency, f"hr-webhook:{envelope.id}", ttl=DEDUPE_TTL, in_progress_expiry=CLAIM_EXPIRY,
+            deps.idempotency,
+            f"hr-webhook:{envelope.id}",
+            ttl=DEDUPE_TTL,
+            in_progress_expiry=CLAIM_EXPIRY,
             busy_message="this delivery is being processed by another request; retry",
-        ) as run:  # fmt: skip
+        ) as run:
             if run.done:
                 logger.info("hr webhook duplicate: already queued", extra={"envelope_id": envelope.id})
                 return

@@ -65,9 +65,12 @@ async def handle_hired(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOu
         PermanentError: no manager to deliver the TAP to, or the wave's group is misconfigured.
     """
     async with once(
-        deps.state.idempotency, f"onboarding:{envelope.id}", ttl=CLAIM_TTL,
-        busy_message="another worker is onboarding this hire", correlation_id=envelope.id,
-    ) as run:  # fmt: skip
+        deps.state.idempotency,
+        f"onboarding:{envelope.id}",
+        ttl=CLAIM_TTL,
+        busy_message="another worker is onboarding this hire",
+        correlation_id=envelope.id,
+    ) as run:
         if run.done:
             return HireOutcome("duplicate", user_id=run.result.get("userId"), wave=run.result.get("wave"))
         outcome = await _onboard(envelope, event, deps)
@@ -447,7 +450,9 @@ async def _track_registration(
 
 async def _load_progress(envelope_id: str, deps: Deps) -> HireProgress:
     stored = await deps.state.kv.get(HIRES_NAMESPACE, envelope_id)
-    return HireProgress.from_dict(stored.value if stored is not None else None, first_seen_at=iso(deps.clock()))
+    return HireProgress.from_dict(
+        stored.value if stored is not None else None, first_seen_at=iso(deps.clock())
+    )
 
 
 async def _save_progress(envelope_id: str, progress: HireProgress, deps: Deps) -> None:

@@ -187,9 +187,12 @@ class GraphOnboarding:
         from shared.graph.tap import create_tap
 
         return await create_tap(
-            self._client(), user_id, lifetime_minutes=lifetime_minutes, is_usable_once=is_usable_once,
+            self._client(),
+            user_id,
+            lifetime_minutes=lifetime_minutes,
+            is_usable_once=is_usable_once,
             start_at=start_at,
-        )  # fmt: skip
+        )
 
     async def list_taps(self, user_id: str) -> list[TapMethod]:
         from shared.graph.tap import list_taps

@@ -11,7 +11,6 @@ from shared.names import REGISTRATION_URL
 __all__ = ["REGISTRATION_URL", "TapMail", "compose_tap_mail"]
 
 
-
 @dataclass(frozen=True, slots=True)
 class TapMail:
     """What the e-mail says; ``tap`` is the secret and stays out of repr."""

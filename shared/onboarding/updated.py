@@ -45,9 +45,12 @@ async def handle_updated(envelope: Envelope, event: HrEvent, deps: Deps) -> Upda
         RetryableError: Graph or storage failed, or another worker holds this envelope.
     """
     async with once(
-        deps.state.idempotency, f"onboarding:{envelope.id}", ttl=CLAIM_TTL,
-        busy_message="another worker is applying this update", correlation_id=envelope.id,
-    ) as run:  # fmt: skip
+        deps.state.idempotency,
+        f"onboarding:{envelope.id}",
+        ttl=CLAIM_TTL,
+        busy_message="another worker is applying this update",
+        correlation_id=envelope.id,
+    ) as run:
         if run.done:
             return UpdateOutcome("duplicate", user_id=run.result.get("userId"))
         outcome = await _apply(envelope, event, deps)
@@ -96,15 +99,23 @@ async def _apply(envelope: Envelope, event: HrEvent, deps: Deps) -> UpdateOutcom
         if old_state.enforced and not target_state.enforced:
             kept.append(wave.name)
             await deps.audit(
-                "wave.member.keep", user.id, f"stays in enforced wave {wave.name}: never lower protection",
-                envelope.id, wave=wave.name, new_wave=target.name,
-            )  # fmt: skip
+                "wave.member.keep",
+                user.id,
+                f"stays in enforced wave {wave.name}: never lower protection",
+                envelope.id,
+                wave=wave.name,
+                new_wave=target.name,
+            )
             continue
         if await deps.graph.remove_member(old_group, user.id):
             await deps.audit(
-                "wave.member.remove", user.id, f"moved to wave {target.name}", envelope.id,
-                wave=wave.name, group_id=old_group,
-            )  # fmt: skip
+                "wave.member.remove",
+                user.id,
+                f"moved to wave {target.name}",
+                envelope.id,
+                wave=wave.name,
+                group_id=old_group,
+            )
         removed.append(wave.name)
     await _retarget_registration(user.id, target.name, deps)
     return UpdateOutcome(
@@ -115,7 +126,8 @@ async def _apply(envelope: Envelope, event: HrEvent, deps: Deps) -> UpdateOutcom
 async def _retarget_registration(user_id: str, wave: str, deps: Deps) -> None:
     stored = await deps.state.kv.get(REGISTRATION_NAMESPACE, user_id)
     if stored is not None and isinstance(stored.value, dict) and stored.value.get("wave") != wave:
-        await deps.state.kv.put(REGISTRATION_NAMESPACE,
+        await deps.state.kv.put(
+            REGISTRATION_NAMESPACE,
             user_id,
             {**stored.value, "wave": wave},
             if_match=stored.etag,

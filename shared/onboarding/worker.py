@@ -29,7 +29,9 @@ def parse_event(envelope: Envelope) -> HrEvent:
     """
     event = parse_hr_event(envelope.payload)
     if event.type != envelope.type:
-        raise InvalidPayloadError.for_field("payload.type", f"{event.type!r} does not match the envelope type")
+        raise InvalidPayloadError.for_field(
+            "payload.type", f"{event.type!r} does not match the envelope type"
+        )
     return event
 
 

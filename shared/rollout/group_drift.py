@@ -64,7 +64,12 @@ async def wave_group_drift(
 
 
 async def rename_drifted_groups(
-    client: GraphServiceClient, drifts: list[GroupDrift], *, audit: AsyncAuditPort, actor: str, correlation_id: str
+    client: GraphServiceClient,
+    drifts: list[GroupDrift],
+    *,
+    audit: AsyncAuditPort,
+    actor: str,
+    correlation_id: str,
 ) -> list[GroupDrift]:
     """Rename each drifted group to the plan's name (audited ``wave.group.rename``); returns them.
 

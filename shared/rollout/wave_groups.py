@@ -27,10 +27,15 @@ from shared.errors import PermanentError, RetryableError, SafetyViolationError
 from shared.rollout.group_refs import refuse_exclusion_group, wave_field
 from shared.state import AsyncKeyValuePort, AsyncStores, Clock, ConcurrencyError, Versioned, iso, parse_iso
 
-__all__ = ["WAVE_GROUPS_NAMESPACE", "GroupDirectory", "WaveGroupDeps", "ensure_wave_group", "recorded_group_id"]
+__all__ = [
+    "WAVE_GROUPS_NAMESPACE",
+    "GroupDirectory",
+    "WaveGroupDeps",
+    "ensure_wave_group",
+    "recorded_group_id",
+]
 
 WAVE_GROUPS_NAMESPACE: Final = "wave-groups"
-
 
 
 class GroupDirectory(Protocol):
@@ -64,7 +69,9 @@ class WaveGroupDeps(Protocol):
     @property
     def clock(self) -> Clock: ...
 
-    async def audit(self, action: str, target: str, reason: str, correlation_id: str, **details: object) -> None:
+    async def audit(
+        self, action: str, target: str, reason: str, correlation_id: str, **details: object
+    ) -> None:
         """Append an audit entry for a write made to the directory."""
         ...
 
@@ -145,9 +152,12 @@ async def _ensure_wave_group(wave: Wave, deps: WaveGroupDeps, correlation_id: st
         "Membership is managed by WaveGuard.",
     )
     await deps.audit(
-        "wave.group.create", group_id, f"target group of wave {wave.name} did not exist", correlation_id,
+        "wave.group.create",
+        group_id,
+        f"target group of wave {wave.name} did not exist",
+        correlation_id,
         wave=wave.name,
-    )  # fmt: skip
+    )
     return await _record_created(wave, group_id, claim.etag, deps, correlation_id)
 
 
@@ -176,7 +186,9 @@ async def _recorded_group(wave: Wave, deps: WaveGroupDeps, correlation_id: str) 
     return found
 
 
-async def _delete_orphans(wave: Wave, stored: Versioned | None, deps: WaveGroupDeps, correlation_id: str) -> None:
+async def _delete_orphans(
+    wave: Wave, stored: Versioned | None, deps: WaveGroupDeps, correlation_id: str
+) -> None:
     value = _value(stored)
     for orphan in [str(o) for o in value.get("orphans", [])]:
         if await deps.graph.delete_group(orphan):
@@ -206,8 +218,7 @@ async def _record_created(
     for _ in range(_RECORD_ATTEMPTS):
         try:
             record = {"groupId": group_id, "createdAt": iso(deps.clock())}
-            await kv.put(WAVE_GROUPS_NAMESPACE, wave.name, record, if_match=etag, if_absent=etag is None
-            )
+            await kv.put(WAVE_GROUPS_NAMESPACE, wave.name, record, if_match=etag, if_absent=etag is None)
             return group_id
         except ConcurrencyError:
             stored = await kv.get(WAVE_GROUPS_NAMESPACE, wave.name)
@@ -218,13 +229,15 @@ async def _record_created(
             if visible is not None or _young(value, deps):
                 orphans = [*value.get("orphans", []), group_id]
                 try:
-                    await kv.put(WAVE_GROUPS_NAMESPACE, wave.name, {**value, "orphans": orphans},
-                                   if_match=stored.etag)  # fmt: skip
+                    await kv.put(
+                        WAVE_GROUPS_NAMESPACE, wave.name, {**value, "orphans": orphans}, if_match=stored.etag
+                    )
                 except ConcurrencyError:
                     etag = None
                     continue
-                await _delete_orphans(wave, await kv.get(WAVE_GROUPS_NAMESPACE, wave.name),
-                                      deps, correlation_id)  # fmt: skip
+                await _delete_orphans(
+                    wave, await kv.get(WAVE_GROUPS_NAMESPACE, wave.name), deps, correlation_id
+                )
                 return recorded
         etag = stored.etag if stored is not None else None
     raise RetryableError(f"the group record of wave {wave.name} kept changing", retry_after=5)

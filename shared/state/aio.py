@@ -111,7 +111,9 @@ class AsyncKeyValue:
     async def put(
         self, namespace: str, key: str, value: Any, *, if_match: str | None = None, if_absent: bool = False
     ) -> str:
-        return await self._offload(self.sync.put, namespace, key, value, if_match=if_match, if_absent=if_absent)
+        return await self._offload(
+            self.sync.put, namespace, key, value, if_match=if_match, if_absent=if_absent
+        )
 
     async def delete(self, namespace: str, key: str, *, if_match: str | None = None) -> None:
         await self._offload(self.sync.delete, namespace, key, if_match=if_match)

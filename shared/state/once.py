@@ -79,7 +79,9 @@ class Run:
         """The stored result of a completed key (empty when none was stored)."""
         return dict(self.claim.result or {})
 
-    async def complete(self, result: Mapping[str, Any] | None = None, *, ttl: timedelta | None = None) -> None:
+    async def complete(
+        self, result: Mapping[str, Any] | None = None, *, ttl: timedelta | None = None
+    ) -> None:
         """Record the work as done now (later claims see ``done`` and ``result``).
 
         Raises:

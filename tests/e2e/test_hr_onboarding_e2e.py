@@ -68,11 +68,15 @@ class Stack(TapProbe):
             "type": "employee.hired",
             "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "data": {
-                "employeeId": employee_id, "userPrincipalName": upn, "displayName": f"New Hire {employee_id}",
-                "department": "Finance", "country": "GB", "hireDate": "2030-01-15",
+                "employeeId": employee_id,
+                "userPrincipalName": upn,
+                "displayName": f"New Hire {employee_id}",
+                "department": "Finance",
+                "country": "GB",
+                "hireDate": "2030-01-15",
                 "managerUserPrincipalName": self.manager["userPrincipalName"],
             },
-        }  # fmt: skip
+        }
         body = json.dumps(event)
         msg_id = webhook_id or f"msg_{uuid.uuid4().hex}"
         now = datetime.now(UTC)
@@ -128,8 +132,11 @@ def stack(
     plan = copy.deepcopy(plan)
     # Seconds instead of hours: re-check after 1 s, 2 s, 2 s ... and give up after ~9 s.
     plan["newHires"]["provisioningRetry"] = {
-        "budgetHours": 0.0025, "initialDelaySeconds": 1, "maxDelaySeconds": 2, "backoffFactor": 2,
-    }  # fmt: skip
+        "budgetHours": 0.0025,
+        "initialDelaySeconds": 1,
+        "maxDelaySeconds": 2,
+        "backoffFactor": 2,
+    }
     (tmp / "waveguard.yaml").write_text(yaml.safe_dump(plan, sort_keys=False), "utf-8")
     host_json = json.loads((ROOT / "host.json").read_text("utf-8"))
     host_json["extensions"]["queues"].update(visibilityTimeout="00:00:01", maxPollingInterval="00:00:01")
@@ -147,9 +154,14 @@ def stack(
     settings = load_settings({**environ, "AzureWebJobsStorage": storage_connection_string})
     asyncio.run(reset_rollout_state(aio(build_state(settings).kv), load_plan_for(settings)))
     host = create_host(
-        "function_app:app", app_dir=ROOT, host_json=tmp / "host.json", http_port=0, environ=environ,
-        storage_connection_string=storage_connection_string, grace_period=2.0,
-    )  # fmt: skip
+        "function_app:app",
+        app_dir=ROOT,
+        host_json=tmp / "host.json",
+        http_port=0,
+        environ=environ,
+        storage_connection_string=storage_connection_string,
+        grace_period=2.0,
+    )
     with host:
         yield Stack(f"{host.base_url}/api", emulator_server, storage_connection_string)
 
@@ -206,10 +218,14 @@ def test_hire_never_provisioned_raises_an_alert_after_the_budget(stack: Stack) -
 def test_graph_throttling_and_outage_mid_flow_end_done_once(stack: Stack) -> None:
     # GIVEN Graph throttles group writes and fails sending the mail, beyond the client's own retries
     user_id = stack.add_user("E9203", "di.e2e@contoso.com")
-    stack.admin("POST", "/faults", [
-        {"status": 429, "count": 4, "retryAfter": 0, "method": "POST", "path": r"members/\$ref"},
-        {"status": 503, "count": 4, "method": "POST", "path": "messages/[^/]+/send$"},
-    ])  # fmt: skip
+    stack.admin(
+        "POST",
+        "/faults",
+        [
+            {"status": 429, "count": 4, "retryAfter": 0, "method": "POST", "path": r"members/\$ref"},
+            {"status": 503, "count": 4, "method": "POST", "path": "messages/[^/]+/send$"},
+        ],
+    )
     # WHEN the hire arrives
     assert stack.post_hire("E9203", "di.e2e@contoso.com").status_code == 202
     # THEN after the message's retries: one e-mail, carrying the one usable TAP, and the membership
@@ -220,5 +236,8 @@ def test_graph_throttling_and_outage_mid_flow_end_done_once(stack: Stack) -> Non
     assert tap is not None
     assert hashlib.sha256(tap.group(1).encode()).hexdigest() == stack.active_tap_sha(user_id)
     assert stack.in_wave_group(user_id)
-    holds_for("one e-mail (no straggler sends another)", lambda: len(stack.mails_about("di.e2e@contoso.com")) == 1,
-              seconds=1.5)  # fmt: skip
+    holds_for(
+        "one e-mail (no straggler sends another)",
+        lambda: len(stack.mails_about("di.e2e@contoso.com")) == 1,
+        seconds=1.5,
+    )

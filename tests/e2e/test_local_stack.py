@@ -115,8 +115,11 @@ def test_stack_refuses_to_start_when_a_port_is_taken() -> None:
         taken = busy.getsockname()[1]
         result = subprocess.run(
             [sys.executable, "-m", "local.stack", "run", "--no-demo", "--host-port", str(taken)],
-            cwd=ROOT, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode == 1
     assert f"mini-host port {taken}" in result.stderr
     assert "already in use" in result.stderr

@@ -101,9 +101,14 @@ def rollout(
     emulator_server.reset()
     _fresh_rollout(storage_connection_string, stores, plan)
     host = create_host(
-        "function_app:app", app_dir=ROOT, host_json=tmp / "host.json", http_port=0, environ=environ,
-        storage_connection_string=storage_connection_string, grace_period=5.0,
-    )  # fmt: skip
+        "function_app:app",
+        app_dir=ROOT,
+        host_json=tmp / "host.json",
+        http_port=0,
+        environ=environ,
+        storage_connection_string=storage_connection_string,
+        grace_period=5.0,
+    )
     with host:
         yield Tenant(emulator_server), stores, plan
 

@@ -67,7 +67,9 @@ def test_the_http_ingress_never_imports_graph() -> None:
         ("from shared.onboarding_helpers import x\n", ("shared.onboarding",), 0),  # a prefix is not a package
     ],
 )
-def test_the_checker_sees_what_it_must(tmp_path: Path, source: str, forbidden: tuple[str, ...], expected: int) -> None:
+def test_the_checker_sees_what_it_must(
+    tmp_path: Path, source: str, forbidden: tuple[str, ...], expected: int
+) -> None:
     module = tmp_path / "shared" / "rollout" / "probe.py"
     module.parent.mkdir(parents=True)
     module.write_text(source, encoding="utf-8")

@@ -23,9 +23,16 @@ CLIENT_APP_TYPES = frozenset(
     {"all", "browser", "mobileAppsAndDesktopClients", "exchangeActiveSync", "easSupported", "other"}
 )
 BUILT_IN_CONTROLS = frozenset(
-    {"block", "mfa", "compliantDevice", "domainJoinedDevice", "approvedApplication", "compliantApplication",
-     "passwordChange"}
-)  # fmt: skip
+    {
+        "block",
+        "mfa",
+        "compliantDevice",
+        "domainJoinedDevice",
+        "approvedApplication",
+        "compliantApplication",
+        "passwordChange",
+    }
+)
 USER_ACTIONS = frozenset({"urn:user:registersecurityinfo", "urn:user:registerdevice"})
 USER_KEYWORDS = frozenset({"All", "None", "GuestsOrExternalUsers"})
 APP_KEYWORDS = frozenset({"All", "None", "Office365", "MicrosoftAdminPortals"})
@@ -37,9 +44,20 @@ AUTHENTICATION_STRENGTHS = {
 }
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 TOP_LEVEL = frozenset(
-    {"id", "displayName", "state", "conditions", "grantControls", "sessionControls", "createdDateTime",
-     "modifiedDateTime", "templateId", "@odata.type", "@odata.context"}
-)  # fmt: skip
+    {
+        "id",
+        "displayName",
+        "state",
+        "conditions",
+        "grantControls",
+        "sessionControls",
+        "createdDateTime",
+        "modifiedDateTime",
+        "templateId",
+        "@odata.type",
+        "@odata.context",
+    }
+)
 USERS_LISTS = (
     "includeUsers",
     "excludeUsers",
@@ -49,9 +67,11 @@ USERS_LISTS = (
     "excludeRoles",
 )
 APPLICATION_LISTS = (
-    "includeApplications", "excludeApplications", "includeUserActions",
+    "includeApplications",
+    "excludeApplications",
+    "includeUserActions",
     "includeAuthenticationContextClassReferences",
-)  # fmt: skip
+)
 CONDITION_DEFAULTS: JsonObject = {
     "userRiskLevels": [],
     "signInRiskLevels": [],
@@ -127,8 +147,12 @@ def validated_users(raw: Any, store: TenantStore) -> JsonObject:
     users: JsonObject = {name: string_list(raw.get(name), f"conditions.users.{name}") for name in USERS_LISTS}
     users["includeGuestsOrExternalUsers"] = raw.get("includeGuestsOrExternalUsers")
     users["excludeGuestsOrExternalUsers"] = raw.get("excludeGuestsOrExternalUsers")
-    if not (users["includeUsers"] or users["includeGroups"] or users["includeRoles"]
-            or users["includeGuestsOrExternalUsers"]):  # fmt: skip
+    if not (
+        users["includeUsers"]
+        or users["includeGroups"]
+        or users["includeRoles"]
+        or users["includeGuestsOrExternalUsers"]
+    ):
         raise schema_error("conditions.users: includeUsers, includeGroups or includeRoles needs a value")
     for name in ("includeUsers", "excludeUsers"):
         for value in users[name]:
@@ -162,8 +186,11 @@ def validated_applications(raw: Any) -> JsonObject:
         name: string_list(raw.get(name), f"conditions.applications.{name}") for name in APPLICATION_LISTS
     }
     apps["applicationFilter"] = raw.get("applicationFilter")
-    if not (apps["includeApplications"] or apps["includeUserActions"]
-            or apps["includeAuthenticationContextClassReferences"]):  # fmt: skip
+    if not (
+        apps["includeApplications"]
+        or apps["includeUserActions"]
+        or apps["includeAuthenticationContextClassReferences"]
+    ):
         raise schema_error("conditions.applications: includeApplications or includeUserActions needs a value")
     if apps["includeApplications"] and apps["includeUserActions"]:
         raise schema_error(

@@ -29,11 +29,22 @@ FILTERS = FilterRules(
 
 SHAPE = ResourceShape(
     "conditionalAccessPolicy",
-    frozenset({"id", "displayName", "state", "conditions", "grantControls", "sessionControls",
-               "createdDateTime", "modifiedDateTime", "templateId"}),
+    frozenset(
+        {
+            "id",
+            "displayName",
+            "state",
+            "conditions",
+            "grantControls",
+            "sessionControls",
+            "createdDateTime",
+            "modifiedDateTime",
+            "templateId",
+        }
+    ),
     None,
     FILTERS,
-)  # fmt: skip
+)
 
 
 @dataclass
@@ -132,8 +143,10 @@ def update_policy(call: Call) -> Response:
     if not isinstance(body, dict):
         raise schema_error("the body must be a JSON object")
     read_only = {"id", "createdDateTime", "modifiedDateTime", "@odata.type", "@odata.context"}
-    candidate = merged({k: v for k, v in policy.items() if k not in read_only},
-                       {k: v for k, v in body.items() if k not in read_only})  # fmt: skip
+    candidate = merged(
+        {k: v for k, v in policy.items() if k not in read_only},
+        {k: v for k, v in body.items() if k not in read_only},
+    )
     policy.update(validated_policy(candidate, call.store))
     policy["modifiedDateTime"] = iso_utc(call.emulator.clock.now())
     return Response.no_content()

@@ -27,17 +27,28 @@ EXTENSION = "registration"
 ODATA_TYPE = "#microsoft.graph.userRegistrationDetails"
 BASE = "/reports/authenticationMethods/userRegistrationDetails"
 PASSWORDLESS = frozenset(
-    {"microsoftAuthenticatorPasswordless", "fido2", "windowsHelloForBusiness", "passKeyDeviceBound",
-     "passKeyDeviceBoundAuthenticator", "macOsPlatformCredential"}
-)  # fmt: skip
+    {
+        "microsoftAuthenticatorPasswordless",
+        "fido2",
+        "windowsHelloForBusiness",
+        "passKeyDeviceBound",
+        "passKeyDeviceBoundAuthenticator",
+        "macOsPlatformCredential",
+    }
+)
 PHONE = frozenset({"mobilePhone", "alternateMobilePhone", "officePhone"})
 STRONG = (
     PASSWORDLESS
     | PHONE
     | {"microsoftAuthenticatorPush", "softwareOneTimePasscode", "hardwareOneTimePasscode"}
 )
-SSPR = PHONE | {"email", "securityQuestion", "microsoftAuthenticatorPush", "softwareOneTimePasscode",
-                "hardwareOneTimePasscode"}  # fmt: skip
+SSPR = PHONE | {
+    "email",
+    "securityQuestion",
+    "microsoftAuthenticatorPush",
+    "softwareOneTimePasscode",
+    "hardwareOneTimePasscode",
+}
 METHODS = STRONG | SSPR | {"temporaryAccessPass", "appPassword"}
 BOOLEAN = frozenset({"eq"})
 FILTERS = FilterRules(
@@ -48,12 +59,20 @@ FILTERS = FilterRules(
         "userDisplayName": BASIC,
         "userType": BOOLEAN,
         **dict.fromkeys(
-            ("isAdmin", "isMfaCapable", "isMfaRegistered", "isPasswordlessCapable", "isSsprCapable",
-             "isSsprEnabled", "isSsprRegistered", "isSystemPreferredAuthenticationMethodEnabled"),
+            (
+                "isAdmin",
+                "isMfaCapable",
+                "isMfaRegistered",
+                "isPasswordlessCapable",
+                "isSsprCapable",
+                "isSsprEnabled",
+                "isSsprRegistered",
+                "isSystemPreferredAuthenticationMethodEnabled",
+            ),
             BOOLEAN,
         ),
     },
-)  # fmt: skip
+)
 
 
 @dataclass

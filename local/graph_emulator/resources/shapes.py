@@ -11,18 +11,44 @@ EQ_IN = frozenset({"eq", "in"})
 
 USER_PROPERTIES = frozenset(
     {
-        "id", "displayName", "givenName", "surname", "userPrincipalName", "mail", "mailNickname",
-        "employeeId", "employeeHireDate", "department", "jobTitle", "companyName", "country",
-        "usageLocation", "officeLocation", "businessPhones", "mobilePhone", "preferredLanguage",
-        "accountEnabled", "userType", "createdDateTime",
+        "id",
+        "displayName",
+        "givenName",
+        "surname",
+        "userPrincipalName",
+        "mail",
+        "mailNickname",
+        "employeeId",
+        "employeeHireDate",
+        "department",
+        "jobTitle",
+        "companyName",
+        "country",
+        "usageLocation",
+        "officeLocation",
+        "businessPhones",
+        "mobilePhone",
+        "preferredLanguage",
+        "accountEnabled",
+        "userType",
+        "createdDateTime",
     }
-)  # fmt: skip
+)
 # What Graph v1.0 returns for a user when no $select is given: department, employeeId, country
 # and accountEnabled are NOT among them; callers must $select them, as on the real service.
 USER_DEFAULT_PROPERTIES = (
-    "businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone",
-    "officeLocation", "preferredLanguage", "surname", "userPrincipalName", "id",
-)  # fmt: skip
+    "businessPhones",
+    "displayName",
+    "givenName",
+    "jobTitle",
+    "mail",
+    "mobilePhone",
+    "officeLocation",
+    "preferredLanguage",
+    "surname",
+    "userPrincipalName",
+    "id",
+)
 USER_FILTERS = FilterRules(
     resource="User",
     properties={
@@ -50,12 +76,27 @@ USER = ResourceShape("user", USER_PROPERTIES, USER_DEFAULT_PROPERTIES, USER_FILT
 
 GROUP_PROPERTIES = frozenset(
     {
-        "id", "deletedDateTime", "classification", "createdDateTime", "description", "displayName",
-        "groupTypes", "isAssignableToRole", "mail", "mailEnabled", "mailNickname", "membershipRule",
-        "membershipRuleProcessingState", "onPremisesSyncEnabled", "proxyAddresses", "renewedDateTime",
-        "securityEnabled", "securityIdentifier", "visibility",
+        "id",
+        "deletedDateTime",
+        "classification",
+        "createdDateTime",
+        "description",
+        "displayName",
+        "groupTypes",
+        "isAssignableToRole",
+        "mail",
+        "mailEnabled",
+        "mailNickname",
+        "membershipRule",
+        "membershipRuleProcessingState",
+        "onPremisesSyncEnabled",
+        "proxyAddresses",
+        "renewedDateTime",
+        "securityEnabled",
+        "securityIdentifier",
+        "visibility",
     }
-)  # fmt: skip
+)
 GROUP_FILTERS = FilterRules(
     resource="Group",
     properties={

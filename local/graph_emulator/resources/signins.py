@@ -25,9 +25,18 @@ admin_routes = RouteTable()
 EXTENSION = "signIns"
 ODATA_TYPE = "#microsoft.graph.signIn"
 POLICY_RESULTS = frozenset(
-    {"success", "failure", "notApplied", "notEnabled", "unknown", "reportOnlySuccess", "reportOnlyFailure",
-     "reportOnlyNotApplied", "reportOnlyInterrupted"}
-)  # fmt: skip
+    {
+        "success",
+        "failure",
+        "notApplied",
+        "notEnabled",
+        "unknown",
+        "reportOnlySuccess",
+        "reportOnlyFailure",
+        "reportOnlyNotApplied",
+        "reportOnlyInterrupted",
+    }
+)
 CA_STATUSES = frozenset({"success", "failure", "notApplied"})
 RISK_LEVELS = frozenset({"none", "low", "medium", "high", "hidden"})
 RANGE = frozenset({"eq", "ge", "le", "gt", "lt"})
@@ -51,11 +60,30 @@ FILTERS = FilterRules(
     },
 )
 INPUT_FIELDS = frozenset(
-    {"id", "createdDateTime", "userId", "userPrincipalName", "appId", "appDisplayName", "clientAppUsed",
-     "ipAddress", "location", "status", "conditionalAccessStatus", "appliedConditionalAccessPolicies",
-     "riskLevelDuringSignIn", "riskLevelAggregated", "riskState", "riskDetail", "isInteractive",
-     "deviceDetail", "resourceDisplayName", "resourceId", "correlationId"}
-)  # fmt: skip
+    {
+        "id",
+        "createdDateTime",
+        "userId",
+        "userPrincipalName",
+        "appId",
+        "appDisplayName",
+        "clientAppUsed",
+        "ipAddress",
+        "location",
+        "status",
+        "conditionalAccessStatus",
+        "appliedConditionalAccessPolicies",
+        "riskLevelDuringSignIn",
+        "riskLevelAggregated",
+        "riskState",
+        "riskDetail",
+        "isInteractive",
+        "deviceDetail",
+        "resourceDisplayName",
+        "resourceId",
+        "correlationId",
+    }
+)
 OFFICE_365 = ("4765445b-32c6-49b0-83e6-1d93765276ca", "OfficeHome")
 
 
@@ -163,8 +191,10 @@ def build_sign_in(store: TenantStore, raw: Any, where: str, now: str) -> JsonObj
         created = None
     if created is None:
         raise invalid(where, "createdDateTime: must be an ISO 8601 date and time")
-    policies = [applied_policy(p, f"{where}.appliedConditionalAccessPolicies[{i}]")
-                for i, p in enumerate(raw.get("appliedConditionalAccessPolicies") or [])]  # fmt: skip
+    policies = [
+        applied_policy(p, f"{where}.appliedConditionalAccessPolicies[{i}]")
+        for i, p in enumerate(raw.get("appliedConditionalAccessPolicies") or [])
+    ]
     status = raw.get("status") or {}
     error_code = status.get("errorCode", 0) if isinstance(status, dict) else None
     if isinstance(error_code, bool) or not isinstance(error_code, int):

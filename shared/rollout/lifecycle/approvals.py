@@ -13,7 +13,9 @@ __all__ = ["APPROVALS_NAMESPACE", "approval_of", "clear_approval", "record_appro
 APPROVALS_NAMESPACE: Final = "wave-approvals"
 
 
-async def record_approval(kv: AsyncKeyValuePort, wave: str, *, actor: str, at: datetime, reason: str = "") -> None:
+async def record_approval(
+    kv: AsyncKeyValuePort, wave: str, *, actor: str, at: datetime, reason: str = ""
+) -> None:
     """Record that ``actor`` approved promoting ``wave`` (repeating it just refreshes the record).
 
     Raises:

@@ -57,7 +57,6 @@ SYNC_KEY: Final = "baseline"
 TIMER_ACTOR: Final = "wave-timer"
 
 
-
 class Action(enum.StrEnum):
     """What a decision does to its wave; the first three change the wave's state."""
 
@@ -145,13 +144,18 @@ class WaveDecision:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "wave": self.wave, "state": self.state.value,
+            "wave": self.wave,
+            "state": self.state.value,
             "since": self.since.isoformat() if self.since else None,
-            "members": self.members, "registered": self.registered,
-            "action": self.action, "detail": self.detail, "approved": self.approved,
-            "applied": self.applied, "newState": self.new_state.value if self.new_state else None,
+            "members": self.members,
+            "registered": self.registered,
+            "action": self.action,
+            "detail": self.detail,
+            "approved": self.approved,
+            "applied": self.applied,
+            "newState": self.new_state.value if self.new_state else None,
             "gates": [g.to_dict() for g in self.gates],
-        }  # fmt: skip
+        }
 
 
 @dataclass(slots=True)
@@ -165,9 +169,11 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "dryRun": self.dry_run, "policySynced": self.policy_synced,
-            "waves": [d.to_dict() for d in self.decisions], "nudges": [n.to_dict() for n in self.nudges],
-        }  # fmt: skip
+            "dryRun": self.dry_run,
+            "policySynced": self.policy_synced,
+            "waves": [d.to_dict() for d in self.decisions],
+            "nudges": [n.to_dict() for n in self.nudges],
+        }
 
 
 def report_only_policy_name(plan: RolloutPlan) -> str:
@@ -272,27 +278,43 @@ async def _sign_ins(deps: LifecycleDeps, statuses: Sequence[WaveStatus] | Any) -
 
 
 async def _decide(
-    deps: LifecycleDeps, wave: Wave, status: WaveStatus, evidence: WaveEvidence, previous_enforced: bool,
+    deps: LifecycleDeps,
+    wave: Wave,
+    status: WaveStatus,
+    evidence: WaveEvidence,
+    previous_enforced: bool,
     now: datetime,
-) -> WaveDecision:  # fmt: skip
+) -> WaveDecision:
     gates = evaluate_gates(wave.gates, status, evidence, now=now)
     approved = await approval_of(deps.stores.kv, wave.name) is not None
     decision = WaveDecision(
-        wave.name, status.state, status.since, Action.NONE, "", gates, len(evidence.members),
-        len(evidence.registered_members), approved,
-    )  # fmt: skip
+        wave.name,
+        status.state,
+        status.since,
+        Action.NONE,
+        "",
+        gates,
+        len(evidence.members),
+        len(evidence.registered_members),
+        approved,
+    )
     failing = ", ".join(decision.failing)
     if status.state is WaveState.PLANNED:
         decision.action, decision.detail = (
-            (Action.START_REGISTERING, "previous wave enforced" if wave is not deps.plan.waves[0] else "first wave")
-            if previous_enforced else (Action.WAIT, "waiting for the previous wave to be enforced")
-        )  # fmt: skip
+            (
+                Action.START_REGISTERING,
+                "previous wave enforced" if wave is not deps.plan.waves[0] else "first wave",
+            )
+            if previous_enforced
+            else (Action.WAIT, "waiting for the previous wave to be enforced")
+        )
     elif status.state is WaveState.REGISTERING:
         registration = gates[0]
         decision.action, decision.detail = (
-            (Action.MOVE_TO_REPORT_ONLY, registration.detail) if registration.passed
+            (Action.MOVE_TO_REPORT_ONLY, registration.detail)
+            if registration.passed
             else (Action.HOLD, f"failing: registration ({registration.detail})")
-        )  # fmt: skip
+        )
     elif status.state is WaveState.REPORT_ONLY:
         if decision.failing:
             decision.action, decision.detail = Action.HOLD, f"failing: {failing}"
@@ -315,16 +337,23 @@ async def _apply(deps: LifecycleDeps, decision: WaveDecision, *, correlation_id:
         except WaveGuardError as exc:
             decision.action, decision.detail = Action.HOLD, f"the wave group could not be made ready: {exc}"
             return
-    if decision.action != Action.MOVE_TO_REPORT_ONLY:  # registering already puts the group in the report-only twin
+    if (
+        decision.action != Action.MOVE_TO_REPORT_ONLY
+    ):  # registering already puts the group in the report-only twin
         await _mark_sync_pending(deps, reason=f"{decision.wave}: {decision.state.value} -> {target.value}")
     try:
         await transition_wave(deps.stores.kv, decision.wave, target, now=now, expected=decision.state)
     except (ConcurrencyError, InvalidTransitionError) as exc:
-        decision.action, decision.detail = Action.HOLD, f"changed by another run meanwhile ({type(exc).__name__})"
+        decision.action, decision.detail = (
+            Action.HOLD,
+            f"changed by another run meanwhile ({type(exc).__name__})",
+        )
         return
     decision.applied, decision.new_state = True, target
     details = {"gates": [g.to_dict() for g in decision.gates], "approved": decision.approved}
-    await _audit(deps, TIMER_ACTOR, decision.wave, decision.state, target, decision.detail, correlation_id, details)
+    await _audit(
+        deps, TIMER_ACTOR, decision.wave, decision.state, target, decision.detail, correlation_id, details
+    )
     if target is WaveState.ENFORCED:
         await clear_approval(deps.stores.kv, decision.wave)
     if target is WaveState.REGISTERING:
@@ -350,13 +379,25 @@ async def _try_membership(deps: LifecycleDeps, wave: str, *, correlation_id: str
 
 
 async def _audit(
-    deps: LifecycleDeps, actor: str, wave: str, before: WaveState, after: WaveState, reason: str,
-    correlation_id: str, details: dict[str, Any],
-) -> None:  # fmt: skip
-    await deps.stores.audit.append(AuditEntry(
-        actor=actor, action="wave.transition", target=wave, reason=reason, correlation_id=correlation_id,
-        details={"from": before.value, "to": after.value, **details},
-    ))  # fmt: skip
+    deps: LifecycleDeps,
+    actor: str,
+    wave: str,
+    before: WaveState,
+    after: WaveState,
+    reason: str,
+    correlation_id: str,
+    details: dict[str, Any],
+) -> None:
+    await deps.stores.audit.append(
+        AuditEntry(
+            actor=actor,
+            action="wave.transition",
+            target=wave,
+            reason=reason,
+            correlation_id=correlation_id,
+            details={"from": before.value, "to": after.value, **details},
+        )
+    )
     log.info("wave transition", extra={"wave": wave, "from": before.value, "to": after.value})
 
 
@@ -371,9 +412,12 @@ async def _mark_sync_pending(deps: LifecycleDeps, *, reason: str) -> None:
         etag = stored.etag if stored is not None and conditional else None
         try:
             await deps.stores.kv.put(
-                SYNC_NAMESPACE, SYNC_KEY, {"pending": True, "reason": merged[-2000:]},
-                if_match=etag, if_absent=stored is None and conditional,
-            )  # fmt: skip
+                SYNC_NAMESPACE,
+                SYNC_KEY,
+                {"pending": True, "reason": merged[-2000:]},
+                if_match=etag,
+                if_absent=stored is None and conditional,
+            )
             return
         except ConcurrencyError:
             continue
@@ -401,8 +445,14 @@ async def _nudge(
         return []
     reports = []
     for name, users in unregistered.items():
-        reports.append(await send_nudges(
-            deps.nudge_mail, idempotency=deps.stores.idempotency, kv=deps.stores.kv,
-            wave=deps.plan.wave(name), unregistered=users, now=now,
-        ))  # fmt: skip
+        reports.append(
+            await send_nudges(
+                deps.nudge_mail,
+                idempotency=deps.stores.idempotency,
+                kv=deps.stores.kv,
+                wave=deps.plan.wave(name),
+                unregistered=users,
+                now=now,
+            )
+        )
     return reports

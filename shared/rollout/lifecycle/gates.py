@@ -79,9 +79,12 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "passed": self.passed, "measured": self.measured,
-            "threshold": self.threshold, "detail": self.detail,
-        }  # fmt: skip
+            "name": self.name,
+            "passed": self.passed,
+            "measured": self.measured,
+            "threshold": self.threshold,
+            "detail": self.detail,
+        }
 
 
 def registration_gate(gates: Gates, evidence: WaveEvidence) -> GateResult:
@@ -97,10 +100,12 @@ def registration_gate(gates: Gates, evidence: WaveEvidence) -> GateResult:
 def report_only_gate(gates: Gates, evidence: WaveEvidence, *, since: datetime | None) -> GateResult:
     """Share of members' report-only sign-ins since ``since`` that would have failed, with enough evidence."""
     relevant = [
-        s for s in evidence.sign_ins
-        if s.user_id in evidence.members and s.result in REPORT_ONLY_RESULTS
+        s
+        for s in evidence.sign_ins
+        if s.user_id in evidence.members
+        and s.result in REPORT_ONLY_RESULTS
         and (since is None or s.created >= since)
-    ]  # fmt: skip
+    ]
     failures = sum(1 for s in relevant if s.result in REPORT_ONLY_FAILURES)
     rate = failures / len(relevant) if relevant else 0.0
     if len(relevant) < gates.min_report_only_sign_ins:
@@ -117,8 +122,13 @@ def soak_gate(gates: Gates, status: WaveStatus, *, now: datetime) -> GateResult:
     """Days the wave has spent in report-only, at least ``minSoakDays``."""
     if status.state is not WaveState.REPORT_ONLY or status.since is None:
         detail = f"not in report-only (state {status.state.value})"
-        return GateResult("soak", gates.min_soak_days == 0 and status.state is WaveState.REPORT_ONLY,
-                          None, gates.min_soak_days, detail)  # fmt: skip
+        return GateResult(
+            "soak",
+            gates.min_soak_days == 0 and status.state is WaveState.REPORT_ONLY,
+            None,
+            gates.min_soak_days,
+            detail,
+        )
     days = max(0.0, (now - status.since).total_seconds() / _DAY_SECONDS)
     passed = days >= gates.min_soak_days
     return GateResult("soak", passed, round(days, 2), gates.min_soak_days, f"{days:.1f} days in report-only")

@@ -58,8 +58,13 @@ class GraphEvidence:
             PermanentError: Graph refused the read (e.g. missing AuditLog.Read.All).
         """
         url = f"{REGISTRATION_DETAILS_PATH}?$filter=isMfaRegistered%20eq%20true&$top=999"
-        return frozenset([str(row["id"]) async for row in self._pages(url, "read registration details")
-                          if row.get("isMfaRegistered") and row.get("id")])  # fmt: skip
+        return frozenset(
+            [
+                str(row["id"])
+                async for row in self._pages(url, "read registration details")
+                if row.get("isMfaRegistered") and row.get("id")
+            ]
+        )
 
     async def report_only_sign_ins(self, policy_name: str, *, since: datetime) -> list[SignInResult]:
         """Sign-ins since ``since`` with the result the policy named ``policy_name`` had on each.

@@ -74,8 +74,13 @@ class NudgeReport:
     failed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
-        return {"wave": self.wave, "sent": len(self.sent), "escalated": len(self.escalated),
-                "skipped": self.skipped, "failed": len(self.failed)}  # fmt: skip
+        return {
+            "wave": self.wave,
+            "sent": len(self.sent),
+            "escalated": len(self.escalated),
+            "skipped": self.skipped,
+            "failed": len(self.failed),
+        }
 
 
 def nudge_period(first: datetime, now: datetime, every_days: int) -> int:
@@ -85,17 +90,19 @@ def nudge_period(first: datetime, now: datetime, every_days: int) -> int:
 
 def compose_nudge(contact: Contact, wave: str) -> MailMessage:
     """The reminder to the user: why, and where to register."""
-    body = "\n".join([
-        f"Hello {contact.name},",
-        "",
-        f"Your account is part of the '{wave}' rollout of multi-factor authentication (MFA), and it",
-        "has no MFA method registered yet. Soon every sign-in will ask for one.",
-        "",
-        f"Please go to {REGISTRATION_URL} and add the Microsoft Authenticator app (or another method",
-        "offered). It takes about five minutes.",
-        "",
-        "If you need help, contact the IT service desk.",
-    ])  # fmt: skip
+    body = "\n".join(
+        [
+            f"Hello {contact.name},",
+            "",
+            f"Your account is part of the '{wave}' rollout of multi-factor authentication (MFA), and it",
+            "has no MFA method registered yet. Soon every sign-in will ask for one.",
+            "",
+            f"Please go to {REGISTRATION_URL} and add the Microsoft Authenticator app (or another method",
+            "offered). It takes about five minutes.",
+            "",
+            "If you need help, contact the IT service desk.",
+        ]
+    )
     assert contact.address is not None
     return MailMessage(
         subject="Action needed: set up multi-factor authentication", body=body, to=[contact.address]
@@ -104,23 +111,30 @@ def compose_nudge(contact: Contact, wave: str) -> MailMessage:
 
 def compose_manager_nudge(contact: Contact, wave: str, days: int) -> MailMessage:
     """The escalation to the manager: who has not registered, for how long, and what to do."""
-    body = "\n".join([
-        f"Hello {contact.manager_name},",
-        "",
-        f"{contact.name} has not set up multi-factor authentication (MFA) {days} days after the first",
-        f"reminder (rollout wave '{wave}'). Once the wave is enforced they will not be able to sign in",
-        "without it.",
-        "",
-        f"Please ask them to register at {REGISTRATION_URL}, or contact the IT service desk.",
-    ])  # fmt: skip
+    body = "\n".join(
+        [
+            f"Hello {contact.manager_name},",
+            "",
+            f"{contact.name} has not set up multi-factor authentication (MFA) {days} days after the first",
+            f"reminder (rollout wave '{wave}'). Once the wave is enforced they will not be able to sign in",
+            "without it.",
+            "",
+            f"Please ask them to register at {REGISTRATION_URL}, or contact the IT service desk.",
+        ]
+    )
     assert contact.manager_address is not None
     return MailMessage(subject=f"MFA not set up yet: {contact.name}", body=body, to=[contact.manager_address])
 
 
 async def send_nudges(
-    mail: NudgeMail, *, idempotency: AsyncIdempotencyPort, kv: AsyncKeyValuePort, wave: Wave,
-    unregistered: Iterable[str], now: datetime,
-) -> NudgeReport:  # fmt: skip
+    mail: NudgeMail,
+    *,
+    idempotency: AsyncIdempotencyPort,
+    kv: AsyncKeyValuePort,
+    wave: Wave,
+    unregistered: Iterable[str],
+    now: datetime,
+) -> NudgeReport:
     """Nudge each unregistered member once this period; escalate to managers after the plan's days.
 
     Raises:
@@ -145,9 +159,15 @@ async def send_nudges(
 
 
 async def _nudge_user(
-    mail: NudgeMail, idempotency: AsyncIdempotencyPort, wave: Wave, user_id: str, period: int,
-    escalate: bool, days: int, report: NudgeReport,
-) -> None:  # fmt: skip
+    mail: NudgeMail,
+    idempotency: AsyncIdempotencyPort,
+    wave: Wave,
+    user_id: str,
+    period: int,
+    escalate: bool,
+    days: int,
+    report: NudgeReport,
+) -> None:
     """Nudge the user (and, on escalation, their manager) once this period; a failed send leaves
     its key released, so the next run may try again this period."""
     ttl = timedelta(days=wave.nudges.every_days * 2)
@@ -157,7 +177,11 @@ async def _nudge_user(
 
     async with contextlib.AsyncExitStack() as stack:
         user = await stack.enter_async_context(claim(f"nudge:{wave.name}:{user_id}:{period}"))
-        manager = await stack.enter_async_context(claim(f"nudge-manager:{wave.name}:{user_id}:{period}")) if escalate else None
+        manager = (
+            await stack.enter_async_context(claim(f"nudge-manager:{wave.name}:{user_id}:{period}"))
+            if escalate
+            else None
+        )
         wants_manager = manager is not None and manager.acquired
         if not user.acquired and not wants_manager:
             report.skipped += 1
@@ -217,9 +241,12 @@ class GraphNudgeMail:
             return None
         manager = await get_manager(self._client, user_id)
         return Contact(
-            user_id, user.display_name or user_id, user.mail,
-            manager.display_name if manager else None, manager.mail if manager else None,
-        )  # fmt: skip
+            user_id,
+            user.display_name or user_id,
+            user.mail,
+            manager.display_name if manager else None,
+            manager.mail if manager else None,
+        )
 
     async def send(self, message: MailMessage) -> None:
         from shared.graph.mail import send_mail

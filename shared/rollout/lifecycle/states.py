@@ -37,8 +37,11 @@ def check_transition(wave: str, current: WaveState, target: WaveState) -> None:
         raise InvalidTransitionError(
             f"wave {wave!r}: cannot go from {current.value} to {target.value}"
             f" (from {current.value}: {options})",
-            field="wave", wave=wave, current=current.value, target=target.value,
-        )  # fmt: skip
+            field="wave",
+            wave=wave,
+            current=current.value,
+            target=target.value,
+        )
 
 
 async def transition_wave(
@@ -58,8 +61,11 @@ async def transition_wave(
         raise InvalidTransitionError(
             f"wave {wave!r}: expected it {expected.value} but it is {current.state.value}"
             " (changed meanwhile)",
-            field="wave", wave=wave, current=current.state.value, target=target.value,
-        )  # fmt: skip
+            field="wave",
+            wave=wave,
+            current=current.state.value,
+            target=target.value,
+        )
     check_transition(wave, current.state, target)
     await replace_wave_state(kv, wave, target, now, etag=etag)
     return WaveStatus(wave, target, now)

@@ -29,13 +29,19 @@ class WaveRow:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "wave": self.wave, "state": self.state, "since": self.since, "members": self.members,
-            "registered": self.registered, "registeredRate": self.registered_rate,
+            "wave": self.wave,
+            "state": self.state,
+            "since": self.since,
+            "members": self.members,
+            "registered": self.registered,
+            "registeredRate": self.registered_rate,
             "reportOnlyFailureRate": self.report_only_failure_rate,
             "reportOnlySignIns": self.report_only_sign_ins,
-            "gatesPassed": self.gates_passed, "gatesFailing": self.gates_failing,
-            "nextAction": self.next_action, "detail": self.detail,
-        }  # fmt: skip
+            "gatesPassed": self.gates_passed,
+            "gatesFailing": self.gates_failing,
+            "nextAction": self.next_action,
+            "detail": self.detail,
+        }
 
 
 def row_from(decision: WaveDecision) -> WaveRow:
@@ -44,13 +50,19 @@ def row_from(decision: WaveDecision) -> WaveRow:
     rate = decision.registered / decision.members if decision.members else None
     failure = impact.measured if impact is not None and isinstance(impact.measured, float) else None
     return WaveRow(
-        wave=decision.wave, state=decision.state.value,
+        wave=decision.wave,
+        state=decision.state.value,
         since=decision.since.isoformat() if decision.since else None,
-        members=decision.members, registered=decision.registered, registered_rate=rate,
-        report_only_failure_rate=failure, report_only_sign_ins=impact.detail if impact else "",
-        gates_passed=[g.name for g in decision.gates if g.passed], gates_failing=decision.failing,
-        next_action=decision.action, detail=decision.detail,
-    )  # fmt: skip
+        members=decision.members,
+        registered=decision.registered,
+        registered_rate=rate,
+        report_only_failure_rate=failure,
+        report_only_sign_ins=impact.detail if impact else "",
+        gates_passed=[g.name for g in decision.gates if g.passed],
+        gates_failing=decision.failing,
+        next_action=decision.action,
+        detail=decision.detail,
+    )
 
 
 def rows_from(result: EvaluationResult) -> list[WaveRow]:

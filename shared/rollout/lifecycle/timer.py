@@ -33,17 +33,22 @@ async def run_timer_tick(
     try:
         return await evaluate_waves(deps, correlation_id=correlation_id)
     except RetryableError as exc:
-        log.warning("wave timer tick failed; the next tick retries",
-                    extra={"correlation_id": correlation_id, "error": type(exc).__name__})  # fmt: skip
+        log.warning(
+            "wave timer tick failed; the next tick retries",
+            extra={"correlation_id": correlation_id, "error": type(exc).__name__},
+        )
         return None
     except PermanentError as exc:
         log.error(
             "wave timer tick failed", extra={"correlation_id": correlation_id, "error": type(exc).__name__}
         )
         alert = Alert(
-            key=f"wave-timer:{type(exc).__name__}", severity="critical", source=TIMER_ALERT_SOURCE,
+            key=f"wave-timer:{type(exc).__name__}",
+            severity="critical",
+            source=TIMER_ALERT_SOURCE,
             summary=f"The rollout timer cannot progress the waves: {exc}"[:500],
-            labels={"correlation_id": correlation_id}, details={"error": type(exc).__name__},
-        )  # fmt: skip
+            labels={"correlation_id": correlation_id},
+            details={"error": type(exc).__name__},
+        )
         await raise_alert(alerts, alert)
         return None

@@ -62,8 +62,9 @@ async def _memberships(
     exclusion = exclusion_id or (await exclusion_group_id(client, plan) if selectors else "")
     for selector in selectors:
         by_id = is_guid(selector)
-        group = await find_group(client, group_id=selector if by_id else None,
-                                 display_name=None if by_id else selector)  # fmt: skip
+        group = await find_group(
+            client, group_id=selector if by_id else None, display_name=None if by_id else selector
+        )
         if group is None or not group.id:
             raise NotFoundError(f"selector group {selector!r} does not exist", field="selectors.groups")
         refuse_exclusion_group(group.id, exclusion, field=_selector_field(plan, selector))
@@ -96,9 +97,13 @@ async def desired_members(
         user_id = str(user.get("id") or "")
         if not user_id:
             continue
-        facts = UserFacts.of(user_id=user_id, user_principal_name=user.get("userPrincipalName"),
-                             department=user.get("department"), country=user.get("country"),
-                             groups=groups.get(user_id, ()))  # fmt: skip
+        facts = UserFacts.of(
+            user_id=user_id,
+            user_principal_name=user.get("userPrincipalName"),
+            department=user.get("department"),
+            country=user.get("country"),
+            groups=groups.get(user_id, ()),
+        )
         assignment = assign_wave(plan, facts)
         assigned[user_id] = assignment.wave
         if assignment.wave == wave.name:
@@ -116,6 +121,7 @@ def _would_match(plan: RolloutPlan, wave_name: str, facts: UserFacts) -> bool:
     bare = UserFacts(None, None, facts.department, facts.country, facts.group_ids, facts.group_names)
     upn_match = any(
         facts.user_principal_name and u.casefold() == facts.user_principal_name.casefold()
-        for w in unprotected.waves for u in w.selectors.users
-    )  # fmt: skip
+        for w in unprotected.waves
+        for u in w.selectors.users
+    )
     return upn_match or assign_wave(unprotected, bare).reason == "selector"

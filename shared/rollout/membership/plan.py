@@ -31,9 +31,13 @@ class MembershipPlan:
 
 
 def plan_membership(
-    wave: Wave, group_id: str, desired: DesiredMembers, actual: Iterable[str], *,
+    wave: Wave,
+    group_id: str,
+    desired: DesiredMembers,
+    actual: Iterable[str],
+    *,
     enforced_waves: Collection[str],
-) -> MembershipPlan:  # fmt: skip
+) -> MembershipPlan:
     """Adds (desired, not in the group) and removals (in the group, not desired).
 
     Never lower protection (the onboarding rule): a member of an enforced wave whose new wave is
@@ -59,13 +63,23 @@ def plan_membership(
             kept.append(member)
         else:
             removes.append(member)
-    plan = MembershipPlan(wave.name, group_id, tuple(adds), tuple(removes), tuple(kept), tuple(ignored),
-                          desired.break_glass_matched)  # fmt: skip
+    plan = MembershipPlan(
+        wave.name,
+        group_id,
+        tuple(adds),
+        tuple(removes),
+        tuple(kept),
+        tuple(ignored),
+        desired.break_glass_matched,
+    )
     if plan.changes > wave.blast_radius:
         raise SafetyViolationError(
             f"wave {wave.name}: the sync would add {len(adds)} and remove {len(removes)} members "
             f"({plan.changes}), above its blastRadius of {wave.blast_radius}; refusing the run",
-            rule="blast-radius", wave=wave.name, adds=len(adds), removes=len(removes),
+            rule="blast-radius",
+            wave=wave.name,
+            adds=len(adds),
+            removes=len(removes),
             blast_radius=wave.blast_radius,
-        )  # fmt: skip
+        )
     return plan

@@ -46,9 +46,18 @@ if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
 __all__ = [
-    "CHUNK_MEMBERS", "NAMESPACE", "SYNC_CHUNK", "ChunkOutcome", "ChunkStatus", "SyncDeps", "SyncRun",
-    "preview_wave_sync", "process_chunk", "read_sync_run", "start_wave_sync",
-]  # fmt: skip
+    "CHUNK_MEMBERS",
+    "NAMESPACE",
+    "SYNC_CHUNK",
+    "ChunkOutcome",
+    "ChunkStatus",
+    "SyncDeps",
+    "SyncRun",
+    "preview_wave_sync",
+    "process_chunk",
+    "read_sync_run",
+    "start_wave_sync",
+]
 
 NAMESPACE: Final = "wave-sync"
 SYNC_CHUNK: Final = "wave.sync.chunk"
@@ -77,8 +86,13 @@ class SyncDeps:
         """Dependencies over ``graph`` with a pacing writer of its own (one per process or tool run)."""
         from shared.graph.batch import BatchClient
 
-        return cls(plan=plan, graph=graph, writer=MembershipWriter(BatchClient.for_graph(graph)), state=state,
-                   queues=queues)  # fmt: skip
+        return cls(
+            plan=plan,
+            graph=graph,
+            writer=MembershipWriter(BatchClient.for_graph(graph)),
+            state=state,
+            queues=queues,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +156,20 @@ async def start_wave_sync(deps: SyncDeps, wave_name: str, *, correlation_id: str
     run = _run_of(stored.value)
     for n in range(run.total_chunks):
         if str(n) not in stored.value["chunks"]:
-            envelope = Envelope(type=SYNC_CHUNK, id=f"{run_id}:{n}",
-                                payload={"runId": run_id, "wave": wave_name, "chunk": n})  # fmt: skip
+            envelope = Envelope(
+                type=SYNC_CHUNK, id=f"{run_id}:{n}", payload={"runId": run_id, "wave": wave_name, "chunk": n}
+            )
             await deps.queues.send(WAVE_WORK, envelope)
-    log.info("wave sync planned", extra={"runId": run_id, "wave": wave_name, "chunks": run.total_chunks,
-                                          "adds": run.adds, "removes": run.removes})  # fmt: skip
+    log.info(
+        "wave sync planned",
+        extra={
+            "runId": run_id,
+            "wave": wave_name,
+            "chunks": run.total_chunks,
+            "adds": run.adds,
+            "removes": run.removes,
+        },
+    )
     return run
 
 
@@ -208,9 +231,14 @@ async def _alert_blast_radius(
     break_glass = exc.rule == "break-glass"
     key = f"wave-sync:{wave}:break-glass" if break_glass else _blast_radius_key(wave)
     name = "BreakGlassTargeted" if break_glass else "WaveSyncBlastRadius"
-    alert = Alert(key=key, severity="critical", summary=str(exc), source=ACTOR,
-                  labels={"alertname": name, "severity": "critical", "wave": wave},
-                  details={"wave": wave, "rule": exc.rule, "field": exc.field})  # fmt: skip
+    alert = Alert(
+        key=key,
+        severity="critical",
+        summary=str(exc),
+        source=ACTOR,
+        labels={"alertname": name, "severity": "critical", "wave": wave},
+        details={"wave": wave, "rule": exc.rule, "field": exc.field},
+    )
     envelope = await raise_alert(deps.queues, alert)
     # Open until a later sync of the wave is within its blast radius: the wave does not promote meanwhile.
     await open_alert(deps.state.kv, wave, alert, alert_id=envelope.id)
@@ -220,8 +248,14 @@ async def _resolve_blast_radius(deps: SyncDeps, wave: str, correlation_id: str) 
     resolved = await resolve_open_alert(deps.state.kv, wave, key=_blast_radius_key(wave))
     if resolved is not None:
         reason = f"a sync of wave {wave} is within its blast radius again"
-        entry = AuditEntry(ACTOR, "alert.resolve", wave, reason, correlation_id=correlation_id,
-                           details={"alertId": resolved.id, "key": resolved.key})  # fmt: skip
+        entry = AuditEntry(
+            ACTOR,
+            "alert.resolve",
+            wave,
+            reason,
+            correlation_id=correlation_id,
+            details={"alertId": resolved.id, "key": resolved.key},
+        )
         await deps.state.audit.append(entry)
 
 
@@ -235,15 +269,33 @@ def _chunks(plan: MembershipPlan) -> list[tuple[list[str], list[str]]]:
 
 
 def _run_record(run_id: str, plan: MembershipPlan, total: int, correlation_id: str) -> dict[str, Any]:
-    return {"runId": run_id, "wave": plan.wave, "groupId": plan.group_id, "correlationId": correlation_id,
-            "totalChunks": total, "adds": len(plan.adds), "removes": len(plan.removes),
-            "kept": list(plan.kept)[:_MAX_FAILED_KEPT], "keptCount": len(plan.kept),
-            "breakGlassSkipped": list(plan.break_glass_skipped), "chunks": {}, "failed": []}  # fmt: skip
+    return {
+        "runId": run_id,
+        "wave": plan.wave,
+        "groupId": plan.group_id,
+        "correlationId": correlation_id,
+        "totalChunks": total,
+        "adds": len(plan.adds),
+        "removes": len(plan.removes),
+        "kept": list(plan.kept)[:_MAX_FAILED_KEPT],
+        "keptCount": len(plan.kept),
+        "breakGlassSkipped": list(plan.break_glass_skipped),
+        "chunks": {},
+        "failed": [],
+    }
 
 
 def _run_of(value: dict[str, Any]) -> SyncRun:
-    return SyncRun(value["runId"], value["wave"], value["groupId"], value["totalChunks"], value["adds"],
-                   value["removes"], tuple(value["kept"]), tuple(value["breakGlassSkipped"]))  # fmt: skip
+    return SyncRun(
+        value["runId"],
+        value["wave"],
+        value["groupId"],
+        value["totalChunks"],
+        value["adds"],
+        value["removes"],
+        tuple(value["kept"]),
+        tuple(value["breakGlassSkipped"]),
+    )
 
 
 async def read_sync_run(state: AsyncStores, run_id: str) -> dict[str, Any] | None:
@@ -274,9 +326,13 @@ async def process_chunk(deps: SyncDeps, envelope: Envelope) -> ChunkOutcome:
     run_id, chunk = _chunk_ref(envelope)
     key = f"wave-sync:{run_id}:{chunk}"
     async with once(
-        deps.state.idempotency, key, ttl=_TTL, in_progress_expiry=deps.chunk_claim_expiry,
-        busy_message="another worker holds this chunk", correlation_id=envelope.id,
-    ) as run:  # fmt: skip
+        deps.state.idempotency,
+        key,
+        ttl=_TTL,
+        in_progress_expiry=deps.chunk_claim_expiry,
+        busy_message="another worker holds this chunk",
+        correlation_id=envelope.id,
+    ) as run:
         if run.done:
             return ChunkOutcome(ChunkStatus.DUPLICATE, run_id, chunk, dict(run.result.get("counts", {})))
         recorded = await _recorded_counts(deps, run_id, chunk)
@@ -329,8 +385,14 @@ async def _apply_chunk(
     result = await deps.writer.apply(group_id, adds, removes)
     if result.added or result.removed:
         details = {"added": len(result.added), "removed": len(result.removed), "failed": result.failed[:20]}
-        entry = AuditEntry(ACTOR, "wave.sync.chunk", run.value["wave"], f"sync run {run_id} chunk {chunk}",
-                           correlation_id=run.value["correlationId"], details=details)  # fmt: skip
+        entry = AuditEntry(
+            ACTOR,
+            "wave.sync.chunk",
+            run.value["wave"],
+            f"sync run {run_id} chunk {chunk}",
+            correlation_id=run.value["correlationId"],
+            details=details,
+        )
         await deps.state.audit.append(entry)
     return _counts(
         result, skipped=len(work.value["add"]) + len(work.value["remove"]) - len(adds) - len(removes)
@@ -338,10 +400,15 @@ async def _apply_chunk(
 
 
 def _counts(result: WriteResult, *, skipped: int) -> dict[str, int]:
-    return {"added": len(result.added), "alreadyMembers": len(result.already_members) + skipped,
-            "removed": len(result.removed), "alreadyAbsent": len(result.already_absent),
-            "failedCount": len(result.failed), "writeRequests": result.write_requests,
-            "throttled": result.throttled}  # fmt: skip
+    return {
+        "added": len(result.added),
+        "alreadyMembers": len(result.already_members) + skipped,
+        "removed": len(result.removed),
+        "alreadyAbsent": len(result.already_absent),
+        "failedCount": len(result.failed),
+        "writeRequests": result.write_requests,
+        "throttled": result.throttled,
+    }
 
 
 async def _record_progress(

@@ -192,8 +192,9 @@ class MembershipWriter:
         if op.server_errors > _MAX_SERVER_ERRORS:
             raise RetryableError(
                 f"Graph answered {answer.status} to a group write {op.server_errors} times",
-                status=answer.status, retry_after=answer.retry_after,
-            )  # fmt: skip
+                status=answer.status,
+                retry_after=answer.retry_after,
+            )
         backoff = answer.retry_after if answer.retry_after is not None else 0.5 * 2**op.server_errors
         op.not_before = self._clock() + backoff
         return op
@@ -232,5 +233,10 @@ def _settle(group_id: str, op: _Op, answer: BatchResponse, result: WriteResult) 
 
 
 def _failure(kind: str, member: str, answer: BatchResponse) -> dict[str, object]:
-    return {"op": kind, "memberId": member, "status": answer.status, "code": answer.error_code,
-            "message": answer.error_message[:200]}  # fmt: skip
+    return {
+        "op": kind,
+        "memberId": member,
+        "status": answer.status,
+        "code": answer.error_code,
+        "message": answer.error_message[:200],
+    }

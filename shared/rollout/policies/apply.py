@@ -225,9 +225,16 @@ async def record_report_only(
 
 
 async def apply_policy_plan(
-    policy_plan: PolicyPlan, *, api: PolicyApi, kv: AsyncKeyValuePort, audit: AsyncAuditPort, actor: str,
-    correlation_id: str, reason: str = "waveguard policies apply", clock: Clock = utc_now,
-) -> ApplyResult:  # fmt: skip
+    policy_plan: PolicyPlan,
+    *,
+    api: PolicyApi,
+    kv: AsyncKeyValuePort,
+    audit: AsyncAuditPort,
+    actor: str,
+    correlation_id: str,
+    reason: str = "waveguard policies apply",
+    clock: Clock = utc_now,
+) -> ApplyResult:
     """Write the diff: creates always report-only, updates field by field; audit every write.
 
     Raises:
@@ -250,9 +257,15 @@ async def apply_policy_plan(
         for change in policy_plan.diff.writes:
             write = _create if change.kind == "create" else _update
             done = await write(
-                change, api=api, kv=kv, audit=audit, actor=actor, correlation_id=correlation_id,
-                reason=reason, clock=clock,
-            )  # fmt: skip
+                change,
+                api=api,
+                kv=kv,
+                audit=audit,
+                actor=actor,
+                correlation_id=correlation_id,
+                reason=reason,
+                clock=clock,
+            )
             log.info("CA policy %s: %s [%s]", change.kind, done[0], done[1])
             (created if change.kind == "create" else updated).append(done)
     unchanged = tuple(c.name for c in policy_plan.diff.changes if c.kind == "unchanged")
@@ -260,25 +273,45 @@ async def apply_policy_plan(
 
 
 async def _create(
-    change: PolicyChange, *, api: PolicyApi, kv: AsyncKeyValuePort, audit: AsyncAuditPort, actor: str,
-    correlation_id: str, reason: str, clock: Clock,
-) -> tuple[str, str]:  # fmt: skip
+    change: PolicyChange,
+    *,
+    api: PolicyApi,
+    kv: AsyncKeyValuePort,
+    audit: AsyncAuditPort,
+    actor: str,
+    correlation_id: str,
+    reason: str,
+    clock: Clock,
+) -> tuple[str, str]:
     # Whatever the plan says, a new policy starts in report-only (docs/architecture.md, 'Report-only first').
     body = {**change.desired.body, "state": REPORT_ONLY}
     answer = await api.create_policy(body)
     policy_id = str(answer.get("id") or "")
     await record_report_only(kv, {**body, "id": policy_id}, correlation_id=correlation_id, now=clock())
-    await audit.append(AuditEntry(
-        actor=actor, action="ca.policy.create", target=f"conditionalAccessPolicy/{policy_id}", reason=reason,
-        correlation_id=correlation_id, details={"displayName": change.name, "state": REPORT_ONLY},
-    ))  # fmt: skip
+    await audit.append(
+        AuditEntry(
+            actor=actor,
+            action="ca.policy.create",
+            target=f"conditionalAccessPolicy/{policy_id}",
+            reason=reason,
+            correlation_id=correlation_id,
+            details={"displayName": change.name, "state": REPORT_ONLY},
+        )
+    )
     return change.name, policy_id
 
 
 async def _update(
-    change: PolicyChange, *, api: PolicyApi, kv: AsyncKeyValuePort, audit: AsyncAuditPort, actor: str,
-    correlation_id: str, reason: str, clock: Clock,
-) -> tuple[str, str]:  # fmt: skip
+    change: PolicyChange,
+    *,
+    api: PolicyApi,
+    kv: AsyncKeyValuePort,
+    audit: AsyncAuditPort,
+    actor: str,
+    correlation_id: str,
+    reason: str,
+    clock: Clock,
+) -> tuple[str, str]:
     policy_id = str(change.policy_id)
     patch = patch_body(change)
     if not change.desired.wave_driven:
@@ -289,8 +322,14 @@ async def _update(
             kv, {**change.desired.body, "id": policy_id}, correlation_id=correlation_id, now=clock()
         )
     fields = [{"path": fc.path, "old": fc.old, "new": fc.new} for fc in change.fields]
-    await audit.append(AuditEntry(
-        actor=actor, action="ca.policy.update", target=f"conditionalAccessPolicy/{policy_id}", reason=reason,
-        correlation_id=correlation_id, details={"displayName": change.name, "fields": fields},
-    ))  # fmt: skip
+    await audit.append(
+        AuditEntry(
+            actor=actor,
+            action="ca.policy.update",
+            target=f"conditionalAccessPolicy/{policy_id}",
+            reason=reason,
+            correlation_id=correlation_id,
+            details={"displayName": change.name, "fields": fields},
+        )
+    )
     return change.name, policy_id

@@ -19,9 +19,14 @@ __all__ = ["sync_baseline"]
 
 
 async def sync_baseline(
-    client: GraphServiceClient, plan: RolloutPlan, stores: AsyncStores, *, actor: str, correlation_id: str,
+    client: GraphServiceClient,
+    plan: RolloutPlan,
+    stores: AsyncStores,
+    *,
+    actor: str,
+    correlation_id: str,
     reason: str,
-) -> ApplyResult:  # fmt: skip
+) -> ApplyResult:
     """Resolve, diff, lint and apply the baseline under the apply lock; returns what was written.
 
     Raises:
@@ -39,6 +44,11 @@ async def sync_baseline(
             plan, api=api, lookup=GraphReferenceLookup(client), tenant=tenant, kv=stores.kv
         )
         return await apply_policy_plan(
-            policy_plan, api=api, kv=stores.kv, audit=stores.audit, actor=actor,
-            correlation_id=correlation_id, reason=reason,
-        )  # fmt: skip
+            policy_plan,
+            api=api,
+            kv=stores.kv,
+            audit=stores.audit,
+            actor=actor,
+            correlation_id=correlation_id,
+            reason=reason,
+        )

@@ -123,23 +123,35 @@ def render_policies(
         desired.append(
             DesiredPolicy("legacy", block_legacy_authentication(name("legacy"), exclusions, state=state))
         )
-    desired.append(DesiredPolicy(
-        "mfa", require_mfa(name("mfa"), exclusions, group_ids=list(enforced.values()), state=mfa_state),
-        wave_driven=True, groups_by_wave=enforced,
-    ))  # fmt: skip
-    desired.append(DesiredPolicy(
-        "mfa-report-only",
-        require_mfa(name("mfa-report-only"), exclusions, group_ids=list(dark.values()), state=REPORT_ONLY),
-        wave_driven=True, groups_by_wave=dark,
-    ))  # fmt: skip
+    desired.append(
+        DesiredPolicy(
+            "mfa",
+            require_mfa(name("mfa"), exclusions, group_ids=list(enforced.values()), state=mfa_state),
+            wave_driven=True,
+            groups_by_wave=enforced,
+        )
+    )
+    desired.append(
+        DesiredPolicy(
+            "mfa-report-only",
+            require_mfa(
+                name("mfa-report-only"), exclusions, group_ids=list(dark.values()), state=REPORT_ONLY
+            ),
+            wave_driven=True,
+            groups_by_wave=dark,
+        )
+    )
     if config.require_mfa_registration:
         body = require_mfa_registration(name("registration"), exclusions, state=state)
         desired.append(DesiredPolicy("registration", body))
     if config.admin_policy.enabled:
         body = admin_azure_management(
-            name("admins"), exclusions, role_ids=config.admin_policy.roles,
-            require_compliant_device=config.admin_policy.require_compliant_device, state=state,
-        )  # fmt: skip
+            name("admins"),
+            exclusions,
+            role_ids=config.admin_policy.roles,
+            require_compliant_device=config.admin_policy.require_compliant_device,
+            state=state,
+        )
         desired.append(DesiredPolicy("admins", body))
     if config.high_risk_apps:
         body = mfa_for_apps(name("high-risk-apps"), exclusions, app_ids=config.high_risk_apps, state=state)

@@ -55,9 +55,12 @@ class Exclusions:
 
 
 def _users(
-    exclusions: Exclusions, *, include_users: Sequence[str] = (), include_groups: Sequence[str] = (),
+    exclusions: Exclusions,
+    *,
+    include_users: Sequence[str] = (),
+    include_groups: Sequence[str] = (),
     include_roles: Sequence[str] = (),
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     return {
         "includeUsers": list(include_users),
         "excludeUsers": list(exclusions.user_ids),
@@ -81,9 +84,13 @@ def _grant(*controls: str, operator: Literal["AND", "OR"] = "OR") -> dict[str, A
 
 
 def _policy(
-    name: str, state: PolicyState, users: dict[str, Any], applications: dict[str, Any],
-    grant: dict[str, Any], client_app_types: Sequence[str] = ("all",),
-) -> PolicyBody:  # fmt: skip
+    name: str,
+    state: PolicyState,
+    users: dict[str, Any],
+    applications: dict[str, Any],
+    grant: dict[str, Any],
+    client_app_types: Sequence[str] = ("all",),
+) -> PolicyBody:
     return {
         "displayName": name,
         "state": state,
@@ -99,9 +106,13 @@ def _policy(
 def block_legacy_authentication(name: str, exclusions: Exclusions, *, state: PolicyState) -> PolicyBody:
     """All users, all apps, Exchange ActiveSync and other legacy clients: block."""
     return _policy(
-        name, state, _users(exclusions, include_users=[ALL]), _applications(include=[ALL]),
-        _grant("block"), LEGACY_CLIENT_APP_TYPES,
-    )  # fmt: skip
+        name,
+        state,
+        _users(exclusions, include_users=[ALL]),
+        _applications(include=[ALL]),
+        _grant("block"),
+        LEGACY_CLIENT_APP_TYPES,
+    )
 
 
 def require_mfa(
@@ -115,21 +126,31 @@ def require_mfa(
 def require_mfa_registration(name: str, exclusions: Exclusions, *, state: PolicyState) -> PolicyBody:
     """MFA to register security info; a Temporary Access Pass satisfies it for new users."""
     return _policy(
-        name, state, _users(exclusions, include_users=[ALL]),
-        _applications(user_actions=[REGISTER_SECURITY_INFO]), _grant("mfa"),
-    )  # fmt: skip
+        name,
+        state,
+        _users(exclusions, include_users=[ALL]),
+        _applications(user_actions=[REGISTER_SECURITY_INFO]),
+        _grant("mfa"),
+    )
 
 
 def admin_azure_management(
-    name: str, exclusions: Exclusions, *, role_ids: Sequence[str], require_compliant_device: bool,
+    name: str,
+    exclusions: Exclusions,
+    *,
+    role_ids: Sequence[str],
+    require_compliant_device: bool,
     state: PolicyState,
-) -> PolicyBody:  # fmt: skip
+) -> PolicyBody:
     """Directory roles reaching Azure management: MFA, and a compliant device when configured."""
     grant = _grant("mfa", "compliantDevice", operator="AND") if require_compliant_device else _grant("mfa")
     return _policy(
-        name, state, _users(exclusions, include_roles=sorted(role_ids)),
-        _applications(include=[AZURE_MANAGEMENT_APP_ID]), grant,
-    )  # fmt: skip
+        name,
+        state,
+        _users(exclusions, include_roles=sorted(role_ids)),
+        _applications(include=[AZURE_MANAGEMENT_APP_ID]),
+        grant,
+    )
 
 
 def mfa_for_apps(
@@ -137,6 +158,9 @@ def mfa_for_apps(
 ) -> PolicyBody:
     """MFA for everyone on the given (high-risk) applications, whatever their wave."""
     return _policy(
-        name, state, _users(exclusions, include_users=[ALL]), _applications(include=sorted(app_ids)),
+        name,
+        state,
+        _users(exclusions, include_users=[ALL]),
+        _applications(include=sorted(app_ids)),
         _grant("mfa"),
-    )  # fmt: skip
+    )

@@ -60,10 +60,13 @@ def test_unreachable_storage_is_named_with_a_hint(
     app_environ: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     port = free_port()
-    env = {**app_environ, "AzureWebJobsStorage": app_environ["AzureWebJobsStorage"].replace(
-        app_environ["AzureWebJobsStorage"].split("QueueEndpoint=")[1].split(";")[0],
-        f"http://127.0.0.1:{port}/devstoreaccount1",
-    )}  # fmt: skip
+    env = {
+        **app_environ,
+        "AzureWebJobsStorage": app_environ["AzureWebJobsStorage"].replace(
+            app_environ["AzureWebJobsStorage"].split("QueueEndpoint=")[1].split(";")[0],
+            f"http://127.0.0.1:{port}/devstoreaccount1",
+        ),
+    }
     code = main(["doctor"], environ=env)
     out = capsys.readouterr().out
     assert code == 1

@@ -32,8 +32,12 @@ def stores(app_environ: dict[str, str]) -> Iterator[StateStores]:
 
 
 def _open(stores: StateStores) -> None:
-    alert = Alert(key="wave-sync:pilot:blast-radius", severity="critical", source="test",
-                  summary="wave pilot: the sync would add 900 and remove 0")  # fmt: skip
+    alert = Alert(
+        key="wave-sync:pilot:blast-radius",
+        severity="critical",
+        source="test",
+        summary="wave pilot: the sync would add 900 and remove 0",
+    )
     asyncio.run(open_alert(aio(stores.kv), "pilot", alert, alert_id="alert-0123"))
 
 

@@ -118,8 +118,16 @@ async def test_decimal_retry_after_and_time_scale(emulator: EmulatorHandle, http
     url = f"/groups/{emulator.demo.it_pilot_group_id}"
     # one $batch of 20 writes: the emulator takes them back to back, so however slow the machine is,
     # some follow the one before by less than the 0.05 s a token takes (all 20 would need >= 0.95 s)
-    items = [{"id": str(n), "method": "PATCH", "url": url, "headers": {"Content-Type": "application/json"},
-              "body": {"description": "x"}} for n in range(20)]  # fmt: skip
+    items = [
+        {
+            "id": str(n),
+            "method": "PATCH",
+            "url": url,
+            "headers": {"Content-Type": "application/json"},
+            "body": {"description": "x"},
+        }
+        for n in range(20)
+    ]
 
     response = await http.post(f"{emulator.base_url}/$batch", json={"requests": items})
 

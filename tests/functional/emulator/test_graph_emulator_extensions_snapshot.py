@@ -47,8 +47,13 @@ async def test_a_snapshot_restores_every_extension(
     # THEN every feature's state is back (the CEO joined the 145 seeded users with methods)
     assert restored.status_code == 200
     assert restored.json()["featureCounts"] == {
-        "conditionalAccess": 1, "outbox": 1, "provisioning": 1, "registration": 146, "signIns": 1, "tap": 1,
-    }  # fmt: skip
+        "conditionalAccess": 1,
+        "outbox": 1,
+        "provisioning": 1,
+        "registration": 146,
+        "signIns": 1,
+        "tap": 1,
+    }
     assert (await http.get(f"{admin}/taps")).json()["value"][0]["activeId"] == tap["id"]
     assert (await http.get(f"{admin}/outbox")).json()["count"] == 1
     assert (await http.get(f"{admin}/pending-users")).json()["count"] == 1

@@ -88,8 +88,12 @@ async def test_a_future_start_is_not_yet_valid(emulator: EmulatorHandle, http: h
 async def test_a_past_window_is_expired(emulator: EmulatorHandle, http: httpx.AsyncClient) -> None:
     start = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
 
-    body = (await http.post(taps_url(emulator, "bg-admin2@contoso.onmicrosoft.com"),
-                            json={"startDateTime": start, "lifetimeInMinutes": 10})).json()  # fmt: skip
+    body = (
+        await http.post(
+            taps_url(emulator, "bg-admin2@contoso.onmicrosoft.com"),
+            json={"startDateTime": start, "lifetimeInMinutes": 10},
+        )
+    ).json()
 
     assert (body["isUsable"], body["methodUsabilityReason"]) == (False, "Expired")
 

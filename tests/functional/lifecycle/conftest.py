@@ -64,8 +64,10 @@ def inject_sign_ins(
     emulator: EmulatorHandle, user_ids: list[str], policy: dict[str, Any], result: str
 ) -> None:
     applied = [{"id": policy["id"], "displayName": policy["displayName"], "result": result}]
-    body = [{"userId": u, "appDisplayName": "Office 365", "appliedConditionalAccessPolicies": applied}
-            for u in user_ids]  # fmt: skip
+    body = [
+        {"userId": u, "appDisplayName": "Office 365", "appliedConditionalAccessPolicies": applied}
+        for u in user_ids
+    ]
     httpx.post(f"{emulator.admin_url}/signins", json=body).raise_for_status()
 
 

@@ -38,4 +38,7 @@ def test_the_demo_walks_the_pilot_from_planned_to_enforced(
         "WaveGuard - Require MFA: state enabled, 1 group(s), includes the pilot group",
     ):
         assert line in out, out
-    assert asyncio.run(read_wave_state(aio(build_state(load_settings(demo_env)).kv), "pilot")).state is WaveState.ENFORCED
+    assert (
+        asyncio.run(read_wave_state(aio(build_state(load_settings(demo_env)).kv), "pilot")).state
+        is WaveState.ENFORCED
+    )

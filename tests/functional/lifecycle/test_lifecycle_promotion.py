@@ -84,7 +84,9 @@ async def test_gates_hold_the_pilot_then_registration_and_clean_sign_ins_promote
     assert emulator_server.demo is not None
     assert set(emulator_server.demo.break_glass_ids) <= set(enforcing["conditions"]["users"]["excludeUsers"])
     # AND every transition is in the audit log
-    audit = [(e.details["from"], e.details["to"]) for e in deps.stores.audit.sync.list() if e.target == "pilot"]
+    audit = [
+        (e.details["from"], e.details["to"]) for e in deps.stores.audit.sync.list() if e.target == "pilot"
+    ]
     assert sorted(audit) == sorted(
         [("planned", "registering"), ("registering", "report-only"), ("report-only", "enforced")]
     )

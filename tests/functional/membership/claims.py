@@ -40,5 +40,9 @@ def backdate_claim(storage: str, key: str, started: datetime, *, table: str = TA
     entity = client.get_entity(*claim_address(key))
     assert entity["Status"] == "in_progress"
     entity["StartedAt"] = started.isoformat()
-    client.update_entity(entity, mode=UpdateMode.MERGE, etag=entity.metadata["etag"],
-                         match_condition=MatchConditions.IfNotModified)  # fmt: skip
+    client.update_entity(
+        entity,
+        mode=UpdateMode.MERGE,
+        etag=entity.metadata["etag"],
+        match_condition=MatchConditions.IfNotModified,
+    )

@@ -114,10 +114,20 @@ class Host:
     def __init__(self, name: str, env: dict[str, str], host_json: Path, logs: Path) -> None:
         self.log_path = logs / f"{name}.log"
         command = [
-            sys.executable, "-m", "local.minihost", "--app", "function_app:app", "--app-dir", str(ROOT),
-            "--port", str(free_port()), "--settings", str(ROOT / "local" / "local.settings.json"),
-            "--host-json", str(host_json),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "local.minihost",
+            "--app",
+            "function_app:app",
+            "--app-dir",
+            str(ROOT),
+            "--port",
+            str(free_port()),
+            "--settings",
+            str(ROOT / "local" / "local.settings.json"),
+            "--host-json",
+            str(host_json),
+        ]
         with self.log_path.open("wb") as out:
             self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
@@ -139,12 +149,14 @@ class Host:
             self.kill()
 
 
-def wait_for[T](what: str, probe: Callable[[], T], *, timeout: float, host: Host | None = None,
-                interval: float = 0.01) -> T:  # fmt: skip
+def wait_for[T](
+    what: str, probe: Callable[[], T], *, timeout: float, host: Host | None = None, interval: float = 0.01
+) -> T:
     def checked() -> T:
         if host is not None and host.process.poll() is not None:
-            raise AssertionError(f"the host exited ({host.process.returncode}) while waiting for {what}:\n"
-                                 f"{host.tail()}")  # fmt: skip
+            raise AssertionError(
+                f"the host exited ({host.process.returncode}) while waiting for {what}:\n{host.tail()}"
+            )
         return probe()
 
     try:
@@ -176,8 +188,12 @@ def _empty_wave_work(storage: str) -> None:
 
 def _write_plan(tmp: Path) -> Path:
     plan = copy.deepcopy(yaml.safe_load((ROOT / "config" / "waveguard.yaml").read_text("utf-8")))
-    wave = {"name": WAVE, "group": {"displayName": GROUP_NAME}, "blastRadius": 5000,
-            "selectors": {"departments": [DEPARTMENT]}}  # fmt: skip
+    wave = {
+        "name": WAVE,
+        "group": {"displayName": GROUP_NAME},
+        "blastRadius": 5000,
+        "selectors": {"departments": [DEPARTMENT]},
+    }
     # Just before the catch-all: the wave timer (if a quarter hour strikes) waits on the previous
     # wave and never starts a run of its own for this wave.
     waves = plan["waves"]
@@ -207,13 +223,24 @@ def test_a_sigkilled_worker_mid_sync_is_resumed_by_the_next_host_without_writing
     # GIVEN 1,200 people selected by the wave and its empty group, on an emulator that throttles
     http = httpx.Client(timeout=30)
     admin = emulator.admin_url
-    people = [{"userPrincipalName": f"kill{i:05d}@contoso.com", "displayName": f"Kill {i}",
-               "department": DEPARTMENT, "country": "GB"} for i in range(PEOPLE)]  # fmt: skip
+    people = [
+        {
+            "userPrincipalName": f"kill{i:05d}@contoso.com",
+            "displayName": f"Kill {i}",
+            "department": DEPARTMENT,
+            "country": "GB",
+        }
+        for i in range(PEOPLE)
+    ]
     wanted = {u["id"] for u in http.post(f"{admin}/users", json=people).raise_for_status().json()["value"]}
     group_id = http.post(f"{admin}/groups", json={"displayName": GROUP_NAME}).raise_for_status().json()["id"]
     log = GroupWrites(emulator, group_id)
-    environ = {"AzureWebJobsStorage": storage, "GRAPH_BASE_URL": emulator.base_url,
-               "WAVEGUARD_CONFIG": str(_write_plan(tmp_path)), **PLAN_SECRETS}  # fmt: skip
+    environ = {
+        "AzureWebJobsStorage": storage,
+        "GRAPH_BASE_URL": emulator.base_url,
+        "WAVEGUARD_CONFIG": str(_write_plan(tmp_path)),
+        **PLAN_SECRETS,
+    }
     settings = load_settings(environ)
     host_env = {**os.environ, **environ, "PYTHONUNBUFFERED": "1"}
     host_json = _host_json(tmp_path)
@@ -259,8 +286,11 @@ def test_a_sigkilled_worker_mid_sync_is_resumed_by_the_next_host_without_writing
         assert in_flight not in done_at_kill
 
         # AND WHEN the worker's claim expiry has passed and the tick is delivered again
-        backdate_claim(storage, f"wave-sync:{run.run_id}:{in_flight}",
-                       datetime.now(UTC) - deps.chunk_claim_expiry - timedelta(minutes=1))  # fmt: skip
+        backdate_claim(
+            storage,
+            f"wave-sync:{run.run_id}:{in_flight}",
+            datetime.now(UTC) - deps.chunk_claim_expiry - timedelta(minutes=1),
+        )
         again, _ = asyncio.run(tick())
         assert again.run_id == run.run_id
         # AND a second host starts
@@ -309,11 +339,19 @@ def test_a_sigkilled_worker_mid_sync_is_resumed_by_the_next_host_without_writing
     assert set(after) == (chunks[in_flight] - written_in_flight).union(*(chunks[n] for n in untouched))
     # AND the run record's progress is right
     assert record["doneChunks"] == record["totalChunks"] == 3
-    totals = {k: record[k] for k in ("adds", "removes", "added", "alreadyMembers", "removed", "alreadyAbsent",
-                                     "failedCount")}  # fmt: skip
-    assert totals == {"adds": PEOPLE, "removes": 0, "added": PEOPLE - len(written_in_flight),
-                      "alreadyMembers": len(written_in_flight), "removed": 0, "alreadyAbsent": 0,
-                      "failedCount": 0}  # fmt: skip
+    totals = {
+        k: record[k]
+        for k in ("adds", "removes", "added", "alreadyMembers", "removed", "alreadyAbsent", "failedCount")
+    }
+    assert totals == {
+        "adds": PEOPLE,
+        "removes": 0,
+        "added": PEOPLE - len(written_in_flight),
+        "alreadyMembers": len(written_in_flight),
+        "removed": 0,
+        "alreadyAbsent": 0,
+        "failedCount": 0,
+    }
     assert record["failed"] == []
     resumed = record["chunks"][str(in_flight)]
     assert (resumed["added"], resumed["alreadyMembers"]) == (

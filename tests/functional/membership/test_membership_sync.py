@@ -78,8 +78,15 @@ class Tenant:
         return self.http.request(method, self.handle.admin_url + path, json=body).raise_for_status().json()
 
     def add_people(self, count: int) -> list[str]:
-        people = [{"userPrincipalName": f"sync{i:05d}@contoso.com", "displayName": f"Sync {i}",
-                   "department": "Sync", "country": "GB"} for i in range(count)]  # fmt: skip
+        people = [
+            {
+                "userPrincipalName": f"sync{i:05d}@contoso.com",
+                "displayName": f"Sync {i}",
+                "department": "Sync",
+                "country": "GB",
+            }
+            for i in range(count)
+        ]
         return [u["id"] for u in self.admin("POST", "/users", people)["value"]]
 
     def members(self, group_id: str) -> set[str]:
@@ -96,10 +103,14 @@ class Tenant:
 
 
 def _plan_with_sync_wave(base: RolloutPlan, *, blast_radius: int = 5000) -> RolloutPlan:
-    wave = Wave.model_validate({
-        "name": "sync-test", "group": {"displayName": SYNC_GROUP}, "blastRadius": blast_radius,
-        "selectors": {"departments": ["Sync"], "users": [BREAK_GLASS_UPN]},
-    })  # fmt: skip
+    wave = Wave.model_validate(
+        {
+            "name": "sync-test",
+            "group": {"displayName": SYNC_GROUP},
+            "blastRadius": blast_radius,
+            "selectors": {"departments": ["Sync"], "users": [BREAK_GLASS_UPN]},
+        }
+    )
     return base.model_copy(update={"waves": [wave, *base.waves]})
 
 
@@ -108,9 +119,14 @@ def tenant(app_environ: dict[str, str], emulator_server: EmulatorHandle) -> Tena
     return Tenant(emulator_server)
 
 
-def _deps(app_environ: dict[str, str], *, blast_radius: int = 5000, transport: Any = None,
-          expiry: timedelta = timedelta(minutes=10),
-          table_prefix: str | None = None) -> tuple[SyncDeps, RecordingQueues]:  # fmt: skip
+def _deps(
+    app_environ: dict[str, str],
+    *,
+    blast_radius: int = 5000,
+    transport: Any = None,
+    expiry: timedelta = timedelta(minutes=10),
+    table_prefix: str | None = None,
+) -> tuple[SyncDeps, RecordingQueues]:
     settings = load_settings(app_environ)
     client = build_graph_client(settings)
     batch = BatchClient.for_graph(client)
@@ -118,11 +134,13 @@ def _deps(app_environ: dict[str, str], *, blast_radius: int = 5000, transport: A
         batch = BatchClient(transport(batch._transport))
     queues = RecordingQueues()
     deps = SyncDeps(
-        plan=_plan_with_sync_wave(load_plan_for(settings), blast_radius=blast_radius), graph=client,
+        plan=_plan_with_sync_wave(load_plan_for(settings), blast_radius=blast_radius),
+        graph=client,
         writer=MembershipWriter(batch),
-        state=build_state(settings, table_prefix=table_prefix or _table_prefix()).aio, queues=queues,
+        state=build_state(settings, table_prefix=table_prefix or _table_prefix()).aio,
+        queues=queues,
         chunk_claim_expiry=expiry,
-    )  # fmt: skip
+    )
     return deps, queues
 
 
@@ -201,9 +219,12 @@ async def test_a_worker_killed_mid_sync_resumes_without_writing_anything_twice(
     assert 0 < (deferred.retry_after or 0) <= deps.chunk_claim_expiry.total_seconds() + 1
     # AND WHEN every message is redelivered after the claim expired (chunk 0 twice as well): the
     # claim is back-dated past the expiry rather than waited for
-    backdate_claim(app_environ["AzureWebJobsStorage"], f"wave-sync:{run.run_id}:1",
-                   datetime.now(UTC) - deps.chunk_claim_expiry - timedelta(minutes=1),
-                   table=prefix + TABLE_IDEMPOTENCY)  # fmt: skip
+    backdate_claim(
+        app_environ["AzureWebJobsStorage"],
+        f"wave-sync:{run.run_id}:1",
+        datetime.now(UTC) - deps.chunk_claim_expiry - timedelta(minutes=1),
+        table=prefix + TABLE_IDEMPOTENCY,
+    )
     outcomes = await _deliver(deps, envelopes)
     # THEN the group holds exactly the 1,000 people, and no add was ever refused as a duplicate
     assert [o.status for o in outcomes] == ["duplicate", "done", "done"]
@@ -313,16 +334,25 @@ async def test_a_chunk_whose_progress_was_recorded_is_not_applied_or_counted_aga
         def complete(self, *args: Any, **kwargs: Any) -> None:
             raise CompleteFails
 
-    failing = SyncDeps(deps.plan, deps.graph, deps.writer, replace(deps.state, idempotency=FailingComplete()),  # type: ignore[arg-type]
-                       queues, deps.chunk_claim_expiry)  # fmt: skip
+    failing = SyncDeps(
+        deps.plan,
+        deps.graph,
+        deps.writer,
+        replace(deps.state, idempotency=FailingComplete()),  # type: ignore[arg-type]
+        queues,
+        deps.chunk_claim_expiry,
+    )
     with pytest.raises(CompleteFails):
         await process_wave_work(envelope.to_json(), failing)
     reads_before = len(tenant.requests("GET"))
     # WHEN its claim has expired and the host delivers the message again
     run_id = envelope.payload["runId"]
-    backdate_claim(app_environ["AzureWebJobsStorage"], f"wave-sync:{run_id}:0",
-                   datetime.now(UTC) - deps.chunk_claim_expiry - timedelta(minutes=1),
-                   table=prefix + TABLE_IDEMPOTENCY)  # fmt: skip
+    backdate_claim(
+        app_environ["AzureWebJobsStorage"],
+        f"wave-sync:{run_id}:0",
+        datetime.now(UTC) - deps.chunk_claim_expiry - timedelta(minutes=1),
+        table=prefix + TABLE_IDEMPOTENCY,
+    )
     [outcome] = await _deliver(deps, [envelope])
     # THEN the chunk is done without a Graph call, and the run's totals still count 400 added
     assert outcome.status == "done"

@@ -46,9 +46,13 @@ def test_the_worker_applies_every_chunk_of_a_planned_sync(
 
     environ: dict[str, Any] = {k: v for k, v in app_environ.items() if k != "AzureWebJobsStorage"}
     host = create_host(
-        "function_app:app", app_dir=ROOT, http_port=0, environ=environ,
-        storage_connection_string=storage_connection_string, grace_period=2.0,
-    )  # fmt: skip
+        "function_app:app",
+        app_dir=ROOT,
+        http_port=0,
+        environ=environ,
+        storage_connection_string=storage_connection_string,
+        grace_period=2.0,
+    )
     with host:
         # WHEN the wave timer's call plans the pilot sync (messages go to the real wave-work queue)
         deps = build_services(load_settings(app_environ)).membership

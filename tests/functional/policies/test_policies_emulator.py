@@ -63,9 +63,11 @@ def _clear_log(emulator: EmulatorHandle) -> None:
 
 
 def test_plan_then_apply_creates_the_baseline_report_only_and_a_second_apply_writes_nothing(
-    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores,
+    app_environ: dict[str, str],
+    emulator_server: EmulatorHandle,
+    stores: StateStores,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     demo = emulator_server.demo
     assert demo is not None
     # GIVEN the demo tenant without any Conditional Access policy
@@ -103,9 +105,11 @@ def test_plan_then_apply_creates_the_baseline_report_only_and_a_second_apply_wri
 
 
 def test_a_hand_edited_policy_shows_up_as_an_update_and_apply_repairs_it(
-    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores,
+    app_environ: dict[str, str],
+    emulator_server: EmulatorHandle,
+    stores: StateStores,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     demo = emulator_server.demo
     assert demo is not None
     assert _run(app_environ, capsys, "apply", "--yes")[0] == 0
@@ -135,9 +139,11 @@ def test_a_hand_edited_policy_shows_up_as_an_update_and_apply_repairs_it(
 
 
 def test_the_lint_blocks_apply_when_a_wave_under_way_has_no_group(
-    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores,
+    app_environ: dict[str, str],
+    emulator_server: EmulatorHandle,
+    stores: StateStores,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN the pilot is registering but its group "WaveGuard - Wave 1 Pilot" does not exist
     asyncio.run(write_wave_state(aio(stores.kv), "pilot", WaveState.REGISTERING, utc_now()))
     # WHEN applied
@@ -153,9 +159,11 @@ def test_the_lint_blocks_apply_when_a_wave_under_way_has_no_group(
 
 
 def test_a_wave_moves_from_the_report_only_twin_to_the_enforcing_policy(
-    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores,
+    app_environ: dict[str, str],
+    emulator_server: EmulatorHandle,
+    stores: StateStores,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN the pilot's group exists and the pilot is in report-only
     created = httpx.post(
         f"{emulator_server.admin_url}/groups", json={"displayName": "WaveGuard - Wave 1 Pilot"}
@@ -187,9 +195,11 @@ def test_a_wave_moves_from_the_report_only_twin_to_the_enforcing_policy(
 
 
 def test_apply_paces_itself_under_the_one_request_per_second_limit(
-    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores,
+    app_environ: dict[str, str],
+    emulator_server: EmulatorHandle,
+    stores: StateStores,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN the emulator enforces Graph's 1 request/s on the CA API (429 without Retry-After)
     emulator_server.reset(rateLimits={"conditionalAccess": True})
     # WHEN the baseline is applied
@@ -206,9 +216,11 @@ def test_apply_paces_itself_under_the_one_request_per_second_limit(
 
 
 def test_a_deleted_wave_group_still_referenced_by_a_live_policy_blocks_the_apply(
-    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores,
+    app_environ: dict[str, str],
+    emulator_server: EmulatorHandle,
+    stores: StateStores,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN the pilot in report-only, applied, and then its group deleted (Graph leaves the id dangling)
     httpx.post(f"{emulator_server.admin_url}/groups", json={"displayName": "WaveGuard - Wave 1 Pilot"})
     asyncio.run(write_wave_state(aio(stores.kv), "pilot", WaveState.REPORT_ONLY, utc_now()))
@@ -250,8 +262,9 @@ async def test_sync_baseline_is_the_one_call_a_wave_promotion_makes(
     )
     # THEN the promotion is two policy updates, audited with the worker's reason
     assert sorted(name for name, _ in result.updated) == [
-        "WaveGuard - Require MFA", "WaveGuard - Require MFA (report-only waves)"
-    ]  # fmt: skip
+        "WaveGuard - Require MFA",
+        "WaveGuard - Require MFA (report-only waves)",
+    ]
     audited = [e for e in stores.audit.list(limit=100) if e.correlation_id == "c-2"]
     assert {(e.actor, e.action, e.reason) for e in audited} == {
         ("wave-work", "ca.policy.update", "pilot promoted")

@@ -44,7 +44,9 @@ def stores(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[StateSt
         return
     azurite: Azurite = request.getfixturevalue("azurite")
     settings = Settings(storage=StorageSettings(connection_string=azurite.connection_string))
-    yield build_state(settings, clock=clock, in_progress_expiry=EXPIRY, table_prefix=f"t{uuid.uuid4().hex[:10]}")
+    yield build_state(
+        settings, clock=clock, in_progress_expiry=EXPIRY, table_prefix=f"t{uuid.uuid4().hex[:10]}"
+    )
 
 
 async def test_the_work_runs_once_and_a_repeat_sees_its_result(stores: StateStores) -> None:

@@ -24,9 +24,20 @@ def _alert(key: str, severity: Any = "critical") -> Alert:
 
 def test_an_alert_is_open_once_per_key_until_resolved() -> None:
     kv = MemoryKeyValueStore()
-    assert asyncio.run(open_alert(aio(kv), "pilot", _alert("sync:pilot"), alert_id="alert-1", now=lambda: AT)) is True
-    assert asyncio.run(open_alert(aio(kv), "pilot", _alert("sync:pilot"), alert_id="alert-2", now=lambda: AT)) is False
-    assert asyncio.run(open_alert(aio(kv), "pilot", _alert("other", "medium"), alert_id="alert-3", now=lambda: AT)) is True
+    assert (
+        asyncio.run(open_alert(aio(kv), "pilot", _alert("sync:pilot"), alert_id="alert-1", now=lambda: AT))
+        is True
+    )
+    assert (
+        asyncio.run(open_alert(aio(kv), "pilot", _alert("sync:pilot"), alert_id="alert-2", now=lambda: AT))
+        is False
+    )
+    assert (
+        asyncio.run(
+            open_alert(aio(kv), "pilot", _alert("other", "medium"), alert_id="alert-3", now=lambda: AT)
+        )
+        is True
+    )
     [first, second] = asyncio.run(list_open_alerts(aio(kv), "pilot"))
     assert (first.id, first.key, first.severity) == ("alert-1", "sync:pilot", "critical")
     assert first.opened_at == "2026-12-01T09:00:00Z"
@@ -66,14 +77,19 @@ def test_an_alert_opened_while_another_is_being_opened_is_kept() -> None:
             if not self.raced:
                 self.raced = True
                 # the other worker runs on its own thread (and event loop) in the middle of this put
-                theirs = open_alert(aio(self), "pilot", _alert("theirs"), alert_id="alert-theirs", now=lambda: AT)
+                theirs = open_alert(
+                    aio(self), "pilot", _alert("theirs"), alert_id="alert-theirs", now=lambda: AT
+                )
                 with concurrent.futures.ThreadPoolExecutor(1) as other:
                     other.submit(asyncio.run, theirs).result()
             return super().put(namespace, key, value, **conditions)
 
     kv = RacedKeyValueStore()
     # WHEN this worker opens its own
-    assert asyncio.run(open_alert(aio(kv), "pilot", _alert("ours"), alert_id="alert-ours", now=lambda: AT)) is True
+    assert (
+        asyncio.run(open_alert(aio(kv), "pilot", _alert("ours"), alert_id="alert-ours", now=lambda: AT))
+        is True
+    )
     # THEN both are open
     assert [a.id for a in asyncio.run(list_open_alerts(aio(kv), "pilot"))] == ["alert-theirs", "alert-ours"]
 
@@ -82,7 +98,9 @@ def test_past_the_cap_the_oldest_non_critical_alerts_go_never_a_critical_one() -
     kv = MemoryKeyValueStore()
     asyncio.run(open_alert(aio(kv), "pilot", _alert("first-critical"), alert_id="alert-c", now=lambda: AT))
     for n in range(120):
-        asyncio.run(open_alert(aio(kv), "pilot", _alert(f"noise-{n}", "low"), alert_id=f"alert-{n}", now=lambda: AT))
+        asyncio.run(
+            open_alert(aio(kv), "pilot", _alert(f"noise-{n}", "low"), alert_id=f"alert-{n}", now=lambda: AT)
+        )
     items = asyncio.run(list_open_alerts(aio(kv), "pilot"))
     assert len(items) == 100
     assert items[0].id == "alert-c"

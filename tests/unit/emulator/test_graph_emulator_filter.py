@@ -10,12 +10,30 @@ from local.graph_emulator.errors import GraphError
 from local.graph_emulator.odata_filter import FilterRules, parse_filter
 from local.graph_emulator.resources.shapes import USER_FILTERS
 
-ADA = {"id": "1", "userPrincipalName": "ada@contoso.com", "department": "Finance", "employeeId": "E1001",
-       "accountEnabled": True, "country": "GB"}  # fmt: skip
-GRACE = {"id": "2", "userPrincipalName": "grace@contoso.com", "department": "IT", "employeeId": "E1002",
-         "accountEnabled": False, "country": "US"}  # fmt: skip
-ALAN = {"id": "3", "userPrincipalName": "alan@contoso.com", "department": None, "employeeId": None,
-        "accountEnabled": True, "country": None}  # fmt: skip
+ADA = {
+    "id": "1",
+    "userPrincipalName": "ada@contoso.com",
+    "department": "Finance",
+    "employeeId": "E1001",
+    "accountEnabled": True,
+    "country": "GB",
+}
+GRACE = {
+    "id": "2",
+    "userPrincipalName": "grace@contoso.com",
+    "department": "IT",
+    "employeeId": "E1002",
+    "accountEnabled": False,
+    "country": "US",
+}
+ALAN = {
+    "id": "3",
+    "userPrincipalName": "alan@contoso.com",
+    "department": None,
+    "employeeId": None,
+    "accountEnabled": True,
+    "country": None,
+}
 PEOPLE = [ADA, GRACE, ALAN]
 
 

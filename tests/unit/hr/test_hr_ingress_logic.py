@@ -300,7 +300,10 @@ def test_bamboohr_bad_signature_or_stale_timestamp_is_401(deps: IngressDeps, que
     tampered = IncomingRequest("POST", tampered.headers, tampered.body + b" ")
     assert asyncio.run(accept_bamboohr_webhook(tampered, deps=deps)).status == 401
     assert (
-        asyncio.run(accept_bamboohr_webhook(_bamboo(_body(BAMBOO), "2026-12-01T07:50:00+0000"), deps=deps)).status == 401
+        asyncio.run(
+            accept_bamboohr_webhook(_bamboo(_body(BAMBOO), "2026-12-01T07:50:00+0000"), deps=deps)
+        ).status
+        == 401
     )
     assert queue.sent == []
 

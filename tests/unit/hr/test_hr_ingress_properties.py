@@ -66,7 +66,10 @@ def _deps(queue: _Queue) -> IngressDeps:
         bamboohr=BambooHr(enabled=True, secret=SecretStr(BAMBOO_KEY)),
     )
     return IngressDeps(
-        providers=providers, queue=aio(queue), idempotency=aio(build_memory_state().idempotency), clock=lambda: NOW
+        providers=providers,
+        queue=aio(queue),
+        idempotency=aio(build_memory_state().idempotency),
+        clock=lambda: NOW,
     )
 
 

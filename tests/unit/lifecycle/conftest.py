@@ -35,9 +35,14 @@ def make_deps(
     def build(mail: FakeMail | None = None, **pilot: Any) -> tuple[LifecycleDeps, Recorder, Recorder]:
         sync, membership = Recorder(), Recorder()
         deps = LifecycleDeps(
-            plan=plan_with(tmp_path, **pilot), stores=stores.aio, evidence=evidence, sync_policies=sync,
-            start_membership=membership, clock=clock, nudge_mail=mail,
-        )  # fmt: skip
+            plan=plan_with(tmp_path, **pilot),
+            stores=stores.aio,
+            evidence=evidence,
+            sync_policies=sync,
+            start_membership=membership,
+            clock=clock,
+            nudge_mail=mail,
+        )
         return deps, sync, membership
 
     return build

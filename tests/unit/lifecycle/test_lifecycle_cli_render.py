@@ -15,11 +15,19 @@ def test_progress_bar_fills_with_the_rate_and_shows_unknown() -> None:
 
 def test_the_table_names_state_gates_and_next_action() -> None:
     row = WaveRow(
-        wave="pilot", state="report-only", since="2026-03-02T09:00:00+00:00", members=31, registered=30,
-        registered_rate=30 / 31, report_only_failure_rate=0.125, report_only_sign_ins="1/8 would have failed",
-        gates_passed=["registration", "soak"], gates_failing=["report-only-impact"], next_action="hold",
+        wave="pilot",
+        state="report-only",
+        since="2026-03-02T09:00:00+00:00",
+        members=31,
+        registered=30,
+        registered_rate=30 / 31,
+        report_only_failure_rate=0.125,
+        report_only_sign_ins="1/8 would have failed",
+        gates_passed=["registration", "soak"],
+        gates_failing=["report-only-impact"],
+        next_action="hold",
         detail="failing: report-only-impact",
-    )  # fmt: skip
+    )
     table = render_table([row])
     assert "pilot  [report-only since 2026-03-02 09:00]" in table
     assert "registered   [###################-]  97%  (30/31)" in table

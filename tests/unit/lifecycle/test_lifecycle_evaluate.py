@@ -51,8 +51,10 @@ async def test_each_later_tick_reconciles_the_membership_of_every_started_wave(
     await _run(deps, correlation_id="tick-3")
     # THEN each tick re-syncs the pilot (and only the started wave), under that tick's id
     assert [(c["args"], c["correlation_id"]) for c in membership.calls] == [
-        (("pilot",), "tick-1"), (("pilot",), "tick-2"), (("pilot",), "tick-3"),
-    ]  # fmt: skip
+        (("pilot",), "tick-1"),
+        (("pilot",), "tick-2"),
+        (("pilot",), "tick-3"),
+    ]
 
 
 async def test_the_first_wave_starts_registering_and_the_next_waits(
@@ -76,8 +78,11 @@ async def test_the_first_wave_starts_registering_and_the_next_waits(
     assert result.policy_synced
     entry = stores.audit.list()[0]
     assert (entry.action, entry.target, entry.details["from"], entry.details["to"]) == (
-        "wave.transition", "pilot", "planned", "registering",
-    )  # fmt: skip
+        "wave.transition",
+        "pilot",
+        "planned",
+        "registering",
+    )
     # AND the next wave waits for the pilot to be enforced
     assert (finance.action, finance.applied) == ("wait", False)
     assert (await read_wave_state(aio(stores.kv), "finance-hr")).state is WaveState.PLANNED

@@ -82,10 +82,16 @@ def test_soak_counts_days_in_report_only() -> None:
 
 
 def test_open_critical_alerts_block_and_others_do_not(stores: StateStores) -> None:
-    stores.kv.put(ALERTS_OPEN_NAMESPACE, "pilot", {"open": [
-        {"id": "a1", "severity": "warning", "summary": "slow"},
-        {"id": "a2", "severity": "critical", "summary": "x"},
-    ]})  # fmt: skip
+    stores.kv.put(
+        ALERTS_OPEN_NAMESPACE,
+        "pilot",
+        {
+            "open": [
+                {"id": "a1", "severity": "warning", "summary": "slow"},
+                {"id": "a2", "severity": "critical", "summary": "x"},
+            ]
+        },
+    )
     open_ids = asyncio.run(open_critical_alerts(aio(stores.kv), "pilot"))
     assert open_ids == ["a2"]
     gate = alert_gate(GATES, WaveEvidence(MEMBERS, frozenset(), open_critical=open_ids))

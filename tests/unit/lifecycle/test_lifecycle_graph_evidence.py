@@ -32,10 +32,15 @@ async def test_the_registration_report_is_paged_once_with_the_server_side_filter
         seen.append(request)
         if "skiptoken" in str(request.url):
             return httpx.Response(200, json={"value": [{"id": "u3", "isMfaRegistered": True}]})
-        return httpx.Response(200, json={
-            "value": [{"id": "u1", "isMfaRegistered": True}, {"id": "u2", "isMfaRegistered": False}],
-            "@odata.nextLink": f"{BASE}/reports/authenticationMethods/userRegistrationDetails?$skiptoken=p2",
-        })  # fmt: skip
+        return httpx.Response(
+            200,
+            json={
+                "value": [{"id": "u1", "isMfaRegistered": True}, {"id": "u2", "isMfaRegistered": False}],
+                "@odata.nextLink": (
+                    f"{BASE}/reports/authenticationMethods/userRegistrationDetails?$skiptoken=p2"
+                ),
+            },
+        )
 
     evidence = _evidence(tmp_path, httpx.MockTransport(answer))
     assert await evidence.registered_users() == frozenset({"u1", "u3"})
@@ -52,13 +57,26 @@ async def test_sign_ins_keep_only_the_twin_policy_result(tmp_path: Path) -> None
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         other = {"id": "p9", "displayName": "Someone else's policy", "result": "failure"}
-        return httpx.Response(200, json={"value": [
-            {"userId": "u1", "createdDateTime": "2026-03-02T10:00:00Z",
-             "appliedConditionalAccessPolicies": [other, {"id": "p1", "displayName": TWIN,
-                                                          "result": "reportOnlyFailure"}]},
-            {"userId": "u2", "createdDateTime": "2026-03-02T11:00:00Z",
-             "appliedConditionalAccessPolicies": [other]},
-        ]})  # fmt: skip
+        return httpx.Response(
+            200,
+            json={
+                "value": [
+                    {
+                        "userId": "u1",
+                        "createdDateTime": "2026-03-02T10:00:00Z",
+                        "appliedConditionalAccessPolicies": [
+                            other,
+                            {"id": "p1", "displayName": TWIN, "result": "reportOnlyFailure"},
+                        ],
+                    },
+                    {
+                        "userId": "u2",
+                        "createdDateTime": "2026-03-02T11:00:00Z",
+                        "appliedConditionalAccessPolicies": [other],
+                    },
+                ]
+            },
+        )
 
     evidence = _evidence(tmp_path, httpx.MockTransport(answer))
     since = datetime(2026, 3, 1, tzinfo=UTC)

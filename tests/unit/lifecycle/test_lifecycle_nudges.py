@@ -13,11 +13,13 @@ Build = Callable[..., Any]
 
 
 def _mail() -> FakeMail:
-    return FakeMail({
-        "p1": Contact("p1", "Ann", "ann@contoso.com", "Boss", "boss@contoso.com"),
-        "p2": Contact("p2", "Bob", "bob@contoso.com"),
-        "p3": Contact("p3", "Cy", None),
-    })  # fmt: skip
+    return FakeMail(
+        {
+            "p1": Contact("p1", "Ann", "ann@contoso.com", "Boss", "boss@contoso.com"),
+            "p2": Contact("p2", "Bob", "bob@contoso.com"),
+            "p3": Contact("p3", "Cy", None),
+        }
+    )
 
 
 async def test_nudges_once_per_period_then_again_and_escalate(

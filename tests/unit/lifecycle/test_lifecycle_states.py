@@ -49,7 +49,11 @@ def test_a_stale_expectation_is_refused(stores: StateStores) -> None:
     asyncio.run(transition_wave(aio(stores.kv), "pilot", WaveState.REGISTERING, now=START))
     # WHEN the first acts on its stale read / THEN it is refused and nothing changes
     with pytest.raises(InvalidTransitionError, match="expected it planned but it is registering"):
-        asyncio.run(transition_wave(aio(stores.kv), "pilot", WaveState.REGISTERING, now=START, expected=WaveState.PLANNED))
+        asyncio.run(
+            transition_wave(
+                aio(stores.kv), "pilot", WaveState.REGISTERING, now=START, expected=WaveState.PLANNED
+            )
+        )
 
 
 def test_two_writers_racing_on_one_record_one_loses(stores: StateStores) -> None:

@@ -13,8 +13,14 @@ from shared.graph.batch import BatchClient, BatchRequest
 from shared.rollout.membership.desired import DesiredMembers
 from shared.rollout.membership.plan import plan_membership
 
-WAVE = Wave.model_validate({"name": "pilot", "group": {"displayName": "Pilot"},
-                            "selectors": {"departments": ["IT"]}, "blastRadius": 10})  # fmt: skip
+WAVE = Wave.model_validate(
+    {
+        "name": "pilot",
+        "group": {"displayName": "Pilot"},
+        "selectors": {"departments": ["IT"]},
+        "blastRadius": 10,
+    }
+)
 
 
 def _desired(
@@ -69,11 +75,20 @@ def _client(answer: httpx.Response) -> tuple[BatchClient, list[dict[str, object]
 
 async def test_sub_responses_keep_their_status_fractional_retry_after_and_error_body() -> None:
     # GIVEN Graph answers a 200 batch with a 204, a 429 (Retry-After 2.128) and a 424
-    answer = httpx.Response(200, json={"responses": [
-        {"id": "2", "status": 424, "body": {"error": {"code": "FailedDependency", "message": "on 1"}}},
-        {"id": "1", "status": 429, "headers": {"Retry-After": "2.128"}},
-        {"id": "0", "status": 204, "headers": {}},
-    ]})  # fmt: skip
+    answer = httpx.Response(
+        200,
+        json={
+            "responses": [
+                {
+                    "id": "2",
+                    "status": 424,
+                    "body": {"error": {"code": "FailedDependency", "message": "on 1"}},
+                },
+                {"id": "1", "status": 429, "headers": {"Retry-After": "2.128"}},
+                {"id": "0", "status": 204, "headers": {}},
+            ]
+        },
+    )
     client, seen = _client(answer)
     requests = [
         BatchRequest("0", "PATCH", "/groups/g", body={"members@odata.bind": []}),

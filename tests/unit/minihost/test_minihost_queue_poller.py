@@ -119,7 +119,10 @@ def make_poller() -> Iterator[Callable[..., Harness]]:
     pollers: list[QueuePoller] = []
 
     def make(
-        handler: Callable[[func.QueueMessage], None], settings: QueueSettings, *, clock: ManualClock | None = None
+        handler: Callable[[func.QueueMessage], None],
+        settings: QueueSettings,
+        *,
+        clock: ManualClock | None = None,
     ) -> Harness:
         monotonic = clock.monotonic if clock is not None else time.monotonic
         queues = {name: FakeQueue(name, monotonic=monotonic) for name in ("work-items", "work-items-poison")}

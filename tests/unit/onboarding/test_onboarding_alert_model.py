@@ -75,7 +75,12 @@ def test_a_later_period_or_another_key_is_a_new_message() -> None:
 )
 def test_an_incomplete_alert_is_refused(change: dict[str, Any]) -> None:
     fields: dict[str, Any] = {
-        "key": "k", "severity": "low", "summary": "s", "source": "src", "occurred_at": AT, **change,
-    }  # fmt: skip
+        "key": "k",
+        "severity": "low",
+        "summary": "s",
+        "source": "src",
+        "occurred_at": AT,
+        **change,
+    }
     with pytest.raises(ValueError, match=r"key|severity|timezone"):
         Alert(**fields)

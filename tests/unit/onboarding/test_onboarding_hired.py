@@ -330,9 +330,7 @@ def test_recheck_delay_grows_by_the_factor_and_is_capped() -> None:
 
 async def test_wave_state_does_not_matter_for_a_new_hire() -> None:
     world = make_world()
-    world.stores.kv.put(
-        "waves", "finance-hr", {"state": WaveState.ENFORCED.value, "since": NOW.isoformat()}
-    )
+    world.stores.kv.put("waves", "finance-hr", {"state": WaveState.ENFORCED.value, "since": NOW.isoformat()})
     _hire(world)
     assert (await _process(world, hire_event().to_json())).wave == "finance-hr"  # type: ignore[attr-defined]
 

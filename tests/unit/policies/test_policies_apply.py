@@ -33,7 +33,12 @@ async def _apply(
 ) -> ApplyResult:
     policy_plan = await _plan(plan, tenant, ca_api, lookup, stores)
     return await apply_policy_plan(
-        policy_plan, api=ca_api, kv=aio(stores.kv), audit=aio(stores.audit), actor="cli:test", correlation_id="corr-1"
+        policy_plan,
+        api=ca_api,
+        kv=aio(stores.kv),
+        audit=aio(stores.audit),
+        actor="cli:test",
+        correlation_id="corr-1",
     )
 
 
@@ -102,16 +107,18 @@ async def test_a_wave_promotion_is_one_update_of_the_mfa_policies(
     result = await _apply(plan, tenant, ca_api, lookup, stores)
     # THEN the pilot group moves from the twin into the enabled MFA policy; nothing else is written
     assert sorted(name for name, _ in result.updated) == [
-        "WaveGuard - Require MFA", "WaveGuard - Require MFA (report-only waves)"
-    ]  # fmt: skip
+        "WaveGuard - Require MFA",
+        "WaveGuard - Require MFA (report-only waves)",
+    ]
     mfa = ca_api.by_name("- Require MFA")
     assert mfa["state"] == "enabled"
     assert mfa["conditions"]["users"]["includeGroups"] == [pilot]
     assert ca_api.by_name("(report-only waves)")["conditions"]["users"]["includeUsers"] == ["None"]
     update = [e for e in stores.audit.list() if e.action == "ca.policy.update"]
     assert {e.details["displayName"] for e in update} == {
-        "WaveGuard - Require MFA", "WaveGuard - Require MFA (report-only waves)"
-    }  # fmt: skip
+        "WaveGuard - Require MFA",
+        "WaveGuard - Require MFA (report-only waves)",
+    }
 
 
 async def test_a_hand_edited_policy_is_repaired_field_by_field(

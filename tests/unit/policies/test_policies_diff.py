@@ -16,8 +16,16 @@ PREFIX = "WaveGuard - "
 def _live(body: dict[str, Any], policy_id: str = "11111111-1111-1111-1111-111111111111") -> dict[str, Any]:
     """The policy as Graph returns it: server fields, nulls for unset properties, lists reordered."""
     live = copy.deepcopy(body)
-    live.update({"id": policy_id, "createdDateTime": "2026-11-01T00:00:00Z", "modifiedDateTime": None,
-                 "templateId": None, "sessionControls": None, "@odata.context": "x"})  # fmt: skip
+    live.update(
+        {
+            "id": policy_id,
+            "createdDateTime": "2026-11-01T00:00:00Z",
+            "modifiedDateTime": None,
+            "templateId": None,
+            "sessionControls": None,
+            "@odata.context": "x",
+        }
+    )
     live["conditions"].update({"locations": None, "platforms": None, "userRiskLevels": []})
     for values in live["conditions"]["users"].values():
         values.reverse()
@@ -55,9 +63,13 @@ def test_a_removed_break_glass_exclusion_is_an_update_naming_the_field(
     change = diff_policies(desired, live, PREFIX).changes[0]
     # THEN one update, naming the JSON path with old and new values
     assert change.kind == "update"
-    assert [(f.path, f.old, f.new) for f in change.fields] == [(
-        "conditions.users.excludeUsers", [tenant.break_glass_user_ids[1]], sorted(tenant.break_glass_user_ids)
-    )]  # fmt: skip
+    assert [(f.path, f.old, f.new) for f in change.fields] == [
+        (
+            "conditions.users.excludeUsers",
+            [tenant.break_glass_user_ids[1]],
+            sorted(tenant.break_glass_user_ids),
+        )
+    ]
     # AND the PATCH carries the whole conditions object from the desired policy
     patch = patch_body(change)
     assert list(patch) == ["conditions"]
@@ -72,8 +84,9 @@ def test_a_hand_added_condition_is_cleared_with_an_explicit_null(
     live[3]["conditions"]["locations"] = {"includeLocations": ["All"], "excludeLocations": ["AllTrusted"]}
     change = diff_policies(desired, live, PREFIX).changes[3]
     assert {f.path for f in change.fields} == {
-        "conditions.locations.includeLocations", "conditions.locations.excludeLocations"
-    }  # fmt: skip
+        "conditions.locations.includeLocations",
+        "conditions.locations.excludeLocations",
+    }
     assert patch_body(change)["conditions"]["locations"] is None
 
 

@@ -91,6 +91,7 @@ async def test_create_posts_the_policy_json_and_returns_graphs_answer() -> None:
 
 async def test_update_patches_the_policy_by_id() -> None:
     fake = FakeTime()
+
     # (enabling: the break-glass guard first reads the live policy, which excludes break-glass)
     def answer(r: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=POLICY) if r.method == "GET" else httpx.Response(204)
@@ -108,8 +109,10 @@ async def test_a_429_without_retry_after_is_retried_with_a_growing_backoff() -> 
     # GIVEN Graph throttles twice (no Retry-After), then accepts
     fake = FakeTime()
     answers: list[Callable[[httpx.Request], httpx.Response]] = [
-        _throttled, _throttled, lambda r: httpx.Response(201, json={"id": "x"})
-    ]  # fmt: skip
+        _throttled,
+        _throttled,
+        lambda r: httpx.Response(201, json={"id": "x"}),
+    ]
     api, seen = _api(lambda r: answers.pop(0)(r), fake)
     # WHEN a policy is created
     created = await api.create_policy(POLICY)
@@ -131,9 +134,12 @@ async def test_throttling_past_the_budget_is_a_retryable_error() -> None:
 
 @pytest.mark.parametrize(
     ("status", "code", "expected"),
-    [(400, "BadRequest", PermanentError), (403, "Authorization_RequestDenied", PermanentError),
-     (503, "ServiceUnavailable", RetryableError)],
-)  # fmt: skip
+    [
+        (400, "BadRequest", PermanentError),
+        (403, "Authorization_RequestDenied", PermanentError),
+        (503, "ServiceUnavailable", RetryableError),
+    ],
+)
 async def test_graph_refusals_map_to_waveguard_errors(
     status: int, code: str, expected: type[Exception]
 ) -> None:

@@ -14,9 +14,12 @@ MISSING_GROUP = "99999999-9999-9999-9999-999999999999"
 
 def _ctx(tenant: TenantIds, **overrides: Any) -> LintContext:
     values: dict[str, Any] = {
-        "tenant": tenant, "missing_users": frozenset(), "missing_groups": frozenset(),
-        "missing_roles": frozenset(), "was_report_only": lambda policy_id: False,
-    }  # fmt: skip
+        "tenant": tenant,
+        "missing_users": frozenset(),
+        "missing_groups": frozenset(),
+        "missing_roles": frozenset(),
+        "was_report_only": lambda policy_id: False,
+    }
     return LintContext(**{**values, **overrides})
 
 

@@ -169,7 +169,12 @@ async def _run(doc: dict[str, Any]) -> tuple[Recorder, list[Exception]]:
             kv=aio(state.kv),
         )
         await apply_policy_plan(
-            policy_plan, api=api, kv=aio(state.kv), audit=aio(state.audit), actor="property", correlation_id="prop"
+            policy_plan,
+            api=api,
+            kv=aio(state.kv),
+            audit=aio(state.audit),
+            actor="property",
+            correlation_id="prop",
         )
     except (SafetyViolationError, ConfigError) as exc:
         errors.append(exc)
