@@ -23,7 +23,6 @@ __all__ = [
     "ROUTE_HEALTH_DETAILS",
     "ROUTE_HR_BAMBOOHR",
     "ROUTE_HR_EVENTS",
-    "ROUTE_PREFIX",
     "TABLE_AUDIT",
     "TABLE_IDEMPOTENCY",
     "TABLE_STATE",
@@ -36,8 +35,8 @@ __all__ = [
 # Storage queues (see docs/architecture.md, 'Queues').
 # Azure queue names: 3-63 chars, lowercase letters, digits, dashes.
 HR_EVENTS: Final = "hr-events"
-GROUP_CHANGES: Final = "group-changes"
-RISK_EVENTS: Final = "risk-events"
+GROUP_CHANGES: Final = "group-changes"  # planned: the group-change watch (only its poison archive runs today)
+RISK_EVENTS: Final = "risk-events"  # planned: risk and sign-in signals (only its poison archive runs today)
 ALERTS: Final = "alerts"
 WAVE_WORK: Final = "wave-work"
 ALL_QUEUES: Final[tuple[str, ...]] = (HR_EVENTS, GROUP_CHANGES, RISK_EVENTS, ALERTS, WAVE_WORK)
@@ -46,9 +45,9 @@ ALL_QUEUES: Final[tuple[str, ...]] = (HR_EVENTS, GROUP_CHANGES, RISK_EVENTS, ALE
 POISON_SUFFIX: Final = "-poison"
 
 # HTTP routes, relative to host.json's routePrefix ("api"): POST /api/hr/events, ...
-ROUTE_PREFIX: Final = "api"
 ROUTE_HR_EVENTS: Final = "hr/events"
 ROUTE_HR_BAMBOOHR: Final = "hr/bamboohr"
+# planned (docs/architecture.md, 'Not built yet'): no function serves these yet
 ROUTE_GRAPH_NOTIFICATIONS: Final = "graph/notifications"
 ROUTE_GRAPH_LIFECYCLE: Final = "graph/lifecycle"
 ROUTE_ALERTS_AZURE_MONITOR: Final = "alerts/azure-monitor"

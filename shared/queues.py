@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_DELAY",
     "AsyncQueueSender",
+    "MemoryQueues",
     "QueueSender",
     "Sender",
     "defer",
@@ -207,6 +208,35 @@ class AsyncQueueSender:
 
     async def send_raw(self, queue_name: str, text: str) -> str:
         return await self._offload(self.sync.send_raw, queue_name, text)
+
+
+class MemoryQueues:
+    """An in-memory ``Sender`` (unit tests): everything sent, in order, per queue; nothing is delivered."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Envelope, float | None]] = []
+        self.raw: list[tuple[str, str]] = []
+
+    async def send(
+        self,
+        queue_name: str,
+        envelope: Envelope,
+        *,
+        delay: timedelta | float | None = None,
+        ttl: timedelta | float | None = None,
+    ) -> str:
+        validate_queue_name(queue_name)
+        self.sent.append((queue_name, envelope, _seconds(delay) if delay is not None else None))
+        return f"mem-{len(self.sent) + len(self.raw)}"
+
+    async def send_raw(self, queue_name: str, text: str) -> str:
+        validate_queue_name(queue_name)
+        self.raw.append((queue_name, text))
+        return f"mem-{len(self.sent) + len(self.raw)}"
+
+    def on(self, queue_name: str) -> list[Envelope]:
+        """The envelopes sent to ``queue_name``, oldest first."""
+        return [envelope for name, envelope, _ in self.sent if name == queue_name]
 
 
 async def defer(sender: Sender, queue_name: str, envelope: Envelope, busy: BusyError) -> float:
