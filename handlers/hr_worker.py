@@ -4,32 +4,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import azure.functions as func
-
-from handlers.queue_worker import run_queue_worker
+from handlers.queue_worker import queue_worker_blueprint
 from shared.names import HR_EVENTS
 
 if TYPE_CHECKING:
+    import azure.functions as func
+
+    from shared.pipeline import QueueWorker
     from shared.services import ServicesProvider
 
 
+def _hr_worker() -> QueueWorker:
+    from shared.onboarding.worker import HR_WORKER
+
+    return HR_WORKER
+
+
 def blueprint(services: ServicesProvider) -> func.Blueprint:
-    """The `hr_worker` function over ``services``."""
-    bp = func.Blueprint()
-
-    @bp.queue_trigger(arg_name="msg", queue_name=HR_EVENTS, connection="AzureWebJobsStorage")
-    async def hr_worker(msg: func.QueueMessage) -> None:
-        """Handle one HR event; RetryableError propagates (host retries), PermanentError is settled."""
-        # Imported here so the app's HTTP ingress never loads the Graph client at start-up.
-        from shared.onboarding.worker import ACTOR, hr_routes, settle
-
-        await run_queue_worker(
-            msg,
-            services,
-            queue=HR_EVENTS,
-            actor=ACTOR,
-            routes=lambda s: hr_routes(s.onboarding),
-            settle=settle,
-        )
-
-    return bp
+    """`hr_worker`: one HR event per message; retryable errors return it to the queue, others are settled."""
+    return queue_worker_blueprint(services, name="hr_worker", queue=HR_EVENTS, worker=_hr_worker)

@@ -1,4 +1,4 @@
-"""What every queue trigger does around its route table: services, the pipeline, the failure note."""
+"""A queue trigger for a worker, and what it does around the pipeline: services, the failure note."""
 
 from __future__ import annotations
 
@@ -9,35 +9,43 @@ from typing import TYPE_CHECKING
 import azure.functions as func
 
 if TYPE_CHECKING:
-    from shared.pipeline import Routes, Settle
+    from shared.pipeline import QueueWorker
     from shared.services import Services, ServicesProvider
 
 log = logging.getLogger(__name__)
 
 
+def queue_worker_blueprint(
+    services: ServicesProvider, *, name: str, queue: str, worker: Callable[[], QueueWorker]
+) -> func.Blueprint:
+    """The function ``name`` on ``queue``; ``worker()`` is called at the first message, so a worker
+    module (and Graph, which it imports) is not loaded when the app starts."""
+    bp = func.Blueprint()
+
+    @bp.function_name(name)
+    @bp.queue_trigger(arg_name="msg", queue_name=queue, connection="AzureWebJobsStorage")
+    async def run(msg: func.QueueMessage) -> None:
+        await run_queue_worker(msg, services, queue=queue, worker=worker())
+
+    return bp
+
+
 async def run_queue_worker(
-    msg: func.QueueMessage,
-    provider: ServicesProvider,
-    *,
-    queue: str,
-    actor: str,
-    routes: Callable[[Services], Routes],
-    settle: Settle,
+    msg: func.QueueMessage, provider: ServicesProvider, *, queue: str, worker: QueueWorker
 ) -> None:
-    """Run one message from ``queue`` through the pipeline with this worker's routes.
+    """Run one message from ``queue`` through the pipeline with the worker's routes.
 
-    ``actor`` names the worker in the audit log and as the source of its alerts.
-
-    A failure that propagates (retryable or unexpected) is noted for the poison archive first,
-    then re-raised so the host retries the message and finally moves it to ``<queue>-poison``.
+    RetryableError (and anything unexpected) propagates, so the host retries the message and finally
+    moves it to ``<queue>-poison``; the failure is noted first, for the poison archive. A
+    PermanentError is settled (audited, alerted) by the pipeline.
     """
     from shared.pipeline import PipelineDeps, handle_envelope
 
     services: Services | None = None
     try:
         services = await provider.aget(what=f"the {queue} worker")
-        deps = PipelineDeps(queue, actor, services.state, services.queues, services.clock)
-        await handle_envelope(msg.get_body(), routes(services), deps, on_permanent=settle)
+        deps = PipelineDeps(queue, worker.actor, services.state, services.queues, services.clock)
+        await handle_envelope(msg.get_body(), worker.routes(services), deps, on_permanent=worker.settle)
     except Exception as exc:
         if services is not None:
             await record_worker_failure(services, queue, msg, exc)

@@ -4,32 +4,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import azure.functions as func
-
-from handlers.queue_worker import run_queue_worker
+from handlers.queue_worker import queue_worker_blueprint
 from shared.names import WAVE_WORK
 
 if TYPE_CHECKING:
+    import azure.functions as func
+
+    from shared.pipeline import QueueWorker
     from shared.services import ServicesProvider
 
 
+def _membership_worker() -> QueueWorker:
+    from shared.rollout.membership.worker import WAVE_WORK_WORKER
+
+    return WAVE_WORK_WORKER
+
+
 def blueprint(services: ServicesProvider) -> func.Blueprint:
-    """The `wave_worker` function over ``services``."""
-    bp = func.Blueprint()
-
-    @bp.queue_trigger(arg_name="msg", queue_name=WAVE_WORK, connection="AzureWebJobsStorage")
-    async def wave_worker(msg: func.QueueMessage) -> None:
-        """One wave-work message; RetryableError propagates (host retries), PermanentError is settled."""
-        # Imported here so the app's HTTP ingress never loads the Graph client at start-up.
-        from shared.rollout.membership.worker import ACTOR, settle, wave_work_routes
-
-        await run_queue_worker(
-            msg,
-            services,
-            queue=WAVE_WORK,
-            actor=ACTOR,
-            routes=lambda s: wave_work_routes(s.membership),
-            settle=settle,
-        )
-
-    return bp
+    """`wave_worker`: one membership sync chunk per message, applied once (a dead worker's is resumed)."""
+    return queue_worker_blueprint(services, name="wave_worker", queue=WAVE_WORK, worker=_membership_worker)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.alerting import Alert, Severity, raise_alert
 from shared.envelope import Envelope
@@ -30,7 +30,10 @@ from shared.queues import Sender, defer
 from shared.state import AsyncStores, AuditEntry, Clock, utc_now
 from shared.telemetry import log_context, start_span_from_traceparent
 
-__all__ = ["Handler", "PipelineDeps", "Routes", "Settle", "Settlement", "handle_envelope"]
+if TYPE_CHECKING:
+    from shared.services import Services
+
+__all__ = ["Handler", "PipelineDeps", "QueueWorker", "Routes", "Settle", "Settlement", "handle_envelope"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,15 @@ class Settlement:
 
 
 Settle = Callable[[PermanentError, Envelope | None], Settlement]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueWorker:
+    """One queue worker: its audit actor (and alert source), its routes over the services, how it settles."""
+
+    actor: str
+    routes: Callable[[Services], Routes]
+    settle: Settle
 
 
 @dataclass(frozen=True, slots=True)

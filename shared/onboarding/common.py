@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any, Final
 
+from shared.envelope import Envelope
 from shared.errors import SafetyViolationError
 from shared.hr.events import HrEvent
 from shared.onboarding.deps import Deps
@@ -12,6 +14,7 @@ from shared.onboarding.ports import DirectoryUser
 from shared.rollout.assignment import UserFacts
 from shared.rollout.wave_groups import WAVE_GROUPS_NAMESPACE
 from shared.state import iso, parse_iso
+from shared.state.once import Run, once
 
 __all__ = [
     "CLAIM_TTL",
@@ -22,6 +25,7 @@ __all__ = [
     "find_employee",
     "iso",
     "left_since",
+    "once_per_envelope",
     "parse_iso",
     "record_leaver",
     "refuse_break_glass",
@@ -33,6 +37,17 @@ REGISTRATION_NAMESPACE: Final = "registration"
 LEAVERS_NAMESPACE: Final = "leavers"
 # How long a processed envelope id is remembered: longer than any redelivery or replay.
 CLAIM_TTL: Final = timedelta(days=30)
+
+
+def once_per_envelope(envelope: Envelope, deps: Deps, *, doing: str) -> AbstractAsyncContextManager[Run]:
+    """``once`` for one HR envelope: a hire or an update is applied once per ``onboarding:<id>``."""
+    return once(
+        deps.state.idempotency,
+        f"onboarding:{envelope.id}",
+        ttl=CLAIM_TTL,
+        busy_message=f"another worker is {doing}",
+        correlation_id=envelope.id,
+    )
 
 
 async def find_employee(event: HrEvent, deps: Deps) -> DirectoryUser | None:

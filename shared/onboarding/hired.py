@@ -23,12 +23,12 @@ from shared.errors import NotFoundError, PermanentError
 from shared.hr.events import HrEvent
 from shared.names import HR_EVENTS
 from shared.onboarding.common import (
-    CLAIM_TTL,
     REGISTRATION_NAMESPACE,
     facts_for,
     find_employee,
     iso,
     left_since,
+    once_per_envelope,
     parse_iso,
     refuse_break_glass,
 )
@@ -38,7 +38,6 @@ from shared.onboarding.progress import HIRES_NAMESPACE, DraftRecord, HireProgres
 from shared.onboarding.tap_mail import TapMail, compose_tap_mail
 from shared.rollout.assignment import assign_wave
 from shared.rollout.wave_groups import ensure_wave_group
-from shared.state.once import once
 
 __all__ = ["HIRES_NAMESPACE", "HireOutcome", "handle_hired", "recheck_delay", "tap_refusal", "tap_start"]
 
@@ -64,13 +63,7 @@ async def handle_hired(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOu
         SafetyViolationError: the event names a break-glass account.
         PermanentError: no manager to deliver the TAP to, or the wave's group is misconfigured.
     """
-    async with once(
-        deps.state.idempotency,
-        f"onboarding:{envelope.id}",
-        ttl=CLAIM_TTL,
-        busy_message="another worker is onboarding this hire",
-        correlation_id=envelope.id,
-    ) as run:
+    async with once_per_envelope(envelope, deps, doing="onboarding this hire") as run:
         if run.done:
             return HireOutcome("duplicate", user_id=run.result.get("userId"), wave=run.result.get("wave"))
         outcome = await _onboard(envelope, event, deps)

@@ -10,17 +10,16 @@ from shared.envelope import Envelope
 from shared.errors import NotFoundError
 from shared.hr.events import HrEvent
 from shared.onboarding.common import (
-    CLAIM_TTL,
     REGISTRATION_NAMESPACE,
     facts_for,
     find_employee,
+    once_per_envelope,
     refuse_break_glass,
 )
 from shared.onboarding.deps import Deps
 from shared.rollout.assignment import assign_wave
 from shared.rollout.wave_groups import ensure_wave_group
 from shared.rollout.wave_state import read_wave_state
-from shared.state.once import once
 
 __all__ = ["UpdateOutcome", "handle_updated"]
 
@@ -44,13 +43,7 @@ async def handle_updated(envelope: Envelope, event: HrEvent, deps: Deps) -> Upda
         SafetyViolationError: the event names a break-glass account.
         RetryableError: Graph or storage failed, or another worker holds this envelope.
     """
-    async with once(
-        deps.state.idempotency,
-        f"onboarding:{envelope.id}",
-        ttl=CLAIM_TTL,
-        busy_message="another worker is applying this update",
-        correlation_id=envelope.id,
-    ) as run:
+    async with once_per_envelope(envelope, deps, doing="applying this update") as run:
         if run.done:
             return UpdateOutcome("duplicate", user_id=run.result.get("userId"))
         outcome = await _apply(envelope, event, deps)

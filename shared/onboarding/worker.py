@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from shared.alerting import Severity
 from shared.envelope import Envelope
@@ -14,9 +15,9 @@ from shared.onboarding.deps import ACTOR, Deps
 from shared.onboarding.hired import handle_hired
 from shared.onboarding.terminated import handle_terminated
 from shared.onboarding.updated import handle_updated
-from shared.pipeline import PipelineDeps, Routes, Settlement, handle_envelope
+from shared.pipeline import PipelineDeps, QueueWorker, Routes, Settlement, handle_envelope
 
-__all__ = ["ACTOR", "hr_routes", "parse_event", "pipeline_deps", "process_hr_message", "settle"]
+__all__ = ["ACTOR", "HR_WORKER", "hr_routes", "parse_event", "process_hr_message", "settle"]
 
 UseCase = Callable[[Envelope, HrEvent, Deps], Awaitable[object]]
 
@@ -51,11 +52,6 @@ def hr_routes(deps: Deps) -> Routes:
     }
 
 
-def pipeline_deps(deps: Deps) -> PipelineDeps:
-    """What the pipeline writes to for ``hr-events``."""
-    return PipelineDeps(queue=HR_EVENTS, actor=ACTOR, state=deps.state, queues=deps.queues, clock=deps.clock)
-
-
 def settle(error: PermanentError, envelope: Envelope | None) -> Settlement:
     """The alert a permanent HR failure raises, named for what went wrong, about the employee."""
     event: HrEvent | None = None
@@ -86,9 +82,12 @@ def _classification(error: PermanentError, event: HrEvent | None) -> tuple[Sever
 
 
 async def process_hr_message(body: str | bytes, deps: Deps) -> object:
-    """Handle one ``hr-events`` message body through the pipeline; returns the outcome or the settled error.
+    """One ``hr-events`` body through the pipeline (as the trigger runs it, over ``deps``)."""
+    pipeline = PipelineDeps(HR_EVENTS, ACTOR, deps.state, deps.queues, deps.clock)
+    return await handle_envelope(body, hr_routes(deps), pipeline, on_permanent=settle)
 
-    Raises:
-        RetryableError: a transient failure; the message must be retried.
-    """
-    return await handle_envelope(body, hr_routes(deps), pipeline_deps(deps), on_permanent=settle)
+
+# The ``hr-events`` worker as the trigger runs it.
+HR_WORKER: Final = QueueWorker(
+    actor=ACTOR, routes=lambda services: hr_routes(services.onboarding), settle=settle
+)

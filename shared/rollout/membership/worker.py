@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from shared.envelope import Envelope
 from shared.errors import PermanentError
 from shared.names import WAVE_WORK
-from shared.pipeline import PipelineDeps, Routes, Settlement, handle_envelope
+from shared.pipeline import PipelineDeps, QueueWorker, Routes, Settlement, handle_envelope
 from shared.rollout.membership.work import ACTOR, SYNC_CHUNK, SyncDeps, process_chunk
 
-__all__ = ["ACTOR", "pipeline_deps", "process_wave_work", "settle", "wave_work_routes"]
+__all__ = ["ACTOR", "WAVE_WORK_WORKER", "process_wave_work", "settle", "wave_work_routes"]
 
 
 def wave_work_routes(deps: SyncDeps) -> Routes:
@@ -18,11 +20,6 @@ def wave_work_routes(deps: SyncDeps) -> Routes:
         return await process_chunk(deps, envelope)
 
     return {SYNC_CHUNK: chunk}
-
-
-def pipeline_deps(deps: SyncDeps) -> PipelineDeps:
-    """What the pipeline writes to for ``wave-work``."""
-    return PipelineDeps(queue=WAVE_WORK, actor=ACTOR, state=deps.state, queues=deps.queues)
 
 
 def settle(error: PermanentError, envelope: Envelope | None) -> Settlement:
@@ -38,9 +35,16 @@ def settle(error: PermanentError, envelope: Envelope | None) -> Settlement:
 
 
 async def process_wave_work(body: str | bytes, deps: SyncDeps) -> object:
-    """Handle one ``wave-work`` message body through the pipeline; returns the outcome or the settled error.
+    """One ``wave-work`` body through the pipeline, as the trigger runs it, over ``deps``."""
+    return await handle_envelope(
+        body,
+        wave_work_routes(deps),
+        PipelineDeps(WAVE_WORK, ACTOR, deps.state, deps.queues),
+        on_permanent=settle,
+    )
 
-    Raises:
-        RetryableError: a transient failure; the message must be retried.
-    """
-    return await handle_envelope(body, wave_work_routes(deps), pipeline_deps(deps), on_permanent=settle)
+
+# The ``wave-work`` worker as the trigger runs it.
+WAVE_WORK_WORKER: Final = QueueWorker(
+    actor=ACTOR, routes=lambda services: wave_work_routes(services.membership), settle=settle
+)

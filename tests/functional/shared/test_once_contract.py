@@ -3,50 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from local.azurite import Azurite
-from shared.config import Settings, StorageSettings
 from shared.errors import BusyError, RetryableError
-from shared.state import StateStores, build_memory_state, build_state
+from shared.state import StateStores
 from shared.state.once import CompletionNotRecorded, once
+from tests.functional.shared.conftest import EXPIRY, FakeClock
 
-T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
-EXPIRY = timedelta(minutes=6)
 TTL = timedelta(days=1)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class ProcessDied(BaseException):
     """The process going down mid-way: no code after it runs (not an error a handler could see)."""
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture(params=["memory", pytest.param("tables", marks=pytest.mark.functional)])
-def stores(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[StateStores]:
-    if request.param == "memory":
-        yield build_memory_state(clock=clock, in_progress_expiry=EXPIRY)
-        return
-    azurite: Azurite = request.getfixturevalue("azurite")
-    settings = Settings(storage=StorageSettings(connection_string=azurite.connection_string))
-    yield build_state(
-        settings, clock=clock, in_progress_expiry=EXPIRY, table_prefix=f"t{uuid.uuid4().hex[:10]}"
-    )
 
 
 async def test_the_work_runs_once_and_a_repeat_sees_its_result(stores: StateStores) -> None:
