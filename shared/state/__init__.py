@@ -1,21 +1,16 @@
-"""State: idempotency keys, key-value state (watermarks, delta links, wave state), the audit log.
+"""State: idempotency keys, key-value state (wave state, sync runs, records), the audit log.
 
-Handlers depend on the ports (``IdempotencyPort``, ``KeyValuePort``, ``AuditPort``); each store's
-base class holds the logic (claims, expiry, takeover, JSON, validation) and the backends
-(``tables`` for Azure Tables, ``memory`` for tests) implement a few small storage methods::
+Each store's base class holds the logic (claims, expiry, takeover, JSON, validation) and the
+backends (``tables`` for Azure Tables, ``memory`` for tests) implement a few small storage methods.
+``build_state(settings)`` gives the synchronous stores (the CLI and tools); ``stores.aio`` is the
+same stores for code on the event loop, every call offloaded inside the store. A side effect that
+must happen once goes through ``shared.state.once``::
 
-    stores = build_state(settings)
-    claim = stores.idempotency.claim(f"tap:{envelope.id}", ttl=timedelta(days=7))
-    if claim.completed:
-        return claim.result            # duplicate: the work was done before
-    if claim.in_progress:
-        raise RetryableError("another worker is on it")
-    try:
-        result = do_the_work()
-    except Exception:
-        stores.idempotency.release(claim.key)
-        raise
-    stores.idempotency.complete(claim.key, result)
+    async with once(services.state.idempotency, f"tap:{envelope.id}", ttl=timedelta(days=7)) as run:
+        if run.done:
+            return run.result            # duplicate: the work was done before
+        result = await do_the_work()     # an error releases the key; a crash lets it expire
+        await run.complete(result)
 """
 
 from __future__ import annotations
