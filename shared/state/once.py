@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from shared.errors import BusyError, RetryableError
+from shared.errors import BusyError, InvalidPayloadError, RetryableError
 from shared.state.aio import AsyncIdempotencyPort
 from shared.state.ports import Claim
 
@@ -93,7 +93,9 @@ class Run:
         self._settled = True
         try:
             await self._store.complete(self.key, result, ttl=ttl)
-        except RetryableError as exc:
+        except InvalidPayloadError:
+            raise  # the caller's result is not small JSON: a bug to see, not a store failure
+        except Exception as exc:
             raise CompletionNotRecorded(
                 f"the work for {self.key!r} was done but could not be marked complete: {exc}"
             ) from exc

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from shared.errors import BusyError, RetryableError
+from shared.errors import BusyError, PermanentError, RetryableError
 from shared.state import StateStores
 from shared.state.once import CompletionNotRecorded, once
 from tests.functional.shared.conftest import EXPIRY, FakeClock
@@ -103,7 +103,12 @@ async def test_release_gives_the_key_back_for_a_later_attempt(stores: StateStore
         assert later.acquired
 
 
-async def test_a_completion_the_store_cannot_record_is_reported_not_swallowed(stores: StateStores) -> None:
+@pytest.mark.parametrize(
+    "failure", [RetryableError("storage down"), PermanentError("storage refused: not authorised")]
+)
+async def test_a_completion_the_store_cannot_record_is_reported_not_swallowed(
+    stores: StateStores, failure: Exception
+) -> None:
     class CompleteFails:
         def __init__(self) -> None:
             self.inner = stores.aio.idempotency
@@ -112,7 +117,7 @@ async def test_a_completion_the_store_cannot_record_is_reported_not_swallowed(st
             return await self.inner.claim(key, **kwargs)  # type: ignore[arg-type]
 
         async def complete(self, *args: object, **kwargs: object) -> None:
-            raise RetryableError("storage down")
+            raise failure
 
         async def release(self, key: str) -> None:
             await self.inner.release(key)
