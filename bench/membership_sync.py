@@ -37,7 +37,7 @@ import httpx
 
 from local.graph_emulator import start_emulator
 from local.graph_emulator.throttle import WriteBudget
-from shared.config import Wave, load_plan, load_settings
+from shared.config import RolloutPlan, Wave, load_plan, load_settings
 from shared.envelope import Envelope
 from shared.graph import build_graph_client
 from shared.graph.batch import BatchClient
@@ -103,6 +103,11 @@ async def _run(handle: Any, budget: WriteBudget) -> dict[str, float]:
             (await http.post(f"{admin}/users", json=people[i : i + 1000])).raise_for_status()
         group = (await http.post(f"{admin}/groups", json={"displayName": "WaveGuard - Bench"})).json()
         naive_group = (await http.post(f"{admin}/groups", json={"displayName": "Naive"})).json()
+        # Every tenant WaveGuard runs in has its break-glass accounts in their exclusion group: the
+        # Graph client refuses every group write until it can resolve them.
+        await _add_break_glass(
+            http, admin, load_plan(PLAN_PATH, {"GRAPH_BASE_URL": handle.base_url, **_PLAN_ENV})
+        )
         rtt = await _round_trip(http, handle.base_url)
         await asyncio.sleep(budget.per_seconds)  # a full bucket for each contender
         waveguard = await _waveguard(handle, http)
@@ -147,6 +152,15 @@ async def _round_trip(http: httpx.AsyncClient, base_url: str) -> float:
         (await http.get(f"{base_url}/users?$top=1&$select=id")).raise_for_status()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+async def _add_break_glass(http: httpx.AsyncClient, admin: str, plan: RolloutPlan) -> None:
+    ids = []
+    for account in plan.break_glass.accounts:
+        user = {"userPrincipalName": account.user_principal_name, "department": "IT"}
+        ids.append((await http.post(f"{admin}/users", json=user)).raise_for_status().json()["id"])
+    group = {"displayName": plan.break_glass.exclusion_group.display_name, "members": ids}
+    (await http.post(f"{admin}/groups", json=group)).raise_for_status()
 
 
 async def _waveguard(handle: Any, http: httpx.AsyncClient) -> dict[str, float]:
