@@ -27,6 +27,7 @@ from shared.rollout.membership import (
     start_wave_sync,
 )
 from shared.state import build_state
+from shared.state.once import CompletionNotRecorded
 from tests.aio import aio
 from tests.functional.membership.claims import backdate_claim
 
@@ -342,8 +343,9 @@ async def test_a_chunk_whose_progress_was_recorded_is_not_applied_or_counted_aga
         queues,
         deps.chunk_claim_expiry,
     )
-    with pytest.raises(CompleteFails):
+    with pytest.raises(CompletionNotRecorded) as failed:  # retryable: the message comes back
         await process_wave_work(envelope.to_json(), failing)
+    assert isinstance(failed.value.__cause__, CompleteFails)
     reads_before = len(tenant.requests("GET"))
     # WHEN its claim has expired and the host delivers the message again
     run_id = envelope.payload["runId"]
