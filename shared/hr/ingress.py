@@ -21,11 +21,10 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from email.message import Message
-from typing import Any, Final
+from typing import Final
 
 from shared.config.plan import HrProviders
 from shared.envelope import Envelope
@@ -33,7 +32,8 @@ from shared.errors import BusyError, FieldError, InvalidPayloadError, classify
 from shared.hr.bamboohr import map_bamboohr_payload, verify_bamboohr
 from shared.hr.events import HrEvent, parse_hr_event
 from shared.hr.signatures import SignatureError, StandardWebhooksVerifier
-from shared.http_problem import PROBLEM_CONTENT_TYPE, problem
+from shared.http_ingress import IncomingRequest, IngressResult
+from shared.http_problem import problem
 from shared.names import HR_EVENTS
 from shared.queues import Sender
 from shared.state import AsyncIdempotencyPort, Clock, utc_now
@@ -63,36 +63,6 @@ CLAIM_EXPIRY: Final = timedelta(seconds=60)
 RETRY_AFTER_SECONDS: Final = 30
 PROVIDER_STANDARD: Final = "standard-webhooks"
 PROVIDER_BAMBOOHR: Final = "bamboohr"
-
-
-@dataclass(frozen=True, slots=True)
-class IncomingRequest:
-    """An HTTP request as ingress sees it; header names are matched case-insensitively."""
-
-    method: str
-    headers: Mapping[str, str]
-    body: bytes
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "headers", {k.lower(): v for k, v in self.headers.items()})
-
-
-@dataclass(frozen=True, slots=True)
-class IngressResult:
-    """The HTTP answer: status, JSON body (problem JSON for errors) and extra headers."""
-
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def content_type(self) -> str:
-        """``application/problem+json`` for errors, ``application/json`` otherwise."""
-        return PROBLEM_CONTENT_TYPE if self.status >= 400 else "application/json"
-
-    def body_text(self) -> str:
-        """The body as compact JSON."""
-        return json.dumps(self.body, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)

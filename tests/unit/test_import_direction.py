@@ -2,8 +2,9 @@
 
 - nothing under ``shared/`` imports ``handlers``, ``cli`` or ``local`` (the app's code never reaches up);
 - ``shared/rollout`` never imports ``shared/onboarding`` (onboarding calls the rollout, not back);
-- the HTTP ingress (its handler and ``shared/hr``) never imports ``msgraph`` or ``shared.graph``, not even
-  lazily: it must answer within a webhook sender's timeout on a cold start.
+- the HTTP ingress (its handlers, ``shared/hr`` and ``shared/group_changes``) never imports
+  ``msgraph`` or ``shared.graph``, not even lazily: it must answer within a sender's timeout on a
+  cold start.
 """
 
 from __future__ import annotations
@@ -54,7 +55,12 @@ def test_rollout_never_imports_onboarding() -> None:
 
 
 def test_the_http_ingress_never_imports_graph() -> None:
-    ingress = [ROOT / "handlers" / "hr_ingress.py", *_py("shared/hr")]
+    ingress = [
+        ROOT / "handlers" / "hr_ingress.py",
+        ROOT / "handlers" / "graph_notifications.py",
+        *_py("shared/hr"),
+        *_py("shared/group_changes"),
+    ]
     assert _violations(ingress, ("msgraph", "msgraph_core", "kiota_abstractions", "shared.graph")) == []
 
 

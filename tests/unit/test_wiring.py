@@ -32,6 +32,18 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "methods": ["POST"],
         "authLevel": "anonymous",
     },
+    "graph_notifications": {
+        "type": "httpTrigger",
+        "route": "graph/notifications",
+        "methods": ["POST"],
+        "authLevel": "function",
+    },
+    "graph_lifecycle": {
+        "type": "httpTrigger",
+        "route": "graph/lifecycle",
+        "methods": ["POST"],
+        "authLevel": "function",
+    },
     "wave_timer": {"type": "timerTrigger", "schedule": "%WAVEGUARD_WAVE_SCHEDULE%", "runOnStartup": False},
     **{
         f"{queue.replace('-', '_')}_poison": {
