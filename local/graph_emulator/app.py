@@ -25,6 +25,7 @@ from local.graph_emulator.requestlog import RequestLog
 from local.graph_emulator.resources import (
     auth_methods,
     conditional_access,
+    delta,
     drafts,
     groups,
     mail,
@@ -48,6 +49,7 @@ WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 GRAPH_ROUTE_TABLES: tuple[RouteTable, ...] = (
     users.routes,
     groups.routes,
+    delta.routes,
     members.routes,
     batch.routes,
     tap.routes,

@@ -45,6 +45,9 @@ class TenantStore:
         self.managers: dict[str, str] = {}
         self.members: dict[str, dict[str, None]] = {}
         self.extensions: dict[str, StoreExtension] = {}
+        # Every membership change and group deletion, in order: what /groups/delta reads. Entries are
+        # (sequence number, group id, "add" | "remove" | "deleted", object id or "").
+        self.change_log: list[tuple[int, str, str, str]] = []
         self._upn_index: dict[str, str] = {}
         self._new_id = new_id
 
@@ -141,6 +144,7 @@ class TenantStore:
         del self.members[group_id]
         for member_ids in self.members.values():
             member_ids.pop(group_id, None)
+        self._log(group_id, "deleted", "")
 
     # membership ----------------------------------------------------------------------------------
 
@@ -174,6 +178,7 @@ class TenantStore:
             raise bad_request(ALREADY_MEMBER_MESSAGE)
         for object_id in ids:
             current[object_id] = None
+            self._log(group_id, "add", object_id)
 
     def remove_member(self, group_id: str, object_id: str) -> None:
         """Raises: GraphError 404 when the group is unknown or the object is not a member."""
@@ -181,6 +186,19 @@ class TenantStore:
         if object_id not in self.members[group_id]:
             raise not_found(object_id)
         del self.members[group_id][object_id]
+        self._log(group_id, "remove", object_id)
+
+    @property
+    def change_sequence(self) -> int:
+        """The sequence number of the latest change (0: none since the store was built)."""
+        return self.change_log[-1][0] if self.change_log else 0
+
+    def changes_since(self, sequence: int) -> list[tuple[int, str, str, str]]:
+        """The changes after ``sequence``, oldest first."""
+        return [entry for entry in self.change_log if entry[0] > sequence]
+
+    def _log(self, group_id: str, kind: str, object_id: str) -> None:
+        self.change_log.append((self.change_sequence + 1, group_id, kind, object_id))
 
     def groups_of(self, object_id: str) -> list[JsonObject]:
         return [self.groups[gid] for gid, member_ids in self.members.items() if object_id in member_ids]

@@ -1,0 +1,110 @@
+"""``GET /groups/delta``: group membership changes, as Graph's delta query returns them.
+
+The first call (no token) returns each group (``$filter=id eq '...'``, or every group) with all its
+members in ``members@delta``; the answer ends with an ``@odata.deltaLink``. Calling that link returns
+only the groups changed since: members added (``{"@odata.type", "id"}``), members removed (with
+``"@removed": {"reason": "deleted"}``) and groups deleted (``{"id", "@removed": {"reason":
+"deleted"}}``), each member once, as its last change left it. A token the emulator did not issue is
+answered 400 (Graph answers a stale or foreign token with an error too).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+from urllib.parse import quote
+
+from local.graph_emulator.errors import JsonObject, bad_request
+from local.graph_emulator.routing import Call, Response, RouteTable
+from local.graph_emulator.store import TenantStore
+
+routes = RouteTable()
+
+_ID_EQ = re.compile(r"\bid\s+eq\s+'([^']*)'", re.IGNORECASE)
+
+
+@routes.get("/groups/delta")
+def groups_delta(call: Call) -> Response:
+    request = call.request
+    token = request.query_value("$deltatoken")
+    store = call.store
+    if token is None:
+        wanted = _filtered_ids(request.query_value("$filter"))
+        groups = [g for gid, g in store.groups.items() if wanted is None or gid in wanted]
+        value = [
+            _group_entry(store, g, [_member(store, oid) for oid in store.member_ids(g["id"])]) for g in groups
+        ]
+    else:
+        sequence, wanted = _decode(token)
+        if sequence > store.change_sequence:
+            raise bad_request("The delta token is not valid for this tenant.", code="syncStateNotFound")
+        value = _changes(store, sequence, wanted)
+    link_token = _encode(store.change_sequence, wanted)
+    path = request.path.split("?")[0]
+    return Response.json(
+        {
+            "@odata.context": f"{request.origin}/v1.0/$metadata#groups(members)",
+            "value": value,
+            "@odata.deltaLink": f"{request.origin}{path}?$deltatoken={quote(link_token)}",
+        }
+    )
+
+
+def _filtered_ids(text: str | None) -> frozenset[str] | None:
+    if text is None:
+        return None
+    ids = frozenset(_ID_EQ.findall(text))
+    if not ids:
+        raise bad_request(
+            "Only 'id eq' filters are supported on groups delta.", code="Request_UnsupportedQuery"
+        )
+    return ids
+
+
+def _changes(store: TenantStore, sequence: int, wanted: frozenset[str] | None) -> list[JsonObject]:
+    last: dict[str, dict[str, str]] = {}
+    deleted: set[str] = set()
+    for _, group_id, kind, object_id in store.changes_since(sequence):
+        if wanted is not None and group_id not in wanted:
+            continue
+        if kind == "deleted":
+            deleted.add(group_id)
+        else:
+            last.setdefault(group_id, {})[object_id] = kind
+    value: list[JsonObject] = [{"id": gid, "@removed": {"reason": "deleted"}} for gid in sorted(deleted)]
+    for group_id, members in last.items():
+        if group_id in deleted or group_id not in store.groups:
+            continue
+        delta = [
+            _member(store, oid)
+            if kind == "add"
+            else {**_member(store, oid), "@removed": {"reason": "deleted"}}
+            for oid, kind in members.items()
+        ]
+        value.append(_group_entry(store, store.groups[group_id], delta))
+    return value
+
+
+def _group_entry(store: TenantStore, group: JsonObject, members: list[JsonObject]) -> JsonObject:
+    return {"id": group["id"], "displayName": group.get("displayName"), "members@delta": members}
+
+
+def _member(store: TenantStore, object_id: str) -> JsonObject:
+    kind = "user" if store.is_user(object_id) else "group"
+    return {"@odata.type": f"#microsoft.graph.{kind}", "id": object_id}
+
+
+def _encode(sequence: int, wanted: frozenset[str] | None) -> str:
+    raw = json.dumps({"s": sequence, "ids": sorted(wanted) if wanted is not None else None})
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode(token: str) -> tuple[int, frozenset[str] | None]:
+    try:
+        raw: Any = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        sequence, ids = int(raw["s"]), raw["ids"]
+    except (ValueError, KeyError, TypeError):
+        raise bad_request("The delta token is not valid.", code="syncStateNotFound") from None
+    return sequence, (frozenset(str(i) for i in ids) if ids is not None else None)
