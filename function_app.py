@@ -10,7 +10,16 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from handlers import graph_notifications, health, hr_ingress, hr_worker, poison, wave_timer, wave_worker
+from handlers import (
+    graph_notifications,
+    group_worker,
+    health,
+    hr_ingress,
+    hr_worker,
+    poison,
+    wave_timer,
+    wave_worker,
+)
 from shared.config import load_telemetry_settings
 from shared.services import ServicesProvider
 from shared.telemetry import configure_telemetry
@@ -19,5 +28,14 @@ configure_telemetry(load_telemetry_settings())
 
 services = ServicesProvider()
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-for module in (health, hr_ingress, graph_notifications, hr_worker, poison, wave_timer, wave_worker):
+for module in (
+    health,
+    hr_ingress,
+    graph_notifications,
+    hr_worker,
+    group_worker,
+    poison,
+    wave_timer,
+    wave_worker,
+):
     app.register_functions(module.blueprint(services))

@@ -35,7 +35,7 @@ __all__ = [
 # Storage queues (see docs/architecture.md, 'Queues').
 # Azure queue names: 3-63 chars, lowercase letters, digits, dashes.
 HR_EVENTS: Final = "hr-events"
-GROUP_CHANGES: Final = "group-changes"  # planned: the group-change watch (only its poison archive runs today)
+GROUP_CHANGES: Final = "group-changes"  # Graph change notifications; the subscriptions are planned
 RISK_EVENTS: Final = "risk-events"  # planned: risk and sign-in signals (only its poison archive runs today)
 ALERTS: Final = "alerts"
 WAVE_WORK: Final = "wave-work"
@@ -47,9 +47,9 @@ POISON_SUFFIX: Final = "-poison"
 # HTTP routes, relative to host.json's routePrefix ("api"): POST /api/hr/events, ...
 ROUTE_HR_EVENTS: Final = "hr/events"
 ROUTE_HR_BAMBOOHR: Final = "hr/bamboohr"
-# planned (docs/architecture.md, 'Not built yet'): no function serves these yet
 ROUTE_GRAPH_NOTIFICATIONS: Final = "graph/notifications"
 ROUTE_GRAPH_LIFECYCLE: Final = "graph/lifecycle"
+# planned (docs/architecture.md, 'Not built yet'): no function serves it yet
 ROUTE_ALERTS_AZURE_MONITOR: Final = "alerts/azure-monitor"
 ROUTE_HEALTH: Final = "health"
 ROUTE_HEALTH_DETAILS: Final = "health/details"

@@ -26,6 +26,11 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "hr_worker": {"type": "queueTrigger", "queueName": "hr-events", "connection": "AzureWebJobsStorage"},
     "hr_events": {"type": "httpTrigger", "route": "hr/events", "methods": ["POST"], "authLevel": "anonymous"},
     "wave_worker": {"type": "queueTrigger", "queueName": "wave-work", "connection": "AzureWebJobsStorage"},
+    "group_worker": {
+        "type": "queueTrigger",
+        "queueName": "group-changes",
+        "connection": "AzureWebJobsStorage",
+    },
     "hr_bamboohr": {
         "type": "httpTrigger",
         "route": "hr/bamboohr",
