@@ -7,21 +7,16 @@ on ``group-changes``.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from shared.errors import WaveGuardError
+from handlers.http_edge import answer, incoming, services_or_503
 from shared.group_changes.notifications import Kind, NotificationDeps, accept_notifications
-from shared.http_ingress import IncomingRequest
-from shared.http_problem import PROBLEM_CONTENT_TYPE, problem_json
 from shared.names import ROUTE_GRAPH_LIFECYCLE, ROUTE_GRAPH_NOTIFICATIONS
 
 if TYPE_CHECKING:
     from shared.services import ServicesProvider
-
-log = logging.getLogger(__name__)
 
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:
@@ -44,34 +39,15 @@ def blueprint(services: ServicesProvider) -> func.Blueprint:
 
 
 async def _handle(req: func.HttpRequest, services: ServicesProvider, kind: Kind) -> func.HttpResponse:
-    request = IncomingRequest(
-        method=req.method, headers=dict(req.headers), body=req.get_body(), query=dict(req.params)
-    )
-    if "validationToken" not in request.query:
-        try:
-            ready = await services.aget(what="Graph notification ingress")
-        except WaveGuardError as exc:
-            log.error("graph notification ingress cannot start: %s", exc.message)
-            return func.HttpResponse(
-                problem_json(503, "notification ingress is not available; retry later"),
-                status_code=503,
-                mimetype=PROBLEM_CONTENT_TYPE,
-                headers={"Retry-After": "60"},
-            )
-        secret = ready.plan.subscriptions.client_state
-        deps = NotificationDeps(ready.queues, secret.get_secret_value() if secret is not None else None)
-    else:
-        deps = NotificationDeps(queue=_NoQueue(), client_state=None)  # the handshake enqueues nothing
-    result = await accept_notifications(request, deps=deps, kind=kind)
-    return func.HttpResponse(
-        result.body_text(),
-        status_code=result.status,
-        mimetype=result.content_type,
-        headers={
-            "Cache-Control": "no-store",
-            **{k: v for k, v in result.headers.items() if k != "Content-Type"},
-        },
-    )
+    request = incoming(req)
+    if "validationToken" in request.query:  # the handshake answers at once and enqueues nothing
+        return answer(await accept_notifications(request, deps=NotificationDeps(_NoQueue(), None), kind=kind))
+    ready = await services_or_503(services, "Graph notification ingress")
+    if isinstance(ready, func.HttpResponse):
+        return ready
+    secret = ready.plan.subscriptions.client_state
+    deps = NotificationDeps(ready.queues, secret.get_secret_value() if secret is not None else None)
+    return answer(await accept_notifications(request, deps=deps, kind=kind))
 
 
 class _NoQueue:

@@ -6,12 +6,11 @@ touches Graph (no msgraph import): it only verifies, validates and enqueues on `
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Protocol
 
 import azure.functions as func
 
-from shared.errors import WaveGuardError
+from handlers.http_edge import answer, incoming, services_or_503
 from shared.hr.ingress import (
     IncomingRequest,
     IngressDeps,
@@ -19,13 +18,10 @@ from shared.hr.ingress import (
     accept_bamboohr_webhook,
     accept_hr_webhook,
 )
-from shared.http_problem import PROBLEM_CONTENT_TYPE, problem_json
 from shared.names import ROUTE_HR_BAMBOOHR, ROUTE_HR_EVENTS
 
 if TYPE_CHECKING:
     from shared.services import ServicesProvider
-
-logger = logging.getLogger(__name__)
 
 
 class Accept(Protocol):
@@ -54,28 +50,13 @@ def blueprint(services: ServicesProvider) -> func.Blueprint:
 
 
 async def _handle(req: func.HttpRequest, services: ServicesProvider, accept: Accept) -> func.HttpResponse:
-    try:
-        ready = await services.aget(what="HR ingress")
-    except WaveGuardError as exc:
-        # Misconfigured or storage unreachable: the sender retries later; nothing was accepted.
-        logger.error("hr ingress cannot start: %s", exc.message)
-        return func.HttpResponse(
-            problem_json(503, "HR ingress is not available; retry later"),
-            status_code=503,
-            mimetype=PROBLEM_CONTENT_TYPE,
-            headers={"Retry-After": "60"},
-        )
+    ready = await services_or_503(services, "HR ingress")
+    if isinstance(ready, func.HttpResponse):
+        return ready
     deps = IngressDeps(
         providers=ready.plan.hr_providers,
         queue=ready.queues,
         idempotency=ready.state.idempotency,
         clock=ready.clock,
     )
-    request = IncomingRequest(method=req.method, headers=dict(req.headers), body=req.get_body())
-    result = await accept(request, deps=deps)
-    return func.HttpResponse(
-        result.body_text(),
-        status_code=result.status,
-        mimetype=result.content_type,
-        headers={"Cache-Control": "no-store", **result.headers},
-    )
+    return answer(await accept(incoming(req), deps=deps))
