@@ -5,21 +5,19 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from local.minihost import create_host
 from shared.envelope import Envelope
 from shared.group_changes.notifications import CHANGE_TYPE
 from shared.names import GROUP_CHANGES
+from tests.app_host import app_host
 from tests.conftest import PLAN_SECRETS
 from tests.queue_helpers import fresh_queue
 
 pytestmark = pytest.mark.functional
 
-ROOT = Path(__file__).resolve().parents[3]
 KEY = "graph-notification-test-key"
 STATE = PLAN_SECRETS["WAVEGUARD_GRAPH_CLIENT_STATE"]
 GROUP = "1d5c2bd0-4f7c-4a0e-9c4b-6e0f2a1b3c4d"
@@ -28,16 +26,7 @@ GROUP = "1d5c2bd0-4f7c-4a0e-9c4b-6e0f2a1b3c4d"
 @pytest.fixture
 def api(storage_connection_string: str, app_environ: dict[str, str]) -> Iterator[str]:
     fresh_queue(storage_connection_string, GROUP_CHANGES)
-    environ = {k: v for k, v in app_environ.items() if k != "AzureWebJobsStorage"}
-    host = create_host(
-        "function_app:app",
-        app_dir=ROOT,
-        http_port=0,
-        environ=environ,
-        storage_connection_string=storage_connection_string,
-        function_keys={"default": KEY},
-        grace_period=2.0,
-    )
+    host = app_host(app_environ, storage_connection_string, function_keys={"default": KEY})
     with host:
         yield f"{host.base_url}/api"
 

@@ -8,19 +8,16 @@ import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 from standardwebhooks.webhooks import Webhook
 
-from local.minihost import create_host
 from shared.envelope import Envelope
 from shared.names import HR_EVENTS
+from tests.app_host import app_host
 from tests.events import load_event
-
-ROOT = Path(__file__).resolve().parents[3]
 
 HIRE: dict[str, Any] = load_event("employee_hired")
 
@@ -34,15 +31,7 @@ def _parked(connection_string: str, queue_name: str) -> QueueClient:
 @contextmanager
 def running_app(environ: Mapping[str, str], storage_connection_string: str) -> Iterator[str]:
     """The real function_app in the mini-host; yields the base URL with the /api prefix."""
-    host = create_host(
-        "function_app:app",
-        app_dir=ROOT,
-        http_port=0,
-        environ=dict(environ),
-        storage_connection_string=storage_connection_string,
-        grace_period=2.0,
-        client_factory=_parked,
-    )
+    host = app_host(environ, storage_connection_string, client_factory=_parked)
     host.start()
     try:
         yield f"{host.base_url}/api"

@@ -5,23 +5,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from local.graph_emulator import EmulatorHandle
-from local.minihost import create_host
 from shared.config import load_settings
 from shared.rollout.membership import SyncRun, read_sync_run, start_wave_sync
 from shared.services import build_services
 from tests.aio import aio
+from tests.app_host import app_host
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 
-ROOT = Path(__file__).resolve().parents[3]
 PILOT_GROUP = "WaveGuard - Wave 1 Pilot"
 
 
@@ -44,15 +41,7 @@ def test_the_worker_applies_every_chunk_of_a_planned_sync(
         page = http.get(f"{graph}/groups/{group_id}/members?$select=id&$top=999").raise_for_status().json()
         return {m["id"] for m in page["value"]}
 
-    environ: dict[str, Any] = {k: v for k, v in app_environ.items() if k != "AzureWebJobsStorage"}
-    host = create_host(
-        "function_app:app",
-        app_dir=ROOT,
-        http_port=0,
-        environ=environ,
-        storage_connection_string=storage_connection_string,
-        grace_period=2.0,
-    )
+    host = app_host(app_environ, storage_connection_string)
     with host:
         # WHEN the wave timer's call plans the pilot sync (messages go to the real wave-work queue)
         deps = build_services(load_settings(app_environ)).membership

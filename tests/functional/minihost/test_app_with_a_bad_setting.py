@@ -7,22 +7,20 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from azure.storage.queue import QueueClient
 
 from local.graph_emulator import EmulatorHandle
-from local.minihost import create_host
 from shared.envelope import Envelope
 from shared.names import HR_EVENTS, poison
+from tests.app_host import app_host
 from tests.conftest import PLAN_SECRETS
 from tests.queue_helpers import fresh_queue
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.functional
-ROOT = Path(__file__).resolve().parents[3]
 KEY = "bad-setting-test-key"
 
 
@@ -37,15 +35,7 @@ def app(storage_connection_string: str, emulator_server: EmulatorHandle) -> Iter
     }
     fresh_queue(storage_connection_string, HR_EVENTS)
     fresh_queue(storage_connection_string, poison(HR_EVENTS))
-    host = create_host(
-        "function_app:app",
-        app_dir=ROOT,
-        http_port=0,
-        environ=environ,
-        storage_connection_string=storage_connection_string,
-        function_keys={"default": KEY},
-        grace_period=2.0,
-    )
+    host = app_host(environ, storage_connection_string, function_keys={"default": KEY})
     with host:
         yield f"{host.base_url}/api", host
 
