@@ -9,7 +9,7 @@ from typing import Any
 from local.minihost import create_host
 from local.minihost.host import MiniHost
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 
 
 def app_host(environ: Mapping[str, str], storage_connection_string: str, **options: Any) -> MiniHost:

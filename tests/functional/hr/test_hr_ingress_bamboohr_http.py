@@ -11,7 +11,6 @@ import httpx
 import pytest
 from hr_ingress_helpers import (
     HIRE,
-    ROOT,
     body_of,
     empty_hr_events,
     queued_envelopes,
@@ -21,6 +20,7 @@ from hr_ingress_helpers import (
 
 from local.graph_emulator import EmulatorHandle
 from shared.hr.bamboohr import sign_bamboohr
+from tests.app_host import ROOT
 from tests.conftest import PLAN_SECRETS
 
 pytestmark = pytest.mark.functional
