@@ -31,9 +31,10 @@ def _register(bp: func.Blueprint, services: ServicesProvider, queue: str) -> Non
     async def archive(msg: func.QueueMessage) -> None:
         from shared.poison import archive_poison
 
-        ready = await services.aget(what="the poison archive")
+        # Storage only: a broken plan (which fails the workers) must not stop the archive.
+        ready = await services.aget_storage(what="the poison archive")
         await archive_poison(
-            ready.state,
+            ready.stores.aio,
             ready.queues,
             queue=poison(queue),
             message_id=str(msg.id),

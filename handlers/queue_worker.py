@@ -10,7 +10,7 @@ import azure.functions as func
 
 if TYPE_CHECKING:
     from shared.pipeline import QueueWorker
-    from shared.services import Services, ServicesProvider
+    from shared.services import ServicesProvider
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +41,27 @@ async def run_queue_worker(
     """
     from shared.pipeline import PipelineDeps, handle_envelope
 
-    services: Services | None = None
     try:
         services = await provider.aget(what=f"the {queue} worker")
         deps = PipelineDeps(queue, worker.actor, services.state, services.queues, services.clock)
         await handle_envelope(msg.get_body(), worker.routes(services), deps, on_permanent=worker.settle)
     except Exception as exc:
-        if services is not None:
-            await record_worker_failure(services, queue, msg, exc)
+        await record_worker_failure(provider, queue, msg, exc)
         raise
 
 
 async def record_worker_failure(
-    services: Services, queue: str, msg: func.QueueMessage, error: BaseException
+    provider: ServicesProvider, queue: str, msg: func.QueueMessage, error: BaseException
 ) -> None:
-    """Note why this delivery failed (best effort: the failure itself goes back to the host)."""
+    """Note why this delivery failed, for the poison archive. It needs storage only: a broken plan,
+    which fails every message, is exactly when the note matters. Best effort: the failure itself
+    goes back to the host."""
     from shared.poison import record_failure
 
     try:
+        storage = await provider.aget_storage(what=f"the {queue} worker")
         body = msg.get_body().decode("utf-8", errors="replace")
-        await record_failure(services.state.kv, queue, body, error, dequeue_count=int(msg.dequeue_count or 0))
+        kv = storage.stores.aio.kv
+        await record_failure(kv, queue, body, error, dequeue_count=int(msg.dequeue_count or 0))
     except Exception as exc:  # the store may be what failed
         log.warning("worker failure not recorded: %s", type(exc).__name__)

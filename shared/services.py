@@ -31,7 +31,17 @@ if TYPE_CHECKING:
     from shared.rollout.lifecycle import LifecycleDeps
     from shared.rollout.membership import SyncDeps
 
-__all__ = ["Services", "ServicesProvider", "build_services"]
+__all__ = ["Services", "ServicesProvider", "Storage", "build_services", "build_storage"]
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The part of the services that needs only the storage settings, not the plan: what the poison
+    archive and the workers' failure notes use, so they keep working while the plan is broken."""
+
+    stores: StateStores
+    queues: Sender
+    clock: Clock = utc_now
 
 
 @dataclass
@@ -151,15 +161,23 @@ def build_services(settings: Settings) -> Services:
         ConfigError: the plan or the storage configuration is invalid.
     """
     from shared.config import load_plan_for
+
+    storage = build_storage(settings)
+    return Services(
+        settings=settings, plan=load_plan_for(settings), stores=storage.stores, queues=storage.queues
+    )
+
+
+def build_storage(settings: Settings) -> Storage:
+    """The state stores and the queue sender for ``settings`` (the plan is not read).
+
+    Raises:
+        ConfigError: the storage configuration is invalid.
+    """
     from shared.queues import AsyncQueueSender, QueueSender
     from shared.state import build_state
 
-    return Services(
-        settings=settings,
-        plan=load_plan_for(settings),
-        stores=build_state(settings),
-        queues=AsyncQueueSender(QueueSender.from_settings(settings)),
-    )
+    return Storage(build_state(settings), AsyncQueueSender(QueueSender.from_settings(settings)))
 
 
 def _from_environment() -> Services:
@@ -168,20 +186,48 @@ def _from_environment() -> Services:
     return build_services(load_settings())
 
 
+def _storage_from_environment() -> Storage:
+    from shared.config import load_settings
+
+    return build_storage(load_settings())
+
+
 class ServicesProvider:
     """Builds the services on first use and keeps them; a failed build is retried next time."""
 
-    def __init__(self, build: Callable[[], Services] = _from_environment) -> None:
+    def __init__(
+        self,
+        build: Callable[[], Services] = _from_environment,
+        build_storage: Callable[[], Storage] = _storage_from_environment,
+    ) -> None:
         self._build = build
+        self._build_storage = build_storage
         self._services: Services | None = None
+        self._storage: Storage | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def of(cls, services: Services) -> ServicesProvider:
         """A provider that hands out ``services`` (tests)."""
-        provider = cls(lambda: services)
+        provider = cls(lambda: services, lambda: Storage(services.stores, services.queues, services.clock))
         provider._services = services
         return provider
+
+    async def aget_storage(self, *, what: str = "WaveGuard") -> Storage:
+        """The stores and the queue sender: those of the services when built, else built from the
+        storage settings alone, so a broken plan does not stop poison archiving or failure notes.
+
+        Raises:
+            RetryableError: the storage settings are invalid, or storage is unreachable.
+        """
+        from shared.config.startup import build_or_retry
+
+        services = self._services
+        if services is not None:
+            return Storage(services.stores, services.queues, services.clock)
+        if self._storage is None:
+            self._storage = await asyncio.to_thread(build_or_retry, self._build_storage, what=what)
+        return self._storage
 
     def get(self, *, what: str = "WaveGuard") -> Services:
         """The services, built now if need be.

@@ -21,9 +21,9 @@ class TapRecord:
     """The TAP issued for the hire (never its secret value)."""
 
     method_id: str
-    created_at: str
-    starts_at: str
-    expires_at: str
+    created_at: str | None
+    starts_at: str | None
+    expires_at: str | None
     is_usable_once: bool
 
     def to_dict(self) -> dict[str, Any]:
@@ -41,9 +41,9 @@ class TapRecord:
             return None
         return cls(
             method_id=raw["methodId"],
-            created_at=str(raw.get("createdAt", "")),
-            starts_at=str(raw.get("startsAt", "")),
-            expires_at=str(raw.get("expiresAt", "")),
+            created_at=_text_or_none(raw.get("createdAt")),
+            starts_at=_text_or_none(raw.get("startsAt")),
+            expires_at=_text_or_none(raw.get("expiresAt")),
             is_usable_once=bool(raw.get("isUsableOnce", False)),
         )
 
@@ -124,7 +124,9 @@ class HireProgress:
 
         def number(name: str) -> int:
             item = value.get(name)
-            return item if isinstance(item, int) and not isinstance(item, bool) and item >= 0 else 0
+            if isinstance(item, bool) or not isinstance(item, int | float) or not 0 <= item < 2**31:
+                return 0
+            return int(item)
 
         refused = value.get("tapRefused")
         return cls(
@@ -147,3 +149,7 @@ class HireProgress:
             status="not-provisioned" if value.get("status") == "not-provisioned" else None,
             gave_up_at=text("gaveUpAt"),
         )
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
