@@ -21,6 +21,7 @@ from local.graph_emulator.clock import EmulatorClock
 from local.graph_emulator.errors import GraphError, error_body
 from local.graph_emulator.faults import FaultInjector
 from local.graph_emulator.limits import RateLimitConfig, RateLimiters
+from local.graph_emulator.outbound import Outbound
 from local.graph_emulator.requestlog import RequestLog
 from local.graph_emulator.resources import (
     auth_methods,
@@ -33,6 +34,7 @@ from local.graph_emulator.resources import (
     provisioning,
     registration,
     signins,
+    subscriptions,
     tap,
     users,
 )
@@ -59,6 +61,7 @@ GRAPH_ROUTE_TABLES: tuple[RouteTable, ...] = (
     registration.routes,
     auth_methods.routes,
     signins.routes,
+    subscriptions.routes,
 )
 ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (
     admin.routes,
@@ -67,9 +70,14 @@ ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (
     provisioning.admin_routes,
     registration.admin_routes,
     signins.admin_routes,
+    subscriptions.admin_routes,
 )
 # Run (under the lock) before every Graph request and $batch item, e.g. to let due users appear.
 BEFORE_GRAPH_REQUEST: tuple[Callable[[Emulator], None], ...] = (provisioning.promote_due_users,)
+# Run (under the lock) after every Graph request and $batch item with the membership changes it made.
+AFTER_GRAPH_REQUEST: tuple[Callable[[Emulator, list[tuple[int, str, str, str]]], None], ...] = (
+    subscriptions.notify_changes,
+)
 RESET_FIELDS = frozenset({"seed", "randomSeed", "writeBudget", "snapshot", "timeScale", "rateLimits"})
 
 
@@ -131,6 +139,7 @@ class Emulator:
         self.admin_router = Router(ADMIN_ROUTE_TABLES)
         self.faults = FaultInjector()
         self.requests = RequestLog()
+        self.outbound = Outbound()
         self.config = self.startup_config
         self.store = TenantStore()
         self.demo: DemoTenant | None = None
@@ -156,6 +165,7 @@ class Emulator:
             self.rate_limits = RateLimiters(config.rate_limits, self.clock)
             self.faults.clear()
             self.requests.clear()
+            self.outbound.clear()
 
     def handle(self, request: Request) -> Response:
         """Answer any request that reached the server."""
@@ -185,7 +195,11 @@ class Emulator:
             with self.lock:
                 for hook in BEFORE_GRAPH_REQUEST:
                     hook(self)
+                before = self.store.change_sequence
                 response = handler(Call(request, params, self))
+                changes = self.store.changes_since(before)
+                for after in AFTER_GRAPH_REQUEST:
+                    after(self, changes)
         except GraphError as exc:
             response = self.error_response(request, exc)
         except Exception:  # the emulator's own bug: answer like Graph's 500 and keep serving

@@ -174,6 +174,7 @@ class EmulatorHandle:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+        self.emulator.outbound.stop()
 
 
 def start_emulator(
