@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Final
 
 from local.graph_emulator.clock import iso_utc
@@ -82,8 +83,6 @@ class Outbound:
 
     def send(self, url: str, body: JsonObject, *, kind: str) -> Delivery:
         """Queue one notification collection for ``url``."""
-        from datetime import UTC, datetime
-
         with self._lock:
             self._sequence += 1
             delivery = Delivery(
@@ -115,8 +114,6 @@ class Outbound:
             self._deliver(delivery)
 
     def _deliver(self, delivery: Delivery) -> None:
-        from datetime import UTC, datetime
-
         data = json.dumps(delivery.body).encode("utf-8")
         for attempt in range(1, ATTEMPTS + 1):
             delivery.attempts = attempt

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -17,6 +18,7 @@ __all__ = [
     "DEFAULT_ADMIN_ROLES",
     "AdminPolicy",
     "BambooHr",
+    "GroupChanges",
     "HrProviders",
     "Policies",
     "ResponseMode",
@@ -170,6 +172,19 @@ class Subscriptions(ConfigModel):
 
     @model_validator(mode="after")
     def _client_state_with_url(self) -> Self:
+        url = urlsplit(self.notification_url) if self.notification_url else None
+        if (
+            url is not None
+            and url.scheme != "https"
+            and url.hostname not in ("127.0.0.1", "localhost", "::1")
+        ):
+            raise PydanticCustomError(
+                "notification_url",
+                "notificationUrl must be https (Graph calls only https endpoints; http is allowed on "
+                "the loopback for local runs)",
+            )
+        if url is not None and url.fragment:
+            raise PydanticCustomError("notification_url", "notificationUrl must not have a #fragment")
         if self.notification_url and self.client_state is None:
             raise PydanticCustomError("client_state", "clientState is required when notificationUrl is set")
         if self.client_state is not None and len(self.client_state.get_secret_value()) > 128:
@@ -177,6 +192,14 @@ class Subscriptions(ConfigModel):
                 "client_state", "clientState must be at most 128 characters (Graph's limit)"
             )
         return self
+
+
+class GroupChanges(ConfigModel):
+    """What the group-change worker does beyond the break-glass repairs (which are always on)."""
+
+    # A member of an enforced wave removed by someone other than WaveGuard is always alerted on
+    # (WaveMemberRemoved); with this on, the member is also put back.
+    readd_removed_wave_members: bool = False
 
 
 class RolloutPlan(ConfigModel):
@@ -191,6 +214,7 @@ class RolloutPlan(ConfigModel):
     risk: Risk = Risk()
     alerting: AlertingConfig
     subscriptions: Subscriptions = Subscriptions()
+    group_changes: GroupChanges = GroupChanges()
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:

@@ -316,6 +316,27 @@ async def read_sync_run(state: AsyncStores, run_id: str) -> dict[str, Any] | Non
     return value
 
 
+async def planned_removals(state: AsyncStores, wave: str) -> frozenset[str]:
+    """The members the wave's latest membership sync removes (or removed): WaveGuard's own removals,
+    which the group-change worker must not report as someone else's.
+
+    Raises:
+        RetryableError: the store is unavailable.
+    """
+    latest = await state.kv.get(NAMESPACE, f"latest:{wave}")
+    run_id = latest.value.get("runId") if latest is not None and isinstance(latest.value, dict) else None
+    if not isinstance(run_id, str):
+        return frozenset()
+    run = await state.kv.get(NAMESPACE, run_id)
+    total = int(run.value.get("totalChunks", 0)) if run is not None and isinstance(run.value, dict) else 0
+    removed: set[str] = set()
+    for n in range(total):
+        chunk = await state.kv.get(NAMESPACE, f"{run_id}:{n}")
+        if chunk is not None and isinstance(chunk.value, dict):
+            removed.update(str(m).lower() for m in chunk.value.get("remove") or [])
+    return frozenset(removed)
+
+
 async def process_chunk(deps: SyncDeps, envelope: Envelope) -> ChunkOutcome:
     """Apply one chunk once: duplicates are skipped, a dead worker's chunk is resumed.
 
