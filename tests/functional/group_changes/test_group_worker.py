@@ -1,24 +1,40 @@
-"""The group-changes worker against the Graph emulator: break-glass changes made by anyone are undone."""
+"""The group-changes worker against the Graph emulator: what a change in each kind of watched group
+makes WaveGuard do, whoever made the change."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from local.graph_emulator import EmulatorHandle
+from shared.alerting import list_open_alerts
 from shared.config import load_plan_for, load_settings
 from shared.envelope import Envelope
 from shared.graph import build_graph_client
 from shared.group_changes.notifications import CHANGE_TYPE
-from shared.group_changes.worker import ACTOR, GroupChangeDeps, group_change_routes, react_to_group, settle
+from shared.group_changes.worker import (
+    ACTOR,
+    DELTA_NAMESPACE,
+    RESYNC_TYPE,
+    GroupChangeDeps,
+    group_change_routes,
+    react_to_group,
+    settle,
+)
 from shared.names import ALERTS
 from shared.pipeline import PipelineDeps, handle_envelope
 from shared.queues import MemoryQueues
+from shared.rollout.membership import NAMESPACE as SYNC_NAMESPACE
+from shared.rollout.wave_state import WaveState, replace_wave_state
 from shared.state import StateStores, build_memory_state
 
 pytestmark = pytest.mark.functional
+
+PILOT_GROUP = "WaveGuard - Wave 1 Pilot"
 
 
 @pytest.fixture
@@ -32,14 +48,37 @@ def queues() -> MemoryQueues:
 
 
 @pytest.fixture
-def deps(app_environ: dict[str, str], stores: StateStores, queues: MemoryQueues) -> GroupChangeDeps:
+def started() -> list[tuple[str, str]]:
+    return []
+
+
+@pytest.fixture
+def deps(
+    app_environ: dict[str, str], stores: StateStores, queues: MemoryQueues, started: list[tuple[str, str]]
+) -> GroupChangeDeps:
     settings = load_settings(app_environ)
-    return GroupChangeDeps(load_plan_for(settings), build_graph_client(settings), stores.aio, queues)
+
+    async def start_membership(wave: str, *, correlation_id: str) -> object:
+        started.append((wave, correlation_id))
+        return None
+
+    return GroupChangeDeps(
+        load_plan_for(settings),
+        build_graph_client(settings),
+        stores.aio,
+        queues,
+        start_membership=start_membership,
+    )
 
 
 def _graph(emulator: EmulatorHandle, method: str, path: str, body: Any = None) -> None:
     # "Someone" in the tenant: a plain Graph call, not WaveGuard's guarded client.
     httpx.request(method, f"{emulator.base_url}{path}", json=body).raise_for_status()
+
+
+def _add(emulator: EmulatorHandle, group_id: str, member: str) -> None:
+    ref = {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{member}"}
+    _graph(emulator, "POST", f"/groups/{group_id}/members/$ref", ref)
 
 
 def _members(emulator: EmulatorHandle, group_id: str) -> set[str]:
@@ -51,20 +90,32 @@ def _alertnames(queues: MemoryQueues) -> list[str]:
     return [e.payload["labels"]["alertname"] for e in queues.on(ALERTS)]
 
 
-async def test_a_break_glass_account_added_to_a_watched_group_is_removed_again_and_paged(
+def _pilot_group(emulator: EmulatorHandle, members: list[str] = ()) -> str:  # type: ignore[assignment]
+    """The pilot wave's group, as the rollout would have created it."""
+    response = httpx.post(
+        f"{emulator.admin_url}/groups", json={"displayName": PILOT_GROUP, "members": members}
+    )
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+async def _enforce(stores: StateStores, wave: str) -> None:
+    await replace_wave_state(stores.aio.kv, wave, WaveState.ENFORCED, datetime.now(UTC), etag=None)
+
+
+async def test_a_break_glass_account_added_to_a_wave_group_is_removed_again_and_paged(
     deps: GroupChangeDeps, emulator_server: EmulatorHandle, stores: StateStores, queues: MemoryQueues
 ) -> None:
     demo = emulator_server.demo
     assert demo is not None
-    pilot, account = demo.it_pilot_group_id, demo.break_glass_ids[0]
-    # GIVEN the worker has looked at the IT pilot selector group once (nothing to repair)
+    pilot, account = _pilot_group(emulator_server), demo.break_glass_ids[0]
+    # GIVEN the worker has looked at the pilot wave group once (nothing to repair)
     first = await react_to_group(deps, pilot, correlation_id="c0")
-    assert (first.status, _alertnames(queues)) == ("checked", [])
+    assert (first.status, first.roles, _alertnames(queues)) == ("checked", ("wave:pilot",), [])
     # WHEN someone adds a break-glass account to it and Graph's notification arrives
-    ref = {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{account}"}
-    _graph(emulator_server, "POST", f"/groups/{pilot}/members/$ref", ref)
+    _add(emulator_server, pilot, account)
     envelope = Envelope(
-        type=CHANGE_TYPE, payload={"entries": [{"resource": f"groups/{pilot}", "changeType": "updated"}]}
+        type=CHANGE_TYPE, payload={"entries": [{"resource": f"Groups/{pilot}", "changeType": "updated"}]}
     )
     pipeline = PipelineDeps("group-changes", ACTOR, deps.state, queues)
     [repair] = await handle_envelope(
@@ -76,13 +127,33 @@ async def test_a_break_glass_account_added_to_a_watched_group_is_removed_again_a
     assert [e.action for e in stores.audit.list()] == ["breakglass.target.revert"]
     assert _alertnames(queues) == ["BreakGlassTargeted"]
     assert queues.on(ALERTS)[0].payload["severity"] == "critical"
-    # AND the same notification delivered again changes nothing more (WaveGuard's own removal is seen)
+    # AND it is an open alert on the pilot wave, which holds its promotion until resolved
+    [open_alert] = await list_open_alerts(stores.aio.kv, "pilot")
+    assert open_alert.key == f"group-changes:BreakGlassTargeted:{pilot}"
+    # AND the next look (WaveGuard's own removal) changes nothing more
     again = await react_to_group(deps, pilot, correlation_id="c2")
-    assert (again.status, again.removed_break_glass) == ("checked", [])
+    assert (again.status, again.removed_break_glass, _alertnames(queues)) == (
+        "checked",
+        [],
+        ["BreakGlassTargeted"],
+    )
+
+
+async def test_overlapping_notifications_for_one_change_react_once(
+    deps: GroupChangeDeps, emulator_server: EmulatorHandle, queues: MemoryQueues
+) -> None:
+    demo = emulator_server.demo
+    assert demo is not None
+    pilot = _pilot_group(emulator_server)
+    await react_to_group(deps, pilot, correlation_id="c0")
+    _add(emulator_server, pilot, demo.break_glass_ids[1])
+    repairs = await asyncio.gather(*(react_to_group(deps, pilot, correlation_id=f"n{i}") for i in range(4)))
+    assert sorted(len(r.removed_break_glass) for r in repairs) == [0, 0, 0, 1]
+    assert _alertnames(queues) == ["BreakGlassTargeted"]
 
 
 async def test_a_break_glass_account_taken_out_of_the_exclusion_group_is_put_back_and_paged(
-    deps: GroupChangeDeps, emulator_server: EmulatorHandle, queues: MemoryQueues
+    deps: GroupChangeDeps, emulator_server: EmulatorHandle, stores: StateStores, queues: MemoryQueues
 ) -> None:
     demo = emulator_server.demo
     assert demo is not None
@@ -91,10 +162,14 @@ async def test_a_break_glass_account_taken_out_of_the_exclusion_group_is_put_bac
     # WHEN someone removes a break-glass account from the exclusion group
     _graph(emulator_server, "DELETE", f"/groups/{exclusion}/members/{account}/$ref")
     repair = await react_to_group(deps, exclusion, correlation_id="c1")
-    # THEN it is back, and a critical BreakGlassExclusionRemoved is raised
+    # THEN it is back, and a critical BreakGlassExclusionRemoved is raised, open on every wave
     assert (repair.status, repair.restored_break_glass) == ("repaired", [account])
     assert account in _members(emulator_server, exclusion)
     assert _alertnames(queues) == ["BreakGlassExclusionRemoved"]
+    for wave in deps.plan.waves:
+        assert [a.key for a in await list_open_alerts(stores.aio.kv, wave.name)] == [
+            f"group-changes:BreakGlassExclusionRemoved:{exclusion}"
+        ]
 
 
 async def test_the_first_look_at_the_exclusion_group_already_restores_a_missing_account(
@@ -110,26 +185,122 @@ async def test_the_first_look_at_the_exclusion_group_already_restores_a_missing_
 
 
 async def test_a_watched_group_deleted_is_paged(
+    deps: GroupChangeDeps, emulator_server: EmulatorHandle, stores: StateStores, queues: MemoryQueues
+) -> None:
+    pilot = _pilot_group(emulator_server)
+    await react_to_group(deps, pilot, correlation_id="c0")
+    _graph(emulator_server, "DELETE", f"/groups/{pilot}")
+    repair = await react_to_group(deps, pilot, correlation_id="c1")
+    assert repair.status == "deleted"
+    assert _alertnames(queues) == ["WatchedGroupDeleted"]
+    stored = stores.kv.get(DELTA_NAMESPACE, pilot)
+    assert stored is not None
+    assert stored.value["deleted"] is True
+
+
+async def test_a_group_nobody_watches_is_ignored(
     deps: GroupChangeDeps, emulator_server: EmulatorHandle, queues: MemoryQueues
 ) -> None:
     demo = emulator_server.demo
     assert demo is not None
-    await react_to_group(deps, demo.it_pilot_group_id, correlation_id="c0")
-    _graph(emulator_server, "DELETE", f"/groups/{demo.it_pilot_group_id}")
-    repair = await react_to_group(deps, demo.it_pilot_group_id, correlation_id="c1")
-    assert repair.status == "deleted"
-    assert _alertnames(queues) == ["WatchedGroupDeleted"]
+    # the IT pilot selector group is watched only once the pilot wave has a group
+    repair = await react_to_group(deps, demo.it_pilot_group_id, correlation_id="c0")
+    assert repair.status == "ignored"
+    assert queues.on(ALERTS) == []
 
 
-async def test_a_resource_that_is_not_a_group_is_settled_not_retried(
-    deps: GroupChangeDeps, queues: MemoryQueues
+async def test_a_selector_group_change_starts_the_waves_membership_sync(
+    deps: GroupChangeDeps,
+    emulator_server: EmulatorHandle,
+    stores: StateStores,
+    started: list[tuple[str, str]],
 ) -> None:
-    envelope = Envelope(
-        type=CHANGE_TYPE, payload={"entries": [{"resource": "users/abc", "changeType": "updated"}]}
-    )
+    demo = emulator_server.demo
+    assert demo is not None
+    _pilot_group(emulator_server)
+    selector = demo.it_pilot_group_id
+    first = await react_to_group(deps, selector, correlation_id="c0")
+    assert first.roles == ("selector:pilot",)
+    sales = next(str(u["id"]) for u in emulator_server.store.users.values() if u["department"] == "Sales")
+    # a planned wave does not sync yet
+    _add(emulator_server, selector, sales)
+    assert (await react_to_group(deps, selector, correlation_id="c1")).syncs_started == []
+    # a started one does, with the same membership sync the timer uses
+    await _enforce(stores, "pilot")
+    _graph(emulator_server, "DELETE", f"/groups/{selector}/members/{sales}/$ref")
+    repair = await react_to_group(deps, selector, correlation_id="c2")
+    assert repair.syncs_started == ["pilot"]
+    assert started == [("pilot", f"c2:{selector}")]
+    # a break-glass account joining a selector group moves nobody (and is not removed from it)
+    _add(emulator_server, selector, demo.break_glass_ids[0])
+    quiet = await react_to_group(deps, selector, correlation_id="c3")
+    assert (quiet.syncs_started, quiet.removed_break_glass) == ([], [])
+
+
+@pytest.mark.parametrize("readd", [False, True])
+async def test_a_member_removed_from_an_enforced_wave_by_someone_else_is_alerted(
+    deps: GroupChangeDeps,
+    emulator_server: EmulatorHandle,
+    stores: StateStores,
+    queues: MemoryQueues,
+    readd: bool,
+) -> None:
+    it = [str(u["id"]) for u in emulator_server.store.users.values() if u["department"] == "IT"][:3]
+    pilot = _pilot_group(emulator_server, it)
+    await _enforce(stores, "pilot")
+    if readd:
+        plan = deps.plan.model_copy(
+            update={
+                "group_changes": deps.plan.group_changes.model_copy(
+                    update={"readd_removed_wave_members": True}
+                )
+            }
+        )
+        deps = GroupChangeDeps(
+            plan, deps.graph, deps.state, deps.queues, start_membership=deps.start_membership
+        )
+    await react_to_group(deps, pilot, correlation_id="c0")
+    # WaveGuard's own sync planned to remove it[0]; someone else removes it[1]
+    stores.kv.put(SYNC_NAMESPACE, "latest:pilot", {"runId": "run-1"})
+    stores.kv.put(SYNC_NAMESPACE, "run-1", {"totalChunks": 1})
+    stores.kv.put(SYNC_NAMESPACE, "run-1:0", {"add": [], "remove": [it[0]]})
+    _graph(emulator_server, "DELETE", f"/groups/{pilot}/members/{it[0]}/$ref")
+    _graph(emulator_server, "DELETE", f"/groups/{pilot}/members/{it[1]}/$ref")
+    repair = await react_to_group(deps, pilot, correlation_id="c1")
+    assert repair.removed_wave_members == [it[1]]
+    assert _alertnames(queues) == ["WaveMemberRemoved"]
+    assert queues.on(ALERTS)[0].payload["severity"] == "high"
+    assert (it[1] in _members(emulator_server, pilot)) is readd
+    assert it[0] not in _members(emulator_server, pilot)
+    actions = sorted(e.action for e in stores.audit.list())
+    expected = ["wave.member.readd", "wave.member.removed"] if readd else ["wave.member.removed"]
+    assert actions == expected
+
+
+async def test_a_delta_link_graph_no_longer_knows_falls_back_to_a_full_read(
+    deps: GroupChangeDeps, emulator_server: EmulatorHandle, stores: StateStores
+) -> None:
+    demo = emulator_server.demo
+    assert demo is not None
+    exclusion = demo.break_glass_group_id
+    stale = f"{emulator_server.base_url}/groups/delta?$deltatoken=eyJzIjogOTk5OTksICJpZHMiOiBudWxsfQ%3D%3D"
+    stores.kv.put(DELTA_NAMESPACE, exclusion, {"deltaLink": stale, "at": "2026-01-01T00:00:00+00:00"})
+    _graph(emulator_server, "DELETE", f"/groups/{exclusion}/members/{demo.break_glass_ids[0]}/$ref")
+    repair = await react_to_group(deps, exclusion, correlation_id="c0", trigger="resync")
+    assert repair.restored_break_glass == [demo.break_glass_ids[0]]
+
+
+async def test_the_daily_resync_finds_drift_a_lost_notification_hid(
+    deps: GroupChangeDeps, emulator_server: EmulatorHandle, queues: MemoryQueues
+) -> None:
+    demo = emulator_server.demo
+    assert demo is not None
+    pilot = _pilot_group(emulator_server)
+    await react_to_group(deps, pilot, correlation_id="c0")
+    _add(emulator_server, pilot, demo.break_glass_ids[0])  # its notification never arrives
+    envelope = Envelope(type=RESYNC_TYPE, payload={"entries": [{"resource": f"groups/{pilot}"}]})
     pipeline = PipelineDeps("group-changes", ACTOR, deps.state, queues)
-    outcome = await handle_envelope(
+    [repair] = await handle_envelope(
         envelope.to_json(), group_change_routes(deps), pipeline, on_permanent=settle
     )
-    assert type(outcome).__name__ == "InvalidPayloadError"
-    assert _alertnames(queues) == ["GroupChangeFailed"]
+    assert repair.removed_break_glass == [demo.break_glass_ids[0]]
