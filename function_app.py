@@ -12,6 +12,7 @@ import azure.functions as func
 
 from handlers import (
     graph_notifications,
+    group_timers,
     group_worker,
     health,
     hr_ingress,
@@ -37,5 +38,6 @@ for module in (
     poison,
     wave_timer,
     wave_worker,
+    group_timers,
 ):
     app.register_functions(module.blueprint(services))

@@ -46,6 +46,8 @@ ENVIRON: Final = {
     "WAVEGUARD_GRAPH_CLIENT_STATE": "fault-campaign-client-state",
     # Wave ticks every 5 s: the rollout runs next to the HR traffic.
     "WAVEGUARD_WAVE_SCHEDULE": "*/5 * * * * *",
+    "WAVEGUARD_SUBSCRIPTION_SCHEDULE": "0 0 */6 * * *",
+    "WAVEGUARD_GROUP_RESYNC_SCHEDULE": "0 30 2 * * *",
     "WAVEGUARD_TELEMETRY": "off",
     "PYTHONUNBUFFERED": "1",
 }

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cli import doctor, policies
 from cli import poison as poison_cli
+from cli import subscriptions as subscriptions_cli
 from cli import waves as waves_cli
 
 EXIT_OK = 0
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_parser(sub)
     policies.add_parser(sub)
     poison_cli.add_parser(sub)
+    subscriptions_cli.add_parser(sub)
     waves_cli.add_parser(sub)
     return parser
 

@@ -92,6 +92,12 @@ param graphTimeoutSeconds int = 20
 @description('WAVEGUARD_WAVE_SCHEDULE: NCRONTAB (six fields, seconds first) of the rollout timer that evaluates wave gates, re-syncs membership and nudges.')
 param waveSchedule string = '0 */15 * * * *'
 
+@description('WAVEGUARD_SUBSCRIPTION_SCHEDULE: NCRONTAB of the timer that creates and renews the Graph change-notification subscriptions on watched groups (it also runs at start).')
+param subscriptionSchedule string = '0 0 */6 * * *'
+
+@description('WAVEGUARD_GROUP_RESYNC_SCHEDULE: NCRONTAB of the daily full look at every watched group (the safety net for lost notifications).')
+param groupResyncSchedule string = '0 30 2 * * *'
+
 @description('WAVEGUARD_TELEMETRY: auto exports to Application Insights (and OTLP when an endpoint is set); console prints spans; off disables export.')
 @allowed([
   'auto'
@@ -207,6 +213,8 @@ var waveguardBaseSettings = {
   GRAPH_TIMEOUT_SECONDS: string(graphTimeoutSeconds)
   WAVEGUARD_TELEMETRY: telemetry
   WAVEGUARD_WAVE_SCHEDULE: waveSchedule
+  WAVEGUARD_SUBSCRIPTION_SCHEDULE: subscriptionSchedule
+  WAVEGUARD_GROUP_RESYNC_SCHEDULE: groupResyncSchedule
 }
 var otlpSettings = empty(otlpEndpoint) ? {} : { OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint }
 var waveguardSettings = union(waveguardBaseSettings, otlpSettings, extraAppSettings)

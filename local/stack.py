@@ -142,8 +142,13 @@ def stack_environ(ports: Ports) -> dict[str, str]:
     """The environment the app sees in this stack: local settings, the real environment, these ports."""
     from cli.main import read_local_settings
 
+    local = read_local_settings(SETTINGS_FILE)
+    key = json.loads(SETTINGS_FILE.read_text("utf-8")).get("FunctionKeys", {}).get("default", "")
+    # Graph (the emulator) calls the app back here: the notification ingress, key in the query.
+    notifications = f"http://127.0.0.1:{ports.host}/api/graph/notifications?code={key}"
     return {
-        **read_local_settings(SETTINGS_FILE),
+        "WAVEGUARD_NOTIFICATION_URL": notifications,
+        **local,
         **os.environ,
         "AzureWebJobsStorage": connection_string(
             blob_port=ports.blob, queue_port=ports.queue, table_port=ports.table

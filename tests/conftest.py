@@ -44,6 +44,8 @@ PLAN_SECRETS: dict[str, str] = {
     "TEAMS_WEBHOOK_URL": "http://127.0.0.1:9/teams",
     "WAVEGUARD_GRAPH_CLIENT_STATE": "test-client-state",
     "WAVEGUARD_WAVE_SCHEDULE": "0 */15 * * * *",
+    "WAVEGUARD_SUBSCRIPTION_SCHEDULE": "0 0 */6 * * *",
+    "WAVEGUARD_GROUP_RESYNC_SCHEDULE": "0 30 2 * * *",
 }
 
 

@@ -87,6 +87,7 @@ async def watched_groups(graph: GraphServiceClient, plan: RolloutPlan, kv: Async
     missing: list[str] = []
     exclusion = await exclusion_group_id(graph, plan)
     roles[exclusion].append(EXCLUSION)
+    names[exclusion] = plan.break_glass.exclusion_group.display_name
     for index, wave in enumerate(plan.waves):
         group_id = await recorded_group_id(kv, wave.name)
         found = await _find(graph, group_id or wave.group.id, None if group_id else wave.group.display_name)

@@ -50,6 +50,16 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "authLevel": "function",
     },
     "wave_timer": {"type": "timerTrigger", "schedule": "%WAVEGUARD_WAVE_SCHEDULE%", "runOnStartup": False},
+    "subscription_timer": {
+        "type": "timerTrigger",
+        "schedule": "%WAVEGUARD_SUBSCRIPTION_SCHEDULE%",
+        "runOnStartup": True,
+    },
+    "group_resync_timer": {
+        "type": "timerTrigger",
+        "schedule": "%WAVEGUARD_GROUP_RESYNC_SCHEDULE%",
+        "runOnStartup": False,
+    },
     **{
         f"{queue.replace('-', '_')}_poison": {
             "type": "queueTrigger",

@@ -1,0 +1,68 @@
+"""What the two group-change timers do: keep the subscriptions fresh, and the daily safety net.
+
+- ``run_subscription_sync``: ``sync_subscriptions`` (at start and every few hours); a group whose
+  subscription Graph refused is logged with Graph's reason, the others are unaffected. With no
+  ``subscriptions.notificationUrl`` in the plan it does nothing (no Graph call).
+- ``enqueue_resync``: one ``graph.group.resync`` envelope per watched group on ``group-changes``
+  (ids per day and group, so a timer that fires twice enqueues the same messages); the worker reads
+  each group's delta exactly as for a notification, so drift a lost notification hid is found and
+  repaired the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from shared.envelope import Envelope
+from shared.group_changes.subscriptions import SubscriptionDeps, SubscriptionStatus, sync_subscriptions
+from shared.group_changes.watched import watched_groups
+from shared.group_changes.worker import RESYNC_TYPE
+from shared.names import GROUP_CHANGES
+from shared.queues import Sender
+
+__all__ = ["enqueue_resync", "run_subscription_sync"]
+
+log = logging.getLogger(__name__)
+
+
+async def run_subscription_sync(deps: SubscriptionDeps, *, correlation_id: str) -> list[SubscriptionStatus]:
+    """Sync the subscriptions (nothing when the plan sets no notification URL).
+
+    Raises:
+        SafetyViolationError: the break-glass exclusion group does not exist.
+        RetryableError: Graph or storage failed.
+    """
+    if deps.plan.subscriptions.notification_url is None:
+        log.info("subscriptions.notificationUrl is not set: no Graph subscriptions are kept")
+        return []
+    results = await sync_subscriptions(deps, correlation_id=correlation_id)
+    for status in results:
+        level = logging.WARNING if status.action == "failed" else logging.INFO
+        log.log(
+            level,
+            "subscription %s",
+            status.action,
+            extra={"group_id": status.group_id, "detail": status.detail, "correlation_id": correlation_id},
+        )
+    return results
+
+
+async def enqueue_resync(deps: SubscriptionDeps, queues: Sender, *, now: datetime) -> int:
+    """Queue a look at every watched group; how many were queued.
+
+    Raises:
+        SafetyViolationError: the break-glass exclusion group does not exist.
+        RetryableError: Graph or the queue failed (a retry enqueues the same ids).
+    """
+    watched = await watched_groups(deps.graph, deps.plan, deps.state.kv)
+    day = now.strftime("%Y%m%d")
+    for group in watched.groups:
+        envelope = Envelope(
+            type=RESYNC_TYPE,
+            id=f"group-resync-{day}-{group.group_id}",
+            payload={"entries": [{"resource": f"groups/{group.group_id}"}]},
+        )
+        await queues.send(GROUP_CHANGES, envelope)
+    log.info("group resync queued", extra={"groups": len(watched.groups), "missing": list(watched.missing)})
+    return len(watched.groups)
