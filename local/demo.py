@@ -16,6 +16,7 @@ from typing import Any, cast
 import httpx
 
 from cli.main import main as waveguard_cli
+from local.demo_groups import show_group_change
 from local.demo_waves import show_wave_promotion
 from shared.config import RolloutPlan, Settings, load_plan_for, load_settings
 from shared.graph import build_graph_client
@@ -280,4 +281,5 @@ def run_demo(*, host_url: str, environ: Mapping[str, str]) -> None:
     step("doctor", lambda: show_doctor(environ))
     step("new hires", lambda: show_new_hires(host_url, settings, environ))
     step("wave promotion", lambda: show_wave_promotion(settings, environ))
+    step("group changes", lambda: show_group_change(environ))
     print(flush=True)
