@@ -70,7 +70,8 @@ def main() -> int:
     print(
         f"group change -> revert p50 {groups['p50_s']:.2f} s, p99 {groups['p99_s']:.2f} s "
         f"({groups['p99_over_limit']:.2f} of the {group_changes.LIMIT_S:.0f} s goal), "
-        f"{groups['graph_calls_per_change']:.2f} Graph calls and {groups['reverts_per_change']:.2f} reverts per change"
+        f"{groups['graph_calls_per_change']:.2f} Graph calls and "
+        f"{groups['reverts_per_change']:.2f} reverts per change"
     )
     sync = figures["membership_sync"]
     _print_sync(sync)
