@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import Annotated, Literal, Self
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -172,19 +171,6 @@ class Subscriptions(ConfigModel):
 
     @model_validator(mode="after")
     def _client_state_with_url(self) -> Self:
-        url = urlsplit(self.notification_url) if self.notification_url else None
-        if (
-            url is not None
-            and url.scheme != "https"
-            and url.hostname not in ("127.0.0.1", "localhost", "::1")
-        ):
-            raise PydanticCustomError(
-                "notification_url",
-                "notificationUrl must be https (Graph calls only https endpoints; http is allowed on "
-                "the loopback for local runs)",
-            )
-        if url is not None and url.fragment:
-            raise PydanticCustomError("notification_url", "notificationUrl must not have a #fragment")
         if self.notification_url and self.client_state is None:
             raise PydanticCustomError("client_state", "clientState is required when notificationUrl is set")
         if self.client_state is not None and len(self.client_state.get_secret_value()) > 128:

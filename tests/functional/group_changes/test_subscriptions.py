@@ -1,0 +1,164 @@
+"""The subscription manager against the Graph emulator: one subscription per watched group, created
+(Graph validates the URL first), kept, renewed, created again when Graph lost it, dropped when the
+group is no longer watched; a refusal fails only its group; no URL, no subscription."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from cli.main import main as waveguard
+from local.graph_emulator import EmulatorHandle
+from shared.config import load_plan_for, load_settings
+from shared.errors import ConfigError
+from shared.graph import build_graph_client
+from shared.group_changes.subscriptions import (
+    NAMESPACE,
+    SubscriptionDeps,
+    lifecycle_url,
+    sync_subscriptions,
+)
+from shared.state import StateStores, build_memory_state
+from tests.receiver import Receiver, receiver
+
+pytestmark = pytest.mark.functional
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Receiver]:
+    with receiver() as state:
+        yield state
+
+
+@pytest.fixture
+def stores() -> StateStores:
+    return build_memory_state()
+
+
+def _deps(app_environ: dict[str, str], stores: StateStores, url: str | None) -> SubscriptionDeps:
+    settings = load_settings({**app_environ, "WAVEGUARD_NOTIFICATION_URL": url or ""})
+    return SubscriptionDeps(load_plan_for(settings), build_graph_client(settings), stores.aio)
+
+
+def _call(method: str, url: str, body: object = None) -> dict[str, str]:
+    answer = httpx.request(method, url, json=body)
+    answer.raise_for_status()
+    return answer.json() if answer.content else {}
+
+
+def _graph_subscriptions(emulator: EmulatorHandle) -> dict[str, str]:
+    return {s["groupId"]: s["id"] for s in httpx.get(f"{emulator.admin_url}/subscriptions").json()["value"]}
+
+
+async def test_sync_creates_keeps_renews_recreates_and_drops(
+    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores, endpoint: Receiver
+) -> None:
+    demo = emulator_server.demo
+    assert demo is not None
+    deps = _deps(app_environ, stores, endpoint.url)
+    exclusion = demo.break_glass_group_id
+    # first sync: the exclusion group (no wave has a group yet)
+    [first] = await sync_subscriptions(deps, correlation_id="c1")
+    assert (first.group_id, first.action, first.roles) == (exclusion, "created", ("exclusion",))
+    assert _graph_subscriptions(emulator_server) == {exclusion: first.subscription_id}
+    assert len(endpoint.validations) == 2  # notification and lifecycle URLs, validated by Graph
+    # a second sync changes nothing
+    [again] = await sync_subscriptions(deps, correlation_id="c2")
+    assert (again.action, again.subscription_id) == ("kept", first.subscription_id)
+    # less than 7 days left: renewed in place
+    record = stores.kv.get(NAMESPACE, exclusion)
+    assert record is not None
+    soon = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    stores.kv.put(NAMESPACE, exclusion, {**record.value, "expiresAt": soon})
+    [renewed] = await sync_subscriptions(deps, correlation_id="c3")
+    assert (renewed.action, renewed.subscription_id) == ("renewed", first.subscription_id)
+    assert renewed.expires_at is not None
+    assert renewed.expires_at > soon
+    # Graph lost it: created again
+    _call("DELETE", f"{emulator_server.base_url}/subscriptions/{first.subscription_id}")
+    [recreated] = await sync_subscriptions(deps, correlation_id="c4")
+    assert recreated.action == "recreated"
+    assert _graph_subscriptions(emulator_server) == {exclusion: recreated.subscription_id}
+    # the pilot wave gets its group: its group and its selector group are watched too
+    pilot_id = _call(
+        "POST", f"{emulator_server.admin_url}/groups", {"displayName": "WaveGuard - Wave 1 Pilot"}
+    )["id"]
+    results = {s.group_id: s for s in await sync_subscriptions(deps, correlation_id="c5")}
+    assert results[pilot_id].roles == ("wave:pilot",)
+    assert results[demo.it_pilot_group_id].roles == ("selector:pilot",)
+    # the pilot group is deleted: it is no longer watched and its subscription is dropped
+    _call("DELETE", f"{emulator_server.base_url}/groups/{pilot_id}")
+    dropped = {s.group_id: s for s in await sync_subscriptions(deps, correlation_id="c6")}
+    assert (dropped[pilot_id].action, dropped[pilot_id].watched) == ("deleted", False)
+    assert pilot_id not in _graph_subscriptions(emulator_server)
+    actions = sorted(e.action for e in stores.audit.list())
+    assert "subscription.renewed" in actions
+    assert "subscription.deleted" in actions
+
+
+async def test_a_refused_validation_fails_that_group_and_is_explained(
+    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores, endpoint: Receiver
+) -> None:
+    endpoint.echo = "wrong"
+    deps = _deps(app_environ, stores, endpoint.url)
+    [status] = await sync_subscriptions(deps, correlation_id="c1")
+    assert status.action == "failed"
+    assert status.detail is not None
+    assert "validation" in status.detail.lower()
+    assert _graph_subscriptions(emulator_server) == {}
+
+
+async def test_without_a_notification_url_nothing_is_subscribed(
+    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores
+) -> None:
+    deps = _deps(app_environ, stores, None)
+    [status] = await sync_subscriptions(deps, correlation_id="c1")
+    assert status.action == "unconfigured"
+    assert _graph_subscriptions(emulator_server) == {}
+
+
+def test_the_cli_lists_and_syncs_with_the_key_never_shown(
+    app_environ: dict[str, str],
+    emulator_server: EmulatorHandle,
+    endpoint: Receiver,
+    capsys: pytest.CaptureFixture[str],
+    storage_connection_string: str,
+) -> None:
+    env = {**app_environ, "WAVEGUARD_NOTIFICATION_URL": endpoint.url}
+    assert waveguard(["subscriptions", "sync"], env) == 0
+    assert "[created]" in capsys.readouterr().out
+    assert waveguard(["subscriptions", "list", "--json"], env) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["notificationUrl"].endswith("/api/graph/notifications?code=***")
+    [row] = listed["groups"]
+    assert row["subscriptionId"] in _graph_subscriptions(emulator_server).values()
+    endpoint.echo = "wrong"
+    httpx.delete(f"{emulator_server.base_url}/subscriptions/{row['subscriptionId']}")
+    assert waveguard(["subscriptions", "sync"], env) == 1
+    out = capsys.readouterr()
+    assert "[failed]" in out.out
+    assert "k%2By" not in out.out + out.err
+
+
+def test_a_bad_notification_url_is_refused_naming_the_field(
+    app_environ: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {
+        **app_environ,
+        "WAVEGUARD_NOTIFICATION_URL": "http://waveguard.example.com/api/graph/notifications",
+    }
+    with pytest.raises(ConfigError, match="expected an https URL"):
+        load_plan_for(load_settings(env))
+    assert waveguard(["subscriptions", "list"], env) == 2
+    assert "subscriptions" in capsys.readouterr().err
+
+
+def test_the_lifecycle_url_sits_next_to_the_notification_url() -> None:
+    assert lifecycle_url("https://app.example.net/api/graph/notifications?code=a%2Bb") == (
+        "https://app.example.net/api/graph/lifecycle?code=a%2Bb"
+    )
+    assert lifecycle_url("https://hooks.example.net/in") == "https://hooks.example.net/in"
