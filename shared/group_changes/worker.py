@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from shared.alerting import Alert, Severity, open_alert, raise_alert
 from shared.config import RolloutPlan
 from shared.envelope import Envelope
-from shared.errors import InvalidPayloadError, PermanentError, RetryableError, WaveGuardError
+from shared.errors import InvalidPayloadError, NotFoundError, PermanentError, RetryableError, WaveGuardError
 from shared.group_changes.delta import GroupDelta, read_group_delta
 from shared.group_changes.notifications import CHANGE_TYPE, LIFECYCLE_TYPE
 from shared.group_changes.subscriptions import (
@@ -115,7 +116,7 @@ class GroupRepair:
     syncs_started: list[str] = field(default_factory=list)
 
 
-_locks: dict[tuple[int, str], asyncio.Lock] = {}
+_locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
 
 def _group_lock(group_id: str) -> asyncio.Lock:
@@ -158,7 +159,7 @@ async def react_to_group(
         ) as run:
             if run.done:
                 return GroupRepair(group_id, status="seen", roles=group.roles)
-            repair, delta = await _look(deps, group, link, correlation_id)
+            repair, delta = await _look(deps, group, link, correlation_id, look_id=digest)
             now = deps.clock().isoformat()
             last_note = now if trigger == "notification" else previous.get("lastNotificationAt")
             record: dict[str, Any] = {
@@ -199,7 +200,7 @@ async def _read_delta(deps: GroupChangeDeps, group_id: str, link: str | None) ->
 
 
 async def _look(
-    deps: GroupChangeDeps, group: WatchedGroup, link: str | None, correlation_id: str
+    deps: GroupChangeDeps, group: WatchedGroup, link: str | None, correlation_id: str, *, look_id: str
 ) -> tuple[GroupRepair, GroupDelta]:
     from shared.graph.client import get_json
     from shared.graph.guard import resolve_break_glass_ids
@@ -233,7 +234,7 @@ async def _look(
         for wave in group.waves:
             await _wave_members_removed(deps, group, wave, people_removed, repair, correlation_id)
         if group.selector_of and (added | removed) - ids.account_ids:
-            await _start_syncs(deps, group, repair, correlation_id)
+            await _start_syncs(deps, group, repair, correlation_id, look_id)
     if repair.removed_break_glass or repair.restored_break_glass or repair.readded_wave_members:
         repair.status = "repaired"
     return repair, delta
@@ -309,7 +310,18 @@ async def _wave_members_removed(
         reason = f"removed from enforced wave {wave} by someone other than WaveGuard"
         await _audit(deps, "wave.member.removed", member, group.group_id, reason, correlation_id)
         if readd:
-            await add_member(deps.graph, group.group_id, member)
+            try:
+                await add_member(deps.graph, group.group_id, member)
+            except NotFoundError:  # the user was deleted: nothing to put back
+                await _audit(
+                    deps,
+                    "wave.member.gone",
+                    member,
+                    group.group_id,
+                    "no longer in the directory",
+                    correlation_id,
+                )
+                continue
             repair.readded_wave_members.append(member)
             await _audit(
                 deps, "wave.member.readd", member, group.group_id,
@@ -325,7 +337,7 @@ async def _wave_members_removed(
 
 
 async def _start_syncs(
-    deps: GroupChangeDeps, group: WatchedGroup, repair: GroupRepair, correlation_id: str
+    deps: GroupChangeDeps, group: WatchedGroup, repair: GroupRepair, correlation_id: str, look_id: str
 ) -> None:
     from shared.rollout.wave_state import WaveState, read_wave_record
 
@@ -337,7 +349,9 @@ async def _start_syncs(
             log.info("selector group changed; no membership sync wired", extra={"wave": wave})
             continue
         try:
-            await deps.start_membership(wave, correlation_id=f"{correlation_id}:{group.group_id}")
+            # One sync run per look (the run id derives from it): a redelivered look starts the same
+            # run, the next change a new one.
+            await deps.start_membership(wave, correlation_id=f"group-change:{group.group_id}:{look_id}")
         except RetryableError:
             raise
         except WaveGuardError as exc:

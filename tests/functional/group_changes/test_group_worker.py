@@ -230,7 +230,14 @@ async def test_a_selector_group_change_starts_the_waves_membership_sync(
     _graph(emulator_server, "DELETE", f"/groups/{selector}/members/{sales}/$ref")
     repair = await react_to_group(deps, selector, correlation_id="c2")
     assert repair.syncs_started == ["pilot"]
-    assert started == [("pilot", f"c2:{selector}")]
+    [(wave, run_key)] = started
+    assert wave == "pilot"
+    assert run_key.startswith(f"group-change:{selector}:")
+    # the next change, even in a message with the same id, starts a new sync run
+    _add(emulator_server, selector, sales)
+    await react_to_group(deps, selector, correlation_id="c2")
+    assert [w for w, _ in started] == ["pilot", "pilot"]
+    assert started[1][1] != run_key
     # a break-glass account joining a selector group moves nobody (and is not removed from it)
     _add(emulator_server, selector, demo.break_glass_ids[0])
     quiet = await react_to_group(deps, selector, correlation_id="c3")
