@@ -28,7 +28,7 @@ def blueprint(services: ServicesProvider) -> func.Blueprint:
 
         ready = await services.aget(what="the subscription timer")
         deps = SubscriptionDeps(ready.plan, ready.graph(), ready.state, ready.clock)
-        await run_subscription_sync(deps, correlation_id=f"subscriptions-{uuid.uuid4().hex}")
+        await run_subscription_sync(deps, ready.queues, correlation_id=f"subscriptions-{uuid.uuid4().hex}")
 
     @bp.timer_trigger(arg_name="timer", schedule=RESYNC_SCHEDULE, run_on_startup=False)
     async def group_resync_timer(timer: func.TimerRequest) -> None:

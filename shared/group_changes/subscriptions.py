@@ -8,7 +8,11 @@
   groups (41,760 minutes). Graph calls the ingress to validate before it answers;
 - a subscription with less than ``RENEW_BEFORE`` left is renewed (``PATCH expirationDateTime``);
   one Graph no longer knows (404) is created again;
-- a subscription on a group no longer watched is deleted.
+- a subscription on a group no longer watched is deleted, and so is any other subscription on a
+  group that calls WaveGuard's notification URL but is not the recorded one (a sync that died
+  between creating and recording it leaves one);
+- one sync runs at a time per tenant (a claim on ``subscriptions:sync``; a second gets
+  ``RetryableError``).
 
 What was done is recorded in the key-value store (namespace ``graph-subscriptions``, one record per
 group: subscription id, expiry, roles, last action) with an index of the groups, so the worker knows
@@ -27,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from shared.config import RolloutPlan
-from shared.errors import ConfigError, WaveGuardError
+from shared.errors import ConfigError, RetryableError, WaveGuardError
 from shared.group_changes.watched import WatchedGroup, WatchedSet, watched_groups
 from shared.state import AsyncStores, AuditEntry, Clock, iso, parse_iso, utc_now
 
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
 __all__ = [
+    "ACTOR",
     "CHANGE_TYPE",
     "LIFETIME",
     "MAX_MINUTES",
@@ -54,6 +59,9 @@ log = logging.getLogger(__name__)
 
 NAMESPACE: Final = "graph-subscriptions"
 INDEX_KEY: Final = "_index"
+SYNC_LOCK_KEY: Final = "subscriptions:sync"
+_SYNC_LOCK: Final = timedelta(minutes=5)
+_MAX_LIST_PAGES: Final = 50
 ACTOR: Final = "waveguard/subscriptions"
 CHANGE_TYPE: Final = "updated,deleted"
 MAX_MINUTES: Final = 41760  # Graph's longest subscription on groups (29 days)
@@ -144,17 +152,70 @@ async def sync_subscriptions(
         for status in results:
             _report(progress, status)
         return results
-    results = []
-    for group in watched.groups:
-        status = await _sync_one(deps, group, correlation_id)
-        results.append(status)
-        _report(progress, status)
-    for group_id in await _indexed(deps.state) - {g.group_id for g in watched.groups}:
-        status = await _drop(deps, group_id, correlation_id)
-        results.append(status)
-        _report(progress, status)
-    await deps.state.kv.put(NAMESPACE, INDEX_KEY, {"groups": sorted(g.group_id for g in watched.groups)})
+    claim = await deps.state.idempotency.claim(SYNC_LOCK_KEY, ttl=_SYNC_LOCK, in_progress_expiry=_SYNC_LOCK)
+    if not claim.acquired:
+        raise RetryableError(
+            "another subscription sync is running for this tenant; retry when it has finished",
+            retry_after=30.0,
+        )
+    try:
+        results = []
+        for group in watched.groups:
+            status = await _sync_one(deps, group, correlation_id)
+            results.append(status)
+            _report(progress, status)
+        for group_id in sorted(await _indexed(deps.state) - {g.group_id for g in watched.groups}):
+            status = await _drop(deps, group_id, correlation_id)
+            results.append(status)
+            _report(progress, status)
+        await deps.state.kv.put(NAMESPACE, INDEX_KEY, {"groups": sorted(g.group_id for g in watched.groups)})
+        for status in await _delete_orphans(
+            deps, {r.subscription_id for r in results if r.subscription_id}, correlation_id
+        ):
+            results.append(status)
+            _report(progress, status)
+    finally:
+        await deps.state.idempotency.release(SYNC_LOCK_KEY)
     return results
+
+
+async def _delete_orphans(
+    deps: SubscriptionDeps, keep: set[str], correlation_id: str
+) -> list[SubscriptionStatus]:
+    """Delete Graph subscriptions that call WaveGuard's URL on a group but are not the recorded ones
+    (left by a sync that died between creating and recording, or by lost records)."""
+    from shared.graph.client import get_json, request_json
+
+    ours = _endpoint(str(deps.plan.subscriptions.notification_url))
+    base = str(deps.graph.request_adapter.base_url).rstrip("/")
+    path: str | None = "/subscriptions"
+    dropped: list[SubscriptionStatus] = []
+    for _ in range(_MAX_LIST_PAGES):
+        if path is None:
+            break
+        page = await get_json(deps.graph, path) or {}
+        for item in page.get("value") or []:
+            sub_id, resource = str(item.get("id") or ""), str(item.get("resource") or "")
+            kind, _, group_id = resource.strip("/").partition("/")
+            if not sub_id or sub_id in keep or kind.lower() != "groups" or "/" in group_id:
+                continue
+            if _endpoint(str(item.get("notificationUrl") or "")) != ours:
+                continue  # another application's or another deployment's subscription
+            await request_json(
+                deps.graph, "DELETE", f"/subscriptions/{quote(sub_id)}", operation="delete subscription"
+            )
+            status = SubscriptionStatus(group_id.lower(), (), None, subscription_id=sub_id, action="deleted")
+            status.detail = "an extra subscription on this group calling WaveGuard (not the recorded one)"
+            await _audit(deps, "subscription.orphan.deleted", group_id.lower(), correlation_id, status)
+            dropped.append(status)
+        next_link = page.get("@odata.nextLink")
+        path = next_link[len(base) :] if isinstance(next_link, str) and next_link.startswith(base) else None
+    return dropped
+
+
+def _endpoint(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{(parts.netloc or '').lower()}{parts.path.rstrip('/')}"
 
 
 async def list_subscriptions(deps: SubscriptionDeps) -> tuple[list[SubscriptionStatus], WatchedSet]:

@@ -1,7 +1,8 @@
 """What the two group-change timers do: keep the subscriptions fresh, and the daily safety net.
 
 - ``run_subscription_sync``: ``sync_subscriptions`` (at start and every few hours); a group whose
-  subscription Graph refused is logged with Graph's reason, the others are unaffected. With no
+  subscription Graph refused is logged with Graph's reason and alerted on (``SubscriptionSyncFailed``,
+  high), the others are unaffected. With no
   ``subscriptions.notificationUrl`` in the plan it does nothing (no Graph call).
 - ``enqueue_resync``: one ``graph.group.resync`` envelope per watched group on ``group-changes``
   (ids per day and group, so a timer that fires twice enqueues the same messages); the worker reads
@@ -14,8 +15,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from shared.alerting import Alert, raise_alert
 from shared.envelope import Envelope
-from shared.group_changes.subscriptions import SubscriptionDeps, SubscriptionStatus, sync_subscriptions
+from shared.group_changes.subscriptions import ACTOR, SubscriptionDeps, SubscriptionStatus, sync_subscriptions
 from shared.group_changes.watched import watched_groups
 from shared.group_changes.worker import RESYNC_TYPE
 from shared.names import GROUP_CHANGES
@@ -26,8 +28,12 @@ __all__ = ["enqueue_resync", "run_subscription_sync"]
 log = logging.getLogger(__name__)
 
 
-async def run_subscription_sync(deps: SubscriptionDeps, *, correlation_id: str) -> list[SubscriptionStatus]:
-    """Sync the subscriptions (nothing when the plan sets no notification URL).
+async def run_subscription_sync(
+    deps: SubscriptionDeps, queues: Sender, *, correlation_id: str
+) -> list[SubscriptionStatus]:
+    """Sync the subscriptions (nothing when the plan sets no notification URL); a group whose
+    subscription failed raises a high ``SubscriptionSyncFailed`` alert (its changes go unnoticed
+    until the daily resync).
 
     Raises:
         SafetyViolationError: the break-glass exclusion group does not exist.
@@ -45,6 +51,22 @@ async def run_subscription_sync(deps: SubscriptionDeps, *, correlation_id: str) 
             status.action,
             extra={"group_id": status.group_id, "detail": status.detail, "correlation_id": correlation_id},
         )
+    failed = [s for s in results if s.action == "failed"]
+    if failed:
+        summary = "; ".join(f"{s.display_name or s.group_id}: {s.detail}" for s in failed[:5])
+        alert = Alert(
+            key="subscriptions:failed",
+            severity="high",
+            summary=(
+                f"SubscriptionSyncFailed: {len(failed)} watched group(s) have no live Graph "
+                f"subscription: {summary}"
+            ),
+            source=ACTOR,
+            labels={"alertname": "SubscriptionSyncFailed", "severity": "high"},
+            details={"groups": [s.group_id for s in failed], "correlationId": correlation_id},
+            occurred_at=deps.clock(),
+        )
+        await raise_alert(queues, alert)
     return results
 
 

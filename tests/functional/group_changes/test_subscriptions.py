@@ -14,14 +14,18 @@ import pytest
 from cli.main import main as waveguard
 from local.graph_emulator import EmulatorHandle
 from shared.config import load_plan_for, load_settings
-from shared.errors import ConfigError
+from shared.errors import ConfigError, RetryableError
 from shared.graph import build_graph_client
 from shared.group_changes.subscriptions import (
     NAMESPACE,
+    SYNC_LOCK_KEY,
     SubscriptionDeps,
     lifecycle_url,
     sync_subscriptions,
 )
+from shared.group_changes.timers import run_subscription_sync
+from shared.names import ALERTS
+from shared.queues import MemoryQueues
 from shared.state import StateStores, build_memory_state
 from tests.receiver import Receiver, receiver
 
@@ -48,6 +52,10 @@ def _call(method: str, url: str, body: object = None) -> dict[str, str]:
     answer = httpx.request(method, url, json=body)
     answer.raise_for_status()
     return answer.json() if answer.content else {}
+
+
+def _graph_subscription_ids(emulator: EmulatorHandle) -> list[str]:
+    return [s["id"] for s in httpx.get(f"{emulator.admin_url}/subscriptions").json()["value"]]
 
 
 def _graph_subscriptions(emulator: EmulatorHandle) -> dict[str, str]:
@@ -162,3 +170,60 @@ def test_the_lifecycle_url_sits_next_to_the_notification_url() -> None:
         "https://app.example.net/api/graph/lifecycle?code=a%2Bb"
     )
     assert lifecycle_url("https://hooks.example.net/in") == "https://hooks.example.net/in"
+
+
+async def test_an_extra_subscription_calling_waveguard_is_deleted_and_others_are_left(
+    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores, endpoint: Receiver
+) -> None:
+    demo = emulator_server.demo
+    assert demo is not None
+    deps = _deps(app_environ, stores, endpoint.url)
+    [first] = await sync_subscriptions(deps, correlation_id="c1")
+    # a sync that died between creating and recording left a second one on the exclusion group;
+    # another application's subscription (another URL) on the same group must stay
+    stray = _subscribe(emulator_server, demo.break_glass_group_id, endpoint.url)
+    foreign = _subscribe(
+        emulator_server, demo.break_glass_group_id, endpoint.url.replace("/api/graph/", "/other/")
+    )
+    results = await sync_subscriptions(deps, correlation_id="c2")
+    assert [(r.subscription_id, r.action) for r in results] == [
+        (first.subscription_id, "kept"),
+        (stray, "deleted"),
+    ]
+    assert set(_graph_subscription_ids(emulator_server)) == {first.subscription_id, foreign}
+
+
+async def test_one_sync_at_a_time(
+    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores, endpoint: Receiver
+) -> None:
+    deps = _deps(app_environ, stores, endpoint.url)
+    stores.idempotency.claim(SYNC_LOCK_KEY, ttl=timedelta(minutes=5), in_progress_expiry=timedelta(minutes=5))
+    with pytest.raises(RetryableError, match="another subscription sync"):
+        await sync_subscriptions(deps, correlation_id="c1")
+    assert _graph_subscriptions(emulator_server) == {}
+
+
+async def test_the_timer_pages_when_a_group_cannot_be_subscribed(
+    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores, endpoint: Receiver
+) -> None:
+    endpoint.echo = "wrong"
+    queues = MemoryQueues()
+    await run_subscription_sync(_deps(app_environ, stores, endpoint.url), queues, correlation_id="t1")
+    [alert] = queues.on(ALERTS)
+    assert alert.payload["labels"]["alertname"] == "SubscriptionSyncFailed"
+    assert "validation" in alert.payload["summary"].lower()
+    # and without a notification URL the timer makes no Graph call at all
+    emulator_server.emulator.requests.clear()
+    assert await run_subscription_sync(_deps(app_environ, stores, None), queues, correlation_id="t2") == []
+    assert len(emulator_server.emulator.requests) == 0
+
+
+def _subscribe(emulator: EmulatorHandle, group_id: str, url: str) -> str:
+    body = {
+        "changeType": "updated",
+        "notificationUrl": url,
+        "resource": f"groups/{group_id}",
+        "expirationDateTime": (datetime.now(UTC) + timedelta(hours=2)).isoformat(),
+        "clientState": "x",
+    }
+    return str(_call("POST", f"{emulator.base_url}/subscriptions", body)["id"])
