@@ -19,6 +19,7 @@ from typing import Any, Final
 import httpx
 import yaml
 
+from shared.alerting.open_alerts import ALERTS_OPEN_NAMESPACE
 from shared.config import RolloutPlan, Settings, load_settings
 from shared.errors import RetryableError
 from shared.graph import build_graph_client
@@ -150,10 +151,10 @@ def _inject_clean_sign_ins(graph: httpx.Client, admin: httpx.Client, twin: str, 
 
 
 async def reset_rollout_state(kv: AsyncKeyValuePort, plan: RolloutPlan) -> None:
-    """Forget the rollout (wave states, approvals, recorded wave groups, the pending policy sync):
-    the demo starts from a planned pilot, and tests that share storage start clean."""
+    """Forget the rollout (wave states, approvals, recorded wave groups, open alerts, the pending
+    policy sync): the demo starts from a planned pilot, and tests that share storage start clean."""
     for wave in plan.waves:
-        for namespace in (WAVES_NAMESPACE, APPROVALS_NAMESPACE, WAVE_GROUPS_NAMESPACE):
+        for namespace in (WAVES_NAMESPACE, APPROVALS_NAMESPACE, WAVE_GROUPS_NAMESPACE, ALERTS_OPEN_NAMESPACE):
             await kv.delete(namespace, wave.name)
     await kv.delete(SYNC_NAMESPACE, "baseline")
 

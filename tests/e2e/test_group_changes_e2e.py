@@ -117,3 +117,6 @@ def test_a_break_glass_account_added_through_graph_is_removed_once_and_subscript
     )
     # AND `subscriptions list` shows each watched group with its subscription and last notification
     assert waveguard(["subscriptions", "list"], stack) == 0
+    # AND the critical alert holds the pilot wave until an operator resolves it
+    key = f"group-changes:BreakGlassTargeted:{pilot}"
+    assert waveguard(["waves", "resolve-alert", "pilot", key, "--reason", "checked: test change"], stack) == 0

@@ -137,12 +137,16 @@ def test_the_cli_lists_and_syncs_with_the_key_never_shown(
     storage_connection_string: str,
 ) -> None:
     env = {**app_environ, "WAVEGUARD_NOTIFICATION_URL": endpoint.url}
+    demo = emulator_server.demo
+    assert demo is not None
+    # (the storage is shared by the session: records other tests left are synced away too)
     assert waveguard(["subscriptions", "sync"], env) == 0
-    assert "[created]" in capsys.readouterr().out
+    assert f"{demo.break_glass_group_id}  WaveGuard - Break glass exclusion" in capsys.readouterr().out
     assert waveguard(["subscriptions", "list", "--json"], env) == 0
     listed = json.loads(capsys.readouterr().out)
     assert listed["notificationUrl"].endswith("/api/graph/notifications?code=***")
-    [row] = listed["groups"]
+    [row] = [g for g in listed["groups"] if g["watched"]]
+    assert row["groupId"] == demo.break_glass_group_id
     assert row["subscriptionId"] in _graph_subscriptions(emulator_server).values()
     endpoint.echo = "wrong"
     httpx.delete(f"{emulator_server.base_url}/subscriptions/{row['subscriptionId']}")
