@@ -147,8 +147,8 @@ def stack_environ(ports: Ports) -> dict[str, str]:
     # Graph (the emulator) calls the app back here: the notification ingress, key in the query.
     notifications = f"http://127.0.0.1:{ports.host}/api/graph/notifications?code={key}"
     return {
-        "WAVEGUARD_NOTIFICATION_URL": notifications,
         **local,
+        "WAVEGUARD_NOTIFICATION_URL": notifications,
         **os.environ,
         "AzureWebJobsStorage": connection_string(
             blob_port=ports.blob, queue_port=ports.queue, table_port=ports.table

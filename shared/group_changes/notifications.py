@@ -70,7 +70,8 @@ async def accept_notifications(
     """Handle one notification (``kind="change"``) or lifecycle (``"lifecycle"``) request from Graph."""
     token = request.query.get("validationToken")
     if token is not None:
-        return IngressResult(200, text=token)
+        # Echoed as plain text only: a browser must never sniff the caller's text into HTML.
+        return IngressResult(200, text=token, headers={"X-Content-Type-Options": "nosniff"})
     refused = _check_transport(request)
     if refused is not None:
         return refused

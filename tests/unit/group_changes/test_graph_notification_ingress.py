@@ -84,6 +84,7 @@ async def test_the_validation_handshake_echoes_the_decoded_token_as_plain_text_a
             post(b"", headers={}, validationToken=token), deps=deps, kind=kind
         )  # type: ignore[arg-type]
         assert (result.status, result.content_type, result.body_text()) == (200, "text/plain", token)
+        assert result.headers["X-Content-Type-Options"] == "nosniff"
     assert queues.sent == []
 
 
