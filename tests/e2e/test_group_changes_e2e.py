@@ -4,42 +4,25 @@ Graph's API comes back as a notification, goes through the queue, and is reacted
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from azure.core.exceptions import ResourceExistsError
-from azure.storage.queue import QueueClient
 
 from cli.main import main as waveguard
 from local.graph_emulator import EmulatorHandle
 from local.ports import free_port
-from shared.envelope import Envelope
 from shared.names import ALERTS, GROUP_CHANGES
 from tests.app_host import app_host
+from tests.queue_helpers import fresh_queue, peek_envelopes
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
 KEY = "group-changes-e2e-key"
 PILOT_GROUP = "WaveGuard - Wave 1 Pilot"
-
-
-def _empty(storage: str, *queues: str) -> None:
-    for name in queues:
-        client = QueueClient.from_connection_string(storage, name)
-        try:
-            client.create_queue()
-        except ResourceExistsError:
-            client.clear_messages()
-
-
-def _alerts(storage: str) -> list[Envelope]:
-    queue = QueueClient.from_connection_string(storage, ALERTS)
-    return [Envelope.from_json(base64.b64decode(m.content)) for m in queue.peek_messages(max_messages=32)]
 
 
 def _subscriptions(emulator: EmulatorHandle) -> dict[str, dict[str, Any]]:
@@ -56,7 +39,8 @@ def _members(emulator: EmulatorHandle, group_id: str) -> set[str]:
 def stack(
     app_environ: dict[str, str], storage_connection_string: str, emulator_server: EmulatorHandle
 ) -> Iterator[dict[str, str]]:
-    _empty(storage_connection_string, GROUP_CHANGES, ALERTS, f"{GROUP_CHANGES}-poison")
+    for name in (GROUP_CHANGES, ALERTS, f"{GROUP_CHANGES}-poison"):
+        fresh_queue(storage_connection_string, name)
     port = free_port()
     environ = {
         **app_environ,
@@ -98,9 +82,9 @@ def test_a_break_glass_account_added_through_graph_is_removed_once_and_subscript
     )
     reverted = time.monotonic() - changed
     # AND exactly one BreakGlassTargeted alert was raised, even after WaveGuard's own removal is notified
-    wait_for("the alert", lambda: _alerts(storage_connection_string), timeout=10)
+    wait_for("the alert", lambda: peek_envelopes(storage_connection_string, ALERTS), timeout=10)
     time.sleep(2.5)  # the notification of WaveGuard's own removal is processed meanwhile
-    names = [a.payload["labels"]["alertname"] for a in _alerts(storage_connection_string)]
+    names = [a.payload["labels"]["alertname"] for a in peek_envelopes(storage_connection_string, ALERTS)]
     assert names == ["BreakGlassTargeted"], names
     assert reverted < 30
     # WHEN Graph removes the pilot subscription (a lifecycle event)

@@ -99,6 +99,12 @@ def _pilot_group(emulator: EmulatorHandle, members: list[str] = ()) -> str:  # t
     return str(response.json()["id"])
 
 
+async def _deliver(deps: GroupChangeDeps, queues: MemoryQueues, envelope: Envelope) -> Any:
+    """The envelope through the worker pipeline, as the queue trigger delivers it."""
+    pipeline = PipelineDeps("group-changes", ACTOR, deps.state, queues)
+    return await handle_envelope(envelope.to_json(), group_change_routes(deps), pipeline, on_permanent=settle)
+
+
 async def _enforce(stores: StateStores, wave: str) -> None:
     await replace_wave_state(stores.aio.kv, wave, WaveState.ENFORCED, datetime.now(UTC), etag=None)
 
@@ -117,10 +123,7 @@ async def test_a_break_glass_account_added_to_a_wave_group_is_removed_again_and_
     envelope = Envelope(
         type=CHANGE_TYPE, payload={"entries": [{"resource": f"Groups/{pilot}", "changeType": "updated"}]}
     )
-    pipeline = PipelineDeps("group-changes", ACTOR, deps.state, queues)
-    [repair] = await handle_envelope(
-        envelope.to_json(), group_change_routes(deps), pipeline, on_permanent=settle
-    )
+    [repair] = await _deliver(deps, queues, envelope)
     # THEN it is out of the group again, audited, and a critical BreakGlassTargeted is raised
     assert (repair.status, repair.removed_break_glass) == ("repaired", [account])
     assert account not in _members(emulator_server, pilot)
@@ -306,8 +309,5 @@ async def test_the_daily_resync_finds_drift_a_lost_notification_hid(
     await react_to_group(deps, pilot, correlation_id="c0")
     _add(emulator_server, pilot, demo.break_glass_ids[0])  # its notification never arrives
     envelope = Envelope(type=RESYNC_TYPE, payload={"entries": [{"resource": f"groups/{pilot}"}]})
-    pipeline = PipelineDeps("group-changes", ACTOR, deps.state, queues)
-    [repair] = await handle_envelope(
-        envelope.to_json(), group_change_routes(deps), pipeline, on_permanent=settle
-    )
+    [repair] = await _deliver(deps, queues, envelope)
     assert repair.removed_break_glass == [demo.break_glass_ids[0]]
