@@ -10,6 +10,7 @@ from __future__ import annotations
 from shared.config.alerting import (
     AlertingConfig,
     EmailReceiver,
+    InhibitRule,
     Matcher,
     PagerDutyReceiver,
     Receiver,
@@ -76,6 +77,7 @@ __all__ = [
     "GroupChanges",
     "GroupRef",
     "HrProviders",
+    "InhibitRule",
     "Matcher",
     "NewHires",
     "Nudges",

@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_PAGERDUTY_URL",
     "AlertingConfig",
     "EmailReceiver",
+    "InhibitRule",
     "Matcher",
     "PagerDutyReceiver",
     "Receiver",
@@ -205,11 +206,22 @@ class Silence(ConfigModel):
         return self
 
 
+class InhibitRule(ConfigModel):
+    """While an alert matching ``sourceMatchers`` fires, alerts matching ``targetMatchers`` with the
+    same values for the ``equal`` labels are muted (e.g. a confirmed compromise mutes the lesser
+    alerts about the same user)."""
+
+    source_matchers: Annotated[Matchers, Field(min_length=1)]
+    target_matchers: Annotated[Matchers, Field(min_length=1)]
+    equal: list[str] = []
+
+
 class AlertingConfig(ConfigModel):
-    """Route tree, receivers and silences; every receiver the tree names must exist."""
+    """Route tree, receivers, inhibition rules and silences; every receiver the tree names must exist."""
 
     route: Route
     receivers: Annotated[list[Receiver], Field(min_length=1)]
+    inhibit_rules: list[InhibitRule] = []
     silences: list[Silence] = []
 
     @model_validator(mode="after")
