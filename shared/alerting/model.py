@@ -20,11 +20,13 @@ __all__ = [
     "SEVERITIES",
     "Alert",
     "Severity",
+    "Status",
     "alert_envelope",
     "raise_alert",
 ]
 
 Severity = Literal["critical", "high", "medium", "low", "info"]
+Status = Literal["firing", "resolved"]
 SEVERITIES: Final[tuple[Severity, ...]] = ("critical", "high", "medium", "low", "info")
 ALERT_ENVELOPE_TYPE: Final = "alert"
 # The same alert (key) raised again within one period is the same queue message id, so the
@@ -50,6 +52,7 @@ class Alert:
     labels: Mapping[str, str] = field(default_factory=dict)
     details: Mapping[str, Any] = field(default_factory=dict)
     occurred_at: datetime = field(default_factory=_utcnow)
+    status: Status = "firing"
 
     def __post_init__(self) -> None:
         if not self.key or not self.summary or not self.source:
@@ -58,6 +61,8 @@ class Alert:
             raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, got {self.severity!r}")
         if self.occurred_at.tzinfo is None:
             raise ValueError("occurred_at must be timezone-aware")
+        if self.status not in ("firing", "resolved"):
+            raise ValueError(f"status must be firing or resolved, got {self.status!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The queue payload (camelCase)."""
@@ -69,14 +74,61 @@ class Alert:
             "labels": dict(self.labels),
             "details": dict(self.details),
             "occurredAt": format_timestamp(self.occurred_at),
+            "status": self.status,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Alert:
+        """The alert a queue payload holds.
+
+        Raises:
+            InvalidPayloadError: a field is missing or has the wrong type (the error names it).
+        """
+        from shared.errors import InvalidPayloadError
+        from shared.state import parse_iso
+
+        def text(name: str) -> str:
+            value = data.get(name)
+            if not isinstance(value, str) or not value:
+                raise InvalidPayloadError.for_field(f"payload.{name}", "expected a non-empty string")
+            return value
+
+        labels, details = data.get("labels", {}), data.get("details", {})
+        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+            raise InvalidPayloadError.for_field("payload.labels", "expected an object of strings")
+        if not isinstance(details, dict):
+            raise InvalidPayloadError.for_field("payload.details", "expected an object")
+        occurred = parse_iso(data.get("occurredAt")) or _utcnow()
+        try:
+            return cls(
+                key=text("key"),
+                severity=text("severity"),  # type: ignore[arg-type]
+                summary=text("summary"),
+                source=text("source"),
+                labels=dict(labels),
+                details=dict(details),
+                occurred_at=occurred,
+                status=data.get("status", "firing"),
+            )
+        except ValueError as exc:
+            raise InvalidPayloadError.for_field("payload", str(exc)) from None
+
+    def routing_labels(self) -> dict[str, str]:
+        """The labels the router matches on: the alert's own plus ``alertname`` and ``severity``."""
+        return {
+            "severity": self.severity,
+            **dict(self.labels),
+            "alertname": self.labels.get("alertname", self.key),
         }
 
 
 def alert_envelope(alert: Alert, *, period: timedelta = DEFAULT_DEDUPE_PERIOD) -> Envelope:
-    """The ``alerts`` queue message for ``alert``; its id is derived from the key and the period."""
+    """The ``alerts`` queue message for ``alert``; its id is derived from the key, the status and the
+    period (a resolution is a message of its own)."""
     seconds = max(1, int(period.total_seconds()))
     bucket = int(alert.occurred_at.timestamp()) // seconds
-    digest = hashlib.sha256(f"{alert.key}\n{seconds}\n{bucket}".encode()).hexdigest()[:32]
+    marker = "" if alert.status == "firing" else "\nresolved"
+    digest = hashlib.sha256(f"{alert.key}\n{seconds}\n{bucket}{marker}".encode()).hexdigest()[:32]
     return Envelope(
         type=ALERT_ENVELOPE_TYPE, payload=alert.to_dict(), id=f"alert-{digest}", occurred_at=alert.occurred_at
     )
