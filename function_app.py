@@ -11,6 +11,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from handlers import (
+    alert_router,
     graph_notifications,
     group_timers,
     group_worker,
@@ -39,5 +40,6 @@ for module in (
     wave_timer,
     wave_worker,
     group_timers,
+    alert_router,
 ):
     app.register_functions(module.blueprint(services))

@@ -9,19 +9,18 @@ queue and the worker: it prints the time from the change to the revert, and the 
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import time
 from collections.abc import Mapping
 from typing import Final
 
 import httpx
-from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.queue import QueueClient
 
 from cli.main import main as waveguard
+from shared.alerting.router import ACTIVE_NAMESPACE
+from shared.alerting.routing import matching_routes
 from shared.config import load_plan_for, load_settings
-from shared.envelope import Envelope
-from shared.names import ALERTS
+from shared.state import build_state
 
 __all__ = ["show_group_change"]
 
@@ -70,18 +69,16 @@ def show_group_change(environ: Mapping[str, str]) -> None:
             time.sleep(0.05)
         elapsed = time.monotonic() - changed
     print(f"  removed again by WaveGuard {elapsed:.2f} s after the change (notification → queue → worker)")
-    queue = QueueClient.from_connection_string(environ["AzureWebJobsStorage"], ALERTS)
+    stores = build_state(settings)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        try:
-            messages = list(queue.peek_messages(max_messages=32))
-        except ResourceNotFoundError:  # the first alert creates the queue
-            messages = []
-        for message in messages:
-            alert = Envelope.from_json(base64.b64decode(message.content))
-            if alert.payload.get("labels", {}).get("alertname") == "BreakGlassTargeted":
-                severity, summary = alert.payload.get("severity"), alert.payload.get("summary")
-                print(f"  alert on the alerts queue: {severity} {summary}")
+        records = asyncio.run(stores.aio.kv.values(ACTIVE_NAMESPACE))
+        for record in records:
+            labels = record.get("labels", {}) if isinstance(record, dict) else {}
+            if labels.get("alertname") == "BreakGlassTargeted" and labels.get("group") == group_id:
+                print(f"  alert routed: {record.get('severity')} {record.get('summary')}")
+                routes = matching_routes(plan.alerting.route, labels)
+                print(f"  receivers: {', '.join(m.receiver for m in routes)} (after the group wait)")
                 return
         time.sleep(0.2)
-    print("  (no BreakGlassTargeted alert seen on the alerts queue yet)")
+    print("  (the router has not taken in the BreakGlassTargeted alert yet)")

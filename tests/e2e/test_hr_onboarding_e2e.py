@@ -8,7 +8,6 @@ host.json whose failed messages come back after 1 s instead of 30 s.
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import hashlib
 import json
@@ -36,6 +35,7 @@ from shared.state import build_state
 from tests.aio import aio
 from tests.conftest import PLAN_SECRETS
 from tests.emulator_probes import TapProbe
+from tests.routed_alerts import routed_alerts
 from tests.waiting import holds_for, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -110,8 +110,7 @@ class Stack(TapProbe):
         return [m for m in mails if upn in m["body"]]
 
     def alerts(self) -> list[Envelope]:
-        queue = QueueClient.from_connection_string(self.storage, ALERTS)
-        return [Envelope.from_json(base64.b64decode(m.content)) for m in queue.peek_messages(max_messages=32)]
+        return routed_alerts(self.storage)
 
 
 def _empty(storage: str, *queues: str) -> None:

@@ -31,6 +31,11 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "queueName": "group-changes",
         "connection": "AzureWebJobsStorage",
     },
+    "alert_router": {
+        "type": "queueTrigger",
+        "queueName": "alerts",
+        "connection": "AzureWebJobsStorage",
+    },
     "hr_bamboohr": {
         "type": "httpTrigger",
         "route": "hr/bamboohr",

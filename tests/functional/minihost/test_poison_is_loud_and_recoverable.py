@@ -19,6 +19,7 @@ from local.minihost import create_host
 from shared.envelope import Envelope
 from shared.names import ALERTS, HR_EVENTS, poison
 from tests.queue_helpers import fresh_queue
+from tests.routed_alerts import routed_alerts
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.functional
@@ -49,11 +50,6 @@ def host(environ: dict[str, str], storage_connection_string: str, tmp_path: Path
     )
     with minihost:
         yield minihost
-
-
-def _alerts(connection_string: str) -> list[Envelope]:
-    queue = QueueClient.from_connection_string(connection_string, ALERTS)
-    return [Envelope.from_json(base64.b64decode(m.content)) for m in queue.peek_messages(max_messages=32)]
 
 
 def _cli(args: list[str], environ: dict[str, str], capsys: pytest.CaptureFixture[str]) -> tuple[int, Any]:
@@ -94,7 +90,7 @@ def test_a_poisoned_message_is_archived_paged_listed_and_replayed(
         lambda: next(
             (
                 a
-                for a in _alerts(storage_connection_string)
+                for a in routed_alerts(storage_connection_string)
                 if a.payload["labels"].get("alertname") == "PoisonMessage"
             ),
             None,
