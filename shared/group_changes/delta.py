@@ -53,13 +53,15 @@ async def read_group_delta(graph: GraphServiceClient, group_id: str, delta_link:
     added: set[str] = set()
     removed: set[str] = set()
     deleted = False
+    present = False
     for _ in range(_MAX_PAGES):
         page = await get_json(graph, path)
         if page is None:
             raise PermanentError(f"groups/delta answered 404 for group {group_id}", group_id=group_id)
         for entry in _entries(page):
-            if entry.get("id") != group_id:
+            if str(entry.get("id") or "").lower() != group_id.lower():
                 continue
+            present = True
             if "@removed" in entry:
                 deleted = True
                 continue
@@ -68,11 +70,13 @@ async def read_group_delta(graph: GraphServiceClient, group_id: str, delta_link:
                     (removed if "@removed" in member else added).add(member["id"])
                     (added if "@removed" in member else removed).discard(member["id"])
         if isinstance(page.get("@odata.deltaLink"), str):
+            # A first read that does not return the group at all: it no longer exists.
+            gone = deleted or (delta_link is None and not present)
             return GroupDelta(
                 group_id,
                 frozenset(added),
                 frozenset(removed),
-                deleted,
+                gone,
                 page["@odata.deltaLink"],
                 delta_link is None,
             )

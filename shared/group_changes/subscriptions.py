@@ -23,8 +23,10 @@ Running it twice in a row changes nothing the second time (every record is ``kep
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -152,13 +154,7 @@ async def sync_subscriptions(
         for status in results:
             _report(progress, status)
         return results
-    claim = await deps.state.idempotency.claim(SYNC_LOCK_KEY, ttl=_SYNC_LOCK, in_progress_expiry=_SYNC_LOCK)
-    if not claim.acquired:
-        raise RetryableError(
-            "another subscription sync is running for this tenant; retry when it has finished",
-            retry_after=30.0,
-        )
-    try:
+    async with _sync_lock(deps):
         results = []
         for group in watched.groups:
             status = await _sync_one(deps, group, correlation_id)
@@ -174,9 +170,26 @@ async def sync_subscriptions(
         ):
             results.append(status)
             _report(progress, status)
+    return results
+
+
+@contextlib.asynccontextmanager
+async def _sync_lock(deps: SubscriptionDeps) -> AsyncIterator[None]:
+    """One subscription writer at a time per tenant (the timer, the CLI, a lifecycle event).
+
+    Raises:
+        RetryableError: another holds it.
+    """
+    claim = await deps.state.idempotency.claim(SYNC_LOCK_KEY, ttl=_SYNC_LOCK, in_progress_expiry=_SYNC_LOCK)
+    if not claim.acquired:
+        raise RetryableError(
+            "another subscription sync is running for this tenant; retry when it has finished",
+            retry_after=30.0,
+        )
+    try:
+        yield
     finally:
         await deps.state.idempotency.release(SYNC_LOCK_KEY)
-    return results
 
 
 async def _delete_orphans(
@@ -201,6 +214,8 @@ async def _delete_orphans(
                 continue
             if _endpoint(str(item.get("notificationUrl") or "")) != ours:
                 continue  # another application's or another deployment's subscription
+            if await group_of_subscription(deps.state, sub_id) is not None:
+                continue  # recorded meanwhile (a lifecycle event recreated it): it is not extra
             await request_json(
                 deps.graph, "DELETE", f"/subscriptions/{quote(sub_id)}", operation="delete subscription"
             )
@@ -211,6 +226,13 @@ async def _delete_orphans(
         next_link = page.get("@odata.nextLink")
         path = next_link[len(base) :] if isinstance(next_link, str) and next_link.startswith(base) else None
     return dropped
+
+
+def endpoint_fingerprint(deps: SubscriptionDeps) -> str:
+    """A digest of the notification URL (with its key) and the clientState subscriptions carry."""
+    settings = deps.plan.subscriptions
+    secret = settings.client_state.get_secret_value() if settings.client_state is not None else ""
+    return hashlib.sha256(f"{settings.notification_url}\n{secret}".encode()).hexdigest()[:24]
 
 
 def _endpoint(url: str) -> str:
@@ -263,7 +285,15 @@ async def _sync_one(deps: SubscriptionDeps, group: WatchedGroup, correlation_id:
     sub_id = record.get("subscriptionId") if isinstance(record.get("subscriptionId"), str) else None
     expires = parse_iso(record.get("expiresAt"))
     try:
-        if sub_id and expires is not None and expires - now > RENEW_BEFORE:
+        if sub_id and record.get("endpoint") != endpoint_fingerprint(deps):
+            # The URL or the clientState changed: Graph would keep calling the old URL, or every
+            # notification would be dropped for its old clientState. Replace it.
+            await request_json(
+                deps.graph, "DELETE", f"/subscriptions/{quote(sub_id)}", operation="delete subscription"
+            )
+            await deps.state.kv.delete(NAMESPACE, f"sub:{sub_id}")
+            status.action, status.detail = "recreated", "the notification URL or clientState changed"
+        elif sub_id and expires is not None and expires - now > RENEW_BEFORE:
             found = await request_json(
                 deps.graph, "GET", f"/subscriptions/{quote(sub_id)}", operation="get subscription"
             )
@@ -338,6 +368,8 @@ async def _drop(deps: SubscriptionDeps, group_id: str, correlation_id: str) -> S
         status.action, status.detail, status.subscription_id = "failed", str(exc), sub_id
         return status
     await deps.state.kv.delete(NAMESPACE, group_id)
+    if isinstance(sub_id, str) and sub_id:
+        await deps.state.kv.delete(NAMESPACE, f"sub:{sub_id}")
     status.action, status.detail = "deleted", "no longer watched"
     await _audit(deps, "subscription.deleted", group_id, correlation_id, status)
     return status
@@ -380,7 +412,8 @@ async def sync_group(
         return None
     if deps.plan.subscriptions.notification_url is None:
         return SubscriptionStatus(group.group_id, group.roles, group.display_name, action="unconfigured")
-    return await _sync_one(deps, group, correlation_id)
+    async with _sync_lock(deps):
+        return await _sync_one(deps, group, correlation_id)
 
 
 async def _indexed(state: AsyncStores) -> set[str]:
@@ -405,6 +438,7 @@ async def _save(
             "lastAction": status.action,
             "detail": status.detail,
             "syncedAt": iso(now),
+            "endpoint": endpoint_fingerprint(deps),
         },
     )
 

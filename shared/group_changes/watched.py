@@ -4,11 +4,13 @@
 - ``wave:<name>``: a wave's target group (a break-glass account must never be in it; a member of an
   enforced wave removed by someone else is alerted on);
 - ``selector:<name>``: a group a wave's selectors name (a change moves people between waves);
-- ``policy``: a group a WaveGuard-managed Conditional Access policy includes or excludes (a
-  break-glass account must never be in an included group).
+- ``policy``: a group a WaveGuard-managed Conditional Access policy includes (a break-glass account
+  must never be in it). Excluded groups are watched too (a change there changes who is protected),
+  but a break-glass account in one is expected: every managed policy excludes the exclusion group.
 
 Group ids are lower case. A wave whose group does not exist yet (a planned wave) is not watched; a
-selector group that does not exist is reported, not watched.
+selector or wave group that does not exist, or whose display name several groups share, is reported
+in ``missing``, not watched (one ambiguous name never stops the watch of the others).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 from shared.config import RolloutPlan, is_guid
+from shared.errors import PermanentError
 from shared.graph.directory import odata_literal
 from shared.rollout.wave_groups import recorded_group_id
 from shared.state import AsyncKeyValuePort
@@ -26,12 +29,25 @@ from shared.state import AsyncKeyValuePort
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
-__all__ = ["EXCLUSION", "POLICY", "WatchedGroup", "WatchedSet", "watched_groups"]
+__all__ = [
+    "EXCLUSION",
+    "POLICY",
+    "POLICY_EXCLUDED",
+    "AmbiguousGroupError",
+    "WatchedGroup",
+    "WatchedSet",
+    "watched_groups",
+]
 
 EXCLUSION: Final = "exclusion"
 POLICY: Final = "policy"
+POLICY_EXCLUDED: Final = "policy-excluded"
 _CA_POLICIES: Final = "/identity/conditionalAccess/policies?$select=id,displayName,conditions"
 _MAX_POLICY_PAGES: Final = 20
+
+
+class AmbiguousGroupError(PermanentError):
+    """Several groups share a display name the plan uses."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +64,12 @@ class WatchedGroup:
 
     @property
     def targeted(self) -> bool:
-        """A wave or policy group: no break-glass account may be in it."""
+        """A wave group or a group a policy includes: no break-glass account may be in it.
+
+        Never the exclusion group, whatever else it is: break-glass accounts belong there.
+        """
+        if self.is_exclusion:
+            return False
         return any(role.startswith("wave:") or role == POLICY for role in self.roles)
 
     @property
@@ -90,22 +111,36 @@ async def watched_groups(graph: GraphServiceClient, plan: RolloutPlan, kv: Async
     names[exclusion] = plan.break_glass.exclusion_group.display_name
     for index, wave in enumerate(plan.waves):
         group_id = await recorded_group_id(kv, wave.name)
-        found = await _find(graph, group_id or wave.group.id, None if group_id else wave.group.display_name)
+        try:
+            found = await _find(
+                graph, group_id or wave.group.id, None if group_id else wave.group.display_name
+            )
+        except AmbiguousGroupError as exc:
+            missing.append(f"waves[{index}].group ({exc})")
+            continue
         if found is None:
             continue  # not created yet: the wave has not started
         roles[found[0]].append(f"wave:{wave.name}")
         names[found[0]] = found[1]
         for position, selector in enumerate(wave.selectors.groups):
             by_id = is_guid(selector)
-            hit = await _find(graph, selector if by_id else None, None if by_id else selector)
+            try:
+                hit = await _find(graph, selector if by_id else None, None if by_id else selector)
+            except AmbiguousGroupError as exc:
+                missing.append(f"waves[{index}].selectors.groups[{position}] ({exc})")
+                continue
             if hit is None:
                 missing.append(f"waves[{index}].selectors.groups[{position}] ({selector})")
                 continue
             roles[hit[0]].append(f"selector:{wave.name}")
             names[hit[0]] = hit[1]
-    for group_id in await _policy_groups(graph, plan.policies.name_prefix):
+    included, excluded = await _policy_groups(graph, plan.policies.name_prefix)
+    for group_id in included:
         if POLICY not in roles[group_id]:
             roles[group_id].append(POLICY)
+    for group_id in excluded:
+        if group_id != exclusion and POLICY_EXCLUDED not in roles[group_id] and POLICY not in roles[group_id]:
+            roles[group_id].append(POLICY_EXCLUDED)
     groups = tuple(
         WatchedGroup(group_id, tuple(dict.fromkeys(found)), names.get(group_id))
         for group_id, found in sorted(roles.items())
@@ -116,7 +151,6 @@ async def watched_groups(graph: GraphServiceClient, plan: RolloutPlan, kv: Async
 async def _find(
     graph: GraphServiceClient, group_id: str | None, display_name: str | None
 ) -> tuple[str, str | None] | None:
-    from shared.errors import PermanentError
     from shared.graph.client import get_json
 
     if group_id:
@@ -130,17 +164,19 @@ async def _find(
     )
     value: list[Any] = list((page or {}).get("value") or [])
     if len(value) > 1:
-        raise PermanentError(f"several groups are named {display_name!r}; give the group's id in the plan")
+        raise AmbiguousGroupError(
+            f"several groups are named {display_name!r}; give the group's id in the plan"
+        )
     return (str(value[0]["id"]).lower(), value[0].get("displayName")) if value else None
 
 
-async def _policy_groups(graph: GraphServiceClient, prefix: str) -> list[str]:
-    """Every group a WaveGuard-managed (name-prefixed) CA policy includes or excludes."""
+async def _policy_groups(graph: GraphServiceClient, prefix: str) -> tuple[list[str], list[str]]:
+    """The groups WaveGuard-managed (name-prefixed) CA policies include, and those they exclude."""
     from shared.graph.client import get_json
 
     base = str(graph.request_adapter.base_url).rstrip("/")
     path: str | None = _CA_POLICIES
-    found: dict[str, None] = {}
+    found: dict[str, dict[str, None]] = {"includeGroups": {}, "excludeGroups": {}}
     for _ in range(_MAX_POLICY_PAGES):
         if path is None:
             break
@@ -152,7 +188,7 @@ async def _policy_groups(graph: GraphServiceClient, prefix: str) -> list[str]:
             for key in ("includeGroups", "excludeGroups"):
                 for group_id in users.get(key) or []:
                     if isinstance(group_id, str) and is_guid(group_id):
-                        found.setdefault(group_id.lower(), None)
+                        found[key].setdefault(group_id.lower(), None)
         next_link = page.get("@odata.nextLink")
         path = next_link[len(base) :] if isinstance(next_link, str) and next_link.startswith(base) else None
-    return list(found)
+    return list(found["includeGroups"]), list(found["excludeGroups"])

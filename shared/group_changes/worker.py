@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -79,7 +80,9 @@ ACTOR: Final = "waveguard/group-changes"
 DELTA_NAMESPACE: Final = "group-delta"
 RESYNC_TYPE: Final = "graph.group.resync"
 _LOOK_TTL: Final = timedelta(days=2)
-_LOOK_CLAIM: Final = timedelta(minutes=2)
+# Longer than a first read of a large group under throttling can take.
+_LOOK_CLAIM: Final = timedelta(minutes=6)
+_LOOK_ATTEMPTS: Final = 3
 
 MembershipStart = Callable[..., Awaitable[object]]
 Trigger = Literal["notification", "lifecycle", "resync", "manual"]
@@ -139,41 +142,62 @@ async def react_to_group(
     """
     group_id = group_id.lower()
     async with _group_lock(group_id):
-        stored = await deps.state.kv.get(DELTA_NAMESPACE, group_id)
-        previous: dict[str, Any] = (
-            stored.value if stored is not None and isinstance(stored.value, dict) else {}
+        for _ in range(_LOOK_ATTEMPTS):
+            repair = await _look_once(deps, group_id, correlation_id, trigger)
+            if repair is not None:
+                return repair
+        # Every stored state we read had been looked at by another process meanwhile: theirs covers
+        # this notification's change only if it read after it, so ask for one more look later.
+        raise RetryableError(
+            f"group {group_id} kept changing under other workers; looking again", retry_after=2.0
         )
-        group = await _roles(deps, group_id, previous)
-        if group is None:
-            log.info("change on a group WaveGuard does not watch ignored", extra={"group_id": group_id})
-            return GroupRepair(group_id, status="ignored")
-        link = previous.get("deltaLink") if isinstance(previous.get("deltaLink"), str) else None
-        digest = hashlib.sha256((link or f"initial:{previous.get('at', '')}").encode()).hexdigest()[:32]
-        async with once(
-            deps.state.idempotency,
-            f"group-look:{group_id}:{digest}",
-            ttl=_LOOK_TTL,
-            in_progress_expiry=_LOOK_CLAIM,
-            busy_message=f"another worker is reading the changes of group {group_id}",
-            correlation_id=correlation_id,
-        ) as run:
-            if run.done:
-                return GroupRepair(group_id, status="seen", roles=group.roles)
-            repair, delta = await _look(deps, group, link, correlation_id, look_id=digest)
-            now = deps.clock().isoformat()
-            last_note = now if trigger == "notification" else previous.get("lastNotificationAt")
-            record: dict[str, Any] = {
-                "at": now,
-                "trigger": trigger,
-                "lastNotificationAt": last_note,
-                "roles": list(group.roles),
-            }
-            if delta.deleted:
-                record["deleted"] = True
-            else:
-                record["deltaLink"] = delta.delta_link
-            await deps.state.kv.put(DELTA_NAMESPACE, group_id, record)
-            return repair
+
+
+async def _look_once(
+    deps: GroupChangeDeps, group_id: str, correlation_id: str, trigger: Trigger
+) -> GroupRepair | None:
+    """One look from the stored state; None when another process already looked from that state
+    (the caller reads the newer state and looks again)."""
+    stored = await deps.state.kv.get(DELTA_NAMESPACE, group_id)
+    previous: dict[str, Any] = stored.value if stored is not None and isinstance(stored.value, dict) else {}
+    group = await _roles(deps, group_id, previous)
+    if group is None:
+        log.info("change on a group WaveGuard does not watch ignored", extra={"group_id": group_id})
+        return GroupRepair(group_id, status="ignored")
+    if previous.get("deleted"):
+        return GroupRepair(group_id, status="deleted", roles=group.roles)
+    link = previous.get("deltaLink") if isinstance(previous.get("deltaLink"), str) else None
+    # The stored state (link and when it was stored) names the look: Graph may hand back the same
+    # link when nothing changed, so the link alone would call the next, different look "done".
+    # With nothing stored (the first look ever, or a record removed), there is no state to name:
+    # that look is not deduplicated across processes (its repairs are idempotent anyway).
+    state_id = f"{link or 'initial'}\n{previous['at']}" if previous.get("at") else f"initial\n{uuid.uuid4()}"
+    digest = hashlib.sha256(state_id.encode()).hexdigest()[:32]
+    async with once(
+        deps.state.idempotency,
+        f"group-look:{group_id}:{digest}",
+        ttl=_LOOK_TTL,
+        in_progress_expiry=_LOOK_CLAIM,
+        busy_message=f"another worker is reading the changes of group {group_id}",
+        correlation_id=correlation_id,
+    ) as run:
+        if run.done:
+            return None
+        repair, delta = await _look(deps, group, link, correlation_id, look_id=digest, trigger=trigger)
+        now = deps.clock().isoformat()
+        last_note = now if trigger == "notification" else previous.get("lastNotificationAt")
+        record: dict[str, Any] = {
+            "at": now,
+            "trigger": trigger,
+            "lastNotificationAt": last_note,
+            "roles": list(group.roles),
+        }
+        if delta.deleted:
+            record["deleted"] = True
+        else:
+            record["deltaLink"] = delta.delta_link
+        await deps.state.kv.put(DELTA_NAMESPACE, group_id, record)
+        return repair
 
 
 async def _roles(deps: GroupChangeDeps, group_id: str, previous: dict[str, Any]) -> WatchedGroup | None:
@@ -200,7 +224,13 @@ async def _read_delta(deps: GroupChangeDeps, group_id: str, link: str | None) ->
 
 
 async def _look(
-    deps: GroupChangeDeps, group: WatchedGroup, link: str | None, correlation_id: str, *, look_id: str
+    deps: GroupChangeDeps,
+    group: WatchedGroup,
+    link: str | None,
+    correlation_id: str,
+    *,
+    look_id: str,
+    trigger: Trigger,
 ) -> tuple[GroupRepair, GroupDelta]:
     from shared.graph.client import get_json
     from shared.graph.guard import resolve_break_glass_ids
@@ -233,8 +263,11 @@ async def _look(
         people_removed = removed - ids.account_ids
         for wave in group.waves:
             await _wave_members_removed(deps, group, wave, people_removed, repair, correlation_id)
-        if group.selector_of and (added | removed) - ids.account_ids:
-            await _start_syncs(deps, group, repair, correlation_id, look_id)
+    # A first read (no link yet, or Graph refused the stored one) cannot tell what changed: when a
+    # notification says something did, the selector's waves are synced anyway (a sync is idempotent).
+    selector_changed = bool((added | removed) - ids.account_ids) if not delta.initial else trigger != "resync"
+    if group.selector_of and selector_changed:
+        await _start_syncs(deps, group, repair, correlation_id, look_id)
     if repair.removed_break_glass or repair.restored_break_glass or repair.readded_wave_members:
         repair.status = "repaired"
     return repair, delta
@@ -411,27 +444,54 @@ async def _alert(
 
 
 def group_change_routes(deps: GroupChangeDeps) -> Routes:
-    """Change, resync and lifecycle envelopes → ``react_to_group`` per group."""
+    """Change, resync and lifecycle envelopes → ``react_to_group`` per group.
 
-    async def changed(envelope: Envelope) -> object:
-        groups = dict.fromkeys(_group_id(entry) for entry in _entries(envelope))
-        return [await react_to_group(deps, g, correlation_id=envelope.id) for g in groups]
+    Each group of a batch is handled on its own: a group that fails does not keep the others from
+    being looked at; once all were tried, the first failure is raised (retryable: the message comes
+    back and the groups already done are quick no-ops; permanent: settled and alerted).
+    """
 
-    async def resync(envelope: Envelope) -> object:
-        groups = dict.fromkeys(_group_id(entry) for entry in _entries(envelope))
-        return [await react_to_group(deps, g, correlation_id=envelope.id, trigger="resync") for g in groups]
+    async def each(envelope: Envelope, handle: Callable[[dict[str, Any]], Awaitable[object]]) -> object:
+        results: list[object] = []
+        failures: list[Exception] = []
+        for entry in _entries(envelope):
+            try:
+                results.append(await handle(entry))
+            except (WaveGuardError, InvalidPayloadError) as exc:
+                log.warning("group change entry failed", extra={"error": type(exc).__name__})
+                failures.append(exc)
+        retryable = [f for f in failures if isinstance(f, RetryableError)]
+        if retryable or failures:
+            raise (retryable or failures)[0]
+        return results
+
+    def look(trigger: Trigger) -> Callable[[Envelope], Awaitable[object]]:
+        async def handle(envelope: Envelope) -> object:
+            seen: set[str] = set()
+
+            async def one(entry: dict[str, Any]) -> object:
+                group_id = _group_id(entry)
+                if group_id in seen:
+                    return None
+                seen.add(group_id)
+                return await react_to_group(deps, group_id, correlation_id=envelope.id, trigger=trigger)
+
+            return [r for r in await _as_list(each(envelope, one)) if r is not None]
+
+        return handle
 
     async def lifecycle(envelope: Envelope) -> object:
-        return [await _lifecycle(deps, entry, envelope.id) for entry in _entries(envelope)]
+        return await each(envelope, lambda entry: _lifecycle(deps, entry, envelope.id))
 
-    return {CHANGE_TYPE: changed, RESYNC_TYPE: resync, LIFECYCLE_TYPE: lifecycle}
+    return {CHANGE_TYPE: look("notification"), RESYNC_TYPE: look("resync"), LIFECYCLE_TYPE: lifecycle}
+
+
+async def _as_list(result: Awaitable[object]) -> list[Any]:
+    value = await result
+    return list(value) if isinstance(value, list) else []
 
 
 async def _lifecycle(deps: GroupChangeDeps, entry: dict[str, Any], correlation_id: str) -> GroupRepair | None:
-    from urllib.parse import quote
-
-    from shared.graph.client import request_json
-
     event = entry.get("lifecycleEvent")
     sub_id = str(entry.get("subscriptionId") or "")
     group_id = await group_of_subscription(deps.state, sub_id) if sub_id else None
@@ -440,23 +500,44 @@ async def _lifecycle(deps: GroupChangeDeps, entry: dict[str, Any], correlation_i
     if group_id is None:
         log.warning("lifecycle event for a subscription WaveGuard does not know", extra={"event": event})
         return None
-    if event == "reauthorizationRequired":
+    problem: WaveGuardError | None = None
+    try:
+        if event == "reauthorizationRequired":
+            await _reauthorize(deps, sub_id, group_id, correlation_id)
+        elif event == "subscriptionRemoved":
+            await sync_group(deps.subscriptions, group_id, correlation_id=correlation_id)
+            await _audit(
+                deps, "subscription.recreated", sub_id, group_id, "subscriptionRemoved", correlation_id
+            )
+    except WaveGuardError as exc:  # the look below still happens; the failure is raised after it
+        problem = exc
+    # Whatever the event, changes may have gone unnoticed meanwhile: look at the group now.
+    repair = await react_to_group(deps, group_id, correlation_id=correlation_id, trigger="lifecycle")
+    if problem is not None:
+        raise problem
+    return repair
+
+
+async def _reauthorize(deps: GroupChangeDeps, sub_id: str, group_id: str, correlation_id: str) -> None:
+    from urllib.parse import quote
+
+    from shared.graph.client import request_json
+
+    try:
         done = await request_json(
             deps.graph,
             "POST",
             f"/subscriptions/{quote(sub_id)}/reauthorize",
             operation="reauthorize subscription",
         )
-        if done is None:  # Graph no longer has it: create it again
-            await sync_group(deps.subscriptions, group_id, correlation_id=correlation_id)
-        await _audit(
-            deps, "subscription.reauthorized", sub_id, group_id, "reauthorizationRequired", correlation_id
-        )
-    elif event == "subscriptionRemoved":
+    except PermanentError as exc:  # refused: make a fresh one instead
+        log.warning("reauthorization refused; recreating", extra={"error": type(exc).__name__})
+        done = None
+    if done is None:  # Graph no longer has it, or refused it: create it again
         await sync_group(deps.subscriptions, group_id, correlation_id=correlation_id)
-        await _audit(deps, "subscription.recreated", sub_id, group_id, "subscriptionRemoved", correlation_id)
-    # Whatever the event, changes may have gone unnoticed meanwhile: look at the group now.
-    return await react_to_group(deps, group_id, correlation_id=correlation_id, trigger="lifecycle")
+    await _audit(
+        deps, "subscription.reauthorized", sub_id, group_id, "reauthorizationRequired", correlation_id
+    )
 
 
 def _entries(envelope: Envelope) -> list[dict[str, Any]]:

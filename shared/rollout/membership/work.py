@@ -65,6 +65,7 @@ CHUNK_MEMBERS: Final = 400
 ACTOR: Final = "waveguard/membership-sync"
 _TTL: Final = timedelta(days=14)
 _MAX_FAILED_KEPT: Final = 50
+_RECENT_RUNS: Final = 5
 log = logging.getLogger(__name__)
 
 
@@ -151,6 +152,7 @@ async def start_wave_sync(deps: SyncDeps, wave_name: str, *, correlation_id: str
         with contextlib.suppress(ConcurrencyError):
             await deps.state.kv.put(NAMESPACE, run_id, record, if_absent=True)
         await deps.state.kv.put(NAMESPACE, f"latest:{wave_name}", {"runId": run_id})
+        await _remember_run(deps.state, wave_name, run_id)
         stored = await deps.state.kv.get(NAMESPACE, run_id)
     assert stored is not None
     run = _run_of(stored.value)
@@ -316,24 +318,39 @@ async def read_sync_run(state: AsyncStores, run_id: str) -> dict[str, Any] | Non
     return value
 
 
+async def _remember_run(state: AsyncStores, wave: str, run_id: str) -> None:
+    stored = await state.kv.get(NAMESPACE, f"recent:{wave}")
+    runs = (
+        list(stored.value.get("runIds", [])) if stored is not None and isinstance(stored.value, dict) else []
+    )
+    runs = [*[r for r in runs if r != run_id][-(_RECENT_RUNS - 1) :], run_id]
+    await state.kv.put(NAMESPACE, f"recent:{wave}", {"runIds": runs})
+
+
 async def planned_removals(state: AsyncStores, wave: str) -> frozenset[str]:
-    """The members the wave's latest membership sync removes (or removed): WaveGuard's own removals,
-    which the group-change worker must not report as someone else's.
+    """The members the wave's recent membership syncs remove (or removed): WaveGuard's own removals,
+    which the group-change worker must not report as someone else's. Several runs count, since a
+    burst of syncs can plan a new run before the previous one's removals are noticed.
 
     Raises:
         RetryableError: the store is unavailable.
     """
+    recent = await state.kv.get(NAMESPACE, f"recent:{wave}")
+    runs = (
+        list(recent.value.get("runIds", [])) if recent is not None and isinstance(recent.value, dict) else []
+    )
     latest = await state.kv.get(NAMESPACE, f"latest:{wave}")
     run_id = latest.value.get("runId") if latest is not None and isinstance(latest.value, dict) else None
-    if not isinstance(run_id, str):
-        return frozenset()
-    run = await state.kv.get(NAMESPACE, run_id)
-    total = int(run.value.get("totalChunks", 0)) if run is not None and isinstance(run.value, dict) else 0
+    if isinstance(run_id, str) and run_id not in runs:
+        runs.append(run_id)
     removed: set[str] = set()
-    for n in range(total):
-        chunk = await state.kv.get(NAMESPACE, f"{run_id}:{n}")
-        if chunk is not None and isinstance(chunk.value, dict):
-            removed.update(str(m).lower() for m in chunk.value.get("remove") or [])
+    for one in runs:
+        run = await state.kv.get(NAMESPACE, str(one))
+        total = int(run.value.get("totalChunks", 0)) if run is not None and isinstance(run.value, dict) else 0
+        for n in range(total):
+            chunk = await state.kv.get(NAMESPACE, f"{one}:{n}")
+            if chunk is not None and isinstance(chunk.value, dict):
+                removed.update(str(m).lower() for m in chunk.value.get("remove") or [])
     return frozenset(removed)
 
 

@@ -311,3 +311,124 @@ async def test_the_daily_resync_finds_drift_a_lost_notification_hid(
     envelope = Envelope(type=RESYNC_TYPE, payload={"entries": [{"resource": f"groups/{pilot}"}]})
     [repair] = await _deliver(deps, queues, envelope)
     assert repair.removed_break_glass == [demo.break_glass_ids[0]]
+
+
+def _managed_policy(emulator: EmulatorHandle, include: str, exclude: str) -> None:
+    """A WaveGuard policy as the baseline writes it: the wave group in, the exclusion group out."""
+    body = {
+        "displayName": "WaveGuard - Require MFA",
+        "state": "enabledForReportingButNotEnforced",
+        "conditions": {
+            "users": {"includeGroups": [include], "excludeGroups": [exclude]},
+            "applications": {"includeApplications": ["All"]},
+            "clientAppTypes": ["all"],
+        },
+        "grantControls": {"operator": "OR", "builtInControls": ["mfa"]},
+    }
+    _graph(emulator, "POST", "/identity/conditionalAccess/policies", body)
+
+
+async def test_the_exclusion_group_a_policy_excludes_is_never_treated_as_a_targeted_group(
+    deps: GroupChangeDeps, emulator_server: EmulatorHandle, queues: MemoryQueues
+) -> None:
+    demo = emulator_server.demo
+    assert demo is not None
+    pilot, exclusion = _pilot_group(emulator_server), demo.break_glass_group_id
+    _managed_policy(emulator_server, pilot, exclusion)
+    # the first look sees both break-glass accounts in the exclusion group: nothing to do
+    first = await react_to_group(deps, exclusion, correlation_id="c0")
+    assert (first.status, first.removed_break_glass) == ("checked", [])
+    assert "exclusion" in first.roles
+    # taken out, put back; the next look sees WaveGuard's own re-add and leaves it alone
+    _graph(emulator_server, "DELETE", f"/groups/{exclusion}/members/{demo.break_glass_ids[0]}/$ref")
+    assert (await react_to_group(deps, exclusion, correlation_id="c1")).restored_break_glass == [
+        demo.break_glass_ids[0]
+    ]
+    again = await react_to_group(deps, exclusion, correlation_id="c2")
+    assert (again.status, again.removed_break_glass, again.restored_break_glass) == ("checked", [], [])
+    assert set(demo.break_glass_ids) <= _members(emulator_server, exclusion)
+    # the policy's included group is watched as a policy group: a break-glass account is taken out
+    _add(emulator_server, pilot, demo.break_glass_ids[1])
+    repair = await react_to_group(deps, pilot, correlation_id="c3")
+    assert set(repair.roles) == {"wave:pilot", "policy"}
+    assert repair.removed_break_glass == [demo.break_glass_ids[1]]
+
+
+async def test_a_quiet_look_never_hides_the_next_change(
+    deps: GroupChangeDeps, emulator_server: EmulatorHandle
+) -> None:
+    demo = emulator_server.demo
+    assert demo is not None
+    pilot = _pilot_group(emulator_server)
+    await react_to_group(deps, pilot, correlation_id="c0")
+    # nothing changed: Graph may hand back the very same delta link
+    quiet = await react_to_group(deps, pilot, correlation_id="c1")
+    assert quiet.status == "checked"
+    _add(emulator_server, pilot, demo.break_glass_ids[0])
+    repair = await react_to_group(deps, pilot, correlation_id="c2")
+    assert repair.removed_break_glass == [demo.break_glass_ids[0]]
+
+
+async def test_one_bad_entry_in_a_batch_does_not_keep_the_other_groups_unlooked(
+    deps: GroupChangeDeps, emulator_server: EmulatorHandle, stores: StateStores, queues: MemoryQueues
+) -> None:
+    demo = emulator_server.demo
+    assert demo is not None
+    pilot = _pilot_group(emulator_server)
+    await react_to_group(deps, pilot, correlation_id="c0")
+    _add(emulator_server, pilot, demo.break_glass_ids[0])
+    entries = [{"resource": "groups/../users", "changeType": "updated"}, {"resource": f"groups/{pilot}"}]
+    await _deliver(deps, queues, Envelope(type=CHANGE_TYPE, payload={"entries": entries}))
+    # the bad entry is settled (audited and alerted) and the pilot group was still repaired
+    assert demo.break_glass_ids[0] not in _members(emulator_server, pilot)
+    assert sorted(_alertnames(queues)) == ["BreakGlassTargeted", "GroupChangeFailed"]
+
+
+async def test_a_first_read_after_a_notification_still_syncs_the_selectors_waves(
+    deps: GroupChangeDeps,
+    emulator_server: EmulatorHandle,
+    stores: StateStores,
+    started: list[tuple[str, str]],
+) -> None:
+    demo = emulator_server.demo
+    assert demo is not None
+    _pilot_group(emulator_server)
+    await _enforce(stores, "pilot")
+    # no link stored yet: the notification's change cannot be told apart, the sync runs anyway
+    repair = await react_to_group(deps, demo.it_pilot_group_id, correlation_id="c0")
+    assert repair.syncs_started == ["pilot"]
+    # the daily resync's first read does not (nothing says anything changed)
+    stores.kv.delete(DELTA_NAMESPACE, demo.it_pilot_group_id)
+    resync = await react_to_group(deps, demo.it_pilot_group_id, correlation_id="r0", trigger="resync")
+    assert resync.syncs_started == []
+
+
+async def test_a_group_gone_before_the_first_read_is_reported_deleted(
+    deps: GroupChangeDeps, emulator_server: EmulatorHandle, stores: StateStores, queues: MemoryQueues
+) -> None:
+    pilot = _pilot_group(emulator_server)
+    await react_to_group(deps, pilot, correlation_id="c0")
+    stores.kv.put(DELTA_NAMESPACE, pilot, {"roles": ["wave:pilot"], "at": "x"})  # link lost
+    _graph(emulator_server, "DELETE", f"/groups/{pilot}")
+    repair = await react_to_group(deps, pilot, correlation_id="c1")
+    assert repair.status == "deleted"
+    assert _alertnames(queues) == ["WatchedGroupDeleted"]
+
+
+async def test_removals_of_earlier_sync_runs_are_waveguards_own_too(
+    deps: GroupChangeDeps, emulator_server: EmulatorHandle, stores: StateStores, queues: MemoryQueues
+) -> None:
+    it = [str(u["id"]) for u in emulator_server.store.users.values() if u["department"] == "IT"][:2]
+    pilot = _pilot_group(emulator_server, it)
+    await _enforce(stores, "pilot")
+    await react_to_group(deps, pilot, correlation_id="c0")
+    # run-1 removed it[0]; run-2 (planned after) is the latest and does not list it
+    for run, removes in (("run-1", [it[0]]), ("run-2", [])):
+        stores.kv.put(SYNC_NAMESPACE, run, {"totalChunks": 1})
+        stores.kv.put(SYNC_NAMESPACE, f"{run}:0", {"add": [], "remove": removes})
+    stores.kv.put(SYNC_NAMESPACE, "recent:pilot", {"runIds": ["run-1", "run-2"]})
+    stores.kv.put(SYNC_NAMESPACE, "latest:pilot", {"runId": "run-2"})
+    _graph(emulator_server, "DELETE", f"/groups/{pilot}/members/{it[0]}/$ref")
+    repair = await react_to_group(deps, pilot, correlation_id="c1")
+    assert repair.removed_wave_members == []
+    assert queues.on(ALERTS) == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -21,9 +22,11 @@ from shared.group_changes.subscriptions import (
     SYNC_LOCK_KEY,
     SubscriptionDeps,
     lifecycle_url,
+    sync_group,
     sync_subscriptions,
 )
 from shared.group_changes.timers import run_subscription_sync
+from shared.group_changes.watched import watched_groups
 from shared.names import ALERTS
 from shared.queues import MemoryQueues
 from shared.state import StateStores, build_memory_state
@@ -48,7 +51,7 @@ def _deps(app_environ: dict[str, str], stores: StateStores, url: str | None) -> 
     return SubscriptionDeps(load_plan_for(settings), build_graph_client(settings), stores.aio)
 
 
-def _call(method: str, url: str, body: object = None) -> dict[str, str]:
+def _call(method: str, url: str, body: object = None) -> dict[str, Any]:
     answer = httpx.request(method, url, json=body)
     answer.raise_for_status()
     return answer.json() if answer.content else {}
@@ -231,3 +234,43 @@ def _subscribe(emulator: EmulatorHandle, group_id: str, url: str) -> str:
         "clientState": "x",
     }
     return str(_call("POST", f"{emulator.base_url}/subscriptions", body)["id"])
+
+
+async def test_a_new_client_state_or_url_replaces_the_subscriptions(
+    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores, endpoint: Receiver
+) -> None:
+    [first] = await sync_subscriptions(_deps(app_environ, stores, endpoint.url), correlation_id="c1")
+    rotated = _deps({**app_environ, "WAVEGUARD_GRAPH_CLIENT_STATE": "rotated-secret"}, stores, endpoint.url)
+    [second] = await sync_subscriptions(rotated, correlation_id="c2")
+    assert second.action == "recreated"
+    assert second.subscription_id != first.subscription_id
+    live = _call("GET", f"{emulator_server.admin_url}/subscriptions")["value"]
+    assert [(s["id"], s["clientState"]) for s in live] == [(second.subscription_id, "rotated-secret")]
+    [third] = await sync_subscriptions(rotated, correlation_id="c3")
+    assert third.action == "kept"
+
+
+async def test_a_lifecycle_recreation_waits_for_a_running_sync(
+    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores, endpoint: Receiver
+) -> None:
+    demo = emulator_server.demo
+    assert demo is not None
+    deps = _deps(app_environ, stores, endpoint.url)
+    stores.idempotency.claim(SYNC_LOCK_KEY, ttl=timedelta(minutes=5), in_progress_expiry=timedelta(minutes=5))
+    with pytest.raises(RetryableError):
+        await sync_group(deps, demo.break_glass_group_id, correlation_id="l1")
+
+
+async def test_an_ambiguous_selector_name_is_reported_and_the_rest_still_watched(
+    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores, endpoint: Receiver
+) -> None:
+    demo = emulator_server.demo
+    assert demo is not None
+    _call("POST", f"{emulator_server.admin_url}/groups", {"displayName": "WaveGuard - Wave 1 Pilot"})
+    _call("POST", f"{emulator_server.admin_url}/groups", {"displayName": "IT pilot"})  # a second one
+    deps = _deps(app_environ, stores, endpoint.url)
+    watched = await watched_groups(deps.graph, deps.plan, stores.aio.kv)
+    assert any("several groups are named 'IT pilot'" in m for m in watched.missing)
+    roles = {g.roles for g in watched.groups}
+    assert ("wave:pilot",) in roles
+    assert demo.it_pilot_group_id not in {g.group_id for g in watched.groups}
