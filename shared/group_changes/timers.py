@@ -2,7 +2,9 @@
 
 - ``run_subscription_sync``: ``sync_subscriptions`` (at start and every few hours); a group whose
   subscription Graph refused is logged with Graph's reason and alerted on (``SubscriptionSyncFailed``,
-  high), the others are unaffected. With no
+  high), the others are unaffected; a sync that fails as a whole for a permanent reason (the
+  exclusion group is gone, the plan names groups Graph refuses) pages ``SubscriptionSyncFailed``
+  (critical): without subscriptions, group changes wait for the daily resync. With no
   ``subscriptions.notificationUrl`` in the plan it does nothing (no Graph call).
 - ``enqueue_resync``: one ``graph.group.resync`` envelope per watched group on ``group-changes``
   (ids per day and group, so a timer that fires twice enqueues the same messages); the worker reads
@@ -17,6 +19,7 @@ from datetime import datetime
 
 from shared.alerting import Alert, raise_alert
 from shared.envelope import Envelope
+from shared.errors import PermanentError
 from shared.group_changes.subscriptions import ACTOR, SubscriptionDeps, SubscriptionStatus, sync_subscriptions
 from shared.group_changes.watched import watched_groups
 from shared.group_changes.worker import RESYNC_TYPE
@@ -42,7 +45,13 @@ async def run_subscription_sync(
     if deps.plan.subscriptions.notification_url is None:
         log.info("subscriptions.notificationUrl is not set: no Graph subscriptions are kept")
         return []
-    results = await sync_subscriptions(deps, correlation_id=correlation_id)
+    try:
+        results = await sync_subscriptions(deps, correlation_id=correlation_id)
+    except PermanentError as exc:
+        await _page(
+            deps, queues, "SubscriptionSyncFailed", f"the subscription sync failed: {exc}", correlation_id
+        )
+        raise
     for status in results:
         level = logging.WARNING if status.action == "failed" else logging.INFO
         log.log(
@@ -77,7 +86,13 @@ async def enqueue_resync(deps: SubscriptionDeps, queues: Sender, *, now: datetim
         SafetyViolationError: the break-glass exclusion group does not exist.
         RetryableError: Graph or the queue failed (a retry enqueues the same ids).
     """
-    watched = await watched_groups(deps.graph, deps.plan, deps.state.kv)
+    try:
+        watched = await watched_groups(deps.graph, deps.plan, deps.state.kv)
+    except PermanentError as exc:
+        await _page(
+            deps, queues, "GroupResyncFailed", f"the daily group resync failed: {exc}", f"resync-{now:%Y%m%d}"
+        )
+        raise
     day = now.strftime("%Y%m%d")
     for group in watched.groups:
         envelope = Envelope(
@@ -88,3 +103,18 @@ async def enqueue_resync(deps: SubscriptionDeps, queues: Sender, *, now: datetim
         await queues.send(GROUP_CHANGES, envelope)
     log.info("group resync queued", extra={"groups": len(watched.groups), "missing": list(watched.missing)})
     return len(watched.groups)
+
+
+async def _page(
+    deps: SubscriptionDeps, queues: Sender, alertname: str, summary: str, correlation_id: str
+) -> None:
+    alert = Alert(
+        key=f"group-changes:{alertname}",
+        severity="critical",
+        summary=f"{alertname}: {summary}"[:1000],
+        source=ACTOR,
+        labels={"alertname": alertname, "severity": "critical"},
+        details={"correlationId": correlation_id},
+        occurred_at=deps.clock(),
+    )
+    await raise_alert(queues, alert)
