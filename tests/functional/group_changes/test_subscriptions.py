@@ -15,7 +15,7 @@ import pytest
 from cli.main import main as waveguard
 from local.graph_emulator import EmulatorHandle
 from shared.config import load_plan_for, load_settings
-from shared.errors import ConfigError, RetryableError
+from shared.errors import ConfigError, PermanentError, RetryableError
 from shared.graph import build_graph_client
 from shared.group_changes.subscriptions import (
     NAMESPACE,
@@ -274,3 +274,17 @@ async def test_an_ambiguous_selector_name_is_reported_and_the_rest_still_watched
     roles = {g.roles for g in watched.groups}
     assert ("wave:pilot",) in roles
     assert demo.it_pilot_group_id not in {g.group_id for g in watched.groups}
+
+
+async def test_the_timer_pages_when_the_whole_sync_fails(
+    app_environ: dict[str, str], emulator_server: EmulatorHandle, stores: StateStores, endpoint: Receiver
+) -> None:
+    demo = emulator_server.demo
+    assert demo is not None
+    _call("DELETE", f"{emulator_server.base_url}/groups/{demo.break_glass_group_id}")
+    queues = MemoryQueues()
+    with pytest.raises(PermanentError):
+        await run_subscription_sync(_deps(app_environ, stores, endpoint.url), queues, correlation_id="t1")
+    [alert] = queues.on(ALERTS)
+    assert alert.payload["labels"]["alertname"] == "SubscriptionSyncFailed"
+    assert alert.payload["severity"] == "critical"
