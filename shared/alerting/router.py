@@ -22,9 +22,12 @@ lost) and, after ``maxDequeueCount``, goes to poison, which pages through the ot
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import random
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -70,7 +73,7 @@ GROUPS_NAMESPACE: Final = "alert-groups"
 ACTIVE_NAMESPACE: Final = "alerts-active"
 _NOTIFY_TTL: Final = timedelta(days=8)
 _NOTIFY_CLAIM: Final = timedelta(minutes=2)
-_UPDATE_ATTEMPTS: Final = 8
+_UPDATE_ATTEMPTS: Final = 12
 _EARLY_SLACK: Final = timedelta(seconds=1)
 
 
@@ -196,7 +199,26 @@ async def _record_active(
     )
 
 
+_locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _group_lock(gid: str) -> asyncio.Lock:
+    """One writer per group in this process (other processes are kept apart by the ETags)."""
+    key = (id(asyncio.get_running_loop()), gid)
+    lock = _locks.get(key)
+    if lock is None:
+        lock = _locks[key] = asyncio.Lock()
+    return lock
+
+
 async def _add_to_group(
+    deps: RouterDeps, match: RouteMatch, gid: str, alert: Alert, labels: Mapping[str, str], now: datetime
+) -> None:
+    async with _group_lock(gid):
+        await _add_to_group_locked(deps, match, gid, alert, labels, now)
+
+
+async def _add_to_group_locked(
     deps: RouterDeps, match: RouteMatch, gid: str, alert: Alert, labels: Mapping[str, str], now: datetime
 ) -> None:
     route = match.route
@@ -244,6 +266,7 @@ async def _add_to_group(
                 if_absent=new,
             )
         except ConcurrencyError:
+            await asyncio.sleep(random.uniform(0.005, 0.05))
             continue
         if reschedule:
             await _schedule(deps, gid, due, now)
@@ -320,6 +343,13 @@ async def flush_group(deps: RouterDeps, gid: str, *, correlation_id: str) -> str
 async def _after_notify(
     deps: RouterDeps, gid: str, digest: str, now: datetime, correlation_id: str, notification: Notification
 ) -> None:
+    async with _group_lock(gid):
+        await _after_notify_locked(deps, gid, digest, now, correlation_id, notification)
+
+
+async def _after_notify_locked(
+    deps: RouterDeps, gid: str, digest: str, now: datetime, correlation_id: str, notification: Notification
+) -> None:
     for _ in range(_UPDATE_ATTEMPTS):
         stored = await deps.state.kv.get(GROUPS_NAMESPACE, gid)
         if stored is None:
@@ -348,6 +378,7 @@ async def _after_notify(
                 if still_firing or changed:
                     await _schedule(deps, gid, due, now)
         except ConcurrencyError:
+            await asyncio.sleep(random.uniform(0.005, 0.05))
             continue
         details = {
             "receiver": notification.receiver.name,

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
@@ -62,6 +63,7 @@ from shared.state.once import once
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
+    from shared.graph.guard import BreakGlassIds
     from shared.services import Services
 
 __all__ = [
@@ -232,13 +234,7 @@ async def _look(
     look_id: str,
     trigger: Trigger,
 ) -> tuple[GroupRepair, GroupDelta]:
-    from shared.graph.client import get_json
-    from shared.graph.guard import resolve_break_glass_ids
-
-    async def read(path: str) -> dict[str, Any] | None:
-        return await get_json(deps.graph, path)
-
-    ids = await resolve_break_glass_ids(deps.plan.break_glass, read)
+    ids = await _break_glass_ids(deps)
     delta = await _read_delta(deps, group.group_id, link)
     repair = GroupRepair(group.group_id, roles=group.roles)
     if delta.deleted:
@@ -271,6 +267,29 @@ async def _look(
     if repair.removed_break_glass or repair.restored_break_glass or repair.readded_wave_members:
         repair.status = "repaired"
     return repair, delta
+
+
+# Resolved break-glass ids per plan section, kept briefly: a burst of changes does not resolve them
+# again for every look, and a renamed or recreated account is seen within a minute.
+_IDS_TTL: Final = 60.0
+_ids_cache: dict[str, tuple[float, BreakGlassIds]] = {}
+
+
+async def _break_glass_ids(deps: GroupChangeDeps) -> BreakGlassIds:
+    from shared.graph.client import get_json
+    from shared.graph.guard import resolve_break_glass_ids
+
+    key = deps.plan.break_glass.model_dump_json()
+    cached = _ids_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < _IDS_TTL:
+        return cached[1]
+
+    async def read(path: str) -> dict[str, Any] | None:
+        return await get_json(deps.graph, path)
+
+    ids = await resolve_break_glass_ids(deps.plan.break_glass, read)
+    _ids_cache[key] = (time.monotonic(), ids)
+    return ids
 
 
 async def _restore_exclusion(
