@@ -92,6 +92,7 @@ def test_a_poisoned_message_is_archived_paged_listed_and_replayed(
                 a
                 for a in routed_alerts(storage_connection_string)
                 if a.payload["labels"].get("alertname") == "PoisonMessage"
+                and a.payload["details"].get("queue") == "hr-events-poison"
             ),
             None,
         ),

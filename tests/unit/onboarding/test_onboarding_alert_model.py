@@ -50,6 +50,7 @@ def test_raise_alert_enqueues_an_alert_envelope_on_the_alerts_queue() -> None:
         "labels": {"alertname": "HireNotProvisioned"},
         "details": {"employeeId": "E1001"},
         "occurredAt": "2026-12-01T08:00:00Z",
+        "status": "firing",
     }
 
 
