@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import random
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,6 +45,7 @@ from shared.alerting.silences import active_silences
 from shared.config import AlertingConfig, Receiver
 from shared.envelope import Envelope
 from shared.errors import InvalidPayloadError
+from shared.keyed_locks import KeyedLocks
 from shared.names import ALERTS
 from shared.queues import Sender
 from shared.state import AsyncStores, AuditEntry, Clock, iso, parse_iso, utc_now
@@ -199,22 +199,14 @@ async def _record_active(
     )
 
 
-_locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
-
-
-def _group_lock(gid: str) -> asyncio.Lock:
-    """One writer per group in this process (other processes are kept apart by the ETags)."""
-    key = (id(asyncio.get_running_loop()), gid)
-    lock = _locks.get(key)
-    if lock is None:
-        lock = _locks[key] = asyncio.Lock()
-    return lock
+# One writer per group in this process (other processes are kept apart by ETags or ``once``).
+_group_locks = KeyedLocks()
 
 
 async def _add_to_group(
     deps: RouterDeps, match: RouteMatch, gid: str, alert: Alert, labels: Mapping[str, str], now: datetime
 ) -> None:
-    async with _group_lock(gid):
+    async with _group_locks.of(gid):
         await _add_to_group_locked(deps, match, gid, alert, labels, now)
 
 
@@ -343,7 +335,7 @@ async def flush_group(deps: RouterDeps, gid: str, *, correlation_id: str) -> str
 async def _after_notify(
     deps: RouterDeps, gid: str, digest: str, now: datetime, correlation_id: str, notification: Notification
 ) -> None:
-    async with _group_lock(gid):
+    async with _group_locks.of(gid):
         await _after_notify_locked(deps, gid, digest, now, correlation_id, notification)
 
 

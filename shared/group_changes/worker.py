@@ -30,12 +30,10 @@ creates it again and looks. ``graph.group.resync`` (the daily safety net) looks 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
 import uuid
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -55,6 +53,7 @@ from shared.group_changes.subscriptions import (
     sync_group,
 )
 from shared.group_changes.watched import WatchedGroup, watched_groups
+from shared.keyed_locks import KeyedLocks
 from shared.pipeline import QueueWorker, Routes, Settlement
 from shared.queues import Sender
 from shared.state import AsyncStores, AuditEntry, Clock, utc_now
@@ -121,15 +120,8 @@ class GroupRepair:
     syncs_started: list[str] = field(default_factory=list)
 
 
-_locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
-
-
-def _group_lock(group_id: str) -> asyncio.Lock:
-    key = (id(asyncio.get_running_loop()), group_id)
-    lock = _locks.get(key)
-    if lock is None:
-        lock = _locks[key] = asyncio.Lock()
-    return lock
+# One writer per group in this process (other processes are kept apart by ETags or ``once``).
+_group_locks = KeyedLocks()
 
 
 async def react_to_group(
@@ -143,7 +135,7 @@ async def react_to_group(
         RetryableError: Graph or storage failed; the message comes back and reads the same delta.
     """
     group_id = group_id.lower()
-    async with _group_lock(group_id):
+    async with _group_locks.of(group_id):
         for _ in range(_LOOK_ATTEMPTS):
             repair = await _look_once(deps, group_id, correlation_id, trigger)
             if repair is not None:
