@@ -251,6 +251,7 @@ async def test_a_signed_hire_for_the_ceo_issues_no_tap_and_mails_nobody(
     names = {
         a.payload["labels"]["alertname"]
         for a in alerts
-        if a.payload["details"].get("envelopeId") == envelope.id
+        # the queue is shared: other tests' alert-router flushes sit on it too
+        if a.type == "alert" and a.payload["details"].get("envelopeId") == envelope.id
     }
     assert "HireRefusedExistingAccount" in names
