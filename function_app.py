@@ -12,6 +12,7 @@ import azure.functions as func
 
 from handlers import (
     alert_router,
+    azure_monitor,
     graph_notifications,
     group_timers,
     group_worker,
@@ -34,6 +35,7 @@ for module in (
     health,
     hr_ingress,
     graph_notifications,
+    azure_monitor,
     hr_worker,
     group_worker,
     poison,

@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.config.alerting import AlertingConfig
 from shared.config.base import ConfigModel, Guid, HttpUrl, Secret
+from shared.config.risk import ResponseMode, Risk, RiskResponses
 from shared.config.waves import AUTO_WAVE, BreakGlass, NewHires, Wave
 
 __all__ = [
@@ -29,7 +30,6 @@ __all__ = [
     "Tenant",
 ]
 
-ResponseMode = Literal["off", "dryRun", "on"]
 PolicyState = Literal["enabledForReportingButNotEnforced", "disabled", "enabled"]
 
 # Role template ids of Microsoft's "Require MFA for administrators" baseline.
@@ -140,21 +140,6 @@ class Policies(ConfigModel):
                 "(enforcement normally comes from a wave promotion)",
             )
         return self
-
-
-class RiskResponses(ConfigModel):
-    """Automatic responses to risky users; destructive ones are off or dry-run unless configured."""
-
-    revoke_sessions: ResponseMode = "dryRun"
-    confirm_compromised: ResponseMode = "off"
-
-
-class Risk(ConfigModel):
-    """Polling of Identity Protection and sign-ins, and who gets paged."""
-
-    poll_every_seconds: Annotated[int, Field(ge=60, le=86400)] = 300
-    responses: RiskResponses = RiskResponses()
-    min_severity_to_page: Literal["low", "medium", "high"] = "high"
 
 
 class Subscriptions(ConfigModel):

@@ -48,6 +48,12 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "methods": ["POST"],
         "authLevel": "function",
     },
+    "azure_monitor_alerts": {
+        "type": "httpTrigger",
+        "route": "alerts/azure-monitor",
+        "methods": ["POST"],
+        "authLevel": "function",
+    },
     "graph_lifecycle": {
         "type": "httpTrigger",
         "route": "graph/lifecycle",

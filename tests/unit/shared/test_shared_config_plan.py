@@ -64,7 +64,9 @@ def test_the_example_plan_validates_and_fits_the_demo_tenant() -> None:
         plan.alerting.receiver("pagerduty-oncall").pagerduty.url == "https://events.pagerduty.com/v2/enqueue"
     )
     assert plan.policies.state == "enabledForReportingButNotEnforced"
-    assert plan.risk.responses.revoke_sessions == "dryRun"
+    assert plan.risk.responses.revoke_sessions.mode == "dryRun"
+    assert plan.risk.responses.confirm_compromised.mode == "off"
+    assert plan.risk.levels.high == "critical"
     assert plan.subscriptions.notification_url is None
 
 
