@@ -1,4 +1,5 @@
-"""`make run`: the local stack (Azurite, Graph emulator, mini-host), a demo, then serve until Ctrl-C."""
+"""`make run`: the local stack (Azurite, Graph emulator, receiver sink, mini-host), a demo, then serve until
+Ctrl-C."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ class Ports:
     blob: int = 10000
     queue: int = 10001
     table: int = 10002
+    # the receiver sink (local/receiver_sink): PagerDuty, Teams, Slack and webhook deliveries land here
+    sink: int = 7073
 
     def azurite(self) -> dict[str, int]:
         return {"blob": self.blob, "queue": self.queue, "table": self.table}
@@ -71,7 +74,11 @@ def _preflight(ports: Ports) -> None:
         raise StackError(f"Azurite is not installed ({AZURITE_BIN} missing): run `make install`.")
     busy = [
         f"{name} port {port}"
-        for name, port in [("mini-host", ports.host), ("Graph emulator", ports.graph)]
+        for name, port in [
+            ("mini-host", ports.host),
+            ("Graph emulator", ports.graph),
+            ("receiver sink", ports.sink),
+        ]
         + [(f"Azurite {k}", p) for k, p in ports.azurite().items()]
         if port_open(port)
     ]
@@ -146,9 +153,13 @@ def stack_environ(ports: Ports) -> dict[str, str]:
     key = json.loads(SETTINGS_FILE.read_text("utf-8")).get("FunctionKeys", {}).get("default", "")
     # Graph (the emulator) calls the app back here: the notification ingress, key in the query.
     notifications = f"http://127.0.0.1:{ports.host}/api/graph/notifications?code={key}"
+    sink = f"http://127.0.0.1:{ports.sink}"
     return {
         **local,
         "WAVEGUARD_NOTIFICATION_URL": notifications,
+        # the plan's receivers deliver to the sink (the real environment may point them elsewhere)
+        "PAGERDUTY_URL": f"{sink}/v2/enqueue",
+        "TEAMS_WEBHOOK_URL": f"{sink}/teams",
         **os.environ,
         "AzureWebJobsStorage": connection_string(
             blob_port=ports.blob, queue_port=ports.queue, table_port=ports.table
@@ -159,7 +170,7 @@ def stack_environ(ports: Ports) -> dict[str, str]:
 
 
 def start_stack(ports: Ports) -> list[Child]:
-    """Start Azurite, the Graph emulator and the mini-host; return them in start order."""
+    """Start Azurite, the Graph emulator, the receiver sink and the mini-host; return them in start order."""
     _preflight(ports)
     env = stack_environ(ports)
     py = sys.executable
@@ -189,8 +200,19 @@ def start_stack(ports: Ports) -> list[Child]:
                 env=env,
             )
         )
+        sink_log = STACK_DIR / "receiver-sink.log"
+        children.append(
+            _spawn(
+                "sink",
+                [py, "-m", "local.receiver_sink", "--port", str(ports.sink)],
+                ports=(ports.sink,),
+                log=sink_log,
+                env=env,
+            )
+        )
         _wait_ports(children[0], 60, azurite_log)
         _wait_ports(children[1], 60, emu_log)
+        _wait_ports(children[2], 60, sink_log)
         children.append(
             _spawn(
                 "host",
@@ -212,7 +234,7 @@ def start_stack(ports: Ports) -> list[Child]:
                 env=env,
             )
         )
-        _wait_ports(children[2], 60, None)
+        _wait_ports(children[3], 60, None)
     except BaseException:
         stop_stack(children)
         raise
@@ -230,13 +252,16 @@ def stop_stack(children: list[Child]) -> None:
 
 def _print_endpoints(ports: Ports) -> None:
     graph = f"http://127.0.0.1:{ports.graph}"
+    sink = f"http://127.0.0.1:{ports.sink}"
     print(
         "\nWaveGuard local stack is running:\n"
         f"  Functions (mini-host)  http://127.0.0.1:{ports.host}/api   health: /api/health\n"
         f"  Graph emulator         {graph}/v1.0   admin: {graph}/_emulator\n"
         f"  Azurite                blob {ports.blob}, queue {ports.queue}, table {ports.table} (in memory)\n"
+        f"  Receiver sink          {sink}   events: {sink}/_sink/events   incidents: /_sink/incidents\n"
         f"  Logs                   {STACK_DIR.relative_to(ROOT)}/azurite.log, "
-        f"{STACK_DIR.relative_to(ROOT)}/graph-emulator.log; the host logs here\n"
+        f"{STACK_DIR.relative_to(ROOT)}/graph-emulator.log, "
+        f"{STACK_DIR.relative_to(ROOT)}/receiver-sink.log; the host logs here\n"
         "  Operator CLI           .venv/bin/waveguard --settings local/local.settings.json doctor\n"
         "Press Ctrl-C to stop.\n",
         flush=True,
@@ -252,7 +277,7 @@ def run(*, demo: bool, ports: Ports) -> int:
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    print("Starting Azurite, the Graph emulator and the mini-host ...", flush=True)
+    print("Starting Azurite, the Graph emulator, the receiver sink and the mini-host ...", flush=True)
     try:
         children = start_stack(ports)
     except StackError as exc:
@@ -279,7 +304,7 @@ def run(*, demo: bool, ports: Ports) -> int:
     finally:
         print("\nStopping the stack ...", flush=True)
         stop_stack(children)
-        left = [p for p in (ports.host, ports.graph, *ports.azurite().values()) if port_open(p)]
+        left = [p for p in (ports.host, ports.graph, ports.sink, *ports.azurite().values()) if port_open(p)]
         print(f"Stopped; still listening: {left}" if left else "Stopped: every port is closed.", flush=True)
     return code
 

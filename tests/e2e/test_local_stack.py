@@ -33,7 +33,7 @@ class RunningStack:
 
 
 def _start(*extra: str) -> RunningStack:
-    ports = {name: free_port() for name in ("host", "graph", "blob", "queue", "table")}
+    ports = {name: free_port() for name in ("host", "graph", "blob", "queue", "table", "sink")}
     args = [arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]
     process = subprocess.Popen(
         [sys.executable, "-m", "local.stack", "run", *args, *extra],
@@ -85,7 +85,7 @@ def stack_without_demo() -> Iterator[RunningStack]:
 def test_stack_serves_health_graph_and_stops_cleanly_on_ctrl_c(stack_without_demo: RunningStack) -> None:
     stack = stack_without_demo
     # GIVEN `DEMO=0 make run` / WHEN it says it is running
-    _read_until(stack, "Press Ctrl-C to stop.", timeout=90)
+    banner = _read_until(stack, "Press Ctrl-C to stop.", timeout=90)
     # THEN anonymous health is 200 and says only "healthy"
     health = httpx.get(stack.url("host", "/api/health"), timeout=10)
     assert health.status_code == 200, health.text
@@ -100,6 +100,16 @@ def test_stack_serves_health_graph_and_stops_cleanly_on_ctrl_c(stack_without_dem
     page = httpx.get(stack.url("graph", "/v1.0/users?$top=5"), timeout=10).json()
     assert len(page["value"]) == 5
     assert "@odata.nextLink" in page
+    # AND the receiver sink records deliveries, and the banner says where to read them
+    assert stack.url("sink", "/_sink/events") in banner
+    pagerduty = httpx.post(
+        stack.url("sink", "/v2/enqueue"),
+        json={"routing_key": "x" * 32, "event_action": "resolve", "dedup_key": "stack-test"},
+        timeout=10,
+    )
+    assert pagerduty.status_code == 202, pagerduty.text
+    events = httpx.get(stack.url("sink", "/_sink/events"), params={"kind": "pagerduty"}, timeout=10).json()
+    assert [e["status"] for e in events["value"]] == [202]
     # WHEN Ctrl-C / THEN it exits 0 and nothing listens any more
     assert _stop(stack) == 0, "".join(stack.output)
     assert [name for name, port in stack.ports.items() if port_open(port)] == []
