@@ -9,8 +9,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from cli import alerts as alerts_cli
 from cli import doctor, policies
 from cli import poison as poison_cli
+from cli import silence as silence_cli
 from cli import subscriptions as subscriptions_cli
 from cli import waves as waves_cli
 
@@ -55,7 +57,8 @@ def build_environ(args: argparse.Namespace, base: Mapping[str, str]) -> dict[str
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="waveguard",
-        description="WaveGuard operator CLI: MFA rollout through Conditional Access, in waves.",
+        description="WaveGuard operator CLI: MFA rollout through Conditional Access, in waves; "
+        "the alerts it raises (alerts, silence).",
         epilog="Exit codes: 0 ok, 1 problems found, 2 usage or input error.",
     )
     parser.add_argument(
@@ -68,9 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", type=Path, metavar="FILE", help="the rollout plan (default: $WAVEGUARD_CONFIG)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    alerts_cli.add_parser(sub)
     doctor.add_parser(sub)
     policies.add_parser(sub)
     poison_cli.add_parser(sub)
+    silence_cli.add_parser(sub)
     subscriptions_cli.add_parser(sub)
     waves_cli.add_parser(sub)
     return parser
