@@ -20,6 +20,7 @@ from handlers import (
     hr_ingress,
     hr_worker,
     poison,
+    risk_timer,
     wave_timer,
     wave_worker,
 )
@@ -42,6 +43,7 @@ for module in (
     wave_timer,
     wave_worker,
     group_timers,
+    risk_timer,
     alert_router,
 ):
     app.register_functions(module.blueprint(services))

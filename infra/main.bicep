@@ -98,6 +98,9 @@ param subscriptionSchedule string = '0 0 */6 * * *'
 @description('WAVEGUARD_GROUP_RESYNC_SCHEDULE: NCRONTAB of the daily full look at every watched group (the safety net for lost notifications).')
 param groupResyncSchedule string = '0 30 2 * * *'
 
+@description('WAVEGUARD_RISK_SCHEDULE: NCRONTAB of how often the risk timer looks; the plan\'s risk.pollEverySeconds decides how often it actually polls Identity Protection and the sign-in log.')
+param riskSchedule string = '0 * * * * *'
+
 @description('WAVEGUARD_TELEMETRY: auto exports to Application Insights (and OTLP when an endpoint is set); console prints spans; off disables export.')
 @allowed([
   'auto'
@@ -215,6 +218,7 @@ var waveguardBaseSettings = {
   WAVEGUARD_WAVE_SCHEDULE: waveSchedule
   WAVEGUARD_SUBSCRIPTION_SCHEDULE: subscriptionSchedule
   WAVEGUARD_GROUP_RESYNC_SCHEDULE: groupResyncSchedule
+  WAVEGUARD_RISK_SCHEDULE: riskSchedule
 }
 var otlpSettings = empty(otlpEndpoint) ? {} : { OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint }
 var waveguardSettings = union(waveguardBaseSettings, otlpSettings, extraAppSettings)

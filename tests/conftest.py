@@ -46,6 +46,7 @@ PLAN_SECRETS: dict[str, str] = {
     "WAVEGUARD_WAVE_SCHEDULE": "0 */15 * * * *",
     "WAVEGUARD_SUBSCRIPTION_SCHEDULE": "0 0 */6 * * *",
     "WAVEGUARD_GROUP_RESYNC_SCHEDULE": "0 30 2 * * *",
+    "WAVEGUARD_RISK_SCHEDULE": "0 0 0 1 1 *",
 }
 
 

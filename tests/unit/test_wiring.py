@@ -60,6 +60,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "methods": ["POST"],
         "authLevel": "function",
     },
+    "risk_timer": {"type": "timerTrigger", "schedule": "%WAVEGUARD_RISK_SCHEDULE%", "runOnStartup": False},
     "wave_timer": {"type": "timerTrigger", "schedule": "%WAVEGUARD_WAVE_SCHEDULE%", "runOnStartup": False},
     "subscription_timer": {
         "type": "timerTrigger",
