@@ -494,10 +494,11 @@ def _render_show(
             lines.append(f"  {g['id']}  gone (flushed and nothing firing)")
             continue
         last = _when(g["lastNotifiedAt"]) if g["lastNotifiedAt"] else "never"
-        lines.append(
-            f"  {g['id']}  receiver {g['receiver']}  route {g['route']}  "
-            f"last notified {last}  next flush {_when(g['nextFlushAt'])}  ({g['notifications']} sent)"
-        )
+        lines += [
+            f"  {g['id']}  receiver {g['receiver']}  route {g['route']}",
+            f"      last notified {last}, next flush {_when(g['nextFlushAt'])} UTC, "
+            f"{g['notifications']} notification(s), {g['alerts']} alert(s) in the group",
+        ]
     since = _when(iso(scan.since)) if scan.since else "the start"
     partial = "" if scan.complete else f"; only the newest {scan.scanned} entries were read"
     lines.append(f"audit (since {since} UTC{partial}):")

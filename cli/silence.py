@@ -51,6 +51,7 @@ __all__ = [
 MAX_DURATION: Final = timedelta(days=90)
 PLAN_PREFIX: Final = "plan:"
 _MIN_PREFIX: Final = 4
+_WIDTH: Final = 100  # `list` lines are cut to it (--json has everything)
 _DURATION: Final = re.compile(r"^(?P<sign>-)?(?P<parts>(?:\d+[wdhms])+)$")
 _UNITS: Final = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 SilenceStatus = Literal["active", "pending", "expired"]
@@ -269,7 +270,8 @@ def _when(moment: datetime | None) -> str:
 def _line(view: SilenceView) -> str:
     origin = "plan" if view.from_plan else view.created_by or "-"
     head = f"{view.id:<20} {view.status:<8} {_when(view.starts_at):<16}  {_when(view.ends_at):<16}  {origin}"
-    return f"{head}\n    {' '.join(view.matchers)}  # {view.comment}"
+    what = f"    {' '.join(view.matchers)}  # {view.comment}"
+    return f"{head}\n{what if len(what) <= _WIDTH else what[: _WIDTH - 1] + '…'}"
 
 
 # --- the commands -------------------------------------------------------------------------------
