@@ -28,6 +28,7 @@ import random
 import sys
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
@@ -225,6 +226,7 @@ async def _read_groups(
     return out
 
 
+@dataclass(frozen=True, slots=True)
 class AuditScan:
     """The audit entries about one alert, found by reading the log newest first since it started.
 
@@ -232,10 +234,9 @@ class AuditScan:
     ``AUDIT_SCAN_LIMIT``); ``complete`` is False when the limit cut the scan short.
     """
 
-    def __init__(self, since: datetime | None, scanned: int, entries: list[AuditEntry]) -> None:
-        self.since = since
-        self.scanned = scanned
-        self.entries = entries
+    since: datetime | None
+    scanned: int
+    entries: list[AuditEntry]
 
     @property
     def complete(self) -> bool:
