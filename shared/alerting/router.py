@@ -11,20 +11,18 @@ Alertmanager's model, with its state in Azure Tables (``wgstate``) so it survive
    a group already notified is flushed again no sooner than ``groupIntervalSeconds`` after its last
    notification, and while it keeps firing, every ``repeatIntervalSeconds``. Flushes are
    ``alert.flush`` messages on the same queue, delayed until due.
-5. A flush delivers the group (firing and newly resolved alerts) through its receiver once per
-   content (``once`` on ``alert-notify:<group>:<digest>:<repeat>``), records the notification, drops
-   the resolved alerts, and deletes the group when nothing fires any more (the receiver was told:
-   PagerDuty resolves, Teams and Slack get a "resolved" message).
+5. A flush (``shared.alerting.flush``) delivers the group through its receiver, within the
+   receiver's rate limit, folding a backlog into one digest during a storm.
 
-A receiver that fails transiently raises ``RetryableError``: the flush message comes back (nothing
-lost) and, after ``maxDequeueCount``, goes to poison, which pages through the other receivers.
+An alert labelled ``failedReceiver`` (``AlertDeliveryFailed``, raised when a receiver keeps
+failing) is never routed to that receiver: it goes to the tree's other matches, or to the first
+other receiver of the plan, so operations hear of an outage through a receiver that works.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -50,19 +48,19 @@ from shared.names import ALERTS
 from shared.queues import Sender
 from shared.state import AsyncStores, AuditEntry, Clock, iso, parse_iso, utc_now
 from shared.state.errors import ConcurrencyError
-from shared.state.once import once
 
 __all__ = [
     "ACTIVE_NAMESPACE",
     "ACTOR",
     "FLUSH_TYPE",
     "GROUPS_NAMESPACE",
+    "GROUP_LOCKS",
     "Deliver",
     "Notification",
     "RouterDeps",
     "alert_id",
-    "flush_group",
     "route_alert",
+    "schedule_flush",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,10 +69,7 @@ ACTOR: Final = "waveguard/alert-router"
 FLUSH_TYPE: Final = "alert.flush"
 GROUPS_NAMESPACE: Final = "alert-groups"
 ACTIVE_NAMESPACE: Final = "alerts-active"
-_NOTIFY_TTL: Final = timedelta(days=8)
-_NOTIFY_CLAIM: Final = timedelta(minutes=2)
-_UPDATE_ATTEMPTS: Final = 12
-_EARLY_SLACK: Final = timedelta(seconds=1)
+UPDATE_ATTEMPTS: Final = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +81,7 @@ class Notification:
     status: Literal["firing", "resolved"]
     group_labels: Mapping[str, str]
     alerts: list[dict[str, Any]]  # each: key, status, severity, summary, labels, startsAt, endsAt
+    digest_of: int = 0  # a storm digest: how many groups it folds (0: one group)
 
     @property
     def firing(self) -> list[dict[str, Any]]:
@@ -100,6 +96,11 @@ class Notification:
 
     @property
     def title(self) -> str:
+        if self.digest_of:
+            return (
+                f"[{self.status.upper()}:{len(self.firing)}] alert storm digest: "
+                f"{self.digest_of} groups for {self.receiver.name}"
+            )
         name = self.group_labels.get("alertname") or (
             self.alerts[0]["labels"].get("alertname") if self.alerts else ""
         )
@@ -152,19 +153,36 @@ async def route_alert(deps: RouterDeps, alert: Alert, *, correlation_id: str) ->
         reason = f"silenced: {getattr(silence, 'comment', '')}".strip()
         await _audit(deps, "alert.silenced", alert.key, reason, correlation_id)
         return RouteOutcome(alert.key, "silenced", reason=reason)
-    if alert.status == "firing":
+    rules = deps.alerting.inhibit_rules
+    if alert.status == "firing" and any(all(m.matches(labels) for m in r.target_matchers) for r in rules):
         firing = [r["labels"] for r in await _active(deps) if r.get("status") == "firing"]
         rule = inhibiting(labels, firing, deps.alerting.inhibit_rules)
         if rule is not None:
             reason = "inhibited by " + ", ".join(str(m) for m in rule.source_matchers)
             await _audit(deps, "alert.inhibited", alert.key, reason, correlation_id)
             return RouteOutcome(alert.key, "inhibited", reason=reason)
-    matches = matching_routes(deps.alerting.route, labels)
+    matches = _avoiding(
+        deps.alerting, matching_routes(deps.alerting.route, labels), labels.get("failedReceiver")
+    )
     groups = [group_key(m, labels) for m in matches]
     await _record_active(deps, alert, labels, groups, now)
     for match, gid in zip(matches, groups, strict=True):
         await _add_to_group(deps, match, gid, alert, labels, now)
     return RouteOutcome(alert.key, "grouped", groups)
+
+
+def _avoiding(alerting: AlertingConfig, matches: list[RouteMatch], failed: str | None) -> list[RouteMatch]:
+    """The matches minus the failing receiver's; else the first other receiver of the plan."""
+    if not failed:
+        return matches
+    kept = [m for m in matches if m.receiver != failed]
+    if kept:
+        return kept
+    other = next((r.name for r in alerting.receivers if r.name != failed), None)
+    if other is None:
+        log.error("receiver %s is failing and the plan has no other receiver to say so", failed)
+        return matches
+    return [RouteMatch("fallback", alerting.route.model_copy(update={"receiver": other, "routes": []}))]
 
 
 async def _active(deps: RouterDeps) -> list[dict[str, Any]]:
@@ -174,14 +192,13 @@ async def _active(deps: RouterDeps) -> list[dict[str, Any]]:
 async def _record_active(
     deps: RouterDeps, alert: Alert, labels: Mapping[str, str], groups: list[str], now: datetime
 ) -> None:
+    """Write the alert's ``alerts-active`` record (ETag-checked: an ``ack`` written meanwhile is kept)."""
     record_id = alert_id(alert.key)
-    stored = await deps.state.kv.get(ACTIVE_NAMESPACE, record_id)
-    previous = stored.value if stored is not None and isinstance(stored.value, dict) else {}
-    since = previous.get("startsAt") if previous.get("status") == "firing" else iso(alert.occurred_at)
-    await deps.state.kv.put(
-        ACTIVE_NAMESPACE,
-        record_id,
-        {
+    for _ in range(UPDATE_ATTEMPTS):
+        stored = await deps.state.kv.get(ACTIVE_NAMESPACE, record_id)
+        previous = stored.value if stored is not None and isinstance(stored.value, dict) else {}
+        since = previous.get("startsAt") if previous.get("status") == "firing" else iso(alert.occurred_at)
+        record = {
             "id": record_id,
             "key": alert.key,
             "status": alert.status,
@@ -194,19 +211,30 @@ async def _record_active(
             "endsAt": iso(now) if alert.status == "resolved" else None,
             "updatedAt": iso(now),
             "groups": groups,
-            "ack": previous.get("ack"),
-        },
-    )
+            "ack": previous.get("ack") if alert.status == "firing" else None,
+        }
+        try:
+            await deps.state.kv.put(
+                ACTIVE_NAMESPACE,
+                record_id,
+                record,
+                if_match=stored.etag if stored is not None else None,
+                if_absent=stored is None,
+            )
+            return
+        except ConcurrencyError:
+            await asyncio.sleep(random.uniform(0.005, 0.05))
+    raise ConcurrencyError(f"alert record {record_id} kept changing; retry")
 
 
 # One writer per group in this process (other processes are kept apart by ETags or ``once``).
-_group_locks = KeyedLocks()
+GROUP_LOCKS = KeyedLocks()
 
 
 async def _add_to_group(
     deps: RouterDeps, match: RouteMatch, gid: str, alert: Alert, labels: Mapping[str, str], now: datetime
 ) -> None:
-    async with _group_locks.of(gid):
+    async with GROUP_LOCKS.of(gid):
         await _add_to_group_locked(deps, match, gid, alert, labels, now)
 
 
@@ -214,7 +242,7 @@ async def _add_to_group_locked(
     deps: RouterDeps, match: RouteMatch, gid: str, alert: Alert, labels: Mapping[str, str], now: datetime
 ) -> None:
     route = match.route
-    for _ in range(_UPDATE_ATTEMPTS):
+    for _ in range(UPDATE_ATTEMPTS):
         stored = await deps.state.kv.get(GROUPS_NAMESPACE, gid)
         group: dict[str, Any] = dict(stored.value) if stored is not None else {}
         new = not group
@@ -261,7 +289,7 @@ async def _add_to_group_locked(
             await asyncio.sleep(random.uniform(0.005, 0.05))
             continue
         if reschedule:
-            await _schedule(deps, gid, due, now)
+            await schedule_flush(deps, gid, due, now)
         return
     raise ConcurrencyError(f"alert group {gid} kept changing; retry")
 
@@ -275,7 +303,8 @@ def _next_flush(group: Mapping[str, Any], now: datetime, *, new: bool) -> dateti
     return max(now, last + timedelta(seconds=int(group["groupInterval"])))
 
 
-async def _schedule(deps: RouterDeps, gid: str, due: datetime, now: datetime) -> None:
+async def schedule_flush(deps: RouterDeps, gid: str, due: datetime, now: datetime) -> None:
+    """An ``alert.flush`` message for ``gid``, invisible until ``due`` (one id per group and second)."""
     envelope = Envelope(
         type=FLUSH_TYPE,
         id=f"alert-flush-{gid}-{int(due.timestamp())}",
@@ -283,121 +312,6 @@ async def _schedule(deps: RouterDeps, gid: str, due: datetime, now: datetime) ->
     )
     delay = max(0.0, (due - now).total_seconds())
     await deps.queues.send(ALERTS, envelope, delay=delay or None)
-
-
-async def flush_group(deps: RouterDeps, gid: str, *, correlation_id: str) -> str:
-    """Deliver the group if it is due and changed (or due a repeat); what happened.
-
-    Raises:
-        RetryableError: the receiver or storage failed (the flush comes back; nothing is lost).
-    """
-    now = deps.clock()
-    stored = await deps.state.kv.get(GROUPS_NAMESPACE, gid)
-    if stored is None:
-        return "gone"
-    group = dict(stored.value)
-    due = parse_iso(group.get("nextFlushAt")) or now
-    if now + _EARLY_SLACK < due:
-        return "not-due"  # a newer flush message is scheduled for the real due time
-    alerts: dict[str, dict[str, Any]] = dict(group["alerts"])
-    digest = hashlib.sha256(
-        json.dumps(sorted((a["key"], a["status"]) for a in alerts.values())).encode()
-    ).hexdigest()[:16]
-    firing = any(a["status"] == "firing" for a in alerts.values())
-    last = parse_iso(group.get("lastNotifiedAt"))
-    repeat = timedelta(seconds=int(group["repeatInterval"]))
-    repeat_due = firing and last is not None and now + _EARLY_SLACK >= last + repeat
-    if digest == group.get("notifiedDigest") and not repeat_due:
-        return "unchanged"
-    receiver = deps.alerting.receiver(str(group["receiver"]))
-    notification = Notification(
-        gid,
-        receiver,
-        "firing" if firing else "resolved",
-        dict(group["groupLabels"]),
-        sorted(alerts.values(), key=lambda a: (a["status"] != "firing", a["key"])),
-    )
-    repeat_index = int(group.get("notifications", 0)) if repeat_due else 0
-    async with once(
-        deps.state.idempotency,
-        f"alert-notify:{gid}:{digest}:{repeat_index}",
-        ttl=_NOTIFY_TTL,
-        in_progress_expiry=_NOTIFY_CLAIM,
-        busy_message=f"another worker is notifying alert group {gid}",
-        correlation_id=correlation_id,
-    ) as run:
-        if not run.done:
-            await deps.deliver(notification)
-    await _after_notify(deps, gid, digest, now, correlation_id, notification)
-    return "notified"
-
-
-async def _after_notify(
-    deps: RouterDeps, gid: str, digest: str, now: datetime, correlation_id: str, notification: Notification
-) -> None:
-    async with _group_locks.of(gid):
-        await _after_notify_locked(deps, gid, digest, now, correlation_id, notification)
-
-
-async def _after_notify_locked(
-    deps: RouterDeps, gid: str, digest: str, now: datetime, correlation_id: str, notification: Notification
-) -> None:
-    for _ in range(_UPDATE_ATTEMPTS):
-        stored = await deps.state.kv.get(GROUPS_NAMESPACE, gid)
-        if stored is None:
-            return
-        group = dict(stored.value)
-        told = {alert_id(a["key"]): a["status"] for a in notification.alerts}
-        # drop what was told resolved (unless it fired again meanwhile)
-        alerts = {
-            k: a
-            for k, a in group["alerts"].items()
-            if not (told.get(k) == "resolved" and a["status"] == "resolved")
-        }
-        group.update(alerts=alerts, notifiedDigest=digest, lastNotifiedAt=iso(now))
-        group["notifications"] = int(group.get("notifications", 0)) + 1
-        still_firing = any(a["status"] == "firing" for a in alerts.values())
-        try:
-            if not alerts:
-                await deps.state.kv.delete(GROUPS_NAMESPACE, gid, if_match=stored.etag)
-            else:
-                due = now + timedelta(seconds=int(group["repeatInterval"]))
-                changed = any(told.get(k) != a["status"] for k, a in alerts.items())
-                if changed:  # something arrived while we were delivering: next interval
-                    due = now + timedelta(seconds=int(group["groupInterval"]))
-                group["nextFlushAt"] = iso(due)
-                await deps.state.kv.put(GROUPS_NAMESPACE, gid, group, if_match=stored.etag)
-                if still_firing or changed:
-                    await _schedule(deps, gid, due, now)
-        except ConcurrencyError:
-            await asyncio.sleep(random.uniform(0.005, 0.05))
-            continue
-        details = {
-            "receiver": notification.receiver.name,
-            "status": notification.status,
-            "alerts": len(notification.alerts),
-        }
-        await deps.state.audit.append(
-            AuditEntry(
-                ACTOR,
-                "alert.notified",
-                gid,
-                notification.title[:300],
-                correlation_id=correlation_id,
-                details=details,
-            )
-        )
-        for key, status in told.items():
-            if status == "resolved" and key not in alerts:
-                await _clear_active(deps, key)
-        return
-    raise ConcurrencyError(f"alert group {gid} kept changing; retry")
-
-
-async def _clear_active(deps: RouterDeps, record_id: str) -> None:
-    stored = await deps.state.kv.get(ACTIVE_NAMESPACE, record_id)
-    if stored is not None and isinstance(stored.value, dict) and stored.value.get("status") == "resolved":
-        await deps.state.kv.delete(ACTIVE_NAMESPACE, record_id, if_match=stored.etag)
 
 
 async def _audit(deps: RouterDeps, action: str, target: str, reason: str, correlation_id: str) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from shared.alerting.flush import flush_group
 from shared.alerting.model import ALERT_ENVELOPE_TYPE, Alert
 from shared.alerting.receivers import Delivery
-from shared.alerting.router import ACTOR, FLUSH_TYPE, RouterDeps, flush_group, parse_flush, route_alert
+from shared.alerting.router import ACTOR, FLUSH_TYPE, RouterDeps, parse_flush, route_alert
 from shared.envelope import Envelope
 from shared.errors import PermanentError
 from shared.pipeline import QueueWorker, Routes, Settlement

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import BeforeValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -15,11 +15,13 @@ from shared.config.base import ConfigModel, HttpUrl, Secret, SecretUrl, Upn
 
 __all__ = [
     "DEFAULT_PAGERDUTY_URL",
+    "DEFAULT_RATE_LIMITS",
     "AlertingConfig",
     "EmailReceiver",
     "InhibitRule",
     "Matcher",
     "PagerDutyReceiver",
+    "RateLimit",
     "Receiver",
     "ReceiverKind",
     "Route",
@@ -165,8 +167,26 @@ class WebhookReceiver(ConfigModel):
     secret: Secret | None = None
 
 
+class RateLimit(ConfigModel):
+    """At most ``count`` notifications per ``perSeconds`` to one receiver (storms fold into digests)."""
+
+    count: Annotated[int, Field(ge=1, le=1000)]
+    per_seconds: Annotated[float, Field(gt=0, le=86_400)]
+
+
+# What each service documents (PagerDuty: about 120 events a minute per routing key; Slack: one
+# message a second per webhook; Teams Workflows: about 4 a second), and conservative for the rest.
+DEFAULT_RATE_LIMITS: Final[dict[str, RateLimit]] = {
+    "pagerduty": RateLimit(count=120, per_seconds=60),
+    "slack": RateLimit(count=1, per_seconds=1),
+    "teams": RateLimit(count=4, per_seconds=1),
+    "email": RateLimit(count=30, per_seconds=60),
+    "webhook": RateLimit(count=10, per_seconds=1),
+}
+
+
 class Receiver(ConfigModel):
-    """A named destination: exactly one of the receiver kinds."""
+    """A named destination: exactly one of the receiver kinds, and its rate limit."""
 
     name: Annotated[str, Field(min_length=1)]
     pagerduty: PagerDutyReceiver | None = None
@@ -174,6 +194,12 @@ class Receiver(ConfigModel):
     slack: SlackReceiver | None = None
     email: EmailReceiver | None = None
     webhook: WebhookReceiver | None = None
+    rate_limit: RateLimit | None = None
+
+    @property
+    def limit(self) -> RateLimit:
+        """The configured rate limit, else the kind's documented one."""
+        return self.rate_limit or DEFAULT_RATE_LIMITS[self.kind]
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> Self:

@@ -10,17 +10,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.alerting import Alert
+from shared.alerting.flush import flush_group
 from shared.alerting.router import (
+    ACTIVE_NAMESPACE,
     FLUSH_TYPE,
     GROUPS_NAMESPACE,
     Notification,
     RouterDeps,
-    flush_group,
+    alert_id,
     route_alert,
 )
 from shared.alerting.silences import add_silence
 from shared.config import AlertingConfig
-from shared.errors import RetryableError
+from shared.errors import PermanentError, RetryableError
 from shared.names import ALERTS
 from shared.queues import MemoryQueues
 from shared.state import StateStores, build_memory_state
@@ -45,11 +47,15 @@ class Receiver:
 
     got: list[Notification] = field(default_factory=list)
     fail: int = 0
+    refuse: int = 0
 
     async def __call__(self, notification: Notification) -> None:
         if self.fail:
             self.fail -= 1
             raise RetryableError("receiver down")
+        if self.refuse:
+            self.refuse -= 1
+            raise PermanentError("receiver refused with 400")
         self.got.append(notification)
 
 
@@ -61,7 +67,10 @@ ALERTING = {
         "groupIntervalSeconds": 300,
         "repeatIntervalSeconds": 3600,
     },
-    "receivers": [{"name": "pager", "pagerduty": {"routingKey": "k" * 32, "url": "http://127.0.0.1:9/pd"}}],
+    "receivers": [
+        {"name": "pager", "pagerduty": {"routingKey": "k" * 32, "url": "http://127.0.0.1:9/pd"}},
+        {"name": "teams-ops", "teams": {"webhookUrl": "http://127.0.0.1:9/teams"}},
+    ],
     "inhibitRules": [
         {
             "sourceMatchers": ["alertname=UserCompromised"],
@@ -169,18 +178,110 @@ async def test_resolution_is_told_then_the_group_is_forgotten(
     assert len(receiver.got) == 2
 
 
-async def test_a_receiver_that_is_down_loses_nothing_and_never_notifies_twice(
+async def test_a_receiver_that_is_down_loses_nothing_pages_operations_elsewhere_and_never_notifies_twice(
+    deps: RouterDeps, receiver: Receiver, clock: Clock, queues: MemoryQueues, stores: StateStores
+) -> None:
+    [gid] = (await route_alert(deps, alert("a1"), correlation_id="c1")).groups
+    clock.advance(30)
+    receiver.fail = 3
+    for attempt in range(3):
+        # the message is not failed (no poison): the flush is rescheduled with growing back-off
+        assert await flush_group(deps, gid, correlation_id=f"f{attempt}") == "delivery-failed"
+        group = stores.kv.get(GROUPS_NAMESPACE, gid)
+        assert group is not None
+        assert group.value["deliveryFailures"] == attempt + 1
+        delays = [d for _, e, d in queues.sent if e.type == FLUSH_TYPE]
+        assert 13 * 2**attempt <= delays[-1] <= 17 * 2**attempt
+        assert await flush_group(deps, gid, correlation_id="early") == "not-due"
+        clock.advance(delays[-1])
+    # the third failure raised AlertDeliveryFailed, which avoids the failing receiver
+    [failed] = [
+        e for _, e, _ in queues.sent if e.type == "alert" and e.payload["key"] == "alert-delivery:pager"
+    ]
+    outage = Alert.from_dict(failed.payload)
+    assert outage.labels["failedReceiver"] == "pager"
+    assert outage.severity == "critical"
+    routed = await route_alert(deps, outage, correlation_id="c-outage")
+    [outage_group] = routed.groups
+    outage_record = stores.kv.get(GROUPS_NAMESPACE, outage_group)
+    assert outage_record is not None
+    assert outage_record.value["receiver"] == "teams-ops"
+    # the receiver is back: told once, the failure count cleared, the outage alert resolved
+    assert await flush_group(deps, gid, correlation_id="f3") == "notified"
+    assert await flush_group(deps, gid, correlation_id="f4") != "notified"
+    assert len(receiver.got) == 1
+    group = stores.kv.get(GROUPS_NAMESPACE, gid)
+    assert group is not None
+    assert "deliveryFailures" not in group.value
+    resolved = [
+        e for _, e, _ in queues.sent if e.type == "alert" and e.payload["key"] == "alert-delivery:pager"
+    ]
+    assert [e.payload["status"] for e in resolved] == ["firing", "resolved"]
+
+
+async def test_a_refusing_receiver_is_retried_too_and_nothing_is_lost(
     deps: RouterDeps, receiver: Receiver, clock: Clock
 ) -> None:
     [gid] = (await route_alert(deps, alert("a1"), correlation_id="c1")).groups
     clock.advance(30)
-    receiver.fail = 2
-    for attempt in range(2):
-        with pytest.raises(RetryableError):
-            await flush_group(deps, gid, correlation_id=f"f{attempt}")
+    receiver.refuse = 1
+    assert await flush_group(deps, gid, correlation_id="f1") == "delivery-failed"
+    clock.advance(20)
     assert await flush_group(deps, gid, correlation_id="f2") == "notified"
-    assert await flush_group(deps, gid, correlation_id="f3") != "notified"
-    assert len(receiver.got) == 1
+    assert [n.alerts[0]["key"] for n in receiver.got] == ["a1"]
+
+
+async def test_a_storm_stays_within_the_receivers_rate_limit_and_is_folded_into_digests(
+    deps: RouterDeps, receiver: Receiver, clock: Clock, queues: MemoryQueues
+) -> None:
+    limited = _with_receiver_limit(deps, count=2, per_seconds=60)
+    groups = []
+    for n in range(40):  # forty groups (one per wave) at once
+        groups += (await route_alert(limited, alert(f"a{n}", wave=f"w{n}"), correlation_id=f"c{n}")).groups
+    clock.advance(30)
+    outcomes = [await flush_group(limited, gid, correlation_id=f"f-{gid}") for gid in groups]
+    assert outcomes[:2] == ["notified", "notified"]
+    assert set(outcomes[2:]) == {"rate-limited"}
+    # a minute later the next flush takes the whole backlog with it: one digest
+    clock.advance(60)
+    assert await flush_group(limited, groups[2], correlation_id="d1") == "digest"
+    digest = receiver.got[-1]
+    assert digest.digest_of == 38
+    assert len(digest.firing) == 38
+    assert "storm digest" in digest.title
+    # every folded group was marked told: their own rescheduled flushes send nothing
+    later = [await flush_group(limited, gid, correlation_id=f"g-{gid}") for gid in groups[3:]]
+    assert "notified" not in later
+    assert "digest" not in later
+    assert len(receiver.got) == 3
+
+
+async def test_an_acknowledged_alert_is_not_repeated_but_an_escalation_is_told(
+    deps: RouterDeps, receiver: Receiver, clock: Clock, stores: StateStores
+) -> None:
+    [gid] = (await route_alert(deps, alert("a1", severity="high"), correlation_id="c1")).groups
+    clock.advance(30)
+    await flush_group(deps, gid, correlation_id="f1")
+    record = stores.kv.get(ACTIVE_NAMESPACE, alert_id("a1"))
+    assert record is not None
+    stores.kv.put(ACTIVE_NAMESPACE, alert_id("a1"), {**record.value, "ack": {"by": "ops", "at": "now"}})
+    clock.advance(3600)
+    assert await flush_group(deps, gid, correlation_id="f2") == "unchanged"  # acked: no repeat
+    await route_alert(deps, alert("a1", severity="critical"), correlation_id="c2")
+    clock.advance(300)
+    assert await flush_group(deps, gid, correlation_id="f3") == "notified"  # escalated: told
+    assert receiver.got[-1].severity == "critical"
+
+
+def _with_receiver_limit(deps: RouterDeps, *, count: int, per_seconds: float) -> RouterDeps:
+    config = dict(ALERTING)
+    config["receivers"] = [
+        {**r, "rateLimit": {"count": count, "perSeconds": per_seconds}} if r["name"] == "pager" else r
+        for r in ALERTING["receivers"]  # type: ignore[union-attr]
+    ]
+    return RouterDeps(
+        AlertingConfig.model_validate(config), deps.state, deps.queues, deps.deliver, deps.clock
+    )
 
 
 async def test_silenced_and_inhibited_alerts_are_audited_not_delivered(
