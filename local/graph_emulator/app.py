@@ -29,6 +29,7 @@ from local.graph_emulator.resources import (
     delta,
     drafts,
     groups,
+    identity_protection,
     mail,
     members,
     provisioning,
@@ -37,6 +38,10 @@ from local.graph_emulator.resources import (
     subscriptions,
     tap,
     users,
+)
+from local.graph_emulator.resources.identity_protection import (
+    IdentityProtectionBucket,
+    IdentityProtectionBudget,
 )
 from local.graph_emulator.routing import Call, Request, Response, Router, RouteTable
 from local.graph_emulator.seed import DEFAULT_RANDOM_SEED, DemoTenant, seed_demo
@@ -62,6 +67,7 @@ GRAPH_ROUTE_TABLES: tuple[RouteTable, ...] = (
     auth_methods.routes,
     signins.routes,
     subscriptions.routes,
+    identity_protection.routes,
 )
 ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (
     admin.routes,
@@ -71,6 +77,7 @@ ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (
     registration.admin_routes,
     signins.admin_routes,
     subscriptions.admin_routes,
+    identity_protection.admin_routes,
 )
 # Run (under the lock) before every Graph request and $batch item, e.g. to let due users appear.
 BEFORE_GRAPH_REQUEST: tuple[Callable[[Emulator], None], ...] = (provisioning.promote_due_users,)
@@ -78,7 +85,17 @@ BEFORE_GRAPH_REQUEST: tuple[Callable[[Emulator], None], ...] = (provisioning.pro
 AFTER_GRAPH_REQUEST: tuple[Callable[[Emulator, list[tuple[int, str, str, str]]], None], ...] = (
     subscriptions.notify_changes,
 )
-RESET_FIELDS = frozenset({"seed", "randomSeed", "writeBudget", "snapshot", "timeScale", "rateLimits"})
+RESET_FIELDS = frozenset(
+    {
+        "seed",
+        "randomSeed",
+        "writeBudget",
+        "snapshot",
+        "timeScale",
+        "rateLimits",
+        identity_protection.RESET_FIELD,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +108,7 @@ class EmulatorConfig:
     snapshot: str | None = None
     time_scale: float = 1.0
     rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
+    identity_protection_budget: IdentityProtectionBudget = field(default_factory=IdentityProtectionBudget)
 
     def __post_init__(self) -> None:
         EmulatorClock(self.time_scale)  # validates the scale
@@ -126,6 +144,11 @@ class EmulatorConfig:
             rate_limits=(
                 RateLimitConfig.from_json(raw["rateLimits"]) if "rateLimits" in raw else self.rate_limits
             ),
+            identity_protection_budget=(
+                IdentityProtectionBudget.from_json(raw[identity_protection.RESET_FIELD])
+                if identity_protection.RESET_FIELD in raw
+                else self.identity_protection_budget
+            ),
         )
 
 
@@ -146,6 +169,9 @@ class Emulator:
         self.write_bucket = TokenBucket(self.config.write_budget)
         self.clock = EmulatorClock(self.config.time_scale)
         self.rate_limits = RateLimiters(self.config.rate_limits, self.clock)
+        self.identity_protection_bucket = IdentityProtectionBucket(
+            self.config.identity_protection_budget, self.clock
+        )
         self.reset(self.startup_config)
 
     def reset(self, config: EmulatorConfig) -> None:
@@ -163,6 +189,9 @@ class Emulator:
             self.write_bucket = TokenBucket(config.write_budget)
             self.clock = EmulatorClock(config.time_scale)
             self.rate_limits = RateLimiters(config.rate_limits, self.clock)
+            self.identity_protection_bucket = IdentityProtectionBucket(
+                config.identity_protection_budget, self.clock
+            )
             self.faults.clear()
             self.requests.clear()
             self.outbound.clear()
@@ -236,6 +265,7 @@ class Emulator:
                 },
                 "timeScale": self.config.time_scale,
                 "rateLimits": self.config.rate_limits.to_json(),
+                "identityProtectionBudget": self.identity_protection_bucket.state(),
                 "faults": len(self.faults.to_json()),
                 "requests": len(self.requests),
             }
