@@ -84,6 +84,17 @@ INPUT_FIELDS = frozenset(
         "correlationId",
     }
 )
+# Graph's deviceDetail and signInLocation keys, with what a partly injected one gets for the rest.
+DEVICE_DETAIL: JsonObject = {
+    "deviceId": "",
+    "displayName": "",
+    "operatingSystem": None,
+    "browser": None,
+    "isCompliant": False,
+    "isManaged": False,
+    "trustType": "",
+}
+LOCATION: JsonObject = {"city": None, "state": None, "countryOrRegion": None, "geoCoordinates": None}
 OFFICE_365 = ("4765445b-32c6-49b0-83e6-1d93765276ca", "OfficeHome")
 
 
@@ -231,7 +242,7 @@ def build_sign_in(store: TenantStore, raw: Any, where: str, now: str) -> JsonObj
             "failureReason": status.get("failureReason") if error_code else None,
             "additionalDetails": status.get("additionalDetails"),
         },
-        "deviceDetail": raw.get("deviceDetail")
+        "deviceDetail": completed(raw, "deviceDetail", where, DEVICE_DETAIL)
         or {
             "deviceId": "",
             "displayName": "",
@@ -241,7 +252,7 @@ def build_sign_in(store: TenantStore, raw: Any, where: str, now: str) -> JsonObj
             "isManaged": False,
             "trustType": "",
         },
-        "location": raw.get("location")
+        "location": completed(raw, "location", where, LOCATION)
         or {
             "city": "London",
             "state": "England",
@@ -250,6 +261,23 @@ def build_sign_in(store: TenantStore, raw: Any, where: str, now: str) -> JsonObj
         },
         "appliedConditionalAccessPolicies": policies,
     }
+
+
+def completed(raw: JsonObject, name: str, where: str, keys: JsonObject) -> JsonObject | None:
+    """A partly given ``deviceDetail`` or ``location`` with every key of Graph's shape (None if absent).
+
+    Raises:
+        GraphError: 400 when the value is not an object or names a key the type does not have.
+    """
+    value = raw.get(name)
+    if not value:
+        return None
+    if not isinstance(value, dict):
+        raise invalid(where, f"{name}: must be an object")
+    unknown = set(value) - set(keys)
+    if unknown:
+        raise invalid(where, f"{name} has unknown fields: {', '.join(sorted(unknown))}")
+    return {**keys, **value}
 
 
 def applied_policy(raw: Any, where: str) -> JsonObject:
