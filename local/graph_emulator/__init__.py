@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from local.graph_emulator.app import Emulator, EmulatorConfig
 from local.graph_emulator.errors import GraphError
+from local.graph_emulator.resources.identity_protection import IdentityProtectionBudget
 from local.graph_emulator.seed import (
     BREAK_GLASS_GROUP,
     BREAK_GLASS_UPNS,
@@ -38,6 +39,7 @@ __all__ = [
     "EmulatorConfig",
     "EmulatorHandle",
     "GraphError",
+    "IdentityProtectionBudget",
     "TenantStore",
     "WriteBudget",
     "register_extension",
