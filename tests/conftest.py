@@ -40,8 +40,9 @@ def emulator_server() -> Iterator[EmulatorHandle]:
 # reads as %WAVEGUARD_WAVE_SCHEDULE% (local.settings.json holds it for `make run`).
 PLAN_SECRETS: dict[str, str] = {
     "WAVEGUARD_HR_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-    "PAGERDUTY_ROUTING_KEY": "R0ut1ngKeyForTests000000000000000",
+    "PAGERDUTY_ROUTING_KEY": "R0ut1ngKeyForTests00000000000000",
     "TEAMS_WEBHOOK_URL": "http://127.0.0.1:9/teams",
+    "PAGERDUTY_URL": "http://127.0.0.1:9/v2/enqueue",
     "WAVEGUARD_GRAPH_CLIENT_STATE": "test-client-state",
     "WAVEGUARD_WAVE_SCHEDULE": "0 */15 * * * *",
     "WAVEGUARD_SUBSCRIPTION_SCHEDULE": "0 0 */6 * * *",

@@ -130,7 +130,7 @@ class RouteOutcome:
     """What ``route_alert`` did with one alert."""
 
     alert_key: str
-    outcome: Literal["grouped", "silenced", "inhibited"]
+    outcome: Literal["grouped", "silenced", "inhibited", "stale"]
     groups: list[str] = field(default_factory=list)
     reason: str | None = None
 
@@ -143,11 +143,22 @@ def alert_id(key: str) -> str:
 async def route_alert(deps: RouterDeps, alert: Alert, *, correlation_id: str) -> RouteOutcome:
     """Silence, inhibit, record and group one alert; schedule its groups' flushes.
 
+    Messages about one alert may arrive out of order (a Fired that Azure Monitor retried after its
+    Resolved): what is older than the recorded state of the alert is dropped as stale.
+
     Raises:
         RetryableError: storage failed (the message comes back; every step is repeatable).
     """
+    async with _ALERT_LOCKS.of(alert.key):
+        return await _route_locked(deps, alert, correlation_id)
+
+
+async def _route_locked(deps: RouterDeps, alert: Alert, correlation_id: str) -> RouteOutcome:
     now = deps.clock()
     labels = alert.routing_labels()
+    if await _stale(deps, alert):
+        await _audit(deps, "alert.stale", alert.key, "older than what is already recorded", correlation_id)
+        return RouteOutcome(alert.key, "stale", reason="older than the recorded state")
     silence = silencing(labels, await active_silences(deps.alerting, deps.state.kv, now), now)
     if silence is not None and alert.status == "firing":
         reason = f"silenced: {getattr(silence, 'comment', '')}".strip()
@@ -156,7 +167,7 @@ async def route_alert(deps: RouterDeps, alert: Alert, *, correlation_id: str) ->
     rules = deps.alerting.inhibit_rules
     if alert.status == "firing" and any(all(m.matches(labels) for m in r.target_matchers) for r in rules):
         firing = [r["labels"] for r in await _active(deps) if r.get("status") == "firing"]
-        rule = inhibiting(labels, firing, deps.alerting.inhibit_rules)
+        rule = inhibiting(labels, firing, rules)
         if rule is not None:
             reason = "inhibited by " + ", ".join(str(m) for m in rule.source_matchers)
             await _audit(deps, "alert.inhibited", alert.key, reason, correlation_id)
@@ -165,10 +176,20 @@ async def route_alert(deps: RouterDeps, alert: Alert, *, correlation_id: str) ->
         deps.alerting, matching_routes(deps.alerting.route, labels), labels.get("failedReceiver")
     )
     groups = [group_key(m, labels) for m in matches]
-    await _record_active(deps, alert, labels, groups, now)
+    if not await _record_active(deps, alert, labels, groups, now):
+        await _audit(deps, "alert.stale", alert.key, "older than what is already recorded", correlation_id)
+        return RouteOutcome(alert.key, "stale", reason="older than the recorded state")
     for match, gid in zip(matches, groups, strict=True):
         await _add_to_group(deps, match, gid, alert, labels, now)
     return RouteOutcome(alert.key, "grouped", groups)
+
+
+async def _stale(deps: RouterDeps, alert: Alert) -> bool:
+    stored = await deps.state.kv.get(ACTIVE_NAMESPACE, alert_id(alert.key))
+    if stored is None or not isinstance(stored.value, dict):
+        return False
+    recorded = parse_iso(stored.value.get("occurredAt"))
+    return recorded is not None and alert.occurred_at < recorded
 
 
 def _avoiding(alerting: AlertingConfig, matches: list[RouteMatch], failed: str | None) -> list[RouteMatch]:
@@ -191,12 +212,16 @@ async def _active(deps: RouterDeps) -> list[dict[str, Any]]:
 
 async def _record_active(
     deps: RouterDeps, alert: Alert, labels: Mapping[str, str], groups: list[str], now: datetime
-) -> None:
-    """Write the alert's ``alerts-active`` record (ETag-checked: an ``ack`` written meanwhile is kept)."""
+) -> bool:
+    """Write the alert's ``alerts-active`` record (ETag-checked: an ``ack`` written meanwhile is kept);
+    False when the record already holds a newer state of the alert."""
     record_id = alert_id(alert.key)
     for _ in range(UPDATE_ATTEMPTS):
         stored = await deps.state.kv.get(ACTIVE_NAMESPACE, record_id)
         previous = stored.value if stored is not None and isinstance(stored.value, dict) else {}
+        recorded = parse_iso(previous.get("occurredAt"))
+        if recorded is not None and alert.occurred_at < recorded:
+            return False
         since = previous.get("startsAt") if previous.get("status") == "firing" else iso(alert.occurred_at)
         record = {
             "id": record_id,
@@ -210,6 +235,7 @@ async def _record_active(
             "startsAt": since,
             "endsAt": iso(now) if alert.status == "resolved" else None,
             "updatedAt": iso(now),
+            "occurredAt": iso(alert.occurred_at),
             "groups": groups,
             "ack": previous.get("ack") if alert.status == "firing" else None,
         }
@@ -221,12 +247,14 @@ async def _record_active(
                 if_match=stored.etag if stored is not None else None,
                 if_absent=stored is None,
             )
-            return
+            return True
         except ConcurrencyError:
             await asyncio.sleep(random.uniform(0.005, 0.05))
     raise ConcurrencyError(f"alert record {record_id} kept changing; retry")
 
 
+# One routing per alert key at a time in this process (other processes: ETags and the stale check).
+_ALERT_LOCKS = KeyedLocks()
 # One writer per group in this process (other processes are kept apart by ETags or ``once``).
 GROUP_LOCKS = KeyedLocks()
 
@@ -262,6 +290,10 @@ async def _add_to_group_locked(
                 "repeatInterval": route.repeat_interval_seconds,
             }
         alerts = dict(group["alerts"])
+        entry = alerts.get(alert_id(alert.key)) or {}
+        told_at = parse_iso(entry.get("occurredAt"))
+        if told_at is not None and alert.occurred_at < told_at:
+            return  # a newer state of this alert is already in the group
         alerts[alert_id(alert.key)] = {
             "key": alert.key,
             "status": alert.status,
@@ -270,6 +302,7 @@ async def _add_to_group_locked(
             "labels": dict(labels),
             "startsAt": (alerts.get(alert_id(alert.key)) or {}).get("startsAt") or iso(alert.occurred_at),
             "endsAt": iso(now) if alert.status == "resolved" else None,
+            "occurredAt": iso(alert.occurred_at),
         }
         group["alerts"] = alerts
         due = _next_flush(group, now, new=new)

@@ -140,6 +140,15 @@ class PagerDutyReceiver(ConfigModel):
     routing_key: Secret
     url: HttpUrl = DEFAULT_PAGERDUTY_URL
 
+    @model_validator(mode="after")
+    def _key_length(self) -> Self:
+        # PagerDuty refuses any other length with 400 ("Length of 'routing_key' is incorrect").
+        if len(self.routing_key.get_secret_value()) != 32:
+            raise PydanticCustomError(
+                "routing_key", "an Events API v2 integration key is 32 characters (check the setting)"
+            )
+        return self
+
 
 class TeamsReceiver(ConfigModel):
     """A Teams Workflows webhook (the URL carries its signature, so it is a secret)."""

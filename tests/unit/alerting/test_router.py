@@ -303,3 +303,33 @@ async def test_silenced_and_inhibited_alerts_are_audited_not_delivered(
     assert (muted.outcome, other.outcome) == ("inhibited", "grouped")
     actions = sorted(e.action for e in stores.audit.list())
     assert actions == ["alert.inhibited", "alert.silenced"]
+
+
+async def test_a_retried_fired_that_arrives_after_its_resolution_is_dropped_as_stale(
+    deps: RouterDeps, receiver: Receiver, clock: Clock, stores: StateStores
+) -> None:
+    fired = alert("m1")
+    [gid] = (await route_alert(deps, fired, correlation_id="c1")).groups
+    clock.advance(30)
+    await flush_group(deps, gid, correlation_id="f1")
+    resolved = Alert(**{**_fields(fired), "status": "resolved", "occurred_at": T0 + timedelta(minutes=20)})
+    await route_alert(deps, resolved, correlation_id="c2")
+    late = await route_alert(deps, fired, correlation_id="c3")  # the sender's retry of the Fired
+    assert late.outcome == "stale"
+    clock.advance(300)
+    await flush_group(deps, gid, correlation_id="f2")
+    assert [n.status for n in receiver.got] == ["firing", "resolved"]
+    assert stores.kv.get(GROUPS_NAMESPACE, gid) is None
+
+
+def _fields(a: Alert) -> dict[str, object]:
+    return {
+        "key": a.key,
+        "severity": a.severity,
+        "summary": a.summary,
+        "source": a.source,
+        "labels": a.labels,
+        "details": a.details,
+        "occurred_at": a.occurred_at,
+        "status": a.status,
+    }
