@@ -12,7 +12,8 @@
 5. Each alert is triaged (``triage``), answered (``responses``) and raised on ``alerts``; the
    watermarks are written after each source.
 
-The first poll looks back one hour. Identity Protection calls are paced by the Graph port.
+The first poll looks back one hour. Pages are as large as Graph allows (500 risk records, 999
+sign-ins); Identity Protection calls are paced by the Graph port.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ async def _detections(
 ) -> None:
     mark = await read_watermark(deps.state.kv, "riskDetections")
     start = mark.window_start(now, overlap, FIRST_LOOK)
-    path = f"/identityProtection/riskDetections?$filter=detectedDateTime ge {_z(start)}"
+    path = f"/identityProtection/riskDetections?$filter=detectedDateTime ge {_z(start)}&$top=500"
     by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
     upns: dict[str, str | None] = {}
     fresh: list[tuple[str, datetime]] = []
@@ -195,7 +196,7 @@ async def _risky_users(
 ) -> None:
     mark = await read_watermark(deps.state.kv, "riskyUsers")
     start = mark.window_start(now, overlap, FIRST_LOOK)
-    path = f"/identityProtection/riskyUsers?$filter=riskLastUpdatedDateTime ge {_z(start)}"
+    path = f"/identityProtection/riskyUsers?$filter=riskLastUpdatedDateTime ge {_z(start)}&$top=500"
     fresh: list[tuple[str, datetime]] = []
     async for item in iter_pages(deps.port, path):
         user_id, stamp = str(item.get("id") or "").lower(), parse_iso(item.get("riskLastUpdatedDateTime"))
@@ -256,7 +257,7 @@ async def _sign_ins(
     risk = deps.plan.risk
     mark = await read_watermark(deps.state.kv, "signIns")
     start = mark.window_start(now, overlap, FIRST_LOOK)
-    path = f"/auditLogs/signIns?$filter=createdDateTime ge {_z(start)}"
+    path = f"/auditLogs/signIns?$filter=createdDateTime ge {_z(start)}&$top=999"
     ids = await triage.break_glass_ids()
     fresh: list[tuple[str, datetime]] = []
     legacy: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
