@@ -202,7 +202,6 @@ var graphRolesRiskReadOnly = [
 var graphRolesRiskResponses = [
   'IdentityRiskyUser.ReadWrite.All' // riskyUsers + confirmCompromised / dismiss
   'User.RevokeSessions.All' // revokeSignInSessions
-  'User.EnableDisableAccount.All' // accountEnabled = false
 ]
 var graphRolesConditionalAccess = manageConditionalAccess ? graphRolesConditionalAccessWrite : []
 var graphRolesMailIfGranted = grantMailSend ? graphRolesMail : []

@@ -17,6 +17,7 @@ import httpx
 
 from cli.main import main as waveguard_cli
 from local.demo_groups import show_group_change
+from local.demo_risk import show_risk_to_on_call
 from local.demo_waves import show_wave_promotion
 from shared.config import RolloutPlan, Settings, load_plan_for, load_settings
 from shared.graph import build_graph_client
@@ -282,4 +283,5 @@ def run_demo(*, host_url: str, environ: Mapping[str, str]) -> None:
     step("new hires", lambda: show_new_hires(host_url, settings, environ))
     step("wave promotion", lambda: show_wave_promotion(settings, environ))
     step("group changes", lambda: show_group_change(environ))
+    step("risk to on-call", lambda: show_risk_to_on_call(environ))
     print(flush=True)

@@ -176,12 +176,27 @@ async def _route_locked(deps: RouterDeps, alert: Alert, correlation_id: str) -> 
         deps.alerting, matching_routes(deps.alerting.route, labels), labels.get("failedReceiver")
     )
     groups = [group_key(m, labels) for m in matches]
+    targets: list[tuple[RouteMatch | None, str]] = list(zip(matches, groups, strict=True))
+    if alert.status == "resolved":
+        # A resolution goes to the groups the firing alert is in, whatever its own labels say
+        # (a sender may resolve with another severity): that is where the receivers were told.
+        told = await _recorded_groups(deps, alert)
+        if told:
+            targets = [(next((m for m, g in targets if g == gid), None), gid) for gid in told]
+            groups = told
     if not await _record_active(deps, alert, labels, groups, now):
         await _audit(deps, "alert.stale", alert.key, "older than what is already recorded", correlation_id)
         return RouteOutcome(alert.key, "stale", reason="older than the recorded state")
-    for match, gid in zip(matches, groups, strict=True):
+    for match, gid in targets:
         await _add_to_group(deps, match, gid, alert, labels, now)
     return RouteOutcome(alert.key, "grouped", groups)
+
+
+async def _recorded_groups(deps: RouterDeps, alert: Alert) -> list[str]:
+    stored = await deps.state.kv.get(ACTIVE_NAMESPACE, alert_id(alert.key))
+    value = stored.value if stored is not None and isinstance(stored.value, dict) else {}
+    groups = value.get("groups") if value.get("status") == "firing" else None
+    return [str(g) for g in groups] if isinstance(groups, list) else []
 
 
 async def _stale(deps: RouterDeps, alert: Alert) -> bool:
@@ -260,23 +275,33 @@ GROUP_LOCKS = KeyedLocks()
 
 
 async def _add_to_group(
-    deps: RouterDeps, match: RouteMatch, gid: str, alert: Alert, labels: Mapping[str, str], now: datetime
+    deps: RouterDeps,
+    match: RouteMatch | None,
+    gid: str,
+    alert: Alert,
+    labels: Mapping[str, str],
+    now: datetime,
 ) -> None:
     async with GROUP_LOCKS.of(gid):
         await _add_to_group_locked(deps, match, gid, alert, labels, now)
 
 
 async def _add_to_group_locked(
-    deps: RouterDeps, match: RouteMatch, gid: str, alert: Alert, labels: Mapping[str, str], now: datetime
+    deps: RouterDeps,
+    match: RouteMatch | None,
+    gid: str,
+    alert: Alert,
+    labels: Mapping[str, str],
+    now: datetime,
 ) -> None:
-    route = match.route
     for _ in range(UPDATE_ATTEMPTS):
         stored = await deps.state.kv.get(GROUPS_NAMESPACE, gid)
         group: dict[str, Any] = dict(stored.value) if stored is not None else {}
         new = not group
-        if new and alert.status == "resolved":
+        if new and (alert.status == "resolved" or match is None):
             return  # nothing was told about it: nothing to resolve
-        if new:
+        if new and match is not None:
+            route = match.route
             group = {
                 "id": gid,
                 "receiver": match.receiver,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from shared.alerting.model import Alert, raise_alert
+from shared.alerting.model import SEVERITIES, Alert, raise_alert
 from shared.alerting.router import ACTIVE_NAMESPACE, alert_id
 from shared.config.plan import RolloutPlan
 from shared.queues import Sender
@@ -72,6 +72,7 @@ class PollReport:
     raised: list[str] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
     untriaged: int = 0
+    users_raised: set[str] = field(default_factory=set)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -187,6 +188,7 @@ async def _detections(
         who = await triage.user(user_id, upns.get(user_id))
         alert = signals.user_at_risk(deps.plan.risk.levels, who, items, now)
         if alert is not None:
+            report.users_raised.add(user_id)
             await _raise(deps, report, alert, who, correlation_id)
     await _advance(deps, mark, fresh, overlap)
 
@@ -227,7 +229,7 @@ async def _risky_users(
                 now,
                 correlation_id,
             )
-        else:
+        elif user_id not in report.users_raised:  # its detections already raised it, with more detail
             alert = signals.risky_user_alert(deps.plan.risk.levels, who, item, now)
             if alert is not None:
                 await _raise(deps, report, alert, who, correlation_id)
@@ -248,7 +250,11 @@ async def _resolve_if_open(
     stored = await deps.state.kv.get(ACTIVE_NAMESPACE, alert_id(key))
     if stored is None or not isinstance(stored.value, dict) or stored.value.get("status") != "firing":
         return
-    await _raise(deps, report, signals.resolution(key, alertname, who, risky, now), who, correlation_id)
+    severity = stored.value.get("severity")
+    resolved = signals.resolution(
+        key, alertname, who, risky, now, severity=severity if severity in SEVERITIES else "info"
+    )
+    await _raise(deps, report, resolved, who, correlation_id)
 
 
 async def _sign_ins(

@@ -130,7 +130,7 @@ def risky_user_alert(
     return Alert(
         key=user_key(who.user_id),
         severity=severity,
-        summary=f"{_who(who)} is at {level} risk ({risky.get('riskDetail') or 'none'})"[:1000],
+        summary=f"{_who(who)} is at {level} risk{_detail(risky)}"[:1000],
         source=ACTOR,
         labels={**_base_labels("UserAtRisk", severity, who), "riskLevel": level},
         details={**who.details(), "riskyUser": _risky(risky)},
@@ -152,13 +152,18 @@ def compromised_alert(who: UserTriage, risky: Mapping[str, Any], now: datetime) 
 
 
 def resolution(
-    alert_key: str, alertname: str, who: UserTriage, risky: Mapping[str, Any], now: datetime
+    alert_key: str,
+    alertname: str,
+    who: UserTriage,
+    risky: Mapping[str, Any],
+    now: datetime,
+    severity: Severity = "info",
 ) -> Alert:
     """The resolution of a user's risk alert (Identity Protection no longer sees the user at risk)."""
     state = str(risky.get("riskState") or "none")
     return Alert(
         key=alert_key,
-        severity="info",
+        severity=severity,
         summary=f"{_who(who)}: risk {state}"[:1000],
         source=ACTOR,
         labels={"alertname": alertname, **who.labels()},
@@ -252,6 +257,11 @@ def unusual_sign_in(
         details={**who.details(), "signIn": _sign_in(sign_in), "knownCountries": sorted(known)},
         occurred_at=stamp,
     )
+
+
+def _detail(risky: Mapping[str, Any]) -> str:
+    detail = risky.get("riskDetail")
+    return f" ({detail})" if isinstance(detail, str) and detail not in ("", "none", "hidden") else ""
 
 
 def _obj(item: Mapping[str, Any], name: str) -> Mapping[str, Any]:

@@ -333,3 +333,38 @@ def _fields(a: Alert) -> dict[str, object]:
         "occurred_at": a.occurred_at,
         "status": a.status,
     }
+
+
+async def test_a_resolution_with_another_severity_resolves_the_groups_the_alert_was_told_in(
+    deps: RouterDeps, receiver: Receiver, clock: Clock, stores: StateStores
+) -> None:
+    config = {
+        **ALERTING,
+        "route": {
+            **ALERTING["route"],
+            "routes": [{"receiver": "teams-ops", "matchers": ["severity=critical"]}],
+        },
+    }  # type: ignore[dict-item]
+    deps = RouterDeps(
+        AlertingConfig.model_validate(config), deps.state, deps.queues, deps.deliver, deps.clock
+    )
+    fired = alert("r1", severity="critical")
+    [gid] = (await route_alert(deps, fired, correlation_id="c1")).groups
+    record = stores.kv.get(GROUPS_NAMESPACE, gid)
+    assert record is not None
+    assert record.value["receiver"] == "teams-ops"
+    clock.advance(30)
+    await flush_group(deps, gid, correlation_id="f1")
+    # the sender resolves it as "info" (which alone would route elsewhere): the same group hears it
+    resolved = Alert(
+        **{
+            **_fields(fired),
+            "severity": "info",
+            "status": "resolved",
+            "occurred_at": T0 + timedelta(minutes=5),
+        }
+    )
+    assert (await route_alert(deps, resolved, correlation_id="c2")).groups == [gid]
+    clock.advance(300)
+    await flush_group(deps, gid, correlation_id="f2")
+    assert [n.status for n in receiver.got] == ["firing", "resolved"]
