@@ -3,7 +3,7 @@
 Bounded Graph reads with a short cache: at most ``budget`` users are read per poll (three GETs
 each: the user, its authentication methods, its directory roles), and what was read is kept five
 minutes in this process. Which wave a user is in comes from the wave groups' member lists, read
-whole (999 per page) at most every ten minutes, so every signal gets its ``wave`` label. Beyond the
+whole (999 per page) at most every five minutes, so every signal gets its ``wave`` label. Beyond the
 budget (a storm), an alert still carries what costs nothing: the user id and UPN from the signal,
 the wave, whether it is a break-glass account, and ``triaged: false``. Break-glass ids are resolved
 once per poll.
@@ -36,7 +36,7 @@ _WEAK_METHODS: Final = frozenset(
         "#microsoft.graph.temporaryAccessPassAuthenticationMethod",
     }
 )
-WAVES_CACHE_SECONDS: Final = 600.0
+WAVES_CACHE_SECONDS: Final = 300.0
 _cache: dict[str, tuple[float, UserTriage]] = {}
 _waves_cache: dict[str, tuple[float, dict[str, str]]] = {}
 
@@ -122,7 +122,9 @@ class Triage:
         key = user_id.lower()
         ids = await self.break_glass_ids()
         waves = await self.waves_by_user()
-        cheap = UserTriage(key, upn, wave=waves.get(key), break_glass=key in ids.account_ids)
+        break_glass = key in ids.account_ids
+        # a break-glass account is in no wave by design: a stale membership read never labels it so
+        cheap = UserTriage(key, upn, wave=None if break_glass else waves.get(key), break_glass=break_glass)
         cached = _cache.get(key)
         if cached is not None and self.monotonic() - cached[0] < CACHE_SECONDS:
             return await self._with_wave_state(replace(cached[1], wave=cheap.wave))
