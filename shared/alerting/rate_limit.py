@@ -29,16 +29,19 @@ async def take_slot(kv: AsyncKeyValuePort, receiver: str, limit: RateLimit, now:
         ConcurrencyError: the window kept changing under heavy contention (retryable).
     """
     moment = now.timestamp()
+    # A little wider than the receiver's window: a send decided here arrives a few milliseconds
+    # later, and two arrivals must never fall inside one window of the receiver's own count.
+    window = limit.per_seconds * 1.05 + 0.1
     for _ in range(_ATTEMPTS):
         stored = await kv.get(RATE_NAMESPACE, receiver)
         value = stored.value if stored is not None and isinstance(stored.value, dict) else {}
         sent = sorted(
             float(t)
             for t in value.get("sent", [])
-            if isinstance(t, int | float) and t > moment - limit.per_seconds
+            if isinstance(t, int | float) and t > moment - window
         )
         if len(sent) >= limit.count:
-            return max(0.05, sent[len(sent) - limit.count] + limit.per_seconds - moment)
+            return max(0.05, sent[len(sent) - limit.count] + window - moment)
         try:
             await kv.put(
                 RATE_NAMESPACE,

@@ -81,6 +81,7 @@ def pagerduty_event(notification: Notification, routing_key: str) -> dict[str, A
             "custom_details": {
                 "groupLabels": dict(notification.group_labels),
                 "firing": len(notification.firing),
+                "digestOf": notification.digest_of,
                 "alerts": notification.alerts[:50],
             },
         }
@@ -136,6 +137,7 @@ def webhook_body(notification: Notification) -> dict[str, Any]:
         "status": notification.status,
         "title": notification.title,
         "groupLabels": dict(notification.group_labels),
+        "digestOf": notification.digest_of,
         "alerts": notification.alerts,
     }
 

@@ -531,9 +531,17 @@ async def test_waveguard_deliveries_are_accepted_and_its_errors_follow_the_answe
         with pytest.raises(RetryableError):
             await deliver(_notification(_receiver("teams", sink), "resolved"))
         assert sink.stats()["violationCount"] == 1
-    # a routing key of the wrong length is the receiver's misconfiguration: permanent
-    bad = Receiver.model_validate(
-        {"name": "pd", "pagerduty": {"routingKey": "short", "url": shared_sink.pagerduty_url}}
+    # a routing key of the wrong length (the plan refuses one; built here without its checks) is the
+    # receiver's misconfiguration: permanent
+    from pydantic import SecretStr
+
+    from shared.config.alerting import PagerDutyReceiver
+
+    bad = Receiver.model_construct(
+        name="pd",
+        pagerduty=PagerDutyReceiver.model_construct(
+            routing_key=SecretStr("short"), url=shared_sink.pagerduty_url
+        ),
     )
     with pytest.raises(PermanentError):
         await deliver(_notification(bad, "firing"))
