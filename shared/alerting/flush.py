@@ -98,10 +98,26 @@ async def _pending(deps: RouterDeps, gid: str, group: dict[str, Any], now: datet
         deps.alerting.receiver(str(group["receiver"])),
         "firing" if firing else "resolved",
         dict(group["groupLabels"]),
-        sorted(alerts.values(), key=lambda a: (a["status"] != "firing", a["key"])),
+        sorted(await _described(deps, alerts), key=lambda a: (a["status"] != "firing", a["key"])),
     )
     repeat_index = int(group.get("notifications", 0)) if repeat_due else 0
     return _Pending(gid, notification, digest, repeat_index, int(group.get("deliveryFailures", 0)))
+
+
+async def _described(deps: RouterDeps, alerts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The group's compact entries with each alert's summary and labels from its own record."""
+    described = []
+    for record_id, entry in alerts.items():
+        stored = await deps.state.kv.get(ACTIVE_NAMESPACE, record_id)
+        record = stored.value if stored is not None and isinstance(stored.value, dict) else {}
+        described.append(
+            {
+                **entry,
+                "summary": str(record.get("summary") or entry.get("summary") or entry["key"]),
+                "labels": dict(record.get("labels") or entry.get("labels") or {}),
+            }
+        )
+    return described
 
 
 async def _all_acked(deps: RouterDeps, alerts: dict[str, dict[str, Any]]) -> bool:
@@ -183,6 +199,16 @@ def _combined(batch: list[_Pending]) -> tuple[Notification, str]:
         {"digest": f"{len(batch)} groups, {len(firing)} firing of {len(everything)} alerts"},
         shown[:_DIGEST_ALERTS],
         digest_of=len(batch),
+        digest_groups=tuple(
+            {
+                "id": item.gid,
+                "groupLabels": dict(item.notification.group_labels),
+                "status": item.notification.status,
+                "firing": len(item.notification.firing),
+                "alerts": len(item.notification.alerts),
+            }
+            for item in batch
+        ),
     )
     return notification, f"alert-notify:{notification.group_id}"
 

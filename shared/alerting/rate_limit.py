@@ -36,9 +36,7 @@ async def take_slot(kv: AsyncKeyValuePort, receiver: str, limit: RateLimit, now:
         stored = await kv.get(RATE_NAMESPACE, receiver)
         value = stored.value if stored is not None and isinstance(stored.value, dict) else {}
         sent = sorted(
-            float(t)
-            for t in value.get("sent", [])
-            if isinstance(t, int | float) and t > moment - window
+            float(t) for t in value.get("sent", []) if isinstance(t, int | float) and t > moment - window
         )
         if len(sent) >= limit.count:
             return max(0.05, sent[len(sent) - limit.count] + window - moment)

@@ -82,6 +82,7 @@ def pagerduty_event(notification: Notification, routing_key: str) -> dict[str, A
                 "groupLabels": dict(notification.group_labels),
                 "firing": len(notification.firing),
                 "digestOf": notification.digest_of,
+                "groups": list(notification.digest_groups)[:50],
                 "alerts": notification.alerts[:50],
             },
         }
@@ -138,6 +139,7 @@ def webhook_body(notification: Notification) -> dict[str, Any]:
         "title": notification.title,
         "groupLabels": dict(notification.group_labels),
         "digestOf": notification.digest_of,
+        "groups": list(notification.digest_groups),
         "alerts": notification.alerts,
     }
 

@@ -70,6 +70,10 @@ FLUSH_TYPE: Final = "alert.flush"
 GROUPS_NAMESPACE: Final = "alert-groups"
 ACTIVE_NAMESPACE: Final = "alerts-active"
 UPDATE_ATTEMPTS: Final = 12
+# A group record holds at most this many alerts (a table value holds 32K characters); beyond it,
+# alerts go to the group's next part (``<group>.1`` ...), told as a group of its own.
+MAX_GROUP_ALERTS: Final = 100
+MAX_PARTS: Final = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,7 @@ class Notification:
     group_labels: Mapping[str, str]
     alerts: list[dict[str, Any]]  # each: key, status, severity, summary, labels, startsAt, endsAt
     digest_of: int = 0  # a storm digest: how many groups it folds (0: one group)
+    digest_groups: tuple[Mapping[str, Any], ...] = ()  # each folded group: id, groupLabels, counts
 
     @property
     def firing(self) -> list[dict[str, Any]]:
@@ -184,11 +189,11 @@ async def _route_locked(deps: RouterDeps, alert: Alert, correlation_id: str) -> 
         if told:
             targets = [(next((m for m, g in targets if g == gid), None), gid) for gid in told]
             groups = told
+    placed = [await _add_to_group(deps, match, gid, alert, labels, now) for match, gid in targets]
+    groups = [gid for gid in placed if gid is not None] or groups
     if not await _record_active(deps, alert, labels, groups, now):
         await _audit(deps, "alert.stale", alert.key, "older than what is already recorded", correlation_id)
         return RouteOutcome(alert.key, "stale", reason="older than the recorded state")
-    for match, gid in targets:
-        await _add_to_group(deps, match, gid, alert, labels, now)
     return RouteOutcome(alert.key, "grouped", groups)
 
 
@@ -281,9 +286,16 @@ async def _add_to_group(
     alert: Alert,
     labels: Mapping[str, str],
     now: datetime,
-) -> None:
-    async with GROUP_LOCKS.of(gid):
-        await _add_to_group_locked(deps, match, gid, alert, labels, now)
+) -> str | None:
+    """Put the alert in group ``gid``, or the first of its parts (``gid.1``, ``gid.2`` ...) with room;
+    the id of the group it is in (None: a resolution of something never told)."""
+    for part in range(MAX_PARTS):
+        part_id = gid if part == 0 else f"{gid}.{part}"
+        async with GROUP_LOCKS.of(part_id):
+            placed = await _add_to_group_locked(deps, match, part_id, alert, labels, now)
+        if placed != "full":
+            return part_id if placed == "placed" else None
+    raise ConcurrencyError(f"alert group {gid} has {MAX_PARTS} full parts; retry later")
 
 
 async def _add_to_group_locked(
@@ -293,13 +305,13 @@ async def _add_to_group_locked(
     alert: Alert,
     labels: Mapping[str, str],
     now: datetime,
-) -> None:
+) -> Literal["placed", "full", "skipped"]:
     for _ in range(UPDATE_ATTEMPTS):
         stored = await deps.state.kv.get(GROUPS_NAMESPACE, gid)
         group: dict[str, Any] = dict(stored.value) if stored is not None else {}
         new = not group
         if new and (alert.status == "resolved" or match is None):
-            return  # nothing was told about it: nothing to resolve
+            return "skipped"  # nothing was told about it: nothing to resolve
         if new and match is not None:
             route = match.route
             group = {
@@ -315,17 +327,19 @@ async def _add_to_group_locked(
                 "repeatInterval": route.repeat_interval_seconds,
             }
         alerts = dict(group["alerts"])
-        entry = alerts.get(alert_id(alert.key)) or {}
+        entry = alerts.get(alert_id(alert.key))
+        if entry is None and len(alerts) >= MAX_GROUP_ALERTS:
+            return "full"
+        entry = entry or {}
         told_at = parse_iso(entry.get("occurredAt"))
         if told_at is not None and alert.occurred_at < told_at:
-            return  # a newer state of this alert is already in the group
+            return "placed"  # a newer state of this alert is already in the group
+        # compact: the summary and labels live in the alert's own record (alerts-active)
         alerts[alert_id(alert.key)] = {
-            "key": alert.key,
+            "key": alert.key[:300],
             "status": alert.status,
             "severity": alert.severity,
-            "summary": alert.summary[:1000],
-            "labels": dict(labels),
-            "startsAt": (alerts.get(alert_id(alert.key)) or {}).get("startsAt") or iso(alert.occurred_at),
+            "startsAt": entry.get("startsAt") or iso(alert.occurred_at),
             "endsAt": iso(now) if alert.status == "resolved" else None,
             "occurredAt": iso(alert.occurred_at),
         }
@@ -348,7 +362,7 @@ async def _add_to_group_locked(
             continue
         if reschedule:
             await schedule_flush(deps, gid, due, now)
-        return
+        return "placed"
     raise ConcurrencyError(f"alert group {gid} kept changing; retry")
 
 

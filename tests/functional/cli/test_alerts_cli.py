@@ -193,6 +193,7 @@ def test_list_json_carries_each_whole_record_and_its_short_id(
         "startsAt",
         "endsAt",
         "updatedAt",
+        "occurredAt",
         "groups",
         "ack",
     }

@@ -4,6 +4,7 @@ nothing and never notify twice."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -371,3 +372,34 @@ async def test_a_resolution_with_another_severity_resolves_the_groups_the_alert_
     clock.advance(300)
     await flush_group(deps, gid, correlation_id="f2")
     assert [n.status for n in receiver.got] == ["firing", "resolved"]
+
+
+async def test_a_group_larger_than_one_record_is_split_into_parts_each_told_and_each_resolvable(
+    deps: RouterDeps, receiver: Receiver, clock: Clock, stores: StateStores
+) -> None:
+    placed = [
+        (await route_alert(deps, alert(f"big-{n:03}", user=f"u{n}"), correlation_id=f"c{n}")).groups[0]
+        for n in range(250)
+    ]
+    parts = sorted(set(placed))
+    assert len(parts) == 3
+    for part in parts:
+        record = stores.kv.get(GROUPS_NAMESPACE, part)
+        assert record is not None
+        assert len(record.value["alerts"]) <= 100
+        assert len(json.dumps(record.value)) < 30_000
+    clock.advance(30)
+    for part in parts:
+        assert await flush_group(deps, part, correlation_id=f"f-{part}") == "notified"
+    told = {a["key"] for n in receiver.got for a in n.alerts}
+    assert len(told) == 250
+    assert receiver.got[0].alerts[0]["summary"].endswith("happened")  # described from its own record
+    # a resolution finds the part its alert is in
+    resolved = Alert(
+        **{
+            **_fields(alert("big-249", user="u249")),
+            "status": "resolved",
+            "occurred_at": T0 + timedelta(minutes=1),
+        }
+    )
+    assert (await route_alert(deps, resolved, correlation_id="r")).groups == [placed[249]]
