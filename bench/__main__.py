@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import group_changes, loop_blocking, membership_sync, queue_host
+from bench import group_changes, loop_blocking, membership_sync, queue_host, risk_alerting
 from local.azurite import start_azurite
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -31,6 +31,20 @@ def main() -> int:
         )
         figures["group_changes"] = group_changes.run(azurite)
         print(f"  {figures['group_changes']}", flush=True)
+        r = risk_alerting
+        print(
+            f"risk to on-call: {r.DETECTIONS} detections over {r.SPREAD_S:.0f} s, detection visible -> "
+            f"receiver 2xx (goal: poll interval {r.POLL_S} s + 2 s) ...",
+            flush=True,
+        )
+        figures["risk_latency"] = risk_alerting.latency(azurite)
+        print(f"  {figures['risk_latency']}", flush=True)
+        print(
+            f"risk to on-call: a storm of {r.STORM} detections in one minute, grouped per user ...",
+            flush=True,
+        )
+        figures["risk_storm"] = risk_alerting.storm(azurite)
+        print(f"  {figures['risk_storm']}", flush=True)
     finally:
         azurite.stop()
     print(
@@ -73,12 +87,21 @@ def main() -> int:
         f"{groups['graph_calls_per_change']:.2f} Graph calls and "
         f"{groups['reverts_per_change']:.2f} reverts per change"
     )
+    risk, storm = figures["risk_latency"], figures["risk_storm"]
+    print(
+        f"risk detection -> receiver p50 {risk['p50_s']:.2f} s, p99 {risk['p99_s']:.2f} s "
+        f"({risk['p99_over_goal']:.2f} of the {risk['goal_s']:.0f} s goal), lost {risk['lost']:.0f}; "
+        f"storm of {storm['detections']:.0f}: {storm['groups_told_share']:.2f} of the groups told, "
+        f"{storm['digests']:.0f} digests, {storm['violations']:.0f} rate-limit violations"
+    )
     sync = figures["membership_sync"]
     _print_sync(sync)
     print(f"written to {RESULTS / 'latest.json'}")
     loop_ok = loop["loop_thread_calls"] == 0 and loop["max_cpu_gap_over_limit"] <= 1.0
     groups_ok = group_changes.meets_targets(groups)
-    return 0 if pickup <= 1.0 and loop_ok and groups_ok and membership_sync.meets_targets(sync) else 1
+    risk_ok = risk_alerting.meets_targets(risk, storm)
+    ok = pickup <= 1.0 and loop_ok and groups_ok and risk_ok and membership_sync.meets_targets(sync)
+    return 0 if ok else 1
 
 
 def _print_sync(sync: dict[str, float]) -> None:

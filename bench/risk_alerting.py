@@ -4,12 +4,13 @@ The real app runs in the mini-host (its risk timer ticking every second, ``risk.
 10 s) against Azurite, the Graph emulator (Identity Protection's 1 request/s budget on) and the
 local receiver sink, which enforces PagerDuty's, Teams' and the webhook's rate limits and records
 any violation. The plan is the example plan with the bench's routes: PagerDuty for critical and
-high, Teams for critical, and a webhook (which carries every alert of a notification) for all.
+high, Teams for break-glass alerts (as in the example plan), and a webhook (which carries every
+alert of a notification, so the bench can see each one arrive) for all.
 
 - **Latency**: ``DETECTIONS`` high-risk detections for as many users, injected at a steady rate
   over ``SPREAD_S``; for each, from the moment Graph lists it to the first webhook delivery (2xx)
   that carries its user's alert firing. ``p99_over_goal`` against the goal: poll interval + 2 s.
-  Group wait 0 s and group interval 1 s (the plan's own waits would add to both).
+  Grouped per user with group wait 0 s: the plan's own grouping waits would add to it.
 - **Storm**: ``STORM`` detections within one minute over every user of the tenant, grouped per
   user (so each receiver faces hundreds of groups). ``violations`` (the sink's count of deliveries
   beyond a receiver's limit) must be 0; ``groups_told_share`` (groups whose alerts reached the
@@ -97,7 +98,7 @@ def _plan_file(directory: Path, *, group_by: list[str], webhook_limit: tuple[int
             "repeatIntervalSeconds": 14400,
             "routes": [
                 {"receiver": "pagerduty-oncall", "matchers": ["severity=~critical|high"], "continue": True},
-                {"receiver": "teams-identity", "matchers": ["severity=critical"], "continue": True},
+                {"receiver": "teams-identity", "matchers": ["alertname=~BreakGlass.*"], "continue": True},
                 {"receiver": "bench-webhook", "matchers": ["alertname=~.+"]},
             ],
         },
@@ -183,7 +184,7 @@ def _users(emulator: Any, count: int) -> list[dict[str, str]]:
 
 def latency(azurite: Azurite) -> dict[str, float]:
     arrivals = Arrivals()
-    with _stack(azurite, ["alertname", "wave"], arrivals, (1000, 1.0)) as (emulator, sink):
+    with _stack(azurite, ["alertname", "user"], arrivals, (1000, 1.0)) as (emulator, sink):
         users = _users(emulator, DETECTIONS)
         visible: dict[str, float] = {}
         interval = SPREAD_S / DETECTIONS

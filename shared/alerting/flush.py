@@ -47,6 +47,7 @@ from shared.alerting.router import (
     schedule_flush,
 )
 from shared.errors import BusyError, PermanentError, RetryableError
+from shared.keyed_locks import KeyedLocks
 from shared.state import AuditEntry, iso, parse_iso
 from shared.state.errors import ConcurrencyError
 from shared.state.once import once
@@ -106,18 +107,19 @@ async def _pending(deps: RouterDeps, gid: str, group: dict[str, Any], now: datet
 
 async def _described(deps: RouterDeps, alerts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The group's compact entries with each alert's summary and labels from its own record."""
-    described = []
-    for record_id, entry in alerts.items():
-        stored = await deps.state.kv.get(ACTIVE_NAMESPACE, record_id)
+    gate = asyncio.Semaphore(16)
+
+    async def one(record_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+        async with gate:
+            stored = await deps.state.kv.get(ACTIVE_NAMESPACE, record_id)
         record = stored.value if stored is not None and isinstance(stored.value, dict) else {}
-        described.append(
-            {
-                **entry,
-                "summary": str(record.get("summary") or entry.get("summary") or entry["key"]),
-                "labels": dict(record.get("labels") or entry.get("labels") or {}),
-            }
-        )
-    return described
+        return {
+            **entry,
+            "summary": str(record.get("summary") or entry.get("summary") or entry["key"]),
+            "labels": dict(record.get("labels") or entry.get("labels") or {}),
+        }
+
+    return list(await asyncio.gather(*(one(k, e) for k, e in alerts.items())))
 
 
 async def _all_acked(deps: RouterDeps, alerts: dict[str, dict[str, Any]]) -> bool:
@@ -241,7 +243,17 @@ async def _take_backlog(deps: RouterDeps, receiver: str, gid: str, now: datetime
     return found
 
 
+_backlog_locks = KeyedLocks()
+
+
 async def _update_backlog(deps: RouterDeps, receiver: str, change: Callable[[list[str]], list[str]]) -> None:
+    async with _backlog_locks.of(receiver):  # one writer per receiver in this process
+        await _update_backlog_locked(deps, receiver, change)
+
+
+async def _update_backlog_locked(
+    deps: RouterDeps, receiver: str, change: Callable[[list[str]], list[str]]
+) -> None:
     for _ in range(UPDATE_ATTEMPTS * 2):
         stored = await deps.state.kv.get(BACKLOG_NAMESPACE, receiver)
         groups = (

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Final
 
 from shared.config.alerting import RateLimit
+from shared.keyed_locks import KeyedLocks
 from shared.state import AsyncKeyValuePort
 from shared.state.errors import ConcurrencyError
 
@@ -22,12 +23,21 @@ RATE_NAMESPACE: Final = "alert-rate"
 _ATTEMPTS: Final = 20
 
 
+# One window writer per receiver in this process (other processes are kept apart by ETags).
+_locks = KeyedLocks()
+
+
 async def take_slot(kv: AsyncKeyValuePort, receiver: str, limit: RateLimit, now: datetime) -> float:
     """0.0 when a send to ``receiver`` may happen now (and it is recorded), else the seconds to wait.
 
     Raises:
         ConcurrencyError: the window kept changing under heavy contention (retryable).
     """
+    async with _locks.of(receiver):
+        return await _take(kv, receiver, limit, now)
+
+
+async def _take(kv: AsyncKeyValuePort, receiver: str, limit: RateLimit, now: datetime) -> float:
     moment = now.timestamp()
     # A little wider than the receiver's window: a send decided here arrives a few milliseconds
     # later, and two arrivals must never fall inside one window of the receiver's own count.

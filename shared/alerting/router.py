@@ -189,12 +189,31 @@ async def _route_locked(deps: RouterDeps, alert: Alert, correlation_id: str) -> 
         if told:
             targets = [(next((m for m, g in targets if g == gid), None), gid) for gid in told]
             groups = told
-    placed = [await _add_to_group(deps, match, gid, alert, labels, now) for match, gid in targets]
-    groups = [gid for gid in placed if gid is not None] or groups
+    # the record first: a group flushed at once reads the alert's summary and labels from it
     if not await _record_active(deps, alert, labels, groups, now):
         await _audit(deps, "alert.stale", alert.key, "older than what is already recorded", correlation_id)
         return RouteOutcome(alert.key, "stale", reason="older than the recorded state")
-    return RouteOutcome(alert.key, "grouped", groups)
+    placed = [await _add_to_group(deps, match, gid, alert, labels, now) for match, gid in targets]
+    actual = [gid for gid in placed if gid is not None] or groups
+    if actual != groups:  # a full group sent it to a further part
+        await _set_record_groups(deps, alert, actual)
+    return RouteOutcome(alert.key, "grouped", actual)
+
+
+async def _set_record_groups(deps: RouterDeps, alert: Alert, groups: list[str]) -> None:
+    record_id = alert_id(alert.key)
+    for _ in range(UPDATE_ATTEMPTS):
+        stored = await deps.state.kv.get(ACTIVE_NAMESPACE, record_id)
+        if stored is None or not isinstance(stored.value, dict):
+            return
+        try:
+            await deps.state.kv.put(
+                ACTIVE_NAMESPACE, record_id, {**stored.value, "groups": groups}, if_match=stored.etag
+            )
+            return
+        except ConcurrencyError:
+            await asyncio.sleep(random.uniform(0.005, 0.05))
+    raise ConcurrencyError(f"alert record {record_id} kept changing; retry")
 
 
 async def _recorded_groups(deps: RouterDeps, alert: Alert) -> list[str]:
@@ -293,8 +312,12 @@ async def _add_to_group(
         part_id = gid if part == 0 else f"{gid}.{part}"
         async with GROUP_LOCKS.of(part_id):
             placed = await _add_to_group_locked(deps, match, part_id, alert, labels, now)
+        if placed == "due":
+            from shared.alerting.flush import flush_group  # (flush builds on this module)
+
+            await flush_group(deps, part_id, correlation_id=f"route:{alert.key}"[:200])
         if placed != "full":
-            return part_id if placed == "placed" else None
+            return part_id if placed in ("placed", "due") else None
     raise ConcurrencyError(f"alert group {gid} has {MAX_PARTS} full parts; retry later")
 
 
@@ -305,7 +328,7 @@ async def _add_to_group_locked(
     alert: Alert,
     labels: Mapping[str, str],
     now: datetime,
-) -> Literal["placed", "full", "skipped"]:
+) -> Literal["placed", "due", "full", "skipped"]:
     for _ in range(UPDATE_ATTEMPTS):
         stored = await deps.state.kv.get(GROUPS_NAMESPACE, gid)
         group: dict[str, Any] = dict(stored.value) if stored is not None else {}
@@ -360,6 +383,8 @@ async def _add_to_group_locked(
         except ConcurrencyError:
             await asyncio.sleep(random.uniform(0.005, 0.05))
             continue
+        if reschedule and due <= now:
+            return "due"  # no group wait: the caller flushes it at once, no queue hop
         if reschedule:
             await schedule_flush(deps, gid, due, now)
         return "placed"

@@ -18,6 +18,7 @@ sign-ins); Identity Protection calls are paced by the Graph port.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
@@ -47,6 +48,7 @@ FIRST_LOOK: Final = timedelta(hours=1)
 _LAST: Final = "_last"
 _LEGACY_DAYS: Final = 30
 _MAX_COUNTRIES: Final = 50
+_RAISE_CONCURRENCY: Final = 8  # alerts raised (and triaged) at once: a storm is enqueued in seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,7 @@ async def run_risk_poll(deps: RiskDeps, *, correlation_id: str, force: bool = Fa
     risk = deps.plan.risk
     triage = Triage(deps.port, deps.plan, deps.state.kv, risk.triage_users_per_poll)
     await triage.break_glass_ids()
+    await triage.waves_by_user()
     report = PollReport()
     overlap = timedelta(seconds=risk.overlap_seconds)
     await _detections(deps, triage, report, now, overlap, correlation_id)
@@ -184,12 +187,17 @@ async def _detections(
             by_user[user_id.lower()].append(item)
             upns.setdefault(user_id.lower(), item.get("userPrincipalName"))
     report.detections = len(fresh)
-    for user_id, items in by_user.items():
-        who = await triage.user(user_id, upns.get(user_id))
-        alert = signals.user_at_risk(deps.plan.risk.levels, who, items, now)
-        if alert is not None:
-            report.users_raised.add(user_id)
-            await _raise(deps, report, alert, who, correlation_id)
+    gate = asyncio.Semaphore(_RAISE_CONCURRENCY)
+
+    async def one(user_id: str, items: list[dict[str, Any]]) -> None:
+        async with gate:
+            who = await triage.user(user_id, upns.get(user_id))
+            alert = signals.user_at_risk(deps.plan.risk.levels, who, items, now)
+            if alert is not None:
+                report.users_raised.add(user_id)
+                await _raise(deps, report, alert, who, correlation_id)
+
+    await asyncio.gather(*(one(u, items) for u, items in by_user.items()))
     await _advance(deps, mark, fresh, overlap)
 
 

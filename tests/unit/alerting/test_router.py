@@ -170,8 +170,9 @@ async def test_resolution_is_told_then_the_group_is_forgotten(
     clock.advance(30)
     await flush_group(deps, gid, correlation_id="f1")
     clock.advance(400)
+    # the group interval has passed: the resolution is told at once, with no queue hop
     await route_alert(deps, alert("a1", status="resolved"), correlation_id="c2")
-    assert await flush_group(deps, gid, correlation_id="f2") == "notified"
+    assert await flush_group(deps, gid, correlation_id="f2") == "gone"
     assert receiver.got[-1].status == "resolved"
     assert stores.kv.get(GROUPS_NAMESPACE, gid) is None
     # a resolution for a group nobody was told about creates nothing
@@ -271,9 +272,8 @@ async def test_an_acknowledged_alert_is_not_repeated_but_an_escalation_is_told(
     stores.kv.put(ACTIVE_NAMESPACE, alert_id("a1"), {**record.value, "ack": {"by": "ops", "at": "now"}})
     clock.advance(3600)
     assert await flush_group(deps, gid, correlation_id="f2") == "unchanged"  # acked: no repeat
-    await route_alert(deps, alert("a1", severity="critical"), correlation_id="c2")
-    clock.advance(300)
-    assert await flush_group(deps, gid, correlation_id="f3") == "notified"  # escalated: told
+    await route_alert(deps, alert("a1", severity="critical"), correlation_id="c2")  # escalated: told at once
+    assert len(receiver.got) == 2
     assert receiver.got[-1].severity == "critical"
 
 
