@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from shared.alerting.model import Alert, raise_alert
-from shared.alerting.rate_limit import take_slot
+from shared.alerting.rate_limit import settle_slot, take_slot
 from shared.alerting.router import (
     ACTIVE_NAMESPACE,
     ACTOR,
@@ -151,8 +151,8 @@ async def flush_group(deps: RouterDeps, gid: str, *, correlation_id: str) -> str
     if pending is None:
         return "unchanged"
     receiver = pending.notification.receiver
-    wait = await take_slot(deps.state.kv, receiver.name, receiver.limit, now)
-    if wait > 0:
+    wait, token = await take_slot(deps.state.kv, receiver.name, receiver.limit, now)
+    if token is None:
         await _backlog_add(deps, receiver.name, gid)
         await schedule_flush(deps, gid, now + timedelta(seconds=wait + random.uniform(0, 0.5)), now)
         return "rate-limited"
@@ -168,7 +168,10 @@ async def flush_group(deps: RouterDeps, gid: str, *, correlation_id: str) -> str
             correlation_id=correlation_id,
         ) as run:
             if not run.done:
-                await deps.deliver(notification)
+                try:
+                    await deps.deliver(notification)
+                finally:  # its latest possible arrival is now: that is what the window counts
+                    await settle_slot(deps.state.kv, receiver.name, token, deps.clock())
     except BusyError:
         raise  # another worker is delivering this very content: come back later
     except (RetryableError, PermanentError) as exc:
@@ -176,8 +179,29 @@ async def flush_group(deps: RouterDeps, gid: str, *, correlation_id: str) -> str
             await _backlog_add(deps, receiver.name, other.gid)
         await _failed(deps, pending, exc, now, correlation_id)
         return "delivery-failed"
-    for item in batch:
-        await _after_notify(deps, item, now, correlation_id)
+    digest = len(batch) > 1
+    gate = asyncio.Semaphore(8)
+
+    async def settle(item: _Pending) -> None:
+        async with gate:
+            await _after_notify(deps, item, now, correlation_id, audit=not digest)
+
+    await asyncio.gather(*(settle(item) for item in batch))
+    if digest:  # one audit entry for the digest, naming how many groups it told
+        await deps.state.audit.append(
+            AuditEntry(
+                ACTOR,
+                "alert.notified",
+                notification.group_id,
+                notification.title[:300],
+                correlation_id=correlation_id,
+                details={
+                    "receiver": receiver.name,
+                    "digestOf": len(batch),
+                    "alerts": len(notification.alerts),
+                },
+            )
+        )
     if pending.failures >= FAILURES_BEFORE_ALERT:
         await raise_alert(deps.queues, _delivery_alert(receiver.name, "recovered", 0, now, status="resolved"))
     return "digest" if len(batch) > 1 else "notified"
@@ -352,12 +376,16 @@ def _delivery_alert(
     )
 
 
-async def _after_notify(deps: RouterDeps, item: _Pending, now: datetime, correlation_id: str) -> None:
+async def _after_notify(
+    deps: RouterDeps, item: _Pending, now: datetime, correlation_id: str, *, audit: bool = True
+) -> None:
     async with GROUP_LOCKS.of(item.gid):
-        await _after_notify_locked(deps, item, now, correlation_id)
+        await _after_notify_locked(deps, item, now, correlation_id, audit)
 
 
-async def _after_notify_locked(deps: RouterDeps, item: _Pending, now: datetime, correlation_id: str) -> None:
+async def _after_notify_locked(
+    deps: RouterDeps, item: _Pending, now: datetime, correlation_id: str, audit: bool
+) -> None:
     gid, notification = item.gid, item.notification
     for _ in range(UPDATE_ATTEMPTS):
         stored = await deps.state.kv.get(GROUPS_NAMESPACE, gid)
@@ -391,21 +419,22 @@ async def _after_notify_locked(deps: RouterDeps, item: _Pending, now: datetime, 
         except ConcurrencyError:
             await asyncio.sleep(random.uniform(0.005, 0.05))
             continue
-        await deps.state.audit.append(
-            AuditEntry(
-                ACTOR,
-                "alert.notified",
-                gid,
-                notification.title[:300],
-                correlation_id=correlation_id,
-                details={
-                    "receiver": notification.receiver.name,
-                    "status": notification.status,
-                    "alerts": len(notification.alerts),
-                    "digestOf": notification.digest_of,
-                },
+        if audit:
+            await deps.state.audit.append(
+                AuditEntry(
+                    ACTOR,
+                    "alert.notified",
+                    gid,
+                    notification.title[:300],
+                    correlation_id=correlation_id,
+                    details={
+                        "receiver": notification.receiver.name,
+                        "status": notification.status,
+                        "alerts": len(notification.alerts),
+                        "digestOf": notification.digest_of,
+                    },
+                )
             )
-        )
         for key, status in told.items():
             if status == "resolved" and key not in alerts:
                 await _clear_active(deps, key)

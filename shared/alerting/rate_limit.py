@@ -1,8 +1,15 @@
 """Per-receiver rate limits shared by every worker: a sliding window of send times in Azure Tables.
 
-``take_slot`` records a send when the receiver's window has room and answers 0; otherwise it
-answers how many seconds until the oldest send leaves the window (nothing recorded). The window
-(``alert-rate/<receiver>``) is updated with ETags, so two workers never both take the last slot.
+A receiver counts a notification when it arrives, somewhere between the moment WaveGuard decided
+to send it and the moment the answer came back. So the window (``alert-rate/<receiver>``) holds,
+for each send, the latest moment it can have arrived: while it is in flight, the decision time
+plus the HTTP timeout; once answered, the answer's time (``settle_slot``). A new send is allowed
+only when fewer than ``count`` of those fall inside the last ``perSeconds``, so no window of the
+receiver's own ever sees more than ``count`` arrivals, however late a send was delivered.
+
+``take_slot`` records a send and answers (0, token) when there is room, else (seconds to wait,
+None). The record is updated with ETags (and one writer per receiver in this process), so two
+workers never both take the last slot.
 """
 
 from __future__ import annotations
@@ -17,49 +24,78 @@ from shared.keyed_locks import KeyedLocks
 from shared.state import AsyncKeyValuePort
 from shared.state.errors import ConcurrencyError
 
-__all__ = ["RATE_NAMESPACE", "take_slot"]
+__all__ = ["IN_FLIGHT_SECONDS", "RATE_NAMESPACE", "settle_slot", "take_slot"]
 
 RATE_NAMESPACE: Final = "alert-rate"
+IN_FLIGHT_SECONDS: Final = 12.0  # the receivers' HTTP timeout (10 s) and some
 _ATTEMPTS: Final = 20
-
+_MARGIN: Final = 0.05
 
 # One window writer per receiver in this process (other processes are kept apart by ETags).
 _locks = KeyedLocks()
 
 
-async def take_slot(kv: AsyncKeyValuePort, receiver: str, limit: RateLimit, now: datetime) -> float:
-    """0.0 when a send to ``receiver`` may happen now (and it is recorded), else the seconds to wait.
+async def take_slot(
+    kv: AsyncKeyValuePort, receiver: str, limit: RateLimit, now: datetime
+) -> tuple[float, float | None]:
+    """``(0.0, token)`` when a send to ``receiver`` may happen now (it is recorded as in flight),
+    else ``(seconds to wait, None)``.
 
     Raises:
         ConcurrencyError: the window kept changing under heavy contention (retryable).
     """
     async with _locks.of(receiver):
-        return await _take(kv, receiver, limit, now)
+        return await _take(kv, receiver, limit, now.timestamp())
 
 
-async def _take(kv: AsyncKeyValuePort, receiver: str, limit: RateLimit, now: datetime) -> float:
-    moment = now.timestamp()
-    # A little wider than the receiver's window: a send decided here arrives a few milliseconds
-    # later, and two arrivals must never fall inside one window of the receiver's own count.
-    window = limit.per_seconds * 1.05 + 0.1
+async def settle_slot(kv: AsyncKeyValuePort, receiver: str, token: float, answered: datetime) -> None:
+    """The send recorded as ``token`` was answered at ``answered``: that is its latest arrival."""
+    async with _locks.of(receiver):
+        await _update(kv, receiver, lambda sent: [answered.timestamp() if t == token else t for t in sent])
+
+
+async def _take(
+    kv: AsyncKeyValuePort, receiver: str, limit: RateLimit, moment: float
+) -> tuple[float, float | None]:
+    window = limit.per_seconds + _MARGIN
     for _ in range(_ATTEMPTS):
         stored = await kv.get(RATE_NAMESPACE, receiver)
-        value = stored.value if stored is not None and isinstance(stored.value, dict) else {}
-        sent = sorted(
-            float(t) for t in value.get("sent", []) if isinstance(t, int | float) and t > moment - window
-        )
-        if len(sent) >= limit.count:
-            return max(0.05, sent[len(sent) - limit.count] + window - moment)
+        sent = _times(stored.value if stored is not None else None)
+        inside = sorted(t for t in sent if t > moment - window)
+        if len(inside) >= limit.count:
+            return max(0.05, inside[len(inside) - limit.count] + window - moment), None
+        token = round(moment + IN_FLIGHT_SECONDS, 3)
+        kept = [t for t in sent if t > moment - window]
         try:
             await kv.put(
                 RATE_NAMESPACE,
                 receiver,
-                {"sent": [round(t, 3) for t in [*sent, moment]]},
+                {"sent": [*kept, token]},
                 if_match=stored.etag if stored is not None else None,
                 if_absent=stored is None,
             )
         except ConcurrencyError:
             await asyncio.sleep(random.uniform(0.005, 0.03))
             continue
-        return 0.0
+        return 0.0, token
     raise ConcurrencyError(f"the rate window of receiver {receiver} kept changing; retry")
+
+
+async def _update(kv: AsyncKeyValuePort, receiver: str, change: object) -> None:
+    for _ in range(_ATTEMPTS):
+        stored = await kv.get(RATE_NAMESPACE, receiver)
+        if stored is None:
+            return
+        sent = _times(stored.value)
+        updated = [round(t, 3) for t in change(sent)]  # type: ignore[operator]
+        try:
+            await kv.put(RATE_NAMESPACE, receiver, {"sent": updated}, if_match=stored.etag)
+            return
+        except ConcurrencyError:
+            await asyncio.sleep(random.uniform(0.005, 0.03))
+    raise ConcurrencyError(f"the rate window of receiver {receiver} kept changing; retry")
+
+
+def _times(value: object) -> list[float]:
+    sent = value.get("sent", []) if isinstance(value, dict) else []
+    return [float(t) for t in sent if isinstance(t, int | float)]
