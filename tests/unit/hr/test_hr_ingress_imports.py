@@ -11,7 +11,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.mark.parametrize("module", ["handlers.hr_ingress", "handlers.graph_notifications", "handlers.azure_monitor", "function_app"])
+@pytest.mark.parametrize(
+    "module",
+    ["handlers.hr_ingress", "handlers.graph_notifications", "handlers.azure_monitor", "function_app"],
+)
 def test_importing_the_ingress_or_the_whole_app_does_not_import_msgraph(module: str) -> None:
     # A fresh interpreter: this test process may already have msgraph loaded by other tests.
     # The whole app too: every function is indexed at start-up, so any module-level Graph import
