@@ -67,8 +67,9 @@ _LABEL_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _USER_DIMENSIONS: Final = frozenset(
     {"userprincipalname", "upn", "user", "account", "accountupn", "targetuserprincipalname"}
 )
-# Labels WaveGuard sets itself: an alert rule's custom properties cannot override them.
-_RESERVED: Final = frozenset({"alertname", "severity", "source"})
+# Labels WaveGuard sets itself or acts on: an alert rule's custom properties cannot set them (a
+# forged ``failedReceiver`` would steer the alert away from PagerDuty; ``breakGlass`` is triage's).
+_RESERVED: Final = frozenset({"alertname", "severity", "source", "failedReceiver", "breakGlass"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -212,6 +212,8 @@ async def test_odd_but_valid_properties_never_break_the_labels() -> None:
         "flag": True,
         "count": 3,
         "severity": "info",
+        "failedReceiver": "pagerduty-oncall",
+        "breakGlass": "true",
         "long": "y" * 5000,
     }
     status, _, queues = await post(body)
@@ -222,6 +224,8 @@ async def test_odd_but_valid_properties_never_break_the_labels() -> None:
     assert "flag" not in alert.labels
     assert alert.labels["count"] == "3"
     assert alert.severity == "high"  # a custom property cannot override the mapped severity
+    assert "failedReceiver" not in alert.labels  # nor steer the alert away from a receiver
+    assert "breakGlass" not in alert.labels
     assert len(alert.labels["long"]) == 256
 
 
