@@ -37,6 +37,7 @@ from shared.http_ingress import IncomingRequest, IngressResult
 from shared.http_problem import problem
 from shared.names import ALERTS
 from shared.queues import Sender
+from shared.state.ports import iso, parse_iso
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -92,6 +93,8 @@ async def accept_azure_monitor_alert(request: IncomingRequest, *, deps: AzureMon
     envelope = alert_envelope(alert)
     try:
         await deps.queue.send(ALERTS, envelope)
+    except InvalidPayloadError as exc:  # the queue refuses it (too large): the sender's body
+        return IngressResult(413, problem(413, f"the alert is too large to queue: {exc.message}"))
     except Exception as exc:
         log.warning("azure monitor alert not queued: %s", type(exc).__name__)
         detail = "the alert could not be queued right now; retry later"
@@ -158,12 +161,12 @@ def parse_common_alert(body: bytes) -> Alert:
     alert_id = text("alertId", required=True)
     rule = text("alertRule", required=True)
     severity = essentials.get("severity")
-    if severity not in SEVERITY_MAP:
+    if not isinstance(severity, str) or severity not in SEVERITY_MAP:
         problems.append(
             FieldError(field="data.essentials.severity", message=f"expected one of {sorted(SEVERITY_MAP)}")
         )
     condition = essentials.get("monitorCondition")
-    if condition not in CONDITIONS:
+    if not isinstance(condition, str) or condition not in CONDITIONS:
         problems.append(
             FieldError(field="data.essentials.monitorCondition", message="expected 'Fired' or 'Resolved'")
         )
@@ -204,10 +207,12 @@ def parse_common_alert(body: bytes) -> Alert:
         "alertId": alert_id,
         "alertRule": rule,
         "monitorCondition": condition,
-        "firedDateTime": essentials.get("firedDateTime"),
-        "resolvedDateTime": essentials.get("resolvedDateTime"),
-        "alertTargetIDs": list(targets or [])[:20],
-        "originAlertId": origin if isinstance(origin := essentials.get("originAlertId"), str) else None,
+        "firedDateTime": iso(fired) if fired is not None else None,
+        "resolvedDateTime": iso(resolved) if resolved is not None else None,
+        "alertTargetIDs": [t[:_MAX_TEXT] for t in list(targets or [])[:20]],
+        "originAlertId": origin[:_MAX_TEXT]
+        if isinstance(origin := essentials.get("originAlertId"), str)
+        else None,
     }
     try:
         return Alert(
@@ -225,8 +230,6 @@ def parse_common_alert(body: bytes) -> Alert:
 
 
 def _time(essentials: Mapping[str, Any], name: str, problems: list[FieldError]) -> datetime | None:
-    from shared.state import parse_iso
-
     value = essentials.get(name)
     if value is None or value == "":
         return None

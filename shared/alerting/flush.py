@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from shared.alerting.model import Alert, raise_alert
-from shared.alerting.rate_limit import settle_slot, take_slot
+from shared.alerting.rate_limit import IN_FLIGHT_SECONDS, settle_slot, take_slot
 from shared.alerting.router import (
     ACTIVE_NAMESPACE,
     ACTOR,
@@ -79,7 +79,7 @@ class _Pending:
 
 
 def _content_digest(alerts: dict[str, dict[str, Any]]) -> str:
-    content = sorted((a["key"], a["status"], a.get("severity", "")) for a in alerts.values())
+    content = sorted((record_id, a["status"], a.get("severity", "")) for record_id, a in alerts.items())
     return hashlib.sha256(json.dumps(content).encode()).hexdigest()[:16]
 
 
@@ -100,6 +100,7 @@ async def _pending(deps: RouterDeps, gid: str, group: dict[str, Any], now: datet
         "firing" if firing else "resolved",
         dict(group["groupLabels"]),
         sorted(await _described(deps, alerts), key=lambda a: (a["status"] != "firing", a["key"])),
+        generation=str(group.get("createdAt") or ""),
     )
     repeat_index = int(group.get("notifications", 0)) if repeat_due else 0
     return _Pending(gid, notification, digest, repeat_index, int(group.get("deliveryFailures", 0)))
@@ -113,13 +114,24 @@ async def _described(deps: RouterDeps, alerts: dict[str, dict[str, Any]]) -> lis
         async with gate:
             stored = await deps.state.kv.get(ACTIVE_NAMESPACE, record_id)
         record = stored.value if stored is not None and isinstance(stored.value, dict) else {}
+        key = str(record.get("key") or entry.get("key") or record_id)
         return {
             **entry,
-            "summary": str(record.get("summary") or entry.get("summary") or entry["key"]),
+            "id": record_id,
+            "key": key,
+            "summary": str(record.get("summary") or entry.get("summary") or key),
             "labels": dict(record.get("labels") or entry.get("labels") or {}),
         }
 
     return list(await asyncio.gather(*(one(k, e) for k, e in alerts.items())))
+
+
+async def _settle(deps: RouterDeps, receiver: str, token: float) -> None:
+    """Record the send's answer time; if that fails, the in-flight bound stands (never a failure)."""
+    try:
+        await settle_slot(deps.state.kv, receiver, token, deps.clock())
+    except (RetryableError, ConcurrencyError) as exc:
+        log.warning("rate window not settled (its in-flight bound stands): %s", type(exc).__name__)
 
 
 async def _all_acked(deps: RouterDeps, alerts: dict[str, dict[str, Any]]) -> bool:
@@ -169,9 +181,12 @@ async def flush_group(deps: RouterDeps, gid: str, *, correlation_id: str) -> str
         ) as run:
             if not run.done:
                 try:
-                    await deps.deliver(notification)
+                    async with asyncio.timeout(IN_FLIGHT_SECONDS - 1):  # within the window's bound
+                        await deps.deliver(notification)
+                except TimeoutError:
+                    raise RetryableError(f"receiver {receiver.name} did not answer in time") from None
                 finally:  # its latest possible arrival is now: that is what the window counts
-                    await settle_slot(deps.state.kv, receiver.name, token, deps.clock())
+                    await _settle(deps, receiver.name, token)
     except BusyError:
         raise  # another worker is delivering this very content: come back later
     except (RetryableError, PermanentError) as exc:
@@ -207,16 +222,28 @@ async def flush_group(deps: RouterDeps, gid: str, *, correlation_id: str) -> str
     return "digest" if len(batch) > 1 else "notified"
 
 
+_SEVERITY_RANK: Final = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+
+
+def _rank(severity: object) -> int:
+    return _SEVERITY_RANK.get(str(severity), 9)
+
+
+def _generation(item: _Pending) -> str:
+    """The group's creation time, short: a group deleted and created again is told afresh."""
+    return hashlib.sha256(item.notification.generation.encode()).hexdigest()[:8]
+
+
 def _combined(batch: list[_Pending]) -> tuple[Notification, str]:
     """One group's notification and ``once`` key, or a digest of several."""
     if len(batch) == 1:
         item = batch[0]
-        return item.notification, f"alert-notify:{item.gid}:{item.digest}:{item.repeat}"
+        return item.notification, f"alert-notify:{item.gid}:{_generation(item)}:{item.digest}:{item.repeat}"
     receiver = batch[0].notification.receiver
     everything = [a for item in batch for a in item.notification.alerts]
     firing = [a for a in everything if a["status"] == "firing"]
-    shown = sorted(everything, key=lambda a: (a["status"] != "firing", a.get("severity", ""), a["key"]))
-    content = sorted(f"{i.gid}:{i.digest}:{i.repeat}" for i in batch)
+    shown = sorted(everything, key=lambda a: (a["status"] != "firing", _rank(a.get("severity")), a["key"]))
+    content = sorted(f"{i.gid}:{_generation(i)}:{i.digest}:{i.repeat}" for i in batch)
     digest_id = hashlib.sha256("\n".join(content).encode()).hexdigest()[:32]
     notification = Notification(
         f"digest-{digest_id}",
@@ -316,6 +343,7 @@ async def _failed(
     if isinstance(error, RetryableError) and error.retry_after:
         delay = max(delay, min(_BACKOFF_MAX, error.retry_after))
     due = now + timedelta(seconds=delay)
+    await schedule_flush(deps, pending.gid, due, now)  # the message first: the retry always comes
     async with GROUP_LOCKS.of(pending.gid):
         for _ in range(UPDATE_ATTEMPTS):
             stored = await deps.state.kv.get(GROUPS_NAMESPACE, pending.gid)
@@ -335,7 +363,6 @@ async def _failed(
                 await asyncio.sleep(random.uniform(0.005, 0.05))
         else:
             raise ConcurrencyError(f"alert group {pending.gid} kept changing; retry")
-    await schedule_flush(deps, pending.gid, due, now)
     log.warning(
         "alert delivery failed; retrying later",
         extra={"receiver": receiver, "group": pending.gid, "failures": failures, "retry_in": round(delay, 1)},
@@ -392,7 +419,7 @@ async def _after_notify_locked(
         if stored is None:
             return
         group = dict(stored.value)
-        told = {alert_id(a["key"]): a["status"] for a in notification.alerts}
+        told = {str(a.get("id") or alert_id(a["key"])): a["status"] for a in notification.alerts}
         # drop what was told resolved (unless it fired again meanwhile)
         alerts = {
             k: a
@@ -413,9 +440,9 @@ async def _after_notify_locked(
                 if changed:  # something arrived while we were delivering: next interval
                     due = now + timedelta(seconds=int(group["groupInterval"]))
                 group["nextFlushAt"] = iso(due)
-                await deps.state.kv.put(GROUPS_NAMESPACE, gid, group, if_match=stored.etag)
-                if still_firing or changed:
+                if still_firing or changed:  # the message first: a stored due time always has one
                     await schedule_flush(deps, gid, due, now)
+                await deps.state.kv.put(GROUPS_NAMESPACE, gid, group, if_match=stored.etag)
         except ConcurrencyError:
             await asyncio.sleep(random.uniform(0.005, 0.05))
             continue

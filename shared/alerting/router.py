@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -73,6 +74,7 @@ UPDATE_ATTEMPTS: Final = 12
 # A group record holds at most this many alerts (a table value holds 32K characters); beyond it,
 # alerts go to the group's next part (``<group>.1`` ...), told as a group of its own.
 MAX_GROUP_ALERTS: Final = 100
+_GROUP_BYTES: Final = 24_000  # and never more than this much JSON (a table value holds 30,000)
 MAX_PARTS: Final = 200
 
 
@@ -87,6 +89,7 @@ class Notification:
     alerts: list[dict[str, Any]]  # each: key, status, severity, summary, labels, startsAt, endsAt
     digest_of: int = 0  # a storm digest: how many groups it folds (0: one group)
     digest_groups: tuple[Mapping[str, Any], ...] = ()  # each folded group: id, groupLabels, counts
+    generation: str = ""  # when the group was created: its notifications are claimed per generation
 
     @property
     def firing(self) -> list[dict[str, Any]]:
@@ -135,7 +138,7 @@ class RouteOutcome:
     """What ``route_alert`` did with one alert."""
 
     alert_key: str
-    outcome: Literal["grouped", "silenced", "inhibited", "stale"]
+    outcome: Literal["grouped", "silenced", "inhibited", "stale", "unknown"]
     groups: list[str] = field(default_factory=list)
     reason: str | None = None
 
@@ -186,6 +189,9 @@ async def _route_locked(deps: RouterDeps, alert: Alert, correlation_id: str) -> 
         # A resolution goes to the groups the firing alert is in, whatever its own labels say
         # (a sender may resolve with another severity): that is where the receivers were told.
         told = await _recorded_groups(deps, alert)
+        if not told and await deps.state.kv.get(ACTIVE_NAMESPACE, alert_id(alert.key)) is None:
+            # never seen (silenced when it fired, or a stray): nothing to tell, nothing to keep
+            return RouteOutcome(alert.key, "unknown", reason="no such alert was firing")
         if told:
             targets = [(next((m for m, g in targets if g == gid), None), gid) for gid in told]
             groups = told
@@ -351,15 +357,15 @@ async def _add_to_group_locked(
             }
         alerts = dict(group["alerts"])
         entry = alerts.get(alert_id(alert.key))
-        if entry is None and len(alerts) >= MAX_GROUP_ALERTS:
+        if entry is None and (len(alerts) >= MAX_GROUP_ALERTS or len(json.dumps(group)) > _GROUP_BYTES):
             return "full"
         entry = entry or {}
         told_at = parse_iso(entry.get("occurredAt"))
         if told_at is not None and alert.occurred_at < told_at:
             return "placed"  # a newer state of this alert is already in the group
-        # compact: the summary and labels live in the alert's own record (alerts-active)
+        # compact (keyed by the record id): the key, summary and labels live in the alert's own
+        # record (alerts-active), read when the group is told
         alerts[alert_id(alert.key)] = {
-            "key": alert.key[:300],
             "status": alert.status,
             "severity": alert.severity,
             "startsAt": entry.get("startsAt") or iso(alert.occurred_at),
@@ -372,6 +378,10 @@ async def _add_to_group_locked(
         reschedule = scheduled is None or scheduled <= now or due < scheduled
         if reschedule:
             group["nextFlushAt"] = iso(due)
+        if reschedule and due > now:
+            # the message before the record: a stored nextFlushAt always has a message coming
+            # (dying in between leaves a spare message, which finds nothing to do)
+            await schedule_flush(deps, gid, due, now)
         try:
             await deps.state.kv.put(
                 GROUPS_NAMESPACE,
@@ -385,8 +395,6 @@ async def _add_to_group_locked(
             continue
         if reschedule and due <= now:
             return "due"  # no group wait: the caller flushes it at once, no queue hop
-        if reschedule:
-            await schedule_flush(deps, gid, due, now)
         return "placed"
     raise ConcurrencyError(f"alert group {gid} kept changing; retry")
 

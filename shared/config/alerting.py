@@ -105,9 +105,10 @@ class Route(ConfigModel):
     receiver: str | None = None
     matchers: Matchers = ()
     group_by: list[str] = ["alertname"]
-    group_wait_seconds: Annotated[int, Field(ge=0)] = 30
-    group_interval_seconds: Annotated[int, Field(ge=1)] = 300
-    repeat_interval_seconds: Annotated[int, Field(ge=1)] = 4 * 3600
+    # at most 7 days: a flush is a queue message delayed until due, and a queue delays 7 days at most
+    group_wait_seconds: Annotated[int, Field(ge=0, le=604_000)] = 30
+    group_interval_seconds: Annotated[int, Field(ge=1, le=604_000)] = 300
+    repeat_interval_seconds: Annotated[int, Field(ge=1, le=604_000)] = 4 * 3600
     continue_: bool = Field(default=False, alias="continue")
     routes: list[Route] = []
 

@@ -176,7 +176,9 @@ async def test_resolution_is_told_then_the_group_is_forgotten(
     assert receiver.got[-1].status == "resolved"
     assert stores.kv.get(GROUPS_NAMESPACE, gid) is None
     # a resolution for a group nobody was told about creates nothing
-    assert (await route_alert(deps, alert("zz", status="resolved"), correlation_id="c3")).groups
+    stray = await route_alert(deps, alert("zz", status="resolved"), correlation_id="c3")
+    assert (stray.outcome, stray.groups) == ("unknown", [])
+    assert stores.kv.get(ACTIVE_NAMESPACE, alert_id("zz")) is None  # and nothing is kept of it
     assert len(receiver.got) == 2
 
 
@@ -403,3 +405,22 @@ async def test_a_group_larger_than_one_record_is_split_into_parts_each_told_and_
         }
     )
     assert (await route_alert(deps, resolved, correlation_id="r")).groups == [placed[249]]
+
+
+async def test_an_alert_that_fires_again_after_its_group_was_resolved_and_forgotten_is_told_again(
+    deps: RouterDeps, receiver: Receiver, clock: Clock, stores: StateStores
+) -> None:
+    fired = alert("again")
+    [gid] = (await route_alert(deps, fired, correlation_id="c1")).groups
+    clock.advance(30)
+    await flush_group(deps, gid, correlation_id="f1")
+    clock.advance(400)
+    resolved = Alert(**{**_fields(fired), "status": "resolved", "occurred_at": clock.now})
+    await route_alert(deps, resolved, correlation_id="c2")  # told at once: the group is forgotten
+    assert stores.kv.get(GROUPS_NAMESPACE, gid) is None
+    clock.advance(3600)
+    again = Alert(**{**_fields(fired), "occurred_at": clock.now})
+    assert (await route_alert(deps, again, correlation_id="c3")).groups == [gid]  # the same group id
+    clock.advance(30)
+    await flush_group(deps, gid, correlation_id="f3")
+    assert [n.status for n in receiver.got] == ["firing", "resolved", "firing"]

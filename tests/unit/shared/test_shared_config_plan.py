@@ -18,7 +18,7 @@ SOURCE = "config/waveguard.yaml"
 HR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ENV = {
     "WAVEGUARD_HR_WEBHOOK_SECRET": HR_SECRET,
-    "PAGERDUTY_ROUTING_KEY": "R0UT1NGKEY",
+    "PAGERDUTY_ROUTING_KEY": "R0UT1NGKEY000000000000000000000A",
     "TEAMS_WEBHOOK_URL": "https://contoso.webhook.office.com/workflows/abc",
     "WAVEGUARD_GRAPH_CLIENT_STATE": "client-state-123",
 }
