@@ -189,9 +189,8 @@ async def _route_locked(deps: RouterDeps, alert: Alert, correlation_id: str) -> 
         # A resolution goes to the groups the firing alert is in, whatever its own labels say
         # (a sender may resolve with another severity): that is where the receivers were told.
         told = await _recorded_groups(deps, alert)
-        if not told and await deps.state.kv.get(ACTIVE_NAMESPACE, alert_id(alert.key)) is None:
-            # never seen (silenced when it fired, or a stray): nothing to tell, nothing to keep
-            return RouteOutcome(alert.key, "unknown", reason="no such alert was firing")
+        # (a resolution of an alert not seen yet is still recorded: its firing may come after it,
+        # out of order, and must then be recognised as older)
         if told:
             targets = [(next((m for m, g in targets if g == gid), None), gid) for gid in told]
             groups = told

@@ -43,6 +43,8 @@ __all__ = ["COUNTRIES_NAMESPACE", "LEGACY_NAMESPACE", "PollReport", "RiskDeps", 
 log = logging.getLogger(__name__)
 
 LEGACY_NAMESPACE: Final = "legacy-signins"
+RAISED_NAMESPACE: Final = "risk-raised"
+_TRACKED: Final = frozenset({"UserAtRisk", "UserCompromised"})
 COUNTRIES_NAMESPACE: Final = "signin-countries"
 FIRST_LOOK: Final = timedelta(hours=1)
 _LAST: Final = "_last"
@@ -159,7 +161,13 @@ async def _raise(
             occurred_at=alert.occurred_at,
             status=alert.status,
         )
+    if alert.labels.get("alertname") in _TRACKED:  # the poller resolves these itself later
+        await deps.state.kv.put(
+            RAISED_NAMESPACE, alert_id(alert.key), {"key": alert.key, "at": iso(deps.clock())}
+        )
     await raise_alert(deps.queues, alert)
+    if alert.status == "resolved":
+        await deps.state.kv.delete(RAISED_NAMESPACE, alert_id(alert.key))
     (report.raised if alert.status == "firing" else report.resolved).append(
         str(alert.labels.get("alertname", alert.key))
     )
@@ -255,12 +263,21 @@ async def _resolve_if_open(
     now: datetime,
     correlation_id: str,
 ) -> None:
-    stored = await deps.state.kv.get(ACTIVE_NAMESPACE, alert_id(key))
-    if stored is None or not isinstance(stored.value, dict) or stored.value.get("status") != "firing":
+    # The poller's own record of what it raised: the router may not have taken the firing alert in
+    # yet, and a resolution must not be lost for that.
+    if await deps.state.kv.get(RAISED_NAMESPACE, alert_id(key)) is None:
         return
-    severity = stored.value.get("severity")
+    stored = await deps.state.kv.get(ACTIVE_NAMESPACE, alert_id(key))
+    severity = stored.value.get("severity") if stored is not None and isinstance(stored.value, dict) else None
+    # later than anything this poll raised (``now``): a firing and its resolution from one poll
+    # never tie, whichever the router takes first
     resolved = signals.resolution(
-        key, alertname, who, risky, now, severity=severity if severity in SEVERITIES else "info"
+        key,
+        alertname,
+        who,
+        risky,
+        max(now + timedelta(microseconds=1), deps.clock()),
+        severity=severity if severity in SEVERITIES else "info",
     )
     await _raise(deps, report, resolved, who, correlation_id)
 

@@ -5,8 +5,9 @@ default for revoking — or ``on``) and matchers on the alert's labels. Every de
 and listed in the alert's ``details.responses``, so the on-call engineer sees what was done (or
 would have been). A break-glass account is never touched automatically (audited as refused):
 revoking its sessions in an emergency could lock out the people fixing it. Each real response is
-claimed once per alert and user (``risk-response:<action>:<user>:<alert key digest>``), so a poll
-that runs twice revokes once.
+claimed once per incident (``risk-response:<action>:<user>:<digest of the alert key and its
+detections>``), so a poll that runs twice revokes once, and a new compromise a day later revokes
+again.
 """
 
 from __future__ import annotations
@@ -92,6 +93,18 @@ async def respond(
     return outcomes
 
 
+def _incident(alert: Alert) -> str:
+    """What makes this alert a new incident for the user: its detections, else the risky-user
+    update, else when it happened (a re-raise of the same detections is the same incident)."""
+    detections = alert.details.get("detections")
+    if isinstance(detections, list) and detections:
+        return ",".join(sorted(str(d.get("id")) for d in detections if isinstance(d, dict)))
+    risky = alert.details.get("riskyUser")
+    if isinstance(risky, dict) and risky.get("riskLastUpdatedDateTime"):
+        return str(risky["riskLastUpdatedDateTime"])
+    return alert.occurred_at.isoformat()
+
+
 async def _do(
     deps: ResponseDeps,
     action: str,
@@ -100,7 +113,7 @@ async def _do(
     alert: Alert,
     correlation_id: str,
 ) -> tuple[str, str]:
-    digest = hashlib.sha256(alert.key.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{alert.key}\n{_incident(alert)}".encode()).hexdigest()[:16]
     path, body = call(who.user_id)
     try:
         async with once(

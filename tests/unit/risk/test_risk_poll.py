@@ -200,11 +200,20 @@ async def test_a_dismissed_user_resolves_only_what_is_open(world: World) -> None
     ]
     await world.poll()
     assert world.alerts() == []  # nothing was open: nothing to resolve
-    await world.stores.aio.kv.put(ACTIVE_NAMESPACE, alert_id(user_key(BOB)), {"status": "firing"})
-    world.graph.risky_users[0]["riskLastUpdatedDateTime"] = at(1)
+    # Bob's risk had been raised (by an earlier poll) and is dismissed afterwards
+    world.graph.detections = [detection(9, BOB, "high", at(0))]
+    world.clock.now += timedelta(minutes=1)
+    await world.poll()
+    world.graph.risky_users[0]["riskLastUpdatedDateTime"] = at(1.5)
     world.clock.now += timedelta(minutes=5)
     await world.poll()
-    assert [(a.key, a.status) for a in world.alerts()] == [(user_key(BOB), "resolved")]
+    assert [(a.key, a.status) for a in world.alerts()] == [
+        (user_key(BOB), "firing"),
+        (user_key(BOB), "resolved"),
+    ]
+    resolution = world.alerts()[-1]
+    assert resolution.occurred_at > world.alerts()[0].occurred_at
+    assert resolution.severity == "info"  # the router was never told (no record): the default
 
 
 async def test_any_break_glass_sign_in_pages_critical_even_a_failed_one(world: World) -> None:
