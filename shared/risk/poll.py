@@ -47,6 +47,7 @@ RAISED_NAMESPACE: Final = "risk-raised"
 _TRACKED: Final = frozenset({"UserAtRisk", "UserCompromised"})
 COUNTRIES_NAMESPACE: Final = "signin-countries"
 FIRST_LOOK: Final = timedelta(hours=1)
+MAX_SPAN: Final = timedelta(hours=1)
 _LAST: Final = "_last"
 _LEGACY_DAYS: Final = 30
 _MAX_COUNTRIES: Final = 50
@@ -94,6 +95,19 @@ class PollReport:
 
 def _z(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _slice_end(start: datetime, overlap: timedelta) -> datetime:
+    """Where a poll's window ends at the latest: ``MAX_SPAN`` past the watermark. After an outage
+    the backlog is read in slices (each small enough to page through whole), oldest first."""
+    return start + 2 * overlap + MAX_SPAN
+
+
+def _window(field: str, start: datetime, now: datetime, overlap: timedelta) -> str:
+    end = _slice_end(start, overlap)
+    if end >= now:
+        return f"{field} ge {_z(start)}"
+    return f"{field} ge {_z(start)} and {field} le {_z(end)}"
 
 
 async def run_risk_poll(deps: RiskDeps, *, correlation_id: str, force: bool = False) -> PollReport:
@@ -178,7 +192,8 @@ async def _detections(
 ) -> None:
     mark = await read_watermark(deps.state.kv, "riskDetections")
     start = mark.window_start(now, overlap, FIRST_LOOK)
-    path = f"/identityProtection/riskDetections?$filter=detectedDateTime ge {_z(start)}&$top=500"
+    window = _window("detectedDateTime", start, now, overlap)
+    path = f"/identityProtection/riskDetections?$filter={window}&$top=500"
     by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
     upns: dict[str, str | None] = {}
     fresh: list[tuple[str, datetime]] = []
@@ -206,7 +221,7 @@ async def _detections(
                 await _raise(deps, report, alert, who, correlation_id)
 
     await asyncio.gather(*(one(u, items) for u, items in by_user.items()))
-    await _advance(deps, mark, fresh, overlap)
+    await _advance(deps, mark, fresh, overlap, start, now)
 
 
 async def _risky_users(
@@ -214,7 +229,8 @@ async def _risky_users(
 ) -> None:
     mark = await read_watermark(deps.state.kv, "riskyUsers")
     start = mark.window_start(now, overlap, FIRST_LOOK)
-    path = f"/identityProtection/riskyUsers?$filter=riskLastUpdatedDateTime ge {_z(start)}&$top=500"
+    window = _window("riskLastUpdatedDateTime", start, now, overlap)
+    path = f"/identityProtection/riskyUsers?$filter={window}&$top=500"
     fresh: list[tuple[str, datetime]] = []
     async for item in iter_pages(deps.port, path):
         user_id, stamp = str(item.get("id") or "").lower(), parse_iso(item.get("riskLastUpdatedDateTime"))
@@ -250,7 +266,7 @@ async def _risky_users(
             if alert is not None:
                 await _raise(deps, report, alert, who, correlation_id)
     report.risky_users = len(fresh)
-    await _advance(deps, mark, fresh, overlap)
+    await _advance(deps, mark, fresh, overlap, start, now)
 
 
 async def _resolve_if_open(
@@ -288,7 +304,7 @@ async def _sign_ins(
     risk = deps.plan.risk
     mark = await read_watermark(deps.state.kv, "signIns")
     start = mark.window_start(now, overlap, FIRST_LOOK)
-    path = f"/auditLogs/signIns?$filter=createdDateTime ge {_z(start)}&$top=999"
+    path = f"/auditLogs/signIns?$filter={_window('createdDateTime', start, now, overlap)}&$top=999"
     ids = await triage.break_glass_ids()
     fresh: list[tuple[str, datetime]] = []
     legacy: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -329,7 +345,7 @@ async def _sign_ins(
     report.sign_ins = len(fresh)
     await _count_legacy(deps, legacy, now)
     await _remember_countries(deps, countries)
-    await _advance(deps, mark, fresh, overlap)
+    await _advance(deps, mark, fresh, overlap, start, now)
 
 
 async def _known_countries(deps: RiskDeps, user_id: str) -> set[str]:
@@ -378,8 +394,20 @@ async def _count_legacy(deps: RiskDeps, counts: Mapping[str, Mapping[str, int]],
 
 
 async def _advance(
-    deps: RiskDeps, mark: Watermark, fresh: list[tuple[str, datetime]], overlap: timedelta
+    deps: RiskDeps,
+    mark: Watermark,
+    fresh: list[tuple[str, datetime]],
+    overlap: timedelta,
+    start: datetime,
+    now: datetime,
 ) -> None:
     for item_id, stamp in fresh:
         mark.mark(item_id, stamp)
+    # The window was read whole up to its end (now, or a capped slice's end): the next read starts
+    # no earlier than an overlap before that end, records or not, so a quiet source or a long
+    # outage never leaves the watermark behind (and a record listed late by up to twice the
+    # overlap is still found).
+    floor = min(_slice_end(start, overlap), now) - overlap
+    if mark.at is None or mark.at < floor:
+        mark.at = floor
     await write_watermark(deps.state.kv, mark, overlap)

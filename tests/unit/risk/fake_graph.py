@@ -110,11 +110,14 @@ class FakeGraph:
         since = re.search(r"ge ([^&\s]+)", query)
         skip = int(m.group(1)) if (m := re.search(r"\$skip=(\d+)", query)) else 0
         floor = datetime.fromisoformat(since.group(1).replace("Z", "+00:00")) if since else None
-        items = [
-            i
-            for i in getattr(self, attribute)
-            if floor is None or datetime.fromisoformat(i[stamp_field].replace("Z", "+00:00")) >= floor
-        ]
+        until = re.search(r"le ([^&\s]+)", query)
+        ceiling = datetime.fromisoformat(until.group(1).replace("Z", "+00:00")) if until else None
+
+        def inside(item: dict[str, Any]) -> bool:
+            stamp = datetime.fromisoformat(item[stamp_field].replace("Z", "+00:00"))
+            return (floor is None or stamp >= floor) and (ceiling is None or stamp <= ceiling)
+
+        items = [i for i in getattr(self, attribute) if inside(i)]
         page = items[skip : skip + self.page_size]
         out: dict[str, Any] = {"value": page}
         if skip + self.page_size < len(items):

@@ -328,3 +328,19 @@ async def test_a_poll_that_fails_midway_keeps_what_it_finished_and_raises_nothin
     world.graph.fail_on = None
     await world.poll()
     assert world.names() == ["UserAtRisk", "BreakGlassSignIn"]
+
+
+async def test_after_an_outage_the_backlog_is_read_in_one_hour_slices_and_none_is_skipped(
+    world: World,
+) -> None:
+    await world.poll()  # the watermarks start here
+    world.graph.detections = [detection(1, ADA, "high", at(30)), detection(2, BOB, "high", at(150))]
+    world.clock.now += timedelta(hours=3)  # three hours without a poll
+    await world.poll()
+    last = [c for c in world.graph.calls if c.startswith("/identityProtection/riskDetections")][-1]
+    assert " le " in last  # a capped slice, not the whole three hours at once
+    for _ in range(4):
+        await world.poll()
+    assert sorted(a.labels["user"] for a in world.alerts()) == ["ada@contoso.com", "bob@contoso.com"]
+    reads = [c for c in world.graph.calls if c.startswith("/identityProtection/riskDetections")]
+    assert " le " not in reads[-1]  # caught up: the window reaches now again
