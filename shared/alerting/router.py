@@ -174,7 +174,7 @@ async def _route_locked(deps: RouterDeps, alert: Alert, correlation_id: str) -> 
         return RouteOutcome(alert.key, "silenced", reason=reason)
     rules = deps.alerting.inhibit_rules
     if alert.status == "firing" and any(all(m.matches(labels) for m in r.target_matchers) for r in rules):
-        firing = [r["labels"] for r in await _active(deps) if r.get("status") == "firing"]
+        firing = [dict(r.get("labels") or {}) for r in await _active(deps) if r.get("status") == "firing"]
         rule = inhibiting(labels, firing, rules)
         if rule is not None:
             reason = "inhibited by " + ", ".join(str(m) for m in rule.source_matchers)
