@@ -63,6 +63,7 @@ _DIGEST_ALERTS: Final = 100
 _NOTIFY_TTL: Final = timedelta(days=8)
 _NOTIFY_CLAIM: Final = timedelta(minutes=2)
 _EARLY_SLACK: Final = timedelta(seconds=1)
+_FALLBACK_SECONDS: Final = 15.0
 _BACKOFF_FIRST: Final = 15.0
 _BACKOFF_MAX: Final = 900.0
 
@@ -165,8 +166,12 @@ async def flush_group(deps: RouterDeps, gid: str, *, correlation_id: str) -> str
     receiver = pending.notification.receiver
     wait, token = await take_slot(deps.state.kv, receiver.name, receiver.limit, now)
     if token is None:
-        await _backlog_add(deps, receiver.name, gid)
-        await schedule_flush(deps, gid, now + timedelta(seconds=wait + random.uniform(0, 0.5)), now)
+        head = await _backlog_add(deps, receiver.name, gid)
+        # Only the backlog's first group comes back when the slot frees (it takes the whole backlog
+        # with it); the others come back later, in case that one is lost: a storm does not wake
+        # every waiting group every second.
+        later = wait if head else max(wait * 10, _FALLBACK_SECONDS)
+        await schedule_flush(deps, gid, now + timedelta(seconds=later + random.uniform(0, 0.5)), now)
         return "rate-limited"
     batch = [pending, *await _take_backlog(deps, receiver.name, gid, now)]
     notification, key = _combined(batch)
@@ -266,10 +271,17 @@ def _combined(batch: list[_Pending]) -> tuple[Notification, str]:
     return notification, f"alert-notify:{notification.group_id}"
 
 
-async def _backlog_add(deps: RouterDeps, receiver: str, gid: str) -> None:
-    await _update_backlog(
-        deps, receiver, lambda groups: groups if gid in groups else [*groups, gid][-_BACKLOG_CAP:]
-    )
+async def _backlog_add(deps: RouterDeps, receiver: str, gid: str) -> bool:
+    """Add ``gid`` to the receiver's backlog; whether it is (now) the backlog's first group."""
+    first: list[bool] = []
+
+    def add(groups: list[str]) -> list[str]:
+        updated = groups if gid in groups else [*groups, gid][-_BACKLOG_CAP:]
+        first[:] = [bool(updated) and updated[0] == gid]
+        return updated
+
+    await _update_backlog(deps, receiver, add)
+    return bool(first and first[0])
 
 
 async def _take_backlog(deps: RouterDeps, receiver: str, gid: str, now: datetime) -> list[_Pending]:
