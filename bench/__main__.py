@@ -43,7 +43,11 @@ def main() -> int:
             f"risk to on-call: a storm of {r.STORM} detections in one minute, grouped per user ...",
             flush=True,
         )
-        figures["risk_storm"] = risk_alerting.storm(azurite)
+        storm_storage = start_azurite()  # its own: nothing left over from the scenarios before it
+        try:
+            figures["risk_storm"] = risk_alerting.storm(storm_storage)
+        finally:
+            storm_storage.stop()
         print(f"  {figures['risk_storm']}", flush=True)
     finally:
         azurite.stop()
