@@ -81,18 +81,24 @@ def project(obj: JsonObject, shape: ResourceShape, select: Sequence[str] | None)
     return {name: obj.get(name) for name in names}
 
 
-def parse_top(request: Request) -> int:
-    """The page size: $top if given (1..999), else 100."""
+def parse_top(
+    request: Request,
+    *,
+    default: int = DEFAULT_PAGE_SIZE,
+    maximum: int = MAX_PAGE_SIZE,
+    code: str = "Request_BadRequest",
+) -> int:
+    """The page size: $top if given (1..``maximum``, 999 for the directory), else ``default`` (100)."""
     raw = request.query_value("$top")
     if raw is None:
-        return DEFAULT_PAGE_SIZE
+        return default
     try:
         top = int(raw)
     except ValueError:
         top = 0
-    if not 1 <= top <= MAX_PAGE_SIZE:
+    if not 1 <= top <= maximum:
         raise bad_request(
-            f"Invalid page size specified: '{raw}'. Must be between 1 and {MAX_PAGE_SIZE} inclusive."
+            f"Invalid page size specified: '{raw}'. Must be between 1 and {maximum} inclusive.", code=code
         )
     return top
 

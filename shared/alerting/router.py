@@ -138,7 +138,7 @@ class RouteOutcome:
     """What ``route_alert`` did with one alert."""
 
     alert_key: str
-    outcome: Literal["grouped", "silenced", "inhibited", "stale", "unknown"]
+    outcome: Literal["grouped", "silenced", "inhibited", "stale"]
     groups: list[str] = field(default_factory=list)
     reason: str | None = None
 

@@ -35,6 +35,7 @@ from local.graph_emulator.odata import (
     decode_skiptoken,
     next_link,
     parse_select,
+    parse_top,
     project,
 )
 from local.graph_emulator.odata_filter import BASIC, FilterRules, parse_filter
@@ -549,19 +550,7 @@ def detection_filter_view(item: JsonObject) -> JsonObject:
 
 def page_size(request: Request) -> int:
     """``$top``: 20 by default, 1..500, as documented for riskDetections."""
-    raw = request.query_value("$top")
-    if raw is None:
-        return DEFAULT_PAGE_SIZE
-    try:
-        top = int(raw)
-    except ValueError:
-        top = 0
-    if not 1 <= top <= MAX_PAGE_SIZE:
-        raise bad_request(
-            f"Invalid page size specified: '{raw}'. Must be between 1 and {MAX_PAGE_SIZE} inclusive.",
-            code="BadRequest",
-        )
-    return top
+    return parse_top(request, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE, code="BadRequest")
 
 
 def parse_orderby(
