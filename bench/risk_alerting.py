@@ -268,9 +268,9 @@ def meets_targets(latency_figures: dict[str, float], storm_figures: dict[str, fl
 if __name__ == "__main__":
     from local.azurite import start_azurite
 
-    store = start_azurite()
-    try:
-        print(json.dumps({"latency": latency(store)}, indent=2), flush=True)
-        print(json.dumps({"storm": storm(store)}, indent=2), flush=True)
-    finally:
-        store.stop()
+    for scenario in (latency, storm):  # each on its own Azurite, as ``make bench`` runs them
+        store = start_azurite()
+        try:
+            print(json.dumps({scenario.__name__: scenario(store)}, indent=2), flush=True)
+        finally:
+            store.stop()

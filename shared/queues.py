@@ -265,6 +265,8 @@ def queue_service_client(
     """
     from azure.storage.queue import ExponentialRetry, QueueServiceClient
 
+    from shared.storage_transport import pooled_transport
+
     storage.require()
     options: dict[str, Any]
     if timeout is not None:
@@ -273,7 +275,10 @@ def queue_service_client(
         # The SDK default (15 s, 18 s, 24 s backoff) would hold an HTTP ingress far beyond Graph's
         # 3 s; retry briefly, then the caller's RetryableError lets the message be retried later.
         retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2, random_jitter_range=1)
-        options = {"retry_policy": retry, "connection_timeout": 5, "read_timeout": 15}
+        options = {
+            "retry_policy": retry,
+            "transport": pooled_transport(connection_timeout=5, read_timeout=15),
+        }
     if storage.connection_string:
         return QueueServiceClient.from_connection_string(storage.connection_string, **options)
     if credential is None:

@@ -28,7 +28,7 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -48,7 +48,7 @@ from shared.alerting.router import (
 )
 from shared.errors import BusyError, PermanentError, RetryableError
 from shared.keyed_locks import KeyedLocks
-from shared.state import AuditEntry, iso, parse_iso
+from shared.state import AuditEntry, Versioned, iso, parse_iso
 from shared.state.errors import ConcurrencyError
 from shared.state.once import once
 
@@ -77,6 +77,7 @@ class _Pending:
     digest: str
     repeat: int
     failures: int
+    stored: Versioned  # the group as read: the first attempt of its update after the send is over it
 
 
 def _content_digest(alerts: dict[str, dict[str, Any]]) -> str:
@@ -84,9 +85,16 @@ def _content_digest(alerts: dict[str, dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(content).encode()).hexdigest()[:16]
 
 
-async def _pending(deps: RouterDeps, gid: str, group: dict[str, Any], now: datetime) -> _Pending | None:
+async def _pending(
+    deps: RouterDeps,
+    gid: str,
+    stored: Versioned,
+    now: datetime,
+    records: Mapping[str, dict[str, Any]] | None = None,
+) -> _Pending | None:
     """What the group would tell now (None: nothing changed, and no repeat is due or every firing
-    alert is acknowledged)."""
+    alert is acknowledged). ``records``: alert records already in hand (not read again)."""
+    group: dict[str, Any] = dict(stored.value)
     alerts: dict[str, dict[str, Any]] = dict(group["alerts"])
     digest = _content_digest(alerts)
     firing = any(a["status"] == "firing" for a in alerts.values())
@@ -100,21 +108,28 @@ async def _pending(deps: RouterDeps, gid: str, group: dict[str, Any], now: datet
         deps.alerting.receiver(str(group["receiver"])),
         "firing" if firing else "resolved",
         dict(group["groupLabels"]),
-        sorted(await _described(deps, alerts), key=lambda a: (a["status"] != "firing", a["key"])),
+        sorted(
+            await _described(deps, alerts, records or {}), key=lambda a: (a["status"] != "firing", a["key"])
+        ),
         generation=str(group.get("createdAt") or ""),
     )
     repeat_index = int(group.get("notifications", 0)) if repeat_due else 0
-    return _Pending(gid, notification, digest, repeat_index, int(group.get("deliveryFailures", 0)))
+    return _Pending(gid, notification, digest, repeat_index, int(group.get("deliveryFailures", 0)), stored)
 
 
-async def _described(deps: RouterDeps, alerts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+async def _described(
+    deps: RouterDeps, alerts: dict[str, dict[str, Any]], known: Mapping[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
     """The group's compact entries with each alert's summary and labels from its own record."""
     gate = asyncio.Semaphore(16)
 
     async def one(record_id: str, entry: dict[str, Any]) -> dict[str, Any]:
-        async with gate:
-            stored = await deps.state.kv.get(ACTIVE_NAMESPACE, record_id)
-        record = stored.value if stored is not None and isinstance(stored.value, dict) else {}
+        record: Any = known.get(record_id)
+        if record is None:
+            async with gate:
+                stored = await deps.state.kv.get(ACTIVE_NAMESPACE, record_id)
+            record = stored.value if stored is not None else None
+        record = record if isinstance(record, dict) else {}
         key = str(record.get("key") or entry.get("key") or record_id)
         return {
             **entry,
@@ -146,21 +161,28 @@ async def _all_acked(deps: RouterDeps, alerts: dict[str, dict[str, Any]]) -> boo
     return True
 
 
-async def flush_group(deps: RouterDeps, gid: str, *, correlation_id: str) -> str:
-    """Deliver the group if it is due and changed (or due a repeat); what happened.
+async def flush_group(
+    deps: RouterDeps,
+    gid: str,
+    *,
+    correlation_id: str,
+    known: Versioned | None = None,
+    records: Mapping[str, dict[str, Any]] | None = None,
+) -> str:
+    """Deliver the group if it is due and changed (or due a repeat); what happened. ``known``: the
+    group as its caller just wrote it, ``records``: alert records in hand (neither is read again).
 
     Raises:
         RetryableError: storage failed (the flush comes back; nothing is lost).
     """
     now = deps.clock()
-    stored = await deps.state.kv.get(GROUPS_NAMESPACE, gid)
+    stored = known or await deps.state.kv.get(GROUPS_NAMESPACE, gid)
     if stored is None:
         return "gone"
-    group = dict(stored.value)
-    due = parse_iso(group.get("nextFlushAt")) or now
+    due = parse_iso(stored.value.get("nextFlushAt")) or now
     if now + _EARLY_SLACK < due:
         return "not-due"  # a newer flush message is scheduled for the real due time
-    pending = await _pending(deps, gid, group, now)
+    pending = await _pending(deps, gid, stored, now, records)
     if pending is None:
         return "unchanged"
     receiver = pending.notification.receiver
@@ -300,7 +322,7 @@ async def _take_backlog(deps: RouterDeps, receiver: str, gid: str, now: datetime
         stored = await deps.state.kv.get(GROUPS_NAMESPACE, other)
         if stored is None:
             continue
-        item = await _pending(deps, other, dict(stored.value), now)
+        item = await _pending(deps, other, stored, now)
         if item is not None:
             found.append(item)
     return found
@@ -426,8 +448,9 @@ async def _after_notify_locked(
     deps: RouterDeps, item: _Pending, now: datetime, correlation_id: str, audit: bool
 ) -> None:
     gid, notification = item.gid, item.notification
-    for _ in range(UPDATE_ATTEMPTS):
-        stored = await deps.state.kv.get(GROUPS_NAMESPACE, gid)
+    for attempt in range(UPDATE_ATTEMPTS):
+        # first over the group as read before the send (one round trip when nothing came meanwhile)
+        stored = item.stored if attempt == 0 else await deps.state.kv.get(GROUPS_NAMESPACE, gid)
         if stored is None:
             return
         group = dict(stored.value)

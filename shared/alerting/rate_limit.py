@@ -9,19 +9,24 @@ receiver's own ever sees more than ``count`` arrivals, however late a send was d
 
 ``take_slot`` records a send and answers (0, token) when there is room, else (seconds to wait,
 None). The record is updated with ETags (and one writer per receiver in this process), so two
-workers never both take the last slot.
+workers never both take the last slot. This process remembers the window it last wrote, with its
+ETag, and writes over that at once: one round trip per take and per settle while no other process
+writes the window (when one has, the write's condition fails and the window is read afresh). A
+remembered window that looks full is read afresh before anyone is told to wait.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import weakref
+from collections.abc import Callable
 from datetime import datetime
 from typing import Final
 
 from shared.config.alerting import RateLimit
 from shared.keyed_locks import KeyedLocks
-from shared.state import AsyncKeyValuePort
+from shared.state import AsyncKeyValuePort, Versioned
 from shared.state.errors import ConcurrencyError
 
 __all__ = ["IN_FLIGHT_SECONDS", "RATE_NAMESPACE", "settle_slot", "take_slot"]
@@ -33,6 +38,26 @@ _MARGIN: Final = 0.05
 
 # One window writer per receiver in this process (other processes are kept apart by ETags).
 _locks = KeyedLocks()
+# The window this process last wrote, per store and receiver: written over at once with its ETag.
+_known: weakref.WeakKeyDictionary[AsyncKeyValuePort, dict[str, Versioned]] = weakref.WeakKeyDictionary()
+
+
+def _remembered(kv: AsyncKeyValuePort, receiver: str) -> Versioned | None:
+    try:
+        return _known.get(kv, {}).get(receiver)
+    except TypeError:  # a store that takes no weak references is simply read every time
+        return None
+
+
+def _remember(kv: AsyncKeyValuePort, receiver: str, stored: Versioned | None) -> None:
+    try:
+        windows = _known.setdefault(kv, {})
+    except TypeError:
+        return
+    if stored is None:
+        windows.pop(receiver, None)
+    else:
+        windows[receiver] = stored
 
 
 async def take_slot(
@@ -58,41 +83,56 @@ async def _take(
     kv: AsyncKeyValuePort, receiver: str, limit: RateLimit, moment: float
 ) -> tuple[float, float | None]:
     window = limit.per_seconds + _MARGIN
+    stored = _remembered(kv, receiver)
+    fresh = stored is None
     for _ in range(_ATTEMPTS):
-        stored = await kv.get(RATE_NAMESPACE, receiver)
+        if stored is None:
+            stored, fresh = await kv.get(RATE_NAMESPACE, receiver), True
         sent = _times(stored.value if stored is not None else None)
         inside = sorted(t for t in sent if t > moment - window)
         if len(inside) >= limit.count:
+            if not fresh:  # another process may have settled or pruned it meanwhile
+                stored = None
+                continue
+            _remember(kv, receiver, stored)
             return max(0.05, inside[len(inside) - limit.count] + window - moment), None
         token = round(moment + IN_FLIGHT_SECONDS, 3)
-        kept = [t for t in sent if t > moment - window]
+        value = {"sent": [*(t for t in sent if t > moment - window), token]}
         try:
-            await kv.put(
+            etag = await kv.put(
                 RATE_NAMESPACE,
                 receiver,
-                {"sent": [*kept, token]},
+                value,
                 if_match=stored.etag if stored is not None else None,
                 if_absent=stored is None,
             )
         except ConcurrencyError:
+            _remember(kv, receiver, None)
+            stored = None
             await asyncio.sleep(random.uniform(0.005, 0.03))
             continue
+        _remember(kv, receiver, Versioned(value, etag))
         return 0.0, token
     raise ConcurrencyError(f"the rate window of receiver {receiver} kept changing; retry")
 
 
-async def _update(kv: AsyncKeyValuePort, receiver: str, change: object) -> None:
+async def _update(kv: AsyncKeyValuePort, receiver: str, change: Callable[[list[float]], list[float]]) -> None:
+    stored = _remembered(kv, receiver)
     for _ in range(_ATTEMPTS):
-        stored = await kv.get(RATE_NAMESPACE, receiver)
         if stored is None:
-            return
-        sent = _times(stored.value)
-        updated = [round(t, 3) for t in change(sent)]  # type: ignore[operator]
+            stored = await kv.get(RATE_NAMESPACE, receiver)
+            if stored is None:
+                return
+        value = {"sent": [round(t, 3) for t in change(_times(stored.value))]}
         try:
-            await kv.put(RATE_NAMESPACE, receiver, {"sent": updated}, if_match=stored.etag)
-            return
+            etag = await kv.put(RATE_NAMESPACE, receiver, value, if_match=stored.etag)
         except ConcurrencyError:
+            _remember(kv, receiver, None)
+            stored = None
             await asyncio.sleep(random.uniform(0.005, 0.03))
+            continue
+        _remember(kv, receiver, Versioned(value, etag))
+        return
     raise ConcurrencyError(f"the rate window of receiver {receiver} kept changing; retry")
 
 

@@ -47,7 +47,7 @@ from shared.errors import InvalidPayloadError
 from shared.keyed_locks import KeyedLocks
 from shared.names import ALERTS
 from shared.queues import Sender
-from shared.state import AsyncStores, AuditEntry, Clock, iso, parse_iso, utc_now
+from shared.state import AsyncStores, AuditEntry, Clock, Versioned, iso, parse_iso, utc_now
 from shared.state.errors import ConcurrencyError
 
 __all__ = [
@@ -164,7 +164,10 @@ async def route_alert(deps: RouterDeps, alert: Alert, *, correlation_id: str) ->
 async def _route_locked(deps: RouterDeps, alert: Alert, correlation_id: str) -> RouteOutcome:
     now = deps.clock()
     labels = alert.routing_labels()
-    if await _stale(deps, alert):
+    # the alert's record, read once: the stale check, the groups a resolution goes to, and the
+    # first attempt of the record's update all use it
+    record = await deps.state.kv.get(ACTIVE_NAMESPACE, alert_id(alert.key))
+    if _stale(record, alert):
         await _audit(deps, "alert.stale", alert.key, "older than what is already recorded", correlation_id)
         return RouteOutcome(alert.key, "stale", reason="older than the recorded state")
     silence = silencing(labels, await active_silences(deps.alerting, deps.state.kv, now), now)
@@ -188,17 +191,18 @@ async def _route_locked(deps: RouterDeps, alert: Alert, correlation_id: str) -> 
     if alert.status == "resolved":
         # A resolution goes to the groups the firing alert is in, whatever its own labels say
         # (a sender may resolve with another severity): that is where the receivers were told.
-        told = await _recorded_groups(deps, alert)
+        told = _recorded_groups(record)
         # (a resolution of an alert not seen yet is still recorded: its firing may come after it,
         # out of order, and must then be recognised as older)
         if told:
             targets = [(next((m for m, g in targets if g == gid), None), gid) for gid in told]
             groups = told
     # the record first: a group flushed at once reads the alert's summary and labels from it
-    if not await _record_active(deps, alert, labels, groups, now):
+    written = await _record_active(deps, alert, labels, groups, now, record)
+    if written is None:
         await _audit(deps, "alert.stale", alert.key, "older than what is already recorded", correlation_id)
         return RouteOutcome(alert.key, "stale", reason="older than the recorded state")
-    placed = [await _add_to_group(deps, match, gid, alert, labels, now) for match, gid in targets]
+    placed = [await _add_to_group(deps, match, gid, alert, labels, now, written) for match, gid in targets]
     actual = [gid for gid in placed if gid is not None] or groups
     if actual != groups:  # a full group sent it to a further part
         await _set_record_groups(deps, alert, actual)
@@ -221,15 +225,13 @@ async def _set_record_groups(deps: RouterDeps, alert: Alert, groups: list[str]) 
     raise ConcurrencyError(f"alert record {record_id} kept changing; retry")
 
 
-async def _recorded_groups(deps: RouterDeps, alert: Alert) -> list[str]:
-    stored = await deps.state.kv.get(ACTIVE_NAMESPACE, alert_id(alert.key))
+def _recorded_groups(stored: Versioned | None) -> list[str]:
     value = stored.value if stored is not None and isinstance(stored.value, dict) else {}
     groups = value.get("groups") if value.get("status") == "firing" else None
     return [str(g) for g in groups] if isinstance(groups, list) else []
 
 
-async def _stale(deps: RouterDeps, alert: Alert) -> bool:
-    stored = await deps.state.kv.get(ACTIVE_NAMESPACE, alert_id(alert.key))
+def _stale(stored: Versioned | None, alert: Alert) -> bool:
     if stored is None or not isinstance(stored.value, dict):
         return False
     recorded = parse_iso(stored.value.get("occurredAt"))
@@ -255,17 +257,22 @@ async def _active(deps: RouterDeps) -> list[dict[str, Any]]:
 
 
 async def _record_active(
-    deps: RouterDeps, alert: Alert, labels: Mapping[str, str], groups: list[str], now: datetime
-) -> bool:
-    """Write the alert's ``alerts-active`` record (ETag-checked: an ``ack`` written meanwhile is kept);
-    False when the record already holds a newer state of the alert."""
+    deps: RouterDeps,
+    alert: Alert,
+    labels: Mapping[str, str],
+    groups: list[str],
+    now: datetime,
+    read: Versioned | None,
+) -> dict[str, Any] | None:
+    """Write the alert's ``alerts-active`` record (ETag-checked: an ``ack`` written meanwhile is kept),
+    first over ``read``; the record written, or None when it already holds a newer state of the alert."""
     record_id = alert_id(alert.key)
-    for _ in range(UPDATE_ATTEMPTS):
-        stored = await deps.state.kv.get(ACTIVE_NAMESPACE, record_id)
+    for attempt in range(UPDATE_ATTEMPTS):
+        stored = read if attempt == 0 else await deps.state.kv.get(ACTIVE_NAMESPACE, record_id)
         previous = stored.value if stored is not None and isinstance(stored.value, dict) else {}
         recorded = parse_iso(previous.get("occurredAt"))
         if recorded is not None and alert.occurred_at < recorded:
-            return False
+            return None
         since = previous.get("startsAt") if previous.get("status") == "firing" else iso(alert.occurred_at)
         record = {
             "id": record_id,
@@ -291,7 +298,7 @@ async def _record_active(
                 if_match=stored.etag if stored is not None else None,
                 if_absent=stored is None,
             )
-            return True
+            return record
         except ConcurrencyError:
             await asyncio.sleep(random.uniform(0.005, 0.05))
     raise ConcurrencyError(f"alert record {record_id} kept changing; retry")
@@ -310,17 +317,25 @@ async def _add_to_group(
     alert: Alert,
     labels: Mapping[str, str],
     now: datetime,
+    record: dict[str, Any],
 ) -> str | None:
     """Put the alert in group ``gid``, or the first of its parts (``gid.1``, ``gid.2`` ...) with room;
     the id of the group it is in (None: a resolution of something never told)."""
     for part in range(MAX_PARTS):
         part_id = gid if part == 0 else f"{gid}.{part}"
         async with GROUP_LOCKS.of(part_id):
-            placed = await _add_to_group_locked(deps, match, part_id, alert, labels, now)
+            placed, written = await _add_to_group_locked(deps, match, part_id, alert, labels, now)
         if placed == "due":
             from shared.alerting.flush import flush_group  # (flush builds on this module)
 
-            await flush_group(deps, part_id, correlation_id=f"route:{alert.key}"[:200])
+            # what was just written goes along: the flush reads neither again
+            await flush_group(
+                deps,
+                part_id,
+                correlation_id=f"route:{alert.key}"[:200],
+                known=written,
+                records={alert_id(alert.key): record},
+            )
         if placed != "full":
             return part_id if placed in ("placed", "due") else None
     raise ConcurrencyError(f"alert group {gid} has {MAX_PARTS} full parts; retry later")
@@ -333,13 +348,14 @@ async def _add_to_group_locked(
     alert: Alert,
     labels: Mapping[str, str],
     now: datetime,
-) -> Literal["placed", "due", "full", "skipped"]:
+) -> tuple[Literal["placed", "due", "full", "skipped"], Versioned | None]:
+    """What became of the alert, and the group as written."""
     for _ in range(UPDATE_ATTEMPTS):
         stored = await deps.state.kv.get(GROUPS_NAMESPACE, gid)
         group: dict[str, Any] = dict(stored.value) if stored is not None else {}
         new = not group
         if new and (alert.status == "resolved" or match is None):
-            return "skipped"  # nothing was told about it: nothing to resolve
+            return "skipped", None  # nothing was told about it: nothing to resolve
         if new and match is not None:
             route = match.route
             group = {
@@ -357,11 +373,11 @@ async def _add_to_group_locked(
         alerts = dict(group["alerts"])
         entry = alerts.get(alert_id(alert.key))
         if entry is None and (len(alerts) >= MAX_GROUP_ALERTS or len(json.dumps(group)) > _GROUP_BYTES):
-            return "full"
+            return "full", None
         entry = entry or {}
         told_at = parse_iso(entry.get("occurredAt"))
         if told_at is not None and alert.occurred_at < told_at:
-            return "placed"  # a newer state of this alert is already in the group
+            return "placed", None  # a newer state of this alert is already in the group
         # compact (keyed by the record id): the key, summary and labels live in the alert's own
         # record (alerts-active), read when the group is told
         alerts[alert_id(alert.key)] = {
@@ -382,7 +398,7 @@ async def _add_to_group_locked(
             # (dying in between leaves a spare message, which finds nothing to do)
             await schedule_flush(deps, gid, due, now)
         try:
-            await deps.state.kv.put(
+            etag = await deps.state.kv.put(
                 GROUPS_NAMESPACE,
                 gid,
                 group,
@@ -393,8 +409,8 @@ async def _add_to_group_locked(
             await asyncio.sleep(random.uniform(0.005, 0.05))
             continue
         if reschedule and due <= now:
-            return "due"  # no group wait: the caller flushes it at once, no queue hop
-        return "placed"
+            return "due", Versioned(group, etag)  # no group wait: the caller flushes it at once
+        return "placed", None
     raise ConcurrencyError(f"alert group {gid} kept changing; retry")
 
 

@@ -7,7 +7,9 @@
 3. **riskyUsers** updated since then: still at risk → ``UserAtRisk``; confirmed compromised →
    ``UserCompromised``; remediated, dismissed or confirmed safe → their open alerts resolved.
 4. **signIns** created since then: break-glass sign-ins, legacy-protocol sign-ins (alerted, and
-   counted per wave and day in ``legacy-signins`` for wave planning) and unusual sign-ins; the
+   counted per wave and day in ``legacy-signins`` for wave planning, exactly once: the counts are
+   written with the watermark as pending and then added, each wave's record naming the polls it
+   holds) and unusual sign-ins; the
    countries each user signed in from are remembered (``signin-countries``).
 5. Each alert is triaged (``triage``), answered (``responses``) and raised on ``alerts``; the
    watermarks are written after each source.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +37,7 @@ from shared.risk import signals
 from shared.risk.graph_port import GraphPort, iter_pages
 from shared.risk.responses import ResponseDeps, respond
 from shared.risk.triage import Triage, UserTriage
-from shared.risk.watermarks import NAMESPACE, Watermark, read_watermark, write_watermark
+from shared.risk.watermarks import NAMESPACE, Watermark, clear_pending, read_watermark, write_watermark
 from shared.state import AsyncStores, Clock, iso, parse_iso, utc_now
 from shared.state.errors import ConcurrencyError
 
@@ -50,6 +53,7 @@ FIRST_LOOK: Final = timedelta(hours=1)
 MAX_SPAN: Final = timedelta(hours=1)
 _LAST: Final = "_last"
 _LEGACY_DAYS: Final = 30
+_LEGACY_POLLS_KEPT: Final = 50  # poll ids each wave's count record remembers having added
 _MAX_COUNTRIES: Final = 50
 _RAISE_CONCURRENCY: Final = 8  # alerts raised (and triaged) at once: a storm is enqueued in seconds
 
@@ -196,6 +200,7 @@ async def _detections(
     path = f"/identityProtection/riskDetections?$filter={window}&$top=500"
     by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
     upns: dict[str, str | None] = {}
+    first_at: dict[str, datetime] = {}
     fresh: list[tuple[str, datetime]] = []
     async for item in iter_pages(deps.port, path):
         item_id, stamp, user_id = (
@@ -209,6 +214,7 @@ async def _detections(
         if isinstance(user_id, str) and user_id:
             by_user[user_id.lower()].append(item)
             upns.setdefault(user_id.lower(), item.get("userPrincipalName"))
+            first_at[user_id.lower()] = min(stamp, first_at.get(user_id.lower(), stamp))
     report.detections = len(fresh)
     gate = asyncio.Semaphore(_RAISE_CONCURRENCY)
 
@@ -220,7 +226,10 @@ async def _detections(
                 report.users_raised.add(user_id)
                 await _raise(deps, report, alert, who, correlation_id)
 
-    await asyncio.gather(*(one(u, items) for u, items in by_user.items()))
+    # oldest first (Graph lists the newest first): the detections that have waited longest for this
+    # poll are triaged, raised and routed before the ones that have only just appeared
+    oldest_first = sorted(by_user, key=lambda u: first_at[u])
+    await asyncio.gather(*(one(u, by_user[u]) for u in oldest_first))
     await _advance(deps, mark, fresh, overlap, start, now)
 
 
@@ -303,6 +312,7 @@ async def _sign_ins(
 ) -> None:
     risk = deps.plan.risk
     mark = await read_watermark(deps.state.kv, "signIns")
+    await _apply_pending(deps, mark)  # a poll that died after its watermark, before its counts
     start = mark.window_start(now, overlap, FIRST_LOOK)
     path = f"/auditLogs/signIns?$filter={_window('createdDateTime', start, now, overlap)}&$top=999"
     ids = await triage.break_glass_ids()
@@ -343,9 +353,25 @@ async def _sign_ins(
         if succeeded and country:
             countries[user_id].add(country.upper())
     report.sign_ins = len(fresh)
-    await _count_legacy(deps, legacy, now)
     await _remember_countries(deps, countries)
+    if legacy:  # counted exactly once: written with the watermark, then added (see _apply_pending)
+        mark.pending = {
+            "poll": uuid.uuid4().hex,  # names this application of the counts, whoever retries it
+            "day": now.date().isoformat(),
+            "legacy": {wave: dict(by_app) for wave, by_app in legacy.items()},
+        }
     await _advance(deps, mark, fresh, overlap, start, now)
+    await _apply_pending(deps, mark)
+
+
+async def _apply_pending(deps: RiskDeps, mark: Watermark) -> None:
+    pending = mark.pending
+    if pending is None:
+        return
+    counts = pending.get("legacy")
+    if isinstance(counts, dict):
+        await _count_legacy(deps, counts, str(pending.get("poll") or ""), str(pending.get("day") or ""))
+    await clear_pending(deps.state.kv, mark)
 
 
 async def _known_countries(deps: RiskDeps, user_id: str) -> set[str]:
@@ -362,16 +388,25 @@ async def _remember_countries(deps: RiskDeps, countries: Mapping[str, set[str]])
         await deps.state.kv.put(COUNTRIES_NAMESPACE, user_id, sorted(known | seen)[:_MAX_COUNTRIES])
 
 
-async def _count_legacy(deps: RiskDeps, counts: Mapping[str, Mapping[str, int]], now: datetime) -> None:
-    """Add this poll's legacy sign-ins to each wave's per-day counts (the last 30 days kept)."""
-    day = now.date().isoformat()
-    horizon = (now - timedelta(days=_LEGACY_DAYS)).date().isoformat()
+async def _count_legacy(deps: RiskDeps, counts: Mapping[str, Any], poll: str, day: str) -> None:
+    """Add one poll's legacy sign-ins to each wave's counts for ``day`` (the last 30 days kept),
+    once: a wave's record names the polls it already holds."""
+    try:
+        horizon = (datetime.fromisoformat(day) - timedelta(days=_LEGACY_DAYS)).date().isoformat()
+    except ValueError:
+        log.warning("pending legacy counts with a bad day %r dropped", day)
+        return
     for wave, by_app in counts.items():
+        if not isinstance(by_app, dict):
+            continue
         for _ in range(5):
             stored = await deps.state.kv.get(LEGACY_NAMESPACE, wave)
             value: dict[str, Any] = (
                 dict(stored.value) if stored is not None and isinstance(stored.value, dict) else {}
             )
+            polls = [str(p) for p in value.get("polls") or []]
+            if poll and poll in polls:
+                break  # this poll's counts are in already
             days = {
                 d: dict(v)
                 for d, v in (value.get("days") or {}).items()
@@ -379,12 +414,17 @@ async def _count_legacy(deps: RiskDeps, counts: Mapping[str, Mapping[str, int]],
             }
             today = days.setdefault(day, {})
             for app, count in by_app.items():
-                today[app] = int(today.get(app, 0)) + count
+                today[app] = int(today.get(app, 0)) + int(count)
             try:
                 await deps.state.kv.put(
                     LEGACY_NAMESPACE,
                     wave,
-                    {"wave": wave, "days": days, "updatedAt": iso(now)},
+                    {
+                        "wave": wave,
+                        "days": days,
+                        "updatedAt": iso(deps.clock()),
+                        "polls": [*polls, poll][-_LEGACY_POLLS_KEPT:],
+                    },
                     if_match=stored.etag if stored is not None else None,
                     if_absent=stored is None,
                 )

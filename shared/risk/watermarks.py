@@ -6,7 +6,9 @@ the overlap). Records live in ``wgstate`` (namespace ``risk-poll``): one per sou
 watermark, and the seen ids as short digests in shards of 1,200 (a table value holds 32K
 characters), at most 24,000 ids. They are written after every poll: a poll that dies before writing
 reads the same window again, and the alerts it raises again carry the same keys (the router treats
-them as the same alert; responses are claimed once per alert).
+them as the same alert; responses are claimed once per alert). Work that must not happen twice
+(adding to counts) rides on the watermark as ``pending``: written with it, applied after it, each
+application recorded where it lands, so a poll that dies in between leaves it to the next one.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from shared.state import AsyncKeyValuePort, iso, parse_iso
 
-__all__ = ["NAMESPACE", "Watermark", "read_watermark", "write_watermark"]
+__all__ = ["NAMESPACE", "Watermark", "clear_pending", "read_watermark", "write_watermark"]
 
 NAMESPACE: Final = "risk-poll"
 _SHARD: Final = 1200
@@ -37,6 +39,7 @@ class Watermark:
     at: datetime | None = None
     seen: dict[str, int] = field(default_factory=dict)  # id digest -> its timestamp (epoch seconds)
     shards: int = 0
+    pending: dict[str, Any] | None = None  # work to apply once, written with the watermark
 
     def window_start(self, now: datetime, overlap: timedelta, first_look: timedelta) -> datetime:
         """Where the next read starts: the watermark minus the overlap (``first_look`` back at first)."""
@@ -76,7 +79,10 @@ async def read_watermark(kv: AsyncKeyValuePort, source: str) -> Watermark:
             digest, _, stamp = entry.partition(":")
             if stamp.isdigit():
                 seen[digest] = int(stamp)
-    return Watermark(source, parse_iso(value.get("at")), seen, shards)
+    pending = value.get("pending")
+    return Watermark(
+        source, parse_iso(value.get("at")), seen, shards, pending if isinstance(pending, dict) else None
+    )
 
 
 async def write_watermark(kv: AsyncKeyValuePort, mark: Watermark, overlap: timedelta) -> None:
@@ -89,4 +95,18 @@ async def write_watermark(kv: AsyncKeyValuePort, mark: Watermark, overlap: timed
     for index in range(len(chunks), mark.shards):
         await kv.delete(NAMESPACE, f"{mark.source}:seen:{index}")
     mark.shards = len(chunks)
-    await kv.put(NAMESPACE, mark.source, {"at": iso(mark.at) if mark.at else None, "shards": mark.shards})
+    await _write_head(kv, mark)
+
+
+async def clear_pending(kv: AsyncKeyValuePort, mark: Watermark) -> None:
+    """The pending work was applied: the watermark without it."""
+    if mark.pending is not None:
+        mark.pending = None
+        await _write_head(kv, mark)
+
+
+async def _write_head(kv: AsyncKeyValuePort, mark: Watermark) -> None:
+    head: dict[str, Any] = {"at": iso(mark.at) if mark.at else None, "shards": mark.shards}
+    if mark.pending is not None:
+        head["pending"] = mark.pending
+    await kv.put(NAMESPACE, mark.source, head)

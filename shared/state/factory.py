@@ -79,6 +79,7 @@ def build_state(
 
     from shared.config.identity import storage_credential
     from shared.errors import ConfigError
+    from shared.storage_transport import pooled_transport
 
     storage = settings.storage.require()
     if table_prefix and not table_prefix.isalnum():
@@ -91,8 +92,7 @@ def build_state(
         "retry_total": 3,
         "retry_backoff_factor": 0.5,
         "retry_backoff_max": 4,
-        "connection_timeout": 5,
-        "read_timeout": 15,
+        "transport": pooled_transport(connection_timeout=5, read_timeout=15),
     }
     if storage.connection_string:
         service = TableServiceClient.from_connection_string(storage.connection_string, **options)

@@ -3,6 +3,7 @@ polls and overlaps, responses (dry-run, on, never on break-glass), legacy counts
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,11 +18,13 @@ from shared.config.plan import RolloutPlan
 from shared.config.risk import Risk
 from shared.errors import RetryableError
 from shared.names import ALERTS
+from shared.offload import direct
 from shared.queues import MemoryQueues
 from shared.risk.poll import LEGACY_NAMESPACE, RiskDeps, run_risk_poll
 from shared.risk.signals import user_key
 from shared.risk.triage import clear_cache
 from shared.state import StateStores, build_memory_state
+from shared.state.memory import MemoryAuditLog, MemoryIdempotencyStore, MemoryKeyValueStore
 from tests.conftest import PLAN_SECRETS
 from tests.unit.risk.fake_graph import ADA, BG1, BOB, FakeGraph, detection, sign_in
 
@@ -277,6 +280,51 @@ async def test_legacy_sign_ins_are_alerted_and_counted_per_wave_for_planning(wor
     await world.poll()  # the same window again: not counted twice
     finance = (await world.stores.aio.kv.get(LEGACY_NAMESPACE, "finance-hr")).value
     assert finance["days"]["2026-12-05"] == {"IMAP4": 2}
+
+
+class DiesOnce(MemoryKeyValueStore):
+    """A store whose first write matching ``where`` fails, as if the poll died there."""
+
+    def __init__(self, where: Callable[[str, str, str], bool]) -> None:
+        super().__init__()
+        self.where = where
+        self.died = False
+
+    def _write(self, namespace: str, key: str, text: str, *, if_match: str | None, if_absent: bool) -> str:
+        if not self.died and self.where(namespace, key, text):
+            self.died = True
+            raise RetryableError("the process died here")
+        return super()._write(namespace, key, text, if_match=if_match, if_absent=if_absent)
+
+
+def _counts_written(namespace: str, key: str, text: str) -> bool:
+    return namespace == LEGACY_NAMESPACE
+
+
+def _pending_cleared(namespace: str, key: str, text: str) -> bool:
+    return (namespace, key) == ("risk-poll", "signIns") and "pending" not in text
+
+
+@pytest.mark.parametrize("dies", [_counts_written, _pending_cleared], ids=["before-counts", "after-counts"])
+async def test_legacy_counts_of_a_poll_that_died_after_its_watermark_are_added_exactly_once(
+    world: World, dies: Callable[[str, str, str], bool]
+) -> None:
+    world.stores = StateStores(
+        idempotency=MemoryIdempotencyStore(clock=world.clock),
+        kv=DiesOnce(dies),
+        audit=MemoryAuditLog(clock=world.clock),
+        offload=direct,
+    )
+    world.graph.sign_ins = [sign_in(1, ADA, at(-3), app="IMAP4"), sign_in(2, ADA, at(-2), app="POP3")]
+    with pytest.raises(RetryableError):
+        await world.poll()  # the watermark is written with the counts pending; then it dies
+    world.graph.sign_ins.append(sign_in(3, ADA, at(-1), app="IMAP4"))
+    await world.poll()  # what is pending first (once), then its own: the first two are not read again
+    await world.poll()
+    finance = (await world.stores.aio.kv.get(LEGACY_NAMESPACE, "finance-hr")).value
+    assert finance["days"]["2026-12-05"] == {"IMAP4": 2, "POP3": 1}
+    mark = (await world.stores.aio.kv.get("risk-poll", "signIns")).value
+    assert "pending" not in mark
 
 
 async def test_an_unusual_sign_in_needs_all_three_unmanaged_new_country_and_off_hours(world: World) -> None:
