@@ -7,7 +7,8 @@ longer watched are shown as such. Nothing is written.
 `sync` does what the subscription timer does: creates a subscription for each watched group that has
 none (Graph validates the notification URL first), renews those with less than 7 days left, creates
 again those Graph no longer has, deletes those on groups no longer watched. One line per group as it
-goes.
+goes. While another sync holds the tenant's lock (the timer's, right after the app starts), it waits
+for it, up to ``--wait`` seconds (60 by default; 0: fail at once), saying so on stderr.
 
 Exit codes: 0 done; 1 a group's subscription failed (Graph's reason is shown) or Graph/storage failed;
 2 usage or configuration error.
@@ -18,6 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +31,7 @@ from shared.errors import ConfigError, SafetyViolationError, WaveGuardError
 from shared.group_changes.subscriptions import (
     SubscriptionDeps,
     SubscriptionStatus,
+    SyncBusyError,
     list_subscriptions,
     sync_subscriptions,
 )
@@ -43,6 +47,13 @@ def add_parser(sub: Any) -> None:
     listing.set_defaults(run=run_list)
     sync = verbs.add_parser("sync", help="create, renew and drop subscriptions now (as the timer does)")
     sync.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    sync.add_argument(
+        "--wait",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for another sync that is running (default 60; 0: fail at once)",
+    )
     sync.set_defaults(run=run_sync)
 
 
@@ -98,9 +109,7 @@ def run_sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     try:
         deps = _deps(env)
-        results = asyncio.run(
-            sync_subscriptions(deps, correlation_id=f"cli-{uuid.uuid4().hex}", progress=progress)
-        )
+        results = asyncio.run(_sync_waiting(deps, progress, wait=args.wait))
     except (ConfigError, SafetyViolationError) as exc:
         return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:
@@ -114,6 +123,38 @@ def run_sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             counts[str(r.action)] = counts.get(str(r.action), 0) + 1
         print("summary: " + ", ".join(f"{n} {action}" for action, n in sorted(counts.items())))
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected 0 to 3600 seconds, got {text}")
+    return value
+
+
+async def _sync_waiting(
+    deps: SubscriptionDeps, progress: Any, *, wait: float, pause: float = 1.0
+) -> list[SubscriptionStatus]:
+    """Sync, waiting up to ``wait`` seconds for another sync that holds the lock."""
+    deadline = time.monotonic() + wait
+    said = False
+    while True:
+        try:
+            return await sync_subscriptions(deps, correlation_id=f"cli-{uuid.uuid4().hex}", progress=progress)
+        except SyncBusyError:
+            if time.monotonic() + pause > deadline:
+                raise
+            if not said:
+                print(
+                    f"another subscription sync is running; waiting for it (up to {wait:g} s) ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                said = True
+            await asyncio.sleep(pause)
 
 
 def _redacted(url: str | None) -> str | None:

@@ -49,6 +49,7 @@ __all__ = [
     "RENEW_BEFORE",
     "SubscriptionDeps",
     "SubscriptionStatus",
+    "SyncBusyError",
     "group_of_subscription",
     "lifecycle_url",
     "list_subscriptions",
@@ -173,6 +174,10 @@ async def sync_subscriptions(
     return results
 
 
+class SyncBusyError(RetryableError):
+    """Another subscription sync (the timer's, another operator's) holds the tenant's sync lock."""
+
+
 @contextlib.asynccontextmanager
 async def _sync_lock(deps: SubscriptionDeps) -> AsyncIterator[None]:
     """One subscription writer at a time per tenant (the timer, the CLI, a lifecycle event).
@@ -182,7 +187,7 @@ async def _sync_lock(deps: SubscriptionDeps) -> AsyncIterator[None]:
     """
     claim = await deps.state.idempotency.claim(SYNC_LOCK_KEY, ttl=_SYNC_LOCK, in_progress_expiry=_SYNC_LOCK)
     if not claim.acquired:
-        raise RetryableError(
+        raise SyncBusyError(
             "another subscription sync is running for this tenant; retry when it has finished",
             retry_after=30.0,
         )

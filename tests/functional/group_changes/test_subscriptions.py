@@ -288,3 +288,40 @@ async def test_the_timer_pages_when_the_whole_sync_fails(
     [alert] = queues.on(ALERTS)
     assert alert.payload["labels"]["alertname"] == "SubscriptionSyncFailed"
     assert alert.payload["severity"] == "critical"
+
+
+def test_the_cli_waits_for_a_sync_that_is_running_and_fails_plainly_when_told_not_to(
+    app_environ: dict[str, str],
+    emulator_server: EmulatorHandle,
+    endpoint: Receiver,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import threading
+
+    from shared.group_changes.subscriptions import SYNC_LOCK_KEY
+    from shared.state import build_state
+
+    env = {**app_environ, "WAVEGUARD_NOTIFICATION_URL": endpoint.url}
+    state = build_state(load_settings(env))
+    # GIVEN another sync (the timer's, say) holds the tenant's lock
+    held = state.idempotency.claim(
+        SYNC_LOCK_KEY, ttl=timedelta(minutes=5), in_progress_expiry=timedelta(minutes=5)
+    )
+    assert held.acquired
+    try:
+        # WHEN an operator syncs without waiting: a plain failure naming why
+        assert waveguard(["subscriptions", "sync", "--wait", "0"], env) == 1
+        assert "another subscription sync is running" in capsys.readouterr().err
+        # AND with the default wait, while the other sync finishes a moment later
+        releaser = threading.Timer(1.5, state.idempotency.release, args=(SYNC_LOCK_KEY,))
+        releaser.start()
+        assert waveguard(["subscriptions", "sync", "--json"], env) == 0
+        out = capsys.readouterr()
+        assert "waiting for it" in out.err
+        assert json.loads(out.out)["failed"] == 0
+    finally:
+        state.idempotency.release(SYNC_LOCK_KEY)
+    with pytest.raises(SystemExit) as usage:
+        waveguard(["subscriptions", "sync", "--wait", "soon"], env)
+    assert usage.value.code == 2
+    assert "argument --wait: expected seconds, got 'soon'" in capsys.readouterr().err
