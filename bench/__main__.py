@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import group_changes, loop_blocking, membership_sync, queue_host, risk_alerting
+from bench import group_changes, hr_ingress, loop_blocking, membership_sync, queue_host, risk_alerting
 from local.azurite import start_azurite
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -24,6 +24,13 @@ def main() -> int:
         print("queue host: throughput with host.json batching (against batchSize 1) ...", flush=True)
         figures["queue_throughput"] = queue_host.throughput(azurite)
         print(f"  {figures['queue_throughput']}", flush=True)
+        print(
+            f"HR ingress: signed hires from {hr_ingress.CLIENTS} clients, against a no-op HTTP function "
+            "on the same mini-host ...",
+            flush=True,
+        )
+        figures["hr_ingress"] = hr_ingress.run(azurite)
+        print(f"  {figures['hr_ingress']}", flush=True)
         print(
             f"group changes: {group_changes.CHANGES} break-glass additions to wave groups through Graph, "
             "change -> notification -> queue -> revert ...",
@@ -91,6 +98,13 @@ def main() -> int:
         f"{groups['graph_calls_per_change']:.2f} Graph calls and "
         f"{groups['reverts_per_change']:.2f} reverts per change"
     )
+    ingress = figures["hr_ingress"]
+    print(
+        f"HR ingress {ingress['hr_req_per_s']:.0f} req/s = {ingress['hr_over_noop_throughput']:.2f} x the "
+        f"no-op's {ingress['noop_req_per_s']:.0f} (goal >= {hr_ingress.THROUGHPUT_GOAL}); p99 "
+        f"{ingress['hr_p99_ms']:.1f} ms = {ingress['hr_over_noop_p99']:.2f} x the no-op's "
+        f"(goal <= {hr_ingress.P99_GOAL:g}); errors {ingress['errors']:.0f}"
+    )
     risk, storm = figures["risk_latency"], figures["risk_storm"]
     print(
         f"risk detection -> receiver p50 {risk['p50_s']:.2f} s, p99 {risk['p99_s']:.2f} s "
@@ -104,7 +118,14 @@ def main() -> int:
     loop_ok = loop["loop_thread_calls"] == 0 and loop["max_cpu_gap_over_limit"] <= 1.0
     groups_ok = group_changes.meets_targets(groups)
     risk_ok = risk_alerting.meets_targets(risk, storm)
-    ok = pickup <= 1.0 and loop_ok and groups_ok and risk_ok and membership_sync.meets_targets(sync)
+    ok = (
+        pickup <= 1.0
+        and loop_ok
+        and groups_ok
+        and risk_ok
+        and hr_ingress.meets_targets(ingress)
+        and membership_sync.meets_targets(sync)
+    )
     return 0 if ok else 1
 
 

@@ -134,7 +134,7 @@ def send_event(
 ) -> tuple[int, int]:
     """POST one signed delivery, retrying like an HR system (connection errors, 5xx, 429) until a
     final answer or ``deadline`` (monotonic); returns (final status, attempts). Each attempt is signed
-    anew with the same webhook id, so the ingress dedupes repeats."""
+    anew with the same webhook id: a repeat is the same envelope, which the worker applies once."""
     attempts = 0
     while True:
         attempts += 1

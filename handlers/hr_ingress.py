@@ -1,7 +1,8 @@
 """HR webhooks in: `POST /api/hr/events` (Standard Webhooks) and provider adapters; validate, enqueue, 202.
 
 Anonymous at the Functions level: the webhook signature is the authentication. This path never
-touches Graph (no msgraph import): it only verifies, validates and enqueues on ``hr-events``.
+touches Graph (no msgraph import): it only verifies, validates and enqueues on ``hr-events`` (one
+storage round trip per accepted event; its dependencies are built once per process).
 """
 
 from __future__ import annotations
@@ -53,10 +54,4 @@ async def _handle(req: func.HttpRequest, services: ServicesProvider, accept: Acc
     ready = await services_or_503(services, "HR ingress")
     if isinstance(ready, func.HttpResponse):
         return ready
-    deps = IngressDeps(
-        providers=ready.plan.hr_providers,
-        queue=ready.queues,
-        idempotency=ready.state.idempotency,
-        clock=ready.clock,
-    )
-    return answer(await accept(incoming(req), deps=deps))
+    return answer(await accept(incoming(req), deps=ready.hr_ingress))

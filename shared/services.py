@@ -27,6 +27,7 @@ from shared.state import AsyncStores, Clock, StateStores, utc_now
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
+    from shared.hr.ingress import IngressDeps
     from shared.onboarding import Deps
     from shared.rollout.lifecycle import LifecycleDeps
     from shared.rollout.membership import SyncDeps
@@ -94,6 +95,16 @@ class Services:
                 queues=self.queues,
                 clock=self.clock,
             ),
+        )
+
+    @property
+    def hr_ingress(self) -> IngressDeps:
+        """The HR webhook ingress's dependencies (no Graph: the ingress never imports it)."""
+        from shared.hr.ingress import IngressDeps
+
+        return self._once(
+            "hr-ingress",
+            lambda: IngressDeps(providers=self.plan.hr_providers, queue=self.queues, clock=self.clock),
         )
 
     @property

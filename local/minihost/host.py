@@ -70,7 +70,15 @@ class MiniHost:
         previous_cwd: str | None,
         http_read_timeout: float = DEFAULT_READ_TIMEOUT_SECONDS,
     ) -> None:
-        self.functions: list[FunctionSpec] = loaded.functions
+        # As on Azure, a function is not run (an HTTP route answers 404, a queue is not polled, a
+        # timer does not fire) when the app setting ``AzureWebJobs.<name>.Disabled`` is true, or
+        # when host.json lists ``functions`` (local runs only) and it is not among them.
+        self.disabled = sorted(
+            spec.name
+            for spec in loaded.functions
+            if _disabled(spec.name) or (settings.functions and spec.name not in settings.functions)
+        )
+        self.functions: list[FunctionSpec] = [f for f in loaded.functions if f.name not in self.disabled]
         self.settings = settings
         self._loaded = loaded
         self._http_host = http_host
@@ -171,6 +179,7 @@ class MiniHost:
                 lines.append(f"  {spec.name}: queueTrigger (queue {trigger.queue_name})")
             else:
                 lines.append(f"  {spec.name}: timerTrigger ({trigger.schedule.expression})")
+        lines += [f"  {name}: disabled" for name in self.disabled]
         return "\n".join(lines)
 
     def __enter__(self) -> MiniHost:
@@ -246,6 +255,11 @@ def create_host(
         previous_cwd=previous_cwd,
         http_read_timeout=http_read_timeout,
     )
+
+
+def _disabled(function_name: str) -> bool:
+    value = os.environ.get(f"AzureWebJobs.{function_name}.Disabled", "")
+    return value.strip().lower() in ("true", "1")
 
 
 def _settings_path(settings_file: str | Path | None, app_path: Path) -> Path | None:

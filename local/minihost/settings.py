@@ -45,6 +45,7 @@ class HostSettings:
     queues: QueueSettings = field(default_factory=QueueSettings)
     route_prefix: str = "api"
     function_timeout: float | None = None
+    functions: tuple[str, ...] = ()  # host.json "functions": the only ones to run (empty: all)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,15 @@ def parse_host_settings(data: object, *, source: str = "host.json") -> HostSetti
         queues=_parse_queues(queues, source),
         route_prefix=_parse_route_prefix(http, source),
         function_timeout=_parse_function_timeout(doc, source),
+        functions=_parse_functions(doc, source),
     )
+
+
+def _parse_functions(doc: Mapping[str, Any], source: str) -> tuple[str, ...]:
+    value = doc.get("functions", [])
+    if not isinstance(value, list) or not all(isinstance(name, str) and name for name in value):
+        raise ConfigError(f"{source}: functions: expected a list of function names, found {value!r}")
+    return tuple(value)
 
 
 def _parse_function_timeout(doc: Mapping[str, Any], source: str) -> float | None:

@@ -1,26 +1,25 @@
-"""HR webhook ingress, independent of Azure Functions: check, verify, parse, dedupe, enqueue, answer.
+"""HR webhook ingress, independent of Azure Functions: check, verify, parse, enqueue, answer.
 
 Every request goes through the same gates, cheapest first, and nothing is enqueued unless all
 pass: provider enabled (404) → ``Content-Type: application/json`` (415) → body ≤ 256 KiB (413)
-→ signature and timestamp (401) → JSON and schema (400, naming each bad field) → dedupe →
-enqueue on ``hr-events`` → 202 ``{"id": ...}``.
+→ signature and timestamp (401) → JSON and schema (400, naming each bad field) → enqueue on
+``hr-events`` → 202 ``{"id": ...}``.
 
 Each accepted canonical event becomes ``Envelope(type, payload=<canonical JSON>, id=<sha256 of
-the delivery's identity>)`` so a redelivered webhook maps to the same envelope id. Dedupe uses
-``claim("hr-webhook:<id>")``: a completed key answers 202 with the same id and enqueues nothing.
-If the process dies between claim and enqueue, the claim expires after ``CLAIM_EXPIRY`` and the
-sender's retry takes it over; if the enqueue fails the claim is released and the answer is 503
-with Retry-After, never 202 for something that is not queued. A rare double enqueue (the
-process dies after the send but before ``complete``) is harmless: the ``hr-events`` worker
-dedupes on the envelope id as well.
+the delivery's identity>)``, so a redelivered webhook maps to the same envelope id. An accepted
+delivery costs one storage round trip, the queue send: duplicates are absorbed where the effect
+happens, by the ``hr-events`` worker, which applies each envelope id once (``onboarding:<id>``,
+30 days) — not by a claim at the door. A send that fails answers 503 with Retry-After, never 202
+for something that is not queued; a BambooHR delivery whose second send fails is answered 503
+and resent whole, and the worker absorbs the entries it already has.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
-import math
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import Message
@@ -28,7 +27,7 @@ from typing import Final
 
 from shared.config.plan import HrProviders
 from shared.envelope import Envelope
-from shared.errors import BusyError, FieldError, InvalidPayloadError, classify
+from shared.errors import FieldError, InvalidPayloadError, classify
 from shared.hr.bamboohr import map_bamboohr_payload, verify_bamboohr
 from shared.hr.events import HrEvent, parse_hr_event
 from shared.hr.signatures import SignatureError, StandardWebhooksVerifier
@@ -36,12 +35,9 @@ from shared.http_ingress import IncomingRequest, IngressResult
 from shared.http_problem import problem
 from shared.names import HR_EVENTS
 from shared.queues import Sender
-from shared.state import AsyncIdempotencyPort, Clock, utc_now
-from shared.state.once import CompletionNotRecorded, once
+from shared.state import Clock, utc_now
 
 __all__ = [
-    "CLAIM_EXPIRY",
-    "DEDUPE_TTL",
     "MAX_BODY_BYTES",
     "PROVIDER_BAMBOOHR",
     "PROVIDER_STANDARD",
@@ -56,10 +52,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES: Final = 256 * 1024
-DEDUPE_TTL: Final = timedelta(days=7)
-# How long a claim may sit in progress before a retry takes it over (the holder has died):
-# far longer than a queue send takes, short enough that the sender's next retry succeeds.
-CLAIM_EXPIRY: Final = timedelta(seconds=60)
 RETRY_AFTER_SECONDS: Final = 30
 PROVIDER_STANDARD: Final = "standard-webhooks"
 PROVIDER_BAMBOOHR: Final = "bamboohr"
@@ -71,7 +63,6 @@ class IngressDeps:
 
     providers: HrProviders
     queue: Sender
-    idempotency: AsyncIdempotencyPort
     clock: Clock = utc_now
 
 
@@ -89,10 +80,7 @@ async def accept_hr_webhook(request: IncomingRequest, *, deps: IngressDeps) -> I
     if refused is not None:
         return refused
     try:
-        verifier = StandardWebhooksVerifier(
-            [s.get_secret_value() for s in config.secrets],
-            tolerance=timedelta(seconds=config.tolerance_seconds),
-        )
+        verifier = _verifier(tuple(s.get_secret_value() for s in config.secrets), config.tolerance_seconds)
         delivery = verifier.verify(request.headers, request.body, now=deps.clock())
     except SignatureError as exc:
         return _unauthorized(exc, provider=PROVIDER_STANDARD)
@@ -171,60 +159,26 @@ def _envelope(event: HrEvent, envelope_id: str) -> Envelope:
     return Envelope(type=event.type, payload=event.to_payload(), id=envelope_id, occurred_at=event.timestamp)
 
 
-class _NotQueued(Exception):
-    def __init__(self, result: IngressResult) -> None:
-        super().__init__(result.body.get("detail", ""))
-        self.result = result
-
-
 async def _enqueue_all(envelopes: list[Envelope], deps: IngressDeps) -> IngressResult | None:
-    """Enqueue each envelope once; the failure to answer with, or None when all are queued."""
-    try:
-        for envelope in envelopes:
-            await _enqueue_once(envelope, deps)
-    except _NotQueued as exc:
-        return exc.result
+    """Send each envelope; the failure to answer with, or None when all are queued."""
+    for envelope in envelopes:
+        try:
+            await deps.queue.send(HR_EVENTS, envelope)
+        except Exception as exc:  # nothing was accepted from here on: the sender retries (all of it)
+            logger.warning(
+                "hr webhook not queued: %s",
+                type(exc).__name__,
+                extra={"envelope_id": envelope.id, "error_kind": classify(exc)},
+            )
+            return _unavailable()
+        logger.info("hr webhook queued", extra={"envelope_id": envelope.id, "event_type": envelope.type})
     return None
 
 
-async def _enqueue_once(envelope: Envelope, deps: IngressDeps) -> None:
-    try:
-        async with once(
-            deps.idempotency,
-            f"hr-webhook:{envelope.id}",
-            ttl=DEDUPE_TTL,
-            in_progress_expiry=CLAIM_EXPIRY,
-            busy_message="this delivery is being processed by another request; retry",
-        ) as run:
-            if run.done:
-                logger.info("hr webhook duplicate: already queued", extra={"envelope_id": envelope.id})
-                return
-            try:
-                message_id = await deps.queue.send(HR_EVENTS, envelope)
-            except Exception as exc:
-                # Leaving the block with an error gives the key back: the sender's retry enqueues at once.
-                logger.warning(
-                    "hr webhook not queued: %s",
-                    type(exc).__name__,
-                    extra={"envelope_id": envelope.id, "error_kind": classify(exc)},
-                )
-                raise _NotQueued(_unavailable()) from exc
-            await run.complete({"messageId": message_id})
-    except CompletionNotRecorded as exc:
-        # Queued already: answer 202. The claim expires and a later redelivery re-enqueues the
-        # same envelope id, which the worker dedupes.
-        logger.warning("hr webhook queued but not marked done: %s", type(exc.__cause__).__name__)
-    except BusyError as exc:
-        wait = max(1, math.ceil((exc.retry_after or 2) - 1))  # until the holder's claim expires
-        raise _NotQueued(
-            _failure(409, "this delivery is being processed by another request; retry", retry_after=wait)
-        ) from exc
-    except _NotQueued:
-        raise
-    except Exception as exc:
-        logger.warning("hr webhook dedupe store failed: %s", type(exc).__name__)
-        raise _NotQueued(_unavailable()) from exc
-    logger.info("hr webhook queued", extra={"envelope_id": envelope.id, "event_type": envelope.type})
+@functools.lru_cache(maxsize=8)
+def _verifier(secrets: tuple[str, ...], tolerance_seconds: float) -> StandardWebhooksVerifier:
+    """The verifier for these secrets, built once per process (the secrets decoded once)."""
+    return StandardWebhooksVerifier(list(secrets), tolerance=timedelta(seconds=tolerance_seconds))
 
 
 def _unavailable() -> IngressResult:

@@ -7,7 +7,13 @@ from typing import Literal
 
 from shared.envelope import Envelope
 from shared.hr.events import HrEvent
-from shared.onboarding.common import REGISTRATION_NAMESPACE, find_employee, record_leaver, refuse_break_glass
+from shared.onboarding.common import (
+    REGISTRATION_NAMESPACE,
+    find_employee,
+    once_per_envelope,
+    record_leaver,
+    refuse_break_glass,
+)
 from shared.onboarding.deps import Deps
 
 __all__ = ["TerminationOutcome", "handle_terminated"]
@@ -17,19 +23,29 @@ __all__ = ["TerminationOutcome", "handle_terminated"]
 class TerminationOutcome:
     """What was cleaned up: the user, how many TAPs were deleted, whether tracking stopped."""
 
-    status: Literal["cleaned", "not-found"]
+    status: Literal["cleaned", "not-found", "duplicate"]
     user_id: str | None = None
     taps_deleted: int = 0
     tracking_stopped: bool = False
 
 
 async def handle_terminated(envelope: Envelope, event: HrEvent, deps: Deps) -> TerminationOutcome:
-    """Delete the leaver's TAPs and registration record; naturally idempotent (a replay finds nothing).
+    """Delete the leaver's TAPs and registration record, once per ``envelope.id``: a redelivered
+    termination (HR retries, days later perhaps, after a rehire) never touches what came since.
 
     Raises:
         SafetyViolationError: the event names a break-glass account.
         RetryableError: Graph or storage failed.
     """
+    async with once_per_envelope(envelope, deps, doing="applying this termination") as run:
+        if run.done:
+            return TerminationOutcome("duplicate", user_id=(run.result or {}).get("userId"))
+        outcome = await _terminate(envelope, event, deps)
+        await run.complete({"userId": outcome.user_id})
+        return outcome
+
+
+async def _terminate(envelope: Envelope, event: HrEvent, deps: Deps) -> TerminationOutcome:
     await record_leaver(event, envelope.id, deps)
     user = await find_employee(event, deps)
     if user is None:

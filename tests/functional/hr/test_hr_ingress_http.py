@@ -68,16 +68,17 @@ def test_signed_hire_is_accepted_and_queued_for_the_worker(
     assert envelope.payload == HIRE
 
 
-def test_the_same_webhook_three_times_is_one_message(
+def test_the_same_webhook_three_times_is_the_same_envelope_three_times(
     client: httpx.Client, storage_connection_string: str
 ) -> None:
+    # the door keeps no state (one queue send per request); the worker applies the id once
     msg_id = _msg_id()
     body = body_of(HIRE)
     headers = signed_headers(SECRET, body, msg_id=msg_id)
     responses = [client.post("/hr/events", content=body, headers=headers) for _ in range(3)]
     assert [r.status_code for r in responses] == [202, 202, 202]
     assert len({r.json()["id"] for r in responses}) == 1
-    assert len(queued_envelopes(storage_connection_string)) == 1
+    assert [e.id for e in queued_envelopes(storage_connection_string)] == [responses[0].json()["id"]] * 3
 
 
 def test_a_retry_signed_anew_is_still_the_same_event(
@@ -92,7 +93,7 @@ def test_a_retry_signed_anew_is_still_the_same_event(
         "/hr/events", content=body, headers=signed_headers(SECRET, body, msg_id=msg_id, at=later)
     )
     assert first.json() == again.json()
-    assert len(queued_envelopes(storage_connection_string)) == 1
+    assert {e.id for e in queued_envelopes(storage_connection_string)} == {first.json()["id"]}
 
 
 def _refusal(response: httpx.Response, status: int) -> dict[str, object]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from minihost_helpers import StartHost
 
@@ -48,3 +49,16 @@ def test_a_schedule_from_the_settings_can_slow_the_timer_down(start_host: StartH
 
 def _schedule_status(row: dict[str, Any]) -> dict[str, datetime]:
     return {key: datetime.fromisoformat(value) for key, value in row["schedule_status"].items()}
+
+
+def test_functions_disabled_by_app_setting_do_not_run_as_on_azure(start_host: StartHost) -> None:
+    # GIVEN AzureWebJobs.<name>.Disabled set for the timer and an HTTP function
+    running = start_host(
+        environ={"AzureWebJobs.timer_tick.Disabled": "true", "AzureWebJobs.health.Disabled": "1"}
+    )
+    # THEN the timer never fires (not even its startup run) and the route is gone
+    assert httpx.get(f"{running.api}/health", timeout=5).status_code == 404
+    holds_for("no timer run", lambda: running.records("timer_tick") == [], seconds=1.5)
+    described = running.host.describe()
+    assert "timer_tick: disabled" in described
+    assert "health: disabled" in described

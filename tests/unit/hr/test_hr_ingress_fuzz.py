@@ -19,7 +19,6 @@ from shared.hr.bamboohr import sign_bamboohr
 from shared.hr.ingress import IncomingRequest, IngressDeps, accept_bamboohr_webhook, accept_hr_webhook
 from shared.hr.signatures import decode_whsec, sign_standard_webhook
 from shared.hr.timestamps import parse_iso_instant, parse_unix_seconds
-from shared.state import build_memory_state
 from tests.aio import aio
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -65,10 +64,7 @@ def _deps() -> tuple[IngressDeps, _Queue]:
         standard_webhooks=StandardWebhooks(enabled=True, secrets=[SecretStr(SECRET)]),
         bamboohr=BambooHr(enabled=True, secret=SecretStr(BAMBOO_KEY)),
     )
-    state = build_memory_state(clock=lambda: NOW)
-    return IngressDeps(
-        providers=providers, queue=aio(queue), idempotency=aio(state.idempotency), clock=lambda: NOW
-    ), queue
+    return IngressDeps(providers=providers, queue=aio(queue), clock=lambda: NOW), queue
 
 
 def _check(result: Any, queue: _Queue) -> None:

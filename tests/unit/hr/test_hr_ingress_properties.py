@@ -17,7 +17,6 @@ from shared.errors import InvalidPayloadError
 from shared.hr.bamboohr import map_bamboohr_payload, sign_bamboohr
 from shared.hr.ingress import IncomingRequest, IngressDeps, accept_bamboohr_webhook, accept_hr_webhook
 from shared.hr.signatures import decode_whsec, sign_standard_webhook
-from shared.state import build_memory_state
 from tests.aio import aio
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -68,7 +67,6 @@ def _deps(queue: _Queue) -> IngressDeps:
     return IngressDeps(
         providers=providers,
         queue=aio(queue),
-        idempotency=aio(build_memory_state().idempotency),
         clock=lambda: NOW,
     )
 

@@ -203,3 +203,12 @@ def test_bad_local_settings_are_rejected_naming_the_field(tmp_path: Path, doc: o
 def test_a_missing_settings_file_is_an_error_when_one_was_asked_for(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_local_settings(tmp_path / "nope.json")
+
+
+def test_host_json_functions_lists_the_only_functions_to_run() -> None:
+    assert parse_host_settings({"version": "2.0"}).functions == ()
+    assert parse_host_settings({"version": "2.0", "functions": ["hr_events"]}).functions == ("hr_events",)
+    with pytest.raises(ConfigError, match="functions: expected a list of function names"):
+        parse_host_settings({"version": "2.0", "functions": "hr_events"})
+    with pytest.raises(ConfigError, match="functions"):
+        parse_host_settings({"version": "2.0", "functions": [""]})

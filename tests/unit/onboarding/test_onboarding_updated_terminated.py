@@ -120,9 +120,9 @@ async def test_termination_deletes_pending_taps_and_stops_tracking() -> None:
     actions = [e.action for e in world.stores.audit.list()]
     assert "tap.delete" in actions
     assert "registration.stop" in actions
-    # AND a replay finds nothing left to do
+    # AND a replay is recognised as one
     again = await process_hr_message(text, world.deps)
-    assert again == TerminationOutcome("cleaned", user_id=user_id)
+    assert again == TerminationOutcome("duplicate", user_id=user_id)
 
 
 async def test_termination_of_someone_not_in_entra_is_audited() -> None:
@@ -165,6 +165,24 @@ async def test_a_rehire_after_a_termination_is_onboarded() -> None:
     outcome = await process_hr_message(rehire, world.deps)
     assert outcome.status == "done"  # type: ignore[union-attr]
     assert world.graph.usable_taps(user_id)
+
+
+async def test_a_termination_redelivered_after_a_rehire_leaves_the_rehire_alone() -> None:
+    # GIVEN a leaver, then a rehire onboarded with a fresh TAP
+    world = make_world()
+    user_id = world.graph.add_user("ada.lovelace@contoso.com", employee_id="E9001").id
+    leaver = hire_event("employee.terminated", "term-5", hireDate=None).to_json()
+    await process_hr_message(leaver, world.deps)
+    rehire = (
+        hire_event(envelope_id="rehire-5").to_json().replace("2026-11-30T08:00:00Z", "2026-11-30T10:00:00Z")
+    )
+    assert (await process_hr_message(rehire, world.deps)).status == "done"  # type: ignore[union-attr]
+    [tap] = world.graph.usable_taps(user_id)
+    # WHEN HR's retry delivers the old termination again
+    outcome = await process_hr_message(leaver, world.deps)
+    # THEN it is a duplicate: the rehire's TAP stays
+    assert outcome == TerminationOutcome("duplicate", user_id=user_id)
+    assert world.graph.usable_taps(user_id) == [tap]
 
 
 async def test_a_termination_racing_the_hire_leaves_no_tap_and_sends_no_mail() -> None:

@@ -1,0 +1,188 @@
+"""HR ingress against a no-op HTTP function on the same mini-host, under the same load.
+
+Both apps run in the mini-host in turn (WaveGuard's ``host.json``, for WaveGuard with
+``"functions": ["hr_events"]``, so only the ingress runs and no worker takes the hires). Eight
+client threads, each with its own keep-alive connection, send pre-signed requests for
+``SECONDS`` each round: WaveGuard's are signed canonical hires (a fresh webhook id each) that are
+verified, validated and queued on ``hr-events`` in Azurite; the no-op's are the same bodies, read
+and answered 202. Three rounds each; the median round is reported.
+
+Goals: HR ingress throughput ≥ 0.25 x the no-op's, and its p99 latency ≤ 3 x the no-op's.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import httpx
+
+from cli.main import read_local_settings
+from local.azurite import Azurite
+from local.minihost import create_host
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+NOOP_APP: Final = ROOT / "bench" / "apps" / "http_noop"
+CLIENTS: Final = 8
+SECONDS: Final = 4.0
+ROUNDS: Final = 3
+THROUGHPUT_GOAL: Final = 0.25
+P99_GOAL: Final = 3.0
+_ONLY: Final = "hr_events"
+
+Request = tuple[str, bytes, dict[str, str]]
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def _hire(n: int) -> bytes:
+    event = {
+        "type": "employee.hired",
+        "timestamp": "2026-12-01T08:00:00Z",
+        "data": {
+            "employeeId": f"B{n:07d}",
+            "userPrincipalName": f"bench.hire{n}@contoso.com",
+            "department": "Finance",
+        },
+    }
+    return json.dumps(event).encode()
+
+
+def _signed_requests(url: str, secret: str, count: int) -> list[Request]:
+    from standardwebhooks.webhooks import Webhook
+
+    signer = Webhook(secret)
+    now = datetime.now(UTC)
+    out: list[Request] = []
+    for n in range(count):
+        body = _hire(n)
+        msg_id = f"msg_{uuid.uuid4().hex}"
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signer.sign(msg_id, now, body.decode()),
+        }
+        out.append((url, body, headers))
+    return out
+
+
+def _load(requests: list[Request], expect: int) -> dict[str, float]:
+    """``CLIENTS`` threads send from ``requests`` for ``SECONDS``; throughput and latencies."""
+    latencies: list[list[float]] = [[] for _ in range(CLIENTS)]
+    errors = [0] * CLIENTS
+    start = threading.Barrier(CLIENTS + 1)
+    stop_at: list[float] = []
+
+    def client(index: int) -> None:
+        with httpx.Client(timeout=30) as http:
+            mine = requests[index::CLIENTS]
+            start.wait()
+            for url, body, headers in mine:
+                if time.monotonic() >= stop_at[0]:
+                    return
+                began = time.perf_counter()
+                status = http.post(url, content=body, headers=headers).status_code
+                latencies[index].append(time.perf_counter() - began)
+                if status != expect:
+                    errors[index] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    stop_at.append(time.monotonic() + SECONDS)
+    began = time.monotonic()
+    start.wait()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - began
+    every = [x for per in latencies for x in per]
+    return {
+        "requests": float(len(every)),
+        "req_per_s": len(every) / elapsed,
+        "p50_ms": statistics.median(every) * 1000,
+        "p99_ms": _percentile(every, 0.99) * 1000,
+        "errors": float(sum(errors)),
+    }
+
+
+def _rounds(make: Callable[[int], list[Request]], expect: int) -> dict[str, float]:
+    _load(make(200), expect)  # warm: first calls build the services, open connections
+    results = [_load(make(8000), expect) for _ in range(ROUNDS)]
+    return sorted(results, key=lambda r: r["req_per_s"])[ROUNDS // 2]
+
+
+def run(azurite: Azurite) -> dict[str, float]:
+    local = read_local_settings(ROOT / "local" / "local.settings.json")
+    secret = local["WAVEGUARD_HR_WEBHOOK_SECRET"]
+    noop_host = create_host(
+        "function_app:app",
+        app_dir=NOOP_APP,
+        host_json=ROOT / "host.json",
+        http_port=0,
+        storage_connection_string=azurite.connection_string,
+        grace_period=2.0,
+    )
+    with noop_host:
+        url = f"{noop_host.base_url}/api/noop"
+        noop = _rounds(lambda n: _signed_requests(url, secret, n), 202)
+    environ = {k: v for k, v in local.items() if k != "AzureWebJobsStorage"}
+    with tempfile.TemporaryDirectory() as tmp:
+        host_json = json.loads((ROOT / "host.json").read_text("utf-8"))
+        host_json["functions"] = [_ONLY]  # the ingress alone: no worker takes the hires it queues
+        only = Path(tmp) / "host.json"
+        only.write_text(json.dumps(host_json), "utf-8")
+        host = create_host(
+            "function_app:app",
+            app_dir=ROOT,
+            host_json=only,
+            http_port=0,
+            environ=environ,
+            storage_connection_string=azurite.connection_string,
+            grace_period=2.0,
+        )
+        with host:
+            url = f"{host.base_url}/api/hr/events"
+            ingress = _rounds(lambda n: _signed_requests(url, secret, n), 202)
+    return {
+        "clients": float(CLIENTS),
+        "noop_req_per_s": round(noop["req_per_s"], 1),
+        "hr_req_per_s": round(ingress["req_per_s"], 1),
+        "hr_over_noop_throughput": round(ingress["req_per_s"] / noop["req_per_s"], 3),
+        "throughput_goal": THROUGHPUT_GOAL,
+        "noop_p99_ms": round(noop["p99_ms"], 2),
+        "hr_p50_ms": round(ingress["p50_ms"], 2),
+        "hr_p99_ms": round(ingress["p99_ms"], 2),
+        "hr_over_noop_p99": round(ingress["p99_ms"] / noop["p99_ms"], 3),
+        "p99_goal": P99_GOAL,
+        "errors": noop["errors"] + ingress["errors"],
+    }
+
+
+def meets_targets(figures: dict[str, float]) -> bool:
+    return (
+        figures["hr_over_noop_throughput"] >= THROUGHPUT_GOAL
+        and figures["hr_over_noop_p99"] <= P99_GOAL
+        and figures["errors"] == 0
+    )
+
+
+if __name__ == "__main__":
+    from local.azurite import start_azurite
+
+    store = start_azurite()
+    try:
+        print(json.dumps({"hr_ingress": run(store)}, indent=2), flush=True)
+    finally:
+        store.stop()
