@@ -103,7 +103,9 @@ def main() -> int:
         f"HR ingress {ingress['hr_req_per_s']:.0f} req/s = {ingress['hr_over_noop_throughput']:.2f} x the "
         f"no-op's {ingress['noop_req_per_s']:.0f} (goal >= {hr_ingress.THROUGHPUT_GOAL}); p99 "
         f"{ingress['hr_p99_ms']:.1f} ms = {ingress['hr_over_noop_p99']:.2f} x the no-op's "
-        f"(goal <= {hr_ingress.P99_GOAL:g}); errors {ingress['errors']:.0f}"
+        f"(goal <= {hr_ingress.P99_GOAL:g}); errors {ingress['errors']:.0f}; health p50 "
+        f"{ingress['health_p50_ms']:.1f} ms = {ingress['health_over_hr']:.2f} x one hire's "
+        f"{ingress['hr_single_p50_ms']:.1f} ms (goal <= {hr_ingress.HEALTH_GOAL:g})"
     )
     risk, storm = figures["risk_latency"], figures["risk_storm"]
     print(

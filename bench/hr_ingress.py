@@ -8,6 +8,10 @@ verified, validated and queued on ``hr-events`` in Azurite; the no-op's are the 
 and answered 202. Three rounds each; the median round is reported.
 
 Goals: HR ingress throughput ≥ 0.25 x the no-op's, and its p99 latency ≤ 3 x the no-op's.
+
+Health: in the same WaveGuard host (``health`` runs too, its Graph probe against the emulator), one
+client asks ``GET /api/health`` and then posts hires, one request at a time; goal: the health
+check's median latency ≤ 2 x the ingress's.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import httpx
 
 from cli.main import read_local_settings
 from local.azurite import Azurite
+from local.graph_emulator import start_emulator
 from local.minihost import create_host
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -36,7 +41,9 @@ SECONDS: Final = 4.0
 ROUNDS: Final = 3
 THROUGHPUT_GOAL: Final = 0.25
 P99_GOAL: Final = 3.0
-_ONLY: Final = "hr_events"
+HEALTH_GOAL: Final = 2.0
+_RUN: Final = ("hr_events", "health")
+_SEQUENTIAL: Final = 200
 
 Request = tuple[str, bytes, dict[str, str]]
 
@@ -117,6 +124,26 @@ def _load(requests: list[Request], expect: int) -> dict[str, float]:
     }
 
 
+def _health_against_ingress(health_url: str, hires: list[Request]) -> tuple[float, float]:
+    """Median latency (ms) of ``GET /api/health`` and of one hire, one request at a time."""
+    with httpx.Client(timeout=30) as http:
+        for _ in range(20):  # warm: the probes' clients and the plan check
+            http.get(health_url)
+        health = []
+        for _ in range(_SEQUENTIAL):
+            began = time.perf_counter()
+            answer = http.get(health_url)
+            health.append(time.perf_counter() - began)
+            if answer.json().get("status") != "healthy":
+                raise RuntimeError(f"health is not healthy: {answer.text}")
+        ingress = []
+        for url, body, headers in hires:
+            began = time.perf_counter()
+            http.post(url, content=body, headers=headers).raise_for_status()
+            ingress.append(time.perf_counter() - began)
+    return statistics.median(health) * 1000, statistics.median(ingress) * 1000
+
+
 def _rounds(make: Callable[[int], list[Request]], expect: int) -> dict[str, float]:
     _load(make(200), expect)  # warm: first calls build the services, open connections
     results = [_load(make(8000), expect) for _ in range(ROUNDS)]
@@ -138,9 +165,10 @@ def run(azurite: Azurite) -> dict[str, float]:
         url = f"{noop_host.base_url}/api/noop"
         noop = _rounds(lambda n: _signed_requests(url, secret, n), 202)
     environ = {k: v for k, v in local.items() if k != "AzureWebJobsStorage"}
+    emulator = start_emulator(port=0, seed="demo")
     with tempfile.TemporaryDirectory() as tmp:
         host_json = json.loads((ROOT / "host.json").read_text("utf-8"))
-        host_json["functions"] = [_ONLY]  # the ingress alone: no worker takes the hires it queues
+        host_json["functions"] = list(_RUN)  # the ingress (and health): no worker takes the hires
         only = Path(tmp) / "host.json"
         only.write_text(json.dumps(host_json), "utf-8")
         host = create_host(
@@ -148,13 +176,19 @@ def run(azurite: Azurite) -> dict[str, float]:
             app_dir=ROOT,
             host_json=only,
             http_port=0,
-            environ=environ,
+            environ={**environ, "GRAPH_BASE_URL": emulator.base_url},
             storage_connection_string=azurite.connection_string,
             grace_period=2.0,
         )
-        with host:
-            url = f"{host.base_url}/api/hr/events"
-            ingress = _rounds(lambda n: _signed_requests(url, secret, n), 202)
+        try:
+            with host:
+                url = f"{host.base_url}/api/hr/events"
+                ingress = _rounds(lambda n: _signed_requests(url, secret, n), 202)
+                health_ms, one_ingress_ms = _health_against_ingress(
+                    f"{host.base_url}/api/health", _signed_requests(url, secret, _SEQUENTIAL)
+                )
+        finally:
+            emulator.stop()
     return {
         "clients": float(CLIENTS),
         "noop_req_per_s": round(noop["req_per_s"], 1),
@@ -166,6 +200,10 @@ def run(azurite: Azurite) -> dict[str, float]:
         "hr_p99_ms": round(ingress["p99_ms"], 2),
         "hr_over_noop_p99": round(ingress["p99_ms"] / noop["p99_ms"], 3),
         "p99_goal": P99_GOAL,
+        "health_p50_ms": round(health_ms, 2),
+        "hr_single_p50_ms": round(one_ingress_ms, 2),
+        "health_over_hr": round(health_ms / one_ingress_ms, 3),
+        "health_goal": HEALTH_GOAL,
         "errors": noop["errors"] + ingress["errors"],
     }
 
@@ -174,6 +212,7 @@ def meets_targets(figures: dict[str, float]) -> bool:
     return (
         figures["hr_over_noop_throughput"] >= THROUGHPUT_GOAL
         and figures["hr_over_noop_p99"] <= P99_GOAL
+        and figures["health_over_hr"] <= HEALTH_GOAL
         and figures["errors"] == 0
     )
 

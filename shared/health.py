@@ -3,20 +3,31 @@
 Overall status: ``healthy`` when every check passes; ``degraded`` when only Graph is unreachable
 (HR webhooks are still accepted and queued; workers retry until Graph answers); ``unhealthy`` when
 the settings, the plan or storage fail (nothing can be accepted or done).
+
+A check is cheap enough to be polled: the plan is validated again only when its file (or the
+environment it reads) changed, the storage probe's client and the Graph probe's HTTP client are
+kept per process (a new client per call costs a connection and ~25 ms), and the three checks run
+at once on a small pool that stays.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Final, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import httpx
 
 from shared.config import Settings, load_settings
 from shared.errors import ConfigError
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueServiceClient
 
 __all__ = [
     "CheckResult",
@@ -86,27 +97,61 @@ def _timed(name: str, probe: Callable[[], str]) -> CheckResult:
 
 
 def check_config(settings: Settings) -> CheckResult:
-    """Load and validate the rollout plan file."""
-    from shared.config import load_plan
+    """Load and validate the rollout plan file (again only when the file or the environment changed)."""
 
     def probe() -> str:
-        plan = load_plan(settings.config_path, settings.environ)
-        accounts = len(plan.break_glass.accounts)
-        return f"{settings.config_path.name}: {len(plan.waves)} waves, {accounts} break-glass accounts"
+        return _plan_summary(settings.config_path, settings.environ)
 
     return _timed("config", probe)
 
 
+_plan_lock = threading.Lock()
+_plan_seen: dict[tuple[Any, ...], str] = {}
+
+
+def _plan_summary(path: Path, environ: Mapping[str, str]) -> str:
+    from shared.config import load_plan
+
+    stat = path.stat()  # a missing file fails here, as loading it would
+    key = (str(path), stat.st_mtime_ns, stat.st_size, hash(frozenset(environ.items())))
+    with _plan_lock:
+        known = _plan_seen.get(key)
+    if known is not None:
+        return known
+    plan = load_plan(path, environ)  # a plan that fails is never remembered: checked every time
+    summary = f"{path.name}: {len(plan.waves)} waves, {len(plan.break_glass.accounts)} break-glass accounts"
+    with _plan_lock:
+        _plan_seen.clear()  # one plan at a time
+        _plan_seen[key] = summary
+    return summary
+
+
 def check_storage(settings: Settings, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> CheckResult:
     """Reach the queue service (Azurite locally) and read its properties."""
-    from shared.queues import queue_service_client
 
     def probe() -> str:
-        client = queue_service_client(settings.storage.require(), timeout=timeout)
-        client.get_service_properties(timeout=int(max(1, timeout)))
+        storage = settings.storage.require()
+        client = _storage_probe(
+            storage.connection_string, storage.queue_service_uri, storage.client_id, timeout
+        )
+        _once_more_if_reset(lambda: client.get_service_properties(timeout=int(max(1, timeout))))
         return f"queue service reachable at {client.url.split('?')[0]}"
 
     return _timed("storage", probe)
+
+
+@functools.lru_cache(maxsize=4)
+def _storage_probe(
+    connection_string: str | None, queue_service_uri: str | None, client_id: str | None, timeout: float
+) -> QueueServiceClient:
+    """The probe's queue client, kept per storage account (its connection stays open)."""
+    from shared.config.settings import StorageSettings
+    from shared.queues import queue_service_client
+
+    storage = StorageSettings(
+        connection_string=connection_string, queue_service_uri=queue_service_uri, client_id=client_id
+    )
+    return queue_service_client(storage, timeout=timeout)
 
 
 def check_graph(settings: Settings, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> CheckResult:
@@ -117,7 +162,7 @@ def check_graph(settings: Settings, *, timeout: float = PROBE_TIMEOUT_SECONDS) -
 
     def probe() -> str:
         url = settings.graph_base_url.rstrip("/") + "/$metadata"
-        response = httpx.get(url, timeout=timeout)
+        response = _once_more_if_reset(lambda: _http().get(url, timeout=timeout))
         if response.status_code >= 500:
             raise ConnectionError(f"{settings.graph_base_url} answered HTTP {response.status_code}")
         return f"reachable: {settings.graph_base_url}"
@@ -138,6 +183,34 @@ def check_health_from_environment() -> HealthReport:
 def check_health(settings: Settings) -> HealthReport:
     """Run the config, storage and Graph checks concurrently."""
     probes = (check_config, check_storage, check_graph)
-    with ThreadPoolExecutor(max_workers=len(probes)) as pool:
-        results = list(pool.map(lambda probe: probe(settings), probes))
+    results = list(_pool().map(lambda probe: probe(settings), probes))
     return HealthReport(tuple(results))
+
+
+def _once_more_if_reset[T](call: Callable[[], T]) -> T:
+    """``call()``, once more if the kept connection turned out closed (the server dropped it while
+    idle): a probe reports the service, not a stale socket. A timeout is not repeated."""
+    from azure.core.exceptions import (
+        ServiceRequestError,
+        ServiceRequestTimeoutError,
+        ServiceResponseError,
+        ServiceResponseTimeoutError,
+    )
+
+    try:
+        return call()
+    except (httpx.TimeoutException, ServiceRequestTimeoutError, ServiceResponseTimeoutError):
+        raise
+    except (httpx.TransportError, ServiceRequestError, ServiceResponseError):
+        return call()
+
+
+@functools.cache
+def _http() -> httpx.Client:
+    """One HTTP client for the Graph probe, kept (its connection pool with it)."""
+    return httpx.Client(follow_redirects=False)
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=6, thread_name_prefix="waveguard-health")
