@@ -8,6 +8,8 @@ first use; until they can be built, HTTP answers 503 and queue messages are retr
 
 from __future__ import annotations
 
+import os
+
 import azure.functions as func
 
 from handlers import (
@@ -27,6 +29,7 @@ from handlers import (
 from shared.config import load_telemetry_settings
 from shared.services import ServicesProvider
 from shared.telemetry import configure_telemetry
+from shared.warmup import start_warmup
 
 configure_telemetry(load_telemetry_settings())
 
@@ -47,3 +50,7 @@ for module in (
     alert_router,
 ):
     app.register_functions(module.blueprint(services))
+
+# After indexing, on a thread of its own: the services built and Graph's models loaded, so the first
+# webhook and the first worker invocation do not pay for them (WAVEGUARD_WARM_START=false: off).
+start_warmup(services, os.environ)

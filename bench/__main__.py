@@ -8,7 +8,15 @@ import sys
 import time
 from pathlib import Path
 
-from bench import group_changes, hr_ingress, loop_blocking, membership_sync, queue_host, risk_alerting
+from bench import (
+    cold_start,
+    group_changes,
+    hr_ingress,
+    loop_blocking,
+    membership_sync,
+    queue_host,
+    risk_alerting,
+)
 from local.azurite import start_azurite
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -31,6 +39,13 @@ def main() -> int:
         )
         figures["hr_ingress"] = hr_ingress.run(azurite)
         print(f"  {figures['hr_ingress']}", flush=True)
+        print(
+            "cold start: the first hr_worker invocation of a fresh process against the next ones "
+            "(first hire waiting at start, or 5 s later; warm start on and off) ...",
+            flush=True,
+        )
+        figures["cold_start"] = cold_start.run(azurite)
+        print(f"  {figures['cold_start']}", flush=True)
         print(
             f"group changes: {group_changes.CHANGES} break-glass additions to wave groups through Graph, "
             "change -> notification -> queue -> revert ...",
@@ -107,6 +122,14 @@ def main() -> int:
         f"{ingress['health_p50_ms']:.1f} ms = {ingress['health_over_hr']:.2f} x one hire's "
         f"{ingress['hr_single_p50_ms']:.1f} ms (goal <= {hr_ingress.HEALTH_GOAL:g})"
     )
+    cold = figures["cold_start"]
+    print(
+        f"cold start: app load {cold['later_warm_start_app_load_s']:.2f} s; first hr_worker invocation "
+        f"{cold['later_warm_start_first_over_warm']:.2f} x warm with the warm start (goal <= "
+        f"{cold_start.GOAL:g}; {cold['later_no_warm_start_first_over_warm']:.1f} x without); a hire "
+        f"already waiting at start: {cold['waiting_warm_start_first_over_warm']:.1f} x "
+        f"({cold['waiting_no_warm_start_first_over_warm']:.1f} x without)"
+    )
     risk, storm = figures["risk_latency"], figures["risk_storm"]
     print(
         f"risk detection -> receiver p50 {risk['p50_s']:.2f} s, p99 {risk['p99_s']:.2f} s "
@@ -126,6 +149,7 @@ def main() -> int:
         and groups_ok
         and risk_ok
         and hr_ingress.meets_targets(ingress)
+        and cold_start.meets_targets(cold)
         and membership_sync.meets_targets(sync)
     )
     return 0 if ok else 1
