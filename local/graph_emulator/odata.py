@@ -165,8 +165,10 @@ def list_collection(
     select = parse_select(request, shape)
     top = parse_top(request)
     count = wants_count(request)
-    matching = list(items)
     raw_filter = request.query_value("$filter")
+    # unfiltered, a lazy sequence builds only the page asked for (O(page), not O(group))
+    lazy = raw_filter is None and isinstance(items, Sequence)
+    matching: Sequence[JsonObject] = items if lazy else list(items)  # type: ignore[assignment]
     if raw_filter is not None:
         predicate = parse_filter(raw_filter, shape.filter_rules, advanced=is_advanced_query(request))
         matching = [item for item in matching if predicate(item)]

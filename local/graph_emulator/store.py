@@ -8,9 +8,9 @@ loader once (``register_extension("tap", TapState.from_json)``) and reaches its 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, overload
 
 from local.graph_emulator.errors import ALREADY_MEMBER_MESSAGE, GraphError, JsonObject, bad_request, not_found
 
@@ -162,6 +162,12 @@ class TenantStore:
         """The users and groups in a group, in the order they were added."""
         return [obj for oid in self.member_ids(group_id) if (obj := self.directory_object(oid)) is not None]
 
+    def member_pages(self, group_id: str) -> MemberSequence:
+        """The group's members as a sequence that builds only the slice asked for (paging a large
+        group costs each page, not the whole group every page)."""
+        ids = [oid for oid in self.member_ids(group_id) if oid in self.users or oid in self.groups]
+        return MemberSequence(self, ids)
+
     def add_members(self, group_id: str, object_ids: Iterable[str]) -> None:
         """Add members all or nothing, as Graph does.
 
@@ -261,3 +267,25 @@ class TenantStore:
 
 
 __all__ = ["GraphError", "StoreExtension", "TenantStore", "register_extension"]
+
+
+class MemberSequence(Sequence[JsonObject]):
+    """A group's member objects, built on access (a page at a time)."""
+
+    def __init__(self, store: Any, ids: list[str]) -> None:
+        self._store = store
+        self._ids = ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @overload
+    def __getitem__(self, index: int) -> JsonObject: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[JsonObject]: ...
+
+    def __getitem__(self, index: int | slice) -> JsonObject | list[JsonObject]:
+        if isinstance(index, slice):
+            return [self._store.directory_object(oid) for oid in self._ids[index]]
+        return self._store.directory_object(self._ids[index])  # type: ignore[no-any-return]

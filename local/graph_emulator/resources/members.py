@@ -18,7 +18,7 @@ REFERENCE = ResourceShape(
 
 @routes.get("/groups/{group_id}/members")
 def list_members(call: Call) -> Response:
-    members = call.store.member_objects(call.params["group_id"])
+    members = call.store.member_pages(call.params["group_id"])
     return list_collection(
         call.request, members, DIRECTORY_OBJECT, context="directoryObjects", item_shape=shape_of
     )
