@@ -14,6 +14,7 @@ from bench import (
     hr_ingress,
     loop_blocking,
     membership_sync,
+    planning_scale,
     queue_host,
     risk_alerting,
 )
@@ -88,6 +89,12 @@ def main() -> int:
     )
     figures["membership_sync"] = membership_sync.run()
     print(f"  {figures['membership_sync']}", flush=True)
+    print(
+        "wave planning at scale: 1k, 10k and 100k users, the emulator in a process of its own ...",
+        flush=True,
+    )
+    figures["planning_scale"] = planning_scale.run()
+    print(f"  {figures['planning_scale']}", flush=True)
     RESULTS.mkdir(exist_ok=True)
     out = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -139,6 +146,16 @@ def main() -> int:
     )
     sync = figures["membership_sync"]
     _print_sync(sync)
+    scale = figures["planning_scale"]
+    print(
+        f"wave planning: {scale['plan_s_1k']:.2f} s / {scale['plan_s_10k']:.2f} s / "
+        f"{scale['plan_s_100k']:.2f} s at 1k / 10k / 100k users; "
+        f"{scale['cpu_us_per_added_user']:.1f} us of client CPU per added user "
+        f"({scale['cpu_us_per_user_100k']:.1f} per user at 100k; goal <= {planning_scale.CPU_GOAL_US:g}), "
+        f"100k over 10k per user {scale['cpu_per_user_growth']:.2f} "
+        f"(goal <= {planning_scale.LINEAR_GOAL:g}); peak memory {scale['peak_mb_1k']:.1f} / "
+        f"{scale['peak_mb_10k']:.1f} / {scale['peak_mb_100k']:.1f} MB"
+    )
     print(f"written to {RESULTS / 'latest.json'}")
     loop_ok = loop["loop_thread_calls"] == 0 and loop["max_cpu_gap_over_limit"] <= 1.0
     groups_ok = group_changes.meets_targets(groups)
@@ -151,6 +168,7 @@ def main() -> int:
         and hr_ingress.meets_targets(ingress)
         and cold_start.meets_targets(cold)
         and membership_sync.meets_targets(sync)
+        and planning_scale.meets_targets(scale)
     )
     return 0 if ok else 1
 
