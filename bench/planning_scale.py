@@ -1,8 +1,9 @@
 """Wave planning at tenant scale: time, client CPU per user and peak memory at 1k, 10k and 100k users.
 
 For each size a fresh Graph emulator runs in a process of its own (so this process measures only
-WaveGuard): ``N`` users of the benchmark's department, the break-glass accounts and their exclusion
-group, and an empty wave group. ``start_wave_sync`` then plans the wave as the rollout timer does
+WaveGuard), seeded with ``--seed empty --users N`` (``N`` users over the demo departments), plus the
+break-glass accounts and their exclusion group and an empty wave group whose selectors take every
+department. ``start_wave_sync`` then plans the wave as the rollout timer does
 (read the users and the group, match the selectors, diff, chunk the writes onto ``wave-work``,
 which is captured here and not applied). Measured twice: once for wall time and this thread's CPU
 (``time.thread_time``: the HTTP client and the planning, not the emulator), once under
@@ -26,6 +27,7 @@ from typing import Final
 import httpx
 
 from bench.membership_sync import _PLAN_ENV, PLAN_PATH, _add_break_glass, _Queue
+from local.graph_emulator.seed import DEPARTMENTS
 from local.ports import free_port
 from shared.config import Wave, load_plan, load_settings
 from shared.graph import build_graph_client
@@ -64,7 +66,10 @@ def meets_targets(figures: dict[str, float]) -> bool:
 def _one(size: int) -> dict[str, float]:
     port = free_port()
     emulator = subprocess.Popen(
-        [sys.executable, "-m", "local.graph_emulator", "--port", str(port), "--seed", "empty"],
+        [
+            sys.executable,
+            *("-m", "local.graph_emulator", "--port", str(port), "--seed", "empty", "--users", str(size)),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -78,7 +83,7 @@ def _one(size: int) -> dict[str, float]:
 
 
 def _wait_up(base: str) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # seeding 100k users takes a few seconds
     while time.monotonic() < deadline:
         try:
             httpx.get(f"{base}/v1.0/users?$top=1", timeout=1).raise_for_status()
@@ -98,18 +103,12 @@ async def _measure(base: str, size: int) -> dict[str, float]:
     admin = f"{base}/_emulator"
     async with httpx.AsyncClient(timeout=120) as http:
         await _add_break_glass(http, admin, plan)
-        for start in range(0, size, 1000):
-            people = [
-                {"userPrincipalName": f"s{i:07d}@contoso.com", "department": "Bench"}
-                for i in range(start, min(size, start + 1000))
-            ]
-            (await http.post(f"{admin}/users", json=people)).raise_for_status()
         (await http.post(f"{admin}/groups", json={"displayName": _GROUP})).raise_for_status()
     wave = Wave.model_validate(
         {
             "name": "bench",
             "group": {"displayName": _GROUP},
-            "selectors": {"departments": ["Bench"]},
+            "selectors": {"departments": list(DEPARTMENTS)},
             "blastRadius": 10_000_000,
         }
     )

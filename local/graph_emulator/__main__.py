@@ -20,6 +20,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", choices=("demo", "empty"), default="demo")
     parser.add_argument("--random-seed", type=int, default=42, help="makes the demo tenant (and its ids)")
     parser.add_argument(
+        "--users",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N more users over the demo departments (a tenant at scale; up to 500,000)",
+    )
+    parser.add_argument(
         "--write-capacity", type=int, default=None, help=f"writes in the bucket ({GRAPH_WRITE_CAPACITY})"
     )
     parser.add_argument(
@@ -88,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             snapshot=args.snapshot,
             time_scale=args.time_scale if args.time_scale is not None else 1.0,
             rate_limits=rate_limits(args),
+            extra_users=args.users,
         )
     except (ValueError, OSError) as exc:
         print(f"graph emulator: {exc}", file=sys.stderr)

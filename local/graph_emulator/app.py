@@ -44,13 +44,14 @@ from local.graph_emulator.resources.identity_protection import (
     IdentityProtectionBudget,
 )
 from local.graph_emulator.routing import Call, Request, Response, Router, RouteTable
-from local.graph_emulator.seed import DEFAULT_RANDOM_SEED, DemoTenant, seed_demo
+from local.graph_emulator.seed import DEFAULT_RANDOM_SEED, DemoTenant, seed_demo, seed_extra_users
 from local.graph_emulator.store import TenantStore
 from local.graph_emulator.throttle import TokenBucket, WriteBudget
 
 API_PREFIX = "/v1.0"
 ADMIN_PREFIX = "/_emulator"
 SEEDS = ("demo", "empty")
+MAX_EXTRA_USERS = 500_000
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 # Every Graph resource module; a new resource is one more entry here.
 GRAPH_ROUTE_TABLES: tuple[RouteTable, ...] = (
@@ -109,9 +110,14 @@ class EmulatorConfig:
     time_scale: float = 1.0
     rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
     identity_protection_budget: IdentityProtectionBudget = field(default_factory=IdentityProtectionBudget)
+    extra_users: int = 0  # synthetic users added to the seed (``--users N``: a tenant at scale)
 
     def __post_init__(self) -> None:
         EmulatorClock(self.time_scale)  # validates the scale
+        if isinstance(self.extra_users, bool) or not isinstance(self.extra_users, int):
+            raise ValueError(f"users must be an integer, got {self.extra_users!r}")
+        if not 0 <= self.extra_users <= MAX_EXTRA_USERS:
+            raise ValueError(f"users must be 0 to {MAX_EXTRA_USERS:,}, got {self.extra_users}")
         if self.seed not in SEEDS:
             raise ValueError(f"seed must be one of {', '.join(SEEDS)}, got {self.seed!r}")
         if isinstance(self.random_seed, bool) or not isinstance(self.random_seed, int):
@@ -297,9 +303,10 @@ def build_store(config: EmulatorConfig) -> tuple[TenantStore, DemoTenant | None]
         data = json.loads(Path(config.snapshot).read_text(encoding="utf-8"))
         return TenantStore.from_json(data), None
     store = TenantStore()
-    if config.seed == "demo":
-        return store, seed_demo(store, random_seed=config.random_seed)
-    return store, None
+    demo = seed_demo(store, random_seed=config.random_seed) if config.seed == "demo" else None
+    if config.extra_users:
+        seed_extra_users(store, config.extra_users, random_seed=config.random_seed)
+    return store, demo
 
 
 def feature_counts(store: TenantStore) -> dict[str, int]:

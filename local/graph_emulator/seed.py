@@ -390,3 +390,27 @@ class _DemoBuilder:
 
 def _slug(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def seed_extra_users(store: TenantStore, count: int, *, random_seed: int = DEFAULT_RANDOM_SEED) -> None:
+    """``count`` more users for a tenant at scale (``--users N``): spread round-robin over the demo
+    departments, with stable ids and UPNs ``scale.<n>@contoso.com``, no manager, no methods."""
+    for n in range(count):
+        department = DEPARTMENTS[n % len(DEPARTMENTS)]
+        upn = f"scale.{n:07d}@contoso.com"
+        store.add_user(
+            {
+                "id": stable_id(random_seed, "scale-user", str(n)),
+                "displayName": f"Scale User {n}",
+                "userPrincipalName": upn,
+                "mail": upn,
+                "mailNickname": upn.split("@")[0],
+                "employeeId": f"S{n:07d}",
+                "department": department,
+                "companyName": "Contoso",
+                "country": "GB",
+                "usageLocation": "GB",
+                "accountEnabled": True,
+                "userType": "Member",
+            }
+        )

@@ -187,6 +187,7 @@ def start_emulator(
     snapshot: str | None = None,
     time_scale: float = 1.0,
     rate_limits: RateLimitConfig | None = None,
+    extra_users: int = 0,
 ) -> EmulatorHandle:
     """Start an emulator in a background thread; port 0 or None picks a free port.
 
@@ -201,6 +202,7 @@ def start_emulator(
         snapshot=snapshot,
         time_scale=time_scale,
         rate_limits=rate_limits or RateLimitConfig(),
+        extra_users=extra_users,
     )
     emulator = Emulator(config)
     server = EmulatorServer((host, port or 0), emulator)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
+from local.graph_emulator.__main__ import parse_args
+from local.graph_emulator.app import EmulatorConfig, build_store
 from local.graph_emulator.seed import (
     BREAK_GLASS_GROUP,
     BREAK_GLASS_UPNS,
@@ -97,3 +101,20 @@ def test_the_service_mailbox_exists_without_changing_anyone_elses_id() -> None:
     # the ids the demo had before the mailbox was added (uuid5 of the seed and a stable key)
     assert tenant.ceo_id == "0a2f5c14-c659-50ef-b6a0-6257a7fe1a7d"
     assert store.users[tenant.ceo_id]["userPrincipalName"] == "femke.ritchie@contoso.com"
+
+
+def test_users_n_adds_a_tenant_at_scale_spread_over_the_departments_with_stable_ids() -> None:
+    store, demo = build_store(EmulatorConfig(seed="empty", extra_users=2_000))
+    assert demo is None
+    assert len(store.users) == 2_000
+    spread = Counter(u["department"] for u in store.users.values())
+    assert set(spread) == set(DEPARTMENTS)
+    assert max(spread.values()) - min(spread.values()) <= 1
+    again, _ = build_store(EmulatorConfig(seed="empty", extra_users=2_000))
+    assert set(again.users) == set(store.users)
+    with_demo, tenant = build_store(EmulatorConfig(seed="demo", extra_users=10))
+    assert tenant is not None
+    assert len(with_demo.users) == tenant.user_count + 10
+    assert parse_args(["--users", "100000"]).users == 100_000
+    with pytest.raises(ValueError, match="users must be 0 to 500,000"):
+        EmulatorConfig(extra_users=-1)
