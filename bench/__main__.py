@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from bench import (
+    assignment_speed,
     cold_start,
     group_changes,
     hr_ingress,
@@ -95,6 +96,11 @@ def main() -> int:
     )
     figures["planning_scale"] = planning_scale.run()
     print(f"  {figures['planning_scale']}", flush=True)
+    print(
+        f"wave assignment: {assignment_speed.USERS} users, compiled selectors against a literal matcher ..."
+    )
+    figures["assignment_speed"] = assignment_speed.run()
+    print(f"  {figures['assignment_speed']}", flush=True)
     RESULTS.mkdir(exist_ok=True)
     out = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -156,6 +162,11 @@ def main() -> int:
         f"(goal <= {planning_scale.LINEAR_GOAL:g}); peak memory {scale['peak_mb_1k']:.1f} / "
         f"{scale['peak_mb_10k']:.1f} / {scale['peak_mb_100k']:.1f} MB"
     )
+    speed = figures["assignment_speed"]
+    print(
+        f"wave assignment of {speed['users']:.0f} users: {speed['compiled_s']:.3f} s compiled, "
+        f"{speed['speedup']:.2f} x the literal matcher (goal >= {assignment_speed.GOAL:g})"
+    )
     print(f"written to {RESULTS / 'latest.json'}")
     loop_ok = loop["loop_thread_calls"] == 0 and loop["max_cpu_gap_over_limit"] <= 1.0
     groups_ok = group_changes.meets_targets(groups)
@@ -169,6 +180,7 @@ def main() -> int:
         and cold_start.meets_targets(cold)
         and membership_sync.meets_targets(sync)
         and planning_scale.meets_targets(scale)
+        and assignment_speed.meets_targets(figures["assignment_speed"])
     )
     return 0 if ok else 1
 

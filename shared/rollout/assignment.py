@@ -3,13 +3,18 @@
 One function for every caller: the HR onboarding worker (``new_hire=True`` applies the plan's
 ``newHires`` policy) and the wave membership sync (selectors, then the catch-all wave). Group
 membership arrives as facts (ids and display names) so the caller decides how to read Graph.
+
+The plan's selectors and break-glass accounts are compiled once per plan (plans are frozen):
+case-folded lookups built once, so assigning 100k users does not case-fold every selector of
+every wave for every user.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from shared.config import AUTO_WAVE, RolloutPlan, Wave, is_guid
 
@@ -74,50 +79,126 @@ def assign_wave(plan: RolloutPlan, facts: UserFacts, *, new_hire: bool = False) 
     With ``new_hire`` the plan's ``newHires`` policy applies first: an explicit ``newHires.wave``
     wins; ``auto`` uses the selectors, then ``fallbackWave``, then the catch-all wave.
     """
-    if plan.break_glass.is_break_glass(user_id=facts.user_id, upn=facts.user_principal_name):
-        return Assignment(None, "break-glass")
-    policy = plan.new_hires
-    if new_hire and policy.wave != AUTO_WAVE:
-        return Assignment(policy.wave, "new-hire-wave", f"newHires.wave={policy.wave}")
-    for wave in plan.waves:
-        if wave.catch_all:
-            continue
-        matched = _matching_selector(wave, facts)
+    compiled = _compiled(plan)
+    upn = facts.user_principal_name.casefold() if facts.user_principal_name else ""
+    if (facts.user_id and facts.user_id.lower() in compiled.break_glass_ids) or (
+        upn and upn in compiled.break_glass_upns
+    ):
+        return _BREAK_GLASS
+    if new_hire:
+        policy = plan.new_hires
+        if policy.wave != AUTO_WAVE:
+            return Assignment(policy.wave, "new-hire-wave", f"newHires.wave={policy.wave}")
+        matched = compiled.selected(facts, upn)
         if matched is not None:
-            return Assignment(wave.name, "selector", matched)
-    if new_hire and policy.fallback_wave is not None:
-        return Assignment(
-            policy.fallback_wave, "fallback-wave", f"newHires.fallbackWave={policy.fallback_wave}"
+            return matched
+        if policy.fallback_wave is not None:
+            return Assignment(
+                policy.fallback_wave, "fallback-wave", f"newHires.fallbackWave={policy.fallback_wave}"
+            )
+        return compiled.otherwise
+    return compiled.selected(facts, upn) or compiled.otherwise
+
+
+_BREAK_GLASS: Final = Assignment(None, "break-glass")
+# Within a wave, explicit users come first, then groups, departments and countries; an earlier wave
+# always wins. A selector's rank says both: wave index * 4 + kind.
+_USERS, _GROUPS, _DEPARTMENTS, _COUNTRIES = range(4)
+
+Ranked = tuple[int, Assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledPlan:
+    """The plan's selectors merged into lookups, each keeping its best-ranked (earliest) selector,
+    with the ``Assignment`` it gives built once."""
+
+    break_glass_ids: frozenset[str]
+    break_glass_upns: frozenset[str]
+    users: dict[str, Ranked]  # case-folded UPN
+    groups: tuple[tuple[int, bool, str, Assignment], ...]  # by rank: (rank, by id, key, assignment)
+    departments: dict[str, Ranked]  # stripped, case-folded name
+    countries: dict[str, Ranked]
+    otherwise: Assignment  # no selector matched: the catch-all wave, else unmatched
+
+    @classmethod
+    def of(cls, plan: RolloutPlan) -> _CompiledPlan:
+        users: dict[str, Ranked] = {}
+        departments: dict[str, Ranked] = {}
+        countries: dict[str, Ranked] = {}
+        groups: list[tuple[int, bool, str, Assignment]] = []
+        selector_waves = [wave for wave in plan.waves if not wave.catch_all]
+        for index, wave in enumerate(selector_waves):
+            base, selectors = index * 4, wave.selectors
+            for user in selectors.users:
+                users.setdefault(user.casefold(), (base + _USERS, _selected(wave, f"users={user}")))
+            for group in selectors.groups:
+                # A selector that looks like a GUID names a group by id; anything else, a display name.
+                key = group.lower() if is_guid(group) else group.casefold()
+                groups.append((base + _GROUPS, is_guid(group), key, _selected(wave, f"groups={group}")))
+            for name in selectors.departments:
+                ranked = (base + _DEPARTMENTS, _selected(wave, f"departments={name}"))
+                departments.setdefault(name.strip().casefold(), ranked)
+            for code in selectors.countries:
+                countries.setdefault(code, (base + _COUNTRIES, _selected(wave, f"countries={code}")))
+        accounts = plan.break_glass.accounts
+        return cls(
+            break_glass_ids=frozenset(a.id for a in accounts if a.id),
+            break_glass_upns=frozenset(
+                a.user_principal_name.casefold() for a in accounts if a.user_principal_name
+            ),
+            users=users,
+            groups=tuple(groups),
+            departments=departments,
+            countries=countries,
+            otherwise=(
+                Assignment(plan.catch_all_wave.name, "catch-all")
+                if plan.catch_all_wave is not None
+                else Assignment(None, "unmatched")
+            ),
         )
-    catch_all = plan.catch_all_wave
-    if catch_all is not None:
-        return Assignment(catch_all.name, "catch-all")
-    return Assignment(None, "unmatched")
+
+    def selected(self, facts: UserFacts, upn: str) -> Assignment | None:
+        """The assignment of the best-ranked selector ``facts`` satisfy (``upn``: theirs, case-folded);
+        None when none does."""
+        best: Ranked | None = self.users.get(upn) if upn else None
+        if facts.group_ids or facts.group_names:
+            for rank, by_id, key, assignment in self.groups:
+                if best is not None and rank > best[0]:
+                    break
+                if key in (facts.group_ids if by_id else facts.group_names):
+                    best = (rank, assignment)
+                    break
+        department = facts.department.strip().casefold() if facts.department else ""
+        if department:  # (a blank department matches nothing)
+            hit = self.departments.get(department)
+            if hit is not None and (best is None or hit[0] < best[0]):
+                best = hit
+        country = facts.country.strip().upper() if facts.country else ""
+        if country:
+            hit = self.countries.get(country)
+            if hit is not None and (best is None or hit[0] < best[0]):
+                best = hit
+        return best[1] if best is not None else None
 
 
-def _matching_selector(wave: Wave, facts: UserFacts) -> str | None:
-    """The first selector of ``wave`` that ``facts`` satisfy, as ``kind=value``; explicit users first."""
-    selectors = wave.selectors
-    upn = (facts.user_principal_name or "").casefold()
-    for user in selectors.users:
-        if upn and user.casefold() == upn:
-            return f"users={user}"
-    for group in selectors.groups:
-        if _in_group(group, facts):
-            return f"groups={group}"
-    department = (facts.department or "").strip().casefold()
-    for name in selectors.departments:
-        if department and name.strip().casefold() == department:
-            return f"departments={name}"
-    country = (facts.country or "").strip().upper()
-    for code in selectors.countries:
-        if country and code == country:
-            return f"countries={code}"
-    return None
+def _selected(wave: Wave, selector: str) -> Assignment:
+    return Assignment(wave.name, "selector", selector)
 
 
-def _in_group(selector: str, facts: UserFacts) -> bool:
-    # A selector that looks like a GUID names a group by id; anything else is a display name.
-    if is_guid(selector):
-        return selector.lower() in facts.group_ids
-    return selector.casefold() in facts.group_names
+_COMPILED_KEPT: Final = 16
+_compiled_plans: dict[int, tuple[RolloutPlan, _CompiledPlan]] = {}
+_compiled_lock = threading.Lock()
+
+
+def _compiled(plan: RolloutPlan) -> _CompiledPlan:
+    """The plan's compiled selectors (plans are frozen: compiled once, kept with the plan)."""
+    kept = _compiled_plans.get(id(plan))  # (a dict read is atomic; writers take the lock)
+    if kept is not None and kept[0] is plan:
+        return kept[1]
+    compiled = _CompiledPlan.of(plan)
+    with _compiled_lock:
+        if len(_compiled_plans) >= _COMPILED_KEPT:
+            _compiled_plans.clear()
+        _compiled_plans[id(plan)] = (plan, compiled)
+    return compiled

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from shared.config import APP_ROOT, RolloutPlan, parse_plan
@@ -171,3 +171,58 @@ def test_any_user_gets_a_known_wave_or_a_reason(
         assert result == Assignment(None, "break-glass")
     else:
         assert result.wave in {wave.name for wave in PLAN.waves}
+
+
+def _crowded_plan(doc: dict[str, Any]) -> None:
+    """Selectors that overlap across waves and kinds: the order rules decide every case."""
+    waves = doc["waves"]
+    waves[0]["selectors"] = {
+        "departments": ["IT", " Finance "],
+        "users": ["Ada@Contoso.com"],
+        "groups": ["IT Pilot", "10000000-0000-0000-0000-000000000001"],
+    }
+    waves[1]["selectors"] = {
+        "departments": ["finance", "Legal"],
+        "countries": ["GB", "DE"],
+        "users": ["bob@contoso.com"],
+    }
+    waves[2]["selectors"] = {"countries": ["FR"], "groups": ["Sales Team"], "users": ["ada@contoso.com"]}
+
+
+CROWDED = _plan(_crowded_plan)
+_DEPARTMENTS = ["IT", "it", " Finance", "FINANCE ", "Legal", "Sales", "", "  "]
+_COUNTRIES = ["GB", "gb ", "DE", "FR", "US", "", " "]
+_UPNS = ["ada@contoso.com", "ADA@CONTOSO.COM", "bob@contoso.com", "eve@contoso.com", "", None]
+_GROUPS = [
+    ("g1", "IT Pilot"),
+    ("g2", "it pilot"),
+    ("10000000-0000-0000-0000-000000000001", None),
+    ("g3", "Sales Team"),
+]
+
+
+@settings(max_examples=400, deadline=None)
+@example(plan=CROWDED, upn="eve@contoso.com", department="Legal", country="GB", groups=[], break_glass=False)
+@example(plan=CROWDED, upn="bob@contoso.com", department="IT", country=None, groups=[], break_glass=False)
+@given(
+    plan=st.sampled_from([PLAN, CROWDED]),
+    upn=st.sampled_from(_UPNS),
+    department=st.sampled_from([*_DEPARTMENTS, None]),
+    country=st.sampled_from([*_COUNTRIES, None]),
+    groups=st.lists(st.sampled_from(_GROUPS), max_size=3),
+    break_glass=st.booleans(),
+)
+def test_compiled_selectors_assign_exactly_as_the_plan_reads_literally(
+    plan: RolloutPlan,
+    upn: str | None,
+    department: str | None,
+    country: str | None,
+    groups: list[tuple[str, str | None]],
+    break_glass: bool,
+) -> None:
+    from bench.assignment_speed import reference_assign
+
+    if break_glass:
+        upn = plan.break_glass.accounts[0].user_principal_name.upper()  # type: ignore[union-attr]
+    facts = UserFacts.of(user_principal_name=upn, department=department, country=country, groups=groups)
+    assert assign_wave(plan, facts) == reference_assign(plan, facts)
