@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -54,6 +55,15 @@ def build_environ(args: argparse.Namespace, base: Mapping[str, str]) -> dict[str
     return env
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("waveguard")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="waveguard",
@@ -70,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", type=Path, metavar="FILE", help="the rollout plan (default: $WAVEGUARD_CONFIG)"
     )
+    parser.add_argument("--version", action="version", version=f"waveguard {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     alerts_cli.add_parser(sub)
     doctor.add_parser(sub)
@@ -81,8 +92,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 141  # as a shell reports a command whose reader went away (128 + SIGPIPE)
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the CLI; return the exit code."""
+    try:
+        code = _run(argv, environ)
+        sys.stdout.flush()  # a reader that went away is noticed here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # `waveguard ... --json | head`: stop quietly, as Unix tools do, with no traceback
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _run(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
