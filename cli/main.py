@@ -109,9 +109,36 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_BROKEN_PIPE
 
 
+_GLOBAL_OPTIONS = ("--settings", "--config")
+
+
+def hoist_global_options(argv: Sequence[str]) -> list[str]:
+    """``--settings`` and ``--config`` moved in front of the command, so they work anywhere on the
+    line (``waveguard doctor --settings local/local.settings.json`` as well as before ``doctor``);
+    nothing after ``--`` is touched."""
+    front: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--":
+            rest += argv[index:]
+            break
+        if arg in _GLOBAL_OPTIONS and index + 1 < len(argv):
+            front += [arg, argv[index + 1]]
+            index += 2
+            continue
+        if arg.startswith(tuple(f"{name}=" for name in _GLOBAL_OPTIONS)):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        index += 1
+    return front + rest
+
+
 def _run(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(hoist_global_options(sys.argv[1:] if argv is None else list(argv)))
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
-from cli.main import EXIT_BROKEN_PIPE, main
+from cli.main import EXIT_BROKEN_PIPE, hoist_global_options, main
 
 
 class GoneReader(io.TextIOBase):
@@ -30,3 +31,25 @@ def test_version_names_the_installed_package(capsys: pytest.CaptureFixture[str])
         main(["--version"])
     assert done.value.code == 0
     assert capsys.readouterr().out.startswith("waveguard ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["doctor", "--settings", "s.json"], ["--settings", "s.json", "doctor"]),
+        (["waves", "status", "--config=p.yaml", "--json"], ["--config=p.yaml", "waves", "status", "--json"]),
+        (["--settings", "s.json", "doctor"], ["--settings", "s.json", "doctor"]),
+        (["alerts", "show", "--", "--config", "x"], ["alerts", "show", "--", "--config", "x"]),
+        (["doctor", "--config"], ["doctor", "--config"]),  # no value: argparse names the error
+    ],
+)
+def test_settings_and_config_work_anywhere_on_the_line(argv: list[str], expected: list[str]) -> None:
+    assert hoist_global_options(argv) == expected
+
+
+def test_a_settings_file_after_the_command_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nowhere.json"
+    assert main(["doctor", "--settings", str(missing)], environ={}) == 2
+    assert "--settings" in capsys.readouterr().err
