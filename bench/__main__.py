@@ -15,6 +15,7 @@ from bench import (
     hr_ingress,
     loop_blocking,
     membership_sync,
+    onboarding_burst,
     planning_scale,
     queue_host,
     risk_alerting,
@@ -48,6 +49,13 @@ def main() -> int:
         )
         figures["cold_start"] = cold_start.run(azurite)
         print(f"  {figures['cold_start']}", flush=True)
+        print(
+            f"onboarding burst: {onboarding_burst.HIRES} signed hires at once, accept -> the manager's "
+            "TAP e-mail ...",
+            flush=True,
+        )
+        figures["onboarding_burst"] = onboarding_burst.run(azurite)
+        print(f"  {figures['onboarding_burst']}", flush=True)
         print(
             f"group changes: {group_changes.CHANGES} break-glass additions to wave groups through Graph, "
             "change -> notification -> queue -> revert ...",
@@ -135,6 +143,13 @@ def main() -> int:
         f"{ingress['health_p50_ms']:.1f} ms = {ingress['health_over_hr']:.2f} x one hire's "
         f"{ingress['hr_single_p50_ms']:.1f} ms (goal <= {hr_ingress.HEALTH_GOAL:g})"
     )
+    burst = figures["onboarding_burst"]
+    print(
+        f"onboarding burst of {burst['hires']:.0f}: accept -> TAP e-mail p50 {burst['p50_s']:.1f} s, p99 "
+        f"{burst['p99_s']:.1f} s ({burst['p99_over_goal']:.2f} of the {onboarding_burst.GOAL_P99_S:g} s goal); "
+        f"{burst['hires_per_s']:.1f} hires/s = {burst['hires_per_s_over_budget_ceiling']:.2f} x the identity "
+        f"write budget's sustained ceiling; {burst['throttled_429']:.0f} 429s"
+    )
     cold = figures["cold_start"]
     print(
         f"cold start: app load {cold['later_warm_start_app_load_s']:.2f} s; first hr_worker invocation "
@@ -178,6 +193,7 @@ def main() -> int:
         and risk_ok
         and hr_ingress.meets_targets(ingress)
         and cold_start.meets_targets(cold)
+        and onboarding_burst.meets_targets(burst)
         and membership_sync.meets_targets(sync)
         and planning_scale.meets_targets(scale)
         and assignment_speed.meets_targets(figures["assignment_speed"])
