@@ -146,7 +146,8 @@ def main() -> int:
     burst = figures["onboarding_burst"]
     print(
         f"onboarding burst of {burst['hires']:.0f}: accept -> TAP e-mail p50 {burst['p50_s']:.1f} s, p99 "
-        f"{burst['p99_s']:.1f} s ({burst['p99_over_goal']:.2f} of the {onboarding_burst.GOAL_P99_S:g} s goal); "
+        f"{burst['p99_s']:.1f} s ({burst['p99_over_goal']:.2f} of the "
+        f"{onboarding_burst.GOAL_P99_S:g} s goal); "
         f"{burst['hires_per_s']:.1f} hires/s = {burst['hires_per_s_over_budget_ceiling']:.2f} x the identity "
         f"write budget's sustained ceiling; {burst['throttled_429']:.0f} 429s"
     )
