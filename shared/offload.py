@@ -19,14 +19,24 @@ __all__ = ["IO_THREADS", "Offload", "direct", "to_thread"]
 
 # Storage calls wait on the network, not the CPU: the loop's default pool (cpu count + 4 threads,
 # 6 on a 2-core instance) would let only 6 of a batch's 24 messages talk to storage at once.
-IO_THREADS: Final = int(os.environ.get("WAVEGUARD_IO_THREADS", "32"))
+def _io_threads(text: str | None, default: int = 32) -> int:
+    """``WAVEGUARD_IO_THREADS`` as a count (1-256); anything else is the default, never an error:
+    this runs while the app's functions are indexed, where a raise would stop every function."""
+    try:
+        value = int(text) if text is not None and text.strip() else default
+    except ValueError:
+        return default
+    return value if 1 <= value <= 256 else default
+
+
+IO_THREADS: Final = _io_threads(os.environ.get("WAVEGUARD_IO_THREADS"))
 _pool: ThreadPoolExecutor | None = None
 
 
 def _executor() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=max(1, IO_THREADS), thread_name_prefix="waveguard-io")
+        _pool = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="waveguard-io")
     return _pool
 
 

@@ -11,7 +11,8 @@
 
 It runs beside the host, never in the way: importing ``function_app`` stays free of msgraph (the
 thread imports it), a build that fails is left for the first invocation to retry and report (as
-without the warm start), and nothing is written anywhere.
+without the warm start), and no state is written (reading the tables creates them if they do not
+exist yet, as any first use would).
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def warm(services: ServicesProvider) -> dict[str, float]:
         took["services"] = time.perf_counter() - started
     except WaveGuardError as exc:  # the first invocation retries the build and reports it
         log.info("warm start: services not built yet (%s)", exc.message)
+    except Exception as exc:  # a warm-up is an optimisation: never fatal, and Graph is still warmed
+        log.warning("warm start: services not built (%s)", type(exc).__name__)
     started = time.perf_counter()
     try:
         from shared.graph.warmup import warm_models

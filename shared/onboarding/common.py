@@ -14,6 +14,7 @@ from shared.onboarding.ports import DirectoryUser
 from shared.rollout.assignment import UserFacts
 from shared.rollout.wave_groups import WAVE_GROUPS_NAMESPACE
 from shared.state import iso, parse_iso
+from shared.state.errors import ConcurrencyError
 from shared.state.once import Run, once
 
 __all__ = [
@@ -35,6 +36,7 @@ REGISTRATION_NAMESPACE: Final = "registration"
 # Terminations by employee (key: "employee-<id>" / "upn-<upn>"): a hire still waiting for
 # provisioning must not issue a TAP to someone who has left since.
 LEAVERS_NAMESPACE: Final = "leavers"
+_LEAVER_ATTEMPTS: Final = 5
 # How long a processed envelope id is remembered: longer than any redelivery or replay.
 CLAIM_TTL: Final = timedelta(days=30)
 
@@ -83,7 +85,27 @@ async def record_leaver(event: HrEvent, envelope_id: str, deps: Deps) -> None:
     """
     for key in _leaver_keys(event):
         value = {"terminatedAt": iso(event.timestamp), "envelopeId": envelope_id}
-        await deps.state.kv.put(LEAVERS_NAMESPACE, key, value)
+        for _ in range(_LEAVER_ATTEMPTS):
+            stored = await deps.state.kv.get(LEAVERS_NAMESPACE, key)
+            known = stored.value if stored is not None and isinstance(stored.value, dict) else {}
+            recorded = parse_iso(known.get("terminatedAt"))
+            if recorded is not None and recorded >= event.timestamp:
+                break  # a later (or this) termination is recorded: a late one never pulls it back
+            try:
+                await deps.state.kv.put(
+                    LEAVERS_NAMESPACE,
+                    key,
+                    value,
+                    if_match=stored.etag if stored is not None else None,
+                    if_absent=stored is None,
+                )
+                break
+            except ConcurrencyError:
+                continue
+        else:
+            raise ConcurrencyError(
+                f"leaver record {key} kept changing; retry", namespace=LEAVERS_NAMESPACE, key=key
+            )
 
 
 async def left_since(event: HrEvent, deps: Deps) -> bool:

@@ -437,6 +437,7 @@ async def _track_registration(
         "tapExpiresAt": tap.expires_at if tap is not None else None,
         "status": "pending",
         "envelopeId": envelope.id,
+        "hireEventAt": iso(event.timestamp),  # a termination older than this is not this hire's
     }
     await deps.state.kv.put(REGISTRATION_NAMESPACE, user.id, record)
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.graph.account import AccountFacts
 from shared.graph.mail import MailMessage, MessageState
 from shared.graph.tap import IssuedTap, TapMethod
 
 if TYPE_CHECKING:
-    from msgraph.generated.models.user import User
     from msgraph.graph_service_client import GraphServiceClient
 
 __all__ = ["DirectoryUser", "GraphOnboarding", "OnboardingGraph"]
@@ -110,17 +109,23 @@ class OnboardingGraph(Protocol):
         ...
 
 
-def _user(user: User | None) -> DirectoryUser | None:
-    if user is None or not user.id:
+def _user_of(user: Mapping[str, Any] | None) -> DirectoryUser | None:
+    """A user as Graph answered it (JSON), with the fields onboarding reads."""
+    if not user or not user.get("id"):
         return None
+
+    def text(name: str) -> str | None:
+        value = user.get(name)
+        return value if isinstance(value, str) else None
+
     return DirectoryUser(
-        id=str(user.id),
-        user_principal_name=user.user_principal_name,
-        display_name=user.display_name,
-        mail=user.mail,
-        employee_id=user.employee_id,
-        department=user.department,
-        country=user.country,
+        id=str(user["id"]),
+        user_principal_name=text("userPrincipalName"),
+        display_name=text("displayName"),
+        mail=text("mail"),
+        employee_id=text("employeeId"),
+        department=text("department"),
+        country=text("country"),
     )
 
 
@@ -130,20 +135,22 @@ class GraphOnboarding:
     def __init__(self, client: Callable[[], GraphServiceClient]) -> None:
         self._client = client
 
-    async def find_user(self, id_or_upn: str) -> DirectoryUser | None:
-        from shared.graph.directory import find_user
+    # The user reads are raw JSON (shared.graph.users_json): a hire parses no msgraph model for them.
 
-        return _user(await find_user(self._client(), id_or_upn))
+    async def find_user(self, id_or_upn: str) -> DirectoryUser | None:
+        from shared.graph.users_json import find_user_json
+
+        return _user_of(await find_user_json(self._client(), id_or_upn))
 
     async def find_user_by_employee_id(self, employee_id: str) -> DirectoryUser | None:
-        from shared.graph.people import find_user_by_employee_id
+        from shared.graph.users_json import find_user_json_by_employee_id
 
-        return _user(await find_user_by_employee_id(self._client(), employee_id))
+        return _user_of(await find_user_json_by_employee_id(self._client(), employee_id))
 
     async def get_manager(self, user_id: str) -> DirectoryUser | None:
-        from shared.graph.people import get_manager
+        from shared.graph.users_json import get_manager_json
 
-        return _user(await get_manager(self._client(), user_id))
+        return _user_of(await get_manager_json(self._client(), user_id))
 
     async def account_facts(self, user_id: str) -> AccountFacts:
         from shared.graph.account import read_account_facts
@@ -151,9 +158,9 @@ class GraphOnboarding:
         return await read_account_facts(self._client(), user_id)
 
     async def member_of(self, user_id: str) -> list[tuple[str, str | None]]:
-        from shared.graph.people import member_of_groups
+        from shared.graph.users_json import member_of_groups_json
 
-        return await member_of_groups(self._client(), user_id)
+        return await member_of_groups_json(self._client(), user_id)
 
     async def find_group_id(self, *, group_id: str | None, display_name: str | None) -> str | None:
         from shared.graph.directory import find_group

@@ -15,6 +15,7 @@ from shared.onboarding.common import (
     refuse_break_glass,
 )
 from shared.onboarding.deps import Deps
+from shared.state import iso, parse_iso
 
 __all__ = ["TerminationOutcome", "handle_terminated"]
 
@@ -23,7 +24,7 @@ __all__ = ["TerminationOutcome", "handle_terminated"]
 class TerminationOutcome:
     """What was cleaned up: the user, how many TAPs were deleted, whether tracking stopped."""
 
-    status: Literal["cleaned", "not-found", "duplicate"]
+    status: Literal["cleaned", "not-found", "duplicate", "superseded"]
     user_id: str | None = None
     taps_deleted: int = 0
     tracking_stopped: bool = False
@@ -54,12 +55,27 @@ async def _terminate(envelope: Envelope, event: HrEvent, deps: Deps) -> Terminat
         )
         return TerminationOutcome("not-found")
     refuse_break_glass(user, deps, envelope.id)
+    stored = await deps.state.kv.get(REGISTRATION_NAMESPACE, user.id)
+    hired_at = (
+        parse_iso(stored.value.get("hireEventAt"))
+        if stored is not None and isinstance(stored.value, dict)
+        else None
+    )
+    if hired_at is not None and hired_at > event.timestamp:
+        # HR hired this person again after this termination (a late or resent delivery): the
+        # current hire's TAP and tracking are not this termination's to touch
+        await deps.audit(
+            "hire.terminate.superseded",
+            user.id,
+            f"a later hire ({iso(hired_at)}) supersedes this termination ({iso(event.timestamp)})",
+            envelope.id,
+        )
+        return TerminationOutcome("superseded", user_id=user.id)
     deleted = 0
     for method in await deps.graph.list_taps(user.id):
         if await deps.graph.delete_tap(user.id, method.id):
             deleted += 1
             await deps.audit("tap.delete", user.id, "employee terminated", envelope.id, method_id=method.id)
-    stored = await deps.state.kv.get(REGISTRATION_NAMESPACE, user.id)
     if stored is not None:
         await deps.state.kv.delete(REGISTRATION_NAMESPACE, user.id)
         await deps.audit("registration.stop", user.id, "employee terminated", envelope.id)

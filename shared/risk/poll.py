@@ -431,6 +431,8 @@ async def _count_legacy(deps: RiskDeps, counts: Mapping[str, Any], poll: str, da
                 break
             except ConcurrencyError:
                 continue
+        else:  # the counts stay pending on the watermark: the next poll adds them
+            raise ConcurrencyError(f"legacy counts of wave {wave} kept changing; retry")
 
 
 async def _advance(

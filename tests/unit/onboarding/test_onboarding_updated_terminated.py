@@ -185,6 +185,38 @@ async def test_a_termination_redelivered_after_a_rehire_leaves_the_rehire_alone(
     assert world.graph.usable_taps(user_id) == [tap]
 
 
+async def test_a_termination_first_delivered_after_a_later_rehire_is_superseded() -> None:
+    # GIVEN HR's termination (08:00) never got through until after the rehire (10:00) was onboarded
+    world = make_world()
+    user_id = world.graph.add_user("ada.lovelace@contoso.com", employee_id="E9001").id
+    rehire = (
+        hire_event(envelope_id="rehire-6").to_json().replace("2026-11-30T08:00:00Z", "2026-11-30T10:00:00Z")
+    )
+    assert (await process_hr_message(rehire, world.deps)).status == "done"  # type: ignore[union-attr]
+    [tap] = world.graph.usable_taps(user_id)
+    # WHEN the old termination arrives at last (first delivery: no key records it)
+    late = hire_event("employee.terminated", "term-6", hireDate=None).to_json()
+    outcome = await process_hr_message(late, world.deps)
+    # THEN it is superseded, audited as such: the rehire's TAP and tracking stay
+    assert outcome == TerminationOutcome("superseded", user_id=user_id)
+    assert world.graph.usable_taps(user_id) == [tap]
+    assert world.stores.kv.get("registration", user_id) is not None
+    assert "hire.terminate.superseded" in [e.action for e in world.stores.audit.list()]
+
+
+async def test_a_late_termination_never_pulls_the_recorded_leaving_time_back() -> None:
+    world = make_world()
+    later = hire_event("employee.terminated", "term-7b", hireDate=None).to_json()
+    later = later.replace("2026-11-30T08:00:00Z", "2026-11-30T12:00:00Z")
+    await process_hr_message(later, world.deps)
+    await process_hr_message(
+        hire_event("employee.terminated", "term-7a", hireDate=None).to_json(), world.deps
+    )
+    record = world.stores.kv.get("leavers", "employee-E9001")
+    assert record is not None
+    assert record.value["terminatedAt"].startswith("2026-11-30T12:00:00")
+
+
 async def test_a_termination_racing_the_hire_leaves_no_tap_and_sends_no_mail() -> None:
     # GIVEN HR's termination processed completely while the hire's worker is about to issue the
     # TAP (after its first leaver check; the termination found no TAP to delete)
