@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from shared.alerting import Alert, Severity, raise_alert
 from shared.config import NewHires
@@ -76,6 +76,12 @@ async def handle_hired(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOu
 
 async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcome:
     progress = await _load_progress(envelope.id, deps)
+    pending = _pending_recheck(progress, deps)
+    if pending is not None:
+        # A re-check of this very envelope is already scheduled: this delivery came before it (HR
+        # sent the webhook again while we wait for Entra), and the scheduled one does the work.
+        log.info("hire re-check already scheduled; this delivery waits for it", extra={"in_seconds": pending})
+        return HireOutcome("rechecking", recheck_in_seconds=pending)
     if not progress.mail_sent and await left_since(event, deps):
         await _delete_unsent_tap(envelope, progress, deps)
         await deps.audit(
@@ -376,6 +382,19 @@ def recheck_delay(attempts: int, policy: NewHires, remaining: timedelta) -> floa
     retry = policy.provisioning_retry
     delay = min(retry.initial_delay_seconds * retry.backoff_factor**attempts, retry.max_delay_seconds)
     return max(1.0, min(delay, remaining.total_seconds()))
+
+
+_RECHECK_EARLY: Final = timedelta(seconds=2)  # clock skew between instances; queues never deliver early
+
+
+def _pending_recheck(progress: HireProgress, deps: Deps) -> float | None:
+    """Seconds until the re-check already scheduled for this envelope, when this delivery is early
+    for it (None: no re-check pending, or it is this one)."""
+    due = parse_iso(progress.next_check_at)
+    if due is None or progress.status == "not-provisioned":
+        return None
+    early = due - deps.clock()
+    return early.total_seconds() if early > _RECHECK_EARLY else None
 
 
 async def _recheck_later(

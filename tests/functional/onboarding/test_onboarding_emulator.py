@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import re
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -20,7 +22,7 @@ from shared.graph import get_graph_client
 from shared.names import ALERTS
 from shared.onboarding import Deps, GraphOnboarding, HireOutcome, TerminationOutcome, process_hr_message
 from shared.queues import AsyncQueueSender, get_queue_sender
-from shared.state import build_state
+from shared.state import build_state, utc_now
 from tests.emulator_probes import TapProbe
 
 pytestmark = pytest.mark.functional
@@ -184,9 +186,10 @@ async def test_user_provisioned_late_is_rechecked_then_onboarded(tenant: Tenant,
     envelope = _envelope(tenant, "E9103", "di.newhire@contoso.com")
     first = await process_hr_message(envelope.to_json(), deps)
     assert first == HireOutcome("rechecking", recheck_in_seconds=60)
-    # WHEN the re-check comes after the user appeared
+    # WHEN the re-check comes (a minute later, as scheduled) after the user appeared
     tenant.admin("POST", f"/pending-users/{user_id}/provision")
-    second = await process_hr_message(envelope.to_json(), deps)
+    a_minute_later = dataclasses.replace(deps, clock=lambda: utc_now() + timedelta(seconds=61))
+    second = await process_hr_message(envelope.to_json(), a_minute_later)
     # THEN the hire is onboarded
     assert second == HireOutcome("done", user_id=user_id, wave="finance-hr")
     assert len(tenant.mails_to(tenant.manager["mail"])) == 1

@@ -557,3 +557,22 @@ async def test_a_hire_whose_claim_another_worker_holds_is_deferred_not_retried_t
     assert again.id == envelope.id
     assert world.queues.sent[-1][2] == pytest.approx(5 * 60 + 1, abs=2)
     assert "create_tap" not in world.graph.calls
+
+
+async def test_hr_resending_a_hire_while_its_re_check_is_scheduled_starts_no_second_chain() -> None:
+    # GIVEN a hire Entra has not created yet: a re-check is scheduled in 60 s
+    world = make_world()
+    text = hire_event().to_json()
+    await _process(world, text)
+    # WHEN HR sends the same webhook again 10 s later (ingress queues every delivery)
+    world.clock.advance(seconds=10)
+    again = await _process(world, text)
+    # THEN it waits for the scheduled re-check: no second chain of re-checks, no extra lookup
+    assert again.status == "rechecking"  # type: ignore[attr-defined]
+    assert [(q, env.id, d) for q, env, d in world.queues.sent] == [(HR_EVENTS, "whk-1", 60)]
+    # AND the scheduled re-check itself still runs when it comes
+    world.clock.advance(seconds=50)
+    user_id = _hire(world)
+    done = await _process(world, text)
+    assert done.status == "done"  # type: ignore[attr-defined]
+    assert len(world.graph.usable_taps(user_id)) == 1

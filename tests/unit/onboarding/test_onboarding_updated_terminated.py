@@ -145,8 +145,9 @@ async def test_a_hire_waiting_for_provisioning_is_cancelled_when_hr_terminates_t
         .replace("2026-11-30T08:00:00Z", "2026-11-30T09:00:00Z")
     )
     await process_hr_message(leaver, world.deps)
-    # WHEN the account appears and the re-check runs
+    # WHEN the account appears and the re-check runs (when it was scheduled)
     world.graph.add_user("ada.lovelace@contoso.com", employee_id="E9001")
+    world.clock.advance(minutes=30)
     outcome = await process_hr_message(hire.to_json(), world.deps)
     # THEN nothing is issued: no TAP, no e-mail, no group
     assert outcome.status == "cancelled"  # type: ignore[union-attr]
