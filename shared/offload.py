@@ -17,6 +17,7 @@ from typing import Any, Final, Protocol
 
 __all__ = ["IO_THREADS", "Offload", "direct", "to_thread"]
 
+
 # Storage calls wait on the network, not the CPU: the loop's default pool (cpu count + 4 threads,
 # 6 on a 2-core instance) would let only 6 of a batch's 24 messages talk to storage at once.
 def _io_threads(text: str | None, default: int = 32) -> int:
