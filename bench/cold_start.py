@@ -22,7 +22,6 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -81,8 +80,7 @@ def _child(config: dict[str, Any]) -> dict[str, float]:
     import httpx
     from azure.storage.queue import BinaryBase64EncodePolicy, QueueClient
 
-    from cli.main import read_local_settings
-    from local.minihost import create_host
+    from bench.app_host import app_host
     from shared.envelope import Envelope
     from shared.names import HR_EVENTS
 
@@ -126,28 +124,14 @@ def _child(config: dict[str, Any]) -> dict[str, float]:
             if not seen.wait_for(lambda: len(durations) >= count, timeout=60):
                 raise RuntimeError(f"hr_worker ran {len(durations)} of {count} times")
 
-    local = read_local_settings(ROOT / "local" / "local.settings.json")
     environ = {
-        **{k: v for k, v in local.items() if k != "AzureWebJobsStorage"},
         "GRAPH_BASE_URL": config["graph"],
         "WAVEGUARD_WARM_START": "true" if config["warm"] else "false",
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        host_json = json.loads((ROOT / "host.json").read_text("utf-8"))
-        host_json["functions"] = ["hr_worker"]
-        (Path(tmp) / "host.json").write_text(json.dumps(host_json), "utf-8")
-        if config["scenario"] == "waiting":
-            hire()
-        began = time.perf_counter()
-        host = create_host(
-            "function_app:app",
-            app_dir=ROOT,
-            host_json=Path(tmp) / "host.json",
-            http_port=0,
-            environ=environ,
-            storage_connection_string=config["storage"],
-            grace_period=2.0,
-        )
+    if config["scenario"] == "waiting":
+        hire()
+    began = time.perf_counter()
+    with app_host(config["storage"], ["hr_worker"], environ) as host:
         load_s = time.perf_counter() - began
         with host:
             if config["scenario"] == "later":

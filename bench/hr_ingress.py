@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import tempfile
 import threading
 import time
 import uuid
@@ -29,7 +28,7 @@ from typing import Final
 
 import httpx
 
-from cli.main import read_local_settings
+from bench.app_host import app_host, local_settings
 from local.azurite import Azurite
 from local.graph_emulator import start_emulator
 from local.minihost import create_host
@@ -151,8 +150,7 @@ def _rounds(make: Callable[[int], list[Request]], expect: int) -> dict[str, floa
 
 
 def run(azurite: Azurite) -> dict[str, float]:
-    local = read_local_settings(ROOT / "local" / "local.settings.json")
-    secret = local["WAVEGUARD_HR_WEBHOOK_SECRET"]
+    secret = local_settings()["WAVEGUARD_HR_WEBHOOK_SECRET"]
     noop_host = create_host(
         "function_app:app",
         app_dir=NOOP_APP,
@@ -164,22 +162,9 @@ def run(azurite: Azurite) -> dict[str, float]:
     with noop_host:
         url = f"{noop_host.base_url}/api/noop"
         noop = _rounds(lambda n: _signed_requests(url, secret, n), 202)
-    environ = {k: v for k, v in local.items() if k != "AzureWebJobsStorage"}
     emulator = start_emulator(port=0, seed="demo")
-    with tempfile.TemporaryDirectory() as tmp:
-        host_json = json.loads((ROOT / "host.json").read_text("utf-8"))
-        host_json["functions"] = list(_RUN)  # the ingress (and health): no worker takes the hires
-        only = Path(tmp) / "host.json"
-        only.write_text(json.dumps(host_json), "utf-8")
-        host = create_host(
-            "function_app:app",
-            app_dir=ROOT,
-            host_json=only,
-            http_port=0,
-            environ={**environ, "GRAPH_BASE_URL": emulator.base_url},
-            storage_connection_string=azurite.connection_string,
-            grace_period=2.0,
-        )
+    # the ingress (and health) alone: no worker takes the hires it queues
+    with app_host(azurite.connection_string, _RUN, {"GRAPH_BASE_URL": emulator.base_url}) as host:
         try:
             with host:
                 url = f"{host.base_url}/api/hr/events"

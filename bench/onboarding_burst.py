@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import tempfile
 import threading
 import time
 import uuid
@@ -24,10 +23,9 @@ from typing import Final
 
 import httpx
 
-from cli.main import read_local_settings
+from bench.app_host import app_host, local_settings
 from local.azurite import Azurite
 from local.graph_emulator import start_emulator
-from local.minihost import create_host
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 HIRES: Final = 200
@@ -45,8 +43,7 @@ def _percentile(values: list[float], share: float) -> float:
 def run(azurite: Azurite) -> dict[str, float]:
     from standardwebhooks.webhooks import Webhook
 
-    local = read_local_settings(ROOT / "local" / "local.settings.json")
-    secret = local["WAVEGUARD_HR_WEBHOOK_SECRET"]
+    secret = local_settings()["WAVEGUARD_HR_WEBHOOK_SECRET"]
     emulator = start_emulator(port=0, seed="demo")
     try:
         admin = emulator.admin_url
@@ -66,25 +63,9 @@ def run(azurite: Azurite) -> dict[str, float]:
         ]
         for start in range(0, HIRES, 100):
             httpx.post(f"{admin}/users", json=people[start : start + 100], timeout=60).raise_for_status()
-        environ = {
-            **{k: v for k, v in local.items() if k != "AzureWebJobsStorage"},
-            "GRAPH_BASE_URL": emulator.base_url,
-        }
         accepted: dict[str, datetime] = {}
         lock = threading.Lock()
-        with tempfile.TemporaryDirectory() as tmp:
-            host_json = json.loads((ROOT / "host.json").read_text("utf-8"))
-            host_json["functions"] = list(_RUN)
-            (Path(tmp) / "host.json").write_text(json.dumps(host_json), "utf-8")
-            host = create_host(
-                "function_app:app",
-                app_dir=ROOT,
-                host_json=Path(tmp) / "host.json",
-                http_port=0,
-                environ=environ,
-                storage_connection_string=azurite.connection_string,
-                grace_period=2.0,
-            )
+        with app_host(azurite.connection_string, _RUN, {"GRAPH_BASE_URL": emulator.base_url}) as host:
             with host:
                 time.sleep(3.0)  # the instance is up (its warm start done) before HR's burst
                 url = f"{host.base_url}/api/hr/events"

@@ -29,8 +29,6 @@ WARM_MODULES: Final = (
     "msgraph.generated.users.item.authentication.authentication_request_builder",
     "msgraph.generated.users.item.authentication.temporary_access_pass_methods."
     "temporary_access_pass_methods_request_builder",
-    "msgraph.generated.users.item.manager.manager_request_builder",
-    "msgraph.generated.users.item.member_of.member_of_request_builder",
 )
 
 
