@@ -24,8 +24,8 @@ from typing import Final
 import httpx
 
 from bench.app_host import app_host, local_settings
+from bench.emulator_process import emulator_process
 from local.azurite import Azurite
-from local.graph_emulator import start_emulator
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 HIRES: Final = 200
@@ -44,11 +44,10 @@ def run(azurite: Azurite) -> dict[str, float]:
     from standardwebhooks.webhooks import Webhook
 
     secret = local_settings()["WAVEGUARD_HR_WEBHOOK_SECRET"]
-    emulator = start_emulator(port=0, seed="demo")
-    try:
-        admin = emulator.admin_url
-        head = emulator.demo.head_ids["Finance"]
-        manager = httpx.get(f"{emulator.base_url}/users/{head}").json()
+    with emulator_process("--seed", "demo") as graph:
+        admin, base_url = f"{graph}/_emulator", f"{graph}/v1.0"
+        heads = httpx.get(f"{base_url}/users", params={"$filter": "jobTitle eq 'Head of Finance'"}).json()
+        manager = heads["value"][0]
         tag = uuid.uuid4().hex[:6]
         upns = [f"burst.{tag}.{n}@contoso.com" for n in range(HIRES)]
         people = [
@@ -57,7 +56,7 @@ def run(azurite: Azurite) -> dict[str, float]:
                 "mail": upn,
                 "employeeId": f"B{tag}{n}",
                 "department": "Finance",
-                "manager": head,
+                "manager": manager["id"],
             }
             for n, upn in enumerate(upns)
         ]
@@ -65,7 +64,7 @@ def run(azurite: Azurite) -> dict[str, float]:
             httpx.post(f"{admin}/users", json=people[start : start + 100], timeout=60).raise_for_status()
         accepted: dict[str, datetime] = {}
         lock = threading.Lock()
-        with app_host(azurite.connection_string, _RUN, {"GRAPH_BASE_URL": emulator.base_url}) as host:
+        with app_host(azurite.connection_string, _RUN, {"GRAPH_BASE_URL": base_url}) as host:
             with host:
                 time.sleep(3.0)  # the instance is up (its warm start done) before HR's burst
                 url = f"{host.base_url}/api/hr/events"
@@ -106,8 +105,6 @@ def run(azurite: Azurite) -> dict[str, float]:
                     thread.join()
                 mailed = _wait_for_mail(admin, manager["mail"], set(upns), timeout=180)
             requests = httpx.get(f"{admin}/requests", timeout=60).json()["value"]
-    finally:
-        emulator.stop()
     waits = [(mailed[u] - accepted[u]).total_seconds() for u in upns if u in mailed and u in accepted]
     span = (max(mailed.values()) - min(accepted.values())).total_seconds() if mailed else float("inf")
     throttled = sum(1 for r in requests if r.get("status") == 429)

@@ -3,6 +3,7 @@ registered authentication methods and its directory roles (raw JSON reads, no SD
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
 __all__ = ["WEAK_METHOD_TYPES", "AccountFacts", "read_account_facts"]
+
+_ROLES: Final = "microsoft.graph.directoryRole?$select=id,displayName"
 
 # Methods that prove nothing about who holds the account: the password, e-mail (self-service
 # password reset only) and a Temporary Access Pass. Anything else is a registered strong method.
@@ -36,20 +39,21 @@ class AccountFacts:
 
 
 async def read_account_facts(client: GraphServiceClient, user_id: str) -> AccountFacts:
-    """``createdDateTime``, ``/authentication/methods`` and transitive directory roles of the user.
+    """``createdDateTime``, ``/authentication/methods`` and transitive directory roles of the user
+    (the three reads at once).
 
     Raises:
         NotFoundError: the user does not exist.
         RetryableError / PermanentError: Graph failed or refused a read.
     """
-    user = await get_json(client, f"/users/{user_id}?$select=id,createdDateTime")
+    user, methods, roles = await asyncio.gather(
+        get_json(client, f"/users/{user_id}?$select=id,createdDateTime"),
+        _all(client, f"/users/{user_id}/authentication/methods"),
+        _all(client, f"/users/{user_id}/transitiveMemberOf/{_ROLES}"),
+    )
     if user is None:
         raise NotFoundError("the user does not exist", user_id=user_id)
     created = user.get("createdDateTime")
-    methods = await _all(client, f"/users/{user_id}/authentication/methods")
-    roles = await _all(
-        client, f"/users/{user_id}/transitiveMemberOf/microsoft.graph.directoryRole?$select=id,displayName"
-    )
     return AccountFacts(
         created_at=datetime.fromisoformat(created) if isinstance(created, str) and created else None,
         strong_methods=tuple(

@@ -1,21 +1,24 @@
-"""Temporary Access Pass methods of a user: create (the value is returned once), list, delete."""
+"""Temporary Access Pass methods of a user: create (the value is returned once), list, delete.
+
+Create and list are raw JSON (no msgraph model is parsed: onboarding issues one per hire)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
 
 from shared.errors import NotFoundError, PermanentError
-from shared.graph.errors import delete_if_present, to_waveguard_error
+from shared.graph.client import request_json
+from shared.graph.errors import delete_if_present
 
 if TYPE_CHECKING:
-    from msgraph.generated.models.temporary_access_pass_authentication_method import (
-        TemporaryAccessPassAuthenticationMethod,
-    )
     from msgraph.graph_service_client import GraphServiceClient
 
 __all__ = ["IssuedTap", "TapMethod", "create_tap", "delete_tap", "list_taps"]
+
+_MAX_PAGES: Final = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +41,33 @@ class IssuedTap:
     value: str = field(repr=False)
 
 
-def _method(item: TemporaryAccessPassAuthenticationMethod) -> TapMethod:
+def _methods_path(user_id: str) -> str:
+    return f"/users/{quote(user_id, safe='@')}/authentication/temporaryAccessPassMethods"
+
+
+def _when(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _flag(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _method(item: dict[str, Any]) -> TapMethod:
+    lifetime = item.get("lifetimeInMinutes")
     return TapMethod(
-        id=str(item.id or ""),
-        created_at=item.created_date_time,
-        start_at=item.start_date_time,
-        lifetime_minutes=item.lifetime_in_minutes,
-        is_usable_once=item.is_usable_once,
-        is_usable=item.is_usable,
+        id=str(item.get("id") or ""),
+        created_at=_when(item.get("createdDateTime")),
+        start_at=_when(item.get("startDateTime")),
+        lifetime_minutes=lifetime if isinstance(lifetime, int) and not isinstance(lifetime, bool) else None,
+        is_usable_once=_flag(item.get("isUsableOnce")),
+        is_usable=_flag(item.get("isUsable")),
     )
 
 
@@ -67,22 +89,19 @@ async def create_tap(
         PermanentError: Graph refused it (policy disabled, lifetime outside the policy, ...) or
             returned no value.
     """
-    from msgraph.generated.models.temporary_access_pass_authentication_method import (
-        TemporaryAccessPassAuthenticationMethod,
+    body: dict[str, Any] = {"lifetimeInMinutes": lifetime_minutes, "isUsableOnce": is_usable_once}
+    if start_at is not None:
+        body["startDateTime"] = start_at.isoformat().replace("+00:00", "Z")
+    # The request body holds no secret; the answer (with the value) never reaches an error message.
+    created = await request_json(
+        client, "POST", _methods_path(user_id), body, operation="create temporary access pass"
     )
-
-    body = TemporaryAccessPassAuthenticationMethod(
-        lifetime_in_minutes=lifetime_minutes, is_usable_once=is_usable_once, start_date_time=start_at
-    )
-    methods = client.users.by_user_id(user_id).authentication.temporary_access_pass_methods
-    try:
-        created = await methods.post(body)
-    except Exception as exc:
-        # The request body holds no secret; the response (with the value) never reaches here.
-        raise to_waveguard_error(exc, operation="create temporary access pass") from None
-    if created is None or not created.id or not created.temporary_access_pass:
+    if created is None:
+        raise NotFoundError("the user does not exist", user_id=user_id)
+    value = created.get("temporaryAccessPass")
+    if not created.get("id") or not isinstance(value, str) or not value:
         raise PermanentError("Graph created a temporary access pass but returned no value", user_id=user_id)
-    return IssuedTap(method=_method(created), value=created.temporary_access_pass)
+    return IssuedTap(method=_method(created), value=value)
 
 
 async def list_taps(client: GraphServiceClient, user_id: str) -> list[TapMethod]:
@@ -92,15 +111,21 @@ async def list_taps(client: GraphServiceClient, user_id: str) -> list[TapMethod]
         RetryableError: Graph throttled, failed or could not be reached.
         PermanentError: Graph refused the request.
     """
-    methods = client.users.by_user_id(user_id).authentication.temporary_access_pass_methods
-    try:
-        page = await methods.get()
-    except Exception as exc:
-        err = to_waveguard_error(exc, operation="list temporary access passes")
-        if isinstance(err, NotFoundError):
+    base = str(client.request_adapter.base_url).rstrip("/")
+    path: str | None = _methods_path(user_id)
+    methods: list[TapMethod] = []
+    for _ in range(_MAX_PAGES):
+        if path is None:
+            break
+        page = await request_json(client, "GET", path, operation="list temporary access passes")
+        if page is None:
             return []
-        raise err from None
-    return [_method(item) for item in (page.value if page and page.value else []) if item.id]
+        methods.extend(_method(i) for i in page.get("value") or [] if isinstance(i, dict) and i.get("id"))
+        link = page.get("@odata.nextLink")
+        if link is not None and not (isinstance(link, str) and link.startswith(base)):
+            raise PermanentError("Graph's next TAP page is not under its base URL", user_id=user_id)
+        path = link[len(base) :] if isinstance(link, str) else None
+    return methods
 
 
 async def delete_tap(client: GraphServiceClient, user_id: str, method_id: str) -> bool:

@@ -1,4 +1,4 @@
-"""The onboarding worker's user reads as raw JSON: no msgraph model is parsed.
+"""The onboarding worker's user and group reads as raw JSON: no msgraph model is parsed.
 
 The first model msgraph parses in a process costs about 1.5 s (it imports some 1,300 classes) and
 each later one 8-10 ms; a hire reads a user, its manager and its groups, and needs a handful of
@@ -19,7 +19,13 @@ from shared.graph.directory import USER_FIELDS, odata_literal
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
-__all__ = ["find_user_json", "find_user_json_by_employee_id", "get_manager_json", "member_of_groups_json"]
+__all__ = [
+    "find_group_id_json",
+    "find_user_json",
+    "find_user_json_by_employee_id",
+    "get_manager_json",
+    "member_of_groups_json",
+]
 
 _USER_TYPE: Final = "#microsoft.graph.user"
 _GROUP_TYPE: Final = "#microsoft.graph.group"
@@ -105,3 +111,26 @@ async def member_of_groups_json(client: GraphServiceClient, user_id: str) -> lis
             raise PermanentError("Graph's next page of memberOf is not under its base URL", user_id=user_id)
         path = link[len(base) :] if isinstance(link, str) else None
     return pairs
+
+
+async def find_group_id_json(
+    client: GraphServiceClient, *, group_id: str | None, display_name: str | None
+) -> str | None:
+    """The id of the group with this id (preferred) or exact displayName, or None when none exists.
+
+    Raises:
+        ValueError: neither group_id nor display_name was given.
+        RetryableError: Graph throttled, failed or could not be reached.
+        PermanentError: Graph refused the request, or several groups share the displayName.
+    """
+    if group_id:
+        group = await get_json(client, f"/groups/{_segment(group_id)}?{_query(select='id')}")
+        return str(group["id"]) if group and group.get("id") else None
+    if not display_name:
+        raise ValueError("find_group_id_json needs group_id or display_name")
+    query = _query(filter=f"displayName eq {odata_literal(display_name)}", select="id", top="2")
+    page = await get_json(client, f"/groups?{query}") or {}
+    found = [g for g in page.get("value") or [] if isinstance(g, dict) and g.get("id")]
+    if len(found) > 1:
+        raise PermanentError(f"several groups are named {display_name!r}; give the group's id in the config")
+    return str(found[0]["id"]) if found else None

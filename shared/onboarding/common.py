@@ -114,9 +114,12 @@ async def left_since(event: HrEvent, deps: Deps) -> bool:
     Raises:
         RetryableError: the store is unavailable.
     """
-    for key in _leaver_keys(event):
-        stored = await deps.state.kv.get(LEAVERS_NAMESPACE, key)
-        value: Any = stored.value if stored is not None else None
+    keys = _leaver_keys(event)
+    if not keys:
+        return False
+    found = await deps.state.kv.get_many(LEAVERS_NAMESPACE, keys)  # both keys in one read
+    for stored in found.values():
+        value: Any = stored.value
         left_at = parse_iso(value.get("terminatedAt")) if isinstance(value, dict) else None
         if left_at is not None and left_at >= event.timestamp:
             return True

@@ -5,12 +5,13 @@ Production builds it once per process from the services (``shared.services.Servi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from shared.config import RolloutPlan, Settings
 from shared.onboarding.ports import OnboardingGraph
 from shared.queues import Sender
+from shared.rollout.wave_groups import WaveGroupCache
 from shared.state import AsyncStores, AuditEntry, Clock, utc_now
 
 __all__ = ["ACTOR", "Deps"]
@@ -21,7 +22,8 @@ ACTOR: Final = "waveguard/onboarding"
 
 @dataclass(frozen=True, slots=True)
 class Deps:
-    """Settings, the plan, Graph, the state stores, the queue sender and the clock."""
+    """Settings, the plan, Graph, the state stores, the queue sender, the clock, and the wave groups
+    resolved so far (one cache per ``Deps``, so per process in production)."""
 
     settings: Settings
     plan: RolloutPlan
@@ -29,6 +31,7 @@ class Deps:
     state: AsyncStores
     queues: Sender
     clock: Clock = utc_now
+    wave_groups: WaveGroupCache = field(default_factory=WaveGroupCache)
 
     async def audit(
         self, action: str, target: str, reason: str, correlation_id: str, **details: object

@@ -19,7 +19,7 @@ from typing import Any, Final, Literal
 from shared.alerting import Alert, Severity, raise_alert
 from shared.config import NewHires
 from shared.envelope import Envelope
-from shared.errors import NotFoundError, PermanentError
+from shared.errors import NotFoundError, PermanentError, RetryableError
 from shared.hr.events import HrEvent
 from shared.names import HR_EVENTS
 from shared.onboarding.common import (
@@ -101,8 +101,18 @@ async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcom
         )
     wave = deps.plan.wave(assignment.wave)
     if not progress.group_added:
-        group_id = await ensure_wave_group(wave, deps, envelope.id)
-        added = await deps.graph.add_member(group_id, user.id)
+        group_id = await ensure_wave_group(wave, deps, envelope.id, cache=deps.wave_groups)
+        try:
+            added = await deps.graph.add_member(group_id, user.id)
+        except NotFoundError:
+            # The group resolved earlier in this process may have been deleted since: resolve it
+            # afresh on the retry (a vanished user is found missing by the retry's look-up).
+            deps.wave_groups.forget(wave, deps.plan)
+            raise RetryableError(
+                f"wave {wave.name}: the group or the user is gone; resolving again",
+                retry_after=5,
+                correlation_id=envelope.id,
+            ) from None
         if added:
             reason = (
                 f"new hire assigned to wave {wave.name} ({assignment.reason} {assignment.selector or ''})"
@@ -182,7 +192,13 @@ async def _recipient(
     else None (held). The event's manager is only a cross-check: a different one is alerted."""
     manager = await deps.graph.get_manager(user.id)
     named_upn = event.data.manager_user_principal_name
-    if named_upn:
+    same_upn = (
+        manager is not None
+        and manager.user_principal_name is not None
+        and named_upn is not None
+        and manager.user_principal_name.casefold() == named_upn.casefold()
+    )
+    if named_upn and not same_upn:  # a UPN is unique in the tenant: the same one is the same user
         named = await deps.graph.find_user(named_upn)
         if manager is None or named is None or named.id != manager.id:
             await _alert(

@@ -163,10 +163,9 @@ class GraphOnboarding:
         return await member_of_groups_json(self._client(), user_id)
 
     async def find_group_id(self, *, group_id: str | None, display_name: str | None) -> str | None:
-        from shared.graph.directory import find_group
+        from shared.graph.users_json import find_group_id_json
 
-        group = await find_group(self._client(), group_id=group_id, display_name=display_name)
-        return str(group.id) if group is not None and group.id else None
+        return await find_group_id_json(self._client(), group_id=group_id, display_name=display_name)
 
     async def create_security_group(self, display_name: str, *, description: str) -> str:
         from shared.graph.groups import create_security_group

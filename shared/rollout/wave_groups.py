@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Final, NamedTuple, Protocol
 
@@ -30,6 +32,7 @@ from shared.state import AsyncKeyValuePort, AsyncStores, Clock, ConcurrencyError
 __all__ = [
     "WAVE_GROUPS_NAMESPACE",
     "GroupDirectory",
+    "WaveGroupCache",
     "WaveGroupDeps",
     "ensure_wave_group",
     "recorded_group_id",
@@ -97,7 +100,42 @@ _CREATION_POLL_SECONDS: Final = 0.25
 _RECORD_ATTEMPTS: Final = 3
 
 
-async def ensure_wave_group(wave: Wave, deps: WaveGroupDeps, correlation_id: str) -> str:
+class WaveGroupCache:
+    """The wave groups one process has resolved (and checked against the break-glass exclusion
+    group), for ``ttl_seconds``: a burst of hires resolves each wave's group once, not per hire.
+
+    Keyed by the wave's name, its group reference and the exclusion group reference, so a changed
+    plan resolves afresh. A caller that finds a cached group gone (Graph answers 404 on a write)
+    calls ``forget`` and retries.
+    """
+
+    def __init__(self, ttl_seconds: float = 300.0, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._groups: dict[tuple[object, ...], tuple[float, str]] = {}
+
+    @staticmethod
+    def _key(wave: Wave, plan: RolloutPlan) -> tuple[object, ...]:
+        ref, exclusion = wave.group, plan.break_glass.exclusion_group
+        return (wave.name, ref.id, ref.display_name, exclusion.id, exclusion.display_name)
+
+    def get(self, wave: Wave, plan: RolloutPlan) -> str | None:
+        """The group id resolved within the TTL, or None."""
+        cached = self._groups.get(self._key(wave, plan))
+        if cached is None or self._clock() - cached[0] >= self._ttl:
+            return None
+        return cached[1]
+
+    def put(self, wave: Wave, plan: RolloutPlan, group_id: str) -> None:
+        self._groups[self._key(wave, plan)] = (self._clock(), group_id)
+
+    def forget(self, wave: Wave, plan: RolloutPlan) -> None:
+        self._groups.pop(self._key(wave, plan), None)
+
+
+async def ensure_wave_group(
+    wave: Wave, deps: WaveGroupDeps, correlation_id: str, *, cache: WaveGroupCache | None = None
+) -> str:
     """The id of the wave's target group, creating it as a security group if the plan names one
     that does not exist yet (by displayName; a configured id that is missing is a config error).
     Compared by id with the break-glass exclusion group, which can never be a wave group.
@@ -110,6 +148,9 @@ async def ensure_wave_group(wave: Wave, deps: WaveGroupDeps, correlation_id: str
         RetryableError: Graph or storage failed, another worker is creating the group now, or the
             group recorded a moment ago is not visible yet.
     """
+    cached = cache.get(wave, deps.plan) if cache is not None else None
+    if cached is not None:
+        return cached
     group_id = await _ensure_wave_group(wave, deps, correlation_id)
     ref = deps.plan.break_glass.exclusion_group
     name = None if ref.id else ref.display_name
@@ -121,6 +162,8 @@ async def ensure_wave_group(wave: Wave, deps: WaveGroupDeps, correlation_id: str
             field="breakGlass.exclusionGroup",
         )
     refuse_exclusion_group(group_id, exclusion, field=wave_field(deps.plan, wave.name))
+    if cache is not None:
+        cache.put(wave, deps.plan, group_id)
     return group_id
 
 

@@ -10,7 +10,7 @@ block), which keeps unit tests deterministic.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -50,6 +50,10 @@ class AsyncKeyValuePort(Protocol):
 
     async def get(self, namespace: str, key: str) -> Versioned | None:
         """The value and its ETag, or None when absent."""
+        ...
+
+    async def get_many(self, namespace: str, keys: Sequence[str]) -> dict[str, Versioned]:
+        """The values of those ``keys`` that exist (one read where the backend allows)."""
         ...
 
     async def put(
@@ -107,6 +111,9 @@ class AsyncKeyValue:
 
     async def get(self, namespace: str, key: str) -> Versioned | None:
         return await self._offload(self.sync.get, namespace, key)
+
+    async def get_many(self, namespace: str, keys: Sequence[str]) -> dict[str, Versioned]:
+        return await self._offload(self.sync.get_many, namespace, keys)
 
     async def put(
         self, namespace: str, key: str, value: Any, *, if_match: str | None = None, if_absent: bool = False

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, Final
 
 from shared.errors import InvalidPayloadError
 from shared.state.errors import ConcurrencyError, WriteConflict
 from shared.state.ports import Versioned
 
-__all__ = ["MAX_NAME_LENGTH", "MAX_VALUE_CHARS", "KeyValueStore"]
+__all__ = ["MAX_KEYS_PER_READ", "MAX_NAME_LENGTH", "MAX_VALUE_CHARS", "KeyValueStore"]
 
 MAX_NAME_LENGTH: Final = 256
+# Azure Tables allows 15 comparisons in one filter: the partition and up to 10 keys fit.
+MAX_KEYS_PER_READ: Final = 10
 # One table string property holds 32K UTF-16 characters; leave room for escaping.
 MAX_VALUE_CHARS: Final = 30_000
 
@@ -37,6 +40,24 @@ class KeyValueStore(ABC):
             return None
         text, etag = stored
         return Versioned(json.loads(text), etag)
+
+    def get_many(self, namespace: str, keys: Sequence[str]) -> dict[str, Versioned]:
+        """The values (with ETags) of those ``keys`` that exist, read together where the backend
+        can (one query for up to ``MAX_KEYS_PER_READ`` keys in Azure Tables).
+
+        Raises:
+            InvalidPayloadError: the namespace or a key is empty or too long.
+            RetryableError: the store is unavailable.
+        """
+        unique = list(dict.fromkeys(keys))
+        for key in unique:
+            _check_names(namespace, key)
+        found: dict[str, Versioned] = {}
+        for start in range(0, len(unique), MAX_KEYS_PER_READ):
+            chunk = unique[start : start + MAX_KEYS_PER_READ]
+            for key, (text, etag) in self._read_many(namespace, chunk).items():
+                found[key] = Versioned(json.loads(text), etag)
+        return found
 
     def put(
         self, namespace: str, key: str, value: Any, *, if_match: str | None = None, if_absent: bool = False
@@ -99,6 +120,15 @@ class KeyValueStore(ABC):
     @abstractmethod
     def _read(self, namespace: str, key: str) -> tuple[str, str] | None:
         """(JSON text, etag) or None."""
+
+    def _read_many(self, namespace: str, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """(JSON text, etag) of those keys that exist; one ``_read`` each unless overridden."""
+        found: dict[str, tuple[str, str]] = {}
+        for key in keys:
+            stored = self._read(namespace, key)
+            if stored is not None:
+                found[key] = stored
+        return found
 
     @abstractmethod
     def _write(self, namespace: str, key: str, text: str, *, if_match: str | None, if_absent: bool) -> str:

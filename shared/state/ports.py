@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
@@ -132,6 +132,10 @@ class KeyValuePort(Protocol):
 
     def get(self, namespace: str, key: str) -> Versioned | None:
         """The value and its ETag, or None when absent."""
+        ...
+
+    def get_many(self, namespace: str, keys: Sequence[str]) -> dict[str, Versioned]:
+        """The values of those ``keys`` that exist (one read where the backend allows)."""
         ...
 
     def put(

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -249,6 +249,24 @@ class TableKeyValueStore(KeyValueStore):
         if entity is None:
             return None
         return str(entity["Value"]), _etag(entity.metadata)
+
+    def _read_many(self, namespace: str, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """One query over the namespace's partition for all ``keys``."""
+        if len(keys) <= 1:
+            return super()._read_many(namespace, keys)
+        by_row = {table_key(key): key for key in keys}
+        parameters = {"ns": table_key(namespace)} | {f"k{n}": row for n, row in enumerate(by_row)}
+        rows = " or ".join(f"RowKey eq @k{n}" for n in range(len(by_row)))
+
+        def read(table: TableClient) -> dict[str, tuple[str, str]]:
+            found: dict[str, tuple[str, str]] = {}
+            for row in table.query_entities(f"PartitionKey eq @ns and ( {rows} )", parameters=parameters):
+                key = by_row.get(str(row["RowKey"]))
+                if key is not None:
+                    found[key] = (str(row["Value"]), _etag(row.metadata))
+            return found
+
+        return self._tables.run(self._name, "read state", read)
 
     def _texts(self, namespace: str, limit: int) -> list[str]:
         def read(table: TableClient) -> list[str]:

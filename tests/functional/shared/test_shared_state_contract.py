@@ -120,6 +120,21 @@ def test_values_round_trip_with_an_etag(stores: StateStores) -> None:
     assert stored.etag == etag
 
 
+def test_get_many_reads_the_keys_that_exist_with_their_etags(stores: StateStores) -> None:
+    # keys with characters Tables forbids, one absent, one repeated, one in another namespace, and
+    # more keys than one query takes
+    keys = [f"employee-{n}" for n in range(12)] + ["upn-ada/o'hare#1@contoso.com"]
+    etags = {key: stores.kv.put("leavers", key, {"n": key}) for key in keys[1:]}
+    stores.kv.put("others", keys[0], {"n": "not this one"})
+    found = stores.kv.get_many("leavers", [*keys, keys[1]])
+    assert set(found) == set(keys[1:])
+    assert all(found[key].value == {"n": key} and found[key].etag == etags[key] for key in keys[1:])
+    assert stores.kv.get_many("leavers", []) == {}
+    assert stores.kv.get_many("leavers", ["absent"]) == {}
+    with pytest.raises(InvalidPayloadError):
+        stores.kv.get_many("leavers", ["ok", ""])
+
+
 def test_a_stale_etag_is_a_concurrency_error(stores: StateStores) -> None:
     first = stores.kv.put("wave", "pilot", {"state": "reportOnly"})
     second = stores.kv.put("wave", "pilot", {"state": "enforced"}, if_match=first)

@@ -13,7 +13,7 @@ import yaml
 
 from shared.config import APP_ROOT, RolloutPlan, Settings, parse_plan
 from shared.envelope import Envelope
-from shared.errors import PermanentError, RetryableError
+from shared.errors import NotFoundError, PermanentError, RetryableError
 from shared.graph.account import AccountFacts
 from shared.graph.mail import MailMessage
 from shared.graph.tap import IssuedTap, TapMethod
@@ -123,6 +123,8 @@ class FakeGraph:
 
     async def add_member(self, group_id: str, user_id: str) -> bool:
         self._enter("add_member")
+        if group_id not in self.groups or user_id not in self.users:
+            raise NotFoundError("the group or the member does not exist", group_id=group_id)
         members: set[str] = self.groups[group_id]["members"]
         added = user_id not in members
         members.add(user_id)
