@@ -5,9 +5,10 @@
 1. the services are built (settings, plan, stores, queue client) and the HR ingress's dependencies
    with them, so the first webhook does not build them; the state tables are read once (which
    creates them if need be and opens the storage connection);
-2. a Graph client is built once (loading azure-identity, Kiota and httpx) and msgraph's model
-   classes are loaded (``shared.graph.warmup``), so the first worker invocation that reads Graph
-   costs what later ones do, not 1.5 s more.
+2. a Graph client is built once (loading azure-identity, Kiota and httpx) and the request path a
+   hire uses is imported (``shared.graph.warmup``), so the first worker invocation that calls
+   Graph costs about what later ones do. No msgraph model is parsed: onboarding parses none, and
+   loading them (1.5 s of the interpreter on 2 cores) beside the first invocations slowed them.
 
 It runs beside the host, never in the way: importing ``function_app`` stays free of msgraph (the
 thread imports it), a build that fails is left for the first invocation to retry and report (as
@@ -41,8 +42,8 @@ APP_MODULES: Final = (
     "shared.graph.directory",
     "shared.graph.groups",
     "shared.graph.mail",
-    "shared.graph.people",
     "shared.graph.tap",
+    "shared.graph.users_json",
 )
 
 
@@ -56,7 +57,8 @@ def start_warmup(services: ServicesProvider, environ: Mapping[str, str]) -> thre
 
 
 def warm(services: ServicesProvider) -> dict[str, float]:
-    """Build the services and load Graph's models; seconds each took (failures logged, not raised)."""
+    """Build the services and load Graph's request path; seconds each took (failures logged, not
+    raised)."""
     from shared.errors import WaveGuardError
 
     took: dict[str, float] = {}
@@ -74,17 +76,17 @@ def warm(services: ServicesProvider) -> dict[str, float]:
         log.warning("warm start: services not built (%s)", type(exc).__name__)
     started = time.perf_counter()
     try:
-        from shared.graph.warmup import warm_models
+        from shared.graph.warmup import warm_graph
 
         if ready is not None:
             from shared.graph import build_graph_client
 
             build_graph_client(ready.settings)  # (each event loop builds its own; this loads the code)
-        warm_models()
+        warm_graph()
         for name in APP_MODULES:
             importlib.import_module(name)
         took["graph"] = time.perf_counter() - started
     except Exception as exc:  # a warm-up is an optimisation: never fatal
-        log.warning("warm start: Graph models not loaded (%s)", type(exc).__name__)
+        log.warning("warm start: Graph code not loaded (%s)", type(exc).__name__)
     log.info("warm start done", extra={f"warm_{k}_s": round(v, 3) for k, v in took.items()})
     return took

@@ -59,23 +59,21 @@ async def create_security_group(client: GraphServiceClient, display_name: str, *
     import re
     import uuid
 
-    from msgraph.generated.models.group import Group
+    from shared.graph.client import request_json
 
     nickname = (re.sub(r"[^A-Za-z0-9]", "", display_name)[:40] or "waveguard") + uuid.uuid4().hex[:8]
-    body = Group(
-        display_name=display_name,
-        description=description,
-        mail_enabled=False,
-        mail_nickname=nickname,
-        security_enabled=True,
-    )
-    try:
-        created = await client.groups.post(body)
-    except Exception as exc:
-        raise to_waveguard_error(exc, operation="create group") from exc
-    if created is None or not created.id:
+    body = {
+        "displayName": display_name,
+        "description": description,
+        "mailEnabled": False,
+        "mailNickname": nickname,
+        "securityEnabled": True,
+    }
+    # Raw JSON: parsing the answer as a Group model would load msgraph's ~1,300 model classes.
+    created = await request_json(client, "POST", "/groups", body, operation="create group")
+    if not created or not created.get("id"):
         raise PermanentError("Graph created a group but returned no id", display_name=display_name)
-    return str(created.id)
+    return str(created["id"])
 
 
 async def delete_group(client: GraphServiceClient, group_id: str) -> bool:

@@ -1,11 +1,12 @@
-"""Loading msgraph's model classes before the first Graph answer needs them.
+"""Loading the Graph code an onboarding invocation runs before the first one needs it.
 
-The first model msgraph parses (any: a user, a Temporary Access Pass) resolves the ``entity``
-discriminator map, which imports about 1,300 model classes: 1.5 s on a 2-core instance, paid by
-whichever invocation parses first, then never again in the process. ``warm_models`` pays it up
-front by parsing two small answers offline (no request is made), and imports the request builders
-an onboarding invocation would import on its first call (``WARM_MODULES``, found by diffing
-``sys.modules`` around a first hire).
+Onboarding reads and writes Graph as raw JSON: it parses no msgraph model, so it never pays for
+the ``entity`` discriminator map (about 1,300 model classes, 1.5 s on a 2-core instance, the first
+time any model is parsed). What a first hire still loads is the request path (Kiota's adapter and
+middleware, httpx's async backend) and the few request builders and models it writes with
+(``WARM_MODULES``, found by diffing ``sys.modules`` around a first hire). ``warm_graph`` imports
+them; it parses nothing, so a warm start never holds the interpreter for seconds while the first
+invocations run beside it.
 """
 
 from __future__ import annotations
@@ -13,40 +14,28 @@ from __future__ import annotations
 import importlib
 from typing import Final
 
-__all__ = ["WARM_MODULES", "warm_models"]
+__all__ = ["WARM_MODULES", "warm_graph"]
 
 WARM_MODULES: Final = (
     "_strptime",
     "anyio._backends._asyncio",  # httpx's async backend, loaded on the first async request
+    "sniffio",
+    "kiota_abstractions.method",
+    "kiota_abstractions.request_information",
     "kiota_abstractions.default_query_parameters",
     "msgraph.generated.models.o_data_errors.o_data_error",
+    "msgraph.generated.models.reference_create",
     "msgraph.generated.groups.groups_request_builder",
     "msgraph.generated.groups.item.group_item_request_builder",
     "msgraph.generated.groups.item.members.members_request_builder",
     "msgraph.generated.groups.item.members.ref.ref_request_builder",
     "msgraph.generated.users.users_request_builder",
     "msgraph.generated.users.item.user_item_request_builder",
-    "msgraph.generated.users.item.authentication.authentication_request_builder",
-    "msgraph.generated.users.item.authentication.temporary_access_pass_methods."
-    "temporary_access_pass_methods_request_builder",
 )
 
 
-def warm_models() -> None:
-    """Parse a user and a Temporary Access Pass method as Graph would answer them (offline)."""
-    from kiota_serialization_json.json_parse_node_factory import JsonParseNodeFactory
-    from msgraph.generated.models.temporary_access_pass_authentication_method import (
-        TemporaryAccessPassAuthenticationMethod,
-    )
-    from msgraph.generated.models.user import User
-
-    factory = JsonParseNodeFactory()
-    answers = (
-        (User, b'{"id": "00000000-0000-0000-0000-000000000000", "displayName": "warm-up"}'),
-        (TemporaryAccessPassAuthenticationMethod, b'{"id": "warm-up", "lifetimeInMinutes": 60}'),
-    )
-    for model, body in answers:
-        factory.get_root_parse_node("application/json", body).get_object_value(model)
+def warm_graph() -> None:
+    """Import the Graph request path a hire uses (``WARM_MODULES``); no request is made."""
     for name in WARM_MODULES:
         try:
             importlib.import_module(name)
