@@ -115,6 +115,7 @@ def run(azurite: Azurite) -> dict[str, float]:
         "p50_s": round(statistics.median(waits), 2) if waits else float("inf"),
         "p99_s": round(p99, 2),
         "p99_over_goal": round(p99 / GOAL_P99_S, 3),
+        "accept_span_s": round((max(accepted.values()) - min(accepted.values())).total_seconds(), 2),
         "hires_per_s": round(len(mailed) / span, 2),
         "hires_per_s_over_budget_ceiling": round(len(mailed) / span / BUDGET_HIRES_PER_S, 2),
         "throttled_429": float(throttled),

@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 import tracemalloc
 from typing import Final
 
 import httpx
 
+from bench.emulator_process import emulator_process
 from bench.membership_sync import _PLAN_ENV, PLAN_PATH, _add_break_glass, _Queue
 from local.graph_emulator.seed import DEPARTMENTS
-from local.ports import free_port
 from shared.config import Wave, load_plan, load_settings
 from shared.graph import build_graph_client
 from shared.graph.batch import BatchClient
@@ -64,33 +62,8 @@ def meets_targets(figures: dict[str, float]) -> bool:
 
 
 def _one(size: int) -> dict[str, float]:
-    port = free_port()
-    emulator = subprocess.Popen(
-        [
-            sys.executable,
-            *("-m", "local.graph_emulator", "--port", str(port), "--seed", "empty", "--users", str(size)),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_up(base)
+    with emulator_process("--seed", "empty", "--users", str(size)) as base:  # seeding 100k takes seconds
         return asyncio.run(_measure(base, size))
-    finally:
-        emulator.terminate()
-        emulator.wait(10)
-
-
-def _wait_up(base: str) -> None:
-    deadline = time.monotonic() + 120  # seeding 100k users takes a few seconds
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{base}/v1.0/users?$top=1", timeout=1).raise_for_status()
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError("the Graph emulator did not start")
 
 
 async def _measure(base: str, size: int) -> dict[str, float]:

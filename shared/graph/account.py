@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from shared.errors import NotFoundError
 from shared.graph.client import get_json
@@ -14,9 +14,10 @@ from shared.graph.client import get_json
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
-__all__ = ["WEAK_METHOD_TYPES", "AccountFacts", "read_account_facts"]
+__all__ = ["ROLES_PATH", "WEAK_METHOD_TYPES", "AccountFacts", "facts_of", "read_account_facts"]
 
-_ROLES: Final = "microsoft.graph.directoryRole?$select=id,displayName"
+# The directory roles a user holds, directly or through groups (under transitiveMemberOf).
+ROLES_PATH: Final = "microsoft.graph.directoryRole?$select=id,displayName"
 
 # Methods that prove nothing about who holds the account: the password, e-mail (self-service
 # password reset only) and a Temporary Access Pass. Anything else is a registered strong method.
@@ -49,10 +50,17 @@ async def read_account_facts(client: GraphServiceClient, user_id: str) -> Accoun
     user, methods, roles = await asyncio.gather(
         get_json(client, f"/users/{user_id}?$select=id,createdDateTime"),
         _all(client, f"/users/{user_id}/authentication/methods"),
-        _all(client, f"/users/{user_id}/transitiveMemberOf/{_ROLES}"),
+        _all(client, f"/users/{user_id}/transitiveMemberOf/{ROLES_PATH}"),
     )
     if user is None:
         raise NotFoundError("the user does not exist", user_id=user_id)
+    return facts_of(user, methods, roles)
+
+
+def facts_of(
+    user: dict[str, Any], methods: list[dict[str, Any]], roles: list[dict[str, Any]]
+) -> AccountFacts:
+    """The facts in Graph's answers: the user (``createdDateTime``), its methods and its roles."""
     created = user.get("createdDateTime")
     return AccountFacts(
         created_at=datetime.fromisoformat(created) if isinstance(created, str) and created else None,
@@ -63,8 +71,8 @@ async def read_account_facts(client: GraphServiceClient, user_id: str) -> Accoun
     )
 
 
-async def _all(client: GraphServiceClient, path: str) -> list[dict[str, object]]:
-    items: list[dict[str, object]] = []
+async def _all(client: GraphServiceClient, path: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
     base = str(client.request_adapter.base_url).rstrip("/")
     next_path: str | None = path
     for _ in range(20):

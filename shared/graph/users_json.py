@@ -25,6 +25,8 @@ __all__ = [
     "find_user_json_by_employee_id",
     "get_manager_json",
     "member_of_groups_json",
+    "query",
+    "segment",
 ]
 
 _USER_TYPE: Final = "#microsoft.graph.user"
@@ -32,11 +34,12 @@ _GROUP_TYPE: Final = "#microsoft.graph.group"
 _MAX_PAGES: Final = 50
 
 
-def _query(**options: str) -> str:
+def query(**options: str) -> str:
+    """OData system query options (``select=...`` → ``$select=...``) as a query string."""
     return urlencode({f"${name}": value for name, value in options.items()}, quote_via=quote, safe="$,'")
 
 
-def _segment(value: str) -> str:
+def segment(value: str) -> str:
     """An id or UPN as one path segment (a guest's ``#EXT#``, a ``/`` or ``%`` stay inside it)."""
     return quote(value, safe="@")
 
@@ -49,7 +52,7 @@ async def find_user_json(
     Raises:
         RetryableError / PermanentError: Graph failed or refused the read.
     """
-    user = await get_json(client, f"/users/{_segment(id_or_upn)}?{_query(select=','.join(select))}")
+    user = await get_json(client, f"/users/{segment(id_or_upn)}?{query(select=','.join(select))}")
     return user if user and user.get("id") else None
 
 
@@ -62,8 +65,8 @@ async def find_user_json_by_employee_id(
         RetryableError: Graph throttled, failed or could not be reached.
         PermanentError: Graph refused the request, or several users share the employeeId.
     """
-    query = _query(filter=f"employeeId eq {odata_literal(employee_id)}", select=",".join(select), top="2")
-    page = await get_json(client, f"/users?{query}") or {}
+    options = query(filter=f"employeeId eq {odata_literal(employee_id)}", select=",".join(select), top="2")
+    page = await get_json(client, f"/users?{options}") or {}
     found = [u for u in page.get("value") or [] if isinstance(u, dict) and u.get("id")]
     if len(found) > 1 or (found and page.get("@odata.nextLink")):
         raise PermanentError("several users share one employeeId; fix the directory", employee_id=employee_id)
@@ -78,7 +81,7 @@ async def get_manager_json(
     Raises:
         RetryableError / PermanentError: Graph failed or refused the read.
     """
-    manager = await get_json(client, f"/users/{_segment(user_id)}/manager?{_query(select=','.join(select))}")
+    manager = await get_json(client, f"/users/{segment(user_id)}/manager?{query(select=','.join(select))}")
     if not manager or not manager.get("id") or manager.get("@odata.type", _USER_TYPE) != _USER_TYPE:
         return None
     return manager
@@ -94,7 +97,7 @@ async def member_of_groups_json(client: GraphServiceClient, user_id: str) -> lis
     from shared.errors import NotFoundError
 
     base = str(client.request_adapter.base_url).rstrip("/")
-    path: str | None = f"/users/{_segment(user_id)}/memberOf"
+    path: str | None = f"/users/{segment(user_id)}/memberOf"
     pairs: list[tuple[str, str | None]] = []
     for _ in range(_MAX_PAGES):
         if path is None:
@@ -124,12 +127,12 @@ async def find_group_id_json(
         PermanentError: Graph refused the request, or several groups share the displayName.
     """
     if group_id:
-        group = await get_json(client, f"/groups/{_segment(group_id)}?{_query(select='id')}")
+        group = await get_json(client, f"/groups/{segment(group_id)}?{query(select='id')}")
         return str(group["id"]) if group and group.get("id") else None
     if not display_name:
         raise ValueError("find_group_id_json needs group_id or display_name")
-    query = _query(filter=f"displayName eq {odata_literal(display_name)}", select="id", top="2")
-    page = await get_json(client, f"/groups?{query}") or {}
+    options = query(filter=f"displayName eq {odata_literal(display_name)}", select="id", top="2")
+    page = await get_json(client, f"/groups?{options}") or {}
     found = [g for g in page.get("value") or [] if isinstance(g, dict) and g.get("id")]
     if len(found) > 1:
         raise PermanentError(f"several groups are named {display_name!r}; give the group's id in the config")

@@ -142,14 +142,16 @@ def refuse_break_glass(user: DirectoryUser, deps: Deps, correlation_id: str) -> 
 
 
 async def facts_for(
-    user: DirectoryUser, event: HrEvent, deps: Deps
+    user: DirectoryUser, event: HrEvent, deps: Deps, *, groups: list[tuple[str, str | None]] | None = None
 ) -> tuple[UserFacts, list[tuple[str, str | None]]]:
-    """Assignment facts (HR's newer department/country first, then Entra's) and the user's groups.
+    """Assignment facts (HR's newer department/country first, then Entra's) and the user's groups
+    (``groups`` when the caller read them already).
 
     Raises:
         RetryableError: Graph throttled or failed.
     """
-    groups = await deps.graph.member_of(user.id)
+    if groups is None:
+        groups = await deps.graph.member_of(user.id)
     facts = UserFacts.of(
         user_id=user.id,
         user_principal_name=user.user_principal_name,

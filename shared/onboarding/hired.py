@@ -20,6 +20,7 @@ from shared.alerting import Alert, Severity, raise_alert
 from shared.config import NewHires
 from shared.envelope import Envelope
 from shared.errors import NotFoundError, PermanentError, RetryableError
+from shared.graph.account import AccountFacts
 from shared.hr.events import HrEvent
 from shared.names import HR_EVENTS
 from shared.onboarding.common import (
@@ -93,7 +94,8 @@ async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcom
         return await _recheck_later(envelope, progress, deps)
     refuse_break_glass(user, deps, envelope.id)
     progress.user_id = user.id
-    facts, _ = await facts_for(user, event, deps)
+    found = await deps.graph.hire_facts(user.id)  # groups, account facts, manager: one round trip
+    facts, _ = await facts_for(user, event, deps, groups=found.groups)
     assignment = assign_wave(deps.plan, facts, new_hire=True)
     if assignment.wave is None:
         raise PermanentError(
@@ -123,11 +125,11 @@ async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcom
         progress.wave, progress.group_id, progress.group_added = wave.name, group_id, True
         await _save_progress(envelope.id, progress, deps)
     if not progress.mail_sent and not progress.tap_refused:
-        refusal = await tap_refusal(user, deps)
+        refusal = await tap_refusal(user, deps, account=found.account)
         if refusal:
             await _refuse_tap(envelope, event, user, refusal, progress, deps)
         else:
-            recipient = await _recipient(envelope, event, user, deps)
+            recipient = await _recipient(envelope, event, user, found.manager, deps)
             if recipient is None:
                 return await _hold_tap(envelope, event, user, progress, deps)
             if not await _issue_and_deliver_tap(envelope, event, user, recipient, progress, deps):
@@ -136,8 +138,9 @@ async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcom
     return HireOutcome("done", user_id=user.id, wave=wave.name)
 
 
-async def tap_refusal(user: DirectoryUser, deps: Deps) -> list[str]:
-    """Why this account must not get a TAP (empty: it is genuinely new and unprotected).
+async def tap_refusal(user: DirectoryUser, deps: Deps, *, account: AccountFacts | None = None) -> list[str]:
+    """Why this account must not get a TAP (empty: it is genuinely new and unprotected); from
+    ``account`` when the caller read the facts already.
 
     A TAP signs in as the account: only an account Entra created recently, with no strong method
     and no directory role, can be handed to a newcomer; anything else already belongs to someone.
@@ -145,7 +148,7 @@ async def tap_refusal(user: DirectoryUser, deps: Deps) -> list[str]:
     Raises:
         RetryableError / PermanentError: Graph failed or refused a read.
     """
-    facts = await deps.graph.account_facts(user.id)
+    facts = account if account is not None else await deps.graph.account_facts(user.id)
     now = deps.clock()
     reasons: list[str] = []
     limit = timedelta(days=deps.plan.new_hires.max_account_age_days)
@@ -186,11 +189,11 @@ async def _refuse_tap(
 
 
 async def _recipient(
-    envelope: Envelope, event: HrEvent, user: DirectoryUser, deps: Deps
+    envelope: Envelope, event: HrEvent, user: DirectoryUser, manager: DirectoryUser | None, deps: Deps
 ) -> DirectoryUser | None:
-    """Who receives the TAP: the manager Entra records, else ``newHires.delivery.fallbackMailbox``,
-    else None (held). The event's manager is only a cross-check: a different one is alerted."""
-    manager = await deps.graph.get_manager(user.id)
+    """Who receives the TAP: ``manager`` (the one Entra records), else
+    ``newHires.delivery.fallbackMailbox``, else None (held). The event's manager is only a
+    cross-check: a different one is alerted."""
     named_upn = event.data.manager_user_principal_name
     same_upn = (
         manager is not None

@@ -14,7 +14,7 @@ from shared.graph.tap import IssuedTap, TapMethod
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
-__all__ = ["DirectoryUser", "GraphOnboarding", "OnboardingGraph"]
+__all__ = ["DirectoryUser", "GraphOnboarding", "HireFacts", "OnboardingGraph"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,16 @@ class DirectoryUser:
     def address(self) -> str | None:
         """Where e-mail reaches this user: their mail, else their UPN."""
         return self.mail or self.user_principal_name
+
+
+@dataclass(frozen=True, slots=True)
+class HireFacts:
+    """What onboarding reads about a found hire: direct groups ``(id, displayName)``, the account's
+    facts (is it genuinely new?) and the manager Entra records."""
+
+    groups: list[tuple[str, str | None]]
+    account: AccountFacts
+    manager: DirectoryUser | None
 
 
 class OnboardingGraph(Protocol):
@@ -56,6 +66,10 @@ class OnboardingGraph(Protocol):
 
     async def member_of(self, user_id: str) -> list[tuple[str, str | None]]:
         """The user's direct groups as (id, displayName)."""
+        ...
+
+    async def hire_facts(self, user_id: str) -> HireFacts:
+        """The user's groups, account facts and manager, read together."""
         ...
 
     async def find_group_id(self, *, group_id: str | None, display_name: str | None) -> str | None:
@@ -161,6 +175,12 @@ class GraphOnboarding:
         from shared.graph.users_json import member_of_groups_json
 
         return await member_of_groups_json(self._client(), user_id)
+
+    async def hire_facts(self, user_id: str) -> HireFacts:
+        from shared.graph.hire_reads import read_hire
+
+        found = await read_hire(self._client(), user_id)
+        return HireFacts(groups=found.groups, account=found.facts, manager=_user_of(found.manager))
 
     async def find_group_id(self, *, group_id: str | None, display_name: str | None) -> str | None:
         from shared.graph.users_json import find_group_id_json

@@ -10,13 +10,16 @@ from msgraph.graph_service_client import GraphServiceClient
 
 from local.graph_emulator import SERVICE_MAILBOX_UPN, EmulatorHandle
 from shared.config import load_settings
-from shared.errors import NotFoundError, PermanentError
+from shared.errors import NotFoundError, PermanentError, RetryableError
 from shared.graph import build_graph_client
+from shared.graph.account import read_account_facts
 from shared.graph.directory import find_group
 from shared.graph.groups import add_member, create_security_group, delete_group, remove_member
+from shared.graph.hire_reads import read_hire
 from shared.graph.mail import MailMessage, send_mail
 from shared.graph.people import find_user_by_employee_id, get_manager, member_of_groups
 from shared.graph.tap import create_tap, delete_tap, list_taps
+from shared.graph.users_json import find_user_json_by_employee_id, get_manager_json, member_of_groups_json
 from tests.conftest import PLAN_SECRETS
 
 pytestmark = pytest.mark.functional
@@ -107,3 +110,48 @@ async def test_deleting_a_group_twice_is_success_both_times(client: GraphService
     assert await delete_group(client, group_id) is True
     assert await delete_group(client, group_id) is False
     assert await find_group(client, group_id=group_id) is None
+
+
+async def test_the_hire_reads_in_one_batch_are_the_reads_one_by_one(
+    client: GraphServiceClient, emulator_server: EmulatorHandle
+) -> None:
+    user = await find_user_json_by_employee_id(client, "E1001")
+    assert user is not None
+    uid = str(user["id"])
+    # a user in more groups than Graph's first page holds: that list is read again, paged to the end
+    for n in range(101):
+        await add_member(client, await create_security_group(client, f"Many {n}", description="t"), uid)
+    async with httpx.AsyncClient() as http:
+        await http.delete(f"{emulator_server.admin_url}/requests")
+        found = await read_hire(client, uid)
+        log = (await http.get(f"{emulator_server.admin_url}/requests")).json()["value"]
+    alone = [r["path"] for r in log if not r.get("batchId")]
+    assert alone[0] == "/v1.0/$batch"
+    assert sum(1 for r in log if r.get("batchId")) == 5  # the five reads, in one round trip
+    assert all(p.endswith("/memberOf") for p in alone[1:])  # then only the long list, on its own
+    assert len(alone) > 1
+    assert {name for _, name in found.groups} >= {f"Many {n}" for n in range(101)}
+    assert found.groups == await member_of_groups_json(client, uid)
+    assert found.facts == await read_account_facts(client, uid)
+    manager = await get_manager_json(client, uid)
+    assert found.manager is not None
+    assert manager is not None
+    assert found.manager["id"] == manager["id"]
+    ceo = await read_hire(client, str(emulator_server.demo.ceo_id))  # type: ignore[union-attr]
+    assert ceo.manager is None
+    with pytest.raises(NotFoundError):
+        await read_hire(client, "00000000-0000-0000-0000-000000000000")
+
+
+async def test_a_throttled_item_fails_the_whole_hire_read_as_retryable(
+    client: GraphServiceClient, emulator_server: EmulatorHandle
+) -> None:
+    user = await find_user_json_by_employee_id(client, "E1001")
+    assert user is not None
+    fault = {"status": 429, "count": 1, "retryAfter": 2, "path": "/authentication/methods$"}
+    async with httpx.AsyncClient() as http:
+        (await http.post(f"{emulator_server.admin_url}/faults", json=fault)).raise_for_status()
+    with pytest.raises(RetryableError) as caught:
+        await read_hire(client, str(user["id"]))
+    assert caught.value.retry_after == 2
+    assert (await read_hire(client, str(user["id"]))).facts.created_at is not None

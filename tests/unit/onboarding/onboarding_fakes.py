@@ -19,6 +19,7 @@ from shared.graph.mail import MailMessage
 from shared.graph.tap import IssuedTap, TapMethod
 from shared.hr.events import parse_hr_event
 from shared.onboarding import Deps, DirectoryUser
+from shared.onboarding.ports import HireFacts
 from shared.state import StateStores, build_memory_state
 from tests.conftest import PLAN_SECRETS
 
@@ -101,6 +102,14 @@ class FakeGraph:
     async def member_of(self, user_id: str) -> list[tuple[str, str | None]]:
         self._enter("member_of")
         return [(gid, g["displayName"]) for gid, g in self.groups.items() if user_id in g["members"]]
+
+    async def hire_facts(self, user_id: str) -> HireFacts:
+        # one $batch in production; here the three reads it holds (each counted, each can fail)
+        return HireFacts(
+            groups=await self.member_of(user_id),
+            account=await self.account_facts(user_id),
+            manager=await self.get_manager(user_id),
+        )
 
     async def find_group_id(self, *, group_id: str | None, display_name: str | None) -> str | None:
         self._enter("find_group_id")

@@ -1,0 +1,97 @@
+"""Everything onboarding reads about a found hire, in one ``$batch``: the groups (for the wave),
+the account's creation time, methods and directory roles (is it genuinely new?) and the manager
+(who gets the TAP).
+
+Five reads as one round trip, parsed as raw JSON. A list longer than Graph's first page (a user in
+more than 100 groups) is read again on its own, paged to the end. A throttled or failing item fails
+the whole read (retryable), so no decision is ever made on part of the facts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from shared.errors import NotFoundError, PermanentError, RetryableError, is_retryable_status
+from shared.graph.account import ROLES_PATH, AccountFacts, facts_of, read_account_facts
+from shared.graph.batch import BatchClient, BatchRequest, BatchResponse
+from shared.graph.directory import USER_FIELDS
+from shared.graph.users_json import member_of_groups_json, query, segment
+
+if TYPE_CHECKING:
+    from msgraph.graph_service_client import GraphServiceClient
+
+__all__ = ["HireReads", "read_hire"]
+
+_USER_TYPE: Final = "#microsoft.graph.user"
+_GROUP_TYPE: Final = "#microsoft.graph.group"
+
+
+@dataclass(frozen=True, slots=True)
+class HireReads:
+    """The hire's direct groups ``(id, displayName)``, account facts and manager (raw JSON or None)."""
+
+    groups: list[tuple[str, str | None]]
+    facts: AccountFacts
+    manager: dict[str, Any] | None
+
+
+async def read_hire(client: GraphServiceClient, user_id: str) -> HireReads:
+    """The five reads about ``user_id`` in one ``$batch``.
+
+    Raises:
+        NotFoundError: the user does not exist.
+        RetryableError: Graph throttled or failed the batch or one of its items.
+        PermanentError: Graph refused a read.
+    """
+    user = f"/users/{segment(user_id)}"
+    requests = [
+        BatchRequest("user", "GET", f"{user}?{query(select='id,createdDateTime')}"),
+        BatchRequest("groups", "GET", f"{user}/memberOf"),
+        BatchRequest("methods", "GET", f"{user}/authentication/methods"),
+        BatchRequest("roles", "GET", f"{user}/transitiveMemberOf/{ROLES_PATH}"),
+        BatchRequest("manager", "GET", f"{user}/manager?{query(select=','.join(USER_FIELDS))}"),
+    ]
+    answers = await BatchClient.for_graph(client).send(requests)
+    found = _body(answers["user"], user_id)
+    if found is None:
+        raise NotFoundError("the user does not exist", user_id=user_id)
+    groups_page, methods_page, roles_page = (
+        _body(answers[name], user_id) or {} for name in ("groups", "methods", "roles")
+    )
+    if any(page.get("@odata.nextLink") for page in (methods_page, roles_page)):
+        facts = await read_account_facts(client, user_id)  # more than a page: read on their own
+    else:
+        facts = facts_of(found, _items(methods_page), _items(roles_page))
+    if groups_page.get("@odata.nextLink"):
+        groups = await member_of_groups_json(client, user_id)
+    else:
+        groups = [
+            (str(g["id"]), g.get("displayName") if isinstance(g.get("displayName"), str) else None)
+            for g in _items(groups_page)
+            if g.get("@odata.type") == _GROUP_TYPE and g.get("id")
+        ]
+    manager = _body(answers["manager"], user_id)
+    if not manager or not manager.get("id") or manager.get("@odata.type", _USER_TYPE) != _USER_TYPE:
+        manager = None
+    return HireReads(groups=groups, facts=facts, manager=manager)
+
+
+def _body(answer: BatchResponse, user_id: str) -> dict[str, Any] | None:
+    """The item's JSON body, None on 404.
+
+    Raises:
+        RetryableError / PermanentError: the item was throttled, failed or refused.
+    """
+    if answer.ok:
+        return answer.body if isinstance(answer.body, dict) else {}
+    if answer.status == 404:
+        return None
+    message = f"Graph answered {answer.status} to the hire's {answer.id} read: {answer.error_message}"
+    if answer.throttled or is_retryable_status(answer.status):
+        raise RetryableError(message, retry_after=answer.retry_after, user_id=user_id, status=answer.status)
+    raise PermanentError(message, user_id=user_id, status=answer.status, code=answer.error_code)
+
+
+def _items(page: dict[str, Any]) -> list[dict[str, Any]]:
+    return [v for v in page.get("value") or [] if isinstance(v, dict)]
