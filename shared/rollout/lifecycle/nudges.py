@@ -231,21 +231,25 @@ class GraphNudgeMail:
         self._sender = sender
 
     async def contact(self, user_id: str) -> Contact | None:
-        from shared.graph.directory import find_user
-        from shared.graph.people import get_manager
+        from shared.graph.users_json import find_user_json, get_manager_json
 
-        user = await find_user(
+        user = await find_user_json(
             self._client, user_id, select=("id", "displayName", "mail", "userPrincipalName")
         )
         if user is None:
             return None
-        manager = await get_manager(self._client, user_id)
+        manager = await get_manager_json(self._client, user_id, select=("id", "displayName", "mail"))
+
+        def text(found: dict[str, object] | None, name: str) -> str | None:
+            value = found.get(name) if found is not None else None
+            return value if isinstance(value, str) else None
+
         return Contact(
             user_id,
-            user.display_name or user_id,
-            user.mail,
-            manager.display_name if manager else None,
-            manager.mail if manager else None,
+            text(user, "displayName") or user_id,
+            text(user, "mail"),
+            text(manager, "displayName"),
+            text(manager, "mail"),
         )
 
     async def send(self, message: MailMessage) -> None:

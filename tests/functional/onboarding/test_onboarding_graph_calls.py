@@ -17,7 +17,6 @@ from shared.graph.directory import find_group
 from shared.graph.groups import add_member, create_security_group, delete_group, remove_member
 from shared.graph.hire_reads import read_hire
 from shared.graph.mail import MailMessage, send_mail
-from shared.graph.people import find_user_by_employee_id, get_manager, member_of_groups
 from shared.graph.tap import create_tap, delete_tap, list_taps
 from shared.graph.users_json import find_user_json_by_employee_id, get_manager_json, member_of_groups_json
 from tests.conftest import PLAN_SECRETS
@@ -42,7 +41,7 @@ async def test_adding_an_existing_member_is_success_and_removing_twice_too(
     group_id = await create_security_group(client, "WaveGuard - Test wave", description="test")
     assert await add_member(client, group_id, someone) is True
     assert await add_member(client, group_id, someone) is False
-    assert (group_id, "WaveGuard - Test wave") in await member_of_groups(client, someone)
+    assert (group_id, "WaveGuard - Test wave") in await member_of_groups_json(client, someone)
     assert await remove_member(client, group_id, someone) is True
     assert await remove_member(client, group_id, someone) is False
     group = await find_group(client, group_id=group_id)
@@ -95,14 +94,14 @@ async def test_send_mail_lands_in_the_outbox(
 async def test_user_by_employee_id_and_manager(
     client: GraphServiceClient, emulator_server: EmulatorHandle
 ) -> None:
-    user = await find_user_by_employee_id(client, "E1001")
+    user = await find_user_json_by_employee_id(client, "E1001")
     assert user is not None
-    assert user.employee_id == "E1001"
-    manager = await get_manager(client, str(user.id))
+    assert user["employeeId"] == "E1001"
+    manager = await get_manager_json(client, str(user["id"]))
     assert manager is not None
-    assert manager.id
-    assert await find_user_by_employee_id(client, "E-none") is None
-    assert await get_manager(client, str(emulator_server.demo.ceo_id)) is None  # type: ignore[union-attr]
+    assert manager["id"]
+    assert await find_user_json_by_employee_id(client, "E-none") is None
+    assert await get_manager_json(client, str(emulator_server.demo.ceo_id)) is None  # type: ignore[union-attr]
 
 
 async def test_deleting_a_group_twice_is_success_both_times(client: GraphServiceClient) -> None:
