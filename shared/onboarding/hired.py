@@ -123,7 +123,10 @@ async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcom
                 "wave.member.add", user.id, reason.strip(), envelope.id, wave=wave.name, group_id=group_id
             )
         progress.wave, progress.group_id, progress.group_added = wave.name, group_id, True
-        await _save_progress(envelope.id, progress, deps)
+        if progress.mail_sent or progress.tap_refused:
+            await _save_progress(envelope.id, progress, deps)
+        # else the TAP step's next save records it: a retry before that adds again, and Graph
+        # answers "already a member" (no second audit entry).
     if not progress.mail_sent and not progress.tap_refused:
         refusal = await tap_refusal(user, deps, account=found.account)
         if refusal:

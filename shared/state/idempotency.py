@@ -97,7 +97,9 @@ class IdempotencyStore(ABC):
     ) -> None:
         """Record that the work for ``key`` is done; later claims see ``completed`` and ``result``.
 
-        ``ttl`` defaults to the claim's own ttl (or ``DEFAULT_TTL`` if the claim is gone).
+        ``ttl`` defaults to the claim's own ttl (or ``DEFAULT_TTL`` if the claim is gone): only then
+        is the claim read first. Given a ``ttl``, the completion is one write (its ``started_at`` is
+        the completion time: the age of a completed key is never judged).
 
         Raises:
             InvalidPayloadError: the result is not JSON or larger than ``MAX_RESULT_CHARS``.
@@ -106,10 +108,11 @@ class IdempotencyStore(ABC):
         _check_key(key)
         stored = _check_result(result)
         now = self._clock()
-        current = self._read(key)
+        started = now
         if ttl is None:
+            current = self._read(key)
             ttl = current.expires_at - current.started_at if current is not None else DEFAULT_TTL
-        started = current.started_at if current is not None else now
+            started = current.started_at if current is not None else now
         self._upsert(
             IdempotencyRecord(key, "completed", started_at=started, expires_at=now + ttl, result=stored)
         )

@@ -58,6 +58,7 @@ class Run:
     skipped: bool = False
     _store: AsyncIdempotencyPort | None = field(default=None, repr=False)
     _settled: bool = field(default=False, repr=False)
+    _ttl: timedelta | None = field(default=None, repr=False)  # the claim's (completion keeps it)
 
     @property
     def done(self) -> bool:
@@ -92,7 +93,8 @@ class Run:
             return
         self._settled = True
         try:
-            await self._store.complete(self.key, result, ttl=ttl)
+            # With the ttl known, the store writes the completion without reading the claim first.
+            await self._store.complete(self.key, result, ttl=ttl if ttl is not None else self._ttl)
         except InvalidPayloadError:
             raise  # the caller's result is not small JSON: a bug to see, not a store failure
         except Exception as exc:
@@ -137,7 +139,7 @@ async def once(
     if claim.completed:
         yield Run(key, claim)
         return
-    run = Run(key, claim, _store=store)
+    run = Run(key, claim, _store=store, _ttl=ttl)
     try:
         yield run
     except (Exception, asyncio.CancelledError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -227,9 +228,13 @@ class World:
     stores: StateStores  # the same stores as deps.state, for synchronous set-up and assertions
 
 
-def make_world(rollout: RolloutPlan | None = None) -> World:
+def make_world(
+    rollout: RolloutPlan | None = None, *, stores: Callable[[Clock], StateStores] | None = None
+) -> World:
+    """A tenant with Grace Hopper (every hire's manager) and the exclusion group; ``stores`` builds
+    the state stores over the world's clock (in-memory ones by default)."""
     graph, queues, clock = FakeGraph(), FakeQueues(), Clock()
-    stores = build_memory_state(clock=clock)
+    stores = stores(clock) if stores is not None else build_memory_state(clock=clock)
     deps = Deps(
         settings=Settings(config_path=Path("test-plan")),
         plan=rollout or plan(),
