@@ -13,6 +13,7 @@ per hire: TAP, group member, e-mail; 20 writes/s → 6.7 hires/s), and how many 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import threading
 import time
@@ -123,16 +124,24 @@ def run(azurite: Azurite) -> dict[str, float]:
 
 
 def _wait_for_mail(admin: str, manager: str, upns: set[str], *, timeout: float) -> dict[str, datetime]:
-    """Each hire's TAP e-mail to the manager: when the emulator sent it."""
+    """Each hire's TAP e-mail to the manager: when the emulator sent it. Each message is read once
+    (this runs in the app's process: a poll that re-scanned the whole outbox would take its CPU)."""
     mailed: dict[str, datetime] = {}
+    seen: set[str] = set()
+    found_upn = re.compile("|".join(re.escape(u) for u in sorted(upns, key=len, reverse=True)))
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=30) as http:
         while time.monotonic() < deadline and len(mailed) < len(upns):
             for message in http.get(f"{admin}/outbox", params={"to": manager}).json()["value"]:
-                text = json.dumps(message.get("body", ""))
-                for upn in upns - mailed.keys():
-                    if upn in text:
-                        mailed[upn] = datetime.fromisoformat(message["sentDateTime"].replace("Z", "+00:00"))
+                key = str(message["id"])
+                if key in seen:
+                    continue
+                seen.add(key)
+                hit = found_upn.search(json.dumps(message.get("body", "")))
+                if hit is not None and hit.group(0) not in mailed:
+                    mailed[hit.group(0)] = datetime.fromisoformat(
+                        message["sentDateTime"].replace("Z", "+00:00")
+                    )
             time.sleep(0.5)
     return mailed
 
