@@ -146,6 +146,22 @@ def add_user(call: Call, raw: Any, index: int) -> JsonObject:
     return stored
 
 
+@routes.patch("/users/{user_id}")
+def update_user(call: Call) -> Response:
+    """Change a user's properties as HR or an admin would (``department``, ``country``, ...): the
+    change shows in ``/users/delta``. The id and userPrincipalName cannot change."""
+    raw = call.request.json()
+    if not isinstance(raw, dict) or not raw:
+        raise invalid("the body must be an object of user properties")
+    unknown = set(raw) - USER_PROPERTIES
+    fixed = {"id", "userPrincipalName"} & set(raw)
+    if unknown:
+        raise invalid(f"unknown user fields: {', '.join(sorted(unknown))}")
+    if fixed:
+        raise invalid(f"{', '.join(sorted(fixed))} cannot be changed")
+    return Response.json(call.store.update_user(call.params["user_id"], raw))
+
+
 @routes.post("/groups")
 def add_groups(call: Call) -> Response:
     return _add_one_or_many(call, add_group)

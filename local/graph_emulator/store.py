@@ -7,6 +7,7 @@ loader once (``register_extension("tap", TapState.from_json)``) and reaches its 
 
 from __future__ import annotations
 
+import bisect
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -48,6 +49,9 @@ class TenantStore:
         # Every membership change and group deletion, in order: what /groups/delta reads. Entries are
         # (sequence number, group id, "add" | "remove" | "deleted", object id or "").
         self.change_log: list[tuple[int, str, str, str]] = []
+        # Every user created, updated or deleted, in order: what /users/delta reads. Entries are
+        # (sequence number, user id, "updated" | "deleted"); a creation is an update.
+        self.user_log: list[tuple[int, str, str]] = []
         self._upn_index: dict[str, str] = {}
         self._new_id = new_id
 
@@ -68,7 +72,37 @@ class TenantStore:
         self._check_free_id(stored["id"])
         self.users[stored["id"]] = stored
         self._upn_index[upn.casefold()] = stored["id"]
+        self.log_user(stored["id"], "updated")
         return stored
+
+    def update_user(self, user_id: str, changes: JsonObject) -> JsonObject:
+        """Change a user's properties (not its id or userPrincipalName).
+
+        Raises:
+            GraphError: 404 when no user has this id.
+        """
+        user = self.require_user(user_id)
+        user.update({k: v for k, v in changes.items() if k not in ("id", "userPrincipalName")})
+        self.log_user(user["id"], "updated")
+        return user
+
+    def log_user(self, user_id: str, kind: str) -> None:
+        """Record a change to a user for ``/users/delta`` (``updated`` or ``deleted``)."""
+        self.user_log.append((self.user_sequence + 1, user_id, kind))
+
+    @property
+    def user_sequence(self) -> int:
+        """The sequence number of the latest user change (0: none)."""
+        return self.user_log[-1][0] if self.user_log else 0
+
+    def users_changed_since(self, sequence: int) -> dict[str, str]:
+        """user id -> its last change kind, for the changes after ``sequence`` (oldest first)."""
+        start = bisect.bisect_right(self.user_log, sequence, key=lambda entry: entry[0])
+        changed: dict[str, str] = {}
+        for _, user_id, kind in self.user_log[start:]:
+            changed.pop(user_id, None)
+            changed[user_id] = kind
+        return changed
 
     def find_user(self, key: str) -> JsonObject | None:
         """A user by object id or by userPrincipalName (case-insensitive)."""

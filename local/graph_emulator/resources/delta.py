@@ -1,4 +1,5 @@
-"""``GET /groups/delta``: group membership changes, as Graph's delta query returns them.
+"""``GET /groups/delta``: group membership changes, and ``GET /users/delta``: user changes, as
+Graph's delta query returns them.
 
 The first call (no token) returns each group (``$filter=id eq '...'``, or every group) with all its
 members in ``members@delta``; the answer ends with an ``@odata.deltaLink``. Calling that link returns
@@ -13,10 +14,12 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote
 
 from local.graph_emulator.errors import JsonObject, bad_request
+from local.graph_emulator.odata import check_options, parse_select, project
+from local.graph_emulator.resources.shapes import USER
 from local.graph_emulator.routing import Call, Response, RouteTable
 from local.graph_emulator.store import TenantStore
 
@@ -108,3 +111,77 @@ def _decode(token: str) -> tuple[int, frozenset[str] | None]:
     except (ValueError, KeyError, TypeError):
         raise bad_request("The delta token is not valid.", code="syncStateNotFound") from None
     return sequence, (frozenset(str(i) for i in ids) if ids is not None else None)
+
+
+# --- users -----------------------------------------------------------------------------------------
+
+USERS_DELTA_PAGE: Final = 200
+
+
+@routes.get("/users/delta")
+def users_delta(call: Call) -> Response:
+    """``GET /users/delta``: every user (paged) then a delta link; from a delta link, the users
+    created, changed or deleted since, each once. ``$deltatoken=latest`` answers no users and a
+    link from now. ``$select`` is given on the first call and kept in the links, as Graph does."""
+    request = call.request
+    store = call.store
+    delta_token, skip_token = request.query_value("$deltatoken"), request.query_value("$skiptoken")
+    if delta_token is not None and skip_token is not None:
+        raise bad_request("Give $deltatoken or $skiptoken, not both.", code="BadRequest")
+    if skip_token is not None:
+        state = _decode_users(skip_token)
+    elif delta_token == "latest":
+        state = {"s": store.user_sequence, "from": store.user_sequence, "o": -1, "sel": _users_select(call)}
+    elif delta_token is not None:
+        state = _decode_users(delta_token)
+        state = {"s": store.user_sequence, "from": state["s"], "o": 0, "sel": state["sel"]}
+    else:
+        state = {"s": store.user_sequence, "from": None, "o": 0, "sel": _users_select(call)}
+    if state["from"] is not None and state["from"] > store.user_sequence:
+        raise bad_request("The delta token is not valid for this tenant.", code="syncStateNotFound")
+    select = state["sel"]
+    if state["o"] < 0:
+        entries: list[JsonObject] = []
+    elif state["from"] is None:  # the initial round: every user
+        entries = [project(u, USER, select) for u in store.users.values()]
+    else:
+        changed = store.users_changed_since(state["from"])
+        entries = [
+            project(store.users[uid], USER, select)
+            if kind == "updated" and uid in store.users
+            else {"id": uid, "@removed": {"reason": "deleted"}}
+            for uid, kind in changed.items()
+        ]
+    offset = max(0, state["o"])
+    page = entries[offset : offset + USERS_DELTA_PAGE]
+    base = f"{request.origin}{request.path.split('?')[0]}"
+    body: JsonObject = {"@odata.context": f"{request.origin}/v1.0/$metadata#users", "value": page}
+    if offset + USERS_DELTA_PAGE < len(entries):
+        next_state = {**state, "o": offset + USERS_DELTA_PAGE}
+        body["@odata.nextLink"] = f"{base}?$skiptoken={quote(_encode_users(next_state))}"
+    else:
+        link_token = _encode_users({"s": state["s"], "sel": select})
+        body["@odata.deltaLink"] = f"{base}?$deltatoken={quote(link_token)}"
+    return Response.json(body)
+
+
+def _users_select(call: Call) -> list[str] | None:
+    check_options(call.request, ("$select", "$deltatoken", "$skiptoken"))
+    return parse_select(call.request, USER)
+
+
+def _encode_users(state: JsonObject) -> str:
+    return base64.urlsafe_b64encode(json.dumps(state).encode()).decode().rstrip("=")
+
+
+def _decode_users(token: str) -> JsonObject:
+    try:
+        raw: Any = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        state = {"s": int(raw["s"]), "sel": raw["sel"]}
+        if "o" in raw:
+            state.update({"o": int(raw["o"]), "from": None if raw["from"] is None else int(raw["from"])})
+        if state["sel"] is not None and not all(isinstance(n, str) for n in state["sel"]):
+            raise TypeError("sel")
+    except (ValueError, KeyError, TypeError):
+        raise bad_request("The delta token is not valid.", code="syncStateNotFound") from None
+    return state
