@@ -153,6 +153,14 @@ class Services:
         async def ensure_group(wave: str, *, correlation_id: str) -> str:
             return await ensure_wave_group(plan.wave(wave), self.onboarding, correlation_id)
 
+        async def resync_membership(waves: list[str], *, correlation_id: str) -> dict[str, str]:
+            from shared.rollout.membership.changed import resync_started_waves
+
+            outcome = await resync_started_waves(
+                membership, waves, correlation_id=correlation_id, now=self.clock()
+            )
+            return outcome.problems
+
         return LifecycleDeps(
             plan=plan,
             stores=state,
@@ -162,6 +170,7 @@ class Services:
             clock=self.clock,
             nudge_mail=GraphNudgeMail(graph, plan.new_hires.delivery.sender_mailbox),
             ensure_group=ensure_group,
+            resync_membership=resync_membership,
         )
 
 

@@ -98,6 +98,13 @@ class MembershipStart(Protocol):
     async def __call__(self, wave: str, *, correlation_id: str) -> object: ...
 
 
+class MembershipResync(Protocol):
+    """Re-sync the started waves this tick; the waves whose sync could not start, and why
+    (production: ``membership.changed``, which reads only the users Graph reports changed)."""
+
+    async def __call__(self, waves: list[str], *, correlation_id: str) -> dict[str, str]: ...
+
+
 class GroupEnsurer(Protocol):
     """Find or create the wave's target group; returns its id."""
 
@@ -117,6 +124,8 @@ class LifecycleDeps:
     nudge_mail: NudgeMail | None = None
     # Creates the wave group when missing (the lint refuses a policy naming a group that is not there).
     ensure_group: GroupEnsurer | None = None
+    # The every-tick re-sync of started waves; without it, each wave's full sync (start_membership).
+    resync_membership: MembershipResync | None = None
 
 
 @dataclass(slots=True)
@@ -229,10 +238,17 @@ async def _reconcile_membership(
     Every tick does this, so a department, country or selector-group change that no HR event
     announced still lands; a wave that starts registering in this tick is synced by its transition.
     """
+    started = [wave for wave, status in statuses.items() if status.state is not WaveState.PLANNED]
+    if deps.resync_membership is not None:
+        if not started:
+            return {}
+        try:
+            return await deps.resync_membership(started, correlation_id=correlation_id)
+        except WaveGuardError as exc:
+            log.warning("membership re-sync failed", extra={"error": type(exc).__name__})
+            return dict.fromkeys(started, str(exc))
     not_synced: dict[str, str] = {}
-    for wave, status in statuses.items():
-        if status.state is WaveState.PLANNED:
-            continue
+    for wave in started:
         problem = await _try_membership(deps, wave, correlation_id=correlation_id)
         if problem is not None:
             not_synced[wave] = problem

@@ -21,6 +21,7 @@ import contextlib
 import enum
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -132,8 +133,16 @@ def run_id_for(wave: str, correlation_id: str) -> str:
     return f"{wave}.{hashlib.sha256(f'{wave}\n{correlation_id}'.encode()).hexdigest()[:16]}"
 
 
-async def start_wave_sync(deps: SyncDeps, wave_name: str, *, correlation_id: str) -> SyncRun:
+Preview = Callable[[SyncDeps, str], Awaitable[MembershipPlan]]
+
+
+async def start_wave_sync(
+    deps: SyncDeps, wave_name: str, *, correlation_id: str, preview: Preview | None = None
+) -> SyncRun:
     """Plan the wave's membership sync, persist it and enqueue its ``wave-work`` chunks.
+
+    ``preview`` plans it (default: ``preview_wave_sync``, every user; ``membership.changed``
+    plans only the users Graph reports changed).
 
     Raises:
         NotFoundError: the wave, its group or a selector group does not exist.
@@ -143,7 +152,7 @@ async def start_wave_sync(deps: SyncDeps, wave_name: str, *, correlation_id: str
     run_id = run_id_for(wave_name, correlation_id)
     stored = await deps.state.kv.get(NAMESPACE, run_id)
     if stored is None:
-        plan = await _plan(deps, wave_name, correlation_id)
+        plan = await _plan(deps, wave_name, correlation_id, preview or preview_wave_sync)
         chunks = _chunks(plan)
         for n, (adds, removes) in enumerate(chunks):
             await deps.state.kv.put(NAMESPACE, f"{run_id}:{n}", {"add": adds, "remove": removes})
@@ -175,9 +184,9 @@ async def start_wave_sync(deps: SyncDeps, wave_name: str, *, correlation_id: str
     return run
 
 
-async def _plan(deps: SyncDeps, wave_name: str, correlation_id: str) -> MembershipPlan:
+async def _plan(deps: SyncDeps, wave_name: str, correlation_id: str, preview: Preview) -> MembershipPlan:
     try:
-        planned = await preview_wave_sync(deps, wave_name)
+        planned = await preview(deps, wave_name)
     except SafetyViolationError as exc:
         await _alert_blast_radius(deps, exc, wave_name, correlation_id)
         raise
@@ -198,6 +207,33 @@ async def preview_wave_sync(deps: SyncDeps, wave_name: str) -> MembershipPlan:
     # Resolved once: the wave group and every selector group are compared with it by id.
     exclusion = await exclusion_group_id(deps.graph, deps.plan)
     desired = await desired_members(deps.graph, deps.plan, wave_name, exclusion_id=exclusion)
+    group_id = await wave_group_id(deps, wave_name, exclusion)
+    actual = [m async for m in iter_member_ids(deps.graph, group_id)]
+    return plan_membership(wave, group_id, desired, actual, enforced_waves=await enforced_waves(deps))
+
+
+async def enforced_waves(deps: SyncDeps) -> set[str]:
+    """The waves whose state is enforced now (the never-lower-protection rule reads them).
+
+    Raises:
+        RetryableError: the state store failed.
+    """
+    enforced = set()
+    for other in deps.plan.waves:
+        if (await read_wave_state(deps.state.kv, other.name)).enforced:
+            enforced.add(other.name)
+    return enforced
+
+
+async def wave_group_id(deps: SyncDeps, wave_name: str, exclusion: str) -> str:
+    """The id of the wave's group, checked against the break-glass exclusion group.
+
+    Raises:
+        NotFoundError: the group does not exist.
+        SafetyViolationError: it is the exclusion group.
+        RetryableError: Graph or storage failed.
+    """
+    wave = deps.plan.wave(wave_name)
     # The group WaveGuard created and recorded comes first: a duplicate of its name cannot confuse it.
     by_id = wave.group.id or await recorded_group_id(deps.state.kv, wave_name)
     group = await find_group(deps.graph, group_id=by_id) if by_id else None
@@ -211,12 +247,7 @@ async def preview_wave_sync(deps: SyncDeps, wave_name: str) -> MembershipPlan:
             field="group",
         )
     refuse_exclusion_group(group.id, exclusion, field=wave_field(deps.plan, wave_name))
-    actual = [m async for m in iter_member_ids(deps.graph, group.id)]
-    enforced = set()
-    for other in deps.plan.waves:
-        if (await read_wave_state(deps.state.kv, other.name)).enforced:
-            enforced.add(other.name)
-    return plan_membership(wave, group.id, desired, actual, enforced_waves=enforced)
+    return str(group.id)
 
 
 def _blast_radius_key(wave: str) -> str:
