@@ -57,6 +57,38 @@ async def test_each_later_tick_reconciles_the_membership_of_every_started_wave(
     ]
 
 
+async def test_with_a_resync_port_the_started_waves_are_re_synced_together_and_its_failure_reported(
+    make_deps: Build, evidence: FakeEvidence
+) -> None:
+    # GIVEN the timer's re-sync port (production: only the users Graph reports changed)
+    deps, _, membership = make_deps()
+    resyncs: list[tuple[list[str], str]] = []
+    answers: list[dict[str, str] | Exception] = [{}, {"pilot": "blast radius"}, RetryableError("Graph down")]
+
+    async def resync(waves: list[str], *, correlation_id: str) -> dict[str, str]:
+        resyncs.append((waves, correlation_id))
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    deps = replace(deps, resync_membership=resync)
+    evidence.members["pilot"] = PILOT
+    # WHEN the first tick starts the pilot (its full sync comes with the transition) and three more run
+    first = await _run(deps, correlation_id="tick-1")
+    assert resyncs == []  # nothing was started before this tick
+    await _run(deps, correlation_id="tick-2")
+    refused = await _run(deps, correlation_id="tick-3")
+    failed = await _run(deps, correlation_id="tick-4")
+    # THEN each later tick hands the started waves to the port once; the transition still syncs
+    assert [c["args"] for c in membership.calls] == [("pilot",)]
+    assert resyncs == [(["pilot"], "tick-2"), (["pilot"], "tick-3"), (["pilot"], "tick-4")]
+    assert first.decisions[0].wave == "pilot"
+    # AND a wave whose re-sync could not start, or a re-sync that failed, is reported on its decision
+    assert "membership sync not started: blast radius" in refused.decisions[0].detail
+    assert "membership sync not started: Graph down" in failed.decisions[0].detail
+
+
 async def test_the_first_wave_starts_registering_and_the_next_waits(
     make_deps: Build, stores: StateStores, evidence: FakeEvidence
 ) -> None:
