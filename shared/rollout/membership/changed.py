@@ -10,11 +10,12 @@ announced still lands. Reading every user for that costs reads in proportion to 
   full read costs (``MAX_CHANGED_USERS``). A link taken with ``$deltatoken=latest`` *before* the full
   reads is stored once every wave's sync started: a change during the reads is read again next time.
 - Otherwise the tick reads ``/users/delta`` from the stored link: one read when nothing changed.
-  For each changed user (``USER_SELECT`` as they are now), one ``memberOf`` read gives both their
-  selector groups and the wave groups they are in; each started wave is planned over those users
-  only (the same ``plan_membership``: never lower protection, break-glass always out, the blast
-  radius) and started as a run of its own. The new link is stored once every wave's run started,
-  so a tick that dies re-reads the same changes (the writes are idempotent).
+  For each changed user (``USER_SELECT`` as they are now), a ``memberOf`` read (20 users per
+  ``$batch``) gives both their selector groups and the wave groups they are in; each started
+  wave is planned over those users only (the same ``plan_membership``: never lower protection,
+  break-glass always out, the blast radius) and started as a run of its own. The new link is
+  stored once every wave's run started, so a tick that dies re-reads the same changes (the
+  writes are idempotent).
 
 Selector-group and wave-group membership changes reach the waves through the group-changes
 worker (notifications, and its daily resync), not through this path.
@@ -32,9 +33,15 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
-from shared.errors import InvalidPayloadError, PermanentError, WaveGuardError
+from shared.errors import (
+    InvalidPayloadError,
+    PermanentError,
+    RetryableError,
+    WaveGuardError,
+    is_retryable_status,
+)
 from shared.graph.client import get_json
-from shared.graph.users_json import member_of_groups_json
+from shared.graph.users_json import member_of_groups_json, segment
 from shared.rollout.assignment import UserFacts, assign_wave
 from shared.rollout.group_refs import exclusion_group_id
 from shared.rollout.membership.desired import USER_SELECT, DesiredMembers
@@ -143,7 +150,7 @@ async def _resync_changed(
 ) -> ResyncOutcome:
     problems: dict[str, str] = {}
     if changed and waves:
-        groups = {str(u["id"]): await member_of_groups_json(deps.graph, str(u["id"])) for u in changed}
+        groups = await _groups_of(deps.graph, [str(u["id"]) for u in changed])
         problems = await _start_each(deps, waves, correlation_id, changed=(changed, groups))
         log.info("wave re-sync: users changed", extra={"users": len(changed), "waves": list(waves)})
     if not problems and next_link != record.get("deltaLink"):
@@ -218,6 +225,49 @@ async def preview_changed_users(
             actual.append(user_id)
     desired = DesiredMembers(wave.name, frozenset(members), assigned, tuple(skipped), ())
     return plan_membership(wave, group_id, desired, actual, enforced_waves=await enforced_waves(deps))
+
+
+async def _groups_of(
+    graph: GraphServiceClient, user_ids: list[str]
+) -> dict[str, list[tuple[str, str | None]]]:
+    """Each user's direct groups (id, displayName), 20 users per ``$batch``; a user in more groups
+    than one page holds is read again on their own, paged to the end.
+
+    Raises:
+        RetryableError: Graph throttled or failed a batch or an item (the tick is retried whole).
+        PermanentError: Graph refused a read.
+    """
+    from shared.graph.batch import MAX_BATCH_REQUESTS, BatchClient, BatchRequest
+
+    batch = BatchClient.for_graph(graph)
+    groups: dict[str, list[tuple[str, str | None]]] = {}
+    for start in range(0, len(user_ids), MAX_BATCH_REQUESTS):
+        chunk = user_ids[start : start + MAX_BATCH_REQUESTS]
+        requests = [
+            BatchRequest(str(n), "GET", f"/users/{segment(uid)}/memberOf?$select=id,displayName")
+            for n, uid in enumerate(chunk)
+        ]
+        answers = await batch.send(requests)
+        for n, uid in enumerate(chunk):
+            answer = answers[str(n)]
+            if answer.status == 404:
+                groups[uid] = []  # deleted since the delta was read: Entra drops it from groups
+                continue
+            if not answer.ok:
+                message = f"Graph answered {answer.status} to memberOf of a changed user"
+                if answer.throttled or is_retryable_status(answer.status):
+                    raise RetryableError(message, retry_after=answer.retry_after, user_id=uid)
+                raise PermanentError(message, user_id=uid, code=answer.error_code)
+            page = answer.body if isinstance(answer.body, dict) else {}
+            if page.get("@odata.nextLink"):
+                groups[uid] = await member_of_groups_json(graph, uid)
+                continue
+            groups[uid] = [
+                (str(g["id"]), g.get("displayName") if isinstance(g.get("displayName"), str) else None)
+                for g in page.get("value") or []
+                if isinstance(g, dict) and g.get("@odata.type") == "#microsoft.graph.group" and g.get("id")
+            ]
+    return groups
 
 
 def _plan_hash(deps: SyncDeps) -> str:
