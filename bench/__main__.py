@@ -20,6 +20,7 @@ from bench import (
     onboarding_burst,
     planning_scale,
     queue_host,
+    resync_delta,
     risk_alerting,
 )
 from local.azurite import start_azurite
@@ -103,6 +104,13 @@ def main() -> int:
     figures["planning_scale"] = planning_scale.run()
     print(f"  {figures['planning_scale']}", flush=True)
     print(
+        f"wave re-sync at {resync_delta.USERS:,} users: a full read, a quiet tick, a tick after "
+        f"{resync_delta.CHANGED:,} users changed (the emulator in a process of its own) ...",
+        flush=True,
+    )
+    figures["resync_delta"] = resync_delta.run()
+    print(f"  {figures['resync_delta']}", flush=True)
+    print(
         f"wave assignment: {assignment_speed.USERS} users, compiled selectors against a literal matcher ..."
     )
     figures["assignment_speed"] = assignment_speed.run()
@@ -181,6 +189,14 @@ def main() -> int:
         f"wave assignment of {speed['users']:.0f} users: {speed['compiled_s']:.3f} s compiled, "
         f"{speed['speedup']:.2f} x the literal matcher (goal >= {assignment_speed.GOAL:g})"
     )
+    resync = figures["resync_delta"]
+    print(
+        f"wave re-sync at {resync_delta.USERS:,} users: full {resync['full_reads']:.0f} round trips, "
+        f"quiet tick {resync['quiet_reads']:.0f} (goal <= {resync_delta.QUIET_GOAL}), "
+        f"{resync['changed_users']:.0f} users changed {resync['changed_reads']:.0f} "
+        f"({resync['changed_reads_per_changed_user']:.3f} per changed user, "
+        f"{resync['changed_reads_over_full']:.2f} of a full read)"
+    )
     print(f"written to {RESULTS / 'latest.json'}")
     loop_ok = loop["loop_thread_calls"] == 0 and loop["max_cpu_gap_over_limit"] <= 1.0
     groups_ok = group_changes.meets_targets(groups)
@@ -196,6 +212,7 @@ def main() -> int:
         and membership_sync.meets_targets(sync)
         and planning_scale.meets_targets(scale)
         and assignment_speed.meets_targets(figures["assignment_speed"])
+        and resync_delta.meets_targets(resync)
     )
     return 0 if ok else 1
 
