@@ -159,7 +159,14 @@ def update_user(call: Call) -> Response:
         raise invalid(f"unknown user fields: {', '.join(sorted(unknown))}")
     if fixed:
         raise invalid(f"{', '.join(sorted(fixed))} cannot be changed")
+    for name, value in raw.items():
+        if not (value is None or isinstance(value, str | bool) or _strings(value)):
+            raise invalid(f"{name} must be a string, a boolean, a list of strings or null")
     return Response.json(call.store.update_user(call.params["user_id"], raw))
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 @routes.post("/groups")

@@ -95,11 +95,17 @@ class TenantStore:
         """The sequence number of the latest user change (0: none)."""
         return self.user_log[-1][0] if self.user_log else 0
 
-    def users_changed_since(self, sequence: int) -> dict[str, str]:
-        """user id -> its last change kind, for the changes after ``sequence`` (oldest first)."""
+    def users_changed_since(self, sequence: int, until: int | None = None) -> dict[str, str]:
+        """user id -> its last change kind, for the changes after ``sequence`` up to ``until``
+        (oldest first): a round paged over several calls sees the same list on every page."""
         start = bisect.bisect_right(self.user_log, sequence, key=lambda entry: entry[0])
+        end = (
+            len(self.user_log)
+            if until is None
+            else bisect.bisect_right(self.user_log, until, key=lambda e: e[0])
+        )
         changed: dict[str, str] = {}
-        for _, user_id, kind in self.user_log[start:]:
+        for _, user_id, kind in self.user_log[start:end]:
             changed.pop(user_id, None)
             changed[user_id] = kind
         return changed

@@ -4,7 +4,8 @@ the account's creation time, methods and directory roles (is it genuinely new?) 
 
 Five reads as one round trip, parsed as raw JSON. A list longer than Graph's first page (a user in
 more than 100 groups) is read again on its own, paged to the end. A throttled or failing item fails
-the whole read (retryable), so no decision is ever made on part of the facts.
+the whole read (retryable), and so does a 404 on a list of a user Graph found (an account read as
+having no methods could be handed a TAP): no decision is ever made on part of the facts.
 """
 
 from __future__ import annotations
@@ -56,9 +57,11 @@ async def read_hire(client: GraphServiceClient, user_id: str) -> HireReads:
     found = _body(answers["user"], user_id)
     if found is None:
         raise NotFoundError("the user does not exist", user_id=user_id)
-    groups_page, methods_page, roles_page = (
-        _body(answers[name], user_id) or {} for name in ("groups", "methods", "roles")
-    )
+    lists = [_body(answers[name], user_id) for name in ("groups", "methods", "roles")]
+    if any(page is None for page in lists):
+        # The user exists but one of its lists answered 404 (replication): never decide on "none".
+        raise RetryableError("Graph did not find a list of a user it found; reading again", user_id=user_id)
+    groups_page, methods_page, roles_page = (page or {} for page in lists)
     if any(page.get("@odata.nextLink") for page in (methods_page, roles_page)):
         facts = await read_account_facts(client, user_id)  # more than a page: read on their own
     else:

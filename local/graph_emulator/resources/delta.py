@@ -145,7 +145,7 @@ def users_delta(call: Call) -> Response:
     elif state["from"] is None:  # the initial round: every user
         entries = [project(u, USER, select) for u in store.users.values()]
     else:
-        changed = store.users_changed_since(state["from"])
+        changed = store.users_changed_since(state["from"], until=state["s"])
         entries = [
             project(store.users[uid], USER, select)
             if kind == "updated" and uid in store.users

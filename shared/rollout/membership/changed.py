@@ -4,23 +4,28 @@ Every tick re-syncs the started waves so that a department, country or UPN chang
 announced still lands. Reading every user for that costs reads in proportion to the tenant (about
 100 reads per wave at 100,000 users) even when nothing changed. Instead:
 
-- A **full** re-sync (every user, ``start_wave_sync``) runs when there is no stored delta link, the
-  plan changed since the last full one (its hash), the last full one is a day old
-  (``FULL_RESYNC_EVERY``), Graph refused the link (expired sync state), or more users changed than a
-  full read costs (``MAX_CHANGED_USERS``). A link taken with ``$deltatoken=latest`` *before* the full
-  reads is stored once every wave's sync started: a change during the reads is read again next time.
+- A **full** re-sync (every user, ``start_wave_sync``) of every started wave runs when there is no
+  stored delta link, the plan changed since the last full one (its hash), the last full one is a
+  day old (``FULL_RESYNC_EVERY``), Graph refused the link (expired sync state, or a link that is
+  not Graph's), or more users changed than a full read costs (``MAX_CHANGED_USERS``). A link taken
+  with ``$deltatoken=latest`` *before* the full reads is stored with the waves whose run started:
+  a change during the reads is read again next time.
 - Otherwise the tick reads ``/users/delta`` from the stored link: one read when nothing changed.
-  For each changed user (``USER_SELECT`` as they are now), a ``memberOf`` read (20 users per
-  ``$batch``) gives both their selector groups and the wave groups they are in; each started
-  wave is planned over those users only (the same ``plan_membership``: never lower protection,
-  break-glass always out, the blast radius) and started as a run of its own. The new link is
-  stored once every wave's run started, so a tick that dies re-reads the same changes (the
-  writes are idempotent).
+  A started wave the record does not list as covered (it started since, or its last run did not
+  start) is read in full. For the covered ones, each changed user's ``memberOf`` (20 users per
+  ``$batch``) gives the wave groups they are in and their selector groups (the plan's, resolved
+  and checked as a full run does); each wave is planned over those users only (the same
+  ``plan_membership``: never lower protection, break-glass always out, the blast radius) and
+  started as a run of its own. Such a run never resolves a blast-radius alert: only a full run
+  shows the whole group is within it again.
+- The new link is stored with the waves whose run started; a wave whose run did not is read in
+  full next tick, so one failing wave holds back no other and no change is lost. A tick that dies
+  before storing re-reads the same changes (the writes are idempotent).
 
 Selector-group and wave-group membership changes reach the waves through the group-changes
 worker (notifications, and its daily resync), not through this path.
 
-State: ``users-delta/tenant`` = ``{"deltaLink", "planHash", "fullAt"}``.
+State: ``users-delta/tenant`` = ``{"deltaLink", "planHash", "fullAt", "waves"}``.
 """
 
 from __future__ import annotations
@@ -44,10 +49,9 @@ from shared.graph.client import get_json
 from shared.graph.users_json import member_of_groups_json, segment
 from shared.rollout.assignment import UserFacts, assign_wave
 from shared.rollout.group_refs import exclusion_group_id
-from shared.rollout.membership.desired import USER_SELECT, DesiredMembers
+from shared.rollout.membership.desired import USER_SELECT, DesiredMembers, resolve_selector_groups
 from shared.rollout.membership.plan import MembershipPlan, plan_membership
 from shared.rollout.membership.work import (
-    Preview,
     SyncDeps,
     enforced_waves,
     start_wave_sync,
@@ -96,12 +100,12 @@ async def resync_started_waves(
     """Re-sync ``waves`` (the started ones) as the module docstring says.
 
     Raises:
-        RetryableError: Graph or storage failed before any wave was planned (the next tick retries).
+        RetryableError: Graph or storage failed before the tick's state was stored (the next tick
+            reads the same changes again).
     """
     stored = await deps.state.kv.get(NAMESPACE, _KEY)
-    record: dict[str, Any] = (
-        dict(stored.value) if stored is not None and isinstance(stored.value, dict) else {}
-    )
+    value = stored.value if stored is not None else None
+    record: dict[str, Any] = dict(value) if isinstance(value, dict) else {}
     plan_hash = _plan_hash(deps)
     full_at = parse_iso(record.get("fullAt"))
     link = record.get("deltaLink")
@@ -133,10 +137,12 @@ async def _resync_full(
 ) -> ResyncOutcome:
     log.info("wave re-sync: reading every user", extra={"reason": why, "waves": list(waves)})
     link = await _latest_link(deps.graph)  # taken first: a change during the reads shows next time
-    problems = await _start_each(deps, waves, correlation_id, changed=None)
-    if not problems:
-        record = {"deltaLink": link, "planHash": plan_hash, "fullAt": iso(now)}
-        await deps.state.kv.put(NAMESPACE, _KEY, record)
+    problems = await _start_full(deps, waves, correlation_id)
+    # The waves whose full run started are covered from this link on; the others are read in full
+    # again next tick (each on its own: one wave that keeps failing holds back no other).
+    covered = sorted(w for w in waves if w not in problems)
+    record = {"deltaLink": link, "planHash": plan_hash, "fullAt": iso(now), "waves": covered}
+    await deps.state.kv.put(NAMESPACE, _KEY, record)
     return ResyncOutcome("full", 0, problems)
 
 
@@ -148,36 +154,55 @@ async def _resync_changed(
     next_link: str,
     correlation_id: str,
 ) -> ResyncOutcome:
-    problems: dict[str, str] = {}
-    if changed and waves:
+    covered = {str(w) for w in record.get("waves") or []}
+    # A started wave this path has not read in full yet (it started since, or its last run
+    # failed): read in full now; the others over the changed users only.
+    uncovered = [w for w in waves if w not in covered]
+    rest = [w for w in waves if w in covered]
+    problems = await _start_full(deps, uncovered, correlation_id)
+    if changed and rest:
         groups = await _groups_of(deps.graph, [str(u["id"]) for u in changed])
-        problems = await _start_each(deps, waves, correlation_id, changed=(changed, groups))
-        log.info("wave re-sync: users changed", extra={"users": len(changed), "waves": list(waves)})
-    if not problems and next_link != record.get("deltaLink"):
-        await deps.state.kv.put(NAMESPACE, _KEY, {**record, "deltaLink": next_link})
+        exclusion = await exclusion_group_id(deps.graph, deps.plan)
+        resolved = await resolve_selector_groups(deps.graph, deps.plan, exclusion)
+        selectors = {gid.lower(): (gid, name) for gid, name in resolved}
+        problems |= await _start_changed(deps, rest, changed, groups, selectors, correlation_id)
+        log.info("wave re-sync: users changed", extra={"users": len(changed), "waves": list(rest)})
+    # The link moves on whatever failed: a wave whose run did not start is read in full next tick.
+    update = {**record, "deltaLink": next_link, "waves": sorted(w for w in waves if w not in problems)}
+    if update != record:
+        await deps.state.kv.put(NAMESPACE, _KEY, update)
     return ResyncOutcome("changed", len(changed), problems)
 
 
-_Changed = tuple[list[dict[str, Any]], Mapping[str, list[tuple[str, str | None]]]]
+async def _start_full(deps: SyncDeps, waves: Sequence[str], correlation_id: str) -> dict[str, str]:
+    """Start each wave's run over every user; the waves that could not, and why."""
+    problems: dict[str, str] = {}
+    for wave in waves:
+        try:
+            await start_wave_sync(deps, wave, correlation_id=correlation_id)
+        except WaveGuardError as exc:
+            log.warning("membership sync not started", extra={"wave": wave, "error": type(exc).__name__})
+            problems[wave] = str(exc)
+    return problems
 
 
-async def _start_each(
-    deps: SyncDeps, waves: Sequence[str], correlation_id: str, *, changed: _Changed | None
+async def _start_changed(
+    deps: SyncDeps,
+    waves: Sequence[str],
+    users: list[dict[str, Any]],
+    groups: Mapping[str, list[tuple[str, str | None]]],
+    selectors: Mapping[str, tuple[str, str | None]],
+    correlation_id: str,
 ) -> dict[str, str]:
-    """Start each wave's run (every user, or only ``changed``); the waves that could not, and why."""
-    preview: Preview | None = None
-    run_id = correlation_id
-    if changed is not None:
-        users, groups = changed
-        run_id = f"{correlation_id}:changed"
+    """Start each wave's run over the changed ``users``; the waves that could not, and why."""
 
-        async def preview(deps: SyncDeps, wave_name: str) -> MembershipPlan:
-            return await preview_changed_users(deps, wave_name, users, groups)
+    async def preview(deps: SyncDeps, wave_name: str) -> MembershipPlan:
+        return await preview_changed_users(deps, wave_name, users, groups, selectors)
 
     problems: dict[str, str] = {}
     for wave in waves:
         try:
-            await start_wave_sync(deps, wave, correlation_id=run_id, preview=preview)
+            await start_wave_sync(deps, wave, correlation_id=f"{correlation_id}:changed", preview=preview)
         except WaveGuardError as exc:
             log.warning("membership sync not started", extra={"wave": wave, "error": type(exc).__name__})
             problems[wave] = str(exc)
@@ -189,9 +214,11 @@ async def preview_changed_users(
     wave_name: str,
     users: Sequence[Mapping[str, Any]],
     groups: Mapping[str, list[tuple[str, str | None]]],
+    selectors: Mapping[str, tuple[str, str | None]],
 ) -> MembershipPlan:
-    """The wave's run over ``users`` only: ``groups`` are each user's direct groups (their selector
-    groups, and the wave groups they are in now).
+    """The wave's run over ``users`` only: ``groups`` are each user's direct groups (the wave
+    groups they are in now, and their selector groups: those of ``selectors``, the plan's selector
+    groups resolved by lower-case id, as a full run resolves them).
 
     Raises:
         NotFoundError: the wave's group does not exist.
@@ -213,7 +240,7 @@ async def preview_changed_users(
             user_principal_name=user.get("userPrincipalName"),
             department=user.get("department"),
             country=user.get("country"),
-            groups=of_user,
+            groups=[selectors[gid.lower()] for gid, _ in of_user if gid.lower() in selectors],
         )
         assignment = assign_wave(deps.plan, facts)
         assigned[user_id] = assignment.wave
@@ -250,12 +277,11 @@ async def _groups_of(
         answers = await batch.send(requests)
         for n, uid in enumerate(chunk):
             answer = answers[str(n)]
-            if answer.status == 404:
-                groups[uid] = []  # deleted since the delta was read: Entra drops it from groups
-                continue
             if not answer.ok:
                 message = f"Graph answered {answer.status} to memberOf of a changed user"
-                if answer.throttled or is_retryable_status(answer.status):
+                # 404: deleted since the delta was read, or not replicated yet; the next tick's
+                # delta says which (a deleted user comes back as removed and is skipped).
+                if answer.status == 404 or answer.throttled or is_retryable_status(answer.status):
                     raise RetryableError(message, retry_after=answer.retry_after, user_id=uid)
                 raise PermanentError(message, user_id=uid, code=answer.error_code)
             page = answer.body if isinstance(answer.body, dict) else {}

@@ -20,7 +20,13 @@ from shared.rollout.membership.reads import iter_member_ids, iter_user_rows
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
-__all__ = ["USER_SELECT", "DesiredMembers", "desired_members", "selector_groups"]
+__all__ = [
+    "USER_SELECT",
+    "DesiredMembers",
+    "desired_members",
+    "resolve_selector_groups",
+    "selector_groups",
+]
 
 # What the selectors read (Graph v1.0 returns department/country only when selected).
 USER_SELECT: Final = ("id", "userPrincipalName", "department", "country")
@@ -53,13 +59,21 @@ def _selector_field(plan: RolloutPlan, selector: str) -> str:
     return "selectors.groups"
 
 
-async def _memberships(
+async def resolve_selector_groups(
     client: GraphServiceClient, plan: RolloutPlan, exclusion_id: str | None
-) -> dict[str, list[tuple[str, str | None]]]:
-    """user id -> the selector groups (id, name) the user is a direct member of."""
-    of_user: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
+) -> list[tuple[str, str | None]]:
+    """Every group selector of the plan as ``(id, displayName)``, checked: it exists, its name is
+    not ambiguous, and it is not the break-glass exclusion group.
+
+    Raises:
+        NotFoundError: a selector group does not exist.
+        PermanentError: several groups share a selector's displayName.
+        SafetyViolationError: a selector is the exclusion group.
+        RetryableError: Graph failed.
+    """
     selectors = selector_groups(plan)
     exclusion = exclusion_id or (await exclusion_group_id(client, plan) if selectors else "")
+    resolved: list[tuple[str, str | None]] = []
     for selector in selectors:
         by_id = is_guid(selector)
         group = await find_group(
@@ -68,8 +82,18 @@ async def _memberships(
         if group is None or not group.id:
             raise NotFoundError(f"selector group {selector!r} does not exist", field="selectors.groups")
         refuse_exclusion_group(group.id, exclusion, field=_selector_field(plan, selector))
-        async for member_id in iter_member_ids(client, group.id):
-            of_user[member_id].append((group.id, group.display_name))
+        resolved.append((group.id, group.display_name))
+    return resolved
+
+
+async def _memberships(
+    client: GraphServiceClient, plan: RolloutPlan, exclusion_id: str | None
+) -> dict[str, list[tuple[str, str | None]]]:
+    """user id -> the selector groups (id, name) the user is a direct member of."""
+    of_user: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
+    for group_id, name in await resolve_selector_groups(client, plan, exclusion_id):
+        async for member_id in iter_member_ids(client, group_id):
+            of_user[member_id].append((group_id, name))
     return of_user
 
 

@@ -152,7 +152,7 @@ async def start_wave_sync(
     run_id = run_id_for(wave_name, correlation_id)
     stored = await deps.state.kv.get(NAMESPACE, run_id)
     if stored is None:
-        plan = await _plan(deps, wave_name, correlation_id, preview or preview_wave_sync)
+        plan = await _plan(deps, wave_name, correlation_id, preview)
         chunks = _chunks(plan)
         for n, (adds, removes) in enumerate(chunks):
             await deps.state.kv.put(NAMESPACE, f"{run_id}:{n}", {"add": adds, "remove": removes})
@@ -184,13 +184,18 @@ async def start_wave_sync(
     return run
 
 
-async def _plan(deps: SyncDeps, wave_name: str, correlation_id: str, preview: Preview) -> MembershipPlan:
+async def _plan(
+    deps: SyncDeps, wave_name: str, correlation_id: str, preview: Preview | None
+) -> MembershipPlan:
     try:
-        planned = await preview(deps, wave_name)
+        planned = await (preview or preview_wave_sync)(deps, wave_name)
     except SafetyViolationError as exc:
         await _alert_blast_radius(deps, exc, wave_name, correlation_id)
         raise
-    await _resolve_blast_radius(deps, wave_name, correlation_id)
+    if preview is None:
+        # Only a run over every user shows the wave's group is within its blast radius again: a
+        # run over a few changed users says nothing about a full run that was refused.
+        await _resolve_blast_radius(deps, wave_name, correlation_id)
     return planned
 
 

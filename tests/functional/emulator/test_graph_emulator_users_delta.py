@@ -85,6 +85,8 @@ async def test_the_admin_patch_refuses_what_cannot_change(
         ({"userPrincipalName": "x@contoso.com"}, "userPrincipalName"),
         ({"shoeSize": 42}, "shoeSize"),
         ({}, "object"),
+        ({"department": 5}, "department"),
+        ({"country": {"code": "FR"}}, "country"),
     ):
         answer = await http.patch(url, json=body)
         assert answer.status_code == 400

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from local.graph_emulator import EmulatorHandle
+from shared.errors import RetryableError
 from shared.names import WAVE_WORK
+from shared.rollout.lifecycle import open_critical_alerts
 from shared.rollout.membership import process_wave_work, read_sync_run
 from shared.rollout.membership.changed import NAMESPACE, resync_started_waves
 from tests.aio import aio
@@ -129,3 +131,70 @@ async def test_a_changed_plan_a_refused_link_and_a_day_each_bring_a_full_read(
     # a day after the last full read: full again
     later = T0 + timedelta(hours=24)
     assert (await resync_started_waves(wider, WAVES, correlation_id="t8", now=later)).mode == "full"
+
+
+async def test_a_run_over_changed_users_never_clears_a_refused_full_runs_alert(
+    tenant: Tenant, app_environ: dict[str, str]
+) -> None:
+    # GIVEN a stored link, then a full run the blast radius refuses (30 to add, limit 10)
+    people = tenant.add_people(30)
+    tenant.admin("POST", "/groups", {"displayName": SYNC_GROUP})
+    deps, _ = _deps(app_environ, blast_radius=10)
+    first = await resync_started_waves(deps, WAVES, correlation_id="t1", now=T0)
+    assert "blastRadius" in first.problems["sync-test"]
+    assert await open_critical_alerts(aio(deps.state).kv, "sync-test")
+    # WHEN one user changes: the refused wave is read in full again (still refused), never only
+    # over the changed user
+    tenant.admin("PATCH", f"/users/{people[0]}", {"country": "FR"})
+    again = await resync_started_waves(deps, WAVES, correlation_id="t2", now=T0 + timedelta(minutes=5))
+    # THEN the wave stays held by its alert
+    assert "blastRadius" in again.problems["sync-test"]
+    assert await open_critical_alerts(aio(deps.state).kv, "sync-test")
+    # AND with the wave covered, a changed-users run within the radius leaves the alert open too
+    covered = await deps.state.kv.get(NAMESPACE, "tenant")
+    assert covered is not None
+    await deps.state.kv.put(NAMESPACE, "tenant", {**covered.value, "waves": ["sync-test"]})
+    tenant.admin("PATCH", f"/users/{people[1]}", {"country": "FR"})
+    small = await resync_started_waves(deps, WAVES, correlation_id="t3", now=T0 + timedelta(minutes=10))
+    assert (small.mode, small.problems) == ("changed", {})
+    assert await open_critical_alerts(aio(deps.state).kv, "sync-test")
+
+
+async def test_a_wave_whose_run_did_not_start_is_read_in_full_next_tick_and_holds_no_other_back(
+    tenant: Tenant, app_environ: dict[str, str]
+) -> None:
+    # GIVEN the wave's group does not exist yet at the first tick (created a moment later)
+    people = tenant.add_people(40)
+    deps, queues = _deps(app_environ)
+    first = await resync_started_waves(deps, WAVES, correlation_id="t1", now=T0)
+    assert "does not exist" in first.problems["sync-test"]
+    group_id = tenant.admin("POST", "/groups", {"displayName": SYNC_GROUP})["id"]
+    # WHEN the next tick runs with nothing changed in the directory
+    second = await resync_started_waves(deps, WAVES, correlation_id="t2", now=T0 + timedelta(minutes=5))
+    # THEN that wave is read in full (not only over changed users), and the group fills up
+    assert (second.mode, second.problems) == ("changed", {})
+    await _apply(deps, queues)
+    assert tenant.members(group_id) == set(people)
+    stored = await deps.state.kv.get(NAMESPACE, "tenant")
+    assert stored is not None
+    assert stored.value["waves"] == ["sync-test"]
+
+
+async def test_a_changed_user_graph_cannot_find_yet_fails_the_tick_and_keeps_the_link(
+    tenant: Tenant, app_environ: dict[str, str]
+) -> None:
+    people = tenant.add_people(5)
+    tenant.admin("POST", "/groups", {"displayName": SYNC_GROUP})
+    deps, _ = _deps(app_environ)
+    await resync_started_waves(deps, WAVES, correlation_id="t1", now=T0)
+    before = await deps.state.kv.get(NAMESPACE, "tenant")
+    tenant.admin("PATCH", f"/users/{people[2]}", {"department": "Legal"})
+    tenant.admin("POST", "/faults", {"status": 404, "count": 1, "path": "/memberOf$"})
+    with pytest.raises(RetryableError):
+        await resync_started_waves(deps, WAVES, correlation_id="t2", now=T0 + timedelta(minutes=5))
+    after = await deps.state.kv.get(NAMESPACE, "tenant")
+    assert after is not None
+    assert before is not None
+    assert after.value == before.value  # the same changes are read again next tick
+    retried = await resync_started_waves(deps, WAVES, correlation_id="t3", now=T0 + timedelta(minutes=6))
+    assert (retried.mode, retried.changed_users, retried.problems) == ("changed", 1, {})

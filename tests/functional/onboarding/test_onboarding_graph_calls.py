@@ -154,3 +154,20 @@ async def test_a_throttled_item_fails_the_whole_hire_read_as_retryable(
         await read_hire(client, str(user["id"]))
     assert caught.value.retry_after == 2
     assert (await read_hire(client, str(user["id"]))).facts.created_at is not None
+
+
+async def test_a_user_found_whose_methods_answer_404_is_read_again_never_taken_as_having_none(
+    client: GraphServiceClient, emulator_server: EmulatorHandle
+) -> None:
+    user = await find_user_json_by_employee_id(client, "E1001")
+    assert user is not None
+    fault = {
+        "status": 404,
+        "count": 1,
+        "path": "/authentication/methods$",
+        "code": "Request_ResourceNotFound",
+    }
+    async with httpx.AsyncClient() as http:
+        (await http.post(f"{emulator_server.admin_url}/faults", json=fault)).raise_for_status()
+    with pytest.raises(RetryableError):
+        await read_hire(client, str(user["id"]))
