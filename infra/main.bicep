@@ -84,9 +84,9 @@ param waveguardConfig string = 'config/waveguard.yaml'
 @description('GRAPH_BASE_URL: Microsoft Graph root including the version segment.')
 param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
 
-@description('GRAPH_TIMEOUT_SECONDS: per-request Graph timeout; it must stay below the queue visibility timeout in host.json (30 s).')
+@description('GRAPH_TIMEOUT_SECONDS: per-request Graph timeout, at most 120 s: an invocation makes several Graph calls (and retries) within host.json functionTimeout (5 minutes).')
 @minValue(1)
-@maxValue(29)
+@maxValue(120)
 param graphTimeoutSeconds int = 20
 
 @description('WAVEGUARD_WAVE_SCHEDULE: NCRONTAB (six fields, seconds first) of the rollout timer that evaluates wave gates, re-syncs membership and nudges.')

@@ -34,9 +34,11 @@ APP_ROOT: Final = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_PATH: Final = "config/waveguard.yaml"
 DEFAULT_GRAPH_BASE_URL: Final = "https://graph.microsoft.com/v1.0"
 DEFAULT_GRAPH_TIMEOUT_SECONDS: Final = 20.0
-# host.json visibilityTimeout is 00:00:30: a Graph call must give up before a failed message
-# would be handed out again, or two workers could act on the same message at once.
-MAX_GRAPH_TIMEOUT_SECONDS: Final = 30.0
+# One Graph request may take at most this long: an invocation makes several, plus retries, within
+# host.json's functionTimeout (5 minutes). (host.json's visibilityTimeout does not bound it: that is
+# the delay before a *failed* message is handed out again; the host keeps a message it is processing
+# invisible for as long as the invocation runs.)
+MAX_GRAPH_TIMEOUT_SECONDS: Final = 120.0
 # The storage emulator's documented well-known account (public; not a secret).
 _DEV_STORAGE: Final = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
@@ -224,10 +226,11 @@ def _graph_timeout(env: Mapping[str, str], problems: list[str]) -> float:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not 0 < value < MAX_GRAPH_TIMEOUT_SECONDS:
+    if not 0 < value <= MAX_GRAPH_TIMEOUT_SECONDS:
         problems.append(
-            f"environment: GRAPH_TIMEOUT_SECONDS: expected seconds above 0 and below the queue visibility "
-            f"timeout ({MAX_GRAPH_TIMEOUT_SECONDS:g}), got {raw!r}"
+            f"environment: GRAPH_TIMEOUT_SECONDS: expected seconds above 0 and at most "
+            f"{MAX_GRAPH_TIMEOUT_SECONDS:g} (an invocation makes several Graph calls within "
+            f"functionTimeout), got {raw!r}"
         )
         return DEFAULT_GRAPH_TIMEOUT_SECONDS
     return value

@@ -30,8 +30,8 @@ def app(storage_connection_string: str, emulator_server: EmulatorHandle) -> Iter
         "GRAPH_BASE_URL": emulator_server.base_url,
         "WAVEGUARD_CONFIG": "config/waveguard.yaml",
         **PLAN_SECRETS,
-        # GIVEN one bad app setting: above the queue visibility timeout
-        "GRAPH_TIMEOUT_SECONDS": "45",
+        # GIVEN one bad app setting: a Graph timeout longer than an invocation can afford
+        "GRAPH_TIMEOUT_SECONDS": "450",
     }
     fresh_queue(storage_connection_string, HR_EVENTS)
     fresh_queue(storage_connection_string, poison(HR_EVENTS))
@@ -62,7 +62,7 @@ def test_every_function_loads_and_each_kind_fails_as_it_should(
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert answer.headers["retry-after"]
     assert "GRAPH_TIMEOUT_SECONDS" not in answer.text
-    assert "45" not in answer.text
+    assert "450" not in answer.text
     # AND anonymous health says only "unhealthy"
     health = httpx.get(f"{api}/health")
     assert (health.status_code, health.json()) == (503, {"status": "unhealthy"})
