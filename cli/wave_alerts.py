@@ -34,6 +34,7 @@ def add_commands(waves: Any) -> None:
     resolve.add_argument("wave", metavar="WAVE")
     resolve.add_argument("alert", metavar="ALERT", help="the alert's id (alert-...) or key")
     resolve.add_argument("--reason", required=True, help="what was done about it (kept in the audit log)")
+    resolve.add_argument("--json", action="store_true", help="print the resolved alert as JSON")
     resolve.set_defaults(run=run_resolve)
 
 
@@ -97,6 +98,10 @@ def run_resolve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:
         return fail(f"waves resolve-alert {args.wave}: {exc}", EXIT_FAILED)
+    if args.json:
+        outcome = {"wave": args.wave, "resolved": resolved.to_dict(), "reason": args.reason}
+        print(json.dumps(outcome, indent=2))
+        return EXIT_OK
     print(f"wave {args.wave!r}: resolved {resolved.severity} alert {resolved.id} ({resolved.key})")
     return EXIT_OK
 

@@ -48,11 +48,13 @@ def add_parser(sub: Any) -> None:
     approve = waves.add_parser("approve", help="approve promoting WAVE once its gates pass")
     approve.add_argument("wave", metavar="WAVE")
     approve.add_argument("--reason", default="", help="why (kept in the audit log)")
+    approve.add_argument("--json", action="store_true", help="print the approval as JSON")
     approve.set_defaults(run=run_approve)
     rollback = waves.add_parser("rollback", help="take an enforced WAVE back to report-only")
     rollback.add_argument("wave", metavar="WAVE")
     rollback.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     rollback.add_argument("--reason", default="operator rollback", help="why (kept in the audit log)")
+    rollback.add_argument("--json", action="store_true", help="print the outcome as JSON")
     rollback.set_defaults(run=run_rollback)
     evaluate = waves.add_parser("evaluate", help="run the rollout timer's evaluation once")
     evaluate.add_argument("--dry-run", action="store_true", help="print what it would do; change nothing")
@@ -172,6 +174,10 @@ def run_approve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:
         return fail(f"waves approve {args.wave}: {exc}")
+    if args.json:
+        approval = {"wave": args.wave, "state": state.value, "approvedBy": actor}
+        print(json.dumps({**approval, "approvedAt": now.isoformat(), "reason": args.reason}, indent=2))
+        return EXIT_OK
     print(f"wave {args.wave!r} ({state.value}): promotion approved; it is promoted once every gate passes")
     return EXIT_OK
 
@@ -210,6 +216,10 @@ def run_rollback(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:
         return fail(f"waves rollback {args.wave}: {exc}")
+    if args.json:
+        outcome = {"wave": args.wave, "from": WaveState.ENFORCED.value, "state": status.state.value}
+        print(json.dumps({**outcome, "policiesSynced": True, "reason": args.reason}, indent=2))
+        return EXIT_OK
     print(f"wave {args.wave!r} rolled back to {status.state.value}; CA baseline synced")
     return EXIT_OK
 

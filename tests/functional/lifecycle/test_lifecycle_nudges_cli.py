@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 from cli.main import main
 from local.demo_waves import reset_rollout_state
 from local.graph_emulator import EmulatorHandle
+from shared.alerting import Alert, open_alert
 from shared.config import load_plan_for, load_settings
 from shared.rollout.lifecycle import APPROVALS_NAMESPACE, evaluate_waves
 from shared.rollout.wave_state import WAVES_NAMESPACE, WaveState, write_wave_state
@@ -129,3 +131,35 @@ def test_evaluate_dry_run_prints_what_it_would_do_and_changes_nothing(
     assert "would: start-registering (first wave)" in out
     stores = build_state(load_settings(cli_env))
     assert stores.kv.get(WAVES_NAMESPACE, "pilot") is None
+
+
+def test_approve_rollback_and_resolve_alert_answer_json_when_asked(
+    cli_env: dict[str, str], emulator_server: EmulatorHandle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_pilot_group(emulator_server, [])
+    assert main(["waves", "approve", "pilot", "--reason", "CAB 43", "--json"], environ=cli_env) == 0
+    approval = json.loads(capsys.readouterr().out)
+    assert (approval["wave"], approval["state"], approval["reason"]) == ("pilot", "planned", "CAB 43")
+    assert approval["approvedBy"].startswith("cli:")
+    assert datetime.fromisoformat(approval["approvedAt"]).tzinfo is not None
+    stores = build_state(load_settings(cli_env))
+    asyncio.run(write_wave_state(aio(stores.kv), "pilot", WaveState.ENFORCED, utc_now()))
+    assert main(["waves", "rollback", "pilot", "--yes", "--json"], environ=cli_env) == 0
+    outcome = json.loads(capsys.readouterr().out)
+    assert outcome == {
+        "wave": "pilot",
+        "from": "enforced",
+        "state": "report-only",
+        "policiesSynced": True,
+        "reason": "operator rollback",
+    }
+    alert = Alert(key="wave-sync:pilot:blast-radius", severity="critical", source="test", summary="held")
+    asyncio.run(open_alert(aio(stores.kv), "pilot", alert, alert_id="alert-0456"))
+    argv = ["waves", "resolve-alert", "pilot", "alert-0456", "--reason", "fixed", "--json"]
+    assert main(argv, environ=cli_env) == 0
+    resolved = json.loads(capsys.readouterr().out)
+    assert (resolved["wave"], resolved["resolved"]["id"], resolved["reason"]) == (
+        "pilot",
+        "alert-0456",
+        "fixed",
+    )
