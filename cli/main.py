@@ -26,8 +26,9 @@ class CliError(Exception):
     """A problem with the command line or its inputs; printed as `error: ...`, exit code 2."""
 
 
-def read_local_settings(path: Path) -> dict[str, str]:
-    """The `Values` of a local.settings.json file, as the Functions tooling exports them.
+def read_local_settings(path: Path, *, given_by: str = "--settings") -> dict[str, str]:
+    """The `Values` of a local.settings.json file, as the Functions tooling exports them
+    (``given_by`` names where the path came from, in errors).
 
     Raises:
         CliError: the file is missing, not JSON, or its `Values` is not an object of strings.
@@ -35,20 +36,24 @@ def read_local_settings(path: Path) -> dict[str, str]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise CliError(f"--settings: {path}: no such file") from exc
+        raise CliError(f"{given_by}: {path}: no such file") from exc
     except json.JSONDecodeError as exc:
-        raise CliError(f"--settings: {path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+        raise CliError(f"{given_by}: {path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
     values = data.get("Values", {}) if isinstance(data, dict) else None
     if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-        raise CliError(f"--settings: {path}: Values: must be an object whose values are strings")
+        raise CliError(f"{given_by}: {path}: Values: must be an object whose values are strings")
     return {str(k): v for k, v in values.items()}
 
 
 def build_environ(args: argparse.Namespace, base: Mapping[str, str]) -> dict[str, str]:
-    """The environment the command runs with: local settings under the real environment, then flags."""
+    """The environment the command runs with: local settings (``--settings``, else
+    ``$WAVEGUARD_SETTINGS``) under the real environment, then flags."""
     env: dict[str, str] = {}
     if args.settings is not None:
         env.update(read_local_settings(args.settings))
+    elif base.get("WAVEGUARD_SETTINGS", "").strip():
+        path = Path(base["WAVEGUARD_SETTINGS"].strip())
+        env.update(read_local_settings(path, given_by="WAVEGUARD_SETTINGS"))
     env.update(base)  # like the Functions host: real environment variables win over local settings
     if args.config is not None:
         env["WAVEGUARD_CONFIG"] = str(args.config)
@@ -75,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--settings",
         type=Path,
         metavar="FILE",
-        help="a local.settings.json whose Values fill in the environment (e.g. local/local.settings.json)",
+        help="a local.settings.json whose Values fill in the environment (e.g. local/local.settings.json; "
+        "default: $WAVEGUARD_SETTINGS)",
     )
     parser.add_argument(
         "--config", type=Path, metavar="FILE", help="the rollout plan (default: $WAVEGUARD_CONFIG)"

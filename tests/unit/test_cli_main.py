@@ -53,3 +53,15 @@ def test_a_settings_file_after_the_command_is_read(
     missing = tmp_path / "nowhere.json"
     assert main(["doctor", "--settings", str(missing)], environ={}) == 2
     assert "--settings" in capsys.readouterr().err
+
+
+def test_the_settings_file_may_come_from_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nowhere.json"
+    assert main(["doctor"], environ={"WAVEGUARD_SETTINGS": str(missing)}) == 2
+    assert f"WAVEGUARD_SETTINGS: {missing}: no such file" in capsys.readouterr().err
+    good = tmp_path / "local.settings.json"
+    good.write_text('{"IsEncrypted": false, "Values": {"WAVEGUARD_CONFIG": "nowhere.yaml"}}', "utf-8")
+    main(["doctor", "--json"], environ={"WAVEGUARD_SETTINGS": str(good)})
+    assert "nowhere.yaml" in capsys.readouterr().out  # the file's values were read
