@@ -25,7 +25,8 @@ PYTHON ?= $(shell { p=$$(command -v python3.13 2>/dev/null) && "$$p" --version >
 .PHONY: help install run test test-unit lint bench chaos clean
 
 help:
-	@echo "make run    start the local stack with a demo (DEMO=0 for none); Ctrl-C stops it"
+	@echo "make run    start the local stack with a demo (DEMO=0 for none; HOST_PORT=, GRAPH_PORT=, SINK_PORT=,"
+	@echo "            BLOB_PORT=, QUEUE_PORT=, TABLE_PORT= to move it); Ctrl-C stops it"
 	@echo "make test   run the whole test suite"
 	@echo "make lint   ruff check, ruff format --check, mypy"
 	@echo "make bench  run the benchmarks"
@@ -63,8 +64,12 @@ $(AZURITE): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 install:
 	@$(MAKE) --no-print-directory -j2 $(STAMP) $(AZURITE)
 
+# make run HOST_PORT=8071 GRAPH_PORT=8072 ...: the stack on other ports (SINK_PORT, BLOB_PORT,
+# QUEUE_PORT, TABLE_PORT too); the banner then names a settings file for the CLI with those ports.
+STACK_PORTS = $(foreach s,host graph sink blob queue table,$(if $($(shell echo $(s) | tr a-z A-Z)_PORT),--$(s)-port $($(shell echo $(s) | tr a-z A-Z)_PORT)))
+
 run: install
-	$(VPY) -m local.stack run $(if $(filter 0,$(DEMO)),--no-demo,)
+	$(VPY) -m local.stack run $(if $(filter 0,$(DEMO)),--no-demo,) $(STACK_PORTS)
 
 test: install
 	$(VPY) -m pytest $(PYTEST_ARGS)

@@ -250,9 +250,26 @@ def stop_stack(children: list[Child]) -> None:
         print(f"warning: ports still open after stopping: {still}", file=sys.stderr)
 
 
+def cli_settings_file(ports: Ports) -> Path:
+    """The settings file the operator CLI should use against this stack: ``local/local.settings.json``
+    on the default ports; on others, a copy under ``.stack/`` whose storage and Graph URLs (and the
+    receivers' sink) point at these ports."""
+    if ports == Ports():
+        return SETTINGS_FILE
+    data = json.loads(SETTINGS_FILE.read_text("utf-8"))
+    environ = stack_environ(ports)
+    names = ("AzureWebJobsStorage", "GRAPH_BASE_URL", "PAGERDUTY_URL", "TEAMS_WEBHOOK_URL")
+    data["Values"] = {**data.get("Values", {}), **{name: environ[name] for name in names}}
+    STACK_DIR.mkdir(exist_ok=True)
+    moved = STACK_DIR / "local.settings.json"
+    moved.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
+    return moved
+
+
 def _print_endpoints(ports: Ports) -> None:
     graph = f"http://127.0.0.1:{ports.graph}"
     sink = f"http://127.0.0.1:{ports.sink}"
+    settings = cli_settings_file(ports).relative_to(ROOT)
     print(
         "\nWaveGuard local stack is running:\n"
         f"  Functions (mini-host)  http://127.0.0.1:{ports.host}/api   health: /api/health\n"
@@ -262,7 +279,7 @@ def _print_endpoints(ports: Ports) -> None:
         f"  Logs                   {STACK_DIR.relative_to(ROOT)}/azurite.log, "
         f"{STACK_DIR.relative_to(ROOT)}/graph-emulator.log, "
         f"{STACK_DIR.relative_to(ROOT)}/receiver-sink.log; the host logs here\n"
-        "  Operator CLI           .venv/bin/waveguard --settings local/local.settings.json doctor\n"
+        f"  Operator CLI           .venv/bin/waveguard --settings {settings} doctor\n"
         "Press Ctrl-C to stop.\n",
         flush=True,
     )
@@ -309,13 +326,29 @@ def run(*, demo: bool, ports: Ports) -> int:
     return code
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (1-65535)")
+    return port
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="start the stack, show the demo, serve until Ctrl-C")
     run_p.add_argument("--no-demo", action="store_true", help="start the stack without the demo (DEMO=0)")
     for field_name, default in vars(Ports()).items():
-        run_p.add_argument(f"--{field_name}-port", type=int, default=default, dest=field_name)
+        run_p.add_argument(
+            f"--{field_name}-port",
+            type=_port,
+            default=default,
+            dest=field_name,
+            help=f"the {field_name} port (default {default}; make run {field_name.upper()}_PORT=N)",
+        )
     args = parser.parse_args(argv)
     ports = Ports(**{name: getattr(args, name) for name in vars(Ports())})
     return run(demo=not args.no_demo, ports=ports)

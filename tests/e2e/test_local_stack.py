@@ -100,6 +100,20 @@ def test_stack_serves_health_graph_and_stops_cleanly_on_ctrl_c(stack_without_dem
     page = httpx.get(stack.url("graph", "/v1.0/users?$top=5"), timeout=10).json()
     assert len(page["value"]) == 5
     assert "@odata.nextLink" in page
+    # AND the operator CLI the banner names reaches this stack on its moved ports
+    [hint] = [line for line in banner.splitlines() if "Operator CLI" in line]
+    settings = hint.split("--settings ")[1].split()[0]
+    assert settings == ".stack/local.settings.json"
+    doctor = subprocess.run(
+        [sys.executable, "-m", "cli.main", "--settings", settings, "doctor", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k not in ("AzureWebJobsStorage", "GRAPH_BASE_URL")},
+    )
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     # AND the receiver sink records deliveries, and the banner says where to read them
     assert stack.url("sink", "/_sink/events") in banner
     pagerduty = httpx.post(
