@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from shared.config.base import ConfigModel, GroupRef, Guid, Slug, Upn
+from shared.countries import alpha2
 
 __all__ = [
     "AUTO_WAVE",
@@ -27,13 +27,15 @@ __all__ = [
 # newHires.wave value meaning "the first wave whose selectors match the hire".
 AUTO_WAVE = "auto"
 
-_COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 
 
 def _check_country(value: str) -> str:
-    if not _COUNTRY.match(value):
-        raise PydanticCustomError("country", "expected an ISO 3166 alpha-2 country code such as GB")
-    return value.upper()
+    code = alpha2(value)
+    if code is None:
+        raise PydanticCustomError(
+            "country", "expected an ISO 3166-1 alpha-2 country code such as GB (UK is read as GB)"
+        )
+    return code
 
 
 Country = Annotated[str, AfterValidator(_check_country)]

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from shared.countries import country_code
 from shared.errors import FieldError, InvalidPayloadError
-from shared.hr.countries import country_code
 from shared.hr.events import (
     EMPLOYEE_HIRED,
     EMPLOYEE_TERMINATED,

@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from shared.countries import alpha2
 from shared.envelope import format_timestamp
 from shared.errors import FieldError, InvalidPayloadError
 from shared.upn import UPN_HINT, is_upn
@@ -67,7 +68,6 @@ ChangedField = Literal[
     "hireDate",
 ]
 
-_COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Entra's employeeId holds 16 characters; HR ids a little longer are accepted and simply not found.
 _MAX_ID: Final = 64
@@ -89,9 +89,12 @@ def _check_upn(value: str) -> str:
 
 
 def _check_country(value: str) -> str:
-    if not _COUNTRY.match(value):
-        raise PydanticCustomError("country", "expected an ISO 3166-1 alpha-2 country code such as GB")
-    return value.upper()
+    code = alpha2(value)
+    if code is None:
+        raise PydanticCustomError(
+            "country", "expected an ISO 3166-1 alpha-2 country code such as GB (UK is read as GB)"
+        )
+    return code
 
 
 def _parse_date(value: Any) -> Any:

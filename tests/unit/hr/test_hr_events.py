@@ -67,6 +67,8 @@ def test_normalises_numbers_country_case_and_zones() -> None:
     assert event.data.employee_id == "1001"
     assert event.data.country == "GB"
     assert event.to_payload()["timestamp"] == "2026-12-01T08:00:00Z"
+    # AND UK, which HR systems write for the United Kingdom, is GB (what Entra and the plan use)
+    assert parse_hr_event(_with("data.country", "UK", raw)).data.country == "GB"
 
 
 def test_minimal_events_of_each_type() -> None:
@@ -118,6 +120,7 @@ def test_unknown_keys_are_ignored() -> None:
         ("data.userPrincipalName", "ada", "data.userPrincipalName"),
         ("data.managerUserPrincipalName", "grace at contoso", "data.managerUserPrincipalName"),
         ("data.country", "GBR", "data.country"),
+        ("data.country", "XX", "data.country"),
         ("data.country", 44, "data.country"),
         ("data.hireDate", "01/12/2026", "data.hireDate"),
         ("data.hireDate", "2026-02-30", "data.hireDate"),

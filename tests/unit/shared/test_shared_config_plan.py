@@ -165,6 +165,10 @@ def _child_route(doc: dict[str, Any], index: int) -> dict[str, Any]:
         (lambda d: d["waves"][0].update(name="Pilot Wave"), "waves[0].name: expected a short slug"),
         (lambda d: d["waves"][1].update(selectors={}), "waves[1]: give at least one selector"),
         (lambda d: d["waves"][1]["selectors"].update(countries=["GBR"]), "waves[1].selectors.countries[0]"),
+        (
+            lambda d: d["waves"][1]["selectors"].update(countries=["FR", "XX"]),
+            "waves[1].selectors.countries[1]",
+        ),
         (lambda d: d["policies"].update(state="enabled"), "policies: new policies start in report-only"),
         (lambda d: d["risk"]["responses"].update(revokeSessions="yes"), "risk.responses.revokeSessions"),
         (lambda d: _child_route(d, 0).update(matchers=["sev=~("]), "invalid regex"),
@@ -286,3 +290,10 @@ def test_missing_file_and_non_mapping_documents(tmp_path: Path) -> None:
     (tmp_path / "list.yaml").write_text("- 1\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="expected a mapping of sections"):
         load_plan(tmp_path / "list.yaml", ENV)
+
+
+def test_uk_in_a_country_selector_is_read_as_gb() -> None:
+    doc = copy.deepcopy(EXAMPLE_DOC)
+    doc["waves"][2]["selectors"] = {"countries": ["uk", "Fr"]}
+    plan = parse_plan(yaml.safe_dump(doc, sort_keys=False), ENV, source=SOURCE)
+    assert plan.waves[2].selectors.countries == ["GB", "FR"]
