@@ -73,7 +73,8 @@ def run_sync_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return fail(f"waves sync {args.wave}: {exc}", EXIT_FAILED)
     try:
         if args.dry_run:
-            return _show_plan(asyncio.run(preview_wave_sync(deps, args.wave)), as_json=args.json)
+            planned = asyncio.run(preview_wave_sync(deps, args.wave, group_may_be_missing=True))
+            return _show_plan(planned, as_json=args.json)
         run, record = asyncio.run(_sync(deps, args.wave, inline=args.inline, wait=args.wait))
     except SafetyViolationError as exc:
         done = "a sync would be refused" if args.dry_run else "refused (alerted; nothing written)"
@@ -106,7 +107,7 @@ def _show_plan(plan: MembershipPlan, *, as_json: bool) -> int:
             json.dumps(
                 {
                     "wave": plan.wave,
-                    "groupId": plan.group_id,
+                    "groupId": plan.group_id or None,
                     "adds": list(plan.adds),
                     "removes": list(plan.removes),
                     "kept": list(plan.kept),
@@ -116,8 +117,11 @@ def _show_plan(plan: MembershipPlan, *, as_json: bool) -> int:
             )
         )
         return EXIT_OK
+    group = (
+        f"group {plan.group_id}" if plan.group_id else "its group does not exist yet: created when it starts"
+    )
     print(
-        f"wave {plan.wave} (group {plan.group_id}), dry run: would add {len(plan.adds)} and remove "
+        f"wave {plan.wave} ({group}), dry run: would add {len(plan.adds)} and remove "
         f"{len(plan.removes)} members"
     )
     for label, ids in (("add", plan.adds), ("remove", plan.removes)):

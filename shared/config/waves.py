@@ -28,7 +28,6 @@ __all__ = [
 AUTO_WAVE = "auto"
 
 
-
 def _check_country(value: str) -> str:
     code = alpha2(value)
     if code is None:

@@ -199,8 +199,13 @@ async def _plan(
     return planned
 
 
-async def preview_wave_sync(deps: SyncDeps, wave_name: str) -> MembershipPlan:
+async def preview_wave_sync(
+    deps: SyncDeps, wave_name: str, *, group_may_be_missing: bool = False
+) -> MembershipPlan:
     """What a sync of the wave would change now; reads only (nothing written, enqueued or alerted).
+
+    With ``group_may_be_missing`` (a dry run), a wave whose group does not exist yet (the rollout
+    timer creates it when the wave starts) is planned against an empty group, ``group_id`` empty.
 
     Raises:
         KeyError: no wave has that name.
@@ -212,8 +217,13 @@ async def preview_wave_sync(deps: SyncDeps, wave_name: str) -> MembershipPlan:
     # Resolved once: the wave group and every selector group are compared with it by id.
     exclusion = await exclusion_group_id(deps.graph, deps.plan)
     desired = await desired_members(deps.graph, deps.plan, wave_name, exclusion_id=exclusion)
-    group_id = await wave_group_id(deps, wave_name, exclusion)
-    actual = [m async for m in iter_member_ids(deps.graph, group_id)]
+    try:
+        group_id = await wave_group_id(deps, wave_name, exclusion)
+    except NotFoundError:
+        if not group_may_be_missing or wave.group.id:
+            raise
+        group_id = ""
+    actual = [m async for m in iter_member_ids(deps.graph, group_id)] if group_id else []
     return plan_membership(wave, group_id, desired, actual, enforced_waves=await enforced_waves(deps))
 
 
