@@ -9,8 +9,9 @@ Graph call) or through an injected ``httpx.AsyncClient`` and base URL (tests).
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -22,9 +23,19 @@ from shared.graph.errors import parse_retry_after, to_waveguard_error
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
-__all__ = ["MAX_BATCH_REQUESTS", "BatchClient", "BatchRequest", "BatchResponse"]
+__all__ = [
+    "MAX_BATCH_REQUESTS",
+    "READ_MAX_WAIT_SECONDS",
+    "READ_ROUNDS",
+    "BatchClient",
+    "BatchRequest",
+    "BatchResponse",
+]
 
 MAX_BATCH_REQUESTS: Final = 20
+# send_reads: how many times a throttled or failed read item is sent, and the longest wait between.
+READ_ROUNDS: Final = 4
+READ_MAX_WAIT_SECONDS: Final = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +184,37 @@ class BatchClient:
             # Graph answers every item; a missing one is treated as a transient server fault.
             raise RetryableError(f"$batch answer lacks items {missing[:5]}", operation="$batch")
         return responses
+
+    async def send_reads(
+        self,
+        requests: Sequence[BatchRequest],
+        *,
+        rounds: int = READ_ROUNDS,
+        max_wait: float = READ_MAX_WAIT_SECONDS,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> dict[str, BatchResponse]:
+        """``send`` for GETs, with the items Graph throttled or failed (408, 429, 5xx) sent again
+        in-process, alone, up to ``rounds`` times: after their own ``Retry-After`` (at most
+        ``max_wait``), else a short back-off. (Graph's retry middleware sees only the outer batch,
+        which answers 200 whatever its items did.) An item still failing is returned as it came.
+
+        Raises:
+            ValueError: a request is not a GET (only reads are safe to repeat), or see ``send``.
+            RetryableError / PermanentError: the batch itself failed (see ``send``).
+        """
+        if any(r.method.upper() != "GET" for r in requests):
+            raise ValueError("send_reads repeats only GET requests")
+        answers = await self.send(requests)
+        by_id = {r.id: r for r in requests}
+        for attempt in range(1, rounds):
+            failed = [a for a in answers.values() if a.throttled or is_retryable_status(a.status)]
+            if not failed:
+                break
+            waits = [a.retry_after for a in failed if a.retry_after is not None]
+            backoff = min(0.5 * 2 ** (attempt - 1), max_wait)
+            await sleep(min(max(waits), max_wait) if waits else backoff)
+            answers.update(await self.send([by_id[a.id] for a in failed]))
+        return answers
 
 
 def _parse(raw: bytes) -> dict[str, BatchResponse]:

@@ -53,7 +53,7 @@ async def read_hire(client: GraphServiceClient, user_id: str) -> HireReads:
         BatchRequest("roles", "GET", f"{user}/transitiveMemberOf/{ROLES_PATH}"),
         BatchRequest("manager", "GET", f"{user}/manager?{query(select=','.join(USER_FIELDS))}"),
     ]
-    answers = await BatchClient.for_graph(client).send(requests)
+    answers = await BatchClient.for_graph(client).send_reads(requests)
     found = _body(answers["user"], user_id)
     if found is None:
         raise NotFoundError("the user does not exist", user_id=user_id)

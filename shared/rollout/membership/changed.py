@@ -274,7 +274,7 @@ async def _groups_of(
             BatchRequest(str(n), "GET", f"/users/{segment(uid)}/memberOf?$select=id,displayName")
             for n, uid in enumerate(chunk)
         ]
-        answers = await batch.send(requests)
+        answers = await batch.send_reads(requests)
         for n, uid in enumerate(chunk):
             answer = answers[str(n)]
             if not answer.ok:
