@@ -142,18 +142,29 @@ async def test_the_hire_reads_in_one_batch_are_the_reads_one_by_one(
         await read_hire(client, "00000000-0000-0000-0000-000000000000")
 
 
-async def test_a_throttled_item_fails_the_whole_hire_read_as_retryable(
+async def test_a_throttled_item_is_read_again_and_one_that_stays_throttled_fails_the_read(
     client: GraphServiceClient, emulator_server: EmulatorHandle
 ) -> None:
     user = await find_user_json_by_employee_id(client, "E1001")
     assert user is not None
-    fault = {"status": 429, "count": 1, "retryAfter": 2, "path": "/authentication/methods$"}
+    uid = str(user["id"])
     async with httpx.AsyncClient() as http:
+        # throttled twice: the item alone is sent again after its Retry-After, and the read succeeds
+        fault = {"status": 429, "count": 2, "retryAfter": 0.2, "path": "/authentication/methods$"}
         (await http.post(f"{emulator_server.admin_url}/faults", json=fault)).raise_for_status()
-    with pytest.raises(RetryableError) as caught:
-        await read_hire(client, str(user["id"]))
-    assert caught.value.retry_after == 2
-    assert (await read_hire(client, str(user["id"]))).facts.created_at is not None
+        await http.delete(f"{emulator_server.admin_url}/requests")
+        assert (await read_hire(client, uid)).facts.created_at is not None
+        log = (await http.get(f"{emulator_server.admin_url}/requests")).json()["value"]
+        batches = [r for r in log if r["path"] == "/v1.0/$batch"]
+        methods = [r for r in log if r["path"].endswith("/authentication/methods")]
+        assert (len(batches), len(methods)) == (3, 3)  # 5 items, then the methods item twice
+        # throttled for longer than the rounds: the whole read fails, retryable
+        fault = {"status": 429, "count": 10, "retryAfter": 0.2, "path": "/authentication/methods$"}
+        (await http.post(f"{emulator_server.admin_url}/faults", json=fault)).raise_for_status()
+        with pytest.raises(RetryableError) as caught:
+            await read_hire(client, uid)
+        assert caught.value.retry_after == 0.2
+        await http.delete(f"{emulator_server.admin_url}/faults")
 
 
 async def test_a_user_found_whose_methods_answer_404_is_read_again_never_taken_as_having_none(
