@@ -244,7 +244,9 @@ def run_once(
                         {"status": 503, "probability": half / (1 - half)},
                     ],
                 ).raise_for_status()
-            answers, attempts = _send_all(api, workload, chaos, host, start_storage, azurite_ref := [azurite])
+            answers, attempts = _send_all(
+                api, emulator.admin_url, workload, chaos, host, start_storage, azurite_ref := [azurite]
+            )
             azurite = azurite_ref[0]
             _say(
                 f"{label}: {len(workload.events)} deliveries answered {dict(answers)}; waiting for the queues"
@@ -269,13 +271,16 @@ def run_once(
 
 def _send_all(
     api: str,
+    admin: str,
     workload: Workload,
     chaos: Chaos,
     host: Host,
     start_storage: Callable[[], Azurite],
     azurite_ref: list[Azurite],
 ) -> tuple[Counter[int], int]:
-    """Send every delivery, paced over SEND_SECONDS, breaking things at their times."""
+    """Send every delivery, paced over SEND_SECONDS, breaking things at their times. A department
+    change reaches Entra first (as HR-driven provisioning would write it), then the webhook: the
+    rollout timer's re-sync reads Entra, and both must agree on where the person belongs."""
     secret = ENVIRON["WAVEGUARD_HR_WEBHOOK_SECRET"]
     start = time.monotonic()
     pending = sorted(
@@ -308,6 +313,10 @@ def _send_all(
         futures = []
         for index, event in enumerate(workload.events):
             time.sleep(max(0.0, start + index * interval - time.monotonic()))
+            if event.kind == "update":
+                data = json.loads(event.body)["data"]
+                moved = {"department": data["department"]}
+                http.patch(f"{admin}/users/{data['userPrincipalName']}", json=moved).raise_for_status()
             futures.append(pool.submit(send_event, http, api, secret, event, deadline=deadline))
         for future in futures:
             status, tries = future.result()
