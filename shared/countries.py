@@ -75,21 +75,17 @@ def alpha2(value: str) -> str | None:
     text = value.strip()
     if len(text) != 2 or not text.isascii() or not text.isalpha():
         return None
-    alias = ALIASES.get(text.casefold())
-    if alias is not None:
-        return alias
-    try:
-        return str(countries.get(text).alpha2)
-    except KeyError:
-        return None
+    return _lookup(text)
 
 
 def country_code(value: str) -> str | None:
     """The alpha-2 code for a code (alpha-2, alpha-3, numeric), an official ISO name or a common
     alias ("United Kingdom", "USA", "South Korea"); None when unknown."""
     text = " ".join(value.split())
-    if not text:
-        return None
+    return _lookup(text) if text else None
+
+
+def _lookup(text: str) -> str | None:
     alias = ALIASES.get(text.casefold())
     if alias is not None:
         return alias

@@ -30,6 +30,7 @@ __all__ = [
     "BatchClient",
     "BatchRequest",
     "BatchResponse",
+    "item_error",
 ]
 
 MAX_BATCH_REQUESTS: Final = 20
@@ -215,6 +216,15 @@ class BatchClient:
             await sleep(min(max(waits), max_wait) if waits else backoff)
             answers.update(await self.send([by_id[a.id] for a in failed]))
         return answers
+
+
+def item_error(answer: BatchResponse, what: str, **context: Any) -> RetryableError | PermanentError:
+    """The error for a failed sub-response: retryable when throttled or a 408/5xx (with its own
+    Retry-After), permanent otherwise; ``what`` names the read in the message."""
+    message = f"Graph answered {answer.status} to {what}: {answer.error_message}".rstrip(": ")
+    if answer.throttled or is_retryable_status(answer.status):
+        return RetryableError(message, retry_after=answer.retry_after, status=answer.status, **context)
+    return PermanentError(message, status=answer.status, code=answer.error_code, **context)
 
 
 def _parse(raw: bytes) -> dict[str, BatchResponse]:

@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from shared.errors import NotFoundError, PermanentError, RetryableError, is_retryable_status
+from shared.errors import NotFoundError, RetryableError
 from shared.graph.account import ROLES_PATH, AccountFacts, facts_of, read_account_facts
-from shared.graph.batch import BatchClient, BatchRequest, BatchResponse
+from shared.graph.batch import BatchClient, BatchRequest, BatchResponse, item_error
 from shared.graph.directory import USER_FIELDS
-from shared.graph.users_json import member_of_groups_json, query, segment
+from shared.graph.users_json import group_pairs, member_of_groups_json, query, segment
 
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["HireReads", "read_hire"]
 
 _USER_TYPE: Final = "#microsoft.graph.user"
-_GROUP_TYPE: Final = "#microsoft.graph.group"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +68,7 @@ async def read_hire(client: GraphServiceClient, user_id: str) -> HireReads:
     if groups_page.get("@odata.nextLink"):
         groups = await member_of_groups_json(client, user_id)
     else:
-        groups = [
-            (str(g["id"]), g.get("displayName") if isinstance(g.get("displayName"), str) else None)
-            for g in _items(groups_page)
-            if g.get("@odata.type") == _GROUP_TYPE and g.get("id")
-        ]
+        groups = group_pairs(groups_page)
     manager = _body(answers["manager"], user_id)
     if not manager or not manager.get("id") or manager.get("@odata.type", _USER_TYPE) != _USER_TYPE:
         manager = None
@@ -90,10 +85,7 @@ def _body(answer: BatchResponse, user_id: str) -> dict[str, Any] | None:
         return answer.body if isinstance(answer.body, dict) else {}
     if answer.status == 404:
         return None
-    message = f"Graph answered {answer.status} to the hire's {answer.id} read: {answer.error_message}"
-    if answer.throttled or is_retryable_status(answer.status):
-        raise RetryableError(message, retry_after=answer.retry_after, user_id=user_id, status=answer.status)
-    raise PermanentError(message, user_id=user_id, status=answer.status, code=answer.error_code)
+    raise item_error(answer, f"the hire's {answer.id} read", user_id=user_id)
 
 
 def _items(page: dict[str, Any]) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ __all__ = [
     "find_user_json",
     "find_user_json_by_employee_id",
     "get_manager_json",
+    "group_pairs",
     "member_of_groups_json",
     "query",
     "segment",
@@ -32,6 +33,16 @@ __all__ = [
 _USER_TYPE: Final = "#microsoft.graph.user"
 _GROUP_TYPE: Final = "#microsoft.graph.group"
 _MAX_PAGES: Final = 50
+
+
+def group_pairs(page: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """The groups of one ``memberOf`` page as ``(id, displayName)`` (roles and others left out)."""
+    pairs: list[tuple[str, str | None]] = []
+    for item in page.get("value") or []:
+        if isinstance(item, dict) and item.get("@odata.type") == _GROUP_TYPE and item.get("id"):
+            name = item.get("displayName")
+            pairs.append((str(item["id"]), name if isinstance(name, str) else None))
+    return pairs
 
 
 def query(**options: str) -> str:
@@ -105,10 +116,7 @@ async def member_of_groups_json(client: GraphServiceClient, user_id: str) -> lis
         page = await get_json(client, path)
         if page is None:
             raise NotFoundError("the user does not exist", user_id=user_id)
-        for item in page.get("value") or []:
-            if isinstance(item, dict) and item.get("@odata.type") == _GROUP_TYPE and item.get("id"):
-                name = item.get("displayName")
-                pairs.append((str(item["id"]), name if isinstance(name, str) else None))
+        pairs += group_pairs(page)
         link = page.get("@odata.nextLink")
         if link is not None and not (isinstance(link, str) and link.startswith(base)):
             raise PermanentError("Graph's next page of memberOf is not under its base URL", user_id=user_id)

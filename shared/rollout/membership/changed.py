@@ -43,15 +43,15 @@ from shared.errors import (
     PermanentError,
     RetryableError,
     WaveGuardError,
-    is_retryable_status,
 )
 from shared.graph.client import get_json
-from shared.graph.users_json import member_of_groups_json, segment
+from shared.graph.users_json import group_pairs, member_of_groups_json, segment
 from shared.rollout.assignment import UserFacts, assign_wave
 from shared.rollout.group_refs import exclusion_group_id
 from shared.rollout.membership.desired import USER_SELECT, DesiredMembers, resolve_selector_groups
 from shared.rollout.membership.plan import MembershipPlan, plan_membership
 from shared.rollout.membership.work import (
+    Preview,
     SyncDeps,
     enforced_waves,
     start_wave_sync,
@@ -176,14 +176,7 @@ async def _resync_changed(
 
 async def _start_full(deps: SyncDeps, waves: Sequence[str], correlation_id: str) -> dict[str, str]:
     """Start each wave's run over every user; the waves that could not, and why."""
-    problems: dict[str, str] = {}
-    for wave in waves:
-        try:
-            await start_wave_sync(deps, wave, correlation_id=correlation_id)
-        except WaveGuardError as exc:
-            log.warning("membership sync not started", extra={"wave": wave, "error": type(exc).__name__})
-            problems[wave] = str(exc)
-    return problems
+    return await _start(deps, waves, correlation_id, None)
 
 
 async def _start_changed(
@@ -199,10 +192,16 @@ async def _start_changed(
     async def preview(deps: SyncDeps, wave_name: str) -> MembershipPlan:
         return await preview_changed_users(deps, wave_name, users, groups, selectors)
 
+    return await _start(deps, waves, f"{correlation_id}:changed", preview)
+
+
+async def _start(
+    deps: SyncDeps, waves: Sequence[str], correlation_id: str, preview: Preview | None
+) -> dict[str, str]:
     problems: dict[str, str] = {}
     for wave in waves:
         try:
-            await start_wave_sync(deps, wave, correlation_id=f"{correlation_id}:changed", preview=preview)
+            await start_wave_sync(deps, wave, correlation_id=correlation_id, preview=preview)
         except WaveGuardError as exc:
             log.warning("membership sync not started", extra={"wave": wave, "error": type(exc).__name__})
             problems[wave] = str(exc)
@@ -264,7 +263,7 @@ async def _groups_of(
         RetryableError: Graph throttled or failed a batch or an item (the tick is retried whole).
         PermanentError: Graph refused a read.
     """
-    from shared.graph.batch import MAX_BATCH_REQUESTS, BatchClient, BatchRequest
+    from shared.graph.batch import MAX_BATCH_REQUESTS, BatchClient, BatchRequest, item_error
 
     batch = BatchClient.for_graph(graph)
     groups: dict[str, list[tuple[str, str | None]]] = {}
@@ -278,21 +277,16 @@ async def _groups_of(
         for n, uid in enumerate(chunk):
             answer = answers[str(n)]
             if not answer.ok:
-                message = f"Graph answered {answer.status} to memberOf of a changed user"
                 # 404: deleted since the delta was read, or not replicated yet; the next tick's
                 # delta says which (a deleted user comes back as removed and is skipped).
-                if answer.status == 404 or answer.throttled or is_retryable_status(answer.status):
-                    raise RetryableError(message, retry_after=answer.retry_after, user_id=uid)
-                raise PermanentError(message, user_id=uid, code=answer.error_code)
+                if answer.status == 404:
+                    raise RetryableError("memberOf of a changed user answered 404", user_id=uid)
+                raise item_error(answer, "memberOf of a changed user", user_id=uid)
             page = answer.body if isinstance(answer.body, dict) else {}
             if page.get("@odata.nextLink"):
                 groups[uid] = await member_of_groups_json(graph, uid)
-                continue
-            groups[uid] = [
-                (str(g["id"]), g.get("displayName") if isinstance(g.get("displayName"), str) else None)
-                for g in page.get("value") or []
-                if isinstance(g, dict) and g.get("@odata.type") == "#microsoft.graph.group" and g.get("id")
-            ]
+            else:
+                groups[uid] = group_pairs(page)
     return groups
 
 
