@@ -8,6 +8,11 @@ On the wire (see docs/architecture.md, 'Queue envelope')::
 ``id`` is the idempotency key of every side effect the message causes, so a replayed message is
 recognised. Unknown top-level fields are ignored (forward compatible within a version); a
 version newer than this code understands is a permanent error, never a retry loop.
+
+``Envelope`` is a frozen pydantic model whose fields each have one plain validator that both
+checks and words the problem, so building one in code (Python names: ``occurred_at``) and
+``from_json`` (wire names only: ``occurredAt``) raise the same ``InvalidPayloadError``, never a
+pydantic ``ValidationError``.
 """
 
 from __future__ import annotations
@@ -16,11 +21,23 @@ import json
 import math
 import re
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final, Self
 
-from shared.errors import FieldError, InvalidPayloadError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from shared.errors import FieldError, InvalidPayloadError, field_errors_of
 
 __all__ = [
     "CURRENT_VERSION",
@@ -38,6 +55,24 @@ MAX_TYPE_LENGTH: Final = 100
 
 _TYPE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]*$")
 _TRACEPARENT_PATTERN = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+_ID_BLANK: Final = "expected a non-empty string"
+_ID_TOO_LONG: Final = f"expected at most {MAX_ID_LENGTH} printable characters"
+_TYPE_HINT: Final = "expected a message type such as 'employee.hired' (letters, digits, . _ : -)"
+_VERSION_HINT: Final = "expected a positive integer"
+_NAIVE: Final = "must be timezone-aware (UTC)"
+_TIMESTAMP_HINT: Final = "expected an ISO-8601 timestamp with a zone, e.g. 2026-12-01T08:00:00Z"
+
+# The wire has no defaults: a producer states every one of these.
+_WIRE_REQUIRED: Final = ("id", "type", "version", "occurredAt", "payload")
+# Errors are reported under the wire names, in this order (a constructor's error for
+# ``occurred_at`` is located under the Python name).
+_WIRE_NAMES: Final = {"occurred_at": "occurredAt"}
+_REPORT_ORDER: Final = {
+    name: rank for rank, name in enumerate(("id", "type", "version", "payload", "occurredAt", "traceparent"))
+}
+# Validation context of ``from_json``: its errors carry the envelope id, when it has a usable one.
+_FROM_WIRE: Final = {"wire": True}
 
 
 def _new_id() -> str:
@@ -62,27 +97,93 @@ def base64_size(byte_count: int) -> int:
     return 4 * math.ceil(byte_count / 3)
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+def _problem(message: str) -> PydanticCustomError:
+    # The message goes in the context so braces in it are never read as a template.
+    return PydanticCustomError("envelope", "{message}", {"message": message})
+
+
+def _check_id(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _problem(_ID_BLANK)
+    if len(value) > MAX_ID_LENGTH or not value.isprintable():
+        raise _problem(_ID_TOO_LONG)
+    return value
+
+
+def _check_type(value: object) -> str:
+    if not isinstance(value, str) or len(value) > MAX_TYPE_LENGTH or not _TYPE_PATTERN.match(value):
+        raise _problem(_TYPE_HINT)
+    return value
+
+
+def _check_version(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _problem(_VERSION_HINT)
+    if value > CURRENT_VERSION:
+        raise _problem(f"unsupported version {value}; this worker understands {CURRENT_VERSION}")
+    return value
+
+
+def _check_occurred_at(value: object) -> datetime:
+    # In code: an aware datetime. On the wire: an ISO-8601 string with a zone. Either way UTC, so
+    # equality and the wire form agree whatever zone the producer used.
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise _problem(_NAIVE)
+        return value.astimezone(UTC)
+    if not isinstance(value, str):
+        raise _problem(f"expected a string, got {_json_type(value)}")
+    moment = _parse_timestamp(value)
+    if moment is None:
+        raise _problem(_TIMESTAMP_HINT)
+    return moment
+
+
+def _check_payload(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _problem(f"expected a JSON object, got {_json_type(value)}")
+    return value  # as given: no copy
+
+
+def _check_traceparent(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _problem(f"expected a string or null, got {_json_type(value)}")
+    # W3C: a malformed traceparent is dropped (a new trace starts), never an error.
+    return value if _TRACEPARENT_PATTERN.match(value) else None
+
+
+class Envelope(BaseModel):
     """A queue message: ``type`` and ``payload`` are the business part, the rest is transport."""
 
-    type: str
-    payload: dict[str, Any]
-    id: str = field(default_factory=_new_id)
-    version: int = CURRENT_VERSION
-    occurred_at: datetime = field(default_factory=_utcnow)
-    traceparent: str | None = None
+    # Built in code by Python name only; read off the wire (``from_json``) by camelCase name only.
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=False,
+    )
 
-    def __post_init__(self) -> None:
-        problems = _check_fields(self.id, self.type, self.version, self.payload)
-        if self.occurred_at.tzinfo is None:
-            problems.append(FieldError(field="occurredAt", message="must be timezone-aware (UTC)"))
-        if problems:
-            raise _invalid(problems)
-        # Normalise to UTC so equality and the wire form agree whatever zone the caller used.
-        object.__setattr__(self, "occurred_at", self.occurred_at.astimezone(UTC))
-        if self.traceparent is not None and not _TRACEPARENT_PATTERN.match(self.traceparent):
-            object.__setattr__(self, "traceparent", None)
+    id: Annotated[str, PlainValidator(_check_id)] = Field(default_factory=_new_id)
+    type: Annotated[str, PlainValidator(_check_type)]
+    version: Annotated[int, PlainValidator(_check_version)] = CURRENT_VERSION
+    occurred_at: Annotated[datetime, PlainValidator(_check_occurred_at)] = Field(default_factory=_utcnow)
+    payload: Annotated[dict[str, Any], PlainValidator(_check_payload)]
+    traceparent: Annotated[str | None, PlainValidator(_check_traceparent)] = None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _invalid_payload(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Self], info: ValidationInfo
+    ) -> Self:
+        """Raise pydantic's errors as our ``InvalidPayloadError`` (a permanent failure)."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            context = _wire_context(data) if info.context is _FROM_WIRE else {}
+            raise _invalid(_problems(exc), **context) from None
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form as a dict (camelCase keys)."""
@@ -132,20 +233,27 @@ class Envelope:
                 version is newer than this code understands; ``errors`` names every bad field.
         """
         data = _parse_object(text)
-        problems = _check_wire(data)
-        occurred_at = _parse_timestamp(data.get("occurredAt"))
-        if problems or occurred_at is None:
-            raw_id = data.get("id")
-            envelope_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= MAX_ID_LENGTH else None
-            raise _invalid(problems, envelope_id=envelope_id)
-        return cls(
-            id=data["id"],
-            type=data["type"],
-            version=data["version"],
-            occurred_at=occurred_at,
-            traceparent=data.get("traceparent"),
-            payload=data["payload"],
-        )
+        missing = [name for name in _WIRE_REQUIRED if name not in data]
+        if missing:
+            problems = [FieldError(field=name, message="is required") for name in missing]
+            raise _invalid(problems, **_wire_context(data))
+        return cls.model_validate(data, by_alias=True, by_name=False, context=_FROM_WIRE)
+
+
+def _problems(exc: ValidationError) -> list[FieldError]:
+    """Pydantic's errors as field errors under wire names, in ``_REPORT_ORDER``."""
+    problems = [
+        FieldError(field=_WIRE_NAMES.get(p["field"], p["field"]), message=p["message"])
+        for p in field_errors_of(exc)
+    ]
+    return sorted(problems, key=lambda p: _REPORT_ORDER.get(p["field"], len(_REPORT_ORDER)))
+
+
+def _wire_context(data: object) -> dict[str, Any]:
+    """Error context for a wire envelope: its id, when usable as one (else None)."""
+    raw_id = data.get("id") if isinstance(data, dict) else None
+    usable = isinstance(raw_id, str) and len(raw_id) <= MAX_ID_LENGTH
+    return {"envelope_id": raw_id if usable else None}
 
 
 def _invalid(problems: list[FieldError], **context: Any) -> InvalidPayloadError:
@@ -181,70 +289,7 @@ def _parse_object(text: str | bytes | bytearray) -> dict[str, Any]:
     return data
 
 
-def _check_wire(data: dict[str, Any]) -> list[FieldError]:
-    problems: list[FieldError] = []
-    for name in ("id", "type", "version", "occurredAt", "payload"):
-        if name not in data:
-            problems.append(FieldError(field=name, message="is required"))
-    if problems:
-        return problems
-    problems = _check_fields(data["id"], data["type"], data["version"], data["payload"])
-    occurred = data["occurredAt"]
-    if not isinstance(occurred, str):
-        problems.append(
-            FieldError(field="occurredAt", message=f"expected a string, got {_json_type(occurred)}")
-        )
-    elif _parse_timestamp(occurred) is None:
-        problems.append(
-            FieldError(
-                field="occurredAt",
-                message="expected an ISO-8601 timestamp with a zone, e.g. 2026-12-01T08:00:00Z",
-            )
-        )
-    traceparent = data.get("traceparent")
-    if traceparent is not None and not isinstance(traceparent, str):
-        problems.append(
-            FieldError(
-                field="traceparent", message=f"expected a string or null, got {_json_type(traceparent)}"
-            )
-        )
-    return problems
-
-
-def _check_fields(id_: object, type_: object, version: object, payload: object) -> list[FieldError]:
-    problems: list[FieldError] = []
-    if not isinstance(id_, str) or not id_.strip():
-        problems.append(FieldError(field="id", message="expected a non-empty string"))
-    elif len(id_) > MAX_ID_LENGTH or not id_.isprintable():
-        problems.append(
-            FieldError(field="id", message=f"expected at most {MAX_ID_LENGTH} printable characters")
-        )
-    if not isinstance(type_, str) or not _TYPE_PATTERN.match(type_) or len(type_) > MAX_TYPE_LENGTH:
-        problems.append(
-            FieldError(
-                field="type",
-                message="expected a message type such as 'employee.hired' (letters, digits, . _ : -)",
-            )
-        )
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        problems.append(FieldError(field="version", message="expected a positive integer"))
-    elif version > CURRENT_VERSION:
-        problems.append(
-            FieldError(
-                field="version",
-                message=f"unsupported version {version}; this worker understands {CURRENT_VERSION}",
-            )
-        )
-    if not isinstance(payload, dict):
-        problems.append(
-            FieldError(field="payload", message=f"expected a JSON object, got {_json_type(payload)}")
-        )
-    return problems
-
-
-def _parse_timestamp(text: Any) -> datetime | None:
-    if not isinstance(text, str):
-        return None
+def _parse_timestamp(text: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

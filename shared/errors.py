@@ -21,7 +21,10 @@ decide with one call whether to raise for a retry or settle the message.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 __all__ = [
     "BusyError",
@@ -36,6 +39,7 @@ __all__ = [
     "WaveGuardError",
     "classify",
     "field_errors_from",
+    "field_errors_of",
     "is_retryable_status",
     "status_code_of",
     "storage_error",
@@ -248,3 +252,17 @@ def storage_error(exc: BaseException, *, operation: str) -> WaveGuardError:
 def field_errors_from(mapping: Mapping[str, str]) -> list[FieldError]:
     """Field errors from a ``{field: message}`` mapping, in mapping order."""
     return [FieldError(field=k, message=v) for k, v in mapping.items()]
+
+
+def field_errors_of(exc: ValidationError) -> list[FieldError]:
+    """Field errors from a pydantic ``ValidationError``, one per error, in pydantic's order.
+
+    The field is the dotted location (``data.employeeId``; ``body`` for the whole input); a missing
+    field reads ``is required``, anything else pydantic's message (a validator's own wording).
+    """
+    problems: list[FieldError] = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in error["loc"]) or "body"
+        message = "is required" if error["type"] == "missing" else error["msg"]
+        problems.append(FieldError(field=field, message=message))
+    return problems

@@ -35,7 +35,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.countries import alpha2
 from shared.envelope import format_timestamp
-from shared.errors import FieldError, InvalidPayloadError
+from shared.errors import FieldError, InvalidPayloadError, field_errors_of
 from shared.upn import UPN_HINT, is_upn
 
 __all__ = [
@@ -203,7 +203,7 @@ def parse_hr_event(obj: object) -> HrEvent:
     try:
         event = HrEvent.model_validate(obj)
     except ValidationError as exc:
-        raise _invalid(_field_errors(exc)) from None
+        raise _invalid(field_errors_of(exc)) from None
     except (ValueError, TypeError, RecursionError) as exc:  # defensive: never leak another type
         raise _invalid(
             [FieldError(field="body", message=f"not a valid HR event ({type(exc).__name__})")]
@@ -231,15 +231,6 @@ def _rule_errors(event: HrEvent) -> list[FieldError]:
                 problems.append(
                     FieldError(field=f"data.{name}", message=f"only valid for {EMPLOYEE_UPDATED}")
                 )
-    return problems
-
-
-def _field_errors(exc: ValidationError) -> list[FieldError]:
-    problems: list[FieldError] = []
-    for error in exc.errors(include_url=False, include_input=False):
-        field = ".".join(str(part) for part in error["loc"]) or "body"
-        message = "is required" if error["type"] == "missing" else error["msg"]
-        problems.append(FieldError(field=field, message=message))
     return problems
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from shared.envelope import MAX_QUEUE_MESSAGE_BYTES, Envelope
 from shared.errors import InvalidPayloadError
@@ -99,6 +101,147 @@ def test_invalid_fields_are_named(override: dict[str, object], field: str) -> No
     assert _fields(caught.value) == [field]
 
 
+TYPE_HINT = "expected a message type such as 'employee.hired' (letters, digits, . _ : -)"
+TIMESTAMP_HINT = "expected an ISO-8601 timestamp with a zone, e.g. 2026-12-01T08:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "message"),
+    [
+        ({"id": ""}, "id", "expected a non-empty string"),
+        ({"id": "   "}, "id", "expected a non-empty string"),
+        ({"id": 42}, "id", "expected a non-empty string"),
+        ({"id": "a" * 201}, "id", "expected at most 200 printable characters"),
+        ({"id": "tab\there"}, "id", "expected at most 200 printable characters"),
+        ({"type": "no spaces allowed"}, "type", TYPE_HINT),
+        ({"type": "9lives"}, "type", TYPE_HINT),
+        ({"type": "a" * 101}, "type", TYPE_HINT),
+        ({"type": ["employee.hired"]}, "type", TYPE_HINT),
+        ({"version": 2}, "version", "unsupported version 2; this worker understands 1"),
+        ({"version": "1"}, "version", "expected a positive integer"),
+        ({"version": 1.0}, "version", "expected a positive integer"),
+        ({"version": True}, "version", "expected a positive integer"),
+        ({"version": 0}, "version", "expected a positive integer"),
+        ({"occurredAt": "2026-12-01T08:00:00"}, "occurredAt", TIMESTAMP_HINT),
+        ({"occurredAt": "yesterday"}, "occurredAt", TIMESTAMP_HINT),
+        ({"occurredAt": "0001-01-01T00:00:00+01:00"}, "occurredAt", TIMESTAMP_HINT),
+        ({"occurredAt": 1764576000}, "occurredAt", "expected a string, got a number"),
+        ({"traceparent": 7}, "traceparent", "expected a string or null, got a number"),
+        ({"traceparent": {}}, "traceparent", "expected a string or null, got an object"),
+        ({"payload": [1, 2]}, "payload", "expected a JSON object, got an array"),
+        ({"payload": "{}"}, "payload", "expected a JSON object, got a string"),
+        ({"payload": None}, "payload", "expected a JSON object, got null"),
+    ],
+)
+def test_each_bad_wire_field_has_its_own_wording(
+    override: dict[str, object], field: str, message: str
+) -> None:
+    with pytest.raises(InvalidPayloadError) as caught:
+        Envelope.from_json(json.dumps(_wire(**override)))
+    assert caught.value.errors == [{"field": field, "message": message}]
+    assert str(caught.value) == f"invalid envelope: {field}: {message}"
+    assert caught.value.field == field
+    assert caught.value.kind == "permanent"
+
+
+def test_a_missing_id_is_required_and_names_no_envelope() -> None:
+    body = _wire()
+    del body["id"]
+    with pytest.raises(InvalidPayloadError) as caught:
+        Envelope.from_json(json.dumps(body))
+    assert caught.value.errors == [{"field": "id", "message": "is required"}]
+    assert str(caught.value) == "invalid envelope: id: is required"
+    assert caught.value.context == {"envelope_id": None}
+
+
+def test_only_the_missing_fields_are_reported_when_some_are_missing() -> None:
+    # GIVEN a body missing its id and payload, with a bad type as well
+    body = _wire(type="no spaces")
+    del body["id"], body["payload"]
+    # THEN the missing fields are what is reported (fix those first)
+    with pytest.raises(InvalidPayloadError) as caught:
+        Envelope.from_json(json.dumps(body))
+    assert str(caught.value) == "invalid envelope: id: is required; payload: is required"
+
+
+def test_every_bad_field_is_reported_in_one_error_in_a_fixed_order() -> None:
+    body = _wire(id="", type="x y", version=0, occurredAt="soon", traceparent=1, payload=[])
+    with pytest.raises(InvalidPayloadError) as caught:
+        Envelope.from_json(json.dumps(body))
+    assert _fields(caught.value) == ["id", "type", "version", "payload", "occurredAt", "traceparent"]
+    assert str(caught.value).startswith("invalid envelope: id: expected a non-empty string; type: ")
+    assert caught.value.field is None  # several fields: none singled out
+
+
+def test_a_wire_error_carries_the_envelope_id_when_it_is_usable() -> None:
+    with pytest.raises(InvalidPayloadError) as caught:
+        Envelope.from_json(json.dumps(_wire(version=2)))
+    assert caught.value.context == {"envelope_id": "msg_2K9f"}
+    assert caught.value.to_dict()["envelope_id"] == "msg_2K9f"
+    with pytest.raises(InvalidPayloadError) as caught:
+        Envelope.from_json(json.dumps(_wire(id="a" * 201)))
+    assert caught.value.context == {"envelope_id": None}
+
+
+def test_the_wire_uses_camel_case_names_only() -> None:
+    # GIVEN a body that spells occurredAt the Python way
+    body = _wire()
+    body["occurred_at"] = body.pop("occurredAt")
+    # THEN that key is an unknown (ignored) field and occurredAt is missing
+    with pytest.raises(InvalidPayloadError) as caught:
+        Envelope.from_json(json.dumps(body))
+    assert caught.value.errors == [{"field": "occurredAt", "message": "is required"}]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"id": ""}, "id", "expected a non-empty string"),
+        ({"id": " "}, "id", "expected a non-empty string"),
+        ({"type": "no spaces allowed"}, "type", TYPE_HINT),
+        ({"version": 2}, "version", "unsupported version 2; this worker understands 1"),
+        ({"version": "1"}, "version", "expected a positive integer"),
+        ({"version": True}, "version", "expected a positive integer"),
+        ({"payload": [1, 2]}, "payload", "expected a JSON object, got an array"),
+        ({"occurred_at": datetime(2026, 1, 1)}, "occurredAt", "must be timezone-aware (UTC)"),
+        ({"traceparent": 7}, "traceparent", "expected a string or null, got a number"),
+    ],
+)
+def test_a_bad_envelope_built_in_code_has_the_same_wording(
+    overrides: dict[str, Any], field: str, message: str
+) -> None:
+    arguments: dict[str, Any] = {"type": "x.y", "payload": {}, **overrides}
+    with pytest.raises(InvalidPayloadError) as caught:
+        Envelope(**arguments)
+    assert caught.value.errors == [{"field": field, "message": message}]
+    assert str(caught.value) == f"invalid envelope: {field}: {message}"
+    assert "envelope_id" not in caught.value.context
+
+
+def test_an_envelope_built_in_code_never_raises_a_pydantic_error() -> None:
+    with pytest.raises(InvalidPayloadError) as caught:
+        Envelope(type="x.y")  # type: ignore[call-arg]
+    assert caught.value.errors == [{"field": "payload", "message": "is required"}]
+
+
+def test_a_bad_traceparent_is_dropped_in_code_too() -> None:
+    assert Envelope(type="x.y", payload={}, traceparent="00-zz-zz-01").traceparent is None
+    assert Envelope(type="x.y", payload={}, traceparent=TRACEPARENT.upper()).traceparent is None
+    assert Envelope(type="x.y", payload={}, traceparent=TRACEPARENT).traceparent == TRACEPARENT
+
+
+def test_an_envelope_is_immutable_and_keeps_the_payload_it_was_given() -> None:
+    payload = {"employeeId": "E1001"}
+    envelope = Envelope(type="x.y", payload=payload)
+    assert envelope.payload is payload  # not copied on the hot path
+    with pytest.raises(ValidationError, match="frozen"):
+        envelope.id = "other"  # type: ignore[misc]
+    # a changed copy is a new envelope; the original is untouched
+    stamped = envelope.model_copy(update={"traceparent": TRACEPARENT})
+    assert (stamped.traceparent, envelope.traceparent) == (TRACEPARENT, None)
+    assert stamped.id == envelope.id
+
+
 def test_a_future_version_is_a_permanent_error_naming_the_version() -> None:
     with pytest.raises(InvalidPayloadError) as caught:
         Envelope.from_json(json.dumps(_wire(version=2)))
@@ -143,8 +286,16 @@ def test_queue_text_refuses_messages_over_64_kib_after_base64() -> None:
     )
     # THEN the first is accepted and fits, the second is refused before sending
     assert len(base64.b64encode(fits.to_queue_text().encode())) <= MAX_QUEUE_MESSAGE_BYTES
-    with pytest.raises(InvalidPayloadError, match="at most 65536 bytes"):
+    with pytest.raises(InvalidPayloadError) as caught:
         too_big.to_queue_text()
+    assert caught.value.errors == [
+        {
+            "field": "payload",
+            "message": f"message is {MAX_QUEUE_MESSAGE_BYTES + 4} bytes after base64; a storage queue "
+            "message holds at most 65536 bytes (store large data elsewhere and send a reference)",
+        }
+    ]
+    assert caught.value.context == {"envelope_id": "i"}
 
 
 def _parse_or_explain(body: str | bytes) -> None:
