@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from handlers.http_edge import answer, incoming, services_or_503
+from handlers.http_edge import answer, incoming, services_or_503, traced
 from shared.group_changes.notifications import Kind, NotificationDeps, accept_notifications
 from shared.names import ROUTE_GRAPH_LIFECYCLE, ROUTE_GRAPH_NOTIFICATIONS
 
@@ -27,13 +27,13 @@ def blueprint(services: ServicesProvider) -> func.Blueprint:
     @bp.route(route=ROUTE_GRAPH_NOTIFICATIONS, methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
     async def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
         """Change notifications on watched groups (and the subscription validation handshake)."""
-        return await _handle(req, services, "change")
+        return await traced(req, ROUTE_GRAPH_NOTIFICATIONS, lambda: _handle(req, services, "change"))
 
     @bp.function_name("graph_lifecycle")
     @bp.route(route=ROUTE_GRAPH_LIFECYCLE, methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
     async def graph_lifecycle(req: func.HttpRequest) -> func.HttpResponse:
         """Lifecycle notifications: reauthorizationRequired, subscriptionRemoved, missed."""
-        return await _handle(req, services, "lifecycle")
+        return await traced(req, ROUTE_GRAPH_LIFECYCLE, lambda: _handle(req, services, "lifecycle"))
 
     return bp
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import azure.functions as func
 
+from handlers.http_edge import traced_sync
 from shared.health import HealthReport, check_health_from_environment
 from shared.names import ROUTE_HEALTH, ROUTE_HEALTH_DETAILS
 
@@ -23,6 +24,14 @@ def _answer(report: HealthReport, body: dict[str, object]) -> func.HttpResponse:
     )
 
 
+def _public(report: HealthReport) -> func.HttpResponse:
+    return _answer(report, report.to_public_dict())
+
+
+def _details(report: HealthReport) -> func.HttpResponse:
+    return _answer(report, report.to_dict())
+
+
 def blueprint(services: ServicesProvider) -> func.Blueprint:
     """`health` and `health_details`: they check the settings themselves (they must answer when
     the services cannot be built, and say why)."""
@@ -32,14 +41,12 @@ def blueprint(services: ServicesProvider) -> func.Blueprint:
     @bp.route(route=ROUTE_HEALTH, methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
     def health(req: func.HttpRequest) -> func.HttpResponse:
         """``{"status": "healthy"|"degraded"|"unhealthy"}``: 200, 200 or 503; nothing about the set-up."""
-        report = check_health_from_environment()
-        return _answer(report, report.to_public_dict())
+        return traced_sync(req, ROUTE_HEALTH, lambda: _public(check_health_from_environment()))
 
     @bp.function_name("health_details")
     @bp.route(route=ROUTE_HEALTH_DETAILS, methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
     def health_details(req: func.HttpRequest) -> func.HttpResponse:
         """Every check with its detail and latency, and the settings at fault by name (function key)."""
-        report = check_health_from_environment()
-        return _answer(report, report.to_dict())
+        return traced_sync(req, ROUTE_HEALTH_DETAILS, lambda: _details(check_health_from_environment()))
 
     return bp

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import azure.functions as func
 
-from handlers.http_edge import answer, incoming, services_or_503
+from handlers.http_edge import answer, incoming, services_or_503, traced
 from shared.hr.ingress import (
     IncomingRequest,
     IngressDeps,
@@ -39,13 +39,13 @@ def blueprint(services: ServicesProvider) -> func.Blueprint:
     @bp.route(route=ROUTE_HR_EVENTS, methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
     async def hr_events(req: func.HttpRequest) -> func.HttpResponse:
         """Canonical HR events behind Standard Webhooks signatures: 202 with the event id."""
-        return await _handle(req, services, accept_hr_webhook)
+        return await traced(req, ROUTE_HR_EVENTS, lambda: _handle(req, services, accept_hr_webhook))
 
     @bp.function_name("hr_bamboohr")
     @bp.route(route=ROUTE_HR_BAMBOOHR, methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
     async def hr_bamboohr(req: func.HttpRequest) -> func.HttpResponse:
         """BambooHR field-based webhooks: 202 with one event id per employee entry."""
-        return await _handle(req, services, accept_bamboohr_webhook)
+        return await traced(req, ROUTE_HR_BAMBOOHR, lambda: _handle(req, services, accept_bamboohr_webhook))
 
     return bp
 

@@ -1,20 +1,59 @@
-"""What every HTTP ingress does at the edge: the request in, the services or a 503, the answer out."""
+"""What every HTTP ingress does at the edge: its span, the request in, the services or a 503, the
+answer out."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import azure.functions as func
+from opentelemetry.trace import Span, Status, StatusCode
 
 from shared.errors import WaveGuardError
 from shared.http_ingress import IncomingRequest, IngressResult
 from shared.http_problem import PROBLEM_CONTENT_TYPE, problem_json
+from shared.telemetry import edge_span
 
 if TYPE_CHECKING:
     from shared.services import Services, ServicesProvider
 
 log = logging.getLogger(__name__)
+# host.json extensions.http.routePrefix
+ROUTE_PREFIX = "api"
+
+
+async def traced(
+    req: func.HttpRequest, route: str, handle: Callable[[], Awaitable[func.HttpResponse]]
+) -> func.HttpResponse:
+    """Run an async HTTP trigger inside its edge span (continuing the caller's ``traceparent``)."""
+    with _edge(req, route) as current:
+        return _finish(current, await handle())
+
+
+def traced_sync(
+    req: func.HttpRequest, route: str, handle: Callable[[], func.HttpResponse]
+) -> func.HttpResponse:
+    """``traced`` for a synchronous HTTP trigger."""
+    with _edge(req, route) as current:
+        return _finish(current, handle())
+
+
+@contextmanager
+def _edge(req: func.HttpRequest, route: str) -> Iterator[Span]:
+    template = f"/{ROUTE_PREFIX}/{route}"
+    headers = {key: value for key in ("traceparent", "tracestate") if (value := req.headers.get(key))}
+    attributes = {"http.request.method": req.method, "http.route": template, "faas.trigger": "http"}
+    with edge_span(f"{req.method} {template}", headers, attributes) as current:
+        yield current
+
+
+def _finish(current: Span, response: func.HttpResponse) -> func.HttpResponse:
+    current.set_attribute("http.response.status_code", response.status_code)
+    if response.status_code >= 500:  # a server span fails on 5xx only (4xx is the caller's)
+        current.set_status(Status(StatusCode.ERROR))
+    return response
 
 
 def incoming(req: func.HttpRequest) -> IncomingRequest:

@@ -1,18 +1,26 @@
-"""OpenTelemetry setup and the helpers that carry one trace from HTTP ingress through queues to workers.
+"""OpenTelemetry setup and the helpers that carry one trace from HTTP ingress through queues to Graph.
 
-``configure_telemetry(settings)`` installs an SDK tracer provider once per process (exporting
-to Azure Monitor, OTLP/HTTP and/or the console as configured; with no exporter, spans still
-get real ids so W3C ``traceparent`` propagation works). ``current_traceparent()`` is what the
-queue sender stamps on envelopes; ``start_span_from_traceparent()`` continues that trace in
-the worker. ``log_context(**fields)`` binds identifiers (message id, correlation id) to every
-log record emitted inside it, together with the current trace and span ids.
+``configure_telemetry(settings)`` installs tracing once per process: with an Application Insights
+connection string through the Azure Monitor OpenTelemetry distro (plus OTLP/HTTP and/or the
+console when configured), otherwise an SDK tracer provider with those exporters (with no
+exporter, spans still get real ids so W3C ``traceparent`` propagation works). Kiota's internal
+spans (about eleven per Graph call) are folded away: ``shared.graph.tracing`` records one client
+span per Graph call instead.
+
+``edge_span()`` opens the span of an HTTP trigger, continuing the caller's ``traceparent``;
+``current_traceparent()`` is what the queue sender stamps on envelopes;
+``start_span_from_traceparent()`` continues that trace in the worker; ``inject_trace_headers()``
+puts it on outgoing requests. ``log_context(**fields)`` binds identifiers (message id,
+correlation id) to every log record emitted inside it, together with the current trace and span
+ids.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
@@ -26,7 +34,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from shared.config.settings import Settings
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
 __all__ = [
@@ -34,7 +43,10 @@ __all__ = [
     "configure_telemetry",
     "current_log_fields",
     "current_traceparent",
+    "edge_span",
     "exporter_kinds",
+    "folded_scope",
+    "inject_trace_headers",
     "install_log_context",
     "log_context",
     "otlp_exporter",
@@ -45,6 +57,24 @@ __all__ = [
 
 ExporterKind = Literal["azure_monitor", "otlp", "console"]
 TRACER_NAME: Final = "waveguard"
+# Instrumentation scopes whose spans are folded into their parent (not recorded): Kiota, the
+# HTTP core of msgraph-sdk, opens about eleven spans per Graph call.
+FOLDED_SCOPE_MARKERS: Final = ("kiota",)
+# Instrumentations of the distro left off: httpx would duplicate shared.graph.tracing's span per
+# Graph call; requests/urllib3 would duplicate azure-core's span per storage call; the web
+# frameworks and psycopg2 are not used.
+_DISTRO_INSTRUMENTATIONS_OFF: Final = (
+    "httpx",
+    "requests",
+    "urllib",
+    "urllib3",
+    "django",
+    "fastapi",
+    "flask",
+    "psycopg2",
+)
+
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _configured_exporters: list[object] = []
@@ -73,15 +103,16 @@ def configure_telemetry(
     """Install tracing once per process; later calls only add new ``span_exporters`` (tests).
 
     Safe to call from every entry point: the provider and the configured exporters are
-    created on the first call only.
+    created on the first call only. A provider installed before (by the Functions worker, say)
+    is reused as it is.
     """
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     with _lock:
-        provider, created = _provider(service_name)
-        if created:
-            for kind in exporter_kinds(settings):
-                provider.add_span_processor(BatchSpanProcessor(_build_exporter(kind, settings)))
+        provider = _installed_provider()
+        if provider is None:
+            provider = _install_provider(settings, service_name)
+        fold_library_spans(provider)
         for exporter in span_exporters:
             if not any(exporter is known for known in _configured_exporters):
                 # Synchronous export: a test sees its spans as soon as they end.
@@ -90,34 +121,96 @@ def configure_telemetry(
     install_log_context()
 
 
-def _provider(service_name: str) -> tuple[TracerProvider, bool]:
-    from opentelemetry.sdk.resources import Resource
+def _installed_provider() -> TracerProvider | None:
     from opentelemetry.sdk.trace import TracerProvider
 
     current = trace.get_tracer_provider()
-    if isinstance(current, TracerProvider):
-        return current, False  # installed by an earlier call (or by the host): reuse it
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    return current if isinstance(current, TracerProvider) else None
+
+
+def _install_provider(settings: Settings, service_name: str) -> TracerProvider:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    kinds = exporter_kinds(settings)
+    resource = Resource.create({"service.name": service_name})
+    processors: list[SpanProcessor] = [
+        BatchSpanProcessor(_build_exporter(kind, settings)) for kind in kinds if kind != "azure_monitor"
+    ]
+    if "azure_monitor" in kinds:
+        _configure_azure_monitor(settings, resource, processors)
+        installed = _installed_provider()
+        if installed is not None:
+            return installed
+        log.error("the Azure Monitor distro installed no tracer provider; exporting without it")
+    provider = TracerProvider(resource=resource)
+    for processor in processors:
+        provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
-    return provider, True
+    return provider
+
+
+def _configure_azure_monitor(settings: Settings, resource: Resource, processors: list[SpanProcessor]) -> None:
+    """The Azure Monitor OpenTelemetry distro: traces (and metrics) to Application Insights.
+
+    Logs are left to the Functions host, which already forwards the worker's log records
+    (exporting them here too would show each twice).
+    """
+    from azure.monitor.opentelemetry import configure_azure_monitor
+
+    from shared.config.identity import azure_credential
+
+    # Every trace kept unless the operator picks a sampler with the standard OTEL_TRACES_SAMPLER
+    # (the distro's own default samples 5 traces per second: a burst of hires would lose most).
+    sampling = {} if os.environ.get("OTEL_TRACES_SAMPLER") else {"sampling_ratio": 1.0}
+    configure_azure_monitor(
+        connection_string=settings.applicationinsights_connection_string,
+        # Our App Insights resource has local (key) auth disabled: ingestion needs an Entra token.
+        credential=azure_credential(settings) if settings.environment == "azure" else None,
+        resource=resource,
+        span_processors=processors,
+        disable_logging=True,
+        instrumentation_options={name: {"enabled": False} for name in _DISTRO_INSTRUMENTATIONS_OFF},
+        **sampling,
+    )
+
+
+def folded_scope(name: str) -> bool:
+    """Whether spans of this instrumentation scope are folded into their parent."""
+    lowered = name.lower()
+    return any(marker in lowered for marker in FOLDED_SCOPE_MARKERS)
+
+
+def fold_library_spans(provider: TracerProvider) -> bool:
+    """Turn off the tracers of folded scopes: their spans become non-recording and pass their
+    parent's context through, so what they call still joins the caller's trace.
+
+    Uses the SDK's tracer configurator (the specification's per-scope ``enabled`` switch, still
+    marked experimental in the Python SDK). Returns False, with a warning, where the SDK lacks it.
+    """
+    try:
+        from opentelemetry.sdk.trace import _TracerConfig
+    except ImportError:  # pragma: no cover - guarded by the pinned SDK range
+        log.warning("this OpenTelemetry SDK cannot switch tracers off; Kiota's spans are kept")
+        return False
+    set_configurator = getattr(provider, "_set_tracer_configurator", None)
+    if set_configurator is None:  # pragma: no cover - guarded by the pinned SDK range
+        log.warning("this OpenTelemetry SDK cannot switch tracers off; Kiota's spans are kept")
+        return False
+    enabled, folded = _TracerConfig(is_enabled=True), _TracerConfig(is_enabled=False)
+    set_configurator(tracer_configurator=lambda scope: folded if folded_scope(scope.name) else enabled)
+    return True
 
 
 def _build_exporter(kind: ExporterKind, settings: Settings) -> SpanExporter:
-    if kind == "azure_monitor":
-        from azure.monitor.opentelemetry.exporter import AzureMonitorTraceExporter
-
-        from shared.config.identity import azure_credential
-
-        # Our App Insights resource has local (key) auth disabled: ingestion needs an Entra token.
-        return AzureMonitorTraceExporter(
-            connection_string=settings.applicationinsights_connection_string,
-            credential=azure_credential(settings) if settings.environment == "azure" else None,
-        )
     if kind == "otlp":
         return otlp_exporter(str(settings.otlp_endpoint))
-    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+    if kind == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-    return ConsoleSpanExporter()
+        return ConsoleSpanExporter()
+    raise ValueError(f"{kind} is configured through the Azure Monitor distro, not as an exporter")
 
 
 def otlp_exporter(endpoint: str) -> SpanExporter:
@@ -155,6 +248,35 @@ def start_span_from_traceparent(
     )
     with tracer().start_as_current_span(
         name, context=parent, kind=kind, attributes=_attrs(attributes)
+    ) as current:
+        yield current
+
+
+def inject_trace_headers(headers: MutableMapping[str, str]) -> None:
+    """Put the current trace's ``traceparent`` (and ``tracestate``) on outgoing request headers."""
+    _propagator.inject(headers)
+
+
+@contextmanager
+def edge_span(
+    name: str, headers: Mapping[str, str], attributes: Mapping[str, Any] | None = None
+) -> Iterator[Span]:
+    """The span of an HTTP trigger, current for the invocation.
+
+    On Azure (``PYTHON_ENABLE_OPENTELEMETRY``) the Functions host has already continued the
+    caller's ``traceparent`` in its own request span and the worker made it current: this span
+    is an INTERNAL child of it. Elsewhere (the local host, tests) it is the SERVER span,
+    continuing the request's ``traceparent`` header (a new trace when absent or malformed).
+    ``headers`` must have lower-case names.
+    """
+    if trace.get_current_span().get_span_context().is_valid:
+        with span(name, kind=SpanKind.INTERNAL, **(attributes or {})) as current:
+            yield current
+        return
+    carrier = {key: headers[key] for key in ("traceparent", "tracestate") if key in headers}
+    parent = _propagator.extract(carrier, context=Context()) if carrier else Context()
+    with tracer().start_as_current_span(
+        name, context=parent, kind=SpanKind.SERVER, attributes=_attrs(attributes)
     ) as current:
         yield current
 

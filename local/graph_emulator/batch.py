@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -146,7 +147,7 @@ def to_request(item: BatchItem, outer: Request) -> Request:
         method=item.method,
         path=f"/v1.0{parts.path}",
         query=parse_qsl(parts.query, keep_blank_values=True),
-        headers=item.headers,
+        headers=_with_trace(item.headers, outer.traceparent),
         body=body,
         request_id=str(uuid.uuid4()),
         client_request_id=outer.client_request_id,
@@ -154,6 +155,13 @@ def to_request(item: BatchItem, outer: Request) -> Request:
         batch_id=outer.request_id,
         batch_item_id=item.id,
     )
+
+
+def _with_trace(headers: Mapping[str, str], traceparent: str | None) -> Mapping[str, str]:
+    """An item's headers, with the batch's ``traceparent`` unless the item names its own."""
+    if traceparent is None or any(name.lower() == "traceparent" for name in headers):
+        return headers
+    return {**headers, "traceparent": traceparent}
 
 
 def item_response(item_id: str, response: Response) -> JsonObject:

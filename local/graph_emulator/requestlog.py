@@ -1,5 +1,7 @@
 """The request log tests read through ``GET /_emulator/requests``: one entry per Graph call and per
-``$batch`` item (items carry the id of their batch)."""
+``$batch`` item (items carry the id of their batch). Each entry keeps the caller's W3C
+``traceparent`` (a batch item inherits its batch's), so one trace can be followed from an HTTP
+request into the Graph calls it caused."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class RequestLog:
             "batchId": request.batch_id,
             "batchItemId": request.batch_item_id,
             "injectedFault": injected,
+            "traceparent": request.traceparent,
         }
         with self._lock:
             self._entries.append(entry)

@@ -45,6 +45,11 @@ class Request:
     batch_id: str | None = None
     batch_item_id: str | None = None
 
+    @property
+    def traceparent(self) -> str | None:
+        """The caller's W3C ``traceparent`` header (a batch item's comes from its batch)."""
+        return self.header("traceparent")
+
     def header(self, name: str) -> str | None:
         """A header's value, matched case-insensitively."""
         wanted = name.lower()

@@ -205,6 +205,8 @@ def _install_middleware(client: httpx.AsyncClient, *, max_retries: int, max_retr
     from msgraph_core.middleware import GraphTelemetryHandler
     from msgraph_core.middleware.options import GraphTelemetryHandlerOption
 
+    from shared.graph.tracing import graph_trace_handler
+
     middleware: list[BaseMiddleware] = KiotaClientFactory.get_default_middleware(dict(msgraph_options))
     # delay=0: kiota adds the option's delay to every backoff; Retry-After or backoff alone decide.
     retry_option = RetryHandlerOption(delay=0.0, max_retries=max_retries)
@@ -213,6 +215,8 @@ def _install_middleware(client: httpx.AsyncClient, *, max_retries: int, max_retr
     telemetry_option = msgraph_options[GraphTelemetryHandlerOption.get_key()]
     assert isinstance(telemetry_option, GraphTelemetryHandlerOption)
     middleware.append(GraphTelemetryHandler(options=telemetry_option))
+    # Outermost: one client span per call (retries included) and traceparent on every attempt.
+    middleware.insert(0, graph_trace_handler())
     GraphClientFactory.create_with_custom_middleware(middleware, client=client)
 
 

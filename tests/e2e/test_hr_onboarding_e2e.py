@@ -23,6 +23,8 @@ import pytest
 import yaml
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from standardwebhooks.webhooks import Webhook
 
 from local.demo_waves import reset_rollout_state
@@ -32,6 +34,7 @@ from shared.config import load_plan_for, load_settings
 from shared.envelope import Envelope
 from shared.names import ALERTS, HR_EVENTS
 from shared.state import build_state
+from shared.telemetry import configure_telemetry
 from tests.aio import aio
 from tests.conftest import PLAN_SECRETS
 from tests.emulator_probes import TapProbe
@@ -63,7 +66,9 @@ class Stack(TapProbe):
     def admin(self, method: str, path: str, body: Any = None) -> Any:
         return self.http.request(method, self.emulator.admin_url + path, json=body).raise_for_status().json()
 
-    def post_hire(self, employee_id: str, upn: str, *, webhook_id: str | None = None) -> httpx.Response:
+    def post_hire(
+        self, employee_id: str, upn: str, *, webhook_id: str | None = None, traceparent: str | None = None
+    ) -> httpx.Response:
         event = {
             "type": "employee.hired",
             "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -86,6 +91,8 @@ class Stack(TapProbe):
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": Webhook(SECRET).sign(msg_id, now, body),
         }
+        if traceparent is not None:
+            headers["traceparent"] = traceparent
         return self.http.post(f"{self.api}/hr/events", content=body, headers=headers)
 
     def add_user(self, employee_id: str, upn: str, **extra: Any) -> str:
@@ -185,6 +192,50 @@ def test_hire_delivered_three_times_gets_its_wave_one_tap_and_one_email(stack: S
         lambda: len(stack.taps(user_id)) == 1 and len(stack.mails_about("ann.e2e@contoso.com")) == 1,
         seconds=1.5,
     )
+
+
+def test_one_trace_runs_from_the_hr_request_to_every_graph_call_the_worker_made(stack: Stack) -> None:
+    # GIVEN a provisioned Finance hire, a caller that starts a W3C trace, and the spans recorded
+    # (the mini-host runs the app in this process)
+    spans = InMemorySpanExporter()
+    configure_telemetry(load_settings({"WAVEGUARD_TELEMETRY": "off"}), span_exporters=[spans])
+    user_id = stack.add_user("E9204", "eve.e2e@contoso.com")
+    trace_id, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    # WHEN HR's request carries the trace
+    answer = stack.post_hire("E9204", "eve.e2e@contoso.com", traceparent=f"00-{trace_id}-{caller_span}-01")
+    assert answer.status_code == 202
+    wait_for("the manager's e-mail", lambda: stack.mails_about("eve.e2e@contoso.com"))
+    # THEN the emulator saw the same trace id on the worker's Graph calls: the TAP, the wave group
+    # add and the mail, each under a span of its own (never the caller's)
+    traced = [
+        entry
+        for entry in stack.admin("GET", "/requests")["value"]
+        if (entry.get("traceparent") or "").split("-")[1:2] == [trace_id]
+    ]
+    calls = {(e["method"], e["path"]) for e in traced}
+    assert ("POST", f"/v1.0/users/{user_id}/authentication/temporaryAccessPassMethods") in calls
+    assert any(method == "POST" and path.endswith("/members/$ref") for method, path in calls)
+    assert any(method == "POST" and path.endswith("/send") for method, path in calls)
+    graph_parents = {e["traceparent"].split("-")[2] for e in traced}
+    assert caller_span not in graph_parents
+    # AND the trace starts with a server span under the caller's, and each Graph call is one span
+    mine = [
+        s
+        for s in spans.get_finished_spans()
+        if s.context is not None and f"{s.context.trace_id:032x}" == trace_id
+    ]
+    [server] = [s for s in mine if s.kind is SpanKind.SERVER]
+    assert server.name == "POST /api/hr/events"
+    assert server.parent is not None
+    assert f"{server.parent.span_id:016x}" == caller_span
+    client_spans = {
+        f"{s.context.span_id:016x}" for s in mine if s.kind is SpanKind.CLIENT and s.context is not None
+    }
+    assert graph_parents <= client_spans
+    assert not [
+        s for s in mine if s.instrumentation_scope is not None and "kiota" in s.instrumentation_scope.name
+    ]
+    assert len(mine) <= 2 * len(graph_parents) + 10  # Graph calls, the send, the worker, its steps
 
 
 def test_hire_provisioned_late_is_handled(stack: Stack) -> None:

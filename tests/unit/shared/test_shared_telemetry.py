@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from shared.config import load_settings
+from shared.config import APP_ROOT, load_settings
 from shared.envelope import Envelope
 from shared.telemetry import (
     configure_telemetry,
     current_log_fields,
     current_traceparent,
+    edge_span,
     exporter_kinds,
     log_context,
     span,
@@ -127,3 +132,99 @@ def test_log_records_carry_bound_fields_and_trace_ids(
     assert inside.trace_id == f"{work.context.trace_id:032x}"  # type: ignore[attr-defined]
     assert not hasattr(after, "message_id")
     assert current_log_fields() == {}
+
+
+CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_the_edge_span_continues_the_callers_traceparent(spans: InMemorySpanExporter) -> None:
+    with edge_span("POST /api/hr/events", {"traceparent": CALLER}, {"http.route": "/api/hr/events"}):
+        pass
+    [edge] = spans.get_finished_spans()
+    assert edge.kind is SpanKind.SERVER
+    assert edge.context is not None
+    assert edge.parent is not None
+    assert f"{edge.context.trace_id:032x}" == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert f"{edge.parent.span_id:016x}" == "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"traceparent": "00-zz-00-01"}, {"traceparent": "00-" + "0" * 32 + "-1-01"}]
+)
+def test_without_a_valid_traceparent_the_edge_starts_a_trace(
+    spans: InMemorySpanExporter, headers: dict[str, str]
+) -> None:
+    with edge_span("GET /api/health", headers):
+        pass
+    [edge] = spans.get_finished_spans()
+    assert edge.kind is SpanKind.SERVER
+    assert edge.parent is None
+
+
+def test_under_the_functions_hosts_span_the_edge_is_its_child(spans: InMemorySpanExporter) -> None:
+    # GIVEN the worker made the host's request span current (PYTHON_ENABLE_OPENTELEMETRY on Azure)
+    other = {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}
+    with (
+        start_span_from_traceparent("host request", CALLER, kind=SpanKind.SERVER),
+        edge_span("POST /api/hr/events", other),
+    ):
+        pass
+    edge, host = spans.get_finished_spans()
+    # THEN the edge span is an INTERNAL child of the host's, not a second SERVER span
+    assert edge.kind is SpanKind.INTERNAL
+    assert edge.parent is not None
+    assert host.context is not None
+    assert edge.parent.span_id == host.context.span_id
+
+
+DISTRO_PROBE = """
+import json
+from opentelemetry import trace
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from shared.config import APP_ROOT, load_settings
+from shared.telemetry import configure_telemetry, tracer
+configure_telemetry(load_settings({
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
+        "IngestionEndpoint=http://127.0.0.1:9/;LiveEndpoint=http://127.0.0.1:9/",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+}))
+provider = trace.get_tracer_provider()
+kiota = trace.get_tracer("com.microsoft.com:microsoft-kiota-http-httpx").start_span("k")
+print(json.dumps({
+    "provider": type(provider).__module__,
+    "kiota_recording": kiota.is_recording(),
+    "waveguard_recording": tracer().start_span("w").is_recording(),
+    "httpx_instrumented": HTTPXClientInstrumentor().is_instrumented_by_opentelemetry,
+    "exporters": sorted(type(getattr(p, "span_exporter", None)).__name__
+                        for p in provider._active_span_processor._span_processors
+                        if getattr(p, "span_exporter", None) is not None),
+}))
+"""
+
+
+def test_with_a_connection_string_the_azure_monitor_distro_exports_and_kiota_stays_folded() -> None:
+    # In a process of its own: the distro installs the global tracer provider. Every endpoint is
+    # loopback and statsbeat is off, so nothing leaves the machine.
+    environ = {
+        **os.environ,
+        "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+        "PYTHONPATH": str(APP_ROOT),
+    }
+    environ.pop("OTEL_TRACES_SAMPLER", None)  # the default: every trace kept
+    done = subprocess.run(
+        [sys.executable, "-c", DISTRO_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=APP_ROOT,
+        env=environ,
+    )
+    assert done.returncode == 0, done.stderr
+    probe = json.loads(done.stdout.strip().splitlines()[-1])
+    assert probe == {
+        "provider": "opentelemetry.sdk.trace",
+        "kiota_recording": False,
+        "waveguard_recording": True,
+        "httpx_instrumented": False,
+        "exporters": ["AzureMonitorTraceExporter", "OTLPSpanExporter"],
+    }
