@@ -4,6 +4,7 @@
 #   make lint   ruff (lint and format check) and mypy (shared, cli, handlers, local)
 #   make bench  the benchmarks under bench/
 #   make chaos  the fault campaign: the same HR workload clean and under faults, end states compared
+#   make infra-check  the Bicep compiled and linted (where a Bicep CLI is installed) and checked against the code
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -22,7 +23,7 @@ PYTHON ?= $(shell { p=$$(command -v python3.13 2>/dev/null) && "$$p" --version >
 	{ command -v pyenv >/dev/null 2>&1 && for v in $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13(\.|$$)' | sort -rV); do \
 	    p="$$(pyenv prefix $$v 2>/dev/null)/bin/python3.13"; [ -x "$$p" ] && echo "$$p" && break; done; })
 
-.PHONY: help install run test test-unit lint bench chaos clean
+.PHONY: help install run test test-unit lint bench chaos infra-check clean
 
 help:
 	@echo "make run    start the local stack with a demo (DEMO=0 for none; HOST_PORT=, GRAPH_PORT=, SINK_PORT=,"
@@ -31,6 +32,7 @@ help:
 	@echo "make lint   ruff check, ruff format --check, mypy"
 	@echo "make bench  run the benchmarks"
 	@echo "make chaos  run the fault campaign (about 15 minutes)"
+	@echo "make infra-check  compile and lint infra/ with the Bicep CLI where installed; check it against the code"
 
 $(VPY):
 	@if [ -z "$(PYTHON)" ]; then \
@@ -89,6 +91,23 @@ bench: install
 # less realistic than Azure's 10 minutes: killed work then waits for its claim).
 chaos: install
 	$(VPY) -m bench.fault_campaign $(CHAOS_ARGS)
+
+# The Bicep CLI (bicep, or az bicep) is a downloaded binary, so it is not installed here: without one
+# the compile and lint are skipped, said so, and only the template-versus-code test runs.
+BICEP_FILES := infra/main.bicep $(wildcard infra/modules/*.bicep)
+
+infra-check: install
+	@if command -v bicep >/dev/null 2>&1; then \
+	  for f in $(BICEP_FILES); do echo "bicep build $$f"; bicep build "$$f" --stdout >/dev/null || exit 1; \
+	    bicep lint "$$f" || exit 1; done; \
+	elif command -v az >/dev/null 2>&1 && az bicep version >/dev/null 2>&1; then \
+	  for f in $(BICEP_FILES); do echo "az bicep build $$f"; az bicep build --file "$$f" --stdout >/dev/null || exit 1; \
+	    az bicep lint --file "$$f" || exit 1; done; \
+	else \
+	  echo "infra-check: SKIPPED the Bicep compile and lint: no Bicep CLI here (install one: az bicep install," ; \
+	  echo "             or the bicep binary). Only the template-versus-code test runs."; \
+	fi
+	$(VPY) -m pytest tests/unit/test_infra_matches_code.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules .stack .pytest_cache .mypy_cache .ruff_cache

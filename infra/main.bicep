@@ -2,10 +2,10 @@
 // Key Vault + a user-assigned managed identity, and (optionally) the identity's Microsoft Graph
 // application permissions.
 //
-// Deploy into an existing resource group:
-//   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.parameters.json
-// See infra/README.md. Validated by review only; run `az bicep build --file infra/main.bicep`
-// before the first deployment.
+// Deploy with the Azure Developer CLI (`azd up`: azure.yaml, main.parameters.json and the
+// postprovision hook in hooks/), or into an existing resource group with the Azure CLI:
+//   az deployment group create -g <rg> -f infra/main.bicep -p environmentName=<name> ...
+// See infra/README.md. `make infra-check` compiles and lints it where a Bicep CLI is installed.
 
 targetScope = 'resourceGroup'
 
@@ -13,15 +13,15 @@ targetScope = 'resourceGroup'
 // Naming and placement
 // ---------------------------------------------------------------------------------------------
 
-@description('Short prefix for every resource name (lowercase letters, digits, single hyphens). A uniqueString of the subscription, resource group and baseName is appended.')
-@minLength(3)
-@maxLength(12)
-param baseName string
+@description('Name of the environment (azd: AZURE_ENV_NAME, e.g. dev, prod, alice-test). It is part of every resource name, lower-cased and without - _ . ( ), and seeds the resource token, so two environments never collide, not even in one resource group.')
+@minLength(1)
+@maxLength(64)
+param environmentName string
 
 @description('Azure region for every resource. It must offer Flex Consumption (az functionapp list-flexconsumption-locations).')
 param location string = resourceGroup().location
 
-@description('Tags applied to every resource.')
+@description('Extra tags for every resource; azd-env-name and app are always set.')
 param tags object = {}
 
 // ---------------------------------------------------------------------------------------------
@@ -55,8 +55,8 @@ param logRetentionInDays int = 30
 // Microsoft Graph permissions (docs/permissions.md)
 // ---------------------------------------------------------------------------------------------
 
-@description('Grant the Graph application permissions to the managed identity in this deployment. Needs a Privileged Role Administrator (or equivalent) deployer; set false and grant them separately otherwise.')
-param grantGraphPermissions bool = true
+@description('Grant the Graph application permissions to the managed identity in this deployment (the Microsoft Graph Bicep extension). Needs a Privileged Role Administrator (or equivalent) deployer. False (the default): the azd postprovision hook (hooks/) grants them when the signed-in user may, or prints the commands for an administrator.')
+param grantGraphPermissions bool = false
 
 @description('Let WaveGuard create and update Conditional Access policies (Policy.ReadWrite.ConditionalAccess + Application.Read.All). False: read-only CA (Policy.Read.All); an administrator applies the baseline and wave promotions by hand.')
 param manageConditionalAccess bool = true
@@ -130,10 +130,10 @@ param extraAppSettings object = {}
 // Operators
 // ---------------------------------------------------------------------------------------------
 
-@description('Optional object id of the operator user or group: Storage Queue/Table Data Contributor (waveguard CLI, replay) and Key Vault Secrets Officer (set secrets). Empty: none.')
+@description('Optional object id of the operator (azd: AZURE_PRINCIPAL_ID, the signed-in user): the data roles the waveguard CLI needs (Storage Queue Data Contributor, Storage Table Data Contributor, Reader on the storage account) and Key Vault Secrets Officer (set secret values). Empty: none.')
 param operatorPrincipalId string = ''
 
-@description('Principal type of operatorPrincipalId.')
+@description('Principal type of operatorPrincipalId (azd: AZURE_PRINCIPAL_TYPE, User when unset).')
 @allowed([
   'User'
   'Group'
@@ -148,65 +148,42 @@ param keyVaultPurgeProtection bool = true
 // Names and fixed contracts
 // ---------------------------------------------------------------------------------------------
 
-var token = uniqueString(subscription().id, resourceGroup().id, baseName)
-var compactBase = toLower(replace(baseName, '-', ''))
+// 13 lower-case letters and digits, stable for one environment in one resource group.
+var token = uniqueString(subscription().id, resourceGroup().id, environmentName)
+// The environment name as lower-case letters and digits: azd allows letters, digits and - _ . ( ).
+var envCompact = toLower(replace(replace(replace(replace(replace(environmentName, '-', ''), '_', ''), '.', ''), '(', ''), ')', ''))
+var envSlug = take(empty(envCompact) ? 'env' : envCompact, 16)
+// Storage account and Key Vault names are at most 24 characters: 4 + 7 + 13.
+var envSlugShort = take(envSlug, 7)
 
+// Limits: identity 3-128, Log Analytics 4-63, Application Insights 1-260, plan 1-60 and Function
+// App 2-60 (letters, digits, hyphens); storage 3-24 lower-case letters and digits; Key Vault 3-24
+// letters, digits and hyphens, starting with a letter. Each is at most 38 or 24 characters here.
 var names = {
-  identity: 'id-${baseName}-${token}'
-  logAnalytics: 'log-${baseName}-${token}'
-  appInsights: 'appi-${baseName}-${token}'
-  storage: take('st${compactBase}${token}', 24)
-  keyVault: take('kv-${baseName}-${token}', 24)
-  plan: 'plan-${baseName}-${token}'
-  functionApp: 'func-${baseName}-${token}'
+  identity: 'id-wg-${envSlug}-${token}'
+  logAnalytics: 'log-wg-${envSlug}-${token}'
+  appInsights: 'appi-wg-${envSlug}-${token}'
+  storage: 'stwg${envSlugShort}${token}'
+  keyVault: 'kvwg${envSlugShort}${token}'
+  plan: 'plan-wg-${envSlug}-${token}'
+  functionApp: 'func-wg-${envSlug}-${token}'
 }
 
-// Queue and table names are a contract with the code (shared/names.py).
-var queueNames = [
-  'hr-events'
-  'group-changes'
-  'risk-events'
-  'alerts'
-  'wave-work'
-]
-var tableNames = [
-  'wgidempotency'
-  'wgstate'
-  'wgaudit'
-]
+// azd-env-name marks the environment's resources (infra/README.md tears down an environment that
+// shares its resource group by it).
+var allTags = union(tags, {
+  'azd-env-name': environmentName
+  app: 'waveguard'
+})
+
 var deploymentContainerName = 'app-package'
 
-// Graph application permissions; docs/permissions.md gives the reason for each.
-var graphRolesCore = [
-  'User.Read.All' // resolve hires, managers, department/country selectors
-  'GroupMember.ReadWrite.All' // wave group membership (add/remove, delta)
-  'Group.Read.All' // change-notification subscriptions on groups
-  'Group.Create' // wave groups: create; as their owner, rename and delete them
-  tapPermission // Temporary Access Pass for new hires
-  'UserAuthenticationMethod.Read.All' // a hire's registered methods: no TAP for an account that has any
-  'Policy.Read.All' // read CA policies, named locations, auth-method policy
-  'AuditLog.Read.All' // sign-in logs, userRegistrationDetails (gates, break-glass watch)
-  'IdentityRiskEvent.Read.All' // identityProtection/riskDetections
-]
-var graphRolesConditionalAccessWrite = [
-  'Policy.ReadWrite.ConditionalAccess' // create/update CA policies (report-only first)
-  'Application.Read.All' // required alongside it by the CA write APIs
-]
-var graphRolesMail = [
-  'Mail.Send' // e-mail receiver, TAP delivery to managers
-  'Mail.ReadWrite' // the TAP e-mail saved as a draft and read back: exactly one per hire
-]
-var graphRolesRiskReadOnly = [
-  'IdentityRiskyUser.Read.All' // identityProtection/riskyUsers
-]
-var graphRolesRiskResponses = [
-  'IdentityRiskyUser.ReadWrite.All' // riskyUsers + confirmCompromised / dismiss
-  'User.RevokeSessions.All' // revokeSignInSessions
-]
-var graphRolesConditionalAccess = manageConditionalAccess ? graphRolesConditionalAccessWrite : []
-var graphRolesMailIfGranted = grantMailSend ? graphRolesMail : []
-var graphRolesRisk = enableDestructiveResponses ? graphRolesRiskResponses : graphRolesRiskReadOnly
-var graphAppRoles = concat(graphRolesCore, graphRolesConditionalAccess, graphRolesMailIfGranted, graphRolesRisk)
+// Graph application permissions: infra/graph-permissions.json is the one list (the azd hook reads
+// it too; infra/README.md describes its format). An entry applies when its parameter is null, or
+// when the parameter it names has the entry's value.
+var graphPermissionCatalog = loadJsonContent('graph-permissions.json')
+var graphPermissions = filter(graphPermissionCatalog, p => p.parameter == null || (p.parameter == 'manageConditionalAccess' && p.value == manageConditionalAccess) || (p.parameter == 'grantMailSend' && p.value == grantMailSend) || (p.parameter == 'enableDestructiveResponses' && p.value == enableDestructiveResponses) || (p.parameter == 'tapPermission' && p.value == tapPermission))
+var graphPermissionNames = map(graphPermissions, p => p.permission)
 
 var waveguardBaseSettings = {
   WAVEGUARD_ENV: 'azure'
@@ -231,7 +208,7 @@ module identity 'modules/identity.bicep' = {
   params: {
     name: names.identity
     location: location
-    tags: tags
+    tags: allTags
   }
 }
 
@@ -241,7 +218,7 @@ module monitoring 'modules/monitoring.bicep' = {
     logAnalyticsName: names.logAnalytics
     appInsightsName: names.appInsights
     location: location
-    tags: tags
+    tags: allTags
     retentionInDays: logRetentionInDays
     publisherPrincipalId: identity.outputs.principalId
   }
@@ -252,10 +229,8 @@ module storage 'modules/storage.bicep' = {
   params: {
     name: names.storage
     location: location
-    tags: tags
+    tags: allTags
     deploymentContainerName: deploymentContainerName
-    queueNames: queueNames
-    tableNames: tableNames
     appPrincipalId: identity.outputs.principalId
     operatorPrincipalId: operatorPrincipalId
     operatorPrincipalType: operatorPrincipalType
@@ -267,7 +242,7 @@ module keyVault 'modules/keyvault.bicep' = {
   params: {
     name: names.keyVault
     location: location
-    tags: tags
+    tags: allTags
     appPrincipalId: identity.outputs.principalId
     operatorPrincipalId: operatorPrincipalId
     operatorPrincipalType: operatorPrincipalType
@@ -283,7 +258,7 @@ module functionApp 'modules/functionapp.bicep' = {
     planName: names.plan
     appName: names.functionApp
     location: location
-    tags: tags
+    tags: allTags
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
@@ -301,41 +276,41 @@ module functionApp 'modules/functionapp.bicep' = {
   }
 }
 
-module graphPermissions 'modules/graph-permissions.bicep' = if (grantGraphPermissions) {
+module graphPermissionGrants 'modules/graph-permissions.bicep' = if (grantGraphPermissions) {
   name: 'waveguard-graph-permissions'
   params: {
     principalId: identity.outputs.principalId
-    appRoles: graphAppRoles
+    permissions: graphPermissions
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Outputs
+// Outputs (azd stores them in the environment, .azure/<env>/.env, and hands them to the hooks)
 // ---------------------------------------------------------------------------------------------
 
 @description('Name of the Function App.')
-output functionAppName string = functionApp.outputs.name
+output WAVEGUARD_FUNCTION_APP_NAME string = functionApp.outputs.name
 
 @description('Default host name of the Function App (HTTP triggers are under https://<host>/api/...).')
-output functionAppDefaultHostName string = functionApp.outputs.defaultHostName
+output WAVEGUARD_FUNCTION_APP_HOST string = functionApp.outputs.defaultHostName
 
-@description('Object id of the managed identity\'s service principal.')
-output identityPrincipalId string = identity.outputs.principalId
+@description('Object id of the managed identity\'s service principal (Graph app role assignments).')
+output WAVEGUARD_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 
 @description('Client id of the managed identity (AZURE_CLIENT_ID).')
-output identityClientId string = identity.outputs.clientId
+output WAVEGUARD_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 
 @description('Name of the storage account.')
-output storageAccountName string = storage.outputs.name
+output WAVEGUARD_STORAGE_ACCOUNT string = storage.outputs.name
 
 @description('Name of the Key Vault.')
-output keyVaultName string = keyVault.outputs.name
+output WAVEGUARD_KEY_VAULT string = keyVault.outputs.name
 
 @description('Name of the Application Insights component.')
-output appInsightsName string = monitoring.outputs.appInsightsName
+output WAVEGUARD_APP_INSIGHTS string = monitoring.outputs.appInsightsName
 
-@description('Graph application permissions this deployment granted (empty when grantGraphPermissions is false).')
-output graphPermissionsGranted array = grantGraphPermissions ? graphAppRoles : []
+@description('Graph application permissions WaveGuard needs with these parameters, space-separated (their app role ids are in graph-permissions.json).')
+output WAVEGUARD_GRAPH_PERMISSIONS string = join(graphPermissionNames, ' ')
 
-@description('Graph application permissions WaveGuard needs with these parameters (grant them by hand when grantGraphPermissions is false).')
-output graphPermissionsRequired array = graphAppRoles
+@description('True when this deployment granted the Graph permissions itself (grantGraphPermissions); false leaves them to the postprovision hook or an administrator.')
+output WAVEGUARD_GRAPH_GRANTED_BY_DEPLOYMENT bool = grantGraphPermissions

@@ -7,10 +7,14 @@
 // Flex Consumption sets the runtime in functionAppConfig.runtime, so FUNCTIONS_WORKER_RUNTIME,
 // FUNCTIONS_EXTENSION_VERSION, WEBSITE_RUN_FROM_PACKAGE and WEBSITE_CONTENT* must not be set.
 
-@description('Name of the Flex Consumption plan.')
+@description('Name of the Flex Consumption plan (1-60 letters, digits and hyphens).')
+@minLength(1)
+@maxLength(60)
 param planName string
 
-@description('Name of the Function App (globally unique: it is the <name>.azurewebsites.net host).')
+@description('Name of the Function App (2-60 letters, digits and hyphens; globally unique: it is the <name>.azurewebsites.net host).')
+@minLength(2)
+@maxLength(60)
 param appName string
 
 @description('Azure region (must offer Flex Consumption: az functionapp list-flexconsumption-locations).')
@@ -89,6 +93,10 @@ var platformSettings = {
   AZURE_CLIENT_ID: identityClientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // host.json telemetryMode OpenTelemetry: the Python worker makes the host's span current for each
+  // invocation, so WaveGuard's spans join the host's trace. WaveGuard configures the Azure Monitor
+  // distro itself (with its managed identity), so PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY stays off.
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
 }
 
 // Key Vault references; versionless, so a rotated secret is picked up (within 24 h, or at once

@@ -3,20 +3,22 @@
 // Each entry becomes an app role assignment on the tenant's Microsoft Graph service principal
 // (appId 00000003-0000-0000-c000-000000000000) with the identity as principal. Creating the
 // assignment IS the admin consent for a managed identity: there is no consent prompt to click.
-// docs/permissions.md explains every permission.
+// The entries come from infra/graph-permissions.json, selected by main.bicep; docs/permissions.md
+// explains every permission.
 //
-// Deploying this module needs a privileged deployer: Privileged Role Administrator (or Global
-// Administrator), or an app/user holding AppRoleAssignment.ReadWrite.All + Application.Read.All
-// for the Microsoft Graph Bicep extension. Set grantGraphPermissions=false in main.bicep to skip it
-// and let an identity administrator grant the same list (infra/README.md shows how).
+// Only deployed with grantGraphPermissions=true (main.bicep), which needs a privileged deployer:
+// Privileged Role Administrator (or Global Administrator), or an app/user holding
+// AppRoleAssignment.ReadWrite.All + Application.Read.All for the Microsoft Graph Bicep extension.
+// By default the azd postprovision hook (infra/hooks/) grants the same list instead, or prints
+// the commands for an administrator.
 
 extension microsoftGraphV1
 
 @description('Object id of the managed identity\'s service principal that receives the app roles.')
 param principalId string
 
-@description('Microsoft Graph application permission names (app role values), e.g. \'User.Read.All\'.')
-param appRoles string[]
+@description('Entries of infra/graph-permissions.json to grant: { permission, appRoleId, ... }.')
+param permissions array
 
 // Well-known appId of Microsoft Graph (same in every tenant).
 var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
@@ -25,13 +27,13 @@ resource microsoftGraph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
   appId: microsoftGraphAppId
 }
 
-// The app role id is looked up by its value in the tenant's Graph service principal, so a
-// misspelt permission fails the deployment instead of granting something else.
-resource grants 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [for role in appRoles: {
+// App role ids are the same in every tenant (they are Microsoft Graph's); graph-permissions.json
+// records them next to each permission name.
+resource grants 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [for p in permissions: {
   principalId: principalId
   resourceId: microsoftGraph.id
-  appRoleId: (filter(microsoftGraph.appRoles, r => r.value == role)[0]).id
+  appRoleId: p.appRoleId
 }]
 
 @description('The Microsoft Graph application permissions granted.')
-output granted string[] = appRoles
+output granted string[] = [for p in permissions: p.permission]

@@ -6,7 +6,9 @@
 // the app's system-assigned one) exists before the app does, so every role and Graph permission
 // can be granted first and survives the app being deleted and recreated.
 
-@description('Name of the user-assigned managed identity.')
+@description('Name of the user-assigned managed identity (3-128 letters, digits, hyphens and underscores).')
+@minLength(3)
+@maxLength(128)
 param name string
 
 @description('Azure region.')

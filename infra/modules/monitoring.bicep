@@ -6,10 +6,14 @@
 // (ClientId=<identity>;Authorization=AAD); WaveGuard's own OpenTelemetry exporter must be given
 // a ManagedIdentityCredential (see docs/azure.md).
 
-@description('Name of the Log Analytics workspace.')
+@description('Name of the Log Analytics workspace (4-63 letters, digits and hyphens).')
+@minLength(4)
+@maxLength(63)
 param logAnalyticsName string
 
-@description('Name of the Application Insights component.')
+@description('Name of the Application Insights component (1-260 characters).')
+@minLength(1)
+@maxLength(260)
 param appInsightsName string
 
 @description('Azure region.')

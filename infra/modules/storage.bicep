@@ -21,16 +21,10 @@ param tags object = {}
 @description('Blob container that holds the Flex Consumption deployment package.')
 param deploymentContainerName string
 
-@description('WaveGuard work queues; each also gets its <name>-poison twin.')
-param queueNames string[]
-
-@description('WaveGuard state tables.')
-param tableNames string[]
-
-@description('Object id of the Function App\'s managed identity (blob owner, queue and table contributor).')
+@description('Object id of the Function App\'s managed identity (blob owner, queue and table contributor, reader).')
 param appPrincipalId string
 
-@description('Optional object id of an operator (user or group) who runs the waveguard CLI (replay, state inspection). Empty: none.')
+@description('Optional object id of an operator (user or group) who runs the waveguard CLI (doctor, poison, alerts, waves, silence). Empty: none.')
 param operatorPrincipalId string = ''
 
 @description('Principal type of operatorPrincipalId.')
@@ -41,25 +35,49 @@ param operatorPrincipalId string = ''
 ])
 param operatorPrincipalType string = 'User'
 
+// Queue and table names are a contract with the code (shared/names.py);
+// tests/unit/test_infra_matches_code.py keeps them equal.
+var queueNames = [
+  'hr-events'
+  'group-changes'
+  'risk-events'
+  'alerts'
+  'wave-work'
+]
+var tableNames = [
+  'wgidempotency'
+  'wgstate'
+  'wgaudit'
+]
+
 // Built-in roles.
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  reader: 'acdd72a7-3385-48ef-bd42-f606fba81ae7'
 }
 
 // The Functions host needs Blob Data Owner on its storage account (leases, secrets, timers,
-// the deployment package); queues and tables are WaveGuard's work and state.
+// the deployment package) and the queue role (triggers); WaveGuard sends to and creates queues
+// and reads, writes and creates its state tables. The storage health probe (/api/health,
+// waveguard doctor) reads the queue service properties, which Azure authorizes with
+// Microsoft.Storage/storageAccounts/queueServices/read: a control-plane action none of the data
+// roles has, hence Reader on this account (account settings only: no keys, no data).
 var appRoleIds = [
   roles.storageBlobDataOwner
   roles.storageQueueDataContributor
   roles.storageTableDataContributor
+  roles.reader
 ]
 
-// The CLI puts poisoned messages back (queues) and reads idempotency/state/audit rows (tables).
+// The waveguard CLI: `poison replay` and `alerts resolve` send to (and if need be create) queues;
+// every command reads and writes the state tables (alerts, silences, audit, poison archive,
+// waves approve/rollback); `doctor` runs the storage health probe (Reader, as above).
 var operatorRoles = [
   roles.storageQueueDataContributor
   roles.storageTableDataContributor
+  roles.reader
 ]
 var operatorRoleIds = empty(operatorPrincipalId) ? [] : operatorRoles
 

@@ -1,4 +1,5 @@
-"""Process settings from the environment: the only place in the app that reads ``os.environ``."""
+"""Process settings from the environment: where the app reads its app settings (a few process-level
+switches are read where they act: the warm start, the storage I/O threads, the trace sampler)."""
 
 from __future__ import annotations
 
