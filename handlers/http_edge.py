@@ -43,7 +43,7 @@ def traced_sync(
 @contextmanager
 def _edge(req: func.HttpRequest, route: str) -> Iterator[Span]:
     template = f"/{ROUTE_PREFIX}/{route}"
-    headers = {key: value for key in ("traceparent", "tracestate") if (value := req.headers.get(key))}
+    headers = {"traceparent": value} if (value := req.headers.get("traceparent")) else {}
     attributes = {"http.request.method": req.method, "http.route": template, "faas.trigger": "http"}
     with edge_span(f"{req.method} {template}", headers, attributes) as current:
         yield current

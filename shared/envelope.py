@@ -178,12 +178,22 @@ class Envelope(BaseModel):
     def _invalid_payload(
         cls, data: Any, handler: ModelWrapValidatorHandler[Self], info: ValidationInfo
     ) -> Self:
-        """Raise pydantic's errors as our ``InvalidPayloadError`` (a permanent failure)."""
+        """Raise pydantic's errors as our ``InvalidPayloadError`` (a permanent failure); in code, an
+        unknown keyword is a ``TypeError`` as for any constructor (a misspelt ``occurredAt=`` would
+        otherwise be dropped silently and the default used)."""
+        if info.context is not _FROM_WIRE and isinstance(data, dict):
+            unknown = sorted(set(data) - set(cls.model_fields))
+            if unknown:
+                raise TypeError(f"Envelope() got unexpected keyword arguments: {', '.join(unknown)}")
         try:
             return handler(data)
         except ValidationError as exc:
             context = _wire_context(data) if info.context is _FROM_WIRE else {}
             raise _invalid(_problems(exc), **context) from None
+
+    def with_traceparent(self, traceparent: str | None) -> Envelope:
+        """A copy carrying ``traceparent``, checked like the field (a malformed one is dropped)."""
+        return self.model_copy(update={"traceparent": _check_traceparent(traceparent)})
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form as a dict (camelCase keys)."""

@@ -100,7 +100,7 @@ class QueueSender:
         attributes = {"messaging.system": "azure_queue", "messaging.destination.name": queue_name}
         with span(f"send {queue_name}", kind=SpanKind.PRODUCER, **attributes) as current:
             if envelope.traceparent is None:
-                envelope = envelope.model_copy(update={"traceparent": current_traceparent()})
+                envelope = envelope.with_traceparent(current_traceparent())
             text = envelope.to_queue_text()
             current.set_attribute("messaging.message.id", envelope.id)
             return self._send_text(queue_name, text, visibility=visibility, time_to_live=time_to_live)

@@ -132,6 +132,7 @@ def _install_provider(settings: Settings, service_name: str) -> TracerProvider:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
     kinds = exporter_kinds(settings)
     resource = Resource.create({"service.name": service_name})
@@ -139,12 +140,23 @@ def _install_provider(settings: Settings, service_name: str) -> TracerProvider:
         BatchSpanProcessor(_build_exporter(kind, settings)) for kind in kinds if kind != "azure_monitor"
     ]
     if "azure_monitor" in kinds:
-        _configure_azure_monitor(settings, resource, processors)
+        try:
+            _configure_azure_monitor(settings, resource, processors)
+        except Exception as exc:  # a bad connection string must never stop the functions loading
+            log.error(
+                "Application Insights export is off: the Azure Monitor distro refused its settings "
+                "(%s: %s); check APPLICATIONINSIGHTS_CONNECTION_STRING",
+                type(exc).__name__,
+                exc,
+            )
         installed = _installed_provider()
         if installed is not None:
             return installed
-        log.error("the Azure Monitor distro installed no tracer provider; exporting without it")
-    provider = TracerProvider(resource=resource)
+    # The caller's sampled flag never turns recording off: an anonymous request ending in -00
+    # would otherwise silence its own trace and the queue work it causes.
+    provider = TracerProvider(
+        resource=resource, sampler=ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON)
+    )
     for processor in processors:
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
@@ -163,11 +175,14 @@ def _configure_azure_monitor(settings: Settings, resource: Resource, processors:
 
     # Every trace kept unless the operator picks a sampler with the standard OTEL_TRACES_SAMPLER
     # (the distro's own default samples 5 traces per second: a burst of hires would lose most).
-    sampling = {} if os.environ.get("OTEL_TRACES_SAMPLER") else {"sampling_ratio": 1.0}
+    sampling: dict[str, Any] = {} if os.environ.get("OTEL_TRACES_SAMPLER") else {"sampling_ratio": 1.0}
+    # Our App Insights resource has local (key) auth disabled: on Azure ingestion needs an Entra
+    # token. Elsewhere no credential is passed at all (passing None would also switch off the
+    # exporter's own APPLICATIONINSIGHTS_AUTHENTICATION_STRING fallback).
+    if settings.environment == "azure":
+        sampling["credential"] = azure_credential(settings)
     configure_azure_monitor(
         connection_string=settings.applicationinsights_connection_string,
-        # Our App Insights resource has local (key) auth disabled: ingestion needs an Entra token.
-        credential=azure_credential(settings) if settings.environment == "azure" else None,
         resource=resource,
         span_processors=processors,
         disable_logging=True,
@@ -273,7 +288,9 @@ def edge_span(
         with span(name, kind=SpanKind.INTERNAL, **(attributes or {})) as current:
             yield current
         return
-    carrier = {key: headers[key] for key in ("traceparent", "tracestate") if key in headers}
+    # Only the caller's trace id and span id are continued: its tracestate (vendor data anyone
+    # may send to a public endpoint) is not passed on to Graph.
+    carrier = {"traceparent": headers["traceparent"]} if "traceparent" in headers else {}
     parent = _propagator.extract(carrier, context=Context()) if carrier else Context()
     with tracer().start_as_current_span(
         name, context=parent, kind=SpanKind.SERVER, attributes=_attrs(attributes)

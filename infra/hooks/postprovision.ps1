@@ -27,6 +27,11 @@ if (-not $mi -or $wanted.Count -eq 0) {
     [Console]::Error.WriteLine('run this hook through azd (azd provision / azd up), which passes the deployment''s outputs.')
     exit 1
 }
+# An object id is a GUID: anything else is refused before it reaches a command.
+if ($mi -notmatch '^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$') {
+    [Console]::Error.WriteLine('postprovision: WAVEGUARD_IDENTITY_PRINCIPAL_ID is not a GUID; refusing to use it.')
+    exit 1
+}
 
 if ("$env:WAVEGUARD_GRAPH_GRANTED_BY_DEPLOYMENT" -eq 'true') {   # -eq on strings ignores case
     Write-Host 'Graph permissions: granted by the deployment itself (grantGraphPermissions=true).'

@@ -28,6 +28,11 @@ if [ -z "$mi" ] || [ -z "$wanted" ]; then
   echo "run this hook through azd (azd provision / azd up), which passes the deployment's outputs." >&2
   exit 1
 fi
+# An object id is a GUID: anything else (say, shell text) is refused before it reaches a command.
+if ! printf '%s' "$mi" | grep -Eq '^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$'; then
+  echo "postprovision: WAVEGUARD_IDENTITY_PRINCIPAL_ID is not a GUID; refusing to use it." >&2
+  exit 1
+fi
 
 case $(printf '%s' "${WAVEGUARD_GRAPH_GRANTED_BY_DEPLOYMENT:-false}" | tr '[:upper:]' '[:lower:]') in
   true)

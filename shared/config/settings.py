@@ -160,10 +160,18 @@ def load_telemetry_settings(environ: Mapping[str, str] | None = None) -> Setting
     mode_problems: list[str] = []
     modes: tuple[TelemetryMode, ...] = ("auto", "console", "off")
     mode = _choice(env, "WAVEGUARD_TELEMETRY", modes, "auto", mode_problems)
+    environment_problems: list[str] = []
+    places: tuple[Literal["local", "azure"], ...] = ("local", "azure")
+    environment = _choice(env, "WAVEGUARD_ENV", places, _default_env(env), environment_problems)
+    if environment_problems:  # a bad value: where the process runs decides
+        environment = "azure" if _default_env(env) == "azure" else "local"
     return Settings(
         applicationinsights_connection_string=_optional(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
         otlp_endpoint=None if otlp_problems else otlp,
         telemetry=mode if not mode_problems else "auto",
+        # On Azure the exporter authenticates with the managed identity (local auth is off).
+        environment=environment,
+        azure_client_id=_optional(env, "AZURE_CLIENT_ID"),
         environ=env,
     )
 

@@ -895,6 +895,27 @@ def test_posix_hook_prints_every_selected_permission_with_its_app_role_id() -> N
     assert "11111111-2222-3333-4444-555555555555" in run.stdout
 
 
+@pytest.mark.parametrize("principal", ["$(id>/tmp/pwned)", "not-a-guid", "11111111-2222-3333-4444-5555555"])
+def test_posix_hook_refuses_a_principal_id_that_is_not_a_guid(principal: str) -> None:
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "WAVEGUARD_IDENTITY_PRINCIPAL_ID": principal,
+        "WAVEGUARD_GRAPH_PERMISSIONS": "User.Read.All",
+        "WAVEGUARD_GRAPH_GRANT": "print",
+    }
+    run = subprocess.run(
+        ["sh", str(INFRA / "hooks" / "postprovision.sh")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 1
+    assert "is not a GUID" in run.stderr
+    assert principal not in run.stdout
+
+
 def test_azure_yaml_runs_the_hooks_with_sh_and_pwsh() -> None:
     project = yaml.safe_load((ROOT / "azure.yaml").read_text("utf-8"))
     hook = project["hooks"]["postprovision"]

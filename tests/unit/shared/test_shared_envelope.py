@@ -345,3 +345,18 @@ wire_values = json_values | st.sampled_from(["2026-12-01T08:00:00Z", "employee.h
 @given(st.dictionaries(wire_keys, wire_values, max_size=8))
 def test_arbitrary_json_objects_give_an_envelope_or_invalid_payload(body: dict[str, object]) -> None:
     _parse_or_explain(json.dumps(body))
+
+
+def test_in_code_an_unknown_or_misspelt_keyword_is_a_type_error_not_a_silent_default() -> None:
+    with pytest.raises(TypeError, match="occurredAt"):
+        Envelope(type="employee.hired", payload={}, occurredAt=datetime(2026, 1, 1, tzinfo=UTC))  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="traceParent"):
+        Envelope(type="employee.hired", payload={}, traceParent="00-" + "1" * 32 + "-" + "2" * 16 + "-01")  # type: ignore[call-arg]
+
+
+def test_with_traceparent_checks_the_value_like_the_field() -> None:
+    envelope = Envelope(type="employee.hired", payload={})
+    good = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+    assert envelope.with_traceparent(good).traceparent == good
+    assert envelope.with_traceparent("garbage<script>").traceparent is None
+    assert envelope.with_traceparent(good).id == envelope.id

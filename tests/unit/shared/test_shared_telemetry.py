@@ -22,6 +22,7 @@ from shared.telemetry import (
     current_traceparent,
     edge_span,
     exporter_kinds,
+    inject_trace_headers,
     log_context,
     span,
     start_span_from_traceparent,
@@ -161,6 +162,20 @@ def test_without_a_valid_traceparent_the_edge_starts_a_trace(
     assert edge.parent is None
 
 
+def test_a_caller_cannot_switch_recording_off_or_pass_its_tracestate_on(spans: InMemorySpanExporter) -> None:
+    # GIVEN an anonymous caller whose traceparent says "not sampled" and who sends a tracestate
+    headers = {"traceparent": CALLER[:-2] + "00", "tracestate": "evil=payload"}
+    with edge_span("GET /api/health", headers) as edge:
+        recording = edge.is_recording()
+        outgoing: dict[str, str] = {}
+        inject_trace_headers(outgoing)
+    # THEN the trace is still recorded and continued, and no tracestate goes further
+    assert recording
+    assert [s.name for s in spans.get_finished_spans()] == ["GET /api/health"]
+    assert outgoing["traceparent"].split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert "tracestate" not in outgoing
+
+
 def test_under_the_functions_hosts_span_the_edge_is_its_child(spans: InMemorySpanExporter) -> None:
     # GIVEN the worker made the host's request span current (PYTHON_ENABLE_OPENTELEMETRY on Azure)
     other = {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}
@@ -178,53 +193,99 @@ def test_under_the_functions_hosts_span_the_edge_is_its_child(spans: InMemorySpa
 
 
 DISTRO_PROBE = """
-import json
+import json, sys
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from shared.config import APP_ROOT, load_settings
+from shared.config import load_telemetry_settings
 from shared.telemetry import configure_telemetry, tracer
-configure_telemetry(load_settings({
-    "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
-        "IngestionEndpoint=http://127.0.0.1:9/;LiveEndpoint=http://127.0.0.1:9/",
-    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
-}))
+configure_telemetry(load_telemetry_settings())
 provider = trace.get_tracer_provider()
 kiota = trace.get_tracer("com.microsoft.com:microsoft-kiota-http-httpx").start_span("k")
+exporters = [getattr(p, "span_exporter", None) for p in provider._active_span_processor._span_processors]
+exporters = [e for e in exporters if e is not None]
 print(json.dumps({
     "provider": type(provider).__module__,
     "kiota_recording": kiota.is_recording(),
     "waveguard_recording": tracer().start_span("w").is_recording(),
     "httpx_instrumented": HTTPXClientInstrumentor().is_instrumented_by_opentelemetry,
-    "exporters": sorted(type(getattr(p, "span_exporter", None)).__name__
-                        for p in provider._active_span_processor._span_processors
-                        if getattr(p, "span_exporter", None) is not None),
+    "exporters": sorted(type(e).__name__ for e in exporters),
+    "credentials": sorted(type(getattr(e, "_credential", None)).__name__ for e in exporters
+                          if type(e).__name__ == "AzureMonitorTraceExporter"),
 }))
 """
+LOOPBACK_INGESTION = (
+    "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
+    "IngestionEndpoint=http://127.0.0.1:9/;LiveEndpoint=http://127.0.0.1:9/"
+)
 
 
-def test_with_a_connection_string_the_azure_monitor_distro_exports_and_kiota_stays_folded() -> None:
+def _probe(extra: dict[str, str], script: str = DISTRO_PROBE) -> dict[str, object]:
     # In a process of its own: the distro installs the global tracer provider. Every endpoint is
     # loopback and statsbeat is off, so nothing leaves the machine.
     environ = {
         **os.environ,
         "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
         "PYTHONPATH": str(APP_ROOT),
+        "WAVEGUARD_WARM_START": "false",
+        **extra,
     }
-    environ.pop("OTEL_TRACES_SAMPLER", None)  # the default: every trace kept
+    for name in ("OTEL_TRACES_SAMPLER", "WEBSITE_INSTANCE_ID", "WAVEGUARD_ENV", "AZURE_CLIENT_ID"):
+        if name not in extra:
+            environ.pop(name, None)  # the defaults: every trace kept, a local process
     done = subprocess.run(
-        [sys.executable, "-c", DISTRO_PROBE],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=APP_ROOT,
-        env=environ,
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=APP_ROOT, env=environ
     )
     assert done.returncode == 0, done.stderr
-    probe = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_with_a_connection_string_the_azure_monitor_distro_exports_and_kiota_stays_folded() -> None:
+    probe = _probe(
+        {
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": LOOPBACK_INGESTION,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+        }
+    )
     assert probe == {
         "provider": "opentelemetry.sdk.trace",
         "kiota_recording": False,
         "waveguard_recording": True,
         "httpx_instrumented": False,
         "exporters": ["AzureMonitorTraceExporter", "OTLPSpanExporter"],
+        "credentials": ["NoneType"],  # locally none is passed (the exporter's own fallbacks apply)
     }
+
+
+def test_on_azure_the_exporter_authenticates_with_the_managed_identity() -> None:
+    # GIVEN the app settings infra/modules/functionapp.bicep sets on a Function App
+    probe = _probe(
+        {
+            "WEBSITE_INSTANCE_ID": "0123abcd",
+            "AZURE_CLIENT_ID": "11111111-1111-1111-1111-111111111111",
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": LOOPBACK_INGESTION,
+            "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": (
+                "ClientId=11111111-1111-1111-1111-111111111111;Authorization=AAD"
+            ),
+        }
+    )
+    # THEN spans go to Application Insights with an Entra token (local auth is off there)
+    assert probe["exporters"] == ["AzureMonitorTraceExporter"]
+    assert probe["credentials"] == ["ManagedIdentityCredential"]
+
+
+IMPORT_PROBE = """
+import json, function_app
+from opentelemetry import trace
+from shared.telemetry import tracer
+print(json.dumps({"functions": len(function_app.app.get_functions()),
+                  "recording": tracer().start_span("w").is_recording()}))
+"""
+
+
+@pytest.mark.parametrize("connection_string", ["InstrumentationKey=abc", "garbage", ";;;="])
+def test_a_malformed_connection_string_never_stops_the_functions_loading(connection_string: str) -> None:
+    probe = _probe({"APPLICATIONINSIGHTS_CONNECTION_STRING": connection_string}, IMPORT_PROBE)
+    assert probe["recording"] is True  # tracing goes on without the export (the error is logged)
+    assert isinstance(probe["functions"], int)
+    assert probe["functions"] > 10
