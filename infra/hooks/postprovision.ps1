@@ -99,6 +99,19 @@ if ($env:AZURE_TENANT_ID -and $azTenant -ne $env:AZURE_TENANT_ID) {
 $graphSp = az ad sp show --id $GraphAppId --query id -o tsv 2>$null
 if ($LASTEXITCODE -ne 0 -or -not $graphSp) { Stop-Granting 'could not read the Microsoft Graph service principal.' $pairs }
 
+# The ids in graph-permissions.json must be the tenant's own Graph app roles of those names: a
+# wrong id would grant another permission, so a mismatch stops the hook before any grant.
+$roles = az ad sp show --id $GraphAppId --query 'appRoles[].{value:value,id:id}' -o json 2>$null
+if ($LASTEXITCODE -ne 0 -or -not $roles) { Stop-Granting "could not read Microsoft Graph's app roles." $pairs }
+$roleIds = @{}
+foreach ($role in ($roles | Out-String | ConvertFrom-Json)) { $roleIds[$role.value] = $role.id }
+foreach ($pair in $pairs) {
+    if ($roleIds[$pair.Name] -ne $pair.Id) {
+        [Console]::Error.WriteLine("postprovision: infra/graph-permissions.json gives $($pair.Name) the app role id $($pair.Id), but Microsoft Graph's is '$($roleIds[$pair.Name])'; fix the file. Nothing was granted.")
+        exit 1
+    }
+}
+
 # A new managed identity can take a minute to appear in Microsoft Graph: retry while it is missing.
 $existing = $null
 foreach ($attempt in 1..6) {

@@ -109,6 +109,19 @@ fi
 graph_sp=$(az ad sp show --id "$GRAPH_APP_ID" --query id -o tsv 2>/dev/null) ||
   give_up "could not read the Microsoft Graph service principal." "$pairs"
 
+# The ids in graph-permissions.json must be the tenant's own Graph app roles of those names: a
+# wrong id would grant another permission, so a mismatch stops the hook before any grant.
+roles=$(az ad sp show --id "$GRAPH_APP_ID" --query "appRoles[].[value,id]" -o tsv 2>/dev/null) ||
+  give_up "could not read Microsoft Graph's app roles." "$pairs"
+for pair in $pairs; do
+  actual=$(printf '%s\n' "$roles" | awk -F '\t' -v name="${pair%%=*}" '$1 == name { print $2 }')
+  if [ "$actual" != "${pair#*=}" ]; then
+    echo "postprovision: infra/graph-permissions.json gives ${pair%%=*} the app role id ${pair#*=}," >&2
+    echo "but Microsoft Graph's is '${actual:-<none>}'; fix the file. Nothing was granted." >&2
+    exit 1
+  fi
+done
+
 # A new managed identity can take a minute to appear in Microsoft Graph: retry while it is missing.
 existing=""
 attempt=1

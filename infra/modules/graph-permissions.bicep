@@ -27,12 +27,13 @@ resource microsoftGraph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
   appId: microsoftGraphAppId
 }
 
-// App role ids are the same in every tenant (they are Microsoft Graph's); graph-permissions.json
-// records them next to each permission name.
+// The app role id is looked up by the permission's name in the tenant's Graph service principal,
+// so a misspelt name fails the deployment instead of granting something else (the hooks check
+// graph-permissions.json's recorded ids against the same list before they grant).
 resource grants 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [for p in permissions: {
   principalId: principalId
   resourceId: microsoftGraph.id
-  appRoleId: p.appRoleId
+  appRoleId: (filter(microsoftGraph.appRoles, r => r.value == p.permission)[0]).id
 }]
 
 @description('The Microsoft Graph application permissions granted.')

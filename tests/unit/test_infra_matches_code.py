@@ -836,7 +836,13 @@ def test_main_bicep_selects_graph_permissions_from_the_list_by_every_parameter_i
         )
     grant = main.module_params("modules/graph-permissions.bicep")
     assert grant["permissions"] == "graphPermissions"
-    assert re.search(r"appRoleId:\s*p\.appRoleId", _bicep("modules/graph-permissions.bicep").text)
+    # By name in the tenant's Graph service principal (a wrong recorded id cannot grant another role).
+    assert re.search(
+        r"appRoleId:\s*\(filter\(microsoftGraph\.appRoles, r => r\.value == p\.permission\)\[0\]\)\.id",
+        _bicep("modules/graph-permissions.bicep").text,
+    )
+    for hook in ("postprovision.sh", "postprovision.ps1"):  # the hooks check the ids before granting
+        assert "appRoles[]" in (INFRA / "hooks" / hook).read_text("utf-8"), hook
     assert main.params()["grantGraphPermissions"] == "false", "grantGraphPermissions must default to false"
     outputs = main.outputs()
     assert outputs["WAVEGUARD_GRAPH_PERMISSIONS"] == "join(graphPermissionNames, ' ')"
@@ -1023,3 +1029,66 @@ def test_every_main_parameter_is_in_the_readme_table() -> None:
     table = readme[readme.index("## Parameters") :]
     for name in _main().params():
         assert f"`{name}`" in table, f"infra/README.md's parameter table misses {name}"
+
+
+FAKE_AZ = """#!/bin/sh
+# A stand-in for the Azure CLI: just the calls the hook makes, answered from files in its folder.
+here=$(dirname "$0")
+case "$*" in
+  "account show --query tenantId -o tsv") echo "$AZURE_TENANT_ID" ;;
+  *"--query id -o tsv") echo "99999999-0000-0000-0000-000000000001" ;;
+  *"appRoles[].[value,id]"*) cat "$here/roles.tsv" ;;
+  "rest --method get"*) printf '' ;;
+  "rest --method post"*) echo "$*" >> "$here/posts.log"; echo '{}' ;;
+  *) echo "fake az: unexpected: $*" >&2; exit 2 ;;
+esac
+"""
+
+
+def _run_hook_with_fake_az(
+    tmp_path: Path, roles: dict[str, str], wanted: list[str]
+) -> subprocess.CompletedProcess[str]:
+    fake = tmp_path / "az"
+    fake.write_text(FAKE_AZ, "utf-8")
+    fake.chmod(0o755)
+    (tmp_path / "roles.tsv").write_text("".join(f"{name}\t{role}\n" for name, role in roles.items()), "utf-8")
+    environment = {
+        "PATH": f"{tmp_path}:{os.environ.get('PATH', '')}",
+        "AZURE_TENANT_ID": "77777777-0000-0000-0000-000000000000",
+        "WAVEGUARD_IDENTITY_PRINCIPAL_ID": "11111111-2222-3333-4444-555555555555",
+        "WAVEGUARD_GRAPH_PERMISSIONS": " ".join(wanted),
+    }
+    return subprocess.run(
+        ["sh", str(INFRA / "hooks" / "postprovision.sh")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_posix_hook_grants_each_missing_permission_once_with_the_tenants_role_id(tmp_path: Path) -> None:
+    ids = {e["permission"]: e["appRoleId"] for e in _graph_list()}
+    wanted = ["User.Read.All", "Group.Create"]
+    run = _run_hook_with_fake_az(tmp_path, ids, wanted)
+    assert run.returncode == 0, run.stderr
+    posts = (tmp_path / "posts.log").read_text("utf-8").splitlines()
+    assert len(posts) == 2
+    for name in wanted:
+        assert sum(ids[name] in post for post in posts) == 1, name
+
+
+def test_posix_hook_grants_nothing_when_a_recorded_role_id_is_not_graphs(tmp_path: Path) -> None:
+    # GIVEN the tenant's Graph says Group.Create has another id than the file records
+    ids = {e["permission"]: e["appRoleId"] for e in _graph_list()}
+    run = _run_hook_with_fake_az(
+        tmp_path,
+        {**ids, "Group.Create": "00000000-0000-0000-0000-00000000dead"},
+        ["User.Read.All", "Group.Create"],
+    )
+    # THEN the hook stops before any grant and says which entry to fix
+    assert run.returncode == 1
+    assert "Group.Create" in run.stderr
+    assert "fix the file" in run.stderr
+    assert not (tmp_path / "posts.log").exists()
