@@ -24,6 +24,8 @@ HINTS = {
     "storage": "is Azurite running (`make run`)? In Azure: check AzureWebJobsStorage and the identity's role",
     "graph": "is the Graph emulator running (`make run`)? In Azure: check GRAPH_BASE_URL and outbound access",
     "wave-groups": "the plan renamed these groups: `waveguard policies apply` renames them (audited)",
+    "tenant": "each line says what the missing piece blocks and how to fix it (docs/policies.md, "
+    "'Before the first apply')",
     "break-glass": "create the accounts/group named above or fix breakGlass in the plan; in Azure also check "
     "the identity has User.Read.All and GroupMember.Read.All",
 }
@@ -75,6 +77,27 @@ def check_wave_groups(settings: Settings) -> CheckResult:
     return CheckResult("wave-groups", True, "every wave group is named as in the plan", _ms(start))
 
 
+def check_tenant(settings: Settings) -> CheckResult:
+    """Security defaults off, Entra ID P1 (P2 for risk), Authenticator and TAP enabled for users."""
+    from shared.graph.client import get_json
+    from shared.rollout.policies.preflight import Preflight, tenant_preflight
+
+    start = time.perf_counter()
+
+    async def read() -> Preflight:
+        client = build_graph_client(settings)
+        return await tenant_preflight(lambda path: get_json(client, path))
+
+    try:
+        preflight = asyncio.run(read())
+    except Exception as exc:  # doctor reports every failure, whatever its type
+        return CheckResult("tenant", False, f"{type(exc).__name__}: {exc}", _ms(start))
+    lines = [str(f) for f in preflight.findings if not f.ok] or [
+        "security defaults off, Entra ID P1 and P2, Authenticator and TAP enabled for all users"
+    ]
+    return CheckResult("tenant", preflight.ok, "\n".join(lines), _ms(start))
+
+
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 1)
 
@@ -88,6 +111,8 @@ def collect(env: Mapping[str, str]) -> list[CheckResult]:
     by_name = {r.name: r.ok for r in results}
     if by_name["config"] and by_name["graph"]:
         results.append(check_break_glass(settings))
+    if by_name["graph"]:
+        results.append(check_tenant(settings))
     if by_name["config"] and by_name["graph"] and by_name["storage"]:
         results.append(check_wave_groups(settings))
     return results

@@ -31,6 +31,7 @@ from shared.rollout.policies import (
     apply_policy_plan,
     build_policy_plan,
 )
+from shared.rollout.policies.preflight import Preflight
 from shared.state import AsyncAuditPort, AsyncIdempotencyPort, AsyncKeyValuePort
 
 EXIT_OK: Final = 0
@@ -43,6 +44,10 @@ _MARKS: Final = {"create": "+ create   ", "update": "~ update   ", "unchanged": 
 
 async def _no_drift() -> list[GroupDrift]:
     return []
+
+
+async def _no_preflight() -> Preflight:
+    return Preflight(())
 
 
 async def _no_renames(drifts: list[GroupDrift], actor: str, correlation_id: str) -> list[GroupDrift]:
@@ -63,6 +68,8 @@ class PolicyDeps:
     # Wave groups named otherwise in the tenant than in the plan, and how to rename them.
     group_drift: Callable[[], Awaitable[list[GroupDrift]]] = _no_drift
     rename_groups: Callable[[list[GroupDrift], str, str], Awaitable[list[GroupDrift]]] = _no_renames
+    # Can the tenant take CA policies at all (security defaults, licences, authentication methods)?
+    preflight: Callable[[], Awaitable[Preflight]] = _no_preflight
 
 
 DepsFactory = Callable[[Mapping[str, str]], PolicyDeps]
@@ -96,8 +103,10 @@ def build_deps(env: Mapping[str, str]) -> PolicyDeps:
         ConfigError: the settings or the plan file are invalid.
     """
     from shared.graph import build_graph_client
+    from shared.graph.client import get_json
     from shared.graph.conditional_access import ConditionalAccessApi
     from shared.rollout.group_drift import rename_drifted_groups, wave_group_drift
+    from shared.rollout.policies.preflight import tenant_preflight
     from shared.rollout.policies.tenant import GraphReferenceLookup, resolve_tenant
     from shared.state import build_state
 
@@ -121,6 +130,7 @@ def build_deps(env: Mapping[str, str]) -> PolicyDeps:
         idempotency=stores.idempotency,
         group_drift=lambda: wave_group_drift(client, plan, stores.kv),
         rename_groups=renames,
+        preflight=lambda: tenant_preflight(lambda path: get_json(client, path)),
     )
 
 
@@ -134,8 +144,8 @@ async def prepare(deps: PolicyDeps) -> PolicyPlan:
     return await build_policy_plan(deps.plan, api=deps.api, lookup=deps.lookup, tenant=tenant, kv=deps.kv)
 
 
-def plan_exit_code(policy_plan: PolicyPlan) -> int:
-    if not policy_plan.lint.ok:
+def plan_exit_code(policy_plan: PolicyPlan, preflight: Preflight | None = None) -> int:
+    if not policy_plan.lint.ok or (preflight is not None and preflight.blocking):
         return EXIT_FAILED
     return EXIT_CHANGES if policy_plan.has_changes else EXIT_OK
 
@@ -201,6 +211,15 @@ def _show(value: Any) -> str:
     return "(none)" if value is None else json.dumps(value)
 
 
+def print_preflight(preflight: Preflight) -> None:
+    if not preflight.findings:
+        return
+    print("Tenant preflight (blocking problems stop apply):")
+    for finding in preflight.findings:
+        mark = "ok     " if finding.ok else ("BLOCKS " if finding.blocking else "WARN   ")
+        print(f"  {mark}{finding}")
+
+
 def print_drift(drifts: list[GroupDrift]) -> None:
     for drift in drifts:
         names = f"{drift.current!r} -> {drift.planned!r}"
@@ -210,15 +229,22 @@ def print_drift(drifts: list[GroupDrift]) -> None:
 async def plan_command(deps: PolicyDeps, *, as_json: bool) -> int:
     """`policies plan`: print the diff, the wave groups to rename and the lint; exit 0, 1 (lint/error)
     or 3 (changes)."""
+    preflight = await deps.preflight()
     policy_plan = await prepare(deps)
     drifts = await deps.group_drift()
-    code = plan_exit_code(policy_plan)
+    code = plan_exit_code(policy_plan, preflight)
     if code == EXIT_OK and drifts:
         code = EXIT_CHANGES
     if as_json:
-        body = {**plan_to_json(policy_plan), "groupRenames": [d.to_dict() for d in drifts], "exitCode": code}
+        body = {
+            **plan_to_json(policy_plan),
+            "groupRenames": [d.to_dict() for d in drifts],
+            "preflight": preflight.to_dict(),
+            "exitCode": code,
+        }
         print(json.dumps(body, indent=2))
     else:
+        print_preflight(preflight)
         print_plan(policy_plan)
         print_drift(drifts)
     return code
@@ -230,13 +256,25 @@ async def apply_command(
     """`policies apply`: refuse on a failed lint, else (after confirmation) write and audit the diff."""
     # The lock spans the diff and the writes: a concurrent apply would diff against stale policies.
     async with apply_lock(deps.idempotency):
+        preflight = await deps.preflight()
         policy_plan = await prepare(deps)
         drifts = await deps.group_drift()
         if not as_json:
+            print_preflight(preflight)
             print_plan(policy_plan)
             print_drift(drifts)
+        if preflight.blocking:
+            what = "; ".join(f"{f.detail} (fix: {f.fix})" for f in preflight.blocking)
+            _report(
+                as_json,
+                policy_plan,
+                None,
+                f"refused: the tenant cannot take these policies: {what}",
+                preflight,
+            )
+            return EXIT_FAILED
         if not policy_plan.lint.ok:
-            _report(as_json, policy_plan, None, "refused: the lint failed; nothing was written")
+            _report(as_json, policy_plan, None, "refused: the lint failed; nothing was written", preflight)
             return EXIT_FAILED
         if drifts and (yes or confirm(f"Rename {len(drifts)} wave group(s)? [y/N] ")):
             renamed = await deps.rename_groups(drifts, actor, uuid.uuid4().hex)
@@ -244,10 +282,10 @@ async def apply_command(
                 for drift in renamed:
                     print(f"  renamed group {drift.group_id} to {drift.planned!r} (wave {drift.wave})")
         if not policy_plan.has_changes:
-            _report(as_json, policy_plan, ApplyResult(), "nothing to apply")
+            _report(as_json, policy_plan, ApplyResult(), "nothing to apply", preflight)
             return EXIT_OK
         if not yes and not confirm(f"Apply {len(policy_plan.diff.writes)} change(s)? [y/N] "):
-            _report(as_json, policy_plan, None, "not applied: not confirmed")
+            _report(as_json, policy_plan, None, "not applied: not confirmed", preflight)
             return EXIT_FAILED
         correlation_id = uuid.uuid4().hex
         result = await apply_policy_plan(
@@ -259,12 +297,22 @@ async def apply_command(
             correlation_id=correlation_id,
         )
     _report(
-        as_json, policy_plan, result, f"applied {result.writes} write(s), correlation id {correlation_id}"
+        as_json,
+        policy_plan,
+        result,
+        f"applied {result.writes} write(s), correlation id {correlation_id}",
+        preflight,
     )
     return EXIT_OK
 
 
-def _report(as_json: bool, policy_plan: PolicyPlan, result: ApplyResult | None, message: str) -> None:
+def _report(
+    as_json: bool,
+    policy_plan: PolicyPlan,
+    result: ApplyResult | None,
+    message: str,
+    preflight: Preflight | None = None,
+) -> None:
     if not as_json:
         if result is not None:
             for name, policy_id in result.created:
@@ -281,7 +329,10 @@ def _report(as_json: bool, policy_plan: PolicyPlan, result: ApplyResult | None, 
             "writes": result.writes,
             "correlationId": result.correlation_id,
         }
-    print(json.dumps({**plan_to_json(policy_plan), "applied": applied, "message": message}, indent=2))
+    body = {**plan_to_json(policy_plan), "applied": applied, "message": message}
+    if preflight is not None:
+        body["preflight"] = preflight.to_dict()
+    print(json.dumps(body, indent=2))
 
 
 def _ask(prompt: str) -> bool:

@@ -19,6 +19,7 @@ from cli.main import main as waveguard_cli
 from local.demo_groups import show_group_change
 from local.demo_risk import show_risk_to_on_call
 from local.demo_waves import show_wave_promotion
+from local.graph_emulator.permissions import ADMIN_HEADERS
 from shared.config import RolloutPlan, Settings, load_plan_for, load_settings
 from shared.graph import build_graph_client
 from shared.graph.directory import find_group, iter_users
@@ -178,7 +179,7 @@ def show_new_hires(host_url: str, settings: Settings, environ: Mapping[str, str]
     secret = environ["WAVEGUARD_HR_WEBHOOK_SECRET"]
     suffix = f"{secrets.randbelow(1000):03d}"
     with (
-        httpx.Client(base_url=base, timeout=10) as graph,
+        httpx.Client(base_url=base, timeout=10, headers=ADMIN_HEADERS) as graph,
         httpx.Client(base_url=admin_url, timeout=10) as admin,
         httpx.Client(timeout=10) as ingress,
     ):

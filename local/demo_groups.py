@@ -17,6 +17,7 @@ from typing import Final
 import httpx
 
 from cli.main import main as waveguard
+from local.graph_emulator.permissions import ADMIN_HEADERS
 from shared.alerting.router import ACTIVE_NAMESPACE
 from shared.alerting.routing import matching_routes
 from shared.config import load_plan_for, load_settings
@@ -49,7 +50,9 @@ def show_group_change(environ: Mapping[str, str]) -> None:
     waveguard(["subscriptions", "sync"], environ)
     pilot = plan.waves[0]
     account = plan.break_glass.accounts[0]
-    with httpx.Client(base_url=settings.graph_base_url.rstrip("/"), timeout=10) as graph:
+    with httpx.Client(
+        base_url=settings.graph_base_url.rstrip("/"), timeout=10, headers=ADMIN_HEADERS
+    ) as graph:
         group_id = _group_id(graph, str(pilot.group.display_name))
         if group_id is None:
             print(f"  the {pilot.name} wave has no group yet; skipped")

@@ -19,6 +19,8 @@ from typing import Any, Final
 
 import httpx
 
+from local.graph_emulator.permissions import ADMIN_HEADERS
+
 __all__ = ["show_risk_to_on_call"]
 
 WAIT_SECONDS: Final = 60.0
@@ -49,7 +51,7 @@ def show_risk_to_on_call(environ: Mapping[str, str]) -> None:
     admin_url = graph_url.removesuffix("/v1.0") + "/_emulator"
     sink_url = environ["PAGERDUTY_URL"].removesuffix("/v2/enqueue")
     _title("Risky sign-ins to on-call: Identity Protection → triage → PagerDuty and Teams")
-    with httpx.Client(timeout=10) as http:
+    with httpx.Client(timeout=10, headers=ADMIN_HEADERS) as http:
         users = http.get(
             f"{graph_url}/users",
             params={

@@ -19,6 +19,7 @@ from typing import Any, Final
 import httpx
 import yaml
 
+from local.graph_emulator.permissions import ADMIN_HEADERS
 from shared.alerting.open_alerts import ALERTS_OPEN_NAMESPACE
 from shared.config import RolloutPlan, Settings, load_settings
 from shared.errors import RetryableError
@@ -194,7 +195,7 @@ async def _promote_pilot(settings: Settings, membership_wait_seconds: float) -> 
     twin = report_only_policy_name(plan)
     pilot_name = plan.waves[0].group.display_name or ""
     with (
-        httpx.Client(base_url=settings.graph_base_url, timeout=30) as graph,
+        httpx.Client(base_url=settings.graph_base_url, timeout=30, headers=ADMIN_HEADERS) as graph,
         httpx.Client(base_url=_admin_url(settings), timeout=30) as admin,
     ):
         run = 0

@@ -9,6 +9,7 @@ import threading
 from types import FrameType
 
 from local.graph_emulator.limits import RateLimitConfig
+from local.graph_emulator.permissions import resolve_permissions
 from local.graph_emulator.server import start_emulator
 from local.graph_emulator.throttle import GRAPH_WRITE_CAPACITY, GRAPH_WRITE_SECONDS, WriteBudget
 
@@ -51,6 +52,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="NAME=on|off",
         help="turn a per-API limit on or off: conditionalAccess (off), registrationDetails (on)",
+    )
+    parser.add_argument(
+        "--permissions",
+        default="infra",
+        metavar="infra|all|A,B,C",
+        help="the application permissions the app holds: infra (a default deployment: "
+        "infra/graph-permissions.json with infra/main.bicep's defaults), all (every entry) or a list",
+    )
+    parser.add_argument(
+        "--grant",
+        action="append",
+        default=[],
+        metavar="PARAM=VALUE",
+        help="with --permissions infra: deploy with this infra/main.bicep switch, "
+        "e.g. enableDestructiveResponses=true",
     )
     return parser.parse_args(argv)
 
@@ -96,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             time_scale=args.time_scale if args.time_scale is not None else 1.0,
             rate_limits=rate_limits(args),
             extra_users=args.users,
+            permissions=resolve_permissions(args.permissions, args.grant),
         )
     except (ValueError, OSError) as exc:
         print(f"graph emulator: {exc}", file=sys.stderr)
@@ -108,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     print(f"Graph emulator listening on {handle.base_url}", flush=True)
+    print(f"Application permissions: {', '.join(sorted(handle.emulator.config.permissions))}", flush=True)
     stop.wait()
     handle.stop()
     return 0

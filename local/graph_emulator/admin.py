@@ -178,7 +178,7 @@ def add_group(call: Call, raw: Any, index: int) -> JsonObject:
     where = f"groups[{index}]"
     if not isinstance(raw, dict):
         raise invalid(f"{where} must be an object")
-    unknown = set(raw) - GROUP_PROPERTIES - {"members"}
+    unknown = set(raw) - GROUP_PROPERTIES - {"members", "ownedByApp"}
     if unknown:
         raise invalid(f"{where} has unknown fields: {', '.join(sorted(unknown))}")
     name = raw.get("displayName")
@@ -192,10 +192,15 @@ def add_group(call: Call, raw: Any, index: int) -> JsonObject:
             raise invalid(f"{where}.members: no user or group has the id or UPN {key!r}")
         member_ids.append(found["id"])
     nickname = "".join(ch for ch in name.lower() if ch.isalnum()) or "group"
+    owned = raw.get("ownedByApp", False)
+    if not isinstance(owned, bool):
+        raise invalid(f"{where}.ownedByApp must be true or false")
     group: JsonObject = store.add_group(
-        {"mailNickname": nickname, **{k: v for k, v in raw.items() if k != "members"}}
+        {"mailNickname": nickname, **{k: v for k, v in raw.items() if k not in ("members", "ownedByApp")}}
     )
     store.members[group["id"]].update(dict.fromkeys(member_ids))
+    if owned:  # as if the app had created it (POST /groups): Group.Create may rename or delete it
+        call.emulator.app_owned_groups.add(group["id"])
     return {**group, "members": list(store.members[group["id"]])}
 
 

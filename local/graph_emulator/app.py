@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from local.graph_emulator import admin, batch
+from local.graph_emulator import admin, batch, permissions
 from local.graph_emulator.clock import EmulatorClock
 from local.graph_emulator.errors import GraphError, error_body
 from local.graph_emulator.faults import FaultInjector
@@ -37,6 +37,7 @@ from local.graph_emulator.resources import (
     signins,
     subscriptions,
     tap,
+    tenant_settings,
     users,
 )
 from local.graph_emulator.resources.identity_protection import (
@@ -69,6 +70,7 @@ GRAPH_ROUTE_TABLES: tuple[RouteTable, ...] = (
     signins.routes,
     subscriptions.routes,
     identity_protection.routes,
+    tenant_settings.routes,
 )
 ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (
     admin.routes,
@@ -79,6 +81,7 @@ ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (
     signins.admin_routes,
     subscriptions.admin_routes,
     identity_protection.admin_routes,
+    tenant_settings.admin_routes,
 )
 # Run (under the lock) before every Graph request and $batch item, e.g. to let due users appear.
 BEFORE_GRAPH_REQUEST: tuple[Callable[[Emulator], None], ...] = (provisioning.promote_due_users,)
@@ -95,6 +98,7 @@ RESET_FIELDS = frozenset(
         "timeScale",
         "rateLimits",
         identity_protection.RESET_FIELD,
+        "permissions",
     }
 )
 
@@ -111,6 +115,8 @@ class EmulatorConfig:
     rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
     identity_protection_budget: IdentityProtectionBudget = field(default_factory=IdentityProtectionBudget)
     extra_users: int = 0  # synthetic users added to the seed (``--users N``: a tenant at scale)
+    # the application permissions the app holds; by default what a default deployment grants
+    permissions: frozenset[str] = field(default_factory=permissions.infra_permissions)
 
     def __post_init__(self) -> None:
         EmulatorClock(self.time_scale)  # validates the scale
@@ -122,6 +128,10 @@ class EmulatorConfig:
             raise ValueError(f"seed must be one of {', '.join(SEEDS)}, got {self.seed!r}")
         if isinstance(self.random_seed, bool) or not isinstance(self.random_seed, int):
             raise ValueError(f"randomSeed must be an integer, got {self.random_seed!r}")
+        if not isinstance(self.permissions, frozenset) or not all(
+            isinstance(p, str) for p in self.permissions
+        ):
+            raise ValueError(f"permissions must be a set of permission names, got {self.permissions!r}")
 
     def updated_from_json(self, raw: Any) -> EmulatorConfig:
         """This configuration with the fields of an admin ``reset`` body applied.
@@ -155,7 +165,23 @@ class EmulatorConfig:
                 if identity_protection.RESET_FIELD in raw
                 else self.identity_protection_budget
             ),
+            permissions=(
+                permissions_from_json(raw["permissions"]) if "permissions" in raw else self.permissions
+            ),
         )
+
+
+def permissions_from_json(raw: Any) -> frozenset[str]:
+    """The ``permissions`` reset field: a list of permission names, or "infra" or "all".
+
+    Raises:
+        ValueError: anything else.
+    """
+    if raw in ("infra", "all"):
+        return permissions.resolve_permissions(str(raw))
+    if not isinstance(raw, list) or not all(isinstance(name, str) and name for name in raw):
+        raise ValueError(f'permissions must be a list of permission names, "infra" or "all", got {raw!r}')
+    return frozenset(raw)
 
 
 class Emulator:
@@ -172,6 +198,8 @@ class Emulator:
         self.config = self.startup_config
         self.store = TenantStore()
         self.demo: DemoTenant | None = None
+        # groups the app created (POST /groups without the tenant-admin header): it owns them
+        self.app_owned_groups: set[str] = set()
         self.write_bucket = TokenBucket(self.config.write_budget)
         self.clock = EmulatorClock(self.config.time_scale)
         self.rate_limits = RateLimiters(self.config.rate_limits, self.clock)
@@ -192,6 +220,7 @@ class Emulator:
             self.config = config
             self.store = store
             self.demo = demo
+            self.app_owned_groups = set()
             self.write_bucket = TokenBucket(config.write_budget)
             self.clock = EmulatorClock(config.time_scale)
             self.rate_limits = RateLimiters(config.rate_limits, self.clock)
@@ -224,7 +253,9 @@ class Emulator:
             if fault is not None:
                 injected = True
                 raise fault.error()
-            handler, params = self.graph_router.resolve(request.method, api_path)
+            route, params = self.graph_router.resolve_route(request.method, api_path)
+            handler = route.handler
+            self._authorize(request, route.pattern, params)
             if request.method in WRITE_METHODS and not _is_batch(api_path):
                 self._spend_write_token()
             with self.lock:
@@ -272,9 +303,33 @@ class Emulator:
                 "timeScale": self.config.time_scale,
                 "rateLimits": self.config.rate_limits.to_json(),
                 "identityProtectionBudget": self.identity_protection_bucket.state(),
+                "permissions": sorted(self.config.permissions),
                 "faults": len(self.faults.to_json()),
                 "requests": len(self.requests),
             }
+
+    def _authorize(self, request: Request, pattern: str, params: dict[str, str]) -> None:
+        """Refuse, as Graph does, a call the app's permissions do not cover (a tenant admin may all).
+
+        Raises:
+            GraphError: 403 Authorization_RequestDenied (ErrorAccessDenied for Exchange mail).
+        """
+        if permissions.is_tenant_admin(request.headers):
+            return
+        body: Any = None
+        if request.method == "PATCH" and request.body.strip():
+            try:
+                body = request.json()
+            except GraphError:
+                body = None
+        with self.lock:
+            owned = set(self.app_owned_groups)
+            granted = self.config.permissions
+        if not permissions.allowed(
+            request.method, pattern, granted=granted, params=params, body=body, owned_groups=owned
+        ):
+            code, message = permissions.denied_error(request.method, pattern)
+            raise GraphError(403, code, message)
 
     def _spend_write_token(self) -> None:
         wait = self.write_bucket.take()

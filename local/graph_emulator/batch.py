@@ -1,7 +1,9 @@
 """POST /$batch: up to 20 requests, each dispatched through the router and answered on its own.
 
-Each item is faulted, throttled (writes take a write-budget token each) and logged like a request
-of its own, so a 200 batch can hold 429 items with their own ``Retry-After``. ``dependsOn`` orders
+Each item is checked against the app's permissions (a refused item is a 403 inside the 200 batch
+answer; the batch itself needs none), faulted, throttled (writes take a write-budget token each)
+and logged like a request of its own, so a 200 batch can hold 429 items with their own
+``Retry-After``. ``dependsOn`` orders
 items; an item whose dependency failed (status >= 400) is answered 424 without running.
 """
 
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from local.graph_emulator import permissions
 from local.graph_emulator.errors import GraphError, JsonObject, bad_request
 from local.graph_emulator.routing import JSON_CONTENT_TYPE, Call, Request, Response, RouteTable
 
@@ -147,7 +150,7 @@ def to_request(item: BatchItem, outer: Request) -> Request:
         method=item.method,
         path=f"/v1.0{parts.path}",
         query=parse_qsl(parts.query, keep_blank_values=True),
-        headers=_with_trace(item.headers, outer.traceparent),
+        headers=_with_caller(_with_trace(item.headers, outer.traceparent), outer),
         body=body,
         request_id=str(uuid.uuid4()),
         client_request_id=outer.client_request_id,
@@ -162,6 +165,14 @@ def _with_trace(headers: Mapping[str, str], traceparent: str | None) -> Mapping[
     if traceparent is None or any(name.lower() == "traceparent" for name in headers):
         return headers
     return {**headers, "traceparent": traceparent}
+
+
+def _with_caller(headers: Mapping[str, str], outer: Request) -> Mapping[str, str]:
+    """An item's headers, with the batch's ``x-emulator-caller`` (a tenant admin's batch is theirs)."""
+    caller = outer.header(permissions.ADMIN_CALLER_HEADER)
+    if caller is None or any(name.lower() == permissions.ADMIN_CALLER_HEADER for name in headers):
+        return headers
+    return {**headers, permissions.ADMIN_CALLER_HEADER: caller}
 
 
 def item_response(item_id: str, response: Response) -> JsonObject:

@@ -163,6 +163,11 @@ class Route:
             count += 1
         return count
 
+    @property
+    def pattern(self) -> str:
+        """The path pattern as registered, e.g. ``/users/{user_id}``."""
+        return "/" + "/".join(self.segments)
+
     def specificity(self) -> tuple[int, ...]:
         """Literal segments sort before parameters, so /users/$count wins over /users/{id}."""
         return tuple(1 if _is_param(s) else 0 for s in self.segments)
@@ -212,8 +217,22 @@ class Router:
         routes = [route for table in tables for route in table.routes]
         self._routes = sorted(routes, key=Route.specificity)
 
+    @property
+    def routes(self) -> list[Route]:
+        """Every route, most specific first."""
+        return list(self._routes)
+
     def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
         """The handler and path parameters for a request path relative to the API root.
+
+        Raises:
+            GraphError: no route has this path (400, as Graph) or none allows this method (405).
+        """
+        route, params = self.resolve_route(method, path)
+        return route.handler, params
+
+    def resolve_route(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        """The route and path parameters for a request path relative to the API root.
 
         Raises:
             GraphError: no route has this path (400, as Graph) or none allows this method (405).
@@ -225,7 +244,7 @@ class Router:
             if params is None:
                 continue
             if route.method == method.upper():
-                return route.handler, params
+                return route, params
             path_matched = True
         if path_matched:
             raise GraphError(

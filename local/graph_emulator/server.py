@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -188,8 +188,12 @@ def start_emulator(
     time_scale: float = 1.0,
     rate_limits: RateLimitConfig | None = None,
     extra_users: int = 0,
+    permissions: frozenset[str] | None = None,
 ) -> EmulatorHandle:
     """Start an emulator in a background thread; port 0 or None picks a free port.
+
+    ``permissions`` are the application permissions the app holds; None is what a default
+    deployment grants (``infra/graph-permissions.json`` with ``infra/main.bicep``'s defaults).
 
     Raises:
         ValueError: an invalid seed, budget or snapshot.
@@ -204,6 +208,8 @@ def start_emulator(
         rate_limits=rate_limits or RateLimitConfig(),
         extra_users=extra_users,
     )
+    if permissions is not None:
+        config = replace(config, permissions=frozenset(permissions))
     emulator = Emulator(config)
     server = EmulatorServer((host, port or 0), emulator)
     bound_port = int(server.server_address[1])

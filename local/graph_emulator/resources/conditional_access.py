@@ -15,6 +15,7 @@ from local.graph_emulator.limits import CONDITIONAL_ACCESS
 from local.graph_emulator.odata import ResourceShape, check_options, context_url, parse_select, project
 from local.graph_emulator.odata_filter import BASIC, FilterRules, parse_filter
 from local.graph_emulator.resources.ca_validation import merged, schema_error, validated_policy
+from local.graph_emulator.resources.tenant_settings import refuse_policies_under_security_defaults
 from local.graph_emulator.routing import Call, Response, RouteTable
 from local.graph_emulator.store import register_extension
 
@@ -107,6 +108,7 @@ def create_policy(call: Call) -> Response:
     body = call.request.json()
     if not isinstance(body, dict):
         raise schema_error("the body must be a JSON object")
+    refuse_policies_under_security_defaults(call.store)
     now = iso_utc(call.emulator.clock.now())
     policy: JsonObject = {
         "id": str(uuid.uuid4()),
@@ -147,7 +149,10 @@ def update_policy(call: Call) -> Response:
         {k: v for k, v in policy.items() if k not in read_only},
         {k: v for k, v in body.items() if k not in read_only},
     )
-    policy.update(validated_policy(candidate, call.store))
+    validated = validated_policy(candidate, call.store)
+    if validated.get("state") == "enabled" and policy.get("state") != "enabled":
+        refuse_policies_under_security_defaults(call.store)  # enabling one is refused too
+    policy.update(validated)
     policy["modifiedDateTime"] = iso_utc(call.emulator.clock.now())
     return Response.no_content()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from local.graph_emulator import permissions
 from local.graph_emulator.errors import GraphError, JsonObject, bad_request
 from local.graph_emulator.odata import (
     count_collection,
@@ -71,6 +72,8 @@ def create_group(call: Call) -> Response:
         changes["mail"] = f"{changes['mailNickname']}@contoso.com"
     group = call.store.add_group(changes)
     call.store.add_members(group["id"], members)
+    if not permissions.is_tenant_admin(call.request.headers):
+        call.emulator.app_owned_groups.add(group["id"])  # the app that creates a group owns it
     return single_entity_created(call, group)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shared.config import RolloutPlan
+from shared.errors import PermanentError
 from shared.rollout.policies.apply import ApplyResult, apply_lock, apply_policy_plan, build_policy_plan
 from shared.state import AsyncStores
 
@@ -31,12 +32,19 @@ async def sync_baseline(
 
     Raises:
         SafetyViolationError: the lint failed (rule ``policy-lint``); nothing was written.
+        PermanentError: the tenant cannot take CA policies (security defaults on, no Entra ID P1).
         RetryableError: another apply holds the lock, or Graph / storage failed transiently.
         PermanentError: Graph refused a read or a write.
     """
+    from shared.graph.client import get_json
     from shared.graph.conditional_access import ConditionalAccessApi
+    from shared.rollout.policies.preflight import tenant_preflight
     from shared.rollout.policies.tenant import GraphReferenceLookup, resolve_tenant
 
+    preflight = await tenant_preflight(lambda path: get_json(client, path))
+    if preflight.blocking:
+        what = "; ".join(f"{f.detail} (fix: {f.fix})" for f in preflight.blocking)
+        raise PermanentError(f"the tenant cannot take Conditional Access policies: {what}", reason=reason)
     api = ConditionalAccessApi(client)
     async with apply_lock(stores.idempotency):
         tenant = await resolve_tenant(client, plan)

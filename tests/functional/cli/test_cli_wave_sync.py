@@ -16,6 +16,7 @@ from azure.storage.queue import QueueClient
 from cli.main import main
 from local.demo_waves import reset_rollout_state
 from local.graph_emulator import EmulatorHandle
+from local.graph_emulator.permissions import ADMIN_HEADERS
 from shared.config import load_plan_for, load_settings
 from shared.envelope import Envelope
 from shared.names import WAVE_WORK
@@ -29,7 +30,7 @@ PILOT_GROUP = "WaveGuard - Wave 1 Pilot"
 class Tenant:
     def __init__(self, emulator: EmulatorHandle) -> None:
         self.emulator = emulator
-        self.graph = httpx.Client(base_url=emulator.base_url, timeout=10)
+        self.graph = httpx.Client(base_url=emulator.base_url, timeout=10, headers=ADMIN_HEADERS)
 
     def get(self, path: str, **params: str) -> dict[str, object]:
         return dict(self.graph.get(path, params=params).raise_for_status().json())
@@ -59,7 +60,9 @@ def tenant(
     settings = load_settings(app_environ)
     stores = build_state(settings)
     asyncio.run(reset_rollout_state(aio(stores.kv), load_plan_for(settings)))
-    httpx.post(f"{emulator_server.admin_url}/groups", json={"displayName": PILOT_GROUP}).raise_for_status()
+    # the pilot's wave group as WaveGuard created it: the app owns it (Group.Create may rename it)
+    pilot = {"displayName": PILOT_GROUP, "ownedByApp": True}
+    httpx.post(f"{emulator_server.admin_url}/groups", json=pilot).raise_for_status()
     queue = QueueClient.from_connection_string(storage_connection_string, WAVE_WORK)
     yield Tenant(emulator_server)
     with contextlib.suppress(ResourceNotFoundError):

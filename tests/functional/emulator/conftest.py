@@ -1,5 +1,11 @@
 """Fixtures for the emulator's conformance tests: one emulator per session, reset before each test,
-and msgraph-sdk pointed at it the way WaveGuard's own client will be."""
+and msgraph-sdk pointed at it the way WaveGuard's own client will be.
+
+These tests pin Graph's behaviour (shapes, validation, paging, throttling), not the app's
+permissions, and many of their calls are ones only an administrator makes (delete a group, a CA
+policy): their clients send ``x-emulator-caller: tenant-admin`` and act with every permission. The
+permission model itself is tested in ``test_permission_faithful.py`` without that header.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from msgraph import GraphServiceClient
 from msgraph_core import BaseGraphRequestAdapter, GraphClientFactory
 
 from local.graph_emulator import EmulatorHandle
+from local.graph_emulator.permissions import ADMIN_HEADERS
 
 
 @pytest.fixture
@@ -24,7 +31,9 @@ def emulator(emulator_server: EmulatorHandle) -> EmulatorHandle:
 @pytest.fixture
 async def graph(emulator: EmulatorHandle) -> AsyncIterator[GraphServiceClient]:
     """msgraph-sdk with its default middleware (retry included), anonymous auth, emulator base URL."""
-    http_client = GraphClientFactory.create_with_default_middleware(client=httpx.AsyncClient(timeout=10))
+    http_client = GraphClientFactory.create_with_default_middleware(
+        client=httpx.AsyncClient(timeout=10, headers=ADMIN_HEADERS)
+    )
     adapter = BaseGraphRequestAdapter(AnonymousAuthenticationProvider(), http_client=http_client)
     adapter.base_url = emulator.base_url
     try:
@@ -36,5 +45,5 @@ async def graph(emulator: EmulatorHandle) -> AsyncIterator[GraphServiceClient]:
 @pytest.fixture
 async def http(emulator: EmulatorHandle) -> AsyncIterator[httpx.AsyncClient]:
     """A plain client for what msgraph-sdk cannot show: raw bodies, $batch responses, the admin API."""
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers=ADMIN_HEADERS) as client:
         yield client

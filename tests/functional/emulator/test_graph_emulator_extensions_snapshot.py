@@ -37,6 +37,8 @@ async def test_a_snapshot_restores_every_extension(
     created = (await http.post(f"{graph}/identity/conditionalAccess/policies", json=policy)).json()
     await http.post(f"{admin}/users/{ceo}/methods", json={"methods": ["fido2"]})
     await http.post(f"{admin}/signins", json={"userId": ceo})
+    crafted = {"securityDefaults": True, "licence": "p1", "methods": {"TemporaryAccessPass": "disabled"}}
+    assert (await http.patch(f"{admin}/tenant-settings", json=crafted)).status_code == 200
     snapshot = tmp_path / "tenant.json"
     assert (await http.post(f"{admin}/snapshot", json={"path": str(snapshot)})).status_code == 200
 
@@ -53,7 +55,11 @@ async def test_a_snapshot_restores_every_extension(
         "registration": 146,
         "signIns": 1,
         "tap": 1,
+        "tenantSettings": 2,  # the methods enabled: Authenticator and FIDO2 (TAP was disabled)
     }
+    settings = (await http.get(f"{admin}/tenant-settings")).json()
+    assert (settings["securityDefaults"], settings["licence"]) == (True, "p1")
+    assert settings["methods"]["TemporaryAccessPass"] == "disabled"
     assert (await http.get(f"{admin}/taps")).json()["value"][0]["activeId"] == tap["id"]
     assert (await http.get(f"{admin}/outbox")).json()["count"] == 1
     assert (await http.get(f"{admin}/pending-users")).json()["count"] == 1

@@ -7,6 +7,7 @@ import pytest
 from msgraph.graph_service_client import GraphServiceClient
 
 from local.graph_emulator import EmulatorHandle
+from local.graph_emulator.permissions import ADMIN_HEADERS
 from shared.config import load_settings
 from shared.errors import PermanentError
 from shared.graph import build_graph_client
@@ -57,7 +58,7 @@ async def test_the_first_round_then_each_change_then_the_deletion(
 
     # cy added, bob removed (through Graph), a change to another group: only this group's changes
     ref = {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{cy}"}
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=ADMIN_HEADERS) as http:
         (await http.post(f"{graph}/{group}/members/$ref", json=ref)).raise_for_status()
         (await http.delete(f"{graph}/{group}/members/{bob}/$ref")).raise_for_status()
         (
@@ -69,13 +70,13 @@ async def test_the_first_round_then_each_change_then_the_deletion(
     assert (changed.added, changed.removed) == ({cy}, {bob})
 
     # added and removed again between two reads: net, it left
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=ADMIN_HEADERS) as http:
         (await http.delete(f"{graph}/{group}/members/{cy}/$ref")).raise_for_status()
     gone = await read_group_delta(client, group, changed.delta_link)
     assert (gone.added, gone.removed) == (frozenset(), {cy})
 
     # the group deleted
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=ADMIN_HEADERS) as http:
         (await http.delete(f"{graph}/{group}")).raise_for_status()
     deleted = await read_group_delta(client, group, gone.delta_link)
     assert deleted.deleted

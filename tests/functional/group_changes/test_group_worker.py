@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from local.graph_emulator import EmulatorHandle
+from local.graph_emulator.permissions import ADMIN_HEADERS
 from shared.alerting import list_open_alerts
 from shared.config import load_plan_for, load_settings
 from shared.envelope import Envelope
@@ -73,7 +74,7 @@ def deps(
 
 def _graph(emulator: EmulatorHandle, method: str, path: str, body: Any = None) -> None:
     # "Someone" in the tenant: a plain Graph call, not WaveGuard's guarded client.
-    httpx.request(method, f"{emulator.base_url}{path}", json=body).raise_for_status()
+    httpx.request(method, f"{emulator.base_url}{path}", json=body, headers=ADMIN_HEADERS).raise_for_status()
 
 
 def _add(emulator: EmulatorHandle, group_id: str, member: str) -> None:

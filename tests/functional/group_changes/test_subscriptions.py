@@ -14,6 +14,7 @@ import pytest
 
 from cli.main import main as waveguard
 from local.graph_emulator import EmulatorHandle
+from local.graph_emulator.permissions import ADMIN_HEADERS
 from shared.config import load_plan_for, load_settings
 from shared.errors import ConfigError, PermanentError, RetryableError
 from shared.graph import build_graph_client
@@ -52,7 +53,7 @@ def _deps(app_environ: dict[str, str], stores: StateStores, url: str | None) -> 
 
 
 def _call(method: str, url: str, body: object = None) -> dict[str, Any]:
-    answer = httpx.request(method, url, json=body)
+    answer = httpx.request(method, url, json=body, headers=ADMIN_HEADERS)
     answer.raise_for_status()
     return answer.json() if answer.content else {}
 
@@ -152,7 +153,7 @@ def test_the_cli_lists_and_syncs_with_the_key_never_shown(
     assert row["groupId"] == demo.break_glass_group_id
     assert row["subscriptionId"] in _graph_subscriptions(emulator_server).values()
     endpoint.echo = "wrong"
-    httpx.delete(f"{emulator_server.base_url}/subscriptions/{row['subscriptionId']}")
+    httpx.delete(f"{emulator_server.base_url}/subscriptions/{row['subscriptionId']}", headers=ADMIN_HEADERS)
     assert waveguard(["subscriptions", "sync"], env) == 1
     out = capsys.readouterr()
     assert "[failed]" in out.out

@@ -12,6 +12,7 @@ import pytest
 
 from cli.main import main
 from local.graph_emulator import EmulatorHandle
+from local.graph_emulator.permissions import ADMIN_HEADERS
 from shared.config import load_plan_for, load_settings
 from shared.graph import build_graph_client
 from shared.rollout.policies import sync_baseline
@@ -119,7 +120,7 @@ def test_a_hand_edited_policy_shows_up_as_an_update_and_apply_repairs_it(
     )
     users = {**legacy["conditions"]["users"], "excludeGroups": []}
     url = f"{emulator_server.base_url}/identity/conditionalAccess/policies/{legacy['id']}"
-    assert httpx.patch(url, json={"conditions": {"users": users}}).status_code == 204
+    assert httpx.patch(url, json={"conditions": {"users": users}}, headers=ADMIN_HEADERS).status_code == 204
     # WHEN planned
     code, plan = _run(app_environ, capsys, "plan")
     # THEN one update naming the field, old and new; the live finding is reported
@@ -227,7 +228,10 @@ def test_a_deleted_wave_group_still_referenced_by_a_live_policy_blocks_the_apply
     assert _run(app_environ, capsys, "apply", "--yes")[0] == 0
     twin = next(p for p in _live(emulator_server) if p["displayName"].endswith("(report-only waves)"))
     [pilot_group] = twin["conditions"]["users"]["includeGroups"]
-    assert httpx.delete(f"{emulator_server.base_url}/groups/{pilot_group}").status_code == 204
+    assert (
+        httpx.delete(f"{emulator_server.base_url}/groups/{pilot_group}", headers=ADMIN_HEADERS).status_code
+        == 204
+    )
     # WHEN planned
     _clear_log(emulator_server)
     code, plan = _run(app_environ, capsys, "apply", "--yes")

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from local.graph_emulator import EmulatorHandle
+from local.graph_emulator.permissions import ADMIN_HEADERS, infra_permissions
 from shared.alerting.model import Alert
 from shared.config import Settings, StorageSettings, load_plan_for, load_settings
 from shared.config.risk import Risk
@@ -65,7 +66,9 @@ def test_detections_risky_users_and_sign_ins_become_triaged_alerts_within_the_bu
     assert demo is not None
     finance_head = demo.head_ids["Finance"]
     now = datetime.now(UTC)
-    # GIVEN a high-risk detection for the Finance head, a medium one for the CEO, a break-glass
+    # GIVEN a deployment with destructive responses allowed (the revocation needs its permission)
+    emulator_server.reset(permissions=sorted(infra_permissions({"enableDestructiveResponses": True})))
+    # AND a high-risk detection for the Finance head, a medium one for the CEO, a break-glass
     # sign-in and an IMAP sign-in, as Identity Protection and the sign-in log report them
     _admin(
         emulator_server,
@@ -145,6 +148,7 @@ def test_a_confirmed_compromise_and_a_dismissal_flow_through_on_the_next_polls(
         f"{emulator_server.base_url}/identityProtection/riskyUsers/confirmCompromised",
         json={"userIds": [user]},
         timeout=10,
+        headers=ADMIN_HEADERS,
     ).raise_for_status()
     poller.poll()
     names = [(a.labels["alertname"], a.status) for a in poller.alerts()]
