@@ -98,6 +98,21 @@ def check_tenant(settings: Settings) -> CheckResult:
     return CheckResult("tenant", preflight.ok, "\n".join(lines), _ms(start))
 
 
+def check_per_user_mfa(settings: Settings) -> CheckResult:
+    """The last `permfa report`: who still depends on per-user MFA, who is ready to move off it."""
+    from shared.rollout.permfa import last_report, summary_line
+    from shared.state import build_state
+
+    start = time.perf_counter()
+    try:
+        saved = asyncio.run(last_report(build_state(settings).aio.kv))
+    except Exception as exc:  # doctor reports every failure, whatever its type
+        return CheckResult("per-user-mfa", False, f"{type(exc).__name__}: {exc}", _ms(start))
+    if saved is None:
+        return CheckResult("per-user-mfa", True, "no report yet: run `waveguard permfa report`", _ms(start))
+    return CheckResult("per-user-mfa", True, summary_line(saved), _ms(start))
+
+
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 1)
 
@@ -115,6 +130,8 @@ def collect(env: Mapping[str, str]) -> list[CheckResult]:
         results.append(check_tenant(settings))
     if by_name["config"] and by_name["graph"] and by_name["storage"]:
         results.append(check_wave_groups(settings))
+    if by_name["storage"]:
+        results.append(check_per_user_mfa(settings))
     return results
 
 

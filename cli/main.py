@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cli import alerts as alerts_cli
 from cli import doctor, policies
+from cli import permfa as permfa_cli
 from cli import poison as poison_cli
 from cli import silence as silence_cli
 from cli import subscriptions as subscriptions_cli
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     alerts_cli.add_parser(sub)
     doctor.add_parser(sub)
+    permfa_cli.add_parser(sub)
     policies.add_parser(sub)
     poison_cli.add_parser(sub)
     silence_cli.add_parser(sub)

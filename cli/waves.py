@@ -31,6 +31,7 @@ from shared.rollout.lifecycle import (
     rollback_wave,
     rows_from,
 )
+from shared.rollout.permfa import last_report, summary_line
 from shared.rollout.wave_state import WaveState, read_wave_state
 from shared.state import AuditEntry
 
@@ -133,19 +134,23 @@ def run_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     rows = rows_from(result)
     try:
         drifts = group_drift(load_settings(env), deps.plan)
+        per_user = asyncio.run(last_report(deps.stores.kv))
     except WaveGuardError as exc:
         return fail(f"waves status: {exc}")
     if args.json:
-        print(
-            json.dumps(
-                {"waves": [r.to_dict() for r in rows], "groupRenames": [d.to_dict() for d in drifts]},
-                indent=2,
-            )
-        )
+        body = {
+            "waves": [r.to_dict() for r in rows],
+            "groupRenames": [d.to_dict() for d in drifts],
+            "perUserMfa": per_user,
+        }
+        print(json.dumps(body, indent=2))
     else:
         sys.stdout.write(render_table(rows))
         for drift in drifts:
             print(f"rename pending: {drift} (`waveguard policies apply` renames it)")
+        print(
+            summary_line(per_user) if per_user else "per-user MFA: no report yet (`waveguard permfa report`)"
+        )
     return EXIT_OK
 
 

@@ -32,6 +32,7 @@ from local.graph_emulator.resources import (
     identity_protection,
     mail,
     members,
+    per_user_mfa,
     provisioning,
     registration,
     signins,
@@ -44,17 +45,29 @@ from local.graph_emulator.resources.identity_protection import (
     IdentityProtectionBucket,
     IdentityProtectionBudget,
 )
-from local.graph_emulator.routing import Call, Request, Response, Router, RouteTable
+from local.graph_emulator.routing import (
+    API_VERSIONS,
+    BETA,
+    V1,
+    Call,
+    Request,
+    Response,
+    Router,
+    RouteTable,
+    api_version,
+)
 from local.graph_emulator.seed import DEFAULT_RANDOM_SEED, DemoTenant, seed_demo, seed_extra_users
 from local.graph_emulator.store import TenantStore
 from local.graph_emulator.throttle import TokenBucket, WriteBudget
 
 API_PREFIX = "/v1.0"
+BETA_PREFIX = "/beta"
 ADMIN_PREFIX = "/_emulator"
 SEEDS = ("demo", "empty")
 MAX_EXTRA_USERS = 500_000
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
-# Every Graph resource module; a new resource is one more entry here.
+# Every Graph resource module; a new resource is one more entry here (a beta-only one declares
+# ``RouteTable(versions=(BETA,))``: /beta serves it, /v1.0 answers an unknown segment).
 GRAPH_ROUTE_TABLES: tuple[RouteTable, ...] = (
     users.routes,
     groups.routes,
@@ -71,6 +84,7 @@ GRAPH_ROUTE_TABLES: tuple[RouteTable, ...] = (
     subscriptions.routes,
     identity_protection.routes,
     tenant_settings.routes,
+    per_user_mfa.routes,
 )
 ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (
     admin.routes,
@@ -82,6 +96,7 @@ ADMIN_ROUTE_TABLES: tuple[RouteTable, ...] = (
     subscriptions.admin_routes,
     identity_protection.admin_routes,
     tenant_settings.admin_routes,
+    per_user_mfa.admin_routes,
 )
 # Run (under the lock) before every Graph request and $batch item, e.g. to let due users appear.
 BEFORE_GRAPH_REQUEST: tuple[Callable[[Emulator], None], ...] = (provisioning.promote_due_users,)
@@ -190,7 +205,11 @@ class Emulator:
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.startup_config = config or EmulatorConfig()
         self.lock = threading.RLock()
-        self.graph_router = Router(GRAPH_ROUTE_TABLES)
+        # one router per API version: /beta serves every /v1.0 route plus the beta-only ones
+        self.graph_routers = {
+            version: Router(GRAPH_ROUTE_TABLES, version=version) for version in API_VERSIONS
+        }
+        self.graph_router = self.graph_routers[V1]
         self.admin_router = Router(ADMIN_ROUTE_TABLES)
         self.faults = FaultInjector()
         self.requests = RequestLog()
@@ -234,26 +253,33 @@ class Emulator:
     def handle(self, request: Request) -> Response:
         """Answer any request that reached the server."""
         path = request.path
-        if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+        if api_version(path) is not None:
             return self.handle_graph(request)
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             return self._routed(request, self.admin_router, path[len(ADMIN_PREFIX) :])
         error = GraphError(
-            404, "NotFound", f"No Graph API version or emulator admin path at '{path}'; use /v1.0."
+            404, "NotFound", f"No Graph API version or emulator admin path at '{path}'; use /v1.0 or /beta."
         )
         return self.error_response(request, error)
 
     def handle_graph(self, request: Request) -> Response:
-        """Answer a Graph request or a $batch item: fault, route, write budget, handler, log."""
+        """Answer a Graph request or a $batch item: fault, route, write budget, handler, log.
+
+        ``/beta/...`` is routed by the beta router (every /v1.0 route plus the beta-only ones);
+        anything else as ``/v1.0``. Faults, permissions, the write budget and the log are shared.
+        """
         started = time.perf_counter()
         injected = False
-        api_path = request.path[len(API_PREFIX) :] or "/"
+        beta = api_version(request.path) == BETA
+        prefix = BETA_PREFIX if beta else API_PREFIX
+        router = self.graph_routers[BETA if beta else V1]
+        api_path = request.path[len(prefix) :] or "/"
         try:
             fault = self.faults.take(request.method, request.path)
             if fault is not None:
                 injected = True
                 raise fault.error()
-            route, params = self.graph_router.resolve_route(request.method, api_path)
+            route, params = router.resolve_route(request.method, api_path)
             handler = route.handler
             self._authorize(request, route.pattern, params)
             if request.method in WRITE_METHODS and not _is_batch(api_path):

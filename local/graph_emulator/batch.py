@@ -1,5 +1,6 @@
 """POST /$batch: up to 20 requests, each dispatched through the router and answered on its own.
 
+Items run under the batch's own API version (``POST /beta/$batch`` runs them under ``/beta``).
 Each item is checked against the app's permissions (a refused item is a 403 inside the 200 batch
 answer; the batch itself needs none), faulted, throttled (writes take a write-budget token each)
 and logged like a request of its own, so a 200 batch can hold 429 items with their own
@@ -18,7 +19,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 from local.graph_emulator import permissions
 from local.graph_emulator.errors import GraphError, JsonObject, bad_request
-from local.graph_emulator.routing import JSON_CONTENT_TYPE, Call, Request, Response, RouteTable
+from local.graph_emulator.routing import (
+    JSON_CONTENT_TYPE,
+    Call,
+    Request,
+    Response,
+    RouteTable,
+    request_version,
+)
 
 routes = RouteTable()
 
@@ -148,7 +156,7 @@ def to_request(item: BatchItem, outer: Request) -> Request:
         body = item.body.encode("utf-8")
     return Request(
         method=item.method,
-        path=f"/v1.0{parts.path}",
+        path=f"/{request_version(outer)}{parts.path}",  # items run under the batch's API version
         query=parse_qsl(parts.query, keep_blank_values=True),
         headers=_with_caller(_with_trace(item.headers, outer.traceparent), outer),
         body=body,

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from local.graph_emulator.errors import GraphError, JsonObject, bad_request
 from local.graph_emulator.odata_filter import FilterRules, parse_filter
-from local.graph_emulator.routing import Request, Response
+from local.graph_emulator.routing import Request, Response, request_version
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 999
@@ -145,7 +145,8 @@ def next_link(request: Request, offset: int) -> str:
 
 
 def context_url(request: Request, fragment: str) -> str:
-    return f"{request.origin}/v1.0/$metadata#{fragment}"
+    """The ``@odata.context`` URL, under the request's API version (``/v1.0`` or ``/beta``)."""
+    return f"{request.origin}/{request_version(request)}/$metadata#{fragment}"
 
 
 def list_collection(

@@ -231,8 +231,10 @@ MAIL_READ = any_of("Mail.ReadBasic.All", "Mail.Read", "Mail.ReadWrite")
 TAP_BASE = "/users/{user_id}/authentication/temporaryAccessPassMethods"
 CA_BASE = "/identity/conditionalAccess/policies"
 REGISTRATION_BASE = "/reports/authenticationMethods/userRegistrationDetails"
+PER_USER_MFA_BASE = "/users/{user_id}/authentication/requirements"
 
-# Every Graph route the emulator serves (method, pattern as registered) and what it requires.
+# Every Graph route the emulator serves (method, pattern as registered, whatever API versions serve
+# it: a beta-only route is keyed the same way) and what it requires.
 REQUIREMENTS: dict[tuple[str, str], Requirement] = {
     ("POST", "/$batch"): NONE,
     # users
@@ -310,6 +312,9 @@ REQUIREMENTS: dict[tuple[str, str], Requirement] = {
     ("GET", "/policies/authenticationMethodsPolicy"): any_of(
         "Policy.Read.All", "Policy.ReadWrite.AuthenticationMethod"
     ),
+    # per-user MFA state (beta only: /beta/users/{id}/authentication/requirements)
+    ("GET", PER_USER_MFA_BASE): any_of("Policy.Read.All", "Policy.ReadWrite.AuthenticationMethod"),
+    ("PATCH", PER_USER_MFA_BASE): any_of("Policy.ReadWrite.AuthenticationMethod"),
 }
 
 # PATCH /groups/{id} whose body only adds members (members@odata.bind) is the "add members" API.

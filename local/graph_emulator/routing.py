@@ -28,6 +28,25 @@ if TYPE_CHECKING:
 JSON_CONTENT_TYPE = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 )
+# Graph's API versions: the path prefix of each. ``/beta`` serves every ``/v1.0`` route plus the
+# routes of beta-only tables (``RouteTable(versions=(BETA,))``).
+V1 = "v1.0"
+BETA = "beta"
+API_VERSIONS: tuple[str, ...] = (V1, BETA)
+
+
+def api_version(path: str) -> str | None:
+    """The API version a request path is under (``/v1.0/...`` or ``/beta/...``), else None."""
+    for version in API_VERSIONS:
+        prefix = f"/{version}"
+        if path == prefix or path.startswith(prefix + "/"):
+            return version
+    return None
+
+
+def request_version(request: Request) -> str:
+    """The API version a Graph request (or $batch item) is served under; ``v1.0`` unless ``/beta``."""
+    return BETA if api_version(request.path) == BETA else V1
 
 
 @dataclass
@@ -183,10 +202,20 @@ def split_path(path: str) -> list[str]:
 
 
 class RouteTable:
-    """The routes one resource module serves, registered with decorators."""
+    """The routes one resource module serves, registered with decorators.
 
-    def __init__(self) -> None:
+    ``versions`` are the Graph API versions that serve them: every version by default, or
+    ``(BETA,)`` for a beta-only resource (a ``/v1.0`` call to it is an unknown segment, as on Graph).
+    """
+
+    def __init__(self, *, versions: Iterable[str] = API_VERSIONS) -> None:
         self.routes: list[Route] = []
+        self.versions = frozenset(versions)
+        unknown = self.versions - set(API_VERSIONS)
+        if unknown or not self.versions:
+            raise ValueError(
+                f"versions must be some of {', '.join(API_VERSIONS)}, got {sorted(self.versions)}"
+            )
 
     def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
         segments = tuple(part for part in pattern.strip("/").split("/") if part)
@@ -206,6 +235,9 @@ class RouteTable:
     def patch(self, pattern: str) -> Callable[[Handler], Handler]:
         return self.route("PATCH", pattern)
 
+    def put(self, pattern: str) -> Callable[[Handler], Handler]:
+        return self.route("PUT", pattern)
+
     def delete(self, pattern: str) -> Callable[[Handler], Handler]:
         return self.route("DELETE", pattern)
 
@@ -213,8 +245,14 @@ class RouteTable:
 class Router:
     """Finds the handler for a method and a path among the composed route tables."""
 
-    def __init__(self, tables: Iterable[RouteTable]) -> None:
-        routes = [route for table in tables for route in table.routes]
+    def __init__(self, tables: Iterable[RouteTable], *, version: str | None = None) -> None:
+        """Compose ``tables``; with a ``version``, only the tables that version serves."""
+        routes = [
+            route
+            for table in tables
+            if version is None or version in table.versions
+            for route in table.routes
+        ]
         self._routes = sorted(routes, key=Route.specificity)
 
     @property

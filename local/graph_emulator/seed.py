@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from local.graph_emulator.errors import JsonObject
-from local.graph_emulator.resources.registration import register_methods
+from local.graph_emulator.resources.per_user_mfa import ENABLED, ENFORCED, set_state
+from local.graph_emulator.resources.registration import is_mfa_registered, register_methods
 from local.graph_emulator.store import TenantStore
 
 DOMAIN = "contoso.com"
@@ -56,6 +57,10 @@ METHOD_SETS = (
     ("softwareOneTimePasscode",),
 )
 METHODS_UPDATED = "2024-06-01T09:00:00Z"
+# Who is on legacy per-user MFA (beta authentication/requirements), per department: how many are
+# enforced (picked among people with an MFA method registered) and how many only enabled (picked
+# among people without one, who have not completed registration yet). Never the break-glass accounts.
+PER_USER_MFA = {"IT": (3, 2), "Finance": (3, 2)}
 
 FIRST_NAMES = (
     "Ada",
@@ -206,6 +211,8 @@ class DemoTenant:
     break_glass_group_id: str = ""
     break_glass_ids: tuple[str, ...] = ()
     service_mailbox_id: str = ""
+    # user id -> "enabled" or "enforced": the people on legacy per-user MFA (everyone else: disabled)
+    per_user_mfa: dict[str, str] = field(default_factory=dict)
 
 
 def stable_id(random_seed: int, kind: str, key: str) -> str:
@@ -233,6 +240,7 @@ def seed_demo(store: TenantStore, *, random_seed: int = DEFAULT_RANDOM_SEED) -> 
     exclusion = builder.add_security_group(BREAK_GLASS_GROUP, "Excluded from every WaveGuard CA policy")
     store.add_members(exclusion["id"], [u["id"] for u in break_glass])
     seed_methods(store, random_seed, [u["id"] for u in break_glass])
+    per_user_mfa = seed_per_user_mfa(store, random_seed)
     return DemoTenant(
         random_seed=random_seed,
         user_count=len(store.users),
@@ -243,6 +251,7 @@ def seed_demo(store: TenantStore, *, random_seed: int = DEFAULT_RANDOM_SEED) -> 
         break_glass_group_id=exclusion["id"],
         break_glass_ids=tuple(u["id"] for u in break_glass),
         service_mailbox_id=service_mailbox["id"],
+        per_user_mfa=per_user_mfa,
     )
 
 
@@ -261,6 +270,26 @@ def seed_methods(store: TenantStore, random_seed: int, break_glass_ids: list[str
         register_methods(store, user["id"], methods, updated=METHODS_UPDATED)
     for user_id in break_glass_ids:
         register_methods(store, user_id, ["fido2"], updated=METHODS_UPDATED, is_admin=True)
+
+
+def seed_per_user_mfa(store: TenantStore, random_seed: int) -> dict[str, str]:
+    """Put a deterministic handful of IT pilot and Finance people on per-user MFA (own generator:
+    no id or method changes); answers user id -> state, in directory order."""
+    rng = random.Random(f"{random_seed}/per-user-mfa")
+    chosen: dict[str, str] = {}
+    for department, (enforced, enabled) in PER_USER_MFA.items():
+        people = [
+            str(u["id"])
+            for u in store.users.values()
+            if u.get("employeeId") and u.get("department") == department
+        ]
+        registered = [uid for uid in people if is_mfa_registered(store, uid)]
+        unregistered = [uid for uid in people if not is_mfa_registered(store, uid)]
+        chosen.update(dict.fromkeys(rng.sample(registered, min(enforced, len(registered))), ENFORCED))
+        chosen.update(dict.fromkeys(rng.sample(unregistered, min(enabled, len(unregistered))), ENABLED))
+    for user_id, state in chosen.items():
+        set_state(store, user_id, state)
+    return {uid: chosen[uid] for uid in store.users if uid in chosen}
 
 
 class _DemoBuilder:

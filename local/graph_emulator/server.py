@@ -152,6 +152,11 @@ class EmulatorHandle:
         return f"{self.origin}/v1.0"
 
     @property
+    def beta_url(self) -> str:
+        """The Graph beta base URL (every /v1.0 route plus the beta-only ones), e.g. .../beta."""
+        return f"{self.origin}/beta"
+
+    @property
     def admin_url(self) -> str:
         return f"{self.origin}/_emulator"
 

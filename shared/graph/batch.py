@@ -31,6 +31,7 @@ __all__ = [
     "BatchRequest",
     "BatchResponse",
     "item_error",
+    "version_root",
 ]
 
 MAX_BATCH_REQUESTS: Final = 20
@@ -126,11 +127,20 @@ class _HttpxTransport:
         return response.content
 
 
+def version_root(base_url: str, version: str | None) -> str:
+    """``base_url`` (``https://graph.microsoft.com/v1.0``) for another API version (``beta``)."""
+    root = base_url.rstrip("/")
+    if version is None:
+        return root
+    return f"{root.rsplit('/', 1)[0]}/{version}"
+
+
 class _AdapterTransport:
     """The Graph client's request adapter: its auth provider and middleware apply."""
 
-    def __init__(self, client: GraphServiceClient) -> None:
+    def __init__(self, client: GraphServiceClient, version: str | None = None) -> None:
         self._adapter = client.request_adapter
+        self._version = version
 
     async def post_batch(self, payload: bytes) -> bytes:
         from kiota_abstractions.method import Method
@@ -138,7 +148,7 @@ class _AdapterTransport:
         from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 
         info = RequestInformation(Method.POST)
-        info.url = f"{str(self._adapter.base_url).rstrip('/')}/$batch"
+        info.url = f"{version_root(str(self._adapter.base_url), self._version)}/$batch"
         info.headers.try_add("Accept", "application/json")
         info.set_stream_content(payload, "application/json")
         try:
@@ -156,9 +166,10 @@ class BatchClient:
         self.round_trips = 0
 
     @classmethod
-    def for_graph(cls, client: GraphServiceClient) -> BatchClient:
-        """Batches through WaveGuard's Graph client (same credential, middleware and base URL)."""
-        return cls(_AdapterTransport(client))
+    def for_graph(cls, client: GraphServiceClient, *, version: str | None = None) -> BatchClient:
+        """Batches through WaveGuard's Graph client (same credential, middleware and guard); its
+        base URL's version, or ``version`` (``"beta"``: items are then beta requests)."""
+        return cls(_AdapterTransport(client, version))
 
     @classmethod
     def for_http(cls, http: httpx.AsyncClient, base_url: str) -> BatchClient:

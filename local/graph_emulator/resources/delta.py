@@ -18,7 +18,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from local.graph_emulator.errors import JsonObject, bad_request
-from local.graph_emulator.odata import check_options, parse_select, project
+from local.graph_emulator.odata import check_options, context_url, parse_select, project
 from local.graph_emulator.resources.shapes import USER
 from local.graph_emulator.routing import Call, Response, RouteTable
 from local.graph_emulator.store import TenantStore
@@ -48,7 +48,7 @@ def groups_delta(call: Call) -> Response:
     path = request.path.split("?")[0]
     return Response.json(
         {
-            "@odata.context": f"{request.origin}/v1.0/$metadata#groups(members)",
+            "@odata.context": context_url(request, "groups(members)"),
             "value": value,
             "@odata.deltaLink": f"{request.origin}{path}?$deltatoken={quote(link_token)}",
         }
@@ -155,7 +155,7 @@ def users_delta(call: Call) -> Response:
     offset = max(0, state["o"])
     page = entries[offset : offset + USERS_DELTA_PAGE]
     base = f"{request.origin}{request.path.split('?')[0]}"
-    body: JsonObject = {"@odata.context": f"{request.origin}/v1.0/$metadata#users", "value": page}
+    body: JsonObject = {"@odata.context": context_url(request, "users"), "value": page}
     if offset + USERS_DELTA_PAGE < len(entries):
         next_state = {**state, "o": offset + USERS_DELTA_PAGE}
         body["@odata.nextLink"] = f"{base}?$skiptoken={quote(_encode_users(next_state))}"

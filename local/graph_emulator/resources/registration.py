@@ -113,6 +113,13 @@ def register_methods(
     return record
 
 
+def is_mfa_registered(store: TenantStore, user_id: str) -> bool:
+    """Whether the user has registered a strong (MFA) method, as the registration report derives it."""
+    state = store.extensions.get(EXTENSION)
+    record = state.by_user.get(user_id) if isinstance(state, Registrations) else None
+    return bool(record and any(m in STRONG for m in record["methods"]))
+
+
 def preferred(methods: list[str]) -> str:
     """The second factor Graph reports as preferred for a set of methods."""
     if "microsoftAuthenticatorPush" in methods or "microsoftAuthenticatorPasswordless" in methods:

@@ -18,7 +18,7 @@ from shared.graph.errors import to_waveguard_error
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
-__all__ = ["iter_member_ids", "iter_user_rows"]
+__all__ = ["iter_member_ids", "iter_member_rows", "iter_user_rows"]
 
 
 async def _pages(client: GraphServiceClient, path: str, operation: str) -> AsyncIterator[dict[str, Any]]:
@@ -66,3 +66,18 @@ async def iter_member_ids(client: GraphServiceClient, group_id: str) -> AsyncIte
     async for row in _pages(client, f"/groups/{quote(group_id)}/members?$select=id&$top=999", "list members"):
         if row.get("id"):
             yield str(row["id"])
+
+
+async def iter_member_rows(
+    client: GraphServiceClient, group_id: str, select: Sequence[str]
+) -> AsyncIterator[dict[str, Any]]:
+    """Every direct member of a group as a dict of the selected fields, paged to the end.
+
+    Raises:
+        NotFoundError: the group does not exist.
+        RetryableError: Graph throttled, failed or could not be reached.
+    """
+    path = f"/groups/{quote(group_id)}/members?$select={quote(','.join(select))}&$top=999"
+    async for row in _pages(client, path, "list members"):
+        if row.get("id"):
+            yield row

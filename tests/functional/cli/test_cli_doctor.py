@@ -37,7 +37,16 @@ def test_json_output_lists_each_check(
     assert code == 0
     assert report["ok"] is True
     names = [c["name"] for c in report["checks"]]
-    assert names == ["settings", "config", "storage", "graph", "break-glass", "tenant", "wave-groups"]
+    assert names == [
+        "settings",
+        "config",
+        "storage",
+        "graph",
+        "break-glass",
+        "tenant",
+        "wave-groups",
+        "per-user-mfa",
+    ]
 
 
 def test_break_glass_account_outside_the_exclusion_group_is_reported(

@@ -1,4 +1,5 @@
-"""A snapshot keeps every feature's state: TAPs, outbox, pending users, policies, methods, sign-ins."""
+"""A snapshot keeps every feature's state: TAPs, outbox, pending users, policies, methods, sign-ins,
+tenant settings and per-user MFA states."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ async def test_a_snapshot_restores_every_extension(
     created = (await http.post(f"{graph}/identity/conditionalAccess/policies", json=policy)).json()
     await http.post(f"{admin}/users/{ceo}/methods", json={"methods": ["fido2"]})
     await http.post(f"{admin}/signins", json={"userId": ceo})
+    assert (
+        await http.put(f"{admin}/users/{ceo}/per-user-mfa", json={"state": "enforced"})
+    ).status_code == 200
     crafted = {"securityDefaults": True, "licence": "p1", "methods": {"TemporaryAccessPass": "disabled"}}
     assert (await http.patch(f"{admin}/tenant-settings", json=crafted)).status_code == 200
     snapshot = tmp_path / "tenant.json"
@@ -51,6 +55,7 @@ async def test_a_snapshot_restores_every_extension(
     assert restored.json()["featureCounts"] == {
         "conditionalAccess": 1,
         "outbox": 1,
+        "perUserMfa": 11,  # the demo's 10 people on per-user MFA and the CEO
         "provisioning": 1,
         "registration": 146,
         "signIns": 1,
@@ -68,3 +73,5 @@ async def test_a_snapshot_restores_every_extension(
     report = f"{graph}/reports/authenticationMethods/userRegistrationDetails/{ceo}"
     assert (await http.get(report)).json()["methodsRegistered"][-1] == "fido2"
     assert [s["userId"] for s in (await http.get(f"{graph}/auditLogs/signIns")).json()["value"]] == [ceo]
+    requirements = f"{emulator.beta_url}/users/{ceo}/authentication/requirements"
+    assert (await http.get(requirements)).json()["perUserMfaState"] == "enforced"

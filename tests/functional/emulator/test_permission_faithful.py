@@ -29,6 +29,7 @@ from local.graph_emulator.permissions import all_permissions
 from local.graph_emulator.transport import emulator_transport
 from shared.config import RolloutPlan, load_plan_for, load_settings
 from shared.graph import build_graph_client
+from shared.graph.batch import BatchClient
 from shared.graph.client import get_json
 from shared.graph.conditional_access import ConditionalAccessApi
 from shared.graph.directory import find_group, find_user, iter_users
@@ -41,6 +42,7 @@ from shared.group_changes.subscriptions import SubscriptionDeps, sync_subscripti
 from shared.risk.graph_port import GraphPort, client_port
 from shared.risk.responses import ACTIONS
 from shared.rollout.lifecycle.graph_evidence import GraphEvidence
+from shared.rollout.permfa import read_states
 from shared.rollout.policies.preflight import tenant_preflight
 from shared.state import build_memory_state
 from tests.conftest import PLAN_SECRETS
@@ -185,6 +187,12 @@ async def tenant_preflight_reads(ctx: Context) -> None:
         raise PermissionError("; ".join(unreadable))
 
 
+async def per_user_mfa_read(ctx: Context) -> None:
+    states = await read_states(BatchClient.for_graph(ctx.client, version="beta"), [ctx.user_id])
+    if states[ctx.user_id].state == "unknown":
+        raise PermissionError(states[ctx.user_id].error)
+
+
 PROBES: dict[str, Probe] = {
     "hire-lookup": hire_lookup,
     "wave-selectors": wave_selectors,
@@ -204,6 +212,7 @@ PROBES: dict[str, Probe] = {
     "risk-confirm": risk_confirm,
     "revoke-sessions": revoke_sessions,
     "tenant-preflight": tenant_preflight_reads,
+    "per-user-mfa-read": per_user_mfa_read,
 }
 
 

@@ -1,0 +1,193 @@
+"""Where per-user MFA still stands, wave by wave, against what Conditional Access covers.
+
+For each wave: its members (the wave group), each member's per-user MFA state, and whether CA
+enforces MFA for the wave yet. A member on per-user MFA (``enabled`` or ``enforced``) in a wave CA
+does not enforce yet depends on per-user MFA: moving them off it now would leave them without MFA.
+One in an enforced wave is covered twice (and prompted on every sign-in): ready to move off.
+Break-glass accounts are reported apart and always left as the tenant set them.
+
+The last report is kept (namespace ``permfa``, key ``report``) so ``waves status`` and ``doctor``
+can show the counts without reading every user again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from shared.config import RolloutPlan
+from shared.graph.batch import BatchClient
+from shared.graph.client import get_json
+from shared.graph.guard import resolve_break_glass_ids
+from shared.rollout.membership.reads import iter_member_rows
+from shared.rollout.permfa.states import KNOWN_STATES, PerUserState, StateRead, read_states
+from shared.rollout.wave_groups import recorded_group_id
+from shared.rollout.wave_state import WaveState, read_wave_state
+from shared.state import AsyncKeyValuePort, utc_now
+
+if TYPE_CHECKING:
+    from msgraph.graph_service_client import GraphServiceClient
+
+__all__ = [
+    "PERMFA_NAMESPACE",
+    "REPORT_KEY",
+    "PerUserMfaReport",
+    "WaveMfa",
+    "build_report",
+    "last_report",
+    "summary_line",
+]
+
+PERMFA_NAMESPACE: Final = "permfa"
+REPORT_KEY: Final = "report"
+ON: Final = frozenset({"enabled", "enforced"})
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    id: str
+    upn: str
+    state: PerUserState
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"id": self.id, "userPrincipalName": self.upn, "state": self.state}
+        if self.error:
+            row["error"] = self.error
+        return row
+
+
+@dataclass(frozen=True, slots=True)
+class WaveMfa:
+    """One wave: its CA state, its members' per-user states."""
+
+    wave: str
+    wave_state: str
+    ca_enforced: bool
+    group_id: str | None
+    members: tuple[Member, ...] = ()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        tally = Counter(m.state for m in self.members)
+        return {state: tally.get(state, 0) for state in (*KNOWN_STATES, "unknown")}
+
+    @property
+    def depends_on_per_user(self) -> tuple[Member, ...]:
+        """On per-user MFA in a wave CA does not enforce yet: keep them on it for now."""
+        return () if self.ca_enforced else tuple(m for m in self.members if m.state in ON)
+
+    @property
+    def ready_to_move(self) -> tuple[Member, ...]:
+        """On per-user MFA in a wave CA enforces: prompted twice over, ready to move off it."""
+        return tuple(m for m in self.members if m.state in ON) if self.ca_enforced else ()
+
+    def to_dict(self, *, with_members: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "wave": self.wave,
+            "waveState": self.wave_state,
+            "caEnforced": self.ca_enforced,
+            "groupId": self.group_id,
+            "members": len(self.members),
+            "states": self.counts,
+            "dependOnPerUserMfa": len(self.depends_on_per_user),
+            "readyToMove": len(self.ready_to_move),
+        }
+        if with_members:
+            body["notCoveredByCa"] = [m.to_dict() for m in self.depends_on_per_user]
+            body["readyToMoveUsers"] = [m.to_dict() for m in self.ready_to_move]
+            body["unknown"] = [m.to_dict() for m in self.members if m.state == "unknown"]
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class PerUserMfaReport:
+    at: datetime
+    waves: tuple[WaveMfa, ...]
+    break_glass: tuple[Member, ...] = field(default_factory=tuple)
+
+    def to_dict(self, *, with_members: bool = True) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "waves": [w.to_dict(with_members=with_members) for w in self.waves],
+            "breakGlass": [{**m.to_dict(), "leftAlone": True} for m in self.break_glass],
+        }
+
+
+async def build_report(
+    client: GraphServiceClient,
+    plan: RolloutPlan,
+    kv: AsyncKeyValuePort,
+    *,
+    wave: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    save: bool = True,
+) -> PerUserMfaReport:
+    """Read the waves' members and every member's state (20 per beta ``$batch``).
+
+    Raises:
+        RetryableError / PermanentError: Graph or the store failed.
+    """
+    ids = await resolve_break_glass_ids(plan.break_glass, lambda path: get_json(client, path))
+    waves: list[tuple[str, str, str | None, list[dict[str, Any]]]] = []
+    for planned in plan.waves:
+        if wave is not None and planned.name != wave:
+            continue
+        status = await read_wave_state(kv, planned.name)
+        group_id = planned.group.id or await recorded_group_id(kv, planned.name)
+        rows = (
+            [row async for row in iter_member_rows(client, group_id, ("id", "userPrincipalName"))]
+            if group_id
+            else []
+        )
+        waves.append((planned.name, status.state.value, group_id, rows))
+    member_ids = [str(row["id"]) for _, _, _, rows in waves for row in rows]
+    break_glass = sorted(ids.account_ids)
+    states = await read_states(
+        BatchClient.for_graph(client, version="beta"), [*member_ids, *break_glass], progress=progress
+    )
+    report = PerUserMfaReport(
+        at=utc_now(),
+        waves=tuple(
+            WaveMfa(
+                name,
+                state,
+                state == WaveState.ENFORCED.value,
+                group_id,
+                tuple(_member(row, states) for row in rows if str(row["id"]).lower() not in ids.account_ids),
+            )
+            for name, state, group_id, rows in waves
+        ),
+        break_glass=tuple(_member({"id": user_id}, states) for user_id in break_glass),
+    )
+    if save and wave is None:
+        await kv.put(PERMFA_NAMESPACE, REPORT_KEY, report.to_dict(with_members=False))
+    return report
+
+
+def _member(row: dict[str, Any], states: dict[str, StateRead]) -> Member:
+    user_id = str(row["id"])
+    read = states.get(user_id) or StateRead("unknown", "not read")
+    return Member(user_id, str(row.get("userPrincipalName") or ""), read.state, read.error)
+
+
+async def last_report(kv: AsyncKeyValuePort) -> dict[str, Any] | None:
+    """The counts the last ``permfa report`` saved, or None."""
+    stored = await kv.get(PERMFA_NAMESPACE, REPORT_KEY)
+    return stored.value if stored is not None and isinstance(stored.value, dict) else None
+
+
+def summary_line(saved: dict[str, Any]) -> str:
+    """One line per saved report: when, and per wave how many still depend on / are ready to move."""
+    parts = []
+    for row in saved.get("waves") or []:
+        states = row.get("states") or {}
+        on = int(states.get("enabled", 0)) + int(states.get("enforced", 0))
+        verdict = "ready to move off" if row.get("caEnforced") else "depend on it (CA not enforced yet)"
+        parts.append(
+            f"{row.get('wave')}: {on} on per-user MFA, {verdict}" if on else f"{row.get('wave')}: none"
+        )
+    return f"per-user MFA (report of {saved.get('at', '?')}): " + "; ".join(parts)

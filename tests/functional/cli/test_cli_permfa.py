@@ -1,0 +1,135 @@
+"""`waveguard permfa report` against the Graph emulator (beta per-user MFA states) and Azurite: per
+wave the states, who depends on per-user MFA and who is ready to move off it; break-glass apart."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from cli.main import main
+from local.graph_emulator import EmulatorHandle
+from local.graph_emulator.permissions import ADMIN_HEADERS
+from shared.config import load_plan_for, load_settings
+from shared.rollout.permfa import PERMFA_NAMESPACE, REPORT_KEY
+from shared.rollout.wave_groups import WAVE_GROUPS_NAMESPACE
+from shared.rollout.wave_state import WAVES_NAMESPACE, WaveState
+from shared.state import StateStores, build_state, utc_now
+
+pytestmark = pytest.mark.functional
+
+
+@pytest.fixture
+def stores(app_environ: dict[str, str]) -> Iterator[StateStores]:
+    settings = load_settings(app_environ)
+    stores = build_state(settings)
+    waves = [wave.name for wave in load_plan_for(settings).waves]
+
+    def clean() -> None:
+        for name in waves:
+            stores.kv.delete(WAVES_NAMESPACE, name)
+            stores.kv.delete(WAVE_GROUPS_NAMESPACE, name)
+        stores.kv.delete(PERMFA_NAMESPACE, REPORT_KEY)
+
+    clean()
+    yield stores
+    clean()
+
+
+def _pilot_group(emulator: EmulatorHandle, stores: StateStores, wave: str, name: str) -> str:
+    """The pilot's group, created as WaveGuard creates it when the wave starts (and recorded)."""
+    body = {"displayName": name, "mailEnabled": False, "mailNickname": "wgpilot", "securityEnabled": True}
+    created = httpx.post(f"{emulator.base_url}/groups", json=body, headers=ADMIN_HEADERS).json()
+    stores.kv.put(WAVE_GROUPS_NAMESPACE, wave, {"groupId": created["id"], "createdAt": utc_now().isoformat()})
+    return str(created["id"])
+
+
+def _report(env: dict[str, str], capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    assert main(["permfa", "report", *argv, "--json"], environ=env) == 0
+    return dict(json.loads(capsys.readouterr().out))
+
+
+def test_the_report_sets_each_wave_against_ca_and_keeps_break_glass_apart(
+    app_environ: dict[str, str],
+    emulator_server: EmulatorHandle,
+    stores: StateStores,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN the demo tenant's users on per-user MFA, the pilot's group holding two of them, and the
+    # pilot enforced by CA while the Finance wave is not started
+    plan = load_plan_for(load_settings(app_environ))
+    demo = emulator_server.demo
+    assert demo is not None
+    on_mfa = {uid: state for uid, state in demo.per_user_mfa.items() if state in ("enabled", "enforced")}
+    assert on_mfa
+    pilot = plan.waves[0]
+    pilot_group = _pilot_group(emulator_server, stores, pilot.name, pilot.group.display_name or "")
+    chosen = sorted(on_mfa)[:2]
+    for user_id in chosen:
+        httpx.post(
+            f"{emulator_server.base_url}/groups/{pilot_group}/members/$ref",
+            json={"@odata.id": f"{emulator_server.base_url}/directoryObjects/{user_id}"},
+            headers=ADMIN_HEADERS,
+        )
+    stores.kv.put(
+        WAVES_NAMESPACE, pilot.name, {"state": WaveState.ENFORCED.value, "since": utc_now().isoformat()}
+    )
+    # WHEN the operator asks for the report
+    report = _report(app_environ, capsys)
+    # THEN the pilot's per-user MFA users are ready to move off it (CA covers them)
+    [pilot_row] = [w for w in report["waves"] if w["wave"] == pilot.name]
+    assert pilot_row["caEnforced"] is True
+    ready = {u["id"] for u in pilot_row["readyToMoveUsers"]}
+    assert set(chosen) <= ready
+    assert pilot_row["dependOnPerUserMfa"] == 0
+    assert sum(pilot_row["states"].values()) == pilot_row["members"]
+    # AND the break-glass accounts are listed apart, left alone, never in a wave's rows
+    assert {a["id"] for a in report["breakGlass"]} == {i.lower() for i in demo.break_glass_ids}
+    assert all(a["leftAlone"] for a in report["breakGlass"])
+    members = {u["id"] for w in report["waves"] for u in w["readyToMoveUsers"] + w["notCoveredByCa"]}
+    assert not members & {i.lower() for i in demo.break_glass_ids}
+    # AND waves status and doctor show the saved counts
+    assert main(["waves", "status"], environ=app_environ) == 0
+    assert f"{pilot.name}: " in capsys.readouterr().out.split("per-user MFA (report of", 1)[1]
+    main(["doctor", "--json"], environ=app_environ)
+    [check] = [c for c in json.loads(capsys.readouterr().out)["checks"] if c["name"] == "per-user-mfa"]
+    assert "ready to move off" in check["detail"]
+
+
+def test_in_a_wave_ca_does_not_enforce_yet_they_depend_on_per_user_mfa(
+    app_environ: dict[str, str],
+    emulator_server: EmulatorHandle,
+    stores: StateStores,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    plan = load_plan_for(load_settings(app_environ))
+    demo = emulator_server.demo
+    assert demo is not None
+    pilot = plan.waves[0]
+    pilot_group = _pilot_group(emulator_server, stores, pilot.name, pilot.group.display_name or "")
+    user_id = next(uid for uid, state in sorted(demo.per_user_mfa.items()) if state == "enforced")
+    httpx.post(
+        f"{emulator_server.base_url}/groups/{pilot_group}/members/$ref",
+        json={"@odata.id": f"{emulator_server.base_url}/directoryObjects/{user_id}"},
+        headers=ADMIN_HEADERS,
+    )
+    stores.kv.put(
+        WAVES_NAMESPACE, pilot.name, {"state": WaveState.REPORT_ONLY.value, "since": utc_now().isoformat()}
+    )
+    report = _report(app_environ, capsys, "--wave", pilot.name)
+    [row] = report["waves"]
+    assert row["caEnforced"] is False
+    assert user_id in {u["id"] for u in row["notCoveredByCa"]}
+    assert row["readyToMove"] == 0
+    # --wave saves nothing for waves status
+    assert stores.kv.get(PERMFA_NAMESPACE, REPORT_KEY) is None
+
+
+def test_an_unknown_wave_is_a_usage_error(
+    app_environ: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["permfa", "report", "--wave", "nope"], environ=app_environ) == 2
+    assert "wave 'nope' is not in the plan" in capsys.readouterr().err
