@@ -9,6 +9,9 @@ before anything is sent:
   anything from it, or deletes it (``POST /groups/{id}/members/$ref``, ``PATCH /groups/{id}`` with
   ``members@odata.bind``, ``DELETE /groups/{id}/members/{m}/$ref``, ``DELETE /groups/{id}``, and each
   of those inside a ``$batch``);
+- a write to a break-glass account itself or its authentication (``PATCH``/``DELETE
+  /users/{id}``, anything under ``/users/{id}/authentication``: a TAP, a method removed, a per-user
+  MFA change), by object id or userPrincipalName;
 - a Conditional Access policy write whose users condition lacks the break-glass exclusion (the
   exclusion group in ``excludeGroups``, or every break-glass account in ``excludeUsers``), and a
   PATCH that enables a policy whose live users condition lacks it.
@@ -26,7 +29,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
@@ -43,6 +46,9 @@ _GROUP: Final = re.compile(r"^/groups/([^/]+)$", re.IGNORECASE)
 _GROUPS: Final = re.compile(r"^/groups$", re.IGNORECASE)
 _CA_POLICIES: Final = re.compile(r"^/identity/conditionalAccess/policies(?:/([^/]+))?$", re.IGNORECASE)
 _BATCH: Final = re.compile(r"^/\$batch$", re.IGNORECASE)
+# A user object or its authentication (methods, TAPs, per-user MFA requirements).
+_USER_WRITE: Final = re.compile(r"^/users/([^/]+)(?:/authentication(?:/.*)?)?$", re.IGNORECASE)
+_GUID: Final = re.compile(r"^[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$")
 
 # GET a path relative to the Graph base URL (e.g. "/users/x?$select=id"); the parsed JSON, or None on 404.
 GetJson = Callable[[str], Awaitable[Mapping[str, Any] | None]]
@@ -106,6 +112,9 @@ class BreakGlassGuard:
             for item in _batch_items(body):
                 await self.check(str(item.get("method", "GET")), str(item.get("url", "")), item.get("body"))
             return
+        if m := _USER_WRITE.match(path):
+            await self._check_user(m.group(1).lower(), await self.ids())
+            return
         if not (path.lower().startswith("/groups") or _CA_POLICIES.match(path)):
             return
         ids = await self.ids()
@@ -113,6 +122,16 @@ class BreakGlassGuard:
             await self._check_policy(method, path, body, ids)
             return
         self._check_membership(method, path, body, ids)
+
+    async def _check_user(self, key: str, ids: BreakGlassIds) -> None:
+        """No write to a break-glass account itself or its authentication: no disabling or
+        deleting it, no TAP, no method removed, no per-user MFA change."""
+        user_id = key
+        if not _GUID.match(key):  # a userPrincipalName: which account is it?
+            found = await self._get_json(f"/users/{quote(key, safe='@')}?$select=id")
+            user_id = str((found or {}).get("id") or "").lower()
+        if user_id in ids.account_ids:
+            self._refuse(f"a write to break-glass account {key} or its authentication methods")
 
     def _check_membership(self, method: str, path: str, body: Any, ids: BreakGlassIds) -> None:
         if _GROUPS.match(path) and method == "POST":

@@ -32,7 +32,7 @@ class Tenant:
         path = request.url.path
         if request.method == "GET" and path.startswith("/v1.0/users/"):
             return (
-                httpx.Response(200, json={"id": BG2})
+                httpx.Response(200, json={"id": BG2 if "bg2@" in path.lower() else ADA})
                 if self.users
                 else httpx.Response(
                     404, json={"error": {"code": "Request_ResourceNotFound", "message": "not found"}}
@@ -106,6 +106,21 @@ REFUSED = [
     ),
     ("PATCH", "/identity/conditionalAccess/policies/p1", {"conditions": {"applications": {}}}),
     ("PATCH", "/identity/conditionalAccess/policies/p1", {"state": "enabled"}),
+    # the break-glass accounts themselves and their authentication
+    ("POST", f"/users/{BG1}/authentication/temporaryAccessPassMethods", {"lifetimeInMinutes": 60}),
+    ("PATCH", f"/users/{BG1.upper()}", {"accountEnabled": False}),
+    ("DELETE", f"/users/{BG1}", None),
+    ("PATCH", "/users/BG2@contoso.com/authentication/requirements", {"perUserMfaState": "disabled"}),
+    ("DELETE", f"/users/{BG1}/authentication/microsoftAuthenticatorMethods/m1", None),
+    (
+        "POST",
+        "/$batch",
+        {
+            "requests": [
+                {"id": "1", "method": "PATCH", "url": f"/users/{BG1}", "body": {"accountEnabled": False}}
+            ]
+        },
+    ),
 ]
 
 ALLOWED = [
@@ -132,6 +147,10 @@ ALLOWED = [
     ("PATCH", "/identity/conditionalAccess/policies/p1", {"state": "enabledForReportingButNotEnforced"}),
     ("DELETE", "/identity/conditionalAccess/policies/p1", None),
     ("POST", "/users/x/authentication/temporaryAccessPassMethods", {"lifetimeInMinutes": 60}),
+    ("POST", f"/users/{ADA}/authentication/temporaryAccessPassMethods", {"lifetimeInMinutes": 60}),
+    ("PATCH", "/users/ada@contoso.com/authentication/requirements", {"perUserMfaState": "disabled"}),
+    ("POST", f"/users/{BG1}/revokeSignInSessions", None),
+    ("POST", f"/users/{BG1}/sendMail", {"message": {}}),
 ]
 
 
