@@ -310,7 +310,7 @@ REQUIREMENTS: dict[tuple[str, str], Requirement] = {
         "Directory.ReadWrite.All",
     ),
     ("GET", "/policies/authenticationMethodsPolicy"): any_of(
-        "Policy.Read.All", "Policy.ReadWrite.AuthenticationMethod"
+        "Policy.Read.AuthenticationMethod", "Policy.Read.All", "Policy.ReadWrite.AuthenticationMethod"
     ),
     # per-user MFA state (beta only: /beta/users/{id}/authentication/requirements)
     ("GET", PER_USER_MFA_BASE): any_of("Policy.Read.All", "Policy.ReadWrite.AuthenticationMethod"),

@@ -132,7 +132,9 @@ def version_root(base_url: str, version: str | None) -> str:
     root = base_url.rstrip("/")
     if version is None:
         return root
-    return f"{root.rsplit('/', 1)[0]}/{version}"
+    head, _, last = root.rpartition("/")
+    # Replace the version segment; a base URL without one (a proxy's root) gets it appended.
+    return f"{head}/{version}" if last in ("v1.0", "beta") else f"{root}/{version}"
 
 
 class _AdapterTransport:

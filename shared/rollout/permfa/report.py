@@ -1,7 +1,8 @@
 """Where per-user MFA still stands, wave by wave, against what Conditional Access covers.
 
 For each wave: its members (the wave group), each member's per-user MFA state, and whether CA
-enforces MFA for the wave yet. A member on per-user MFA (``enabled`` or ``enforced``) in a wave CA
+enforces MFA for the wave yet (the wave is ``enforced`` and WaveGuard's live "Require MFA" policy
+is enabled with the wave's group in it). A member on per-user MFA (``enabled`` or ``enforced``) in a wave CA
 does not enforce yet depends on per-user MFA: moving them off it now would leave them without MFA.
 One in an enforced wave is covered twice (and prompted on every sign-in): ready to move off.
 Break-glass accounts are reported apart and always left as the tenant set them.
@@ -17,13 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
 
 from shared.config import RolloutPlan
 from shared.graph.batch import BatchClient
 from shared.graph.client import get_json
+from shared.graph.directory import odata_literal
 from shared.graph.guard import resolve_break_glass_ids
 from shared.rollout.membership.reads import iter_member_rows
 from shared.rollout.permfa.states import KNOWN_STATES, PerUserState, StateRead, read_states
+from shared.rollout.policies.render import POLICY_TITLES
 from shared.rollout.wave_groups import recorded_group_id
 from shared.rollout.wave_state import WaveState, read_wave_state
 from shared.state import AsyncKeyValuePort, utc_now
@@ -132,6 +136,7 @@ async def build_report(
         RetryableError / PermanentError: Graph or the store failed.
     """
     ids = await resolve_break_glass_ids(plan.break_glass, lambda path: get_json(client, path))
+    enforcing = await _enforced_groups(client, plan)
     waves: list[tuple[str, str, str | None, list[dict[str, Any]]]] = []
     for planned in plan.waves:
         if wave is not None and planned.name != wave:
@@ -155,7 +160,9 @@ async def build_report(
             WaveMfa(
                 name,
                 state,
-                state == WaveState.ENFORCED.value,
+                # Enforced in the store AND by the live policy: a promotion whose policy write
+                # failed must never count as covered.
+                state == WaveState.ENFORCED.value and (group_id or "").lower() in enforcing,
                 group_id,
                 tuple(_member(row, states) for row in rows if str(row["id"]).lower() not in ids.account_ids),
             )
@@ -166,6 +173,25 @@ async def build_report(
     if save and wave is None:
         await kv.put(PERMFA_NAMESPACE, REPORT_KEY, report.to_dict(with_members=False))
     return report
+
+
+async def _enforced_groups(client: GraphServiceClient, plan: RolloutPlan) -> frozenset[str]:
+    """The groups WaveGuard's live "Require MFA" policy enforces (none while it is not enabled)."""
+    name = plan.policies.name_prefix + POLICY_TITLES["mfa"]
+    found = await get_json(
+        client,
+        f"/identity/conditionalAccess/policies?$filter={quote('displayName eq ' + odata_literal(name))}",
+    )
+    groups: set[str] = set()
+    for policy in (found or {}).get("value") or []:
+        if (
+            isinstance(policy, dict)
+            and policy.get("displayName") == name
+            and policy.get("state") == "enabled"
+        ):
+            users = (policy.get("conditions") or {}).get("users") or {}
+            groups |= {str(g).lower() for g in users.get("includeGroups") or [] if isinstance(g, str)}
+    return frozenset(groups)
 
 
 def _member(row: dict[str, Any], states: dict[str, StateRead]) -> Member:

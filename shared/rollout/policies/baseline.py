@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 
 from shared.config import RolloutPlan
 from shared.errors import PermanentError
-from shared.rollout.policies.apply import ApplyResult, apply_lock, apply_policy_plan, build_policy_plan
+from shared.rollout.policies.apply import (
+    ApplyResult,
+    PolicyPlan,
+    apply_lock,
+    apply_policy_plan,
+    build_policy_plan,
+)
 from shared.state import AsyncStores
 
 if TYPE_CHECKING:
@@ -32,7 +38,8 @@ async def sync_baseline(
 
     Raises:
         SafetyViolationError: the lint failed (rule ``policy-lint``); nothing was written.
-        PermanentError: the tenant cannot take CA policies (security defaults on, no Entra ID P1).
+        PermanentError: the sync would create or enable a policy and the tenant cannot take CA
+            policies (security defaults on, no Entra ID P1); a rollback is never refused so.
         RetryableError: another apply holds the lock, or Graph / storage failed transiently.
         PermanentError: Graph refused a read or a write.
     """
@@ -41,16 +48,20 @@ async def sync_baseline(
     from shared.rollout.policies.preflight import tenant_preflight
     from shared.rollout.policies.tenant import GraphReferenceLookup, resolve_tenant
 
-    preflight = await tenant_preflight(lambda path: get_json(client, path))
-    if preflight.blocking:
-        what = "; ".join(f"{f.detail} (fix: {f.fix})" for f in preflight.blocking)
-        raise PermanentError(f"the tenant cannot take Conditional Access policies: {what}", reason=reason)
     api = ConditionalAccessApi(client)
     async with apply_lock(stores.idempotency):
         tenant = await resolve_tenant(client, plan)
         policy_plan = await build_policy_plan(
             plan, api=api, lookup=GraphReferenceLookup(client), tenant=tenant, kv=stores.kv
         )
+        if _creates_or_enables(policy_plan):
+            # Only a sync that adds enforcement is checked: a rollback always goes through.
+            preflight = await tenant_preflight(lambda path: get_json(client, path))
+            if preflight.blocking:
+                what = "; ".join(f"{f.detail} (fix: {f.fix})" for f in preflight.blocking)
+                raise PermanentError(
+                    f"the tenant cannot take Conditional Access policies: {what}", reason=reason
+                )
         return await apply_policy_plan(
             policy_plan,
             api=api,
@@ -60,3 +71,14 @@ async def sync_baseline(
             correlation_id=correlation_id,
             reason=reason,
         )
+
+
+def _creates_or_enables(policy_plan: PolicyPlan) -> bool:
+    """Whether applying the plan creates a policy or enables one that is not enabled now."""
+    for change in policy_plan.diff.writes:
+        if change.kind == "create":
+            return True
+        live_state = (change.live or {}).get("state")
+        if change.desired.state == "enabled" and live_state != "enabled":
+            return True
+    return False

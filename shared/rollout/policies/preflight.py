@@ -240,6 +240,16 @@ def _method_finding(answer: Mapping[str, Any], method_id: str, check: str, block
             fix=f"enable it for all users (or at least the wave groups) in the {where}",
         )
     targets = _targets(method.get("includeTargets"))
+    excluded = _targets(method.get("excludeTargets"))
+    if ALL_USERS in targets and excluded:
+        return PreflightFinding(
+            check,
+            ok=False,
+            detail=f"{method_id} is enabled for all users except {len(excluded)} group(s): "
+            + ", ".join(excluded),
+            blocks=f"{blocks} for members of those groups",
+            fix=f"make sure no wave group is excluded, in the {where}",
+        )
     if ALL_USERS in targets:
         return PreflightFinding(check, ok=True, detail=f"{method_id} is enabled for all users")
     return PreflightFinding(

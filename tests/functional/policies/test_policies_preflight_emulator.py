@@ -18,7 +18,8 @@ from shared.config import load_plan_for, load_settings
 from shared.errors import PermanentError
 from shared.graph import build_graph_client
 from shared.rollout.policies import sync_baseline
-from shared.state import build_state
+from shared.rollout.wave_state import WAVES_NAMESPACE
+from shared.state import build_state, utc_now
 
 pytestmark = pytest.mark.functional
 
@@ -106,3 +107,48 @@ def test_the_wave_promotion_refuses_too(app_environ: dict[str, str], emulator_se
     with pytest.raises(PermanentError, match="security defaults are on"):
         asyncio.run(promote())
     assert _live(emulator_server) == []
+
+
+def test_a_rollback_is_never_refused_by_the_preflight(
+    app_environ: dict[str, str], emulator_server: EmulatorHandle
+) -> None:
+    # GIVEN the pilot enforced by the live baseline
+    settings = load_settings(app_environ)
+    plan = load_plan_for(settings)
+    stores = build_state(settings)
+    pilot = plan.waves[0]
+    body = {
+        "displayName": pilot.group.display_name,
+        "mailEnabled": False,
+        "mailNickname": "p",
+        "securityEnabled": True,
+    }
+    httpx.post(f"{emulator_server.base_url}/groups", json=body, headers=ADMIN_HEADERS).raise_for_status()
+
+    def sync(reason: str) -> None:
+        asyncio.run(
+            sync_baseline(
+                build_graph_client(settings),
+                plan,
+                stores.aio,
+                actor="test",
+                correlation_id="c-2",
+                reason=reason,
+            )
+        )
+
+    try:
+        stores.kv.put(WAVES_NAMESPACE, pilot.name, {"state": "enforced", "since": utc_now().isoformat()})
+        sync("promotion")
+        sync("promotion")  # created report-only first, then enabled
+        [mfa] = [p for p in _live(emulator_server) if p["displayName"] == "WaveGuard - Require MFA"]
+        assert mfa["state"] == "enabled"
+        # WHEN the tenant turns unfit (licence gone, security defaults on) and the pilot is rolled back
+        _craft(emulator_server, {"securityDefaults": True, "licence": "none"})
+        stores.kv.put(WAVES_NAMESPACE, pilot.name, {"state": "report-only", "since": utc_now().isoformat()})
+        sync("rollback of pilot")
+        # THEN the rollback went through: nothing is enforced any more
+        [mfa] = [p for p in _live(emulator_server) if p["displayName"] == "WaveGuard - Require MFA"]
+        assert mfa["conditions"]["users"]["includeGroups"] == []
+    finally:
+        stores.kv.delete(WAVES_NAMESPACE, pilot.name)

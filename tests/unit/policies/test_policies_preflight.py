@@ -128,6 +128,13 @@ async def test_methods_disabled_or_scoped_to_groups_are_reported_with_what_they_
     assert preflight.blocking == ()  # CA can be applied; onboarding is what suffers
     scoped = await _run(_tenant(methods=_methods(targets=[{"targetType": "group", "id": "g-1"}])))
     assert "only for 1 group(s)" in _by_check(scoped)["authenticator"].detail
+    excluding = _methods()
+    excluding["authenticationMethodConfigurations"][0]["excludeTargets"] = [
+        {"targetType": "group", "id": "g-9"}
+    ]
+    excluded = _by_check(await _run(_tenant(methods=excluding)))["authenticator"]
+    assert not excluded.ok
+    assert "except 1 group(s): g-9" in excluded.detail
 
 
 async def test_an_unreadable_answer_is_reported_never_guessed() -> None:
