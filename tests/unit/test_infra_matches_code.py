@@ -876,6 +876,18 @@ def test_hooks_read_the_same_list_and_only_outputs_main_bicep_has() -> None:
 
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX sh")
+def _run_posix_hook(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """infra/hooks/postprovision.sh with exactly ``environment``, its output captured."""
+    return subprocess.run(
+        ["sh", str(INFRA / "hooks" / "postprovision.sh")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_posix_hook_prints_every_selected_permission_with_its_app_role_id() -> None:
     parameters = sorted({e["parameter"] for e in _graph_list() if e["parameter"]})
     wanted = _selected(_bicep_defaults(parameters))
@@ -885,14 +897,7 @@ def test_posix_hook_prints_every_selected_permission_with_its_app_role_id() -> N
         "WAVEGUARD_GRAPH_PERMISSIONS": " ".join(wanted),
         "WAVEGUARD_GRAPH_GRANT": "print",
     }
-    run = subprocess.run(
-        ["sh", str(INFRA / "hooks" / "postprovision.sh")],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = _run_posix_hook(environment)
     assert run.returncode == 0, run.stderr
     ids = {e["permission"]: e["appRoleId"] for e in _graph_list()}
     for permission in wanted:
@@ -909,14 +914,7 @@ def test_posix_hook_refuses_a_principal_id_that_is_not_a_guid(principal: str) ->
         "WAVEGUARD_GRAPH_PERMISSIONS": "User.Read.All",
         "WAVEGUARD_GRAPH_GRANT": "print",
     }
-    run = subprocess.run(
-        ["sh", str(INFRA / "hooks" / "postprovision.sh")],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = _run_posix_hook(environment)
     assert run.returncode == 1
     assert "is not a GUID" in run.stderr
     assert principal not in run.stdout
@@ -1058,14 +1056,7 @@ def _run_hook_with_fake_az(
         "WAVEGUARD_IDENTITY_PRINCIPAL_ID": "11111111-2222-3333-4444-555555555555",
         "WAVEGUARD_GRAPH_PERMISSIONS": " ".join(wanted),
     }
-    return subprocess.run(
-        ["sh", str(INFRA / "hooks" / "postprovision.sh")],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return _run_posix_hook(environment)
 
 
 def test_posix_hook_grants_each_missing_permission_once_with_the_tenants_role_id(tmp_path: Path) -> None:

@@ -18,12 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote
 
 from shared.config import RolloutPlan
 from shared.graph.batch import BatchClient
 from shared.graph.client import get_json
-from shared.graph.directory import odata_literal
 from shared.graph.guard import resolve_break_glass_ids
 from shared.rollout.membership.reads import iter_member_rows
 from shared.rollout.permfa.states import KNOWN_STATES, PerUserState, StateRead, read_states
@@ -177,18 +175,12 @@ async def build_report(
 
 async def _enforced_groups(client: GraphServiceClient, plan: RolloutPlan) -> frozenset[str]:
     """The groups WaveGuard's live "Require MFA" policy enforces (none while it is not enabled)."""
+    from shared.graph.conditional_access import ConditionalAccessApi
+
     name = plan.policies.name_prefix + POLICY_TITLES["mfa"]
-    found = await get_json(
-        client,
-        f"/identity/conditionalAccess/policies?$filter={quote('displayName eq ' + odata_literal(name))}",
-    )
     groups: set[str] = set()
-    for policy in (found or {}).get("value") or []:
-        if (
-            isinstance(policy, dict)
-            and policy.get("displayName") == name
-            and policy.get("state") == "enabled"
-        ):
+    for policy in await ConditionalAccessApi(client).list_policies():
+        if policy.get("displayName") == name and policy.get("state") == "enabled":
             users = (policy.get("conditions") or {}).get("users") or {}
             groups |= {str(g).lower() for g in users.get("includeGroups") or [] if isinstance(g, str)}
     return frozenset(groups)

@@ -47,6 +47,12 @@ def _pilot_group(emulator: EmulatorHandle, stores: StateStores, wave: str, name:
     return str(created["id"])
 
 
+def _add_member(emulator: EmulatorHandle, group_id: str, user_id: str) -> None:
+    """Add a member as a person in the portal would (not through WaveGuard)."""
+    reference = {"@odata.id": f"{emulator.base_url}/directoryObjects/{user_id}"}
+    httpx.post(f"{emulator.base_url}/groups/{group_id}/members/$ref", json=reference, headers=ADMIN_HEADERS)
+
+
 def _report(env: dict[str, str], capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
     assert main(["permfa", "report", *argv, "--json"], environ=env) == 0
     return dict(json.loads(capsys.readouterr().out))
@@ -69,18 +75,10 @@ def test_the_report_sets_each_wave_against_ca_and_keeps_break_glass_apart(
     pilot_group = _pilot_group(emulator_server, stores, pilot.name, pilot.group.display_name or "")
     chosen = sorted(on_mfa)[:2]
     for user_id in chosen:
-        httpx.post(
-            f"{emulator_server.base_url}/groups/{pilot_group}/members/$ref",
-            json={"@odata.id": f"{emulator_server.base_url}/directoryObjects/{user_id}"},
-            headers=ADMIN_HEADERS,
-        )
+        _add_member(emulator_server, pilot_group, user_id)
     # (and someone put a break-glass account in the pilot's group by hand, id in upper case)
     break_glass = demo.break_glass_ids[0]
-    httpx.post(
-        f"{emulator_server.base_url}/groups/{pilot_group}/members/$ref",
-        json={"@odata.id": f"{emulator_server.base_url}/directoryObjects/{break_glass.upper()}"},
-        headers=ADMIN_HEADERS,
-    )
+    _add_member(emulator_server, pilot_group, break_glass.upper())
     stores.kv.put(
         WAVES_NAMESPACE, pilot.name, {"state": WaveState.ENFORCED.value, "since": utc_now().isoformat()}
     )
@@ -127,11 +125,7 @@ def test_in_a_wave_ca_does_not_enforce_yet_they_depend_on_per_user_mfa(
     pilot = plan.waves[0]
     pilot_group = _pilot_group(emulator_server, stores, pilot.name, pilot.group.display_name or "")
     user_id = next(uid for uid, state in sorted(demo.per_user_mfa.items()) if state == "enforced")
-    httpx.post(
-        f"{emulator_server.base_url}/groups/{pilot_group}/members/$ref",
-        json={"@odata.id": f"{emulator_server.base_url}/directoryObjects/{user_id}"},
-        headers=ADMIN_HEADERS,
-    )
+    _add_member(emulator_server, pilot_group, user_id)
     stores.kv.put(
         WAVES_NAMESPACE, pilot.name, {"state": WaveState.REPORT_ONLY.value, "since": utc_now().isoformat()}
     )
