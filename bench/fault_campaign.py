@@ -32,7 +32,7 @@ from bench.campaign_state import EndState, capture_end_state, compare, queue_dep
 from bench.fault_events import Workload, build_workload, send_event
 from local.azurite import Azurite, start_azurite
 from local.graph_emulator import EmulatorHandle, start_emulator
-from local.ports import free_port, wait_for_port
+from local.ports import free_port, free_ports, wait_for_port
 from shared.names import HR_EVENTS, WAVE_WORK
 from shared.state.idempotency import DEFAULT_IN_PROGRESS_EXPIRY
 
@@ -203,7 +203,7 @@ def run_once(
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"waveguard-{label}-") as raw_tmp:
         tmp = Path(raw_tmp)
-        ports = {"blob": free_port(), "queue": free_port(), "table": free_port()}
+        ports = dict(zip(("blob", "queue", "table"), free_ports(3), strict=True))
         azurite_dir = tmp / "azurite"
         azurite_dir.mkdir()
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local.ports import free_port, port_open
+from local.ports import free_ports, port_open
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 AZURITE_BIN = NODE_DIR / "node_modules" / ".bin" / "azurite"
@@ -85,7 +85,8 @@ def start_azurite(
             f"Azurite not found at {AZURITE_BIN}; install it with `make install` "
             "(npm install --prefix local/node azurite)"
         )
-    ports = [blob_port or free_port(), queue_port or free_port(), table_port or free_port()]
+    spare = free_ports(3)
+    ports = [blob_port or spare[0], queue_port or spare[1], table_port or spare[2]]
     workdir = location or ("" if in_memory else tempfile.mkdtemp(prefix="azurite-"))
     cmd = [
         str(AZURITE_BIN),

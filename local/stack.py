@@ -72,6 +72,12 @@ class StackError(Exception):
 def _preflight(ports: Ports) -> None:
     if not AZURITE_BIN.exists():
         raise StackError(f"Azurite is not installed ({AZURITE_BIN} missing): run `make install`.")
+    by_port: dict[int, list[str]] = {}
+    for name, port in vars(ports).items():
+        by_port.setdefault(port, []).append(f"--{name}-port")
+    shared = [f"{' and '.join(names)} are both {port}" for port, names in by_port.items() if len(names) > 1]
+    if shared:
+        raise StackError("each service needs a port of its own: " + "; ".join(shared) + ".")
     busy = [
         f"{name} port {port}"
         for name, port in [

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from local.ports import free_port, port_open
+from local.ports import free_ports, port_open
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +33,8 @@ class RunningStack:
 
 
 def _start(*extra: str) -> RunningStack:
-    ports = {name: free_port() for name in ("host", "graph", "blob", "queue", "table", "sink")}
+    names = ("host", "graph", "blob", "queue", "table", "sink")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     args = [arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]
     process = subprocess.Popen(
         [sys.executable, "-m", "local.stack", "run", *args, *extra],
@@ -147,6 +148,34 @@ def test_stack_refuses_to_start_when_a_port_is_taken() -> None:
     assert result.returncode == 1
     assert f"mini-host port {taken}" in result.stderr
     assert "already in use" in result.stderr
+
+
+def test_two_services_given_one_port_are_refused_before_anything_starts() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "local.stack",
+            "run",
+            "--no-demo",
+            "--sink-port",
+            "10002",
+            "--table-port",
+            "10002",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "--table-port and --sink-port are both 10002" in result.stderr
+    assert "Stopping the stack" not in result.stdout, "nothing should have been started"
+
+
+def test_free_ports_are_distinct_even_when_many_are_asked_for() -> None:
+    ports = free_ports(64)
+    assert len(set(ports)) == 64
 
 
 def test_demo_shows_each_step_then_serves() -> None:

@@ -87,9 +87,10 @@ def test_a_deleted_queue_is_created_again_on_send(azurite: Azurite) -> None:
 
 
 def _free_ports() -> tuple[int, int, int]:
-    from local.ports import free_port
+    from local.ports import free_ports
 
-    return free_port(), free_port(), free_port()
+    blob, queue, table = free_ports(3)
+    return blob, queue, table
 
 
 @pytest.fixture
