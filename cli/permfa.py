@@ -7,8 +7,16 @@ MFA for the wave yet, the users who still depend on per-user MFA (their wave is 
 those ready to move off it (enforced by CA already: prompted twice over). Break-glass accounts are
 listed apart and left as the tenant set them. The counts are kept for `waves status` and `doctor`.
 
-Exit codes: 0 report printed; 1 Graph or storage failed; 2 usage or input error (unknown wave,
-invalid settings or plan).
+`waveguard permfa migrate WAVE [--dry-run] [--yes] [--json]` moves the wave's users off per-user
+MFA (``disabled``) once Conditional Access covers them and they are registered for MFA: never for
+a wave CA does not enforce (refused), never for break-glass accounts or members the policy
+excludes; at most the wave's ``blastRadius`` users per run; each user's previous state written to
+the ledger before the first change and audited. `waveguard permfa rollback WAVE [--dry-run]
+[--yes] [--json]` puts back what the ledger recorded.
+
+Exit codes: 0 done (or previewed); 1 Graph or storage failed, a write failed for some users, or
+the run was refused (the wave is not enforced by CA); 2 usage or input error (unknown wave,
+invalid settings or plan, --yes missing when not interactive).
 """
 
 from __future__ import annotations
@@ -17,24 +25,47 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, require_wave
+from cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, actor_of, fail, require_wave
 from shared.config import load_plan_for, load_settings
 from shared.errors import ConfigError, NotFoundError, WaveGuardError
 from shared.rollout.permfa import PerUserMfaReport, build_report
+from shared.rollout.permfa.migrate import (
+    MigrationPlan,
+    MigrationResult,
+    RollbackPlan,
+    RollbackResult,
+    migrate,
+    plan_migration,
+    plan_rollback,
+    rollback,
+)
 
 _SHOWN = 10
 
 
 def add_parser(sub: Any) -> None:
     cmd = sub.add_parser("permfa", help="per-user MFA: where it stands against Conditional Access, per wave")
-    verbs = cmd.add_subparsers(dest="permfa_command", metavar="{report}", required=True)
+    verbs = cmd.add_subparsers(dest="permfa_command", metavar="{report,migrate,rollback}", required=True)
     report = verbs.add_parser("report", help="per-user MFA states per wave, and who CA does not cover yet")
     report.add_argument("--wave", metavar="WAVE", help="only this wave (not saved for waves status)")
     report.add_argument("--json", action="store_true", help="print the report as JSON")
     report.set_defaults(run=run_report)
+    move = verbs.add_parser("migrate", help="move a CA-enforced wave's registered users off per-user MFA")
+    move.add_argument("wave", metavar="WAVE")
+    move.add_argument("--dry-run", action="store_true", help="show who would be moved, change nothing")
+    move.add_argument("--yes", action="store_true", help="do not ask for confirmation (CI)")
+    move.add_argument("--json", action="store_true", help="print the plan or the result as JSON")
+    move.set_defaults(run=run_migrate)
+    back = verbs.add_parser("rollback", help="restore the per-user MFA states a migration changed")
+    back.add_argument("wave", metavar="WAVE")
+    back.add_argument("--dry-run", action="store_true", help="show what would be restored, change nothing")
+    back.add_argument("--yes", action="store_true", help="do not ask for confirmation (CI)")
+    back.add_argument("--json", action="store_true", help="print the plan or the result as JSON")
+    back.set_defaults(run=run_rollback)
 
 
 def _progress(done: int, total: int) -> None:
@@ -99,4 +130,176 @@ def render(report: PerUserMfaReport) -> str:
             lines.append(f"{wave.wave}: {len(unknown)} state(s) unreadable, e.g. {unknown[0].error}")
     for account in report.break_glass:
         lines.append(f"break-glass {account.id}: per-user MFA {account.state} (left as the tenant set it)")
+    return "\n".join(lines)
+
+
+def _step_progress(what: str, done: int, total: int) -> None:
+    print(f"\r{what}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
+
+
+def _ask(prompt: str) -> bool:
+    return input(prompt).strip().lower() in ("y", "yes")
+
+
+def run_migrate(
+    args: argparse.Namespace, env: Mapping[str, str], confirm: Callable[[str], bool] = _ask
+) -> int:
+    return _run_write(args, env, confirm, _migrate)
+
+
+def run_rollback(
+    args: argparse.Namespace, env: Mapping[str, str], confirm: Callable[[str], bool] = _ask
+) -> int:
+    return _run_write(args, env, confirm, _rollback)
+
+
+def _run_write(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    confirm: Callable[[str], bool],
+    verb: Callable[..., Any],
+) -> int:
+    if not (args.dry_run or args.yes or sys.stdin.isatty()):
+        return fail("--yes: required when not running interactively (or use --dry-run)", EXIT_USAGE)
+    try:
+        settings = load_settings(env)
+        plan = load_plan_for(settings)
+        require_wave(plan, args.wave)
+    except (ConfigError, NotFoundError) as exc:
+        return fail(str(exc), EXIT_USAGE)
+    from shared.graph import build_graph_client
+    from shared.state import build_state
+
+    context = {
+        "client": build_graph_client(settings),
+        "plan": plan,
+        "stores": build_state(settings).aio,
+        "actor": actor_of(env),
+        "correlation_id": f"cli-{uuid.uuid4().hex}",
+    }
+    try:
+        code: int = asyncio.run(verb(args, context, confirm))
+    except WaveGuardError as exc:
+        return fail(f"permfa {args.permfa_command}: {exc}", EXIT_FAILED)
+    return code
+
+
+async def _migrate(args: argparse.Namespace, ctx: dict[str, Any], confirm: Callable[[str], bool]) -> int:
+    client, plan, stores = ctx["client"], ctx["plan"], ctx["stores"]
+    decided = await plan_migration(client, plan, stores.kv, args.wave, progress=_step_progress)
+    if args.dry_run or not decided.to_disable:
+        _print(args.json, decided.to_dict(), render_migration_plan(decided, dry_run=args.dry_run))
+        return EXIT_OK
+    if not args.json:
+        print(render_migration_plan(decided, dry_run=False))
+    if not args.yes and not confirm(f"Disable per-user MFA for {len(decided.to_disable)} user(s)? [y/N] "):
+        print("not migrated: not confirmed", file=sys.stderr)
+        return EXIT_OK
+    result = await migrate(
+        client,
+        plan,
+        stores.kv,
+        stores.audit,
+        args.wave,
+        actor=ctx["actor"],
+        correlation_id=ctx["correlation_id"],
+        progress=_step_progress,
+    )
+    _print(args.json, result.to_dict(), render_migration_result(result))
+    return EXIT_FAILED if result.failed else EXIT_OK
+
+
+async def _rollback(args: argparse.Namespace, ctx: dict[str, Any], confirm: Callable[[str], bool]) -> int:
+    client, plan, stores = ctx["client"], ctx["plan"], ctx["stores"]
+    decided = await plan_rollback(client, plan, stores.kv, args.wave)
+    if args.dry_run or not decided.to_restore:
+        _print(args.json, decided.to_dict(), render_rollback_plan(decided, dry_run=args.dry_run))
+        return EXIT_OK
+    if not args.json:
+        print(render_rollback_plan(decided, dry_run=False))
+    if not args.yes and not confirm(f"Restore per-user MFA for {len(decided.to_restore)} user(s)? [y/N] "):
+        print("not rolled back: not confirmed", file=sys.stderr)
+        return EXIT_OK
+    result = await rollback(
+        client,
+        plan,
+        stores.kv,
+        stores.audit,
+        args.wave,
+        actor=ctx["actor"],
+        correlation_id=ctx["correlation_id"],
+        progress=_step_progress,
+    )
+    _print(args.json, result.to_dict(), render_rollback_result(result))
+    return EXIT_FAILED if result.failed else EXIT_OK
+
+
+def _print(as_json: bool, body: dict[str, Any], text: str) -> None:
+    print(json.dumps(body, indent=2) if as_json else text)
+
+
+def _names(members: Any) -> str:
+    shown = [m.upn or m.id for m in list(members)[:_SHOWN]]
+    more = len(members) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def render_migration_plan(decided: MigrationPlan, *, dry_run: bool) -> str:
+    verb = "would disable" if dry_run else "to disable"
+    lines = [f"per-user MFA migration of wave {decided.wave} (Conditional Access enforces it):"]
+    lines.append(
+        f"  {verb}: {len(decided.to_disable)} user(s)"
+        + (f": {_names(decided.to_disable)}" if decided.to_disable else "")
+    )
+    reasons = [
+        (decided.over_cap, f"over the wave's blastRadius of {decided.blast_radius}: left for the next run"),
+        (decided.not_registered, "not registered for MFA yet: kept on per-user MFA"),
+        (decided.excluded_from_ca, "excluded from the Require MFA policy: CA does not cover them, kept"),
+        (decided.unknown, "state unreadable: not guessed, kept"),
+    ]
+    for members, why in reasons:
+        if members:
+            lines.append(f"  {len(members)} {why}: {_names(members)}")
+    for account in decided.break_glass:
+        lines.append(f"  break-glass {account.id}: per-user MFA {account.state}, left as the tenant set it")
+    return "\n".join(lines)
+
+
+def render_migration_result(result: MigrationResult) -> str:
+    lines = [
+        f"wave {result.plan.wave}: per-user MFA disabled for {len(result.disabled)} user(s) "
+        f"({result.write.write_requests} write request(s), {result.write.throttled} throttled; "
+        f"run {result.run})"
+    ]
+    for user_id, why in sorted(result.failed.items()):
+        lines.append(f"  failed {user_id}: {why}")
+    if result.plan.over_cap:
+        lines.append(f"  {len(result.plan.over_cap)} user(s) left over the blastRadius: run migrate again")
+    lines.append(f"  undo with: waveguard permfa rollback {result.plan.wave}")
+    return "\n".join(lines)
+
+
+def render_rollback_plan(decided: RollbackPlan, *, dry_run: bool) -> str:
+    verb = "would restore" if dry_run else "to restore"
+    lines = [f"per-user MFA rollback of wave {decided.wave}: {verb} {len(decided.to_restore)} user(s)"]
+    for entry in decided.to_restore[:_SHOWN]:
+        lines.append(f"  {entry.upn or entry.user_id}: back to {entry.previous}")
+    if len(decided.to_restore) > _SHOWN:
+        lines.append(f"  and {len(decided.to_restore) - _SHOWN} more")
+    for user_id, why in sorted(decided.refused.items()):
+        lines.append(f"  refused {user_id}: {why}")
+    return "\n".join(lines)
+
+
+def render_rollback_result(result: RollbackResult) -> str:
+    expected = {e.user_id: e.previous for e in result.plan.to_restore}
+    lines = [f"wave {result.plan.wave}: per-user MFA restored for {len(result.restored)} user(s)"]
+    for user_id, now in sorted(result.restored.items()):
+        if now != expected.get(user_id):
+            lines.append(
+                f"  {user_id}: restored as {now}, not {expected.get(user_id)} "
+                "(Graph enforces per-user MFA at once for a user already registered)"
+            )
+    for user_id, why in sorted(result.failed.items()):
+        lines.append(f"  failed {user_id}: {why} (run rollback again)")
     return "\n".join(lines)

@@ -67,6 +67,9 @@ param grantMailSend bool = true
 @description('Grant the permissions for destructive risk responses (confirm compromised, revoke sessions, disable account). WaveGuard still keeps them off or dry-run unless its configuration enables them.')
 param enableDestructiveResponses bool = false
 
+@description('Let WaveGuard move users off per-user MFA once Conditional Access covers them (waveguard permfa migrate / rollback: Policy.ReadWrite.AuthenticationMethod). False: per-user MFA is only read and reported; an administrator changes it by hand.')
+param migratePerUserMfa bool = true
+
 @description('Permission used to issue Temporary Access Passes. UserAuthMethod-TAP.ReadWrite.All is the TAP-only least-privileged choice; UserAuthenticationMethod.ReadWrite.All covers every method.')
 @allowed([
   'UserAuthMethod-TAP.ReadWrite.All'
@@ -182,7 +185,7 @@ var deploymentContainerName = 'app-package'
 // it too; infra/README.md describes its format). An entry applies when its parameter is null, or
 // when the parameter it names has the entry's value.
 var graphPermissionCatalog = loadJsonContent('graph-permissions.json')
-var graphPermissions = filter(graphPermissionCatalog, p => p.parameter == null || (p.parameter == 'manageConditionalAccess' && p.value == manageConditionalAccess) || (p.parameter == 'grantMailSend' && p.value == grantMailSend) || (p.parameter == 'enableDestructiveResponses' && p.value == enableDestructiveResponses) || (p.parameter == 'tapPermission' && p.value == tapPermission))
+var graphPermissions = filter(graphPermissionCatalog, p => p.parameter == null || (p.parameter == 'manageConditionalAccess' && p.value == manageConditionalAccess) || (p.parameter == 'grantMailSend' && p.value == grantMailSend) || (p.parameter == 'enableDestructiveResponses' && p.value == enableDestructiveResponses) || (p.parameter == 'migratePerUserMfa' && p.value == migratePerUserMfa) || (p.parameter == 'tapPermission' && p.value == tapPermission))
 var graphPermissionNames = map(graphPermissions, p => p.permission)
 
 var waveguardBaseSettings = {

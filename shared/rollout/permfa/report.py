@@ -2,9 +2,10 @@
 
 For each wave: its members (the wave group), each member's per-user MFA state, and whether CA
 enforces MFA for the wave yet (the wave is ``enforced`` and WaveGuard's live "Require MFA" policy
-is enabled with the wave's group in it). A member on per-user MFA (``enabled`` or ``enforced``) in a wave CA
-does not enforce yet depends on per-user MFA: moving them off it now would leave them without MFA.
-One in an enforced wave is covered twice (and prompted on every sign-in): ready to move off.
+is enabled with the wave's group in it). A member on per-user MFA (``enabled`` or ``enforced``)
+whom CA does not cover (the wave is not enforced yet, or the live policy excludes the member, e.g.
+through the exclusion group) depends on per-user MFA: moving them off it now would leave them
+without MFA. One CA covers is required twice (and prompted on every sign-in): ready to move off.
 Break-glass accounts are reported apart and always left as the tenant set them.
 
 The last report is kept (namespace ``permfa``, key ``report``) so ``waves status`` and ``doctor``
@@ -24,8 +25,8 @@ from shared.graph.batch import BatchClient
 from shared.graph.client import get_json
 from shared.graph.guard import resolve_break_glass_ids
 from shared.rollout.membership.reads import iter_member_rows
+from shared.rollout.permfa.coverage import LiveCoverage, read_coverage
 from shared.rollout.permfa.states import KNOWN_STATES, PerUserState, StateRead, read_states
-from shared.rollout.policies.render import POLICY_TITLES
 from shared.rollout.wave_groups import recorded_group_id
 from shared.rollout.wave_state import WaveState, read_wave_state
 from shared.state import AsyncKeyValuePort, utc_now
@@ -54,11 +55,19 @@ class Member:
     upn: str
     state: PerUserState
     error: str = ""
+    # The live Require MFA policy leaves this member out (excludeUsers or an excluded group).
+    excluded_from_ca: bool = False
+
+    @property
+    def on_per_user_mfa(self) -> bool:
+        return self.state in ON
 
     def to_dict(self) -> dict[str, Any]:
         row: dict[str, Any] = {"id": self.id, "userPrincipalName": self.upn, "state": self.state}
         if self.error:
             row["error"] = self.error
+        if self.excluded_from_ca:
+            row["excludedFromCa"] = True
         return row
 
 
@@ -77,15 +86,19 @@ class WaveMfa:
         tally = Counter(m.state for m in self.members)
         return {state: tally.get(state, 0) for state in (*KNOWN_STATES, "unknown")}
 
+    def covered(self, member: Member) -> bool:
+        """True when CA requires MFA of this member (the wave is enforced, the member not excluded)."""
+        return self.ca_enforced and not member.excluded_from_ca
+
     @property
     def depends_on_per_user(self) -> tuple[Member, ...]:
-        """On per-user MFA in a wave CA does not enforce yet: keep them on it for now."""
-        return () if self.ca_enforced else tuple(m for m in self.members if m.state in ON)
+        """On per-user MFA and not covered by CA: keep them on it for now."""
+        return tuple(m for m in self.members if m.on_per_user_mfa and not self.covered(m))
 
     @property
     def ready_to_move(self) -> tuple[Member, ...]:
-        """On per-user MFA in a wave CA enforces: prompted twice over, ready to move off it."""
-        return tuple(m for m in self.members if m.state in ON) if self.ca_enforced else ()
+        """On per-user MFA and covered by CA: prompted twice over, ready to move off it."""
+        return tuple(m for m in self.members if m.on_per_user_mfa and self.covered(m))
 
     def to_dict(self, *, with_members: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -134,7 +147,7 @@ async def build_report(
         RetryableError / PermanentError: Graph or the store failed.
     """
     ids = await resolve_break_glass_ids(plan.break_glass, lambda path: get_json(client, path))
-    enforcing = await _enforced_groups(client, plan)
+    coverage = await read_coverage(client, plan)
     waves: list[tuple[str, str, str | None, list[dict[str, Any]]]] = []
     for planned in plan.waves:
         if wave is not None and planned.name != wave:
@@ -160,36 +173,28 @@ async def build_report(
                 state,
                 # Enforced in the store AND by the live policy: a promotion whose policy write
                 # failed must never count as covered.
-                state == WaveState.ENFORCED.value and (group_id or "").lower() in enforcing,
+                state == WaveState.ENFORCED.value and (group_id or "").lower() in coverage.include_groups,
                 group_id,
-                tuple(_member(row, states) for row in rows if str(row["id"]).lower() not in ids.account_ids),
+                tuple(
+                    _member(row, states, coverage)
+                    for row in rows
+                    if str(row["id"]).lower() not in ids.account_ids
+                ),
             )
             for name, state, group_id, rows in waves
         ),
-        break_glass=tuple(_member({"id": user_id}, states) for user_id in break_glass),
+        break_glass=tuple(_member({"id": user_id}, states, coverage) for user_id in break_glass),
     )
     if save and wave is None:
         await kv.put(PERMFA_NAMESPACE, REPORT_KEY, report.to_dict(with_members=False))
     return report
 
 
-async def _enforced_groups(client: GraphServiceClient, plan: RolloutPlan) -> frozenset[str]:
-    """The groups WaveGuard's live "Require MFA" policy enforces (none while it is not enabled)."""
-    from shared.graph.conditional_access import ConditionalAccessApi
-
-    name = plan.policies.name_prefix + POLICY_TITLES["mfa"]
-    groups: set[str] = set()
-    for policy in await ConditionalAccessApi(client).list_policies():
-        if policy.get("displayName") == name and policy.get("state") == "enabled":
-            users = (policy.get("conditions") or {}).get("users") or {}
-            groups |= {str(g).lower() for g in users.get("includeGroups") or [] if isinstance(g, str)}
-    return frozenset(groups)
-
-
-def _member(row: dict[str, Any], states: dict[str, StateRead]) -> Member:
+def _member(row: dict[str, Any], states: dict[str, StateRead], coverage: LiveCoverage) -> Member:
     user_id = str(row["id"])
     read = states.get(user_id) or StateRead("unknown", "not read")
-    return Member(user_id, str(row.get("userPrincipalName") or ""), read.state, read.error)
+    excluded = user_id.lower() in coverage.excluded_users
+    return Member(user_id, str(row.get("userPrincipalName") or ""), read.state, read.error, excluded)
 
 
 async def last_report(kv: AsyncKeyValuePort) -> dict[str, Any] | None:

@@ -4,53 +4,21 @@ wave the states, who depends on per-user MFA and who is ready to move off it; br
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from cli.main import main
 from local.graph_emulator import EmulatorHandle
-from local.graph_emulator.permissions import ADMIN_HEADERS
 from shared.config import load_plan_for, load_settings
 from shared.rollout.permfa import PERMFA_NAMESPACE, REPORT_KEY
-from shared.rollout.wave_groups import WAVE_GROUPS_NAMESPACE
 from shared.rollout.wave_state import WAVES_NAMESPACE, WaveState
-from shared.state import StateStores, build_state, utc_now
+from shared.state import StateStores, utc_now
+from tests.functional.cli.permfa_support import add_member, pilot_group, stores
+
+__all__ = ["stores"]  # the fixture
 
 pytestmark = pytest.mark.functional
-
-
-@pytest.fixture
-def stores(app_environ: dict[str, str]) -> Iterator[StateStores]:
-    settings = load_settings(app_environ)
-    stores = build_state(settings)
-    waves = [wave.name for wave in load_plan_for(settings).waves]
-
-    def clean() -> None:
-        for name in waves:
-            stores.kv.delete(WAVES_NAMESPACE, name)
-            stores.kv.delete(WAVE_GROUPS_NAMESPACE, name)
-        stores.kv.delete(PERMFA_NAMESPACE, REPORT_KEY)
-
-    clean()
-    yield stores
-    clean()
-
-
-def _pilot_group(emulator: EmulatorHandle, stores: StateStores, wave: str, name: str) -> str:
-    """The pilot's group, created as WaveGuard creates it when the wave starts (and recorded)."""
-    body = {"displayName": name, "mailEnabled": False, "mailNickname": "wgpilot", "securityEnabled": True}
-    created = httpx.post(f"{emulator.base_url}/groups", json=body, headers=ADMIN_HEADERS).json()
-    stores.kv.put(WAVE_GROUPS_NAMESPACE, wave, {"groupId": created["id"], "createdAt": utc_now().isoformat()})
-    return str(created["id"])
-
-
-def _add_member(emulator: EmulatorHandle, group_id: str, user_id: str) -> None:
-    """Add a member as a person in the portal would (not through WaveGuard)."""
-    reference = {"@odata.id": f"{emulator.base_url}/directoryObjects/{user_id}"}
-    httpx.post(f"{emulator.base_url}/groups/{group_id}/members/$ref", json=reference, headers=ADMIN_HEADERS)
 
 
 def _report(env: dict[str, str], capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
@@ -72,13 +40,13 @@ def test_the_report_sets_each_wave_against_ca_and_keeps_break_glass_apart(
     on_mfa = {uid: state for uid, state in demo.per_user_mfa.items() if state in ("enabled", "enforced")}
     assert on_mfa
     pilot = plan.waves[0]
-    pilot_group = _pilot_group(emulator_server, stores, pilot.name, pilot.group.display_name or "")
+    group_id = pilot_group(emulator_server, stores, pilot.name, pilot.group.display_name or "")
     chosen = sorted(on_mfa)[:2]
     for user_id in chosen:
-        _add_member(emulator_server, pilot_group, user_id)
-    # (and someone put a break-glass account in the pilot's group by hand, id in upper case)
+        add_member(emulator_server, group_id, user_id)
+    # (and someone put a break-glass account in the pilot's group by hand)
     break_glass = demo.break_glass_ids[0]
-    _add_member(emulator_server, pilot_group, break_glass.upper())
+    add_member(emulator_server, group_id, break_glass)
     stores.kv.put(
         WAVES_NAMESPACE, pilot.name, {"state": WaveState.ENFORCED.value, "since": utc_now().isoformat()}
     )
@@ -123,9 +91,9 @@ def test_in_a_wave_ca_does_not_enforce_yet_they_depend_on_per_user_mfa(
     demo = emulator_server.demo
     assert demo is not None
     pilot = plan.waves[0]
-    pilot_group = _pilot_group(emulator_server, stores, pilot.name, pilot.group.display_name or "")
+    group_id = pilot_group(emulator_server, stores, pilot.name, pilot.group.display_name or "")
     user_id = next(uid for uid, state in sorted(demo.per_user_mfa.items()) if state == "enforced")
-    _add_member(emulator_server, pilot_group, user_id)
+    add_member(emulator_server, group_id, user_id)
     stores.kv.put(
         WAVES_NAMESPACE, pilot.name, {"state": WaveState.REPORT_ONLY.value, "since": utc_now().isoformat()}
     )

@@ -43,6 +43,7 @@ from shared.risk.graph_port import GraphPort, client_port
 from shared.risk.responses import ACTIONS
 from shared.rollout.lifecycle.graph_evidence import GraphEvidence
 from shared.rollout.permfa import read_states
+from shared.rollout.permfa.writer import StateWriter
 from shared.rollout.policies.preflight import tenant_preflight
 from shared.state import build_memory_state
 from tests.conftest import PLAN_SECRETS
@@ -193,6 +194,13 @@ async def per_user_mfa_read(ctx: Context) -> None:
         raise PermissionError(states[ctx.user_id].error)
 
 
+async def per_user_mfa_write(ctx: Context) -> None:
+    writer = StateWriter(BatchClient.for_graph(ctx.client, version="beta"))
+    result = await writer.apply({ctx.user_id: "disabled"})
+    if result.failed:
+        raise PermissionError(result.failed[ctx.user_id])
+
+
 PROBES: dict[str, Probe] = {
     "hire-lookup": hire_lookup,
     "wave-selectors": wave_selectors,
@@ -213,6 +221,7 @@ PROBES: dict[str, Probe] = {
     "revoke-sessions": revoke_sessions,
     "tenant-preflight": tenant_preflight_reads,
     "per-user-mfa-read": per_user_mfa_read,
+    "per-user-mfa-write": per_user_mfa_write,
 }
 
 

@@ -48,15 +48,19 @@ def test_infra_default_is_what_a_default_deployment_grants() -> None:
     assert not {"IdentityRiskyUser.ReadWrite.All", "User.RevokeSessions.All"} & granted
     assert "UserAuthenticationMethod.ReadWrite.All" not in granted
     assert "LicenseAssignment.Read.All" in granted
-    assert len(granted) == 15
+    assert defaults["migratePerUserMfa"] is True
+    assert "Policy.ReadWrite.AuthenticationMethod" in granted
+    assert len(granted) == 16
     assert granted < permissions.all_permissions()
-    assert len(permissions.all_permissions()) == 18
+    assert len(permissions.all_permissions()) == 19
 
 
 def test_a_grant_flips_a_switch() -> None:
     granted = permissions.resolve_permissions("infra", ["enableDestructiveResponses=true"])
     assert {"IdentityRiskyUser.ReadWrite.All", "User.RevokeSessions.All"} <= granted
     assert "IdentityRiskyUser.Read.All" in granted  # always: Graph names only it for listing
+    no_migration = permissions.resolve_permissions("infra", ["migratePerUserMfa=false"])
+    assert "Policy.ReadWrite.AuthenticationMethod" not in no_migration
     no_ca = permissions.resolve_permissions("infra", ["manageConditionalAccess=false"])
     assert not {"Policy.ReadWrite.ConditionalAccess", "Application.Read.All"} & no_ca
     assert permissions.resolve_permissions("User.Read.All, Mail.Send") == {"User.Read.All", "Mail.Send"}
