@@ -386,4 +386,5 @@ async def _update_saved_report(
         moved = len(disabled_from) - len(restored or {})
         row["readyToMove"] = max(0, int(row.get("readyToMove") or 0) - moved)
         row["migrated"] = max(0, int(row.get("migrated") or 0) + moved)
+        row["done"] = bool(row.get("caEnforced")) and row["readyToMove"] == 0
     await kv.put(PERMFA_NAMESPACE, REPORT_KEY, {**saved, "waves": rows})

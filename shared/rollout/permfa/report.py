@@ -110,6 +110,8 @@ class WaveMfa:
             "states": self.counts,
             "dependOnPerUserMfa": len(self.depends_on_per_user),
             "readyToMove": len(self.ready_to_move),
+            # An enforced wave is done when nobody CA covers is still on per-user MFA.
+            "done": self.ca_enforced and not self.ready_to_move,
         }
         if with_members:
             body["notCoveredByCa"] = [m.to_dict() for m in self.depends_on_per_user]
@@ -204,13 +206,27 @@ async def last_report(kv: AsyncKeyValuePort) -> dict[str, Any] | None:
 
 
 def summary_line(saved: dict[str, Any]) -> str:
-    """One line per saved report: when, and per wave how many still depend on / are ready to move."""
+    """One line per saved report: when, and per wave whether per-user MFA still holds it back.
+
+    An enforced wave is done only when nobody CA covers is still on per-user MFA."""
     parts = []
     for row in saved.get("waves") or []:
+        wave = row.get("wave")
         states = row.get("states") or {}
         on = int(states.get("enabled", 0)) + int(states.get("enforced", 0))
-        verdict = "ready to move off" if row.get("caEnforced") else "depend on it (CA not enforced yet)"
-        parts.append(
-            f"{row.get('wave')}: {on} on per-user MFA, {verdict}" if on else f"{row.get('wave')}: none"
-        )
+        ready = int(row.get("readyToMove") or 0)
+        migrated = int(row.get("migrated") or 0)
+        moved = f"{migrated} moved off" if migrated else "none moved off yet"
+        if not row.get("caEnforced"):
+            parts.append(
+                f"{wave}: {on} on per-user MFA, depend on it (CA not enforced yet)" if on else f"{wave}: none"
+            )
+        elif ready:
+            parts.append(
+                f"{wave}: NOT DONE, {ready} still on per-user MFA although CA enforces the wave ({moved}; "
+                f"`waveguard permfa migrate {wave}`)"
+            )
+        else:
+            kept = f", {on} kept (CA excludes them)" if on else ""
+            parts.append(f"{wave}: done ({moved}{kept})")
     return f"per-user MFA (report of {saved.get('at', '?')}): " + "; ".join(parts)

@@ -46,6 +46,14 @@ def _set_state(emulator: EmulatorHandle, user_id: str, state: str) -> None:
     assert answer.status_code == 200, answer.text
 
 
+def register(emulator: EmulatorHandle, user_id: str) -> None:
+    """The user registers Microsoft Authenticator (the registration report shows them as MFA-registered)."""
+    answer = httpx.post(
+        f"{emulator.admin_url}/users/{user_id}/methods", json={"methods": ["microsoftAuthenticatorPush"]}
+    )
+    assert answer.status_code == 201, answer.text
+
+
 def _wave_state(stores: StateStores, wave: str, state: WaveState) -> None:
     stores.kv.put(WAVES_NAMESPACE, wave, {"state": state.value, "since": utc_now().isoformat()})
 
@@ -63,11 +71,7 @@ def tenant(app_environ: dict[str, str], emulator_server: EmulatorHandle, stores:
     assert len(enabled) >= 2
     bg = demo.break_glass_ids[0]
     t = Tenant(plan, wave.name, group, enforced[0], enabled[0], enabled[1], enforced[1], bg)
-    answer = httpx.post(
-        f"{emulator_server.admin_url}/users/{t.enabled_registered}/methods",
-        json={"methods": ["microsoftAuthenticatorPush"]},
-    )
-    assert answer.status_code == 201, answer.text
+    register(emulator_server, t.enabled_registered)
     for user_id in (t.enforced_registered, t.enabled_unregistered, t.enabled_registered, t.excluded):
         add_member(emulator_server, group, user_id)
     add_member(emulator_server, demo.break_glass_group_id, t.excluded)
@@ -118,6 +122,8 @@ def test_migrate_moves_only_covered_registered_users_and_rollback_restores_them(
 ) -> None:
     _enforce(app_environ, stores, tenant.wave, capsys)
     before = _states(emulator_server)
+    assert main(["permfa", "report"], environ=app_environ) == 0  # the counts waves status shows
+    capsys.readouterr()
     # WHEN the operator previews the migration
     code, preview = _run(app_environ, capsys, "migrate", tenant.wave, "--dry-run")
     # THEN it would move exactly the covered, registered users and say why it keeps the others
@@ -151,25 +157,44 @@ def test_migrate_moves_only_covered_registered_users_and_rollback_restores_them(
         tenant.enforced_registered: "enforced",
         tenant.enabled_registered: "enabled",
     }
+    # AND waves status still says the wave is not done: the unregistered user waits on per-user MFA
+    assert main(["waves", "status"], environ=app_environ) == 0
+    status = capsys.readouterr().out
+    assert (
+        f"{tenant.wave}: NOT DONE, 1 still on per-user MFA although CA enforces the wave (2 moved off"
+        in status
+    )
     # AND a second run finds nothing left to move (and writes no new ledger page)
     code, again = _run(app_environ, capsys, "migrate", tenant.wave, "--yes")
     assert code == 0
     assert again["toDisable"] == []
     assert len(stores.kv.values(ledger_namespace(tenant.wave))) == 1
+    # WHEN the last user registers and the next run moves them too
+    register(emulator_server, tenant.enabled_unregistered)
+    code, last = _run(app_environ, capsys, "migrate", tenant.wave, "--yes")
+    assert code == 0
+    assert last["disabled"] == [tenant.enabled_unregistered]
+    # THEN the wave is done: only the user CA excludes stays on per-user MFA
+    assert main(["waves", "status"], environ=app_environ) == 0
+    assert f"{tenant.wave}: done (3 moved off, 1 kept (CA excludes them))" in capsys.readouterr().out
+    after = _states(emulator_server)
     # WHEN the operator rolls the wave back
     code, plan = _run(app_environ, capsys, "rollback", tenant.wave, "--dry-run")
     assert code == 0
     assert {u["id"]: u["restoreTo"] for u in plan["toRestore"]} == {
         tenant.enforced_registered: "enforced",
         tenant.enabled_registered: "enabled",
+        tenant.enabled_unregistered: "enabled",
     }
     assert _states(emulator_server) == after
     code, undone = _run(app_environ, capsys, "rollback", tenant.wave, "--yes")
     # THEN what was there is back; Graph enforces "enabled" at once for a registered user, and says so
     assert code == 0, undone
-    assert _states(emulator_server) == before | {tenant.enabled_registered: "enforced"}
-    both = {tenant.enforced_registered: "enforced", tenant.enabled_registered: "enforced"}
-    assert undone["restored"] == both
+    now_registered = {tenant.enabled_registered: "enforced", tenant.enabled_unregistered: "enforced"}
+    assert _states(emulator_server) == before | now_registered
+    assert undone["restored"] == {tenant.enforced_registered: "enforced", **now_registered}
+    assert main(["permfa", "rollback", tenant.wave, "--dry-run"], environ=app_environ) == 0
+    capsys.readouterr()
     # AND a second rollback has nothing to do
     code, nothing = _run(app_environ, capsys, "rollback", tenant.wave, "--yes")
     assert code == 0
