@@ -19,6 +19,7 @@ from typing import Any, Final
 import httpx
 import yaml
 
+from local.demo_permfa import show_per_user_mfa_migration
 from local.graph_emulator.permissions import ADMIN_HEADERS
 from shared.alerting.open_alerts import ALERTS_OPEN_NAMESPACE
 from shared.config import RolloutPlan, Settings, load_settings
@@ -32,8 +33,10 @@ from shared.rollout.lifecycle import (
     evaluate_waves,
     report_only_policy_name,
 )
+from shared.rollout.permfa import PERMFA_NAMESPACE, REPORT_KEY
+from shared.rollout.permfa.ledger import clear_ledger
 from shared.rollout.wave_groups import WAVE_GROUPS_NAMESPACE
-from shared.rollout.wave_state import WAVES_NAMESPACE
+from shared.rollout.wave_state import WAVES_NAMESPACE, WaveState
 from shared.services import build_services
 from shared.state import AsyncKeyValuePort
 
@@ -153,11 +156,15 @@ def _inject_clean_sign_ins(graph: httpx.Client, admin: httpx.Client, twin: str, 
 
 async def reset_rollout_state(kv: AsyncKeyValuePort, plan: RolloutPlan) -> None:
     """Forget the rollout (wave states, approvals, recorded wave groups, open alerts, the pending
-    policy sync): the demo starts from a planned pilot, and tests that share storage start clean."""
+    policy sync, the per-user MFA report and ledgers): the demo starts from a planned pilot, and
+    tests that share storage start clean."""
     for wave in plan.waves:
         for namespace in (WAVES_NAMESPACE, APPROVALS_NAMESPACE, WAVE_GROUPS_NAMESPACE, ALERTS_OPEN_NAMESPACE):
             await kv.delete(namespace, wave.name)
     await kv.delete(SYNC_NAMESPACE, "baseline")
+    for wave in plan.waves:
+        await clear_ledger(kv, wave.name)
+    await kv.delete(PERMFA_NAMESPACE, REPORT_KEY)
 
 
 async def _evaluate_once(deps: LifecycleDeps, correlation_id: str) -> EvaluationResult:
@@ -190,7 +197,8 @@ def show_wave_promotion(
 async def _promote_pilot(settings: Settings, membership_wait_seconds: float) -> None:
     services = build_services(settings)
     plan = services.plan
-    deps = services.lifecycle_for(client=build_graph_client(settings), actor="demo")
+    client = build_graph_client(settings)
+    deps = services.lifecycle_for(client=client, actor="demo")
     await reset_rollout_state(deps.stores.kv, deps.plan)
     twin = report_only_policy_name(plan)
     pilot_name = plan.waves[0].group.display_name or ""
@@ -222,5 +230,8 @@ async def _promote_pilot(settings: Settings, membership_wait_seconds: float) -> 
         await evaluate("timer run 3")
 
         _inject_clean_sign_ins(graph, admin, twin, members)
-        await evaluate("timer run 4")
+        result = await evaluate("timer run 4")
         _print_mfa_policies(graph, deps, group_id)
+        pilot = plan.waves[0].name
+        if any(d.wave == pilot and d.applied and d.new_state is WaveState.ENFORCED for d in result.decisions):
+            await show_per_user_mfa_migration(client, plan, deps.stores, admin, pilot)

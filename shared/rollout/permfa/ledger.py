@@ -21,6 +21,7 @@ from shared.state import AsyncKeyValuePort
 __all__ = [
     "LedgerEntry",
     "Outcome",
+    "clear_ledger",
     "latest_entries",
     "ledger_namespace",
     "mark",
@@ -152,6 +153,14 @@ async def mark(
         by_run.setdefault(entry.run, {})[user_id] = (outcome, detail)
     for run, outcomes in sorted(by_run.items()):
         await record_outcomes(kv, wave, run, outcomes)
+
+
+async def clear_ledger(kv: AsyncKeyValuePort, wave: str) -> int:
+    """Forget a wave's ledger (the demo and tests start clean); returns the pages deleted."""
+    pages = await kv.values(ledger_namespace(wave), limit=_MAX_PAGES)
+    for page in pages:
+        await kv.delete(ledger_namespace(wave), _key(str(page["run"]), int(page["page"])))
+    return len(pages)
 
 
 def _page(wave: str, run: str, at: datetime, index: int, entries: Sequence[LedgerEntry]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ added as a person in the portal would."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import httpx
@@ -12,7 +13,7 @@ from local.graph_emulator import EmulatorHandle
 from local.graph_emulator.permissions import ADMIN_HEADERS
 from shared.config import load_plan_for, load_settings
 from shared.rollout.permfa import PERMFA_NAMESPACE, REPORT_KEY
-from shared.rollout.permfa.ledger import ledger_namespace
+from shared.rollout.permfa.ledger import clear_ledger
 from shared.rollout.wave_groups import WAVE_GROUPS_NAMESPACE
 from shared.rollout.wave_state import WAVES_NAMESPACE
 from shared.state import StateStores, build_state, utc_now
@@ -28,8 +29,7 @@ def stores(app_environ: dict[str, str]) -> Iterator[StateStores]:
         for name in waves:
             stores.kv.delete(WAVES_NAMESPACE, name)
             stores.kv.delete(WAVE_GROUPS_NAMESPACE, name)
-            for page in stores.kv.values(ledger_namespace(name), limit=10_000):
-                stores.kv.delete(ledger_namespace(name), f"{page['run']}:{int(page['page']):05d}")
+            asyncio.run(clear_ledger(stores.aio.kv, name))
         stores.kv.delete(PERMFA_NAMESPACE, REPORT_KEY)
 
     clean()

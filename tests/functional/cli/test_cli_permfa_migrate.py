@@ -137,6 +137,7 @@ def test_migrate_moves_only_covered_registered_users_and_rollback_restores_them(
     assert _states(emulator_server) == before  # a dry run writes nothing
     assert stores.kv.values(ledger_namespace(tenant.wave)) == []
     # WHEN it runs
+    started = utc_now()
     code, result = _run(app_environ, capsys, "migrate", tenant.wave, "--yes")
     # THEN those two are disabled, everyone else keeps their state, break-glass included
     assert code == 0, result
@@ -152,7 +153,7 @@ def test_migrate_moves_only_covered_registered_users_and_rollback_restores_them(
         tenant.enforced_registered: ("enforced", "disabled"),
         tenant.enabled_registered: ("enabled", "disabled"),
     }
-    [entry] = [e for e in stores.audit.list(limit=20) if e.action == "permfa.disable"]
+    [entry] = [e for e in stores.audit.list(since=started, limit=50) if e.action == "permfa.disable"]
     assert {u["id"]: u["previous"] for u in entry.details["users"]} == {
         tenant.enforced_registered: "enforced",
         tenant.enabled_registered: "enabled",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -38,6 +39,18 @@ def test_the_demo_walks_the_pilot_from_planned_to_enforced(
         "WaveGuard - Require MFA: state enabled, 1 group(s), includes the pilot group",
     ):
         assert line in out, out
+    # AND once the pilot is enforced its per-user MFA users move off it, with the counts before and after
+    before = re.search(r"before: pilot: (\d+) on it .*; tenant-wide (\d+) users", out)
+    after = re.search(r"after:  pilot: 0 on it .*; tenant-wide (\d+) users", out)
+    moved = re.search(
+        r"waveguard permfa migrate pilot: (\d+) moved off per-user MFA .*, 0 kept, 0 failed", out
+    )
+    assert before, out
+    assert after, out
+    assert moved, out
+    assert int(moved.group(1)) == int(before.group(1)) > 0
+    assert int(after.group(1)) == int(before.group(2)) - int(moved.group(1))
+    assert "pilot: done (" in out
     assert (
         asyncio.run(read_wave_state(aio(build_state(load_settings(demo_env)).kv), "pilot")).state
         is WaveState.ENFORCED
