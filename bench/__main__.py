@@ -18,6 +18,7 @@ from bench import (
     loop_blocking,
     membership_sync,
     onboarding_burst,
+    permfa_migration,
     planning_scale,
     queue_host,
     resync_delta,
@@ -111,6 +112,14 @@ def main() -> int:
     figures["resync_delta"] = resync_delta.run()
     print(f"  {figures['resync_delta']}", flush=True)
     print(
+        f"per-user MFA migration: {permfa_migration.USERS:,} users in an enforced wave, read and moved off "
+        f"(the emulator in a process of its own, write budget {permfa_migration.CAPACITY} per "
+        f"{permfa_migration.PER_SECONDS:g} s) ...",
+        flush=True,
+    )
+    figures["permfa_migration"] = permfa_migration.run()
+    print(f"  {figures['permfa_migration']}", flush=True)
+    print(
         f"wave assignment: {assignment_speed.USERS} users, compiled selectors against a literal matcher ..."
     )
     figures["assignment_speed"] = assignment_speed.run()
@@ -197,6 +206,16 @@ def main() -> int:
         f"({resync['changed_reads_per_changed_user']:.3f} per changed user, "
         f"{resync['changed_reads_over_full']:.2f} of a full read)"
     )
+    pm = figures["permfa_migration"]
+    print(
+        f"per-user MFA migration of {pm['users']:,.0f} users: {pm['read_requests_per_user']:.4f} read "
+        f"requests per user (goal <= {permfa_migration.GOAL_READS_PER_USER:g}), "
+        f"{pm['writes_per_migrated']:.3f} writes "
+        f"per migrated user (goal <= {permfa_migration.GOAL_WRITES_PER_MIGRATED:g}; "
+        f"{pm['write_attempts_per_migrated']:.3f} with 429s), writes {pm['write_wall_over_floor']:.3f} x the "
+        f"budget floor (goal <= {permfa_migration.GOAL_WALL_OVER_FLOOR:g}); {pm['migrated']:.0f} moved, "
+        f"{pm['left_on_per_user_mfa']:.0f} left, {pm['failed']:.0f} failed"
+    )
     print(f"written to {RESULTS / 'latest.json'}")
     loop_ok = loop["loop_thread_calls"] == 0 and loop["max_cpu_gap_over_limit"] <= 1.0
     groups_ok = group_changes.meets_targets(groups)
@@ -210,6 +229,7 @@ def main() -> int:
         and cold_start.meets_targets(cold)
         and onboarding_burst.meets_targets(burst)
         and membership_sync.meets_targets(sync)
+        and permfa_migration.meets_targets(figures["permfa_migration"])
         and planning_scale.meets_targets(scale)
         and assignment_speed.meets_targets(figures["assignment_speed"])
         and resync_delta.meets_targets(resync)
