@@ -134,14 +134,22 @@ def build_deps(env: Mapping[str, str]) -> PolicyDeps:
     )
 
 
-async def prepare(deps: PolicyDeps) -> PolicyPlan:
-    """Resolve the tenant's ids and build the plan (diff + lint).
+async def prepare(deps: PolicyDeps, preflight: Preflight | None = None) -> PolicyPlan:
+    """Resolve the tenant's ids and build the plan (diff + lint; the preflight's licences let the
+    lint refuse risk conditions on a tenant without Entra ID P2).
 
     Raises:
         WaveGuardError: Graph or the state store failed.
     """
     tenant = await deps.resolve_tenant()
-    return await build_policy_plan(deps.plan, api=deps.api, lookup=deps.lookup, tenant=tenant, kv=deps.kv)
+    return await build_policy_plan(
+        deps.plan,
+        api=deps.api,
+        lookup=deps.lookup,
+        tenant=tenant,
+        kv=deps.kv,
+        licence_p2=preflight.licence_p2 if preflight is not None else None,
+    )
 
 
 def plan_exit_code(policy_plan: PolicyPlan, preflight: Preflight | None = None) -> int:
@@ -177,14 +185,41 @@ def plan_to_json(policy_plan: PolicyPlan) -> dict[str, Any]:
         "changes": changes,
         "summary": {kind: policy_plan.diff.count(kind) for kind in ("create", "update", "unchanged")},
         "notManaged": [str(p.get("displayName")) for p in policy_plan.diff.orphans],
+        "namedLocations": _locations_to_json(policy_plan),
         "waves": {name: str(state) for name, state in policy_plan.wave_states.items()},
         "lint": {"ok": policy_plan.lint.ok, "findings": findings},
+    }
+
+
+def _locations_to_json(policy_plan: PolicyPlan) -> dict[str, Any]:
+    locations = policy_plan.locations
+    changes = []
+    for change in locations.changes:
+        item: dict[str, Any] = {"action": change.kind, "displayName": change.name, "id": change.location_id}
+        if change.kind == "create":
+            item["location"] = change.desired.body
+        if change.fields:
+            item["fields"] = [{"path": f.path, "old": f.old, "new": f.new} for f in change.fields]
+        changes.append(item)
+    return {
+        "changes": changes,
+        "summary": {kind: locations.count(kind) for kind in ("create", "update", "unchanged")},
+        "notManaged": [str(loc.get("displayName")) for loc in locations.orphans],
     }
 
 
 def print_plan(policy_plan: PolicyPlan) -> None:
     waves = ", ".join(f"{name}={state}" for name, state in policy_plan.wave_states.items())
     print(f"WaveGuard policies plan (waves: {waves})")
+    locations = policy_plan.locations
+    for location in locations.changes:
+        where = f"  [{location.location_id}]" if location.location_id else "  (new)"
+        print(f"  {_MARKS[location.kind]} named location {location.name}{where}")
+        for fc in location.fields:
+            print(f"        {fc.path}: {_show(fc.old)} -> {_show(fc.new)}")
+    for orphan in locations.orphans:
+        name, location_id = orphan.get("displayName"), orphan.get("id")
+        print(f"  ! named location not in the plan, left alone: {name}  [{location_id}]")
     for change in policy_plan.diff.changes:
         suffix = f"  [{change.policy_id}]" if change.policy_id else "  (new: report-only)"
         print(f"  {_MARKS[change.kind]} {change.name}{suffix}")
@@ -201,9 +236,15 @@ def print_plan(policy_plan: PolicyPlan) -> None:
         print("\n".join(f"  {finding}" for finding in live))
     d = policy_plan.diff
     verdict = "passed" if policy_plan.lint.ok else f"FAILED ({len(policy_plan.lint.blocking)} blocking)"
+    named = ""
+    if locations.changes:
+        named = (
+            f" Named locations: {locations.count('create')} to create, {locations.count('update')} to "
+            f"update, {locations.count('unchanged')} unchanged."
+        )
     print(
         f"Plan: {d.count('create')} to create, {d.count('update')} to update, "
-        f"{d.count('unchanged')} unchanged. Lint {verdict}."
+        f"{d.count('unchanged')} unchanged.{named} Lint {verdict}."
     )
 
 
@@ -230,7 +271,7 @@ async def plan_command(deps: PolicyDeps, *, as_json: bool) -> int:
     """`policies plan`: print the diff, the wave groups to rename and the lint; exit 0, 1 (lint/error)
     or 3 (changes)."""
     preflight = await deps.preflight()
-    policy_plan = await prepare(deps)
+    policy_plan = await prepare(deps, preflight)
     drifts = await deps.group_drift()
     code = plan_exit_code(policy_plan, preflight)
     if code == EXIT_OK and drifts:
@@ -257,7 +298,7 @@ async def apply_command(
     # The lock spans the diff and the writes: a concurrent apply would diff against stale policies.
     async with apply_lock(deps.idempotency):
         preflight = await deps.preflight()
-        policy_plan = await prepare(deps)
+        policy_plan = await prepare(deps, preflight)
         drifts = await deps.group_drift()
         if not as_json:
             print_preflight(preflight)
@@ -315,6 +356,10 @@ def _report(
 ) -> None:
     if not as_json:
         if result is not None:
+            for name, location_id in result.locations_created:
+                print(f"  created named location {name} [{location_id}]")
+            for name, location_id in result.locations_updated:
+                print(f"  updated named location {name} [{location_id}]")
             for name, policy_id in result.created:
                 print(f"  created {name} [{policy_id}] (report-only)")
             for name, policy_id in result.updated:
@@ -326,6 +371,8 @@ def _report(
         applied = {
             "created": [{"displayName": n, "id": i} for n, i in result.created],
             "updated": [{"displayName": n, "id": i} for n, i in result.updated],
+            "namedLocationsCreated": [{"displayName": n, "id": i} for n, i in result.locations_created],
+            "namedLocationsUpdated": [{"displayName": n, "id": i} for n, i in result.locations_updated],
             "writes": result.writes,
             "correlationId": result.correlation_id,
         }

@@ -218,6 +218,7 @@ TAP_WRITE = any_of("UserAuthMethod-TAP.ReadWrite.All", "UserAuthenticationMethod
 CA_READ = any_of("Policy.Read.All", "Policy.ReadWrite.ConditionalAccess")
 CA_WRITE = all_of("Policy.Read.All", "Policy.ReadWrite.ConditionalAccess", "Application.Read.All")
 CA_DELETE = any_of("Policy.ReadWrite.ConditionalAccess")
+NAMED_LOCATION_WRITE = all_of("Policy.Read.All", "Policy.ReadWrite.ConditionalAccess")
 AUDIT_REPORTS = any_of("AuditLog.Read.All")
 SIGN_INS = any_of("AuditLog.Read.All", "Directory.Read.All")
 RISK_DETECTIONS = any_of("IdentityRiskEvent.Read.All")
@@ -230,6 +231,7 @@ MAIL_READ = any_of("Mail.ReadBasic.All", "Mail.Read", "Mail.ReadWrite")
 
 TAP_BASE = "/users/{user_id}/authentication/temporaryAccessPassMethods"
 CA_BASE = "/identity/conditionalAccess/policies"
+NAMED_LOCATIONS_BASE = "/identity/conditionalAccess/namedLocations"
 REGISTRATION_BASE = "/reports/authenticationMethods/userRegistrationDetails"
 PER_USER_MFA_BASE = "/users/{user_id}/authentication/requirements"
 
@@ -278,6 +280,12 @@ REQUIREMENTS: dict[tuple[str, str], Requirement] = {
     ("POST", CA_BASE): CA_WRITE,
     ("PATCH", CA_BASE + "/{policy_id}"): CA_WRITE,
     ("DELETE", CA_BASE + "/{policy_id}"): CA_DELETE,
+    # named locations: the same permissions as the policies (Graph's reference for namedLocation)
+    ("GET", NAMED_LOCATIONS_BASE): CA_READ,
+    ("GET", NAMED_LOCATIONS_BASE + "/{location_id}"): CA_READ,
+    ("POST", NAMED_LOCATIONS_BASE): NAMED_LOCATION_WRITE,
+    ("PATCH", NAMED_LOCATIONS_BASE + "/{location_id}"): NAMED_LOCATION_WRITE,
+    ("DELETE", NAMED_LOCATIONS_BASE + "/{location_id}"): NAMED_LOCATION_WRITE,
     # reports and audit logs
     ("GET", REGISTRATION_BASE): AUDIT_REPORTS,
     ("GET", REGISTRATION_BASE + "/{user_id}"): AUDIT_REPORTS,

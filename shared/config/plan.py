@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Literal, Self
+import ipaddress
+from typing import Annotated, Final, Literal, Self
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -13,21 +14,27 @@ from shared.config.alerting import AlertingConfig
 from shared.config.base import ConfigModel, Guid, HttpUrl, Secret
 from shared.config.risk import ResponseMode, Risk, RiskResponses
 from shared.config.waves import AUTO_WAVE, BreakGlass, NewHires, Wave
+from shared.countries import alpha2
 
 __all__ = [
     "DEFAULT_ADMIN_ROLES",
     "AdminPolicy",
+    "AllowedCountries",
     "BambooHr",
     "GroupChanges",
     "HrProviders",
     "Policies",
+    "RequireMfa",
     "ResponseMode",
     "Risk",
     "RiskResponses",
     "RolloutPlan",
+    "SignInRisk",
     "StandardWebhooks",
     "Subscriptions",
     "Tenant",
+    "TrustedLocation",
+    "UserRisk",
 ]
 
 PolicyState = Literal["enabledForReportingButNotEnforced", "disabled", "enabled"]
@@ -113,11 +120,188 @@ class HrProviders(ConfigModel):
 
 
 class AdminPolicy(ConfigModel):
-    """A separate policy requiring MFA (and optionally a compliant device) for directory roles."""
+    """A separate policy requiring MFA (and optionally a compliant device) for directory roles, on
+    every app: "MFA for administrators", whatever the wave, device or network."""
 
     enabled: bool = True
     roles: list[Guid] = list(DEFAULT_ADMIN_ROLES)
     require_compliant_device: bool = False
+
+
+RiskLevel = Literal["low", "medium", "high"]
+# Grant controls that may stand in for MFA in the wave-driven Require MFA policies (grant "OR").
+MfaAlternative = Literal["compliantDevice", "domainJoinedDevice"]
+# Entra sees the public address a sign-in comes from: these ranges never match one.
+_NON_PUBLIC: Final = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::/127",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+    )
+)
+# Entra refuses a named location range wider than /8.
+_WIDEST_PREFIX: Final = 8
+
+
+def _check_cidr(value: str) -> str:
+    text = value.strip()
+    if "/" not in text:
+        raise PydanticCustomError(
+            "cidr", "expected a CIDR range such as 203.0.113.0/24 (one address is 203.0.113.7/32)"
+        )
+    try:
+        network = ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        try:
+            loose = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise PydanticCustomError(
+                "cidr", "expected a CIDR range such as 203.0.113.0/24 or 2001:db8::/48"
+            ) from None
+        raise PydanticCustomError(
+            "cidr",
+            "{value} has host bits set; did you mean {network}?",
+            {"value": text, "network": str(loose)},
+        ) from None
+    if network.prefixlen < _WIDEST_PREFIX:
+        raise PydanticCustomError(
+            "cidr", "Entra accepts ranges of /8 or narrower, got /{prefix}", {"prefix": network.prefixlen}
+        )
+    if any(network.version == other.version and network.overlaps(other) for other in _NON_PUBLIC):
+        raise PydanticCustomError(
+            "cidr",
+            "{network} is a private, loopback, link-local or multicast range: Entra only ever sees the "
+            "public address a sign-in comes from, so it would never match (give the office's public "
+            "egress range)",
+            {"network": str(network)},
+        )
+    return str(network)
+
+
+def _check_country(value: str) -> str:
+    code = alpha2(value)
+    if code is None:
+        raise PydanticCustomError(
+            "country",
+            "expected an ISO 3166-1 alpha-2 country code such as GB, IE or US, got {value}",
+            {"value": repr(value)},
+        )
+    return code
+
+
+CidrRange = Annotated[str, AfterValidator(_check_cidr)]
+CountryCode = Annotated[str, AfterValidator(_check_country)]
+
+
+def _unique[T](values: list[T], what: str) -> list[T]:
+    seen: set[str] = set()
+    for value in values:
+        key = str(value).casefold()
+        if key in seen:
+            raise PydanticCustomError(
+                "duplicate", "{what} {value} is listed twice", {"what": what, "value": repr(value)}
+            )
+        seen.add(key)
+    return values
+
+
+class RequireMfa(ConfigModel):
+    """What else satisfies the wave-driven Require MFA policies: the seed's "low risk, no prompt"."""
+
+    # e.g. [compliantDevice, domainJoinedDevice]: grant "mfa OR compliantDevice OR domainJoinedDevice".
+    # Never applied to the administrators' or the high-risk apps' policy (the lint refuses that).
+    satisfied_by: list[MfaAlternative] = []
+
+    @field_validator("satisfied_by")
+    @classmethod
+    def _distinct(cls, value: list[MfaAlternative]) -> list[MfaAlternative]:
+        return _unique(value, "control")
+
+
+class TrustedLocation(ConfigModel):
+    """A network WaveGuard keeps as a trusted ``ipNamedLocation``; the Require MFA policies skip it."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    ip_ranges: Annotated[list[CidrRange], Field(min_length=1, max_length=2000)]
+
+    @field_validator("ip_ranges")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        return _unique(value, "range")
+
+
+class SignInRisk(ConfigModel):
+    """Identity Protection's sign-in risk (Entra ID P2): block at some levels, MFA at others."""
+
+    enabled: bool = False
+    block_levels: list[RiskLevel] = ["high"]
+    mfa_levels: list[RiskLevel] = ["medium"]
+
+    @field_validator("block_levels", "mfa_levels")
+    @classmethod
+    def _distinct(cls, value: list[RiskLevel]) -> list[RiskLevel]:
+        return _unique(value, "level")
+
+    @model_validator(mode="after")
+    def _levels(self) -> Self:
+        both = sorted(set(self.block_levels) & set(self.mfa_levels))
+        if both:
+            raise PydanticCustomError(
+                "risk_levels",
+                "blockLevels and mfaLevels share {levels}: a level is either blocked or asks for MFA",
+                {"levels": ", ".join(both)},
+            )
+        if self.enabled and not (self.block_levels or self.mfa_levels):
+            raise PydanticCustomError(
+                "risk_levels", "enabled needs at least one level in blockLevels or mfaLevels"
+            )
+        return self
+
+
+class UserRisk(ConfigModel):
+    """Identity Protection's user risk (Entra ID P2): a secure password change, after MFA."""
+
+    enabled: bool = False
+    levels: Annotated[list[RiskLevel], Field(min_length=1)] = ["high"]
+
+    @field_validator("levels")
+    @classmethod
+    def _distinct(cls, value: list[RiskLevel]) -> list[RiskLevel]:
+        return _unique(value, "level")
+
+
+class AllowedCountries(ConfigModel):
+    """The countries sign-ins may come from (a ``countryNamedLocation``); elsewhere: block or MFA."""
+
+    enabled: bool = False
+    countries: list[CountryCode] = []
+    outside: Literal["block", "mfa"] = "block"
+    # Addresses Entra cannot place in a country count as allowed (default: they are "outside").
+    include_unknown_countries: bool = False
+
+    @field_validator("countries")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        return _unique(value, "country")
+
+    @model_validator(mode="after")
+    def _countries_when_enabled(self) -> Self:
+        if self.enabled and not self.countries:
+            raise PydanticCustomError(
+                "countries", "enabled needs at least one country (ISO 3166-1 alpha-2, e.g. [GB, IE])"
+            )
+        return self
 
 
 class Policies(ConfigModel):
@@ -130,6 +314,17 @@ class Policies(ConfigModel):
     require_mfa_registration: bool = True
     admin_policy: AdminPolicy = AdminPolicy()
     high_risk_apps: list[Guid] = []
+    require_mfa: RequireMfa = RequireMfa()
+    trusted_locations: list[TrustedLocation] = []
+    sign_in_risk: SignInRisk = SignInRisk()
+    user_risk: UserRisk = UserRisk()
+    allowed_countries: AllowedCountries = AllowedCountries()
+
+    @field_validator("trusted_locations")
+    @classmethod
+    def _distinct_locations(cls, value: list[TrustedLocation]) -> list[TrustedLocation]:
+        _unique([location.name for location in value], "name")
+        return value
 
     @model_validator(mode="after")
     def _report_only_first(self) -> Self:
@@ -140,6 +335,11 @@ class Policies(ConfigModel):
                 "(enforcement normally comes from a wave promotion)",
             )
         return self
+
+    @property
+    def needs_p2(self) -> bool:
+        """Whether the baseline has risk-based conditions (Microsoft Entra ID P2)."""
+        return self.sign_in_risk.enabled or self.user_risk.enabled
 
 
 class Subscriptions(ConfigModel):

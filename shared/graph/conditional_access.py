@@ -1,4 +1,5 @@
-"""Conditional Access policies through WaveGuard's Graph client: list, create, patch.
+"""Conditional Access policies and named locations through WaveGuard's Graph client: list, create,
+patch (never delete).
 
 Graph allows the Conditional Access APIs 1 request per second per tenant and sends no
 Retry-After with its 429s, so every call here is paced and a 429 is retried with an
@@ -20,9 +21,10 @@ from shared.graph.errors import to_waveguard_error
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
-__all__ = ["CA_MIN_INTERVAL_SECONDS", "CA_POLICIES_PATH", "ConditionalAccessApi"]
+__all__ = ["CA_MIN_INTERVAL_SECONDS", "CA_POLICIES_PATH", "NAMED_LOCATIONS_PATH", "ConditionalAccessApi"]
 
 CA_POLICIES_PATH: Final = "/identity/conditionalAccess/policies"
+NAMED_LOCATIONS_PATH: Final = "/identity/conditionalAccess/namedLocations"
 # Graph's limit is 1 request/s; the margin keeps network jitter from landing two in one second.
 CA_MIN_INTERVAL_SECONDS: Final = 1.1
 _MAX_PAGES: Final = 100
@@ -31,7 +33,8 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class ConditionalAccessApi:
-    """List, create and patch CA policies; paced to one request per ``min_interval`` seconds."""
+    """List, create and patch CA policies and named locations; one pacer for both (Graph's limit is
+    per tenant, on the Conditional Access APIs), one request per ``min_interval`` seconds."""
 
     def __init__(
         self,
@@ -60,16 +63,47 @@ class ConditionalAccessApi:
             RetryableError: Graph throttled past the retry budget, failed or was unreachable.
             PermanentError: Graph refused the request (e.g. missing Policy.Read.All).
         """
-        url: str | None = self._url(CA_POLICIES_PATH)
-        policies: list[dict[str, Any]] = []
+        return await self._list(CA_POLICIES_PATH, "conditional access policies")
+
+    async def list_named_locations(self) -> list[dict[str, Any]]:
+        """Every named location in the tenant (``ipNamedLocation`` and ``countryNamedLocation``).
+
+        Raises:
+            RetryableError / PermanentError: as for ``list_policies``.
+        """
+        return await self._list(NAMED_LOCATIONS_PATH, "named locations")
+
+    async def create_named_location(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a named location (``body`` carries its ``@odata.type``); returns it with ``id``.
+
+        Raises:
+            InvalidPayloadError / PermanentError: Graph refused it (message says why).
+            RetryableError: throttled past the retry budget, failed or unreachable.
+        """
+        url = self._url(NAMED_LOCATIONS_PATH)
+        return await self._send("POST", url, body, operation="create named location")
+
+    async def update_named_location(self, location_id: str, patch: dict[str, Any]) -> None:
+        """PATCH a named location; Graph wants the ``@odata.type`` in the body.
+
+        Raises:
+            NotFoundError: the named location was deleted meanwhile.
+            PermanentError / RetryableError: as for ``create_named_location``.
+        """
+        url = self._url(f"{NAMED_LOCATIONS_PATH}/{location_id}")
+        await self._send("PATCH", url, patch, operation="update named location")
+
+    async def _list(self, path: str, what: str) -> list[dict[str, Any]]:
+        url: str | None = self._url(path)
+        items: list[dict[str, Any]] = []
         for _ in range(_MAX_PAGES):
             if url is None:
-                return policies
-            page = await self._send("GET", url, None, operation="list conditional access policies")
-            policies.extend(v for v in page.get("value", []) if isinstance(v, dict))
+                return items
+            page = await self._send("GET", url, None, operation=f"list {what}")
+            items.extend(v for v in page.get("value", []) if isinstance(v, dict))
             next_link = page.get("@odata.nextLink")
             url = str(next_link) if next_link else None
-        raise PermanentError("listing conditional access policies did not end after 100 pages")
+        raise PermanentError(f"listing {what} did not end after {_MAX_PAGES} pages")
 
     async def create_policy(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a policy; returns Graph's answer (with ``id``).

@@ -3,6 +3,12 @@
 Graph answers every schema problem with 400 ``BadRequest`` "1007: Incoming ConditionalAccessPolicy
 object is null or does not match the schema ..."; the emulator keeps that prefix and names the
 offending property after it, so a client sees Graph's code and a developer sees the field.
+
+Beyond the schema, as Entra does: risk conditions (``signInRiskLevels``, ``userRiskLevels``) need
+Entra ID P2 ("1039: Cannot create or update policies with premium P2 features ..." on a P1 tenant);
+``conditions.locations`` references existing named locations (or ``All`` / ``AllTrusted``); the
+``passwordChange`` control goes only with ``mfa``, operator ``AND``, all applications and a user
+risk condition.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ import re
 from typing import Any
 
 from local.graph_emulator.errors import GraphError, JsonObject
+from local.graph_emulator.resources.named_locations import location_ids
+from local.graph_emulator.resources.tenant_settings import settings_of
 from local.graph_emulator.store import TenantStore
 
 SCHEMA_ERROR = (
@@ -33,6 +41,14 @@ BUILT_IN_CONTROLS = frozenset(
         "passwordChange",
     }
 )
+P2_ERROR = (
+    "1039: Cannot create or update policies with premium P2 features. Upgrade to a premium P2 license "
+    "and try again."
+)
+RISK_LEVELS = frozenset({"low", "medium", "high", "hidden", "none"})
+LOCATION_KEYWORDS = frozenset({"All", "AllTrusted"})
+# The legacy "MFA trusted IPs" location every tenant has.
+MFA_TRUSTED_IPS = "00000000-0000-0000-0000-000000000000"
 USER_ACTIONS = frozenset({"urn:user:registersecurityinfo", "urn:user:registerdevice"})
 USER_KEYWORDS = frozenset({"All", "None", "GuestsOrExternalUsers"})
 APP_KEYWORDS = frozenset({"All", "None", "Office365", "MicrosoftAdminPortals"})
@@ -109,14 +125,34 @@ def validated_policy(body: JsonObject, store: TenantStore) -> JsonObject:
         raise schema_error("grantControls or sessionControls: a policy needs at least one of them")
     if session is not None and not isinstance(session, dict):
         raise schema_error("sessionControls: must be an object")
+    conditions = validated_conditions(body.get("conditions"), store)
+    grant_controls = validated_grant(grant) if grant is not None else None
+    if grant_controls is not None and "passwordChange" in grant_controls["builtInControls"]:
+        check_password_change(grant_controls, conditions)
     return {
         "displayName": name,
         "state": state,
         "templateId": body.get("templateId"),
-        "conditions": validated_conditions(body.get("conditions"), store),
-        "grantControls": validated_grant(grant) if grant is not None else None,
+        "conditions": conditions,
+        "grantControls": grant_controls,
         "sessionControls": session,
     }
+
+
+def check_password_change(grant: JsonObject, conditions: JsonObject) -> None:
+    """Entra takes ``passwordChange`` only as a user risk remediation: mfa AND passwordChange, all apps.
+
+    Raises:
+        GraphError: 400 BadRequest naming the missing piece.
+    """
+    if grant["operator"] != "AND" or set(grant["builtInControls"]) != {"mfa", "passwordChange"}:
+        raise schema_error(
+            "grantControls: passwordChange must be combined with mfa (and nothing else) under operator AND"
+        )
+    if conditions["applications"]["includeApplications"] != ["All"]:
+        raise schema_error("grantControls: passwordChange requires includeApplications ['All']")
+    if not conditions["userRiskLevels"]:
+        raise schema_error("grantControls: passwordChange requires a conditions.userRiskLevels condition")
 
 
 def validated_conditions(raw: Any, store: TenantStore) -> JsonObject:
@@ -125,6 +161,18 @@ def validated_conditions(raw: Any, store: TenantStore) -> JsonObject:
     conditions: JsonObject = {**CONDITION_DEFAULTS, **{k: v for k, v in raw.items() if k != "@odata.type"}}
     conditions["users"] = validated_users(raw.get("users"), store)
     conditions["applications"] = validated_applications(raw.get("applications"))
+    for key in ("signInRiskLevels", "userRiskLevels", "servicePrincipalRiskLevels"):
+        levels = string_list(conditions[key], f"conditions.{key}")
+        unknown = [level for level in levels if level not in RISK_LEVELS]
+        if unknown:
+            raise schema_error(f"conditions.{key}: unknown risk level {unknown[0]!r}")
+        conditions[key] = levels
+    if (conditions["signInRiskLevels"] or conditions["userRiskLevels"]) and settings_of(
+        store
+    ).licence != "p2":
+        raise GraphError(400, "BadRequest", P2_ERROR)
+    if conditions["locations"] is not None:
+        conditions["locations"] = validated_locations(conditions["locations"], store)
     client_apps = conditions["clientAppTypes"]
     if not isinstance(client_apps, list) or not client_apps or not set(client_apps) <= CLIENT_APP_TYPES:
         raise schema_error(
@@ -167,6 +215,28 @@ def validated_users(raw: Any, store: TenantStore) -> JsonObject:
             if value != "All" and not GUID.match(value):
                 raise unknown_object(f"conditions.users.{name}", value, "directory role template")
     return users
+
+
+def validated_locations(raw: Any, store: TenantStore) -> JsonObject:
+    """``conditions.locations``: ids of existing named locations, or ``All`` / ``AllTrusted``.
+
+    Raises:
+        GraphError: 400 naming the list and the value.
+    """
+    if not isinstance(raw, dict):
+        raise schema_error("conditions.locations: must be an object")
+    locations = {
+        name: string_list(raw.get(name), f"conditions.locations.{name}")
+        for name in ("includeLocations", "excludeLocations")
+    }
+    if not locations["includeLocations"]:
+        raise schema_error("conditions.locations.includeLocations: a value is required")
+    known = location_ids(store) | {MFA_TRUSTED_IPS}
+    for name, values in locations.items():
+        for value in values:
+            if value not in LOCATION_KEYWORDS and value not in known:
+                raise unknown_object(f"conditions.locations.{name}", value, "named location")
+    return locations
 
 
 def unknown_object(where: str, value: str, kind: str) -> GraphError:

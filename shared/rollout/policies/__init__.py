@@ -1,7 +1,8 @@
 """The Conditional Access baseline as code: templates, rendering, diff, safety lint and apply.
 
-WaveGuard identifies its own policies by display name: every policy it writes is named
-``policies.namePrefix`` + a fixed title; anything else in the tenant is left alone.
+WaveGuard identifies its own policies (and its named locations: trusted networks, allowed
+countries) by display name: every one it writes is named ``policies.namePrefix`` + a fixed title;
+anything else in the tenant is left alone.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Plan and apply the baseline: desired vs live, the lint, then paced, audited, report-only writes.
+"""Plan and apply the baseline: desired vs live, the lint, then paced, audited, report-only writes
+(named locations first, then the policies that reference them).
 
 Idempotent by construction: every run re-reads the live policies and writes only the
 differences, so a second apply (or a rerun after a crash halfway) writes nothing that is
@@ -16,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
 from shared.config import RolloutPlan
-from shared.errors import RetryableError, SafetyViolationError
+from shared.errors import PermanentError, RetryableError, SafetyViolationError
 from shared.rollout.policies.diff import (
     PolicyChange,
     PolicyDiff,
@@ -25,6 +26,15 @@ from shared.rollout.policies.diff import (
     patch_body,
 )
 from shared.rollout.policies.lint import LintContext, LintReport, ReferenceLookup, lint_policies
+from shared.rollout.policies.locations import (
+    LocationChange,
+    LocationDiff,
+    diff_locations,
+    location_problems,
+    location_refs,
+    render_locations,
+    resolve_pending,
+)
 from shared.rollout.policies.render import DesiredPolicy, TenantIds, read_wave_states, render_policies
 from shared.rollout.policies.templates import REPORT_ONLY, PolicyBody
 from shared.rollout.wave_state import WaveState
@@ -71,6 +81,12 @@ class PolicyApi(Protocol):
 
     async def update_policy(self, policy_id: str, patch: dict[str, Any]) -> None: ...
 
+    async def list_named_locations(self) -> list[dict[str, Any]]: ...
+
+    async def create_named_location(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def update_named_location(self, location_id: str, patch: dict[str, Any]) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class PolicyPlan:
@@ -82,25 +98,31 @@ class PolicyPlan:
     lint: LintReport
     wave_states: Mapping[str, WaveState]
     after_apply: tuple[PolicyBody, ...]
+    locations: LocationDiff = field(default_factory=LocationDiff)
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.diff.writes)
+        return bool(self.diff.writes or self.locations.writes)
 
 
 @dataclass(frozen=True, slots=True)
 class ApplyResult:
-    """What apply wrote: created and updated policies (name, id), and how many writes it took."""
+    """What apply wrote: created and updated policies and named locations (name, id), and how many
+    writes it took."""
 
     created: tuple[tuple[str, str], ...] = ()
     updated: tuple[tuple[str, str], ...] = ()
     unchanged: tuple[str, ...] = ()
     correlation_id: str | None = None
     notes: tuple[str, ...] = field(default=())
+    locations_created: tuple[tuple[str, str], ...] = ()
+    locations_updated: tuple[tuple[str, str], ...] = ()
 
     @property
     def writes(self) -> int:
-        return len(self.created) + len(self.updated)
+        return (
+            len(self.created) + len(self.updated) + len(self.locations_created) + len(self.locations_updated)
+        )
 
 
 @contextlib.asynccontextmanager
@@ -146,9 +168,16 @@ def _referenced(policies: Sequence[PolicyBody], keys: tuple[str, str]) -> set[st
 
 
 async def build_policy_plan(
-    plan: RolloutPlan, *, api: PolicyApi, lookup: ReferenceLookup, tenant: TenantIds, kv: AsyncKeyValuePort
+    plan: RolloutPlan,
+    *,
+    api: PolicyApi,
+    lookup: ReferenceLookup,
+    tenant: TenantIds,
+    kv: AsyncKeyValuePort,
+    licence_p2: bool | None = None,
 ) -> PolicyPlan:
-    """Render the desired policies, read the live ones, diff them and lint the result.
+    """Render the desired named locations and policies, read the live ones, diff them and lint the
+    result. ``licence_p2`` is the tenant preflight's verdict on Entra ID P2 (None: not known).
 
     Raises:
         RetryableError: Graph or the state store failed transiently.
@@ -157,8 +186,16 @@ async def build_policy_plan(
     prefix = plan.policies.name_prefix
     states = await read_wave_states(kv, plan)
     tenant = _with_wave_group_problems(plan, tenant, states)
-    desired = render_policies(plan, tenant, states)
     live = [p for p in await api.list_policies() if is_waveguard_policy(p, prefix)]
+    wanted_locations = render_locations(plan)
+    # Named locations are read only when something uses them: the plan, or a live WaveGuard policy.
+    read_locations = bool(wanted_locations) or any(_uses_locations(p) for p in live)
+    locations = (
+        diff_locations(wanted_locations, await api.list_named_locations(), prefix)
+        if read_locations
+        else LocationDiff()
+    )
+    desired = render_policies(plan, tenant, states, location_refs(locations))
     diff = diff_policies(desired, live, prefix)
     after = project_after_apply(diff)
     both = after + live
@@ -182,9 +219,16 @@ async def build_policy_plan(
         was_report_only=lambda pid: pid in seen_report_only,
         legacy_block_wanted=plan.policies.block_legacy_auth,
         registration_wanted=plan.policies.require_mfa_registration,
+        licence_p2=licence_p2,
+        location_ids=locations.tenant_ids if read_locations else None,
+        location_problems=tuple(location_problems(locations)),
     )
     report = lint_policies(after, live, ctx)
-    return PolicyPlan(tuple(desired), tuple(live), diff, report, states, tuple(after))
+    return PolicyPlan(tuple(desired), tuple(live), diff, report, states, tuple(after), locations)
+
+
+def _uses_locations(policy: PolicyBody) -> bool:
+    return bool((policy.get("conditions") or {}).get("locations"))
 
 
 def _with_wave_group_problems(
@@ -250,10 +294,18 @@ async def apply_policy_plan(
         await record_report_only(kv, policy, correlation_id=correlation_id, now=clock())
     created: list[tuple[str, str]] = []
     updated: list[tuple[str, str]] = []
-    with (
-        log_context(correlation_id=correlation_id),
-        span("policies.apply", writes=len(policy_plan.diff.writes)),
-    ):
+    located: dict[str, list[tuple[str, str]]] = {"create": [], "update": []}
+    # Named locations the policies reference, by key: the live ids, then each one created here.
+    ids = {c.desired.key: c.location_id for c in policy_plan.locations.changes if c.location_id}
+    writes = len(policy_plan.diff.writes) + len(policy_plan.locations.writes)
+    with log_context(correlation_id=correlation_id), span("policies.apply", writes=writes):
+        for location in policy_plan.locations.writes:
+            done = await _write_location(
+                location, api=api, audit=audit, actor=actor, correlation_id=correlation_id, reason=reason
+            )
+            log.info("named location %s: %s [%s]", location.kind, done[0], done[1])
+            ids[location.desired.key] = done[1]
+            located[location.kind].append(done)
         for change in policy_plan.diff.writes:
             write = _create if change.kind == "create" else _update
             done = await write(
@@ -265,11 +317,52 @@ async def apply_policy_plan(
                 correlation_id=correlation_id,
                 reason=reason,
                 clock=clock,
+                location_ids=ids,
             )
             log.info("CA policy %s: %s [%s]", change.kind, done[0], done[1])
             (created if change.kind == "create" else updated).append(done)
     unchanged = tuple(c.name for c in policy_plan.diff.changes if c.kind == "unchanged")
-    return ApplyResult(tuple(created), tuple(updated), unchanged, correlation_id)
+    return ApplyResult(
+        tuple(created),
+        tuple(updated),
+        unchanged,
+        correlation_id,
+        locations_created=tuple(located["create"]),
+        locations_updated=tuple(located["update"]),
+    )
+
+
+async def _write_location(
+    change: LocationChange,
+    *,
+    api: PolicyApi,
+    audit: AsyncAuditPort,
+    actor: str,
+    correlation_id: str,
+    reason: str,
+) -> tuple[str, str]:
+    details: dict[str, Any] = {"displayName": change.name, "type": change.desired.odata_type}
+    if change.kind == "create":
+        answer = await api.create_named_location(change.desired.body)
+        location_id = str(answer.get("id") or "")
+        if not location_id:
+            raise PermanentError(f"Graph created named location {change.name!r} but answered no id")
+    else:
+        location_id = str(change.location_id)
+        # The whole desired body, with its @odata.type (Graph wants it in a named location PATCH).
+        await api.update_named_location(location_id, dict(change.desired.body))
+        details["fields"] = [{"path": fc.path, "old": fc.old, "new": fc.new} for fc in change.fields]
+    await audit.append(
+        AuditEntry(
+            actor=actor,
+            action=f"ca.namedLocation.{change.kind}",
+            target=f"namedLocation/{location_id}",
+            reason=reason,
+            correlation_id=correlation_id,
+            details=details,
+        )
+    )
+    return change.name, location_id
 
 
 async def _create(
@@ -282,9 +375,10 @@ async def _create(
     correlation_id: str,
     reason: str,
     clock: Clock,
+    location_ids: Mapping[str, str],
 ) -> tuple[str, str]:
     # Whatever the plan says, a new policy starts in report-only (docs/architecture.md, 'Report-only first').
-    body = {**change.desired.body, "state": REPORT_ONLY}
+    body = resolve_pending({**change.desired.body, "state": REPORT_ONLY}, location_ids)
     answer = await api.create_policy(body)
     policy_id = str(answer.get("id") or "")
     await record_report_only(kv, {**body, "id": policy_id}, correlation_id=correlation_id, now=clock())
@@ -311,9 +405,10 @@ async def _update(
     correlation_id: str,
     reason: str,
     clock: Clock,
+    location_ids: Mapping[str, str],
 ) -> tuple[str, str]:
     policy_id = str(change.policy_id)
-    patch = patch_body(change)
+    patch = resolve_pending(patch_body(change), location_ids)
     if not change.desired.wave_driven:
         patch.pop("state", None)  # the live state is kept; only a wave promotion or rollback moves it
     await api.update_policy(policy_id, patch)

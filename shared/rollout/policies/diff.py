@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from shared.rollout.policies.render import DesiredPolicy
 from shared.rollout.policies.templates import PolicyBody
+
+if TYPE_CHECKING:
+    # Type only: render imports the named locations, which build on this module's FieldChange.
+    from shared.rollout.policies.render import DesiredPolicy
 
 __all__ = [
     "SERVER_MANAGED_FIELDS",

@@ -12,11 +12,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
+from shared.rollout.policies.locations import is_pending
 from shared.rollout.policies.render import TenantIds
 from shared.rollout.policies.templates import (
     ALL,
+    ALL_TRUSTED,
     ENABLED,
     LEGACY_CLIENT_APP_TYPES,
+    NONE,
     REGISTER_SECURITY_INFO,
     PolicyBody,
 )
@@ -35,6 +38,12 @@ Severity = Literal["error", "warning"]
 Scope = Literal["after-apply", "live"]
 # Values Graph accepts in includeUsers/excludeUsers that are not object ids.
 _SPECIAL_USERS: Final = frozenset({"all", "none", "guestsorexternalusers"})
+# Location values that are not named location ids ("MFA trusted IPs" is the legacy all-zero id).
+_SPECIAL_LOCATIONS: Final = frozenset(
+    {ALL.lower(), ALL_TRUSTED.lower(), "00000000-0000-0000-0000-000000000000"}
+)
+# Application values that do not name one application.
+_APP_KEYWORDS: Final = frozenset({ALL.lower(), NONE.lower()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +100,12 @@ class LintContext:
     was_report_only: Callable[[str], bool]
     legacy_block_wanted: bool = True
     registration_wanted: bool = True
+    # The tenant preflight's licence-p2 finding: True, False (only P1), None (not known).
+    licence_p2: bool | None = None
+    # Every named location id in the tenant; None when they were not read (WG-CA-09 is skipped).
+    location_ids: frozenset[str] | None = None
+    # (name, field, message) of named locations the apply cannot repair (WG-CA-10).
+    location_problems: tuple[tuple[str, str, str], ...] = ()
 
 
 PolicyCheck = Callable[[PolicyBody, LintContext], list[tuple[str, str]]]
@@ -221,6 +236,101 @@ def check_unique_names(
     ]
 
 
+def _grant(policy: PolicyBody) -> tuple[str, set[str]]:
+    grant = policy.get("grantControls") or {}
+    return str(grant.get("operator") or "OR"), {str(c) for c in grant.get("builtInControls") or []}
+
+
+def _locations(policy: PolicyBody) -> Mapping[str, Any]:
+    return ((policy.get("conditions") or {}).get("locations")) or {}
+
+
+def _never_relaxed(policy: PolicyBody) -> str | None:
+    """What makes a policy one whose MFA must never be relaxed, or None."""
+    if _users(policy).get("includeRoles"):
+        return "it covers administrators (directory roles)"
+    named = [a for a in _apps(policy).get("includeApplications") or [] if str(a).lower() not in _APP_KEYWORDS]
+    if named:
+        return "it covers named (high-risk) applications"
+    return None
+
+
+def check_mfa_never_relaxed(policy: PolicyBody, ctx: LintContext) -> list[tuple[str, str]]:
+    """WG-CA-07: administrators and high-risk apps always do MFA: no device may stand in for it
+    (grant OR) and no location is exempt (the relaxations are for the wave policies only)."""
+    why = _never_relaxed(policy)
+    operator, controls = _grant(policy)
+    if why is None or "block" in controls:
+        return []
+    problems: list[tuple[str, str]] = []
+    strength = (policy.get("grantControls") or {}).get("authenticationStrength")
+    if "mfa" not in controls and not strength:
+        problems.append(("grantControls.builtInControls", f"does not require MFA, but {why}"))
+    elif operator == "OR" and len(controls) > 1:
+        others = ", ".join(sorted(controls - {"mfa"}))
+        problems.append(
+            (
+                "grantControls.operator",
+                f"OR lets {others} replace MFA, but {why}: require mfa alone or mfa AND compliantDevice "
+                "(policies.requireMfa.satisfiedBy applies to the wave policies only)",
+            )
+        )
+    locations = _locations(policy)
+    include = {str(v).lower() for v in locations.get("includeLocations") or []}
+    if locations.get("excludeLocations") or (include and include != {ALL.lower()}):
+        problems.append(
+            (
+                "conditions.locations",
+                f"exempts some locations, but {why}: no trusted network may skip MFA for them "
+                "(policies.trustedLocations applies to the wave policies only)",
+            )
+        )
+    return problems
+
+
+def check_p2_licensed(policy: PolicyBody, ctx: LintContext) -> list[tuple[str, str]]:
+    """WG-CA-08: risk conditions need Microsoft Entra ID P2; refused when the tenant has only P1."""
+    if ctx.licence_p2 is not False:
+        return []
+    conditions = policy.get("conditions") or {}
+    return [
+        (
+            f"conditions.{key}",
+            f"{what} risk needs Microsoft Entra ID P2 and the tenant has none (preflight licence-p2): "
+            f"license Entra ID P2 for the users the waves cover, or set policies.{option}.enabled: false",
+        )
+        for key, what, option in (
+            ("signInRiskLevels", "sign-in", "signInRisk"),
+            ("userRiskLevels", "user", "userRisk"),
+        )
+        if conditions.get(key)
+    ]
+
+
+def check_locations_exist(policy: PolicyBody, ctx: LintContext) -> list[tuple[str, str]]:
+    """WG-CA-09: every named location a policy references exists (or is created by this apply)."""
+    if ctx.location_ids is None:
+        return []
+    locations = _locations(policy)
+    problems: list[tuple[str, str]] = []
+    for key in ("includeLocations", "excludeLocations"):
+        for ref in locations.get(key) or []:
+            value = str(ref).lower()
+            if value in _SPECIAL_LOCATIONS or is_pending(ref) or value in ctx.location_ids:
+                continue
+            problems.append(
+                (f"conditions.locations.{key}", f"named location {ref} does not exist in the tenant")
+            )
+    return problems
+
+
+def check_named_locations(
+    policies: Sequence[PolicyBody], ctx: LintContext
+) -> list[tuple[str | None, str | None, str]]:
+    """WG-CA-10: WaveGuard's named locations can be written (right type, one per name)."""
+    return [(name, field_, message) for name, field_, message in ctx.location_problems]
+
+
 # id -> (severity, check); per-policy checks run on each policy, set checks on the whole set.
 CHECKS: Final[Mapping[str, tuple[Severity, PolicyCheck | None, SetCheck | None]]] = {
     "WG-CA-01": ("error", check_break_glass_excluded, None),
@@ -229,7 +339,15 @@ CHECKS: Final[Mapping[str, tuple[Severity, PolicyCheck | None, SetCheck | None]]
     "WG-CA-04": ("error", None, check_registration_protected),
     "WG-CA-05": ("error", check_enabled_was_report_only, None),
     "WG-CA-06": ("error", None, check_unique_names),
+    "WG-CA-07": ("error", check_mfa_never_relaxed, None),
+    "WG-CA-08": ("error", check_p2_licensed, None),
+    "WG-CA-09": ("error", check_locations_exist, None),
+    "WG-CA-10": ("error", None, check_named_locations),
 }
+
+
+# Checks about the apply itself, not about a set of policies: run once, on the post-apply set.
+_AFTER_APPLY_ONLY: Final = frozenset({"WG-CA-10"})
 
 
 def _severity(check: str, ctx: LintContext) -> Severity:
@@ -244,6 +362,8 @@ def _severity(check: str, ctx: LintContext) -> Severity:
 def _run(policies: Sequence[PolicyBody], ctx: LintContext, scope: Scope) -> list[Finding]:
     findings: list[Finding] = []
     for check, (_, per_policy, per_set) in CHECKS.items():
+        if scope == "live" and check in _AFTER_APPLY_ONLY:
+            continue
         severity = _severity(check, ctx)
         if per_policy is not None:
             for policy in policies:

@@ -88,6 +88,13 @@ class Preflight:
     def blocking(self) -> tuple[PreflightFinding, ...]:
         return tuple(f for f in self.findings if f.blocking)
 
+    @property
+    def licence_p2(self) -> bool | None:
+        """Whether the tenant has Entra ID P2 (risk-based conditions); None when not known (the
+        licences could not be read, or no preflight ran)."""
+        finding = next((f for f in self.findings if f.check == "licence-p2"), None)
+        return None if finding is None else finding.ok
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,

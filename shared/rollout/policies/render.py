@@ -7,22 +7,26 @@ read as WaveGuard's, never changed and never deleted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from shared.config import RolloutPlan
+from shared.rollout.policies.locations import COUNTRIES_KEY, pending, trusted_key
 from shared.rollout.policies.templates import (
     ENABLED,
     REPORT_ONLY,
     Exclusions,
     PolicyBody,
     PolicyState,
-    admin_azure_management,
+    admin_mfa,
     block_legacy_authentication,
     mfa_for_apps,
+    outside_locations,
     require_mfa,
     require_mfa_registration,
+    sign_in_risk,
+    user_risk,
 )
 from shared.rollout.wave_state import WaveState, read_wave_state
 from shared.state import AsyncKeyValuePort
@@ -30,6 +34,7 @@ from shared.state import AsyncKeyValuePort
 __all__ = [
     "DARK_PHASES",
     "POLICY_TITLES",
+    "REPORT_ONLY_SUFFIX",
     "DesiredPolicy",
     "TenantIds",
     "read_wave_states",
@@ -39,14 +44,27 @@ __all__ = [
 # Waves whose members are watched (report-only) but not yet enforced.
 DARK_PHASES: Final = frozenset({WaveState.REGISTERING, WaveState.REPORT_ONLY})
 
+# A wave-driven policy's twin holds the waves in their dark phase, always report-only.
+REPORT_ONLY_SUFFIX: Final = " (report-only waves)"
+# The wave-driven pairs (key -> title of the enforcing one; the twin adds the suffix).
+_WAVE_DRIVEN: Final = {
+    "mfa": "Require MFA",
+    "sign-in-risk-block": "Sign-in risk: block",
+    "sign-in-risk-mfa": "Sign-in risk: require MFA",
+    "user-risk": "User risk: require password change",
+    "countries": "Sign-ins outside allowed countries",
+}
+_TWINS: Final = {f"{key}-report-only": title + REPORT_ONLY_SUFFIX for key, title in _WAVE_DRIVEN.items()}
 # Names after the prefix; stable, because the name is how WaveGuard finds its policies again.
 POLICY_TITLES: Final = {
     "legacy": "Block legacy authentication",
-    "mfa": "Require MFA",
-    "mfa-report-only": "Require MFA (report-only waves)",
+    "mfa": _WAVE_DRIVEN["mfa"],
+    "mfa-report-only": _TWINS["mfa-report-only"],
     "registration": "Require MFA registration",
-    "admins": "Administrators: MFA and compliant device for Azure management",
+    "admins": "Administrators: MFA and compliant device on every app",
     "high-risk-apps": "MFA for high-risk apps",
+    **{key: title for key, title in _WAVE_DRIVEN.items() if key != "mfa"},
+    **{key: title for key, title in _TWINS.items() if key != "mfa-report-only"},
 }
 
 
@@ -99,53 +117,71 @@ def _wave_groups(
     }
 
 
+# A wave-driven template: (name, group ids, state) -> body.
+_Template = Callable[[str, Sequence[str], PolicyState], PolicyBody]
+
+
 def render_policies(
-    plan: RolloutPlan, tenant: TenantIds, wave_states: Mapping[str, WaveState]
+    plan: RolloutPlan,
+    tenant: TenantIds,
+    wave_states: Mapping[str, WaveState],
+    location_ids: Mapping[str, str] | None = None,
 ) -> list[DesiredPolicy]:
     """The baseline for this plan: legacy block, MFA (enforced + report-only twin), registration,
-    administrators, and MFA for high-risk apps when configured. All exclude break-glass."""
+    administrators, MFA for high-risk apps when configured, then the optional sign-in risk, user
+    risk and allowed-countries pairs. All exclude break-glass.
+
+    ``location_ids`` maps each named location key (``locations.render_locations``) to its id; one
+    not given is referenced by its pending stand-in (the apply creates it first).
+    """
     config = plan.policies
     exclusions = Exclusions(
         tuple(sorted(tenant.break_glass_user_ids)),
         (tenant.exclusion_group_id,) if tenant.exclusion_group_id else (),
     )
     state: PolicyState = config.state
+    ids = dict(location_ids or {})
 
     def name(key: str) -> str:
         return config.name_prefix + POLICY_TITLES[key]
 
+    def location(key: str) -> str:
+        return ids.get(key) or pending(key)
+
     enforced = _wave_groups(tenant, wave_states, frozenset({WaveState.ENFORCED}))
     dark = _wave_groups(tenant, wave_states, DARK_PHASES)
-    # A wave promotion is what enables the enforcing policy; with no enforced wave it stays dark.
-    mfa_state: PolicyState = ENABLED if enforced else state
+
+    def pair(key: str, template: _Template) -> list[DesiredPolicy]:
+        # A wave promotion is what enables the enforcing policy; with no enforced wave it stays dark.
+        enforcing = template(name(key), list(enforced.values()), ENABLED if enforced else state)
+        twin = template(name(f"{key}-report-only"), list(dark.values()), REPORT_ONLY)
+        return [
+            DesiredPolicy(key, enforcing, wave_driven=True, groups_by_wave=enforced),
+            DesiredPolicy(f"{key}-report-only", twin, wave_driven=True, groups_by_wave=dark),
+        ]
+
+    trusted = [location(trusted_key(t.name)) for t in config.trusted_locations]
     desired: list[DesiredPolicy] = []
     if config.block_legacy_auth:
         desired.append(
             DesiredPolicy("legacy", block_legacy_authentication(name("legacy"), exclusions, state=state))
         )
-    desired.append(
-        DesiredPolicy(
-            "mfa",
-            require_mfa(name("mfa"), exclusions, group_ids=list(enforced.values()), state=mfa_state),
-            wave_driven=True,
-            groups_by_wave=enforced,
-        )
-    )
-    desired.append(
-        DesiredPolicy(
-            "mfa-report-only",
-            require_mfa(
-                name("mfa-report-only"), exclusions, group_ids=list(dark.values()), state=REPORT_ONLY
-            ),
-            wave_driven=True,
-            groups_by_wave=dark,
-        )
+    desired += pair(
+        "mfa",
+        lambda n, groups, s: require_mfa(
+            n,
+            exclusions,
+            group_ids=groups,
+            state=s,
+            satisfied_by=config.require_mfa.satisfied_by,
+            trusted_location_ids=trusted,
+        ),
     )
     if config.require_mfa_registration:
         body = require_mfa_registration(name("registration"), exclusions, state=state)
         desired.append(DesiredPolicy("registration", body))
     if config.admin_policy.enabled:
-        body = admin_azure_management(
+        body = admin_mfa(
             name("admins"),
             exclusions,
             role_ids=config.admin_policy.roles,
@@ -156,4 +192,46 @@ def render_policies(
     if config.high_risk_apps:
         body = mfa_for_apps(name("high-risk-apps"), exclusions, app_ids=config.high_risk_apps, state=state)
         desired.append(DesiredPolicy("high-risk-apps", body))
+    desired += _risk_pairs(plan, pair, exclusions)
+    countries = config.allowed_countries
+    if countries.enabled:
+        allowed = [location(COUNTRIES_KEY), *trusted]
+        desired += pair(
+            "countries",
+            lambda n, groups, s: outside_locations(
+                n,
+                exclusions,
+                group_ids=groups,
+                allowed_location_ids=allowed,
+                block=countries.outside == "block",
+                state=s,
+            ),
+        )
     return desired
+
+
+def _risk_pairs(
+    plan: RolloutPlan, pair: Callable[[str, _Template], list[DesiredPolicy]], exclusions: Exclusions
+) -> list[DesiredPolicy]:
+    risk, users = plan.policies.sign_in_risk, plan.policies.user_risk
+    desired: list[DesiredPolicy] = []
+    if risk.enabled:
+        for key, levels, block in (
+            ("sign-in-risk-block", risk.block_levels, True),
+            ("sign-in-risk-mfa", risk.mfa_levels, False),
+        ):
+            if levels:
+                desired += pair(key, _sign_in_risk_template(exclusions, levels, block=block))
+    if users.enabled:
+        desired += pair(
+            "user-risk",
+            lambda n, groups, s: user_risk(n, exclusions, group_ids=groups, levels=users.levels, state=s),
+        )
+    return desired
+
+
+def _sign_in_risk_template(exclusions: Exclusions, levels: Sequence[str], *, block: bool) -> _Template:
+    def build(name: str, groups: Sequence[str], state: PolicyState) -> PolicyBody:
+        return sign_in_risk(name, exclusions, group_ids=groups, levels=levels, block=block, state=state)
+
+    return build

@@ -44,12 +44,15 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 class FakeCaApi:
-    """Conditional Access policies in memory, answered in Graph's shape; counts every write."""
+    """Conditional Access policies and named locations in memory, answered in Graph's shape; counts
+    every write (named location writes as ``location-create`` / ``location-update``)."""
 
     def __init__(self) -> None:
         self.policies: dict[str, dict[str, Any]] = {}
+        self.locations: dict[str, dict[str, Any]] = {}
         self.writes: list[tuple[str, str, dict[str, Any]]] = []
         self.fail_next_create: Exception | None = None
+        self.location_reads = 0
 
     def seed(self, body: dict[str, Any]) -> str:
         policy_id = str(uuid.uuid4())
@@ -76,6 +79,20 @@ class FakeCaApi:
         for key, value in patch.items():  # Graph replaces a complex property given in a PATCH
             policy[key] = copy.deepcopy(value)
         policy["modifiedDateTime"] = "2026-11-02T00:00:00Z"
+
+    async def list_named_locations(self) -> list[dict[str, Any]]:
+        self.location_reads += 1
+        return [copy.deepcopy(loc) for loc in self.locations.values()]
+
+    async def create_named_location(self, body: dict[str, Any]) -> dict[str, Any]:
+        location_id = str(uuid.uuid4())
+        self.locations[location_id] = {**copy.deepcopy(body), "id": location_id}
+        self.writes.append(("location-create", location_id, copy.deepcopy(body)))
+        return copy.deepcopy(self.locations[location_id])
+
+    async def update_named_location(self, location_id: str, patch: dict[str, Any]) -> None:
+        self.writes.append(("location-update", location_id, copy.deepcopy(patch)))
+        self.locations[location_id].update(copy.deepcopy(patch))
 
     def by_name(self, suffix: str) -> dict[str, Any]:
         matches = [p for p in self.policies.values() if p["displayName"].endswith(suffix)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.config import RolloutPlan
-from shared.rollout.policies import AZURE_MANAGEMENT_APP_ID, REPORT_ONLY, TenantIds, render_policies
+from shared.rollout.policies import REPORT_ONLY, TenantIds, render_policies
 from shared.rollout.wave_state import WaveState
 
 PLANNED = {"pilot": WaveState.PLANNED}
@@ -26,7 +26,7 @@ def test_an_untouched_plan_renders_the_five_baseline_policies_all_report_only(
         "WaveGuard - Require MFA",
         "WaveGuard - Require MFA (report-only waves)",
         "WaveGuard - Require MFA registration",
-        "WaveGuard - Administrators: MFA and compliant device for Azure management",
+        "WaveGuard - Administrators: MFA and compliant device on every app",
     ]
     assert {p.state for p in policies} == {REPORT_ONLY}
 
@@ -59,12 +59,13 @@ def test_registration_policy_requires_mfa_for_the_register_security_info_action(
     assert body["grantControls"]["builtInControls"] == ["mfa"]
 
 
-def test_admin_policy_targets_the_configured_roles_on_azure_management(
-    plan: RolloutPlan, tenant: TenantIds
-) -> None:
+def test_admin_policy_targets_the_configured_roles_on_every_app(plan: RolloutPlan, tenant: TenantIds) -> None:
+    # "MFA for administrators": every app, not only Azure management (the seed's wording; a wave's
+    # relaxations must never reach an administrator anywhere)
     body = _by_key(plan, tenant, PLANNED)["admins"].body
     assert body["conditions"]["users"]["includeRoles"] == sorted(plan.policies.admin_policy.roles)
-    assert body["conditions"]["applications"]["includeApplications"] == [AZURE_MANAGEMENT_APP_ID]
+    assert body["conditions"]["applications"]["includeApplications"] == ["All"]
+    assert "locations" not in body["conditions"]
     # requireCompliantDevice is false in the example: MFA only
     assert body["grantControls"] == {"operator": "OR", "builtInControls": ["mfa"]}
     strict = plan.model_copy(
