@@ -1,6 +1,7 @@
 # WaveGuard — one-machine workflow. Every target installs what it needs first.
 #   make run    the whole local stack (Azurite, Graph emulator, mini-host) and a live demo; Ctrl-C stops it
-#   make test   the whole test suite (the fixtures start Azurite, the emulator and the mini-host)
+#   make test   the whole test suite (the fixtures start Azurite, the emulator and the mini-host; chromium
+#               is installed for the browser tests where this runs as root with apt-get)
 #   make lint   ruff (lint and format check) and mypy (shared, cli, handlers, local)
 #   make bench  the benchmarks under bench/
 #   make chaos  the fault campaign: the same HR workload clean and under faults, end states compared
@@ -23,7 +24,7 @@ PYTHON ?= $(shell { p=$$(command -v python3.13 2>/dev/null) && "$$p" --version >
 	{ command -v pyenv >/dev/null 2>&1 && for v in $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13(\.|$$)' | sort -rV); do \
 	    p="$$(pyenv prefix $$v 2>/dev/null)/bin/python3.13"; [ -x "$$p" ] && echo "$$p" && break; done; })
 
-.PHONY: help install run test test-unit lint bench chaos infra-check clean
+.PHONY: help install browser run test test-unit lint bench chaos infra-check clean
 
 help:
 	@echo "make run    start the local stack with a demo (DEMO=0 for none; HOST_PORT=, GRAPH_PORT=, SINK_PORT=,"
@@ -73,7 +74,21 @@ STACK_PORTS = $(foreach s,host graph sink blob queue table,$(if $($(shell echo $
 run: install
 	$(VPY) -m local.stack run $(if $(filter 0,$(DEMO)),--no-demo,) $(STACK_PORTS)
 
-test: install
+# The browser tier (tests marked browser) drives Debian's chromium through Playwright; Playwright's own
+# browser download is never used. Installed here as root with apt-get; otherwise those tests skip and
+# say why.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium for the browser tests (apt-get, about a minute)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	    echo "browser: apt-get install chromium failed; the browser tests will be skipped"; \
+	else \
+	  echo "browser: chromium is not installed and this is not root with apt-get: the browser tests will be" \
+	    "skipped (apt-get install chromium)"; \
+	fi
+
+test: install browser
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install

@@ -22,6 +22,7 @@ from handlers import (
     hr_ingress,
     hr_worker,
     poison,
+    report,
     risk_timer,
     wave_timer,
     wave_worker,
@@ -48,6 +49,7 @@ for module in (
     group_timers,
     risk_timer,
     alert_router,
+    report,
 ):
     app.register_functions(module.blueprint(services))
 

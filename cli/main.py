@@ -14,6 +14,7 @@ from cli import alerts as alerts_cli
 from cli import doctor, policies
 from cli import permfa as permfa_cli
 from cli import poison as poison_cli
+from cli import report as report_cli
 from cli import silence as silence_cli
 from cli import subscriptions as subscriptions_cli
 from cli import waves as waves_cli
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     permfa_cli.add_parser(sub)
     policies.add_parser(sub)
     poison_cli.add_parser(sub)
+    report_cli.add_parser(sub)
     silence_cli.add_parser(sub)
     subscriptions_cli.add_parser(sub)
     waves_cli.add_parser(sub)

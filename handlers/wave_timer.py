@@ -1,4 +1,5 @@
-"""The rollout schedule: a timer that evaluates wave gates, promotes or holds, and nudges."""
+"""The rollout schedule: a timer that evaluates wave gates, promotes or holds, and nudges; after each
+tick it keeps the day's figures of every wave for the rollout report."""
 
 from __future__ import annotations
 
@@ -26,11 +27,13 @@ def blueprint(services: ServicesProvider) -> func.Blueprint:
     async def wave_timer(timer: func.TimerRequest) -> None:
         """Evaluate every wave once; failures are logged (retryable) or alerted (permanent)."""
         # Imported here so the app's HTTP ingress never loads the Graph client at start-up.
+        from shared.report.snapshots import record_daily_snapshots
         from shared.rollout.lifecycle import run_timer_tick
 
         ready = await services.aget(what="the rollout timer")
         correlation_id = f"wave-timer-{uuid.uuid4().hex}"
         result = await run_timer_tick(ready.lifecycle, ready.queues, correlation_id=correlation_id)
+        await record_daily_snapshots(ready.state.kv, result, now=ready.clock(), correlation_id=correlation_id)
         for decision in result.decisions if result else []:
             log.info(
                 "wave evaluated",

@@ -23,6 +23,7 @@ __all__ = [
     "ROUTE_HEALTH_DETAILS",
     "ROUTE_HR_BAMBOOHR",
     "ROUTE_HR_EVENTS",
+    "ROUTE_REPORT",
     "TABLE_AUDIT",
     "TABLE_IDEMPOTENCY",
     "TABLE_STATE",
@@ -53,6 +54,7 @@ ROUTE_GRAPH_LIFECYCLE: Final = "graph/lifecycle"
 ROUTE_ALERTS_AZURE_MONITOR: Final = "alerts/azure-monitor"
 ROUTE_HEALTH: Final = "health"
 ROUTE_HEALTH_DETAILS: Final = "health/details"
+ROUTE_REPORT: Final = "report"  # the rollout report (function key)
 
 # Azure Tables (alphanumeric, 3-63 chars, not starting with a digit).
 TABLE_IDEMPOTENCY: Final = "wgidempotency"

@@ -12,6 +12,7 @@ import asyncio
 import copy
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from local.minihost import create_host
 from shared.config import load_plan_for, load_settings
 from shared.config.plan import RolloutPlan
 from shared.names import ALERTS, POISON_SUFFIX, WAVE_WORK
+from shared.report import DailySnapshot, ReportOptions, build_rollout_report, read_snapshots
 from shared.rollout.lifecycle import report_only_policy_name
 from shared.rollout.wave_state import WaveState, read_wave_state
 from shared.state import StateStores, build_state
@@ -173,6 +175,29 @@ def test_the_timer_takes_the_pilot_from_planned_to_enforced_as_its_gates_pass(
     assert set(_excluded_users(enforcing)) >= break_glass
     # AND the next wave starts in turn
     wait_for("the next wave to start", lambda: state(finance.name) is WaveState.REGISTERING, timeout=30)
+
+    # AND every tick kept the day's figures for the rollout report: the pilot enforced, all registered
+    def snapshot() -> DailySnapshot | None:
+        found = asyncio.run(read_snapshots(aio(stores.kv), pilot.name)).snapshots
+        return found[-1] if found and found[-1].state == WaveState.ENFORCED.value else None
+
+    latest = wait_for("the pilot's daily snapshot, enforced", snapshot)
+    assert (latest.members, latest.registered, latest.registration_rate) == (
+        len(expected),
+        len(expected),
+        1.0,
+    )
+    assert latest.report_only_threshold == pilot.gates.max_report_only_failure_rate
+    # AND the report, from the tables alone, shows the pilot's way up from the audit log
+    report = asyncio.run(
+        build_rollout_report(plan, stores.aio, now=datetime.now(UTC), options=ReportOptions(wave=pilot.name))
+    )
+    steps = [(e.previous, e.state) for e in report.waves[0].events if e.kind == "transition"]
+    assert steps[-3:] == [
+        ("planned", "registering"),
+        ("registering", "report-only"),
+        ("report-only", "enforced"),
+    ]
 
 
 def _groups(policy: dict[str, Any]) -> list[str]:

@@ -23,6 +23,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "methods": ["GET"],
         "authLevel": "function",
     },
+    "report": {"type": "httpTrigger", "route": "report", "methods": ["GET"], "authLevel": "function"},
     "hr_worker": {"type": "queueTrigger", "queueName": "hr-events", "connection": "AzureWebJobsStorage"},
     "hr_events": {"type": "httpTrigger", "route": "hr/events", "methods": ["POST"], "authLevel": "anonymous"},
     "wave_worker": {"type": "queueTrigger", "queueName": "wave-work", "connection": "AzureWebJobsStorage"},

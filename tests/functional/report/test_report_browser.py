@@ -1,0 +1,99 @@
+"""The rollout report in a real browser: headless Chromium (Debian's ``chromium``, driven by
+Playwright through ``executable_path``; Playwright's own browser download is never used) loads the
+page from the app in the mini-host, every chart has drawn its marks, a phone-wide viewport does not
+scroll sideways, nothing runs and nothing is fetched; a screenshot is kept under the test's tmp dir.
+
+Skipped, saying why, where Chromium or Playwright is missing (``make test`` installs both as root).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.functional.report.conftest import ReportApp
+
+CHROMIUM = shutil.which("chromium")
+if CHROMIUM is None:
+    pytest.skip("chromium not installed: apt-get install chromium", allow_module_level=True)
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright not installed: make install (requirements-dev.txt)"
+)
+
+pytestmark = [pytest.mark.functional, pytest.mark.browser]
+PHONE = {"width": 390, "height": 844}
+
+# For each drawn chart: its key, its size, and how many data marks (lines, dots, bars) have a size.
+_CHARTS_JS = """
+() => [...document.querySelectorAll('figure.chart')].map(figure => {
+  const svg = figure.querySelector('svg');
+  const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
+  const sized = mark => { const b = mark.getBoundingClientRect(); return b.width > 0 || b.height > 0; };
+  const marks = svg ? [...svg.querySelectorAll('.series .line, .series .dot, .series .rect')]
+    .filter(sized).length : 0;
+  return {key: figure.dataset.chart, width: box.width, height: box.height, marks: marks};
+})
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def test_every_chart_renders_on_a_phone_and_nothing_runs_or_loads(
+    report_app: ReportApp, browser: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = httpx.URL(report_app.url, params={"code": report_app.key})
+    as_json = {"code": report_app.key, "format": "json"}
+    expected = httpx.get(report_app.url, params=as_json, timeout=60).raise_for_status().json()
+    drawn = [
+        chart["key"]
+        for wave in expected["waves"]
+        for chart in wave["charts"]
+        if any(v is not None for line in chart["lines"] if line["role"] == "data" for v in line["values"])
+    ]
+    page = browser.new_page(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    requests: list[str] = []
+    problems: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
+    # WHEN the operator opens the report on a phone
+    answer = page.goto(str(url), wait_until="load")
+    assert answer is not None
+    assert answer.status == 200
+    # THEN every chart the report holds is drawn, each with its data marks
+    charts = page.evaluate(_CHARTS_JS)
+    assert [c["key"] for c in charts] == drawn
+    assert len(charts) == 9
+    for chart in charts:
+        assert chart["width"] > 300, chart
+        assert chart["height"] > 100, chart
+        assert chart["marks"] > 0, chart
+        assert chart["width"] <= PHONE["width"], chart
+    # AND the page does not scroll sideways at 390 px
+    widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert widths[0] <= PHONE["width"], f"horizontal overflow: {widths}"
+    # AND the hostile wave description is inert text: nothing ran, nothing else was fetched
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    description = page.locator(f"#wave-{report_app.seeded.pilot} .description").inner_text()
+    assert description.startswith("<script>window.__xss = 1</script><img src=x onerror=")
+    assert requests == [str(url)]
+    assert problems == []
+    shot = tmp_path / "rollout-report-390px.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    with capsys.disabled():
+        print(f"\nrollout report screenshot (390 px wide): {shot}")
+    page.close()
