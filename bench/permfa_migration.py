@@ -85,9 +85,7 @@ async def _run(root: str) -> dict[str, float]:
 
         client = build_graph_client(load_settings(environ))
         started = time.perf_counter()
-        result = await migrate(
-            client, plan, stores.kv, stores.audit, wave.name, actor="bench", correlation_id="b"
-        )
+        result = await migrate(client, plan, stores, wave.name, actor="bench", correlation_id="b")
         wall = time.perf_counter() - started
         log = (await http.get(f"{admin}/requests")).json()["value"]
         left = (await http.get(f"{admin}/per-user-mfa")).json()["count"]

@@ -14,9 +14,10 @@ excludes; at most the wave's ``blastRadius`` users per run; each user's previous
 the ledger before the first change and audited. `waveguard permfa rollback WAVE [--dry-run]
 [--yes] [--json]` puts back what the ledger recorded.
 
-Exit codes: 0 done (or previewed); 1 Graph or storage failed, a write failed for some users, or
-the run was refused (the wave is not enforced by CA); 2 usage or input error (unknown wave,
-invalid settings or plan, --yes missing when not interactive).
+Exit codes: 0 done (or previewed); 1 Graph or storage failed, a write failed for some users, the
+run was refused (the wave is not enforced by CA, the live policy narrows MFA, another run holds the
+wave) or not confirmed; 2 usage or input error (unknown wave, invalid settings or plan, --yes
+missing when not interactive).
 """
 
 from __future__ import annotations
@@ -138,7 +139,12 @@ def _step_progress(what: str, done: int, total: int) -> None:
 
 
 def _ask(prompt: str) -> bool:
-    return input(prompt).strip().lower() in ("y", "yes")
+    """The question on stderr (stdout may be --json); end of input is a no."""
+    print(prompt, end="", file=sys.stderr, flush=True)
+    try:
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+    except (EOFError, KeyboardInterrupt):
+        return False
 
 
 def run_migrate(
@@ -190,19 +196,19 @@ async def _migrate(args: argparse.Namespace, ctx: dict[str, Any], confirm: Calla
     if args.dry_run or not decided.to_disable:
         _print(args.json, decided.to_dict(), render_migration_plan(decided, dry_run=args.dry_run))
         return EXIT_OK
-    if not args.json:
-        print(render_migration_plan(decided, dry_run=False))
+    print(render_migration_plan(decided, dry_run=False), file=sys.stderr if args.json else sys.stdout)
     if not args.yes and not confirm(f"Disable per-user MFA for {len(decided.to_disable)} user(s)? [y/N] "):
         print("not migrated: not confirmed", file=sys.stderr)
-        return EXIT_OK
+        return EXIT_FAILED
+    # The plan the operator confirmed is the one written (coverage is checked again before writing).
     result = await migrate(
         client,
         plan,
-        stores.kv,
-        stores.audit,
+        stores,
         args.wave,
         actor=ctx["actor"],
         correlation_id=ctx["correlation_id"],
+        decided=decided,
         progress=_step_progress,
     )
     _print(args.json, result.to_dict(), render_migration_result(result))
@@ -215,19 +221,18 @@ async def _rollback(args: argparse.Namespace, ctx: dict[str, Any], confirm: Call
     if args.dry_run or not decided.to_restore:
         _print(args.json, decided.to_dict(), render_rollback_plan(decided, dry_run=args.dry_run))
         return EXIT_OK
-    if not args.json:
-        print(render_rollback_plan(decided, dry_run=False))
+    print(render_rollback_plan(decided, dry_run=False), file=sys.stderr if args.json else sys.stdout)
     if not args.yes and not confirm(f"Restore per-user MFA for {len(decided.to_restore)} user(s)? [y/N] "):
         print("not rolled back: not confirmed", file=sys.stderr)
-        return EXIT_OK
+        return EXIT_FAILED
     result = await rollback(
         client,
         plan,
-        stores.kv,
-        stores.audit,
+        stores,
         args.wave,
         actor=ctx["actor"],
         correlation_id=ctx["correlation_id"],
+        decided=decided,
         progress=_step_progress,
     )
     _print(args.json, result.to_dict(), render_rollback_result(result))
@@ -247,6 +252,8 @@ def _names(members: Any) -> str:
 def render_migration_plan(decided: MigrationPlan, *, dry_run: bool) -> str:
     verb = "would disable" if dry_run else "to disable"
     lines = [f"per-user MFA migration of wave {decided.wave} (Conditional Access enforces it):"]
+    for exemption in decided.exemptions:
+        lines.append(f"  note: after the move, {exemption} (the plan's Conditional Access choice)")
     lines.append(
         f"  {verb}: {len(decided.to_disable)} user(s)"
         + (f": {_names(decided.to_disable)}" if decided.to_disable else "")

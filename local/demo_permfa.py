@@ -48,8 +48,7 @@ async def show_per_user_mfa_migration(
     result = await migrate(
         client,
         plan,
-        stores.kv,
-        stores.audit,
+        stores,
         wave,
         actor="demo",
         correlation_id=f"demo-{uuid.uuid4().hex[:8]}",

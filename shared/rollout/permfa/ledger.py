@@ -11,11 +11,13 @@ per run and page.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
+from shared.errors import PermanentError
 from shared.state import AsyncKeyValuePort
 
 __all__ = [
@@ -25,12 +27,17 @@ __all__ = [
     "latest_entries",
     "ledger_namespace",
     "mark",
+    "migrated_count",
+    "read_ledger",
     "record_outcomes",
     "settle_pages",
     "write_ahead",
 ]
 
 Outcome = Literal["pending", "disabled", "failed", "restored"]
+_OUTCOMES: Final = frozenset(get_args(Outcome))
+# Longest Graph detail kept per user: a page must stay far below the store's 30,000 characters.
+MAX_DETAIL: Final = 200
 PAGE_SIZE: Final = 20
 # Pages read back for one wave: 100,000 users' worth.
 _MAX_PAGES: Final = 5000
@@ -103,7 +110,7 @@ def _settled(user: dict[str, Any], outcomes: Mapping[str, tuple[Outcome, str]]) 
     user["outcome"], detail = outcomes[user["id"]]
     user.pop("detail", None)
     if detail:
-        user["detail"] = detail
+        user["detail"] = detail[:MAX_DETAIL]
     return user
 
 
@@ -126,22 +133,65 @@ async def record_outcomes(
 
 async def latest_entries(kv: AsyncKeyValuePort, wave: str) -> dict[str, LedgerEntry]:
     """Per user, the entry of the newest run that recorded them (what was there before the last
-    change WaveGuard made, or meant to make)."""
-    pages = await kv.values(ledger_namespace(wave), limit=_MAX_PAGES)
-    pages.sort(key=lambda p: (str(p.get("at") or ""), str(p.get("run") or ""), int(p.get("page") or 0)))
+    change WaveGuard made, or meant to make); unreadable rows are left out (see ``read_ledger``)."""
+    return (await read_ledger(kv, wave))[0]
+
+
+async def read_ledger(kv: AsyncKeyValuePort, wave: str) -> tuple[dict[str, LedgerEntry], list[str]]:
+    """``latest_entries`` and the rows that could not be read (never acted on), described.
+
+    Raises:
+        PermanentError: the ledger holds more pages than one read returns (nothing is guessed).
+    """
+    pages = await kv.values(ledger_namespace(wave), limit=_MAX_PAGES + 1)
+    if len(pages) > _MAX_PAGES:
+        raise PermanentError(
+            f"the per-user MFA ledger of wave {wave!r} holds more than {_MAX_PAGES} pages; "
+            "WaveGuard does not act on part of it",
+            wave=wave,
+        )
+    good = [p for p in pages if isinstance(p, dict) and isinstance(p.get("users"), list)]
+    unreadable = [f"a ledger page that is not a page ({str(p)[:80]})" for p in pages if p not in good]
+    good.sort(key=lambda p: (str(p.get("at") or ""), str(p.get("run") or ""), _int(p.get("page"))))
     latest: dict[str, LedgerEntry] = {}
-    for page in pages:
-        for user in page.get("users") or []:
-            latest[str(user["id"])] = LedgerEntry(
-                str(user["id"]),
-                str(user.get("upn") or ""),
-                str(user["previous"]),
-                user.get("outcome", "pending"),
-                str(page.get("run") or ""),
-                str(page.get("at") or ""),
-                str(user.get("detail") or ""),
-            )
-    return latest
+    for page in good:
+        for user in page["users"]:
+            entry = _entry(user, page)
+            if entry is None:
+                unreadable.append(f"run {page.get('run')}: an unreadable row ({str(user)[:80]})")
+            else:
+                latest[entry.user_id] = entry
+    return latest, unreadable
+
+
+def _entry(user: Any, page: Mapping[str, Any]) -> LedgerEntry | None:
+    if not isinstance(user, dict):
+        return None
+    user_id, previous, outcome = user.get("id"), user.get("previous"), user.get("outcome", "pending")
+    if not isinstance(user_id, str) or not isinstance(previous, str) or outcome not in _OUTCOMES:
+        return None
+    try:
+        uuid.UUID(user_id)
+    except ValueError:
+        return None
+    return LedgerEntry(
+        user_id,
+        str(user.get("upn") or ""),
+        previous,
+        outcome,
+        str(page.get("run") or ""),
+        str(page.get("at") or ""),
+        str(user.get("detail") or ""),
+    )
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else 0
+
+
+async def migrated_count(kv: AsyncKeyValuePort, wave: str) -> int:
+    """Users whose latest ledger entry says WaveGuard disabled their per-user MFA (not put back)."""
+    return sum(1 for e in (await latest_entries(kv, wave)).values() if e.outcome == "disabled")
 
 
 async def mark(

@@ -26,6 +26,7 @@ from shared.graph.client import get_json
 from shared.graph.guard import resolve_break_glass_ids
 from shared.rollout.membership.reads import iter_member_rows
 from shared.rollout.permfa.coverage import LiveCoverage, read_coverage
+from shared.rollout.permfa.ledger import migrated_count
 from shared.rollout.permfa.states import KNOWN_STATES, PerUserState, StateRead, read_states
 from shared.rollout.wave_groups import recorded_group_id
 from shared.rollout.wave_state import WaveState, read_wave_state
@@ -80,6 +81,8 @@ class WaveMfa:
     ca_enforced: bool
     group_id: str | None
     members: tuple[Member, ...] = ()
+    # Users WaveGuard moved off per-user MFA in this wave and has not put back (from the ledger).
+    migrated: int = 0
 
     @property
     def counts(self) -> dict[str, int]:
@@ -110,6 +113,7 @@ class WaveMfa:
             "states": self.counts,
             "dependOnPerUserMfa": len(self.depends_on_per_user),
             "readyToMove": len(self.ready_to_move),
+            "migrated": self.migrated,
             # An enforced wave is done when nobody CA covers is still on per-user MFA.
             "done": self.ca_enforced and not self.ready_to_move,
         }
@@ -125,12 +129,17 @@ class PerUserMfaReport:
     at: datetime
     waves: tuple[WaveMfa, ...]
     break_glass: tuple[Member, ...] = field(default_factory=tuple)
+    # Why the live Require MFA policy covers nobody for sure, and what the plan lets through.
+    ca_problems: tuple[str, ...] = ()
+    ca_exemptions: tuple[str, ...] = ()
 
     def to_dict(self, *, with_members: bool = True) -> dict[str, Any]:
         return {
             "at": self.at.isoformat(),
             "waves": [w.to_dict(with_members=with_members) for w in self.waves],
             "breakGlass": [{**m.to_dict(), "leftAlone": True} for m in self.break_glass],
+            "caProblems": list(self.ca_problems),
+            "caExemptions": list(self.ca_exemptions),
         }
 
 
@@ -155,7 +164,7 @@ async def build_report(
         if wave is not None and planned.name != wave:
             continue
         status = await read_wave_state(kv, planned.name)
-        group_id = planned.group.id or await recorded_group_id(kv, planned.name)
+        group_id = await _wave_group_id(client, kv, planned)
         rows = (
             [row async for row in iter_member_rows(client, group_id, ("id", "userPrincipalName"))]
             if group_id
@@ -167,29 +176,48 @@ async def build_report(
     states = await read_states(
         BatchClient.for_graph(client, version="beta"), [*member_ids, *break_glass], progress=progress
     )
+    migrated = {name: await migrated_count(kv, name) for name, _, _, _ in waves}
     report = PerUserMfaReport(
         at=utc_now(),
         waves=tuple(
             WaveMfa(
                 name,
                 state,
-                # Enforced in the store AND by the live policy: a promotion whose policy write
-                # failed must never count as covered.
-                state == WaveState.ENFORCED.value and (group_id or "").lower() in coverage.include_groups,
+                # Enforced in the store AND by the live policy, with nothing in it WaveGuard cannot
+                # account for: a promotion whose policy write failed never counts as covered.
+                state == WaveState.ENFORCED.value
+                and not coverage.problems
+                and (group_id or "").lower() in coverage.include_groups,
                 group_id,
                 tuple(
                     _member(row, states, coverage)
                     for row in rows
                     if str(row["id"]).lower() not in ids.account_ids
                 ),
+                migrated[name],
             )
             for name, state, group_id, rows in waves
         ),
         break_glass=tuple(_member({"id": user_id}, states, coverage) for user_id in break_glass),
+        ca_problems=coverage.problems,
+        ca_exemptions=coverage.exemptions,
     )
     if save and wave is None:
         await kv.put(PERMFA_NAMESPACE, REPORT_KEY, report.to_dict(with_members=False))
     return report
+
+
+async def _wave_group_id(client: GraphServiceClient, kv: AsyncKeyValuePort, wave: Any) -> str | None:
+    """The plan's group id, else the one WaveGuard recorded creating, else the group of that name."""
+    recorded = wave.group.id or await recorded_group_id(kv, wave.name)
+    if recorded:
+        return str(recorded)
+    if not wave.group.display_name:
+        return None
+    from shared.graph.directory import find_group
+
+    found = await find_group(client, display_name=wave.group.display_name)
+    return str(found.id) if found is not None and found.id else None
 
 
 def _member(row: dict[str, Any], states: dict[str, StateRead], coverage: LiveCoverage) -> Member:

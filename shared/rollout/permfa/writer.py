@@ -71,9 +71,12 @@ class StateWriter:
         *,
         progress: Callable[[int, int], None] | None = None,
         result: StateWriteResult | None = None,
+        on_batch: Callable[[dict[str, str]], Awaitable[None]] | None = None,
     ) -> StateWriteResult:
         """Set each user's state to ``wanted[user_id]``; every user ends with an outcome, kept in
         ``result`` as it comes (pass one in to keep the outcomes of a run that raised).
+        ``on_batch(outcomes)`` is awaited after each batch with the outcomes it settled (to record
+        and audit them as they happen); it may raise to stop the run.
 
         Raises:
             RetryableError: Graph kept throttling or failing one item past every retry; the users
@@ -93,7 +96,13 @@ class StateWriter:
             if wait > 0:
                 await self._sleep(wait)
             queue = [op for op in queue if all(op is not r for r in ready)]
-            queue += await self._send(ready, result)
+            before = set(result.outcomes)
+            try:
+                queue += await self._send(ready, result)
+            finally:
+                settled = {u: o for u, o in result.outcomes.items() if u not in before}
+                if settled and on_batch is not None:
+                    await on_batch(settled)
             if progress is not None:
                 progress(len(result.outcomes), total)
         return result
@@ -114,12 +123,17 @@ class StateWriter:
         answers = await self._batch.send(requests)
         again: list[_Op] = []
         throttles: list[float | None] = []
+        given_up: RetryableError | None = None
+        # Every answer is recorded before giving up on any item: a write that landed is never lost.
         for i, op in enumerate(ops):
             answer = answers[str(i)]
             if answer.throttled or answer.status >= 500 or answer.status == 408:
                 if answer.throttled:
                     throttles.append(answer.retry_after)
-                again.append(self._again(op, answer))
+                try:
+                    again.append(self._again(op, answer))
+                except RetryableError as exc:
+                    given_up = given_up or exc
             elif answer.ok:
                 result.outcomes[op.user_id] = "ok"
             else:
@@ -129,6 +143,8 @@ class StateWriter:
             self.pacer.on_throttled(throttles)
         else:
             self.pacer.on_clean_batch()
+        if given_up is not None:
+            raise given_up
         return again
 
     def _again(self, op: _Op, answer: BatchResponse) -> _Op:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from cli.main import main
 from local.graph_emulator import EmulatorHandle
+from local.graph_emulator.permissions import ADMIN_HEADERS
 from shared.config import RolloutPlan, load_plan_for, load_settings
 from shared.rollout.permfa.ledger import ledger_namespace
 from shared.rollout.wave_state import WAVES_NAMESPACE, WaveState
@@ -238,3 +240,92 @@ def test_without_yes_and_without_a_terminal_migrate_is_a_usage_error(
     assert "--yes" in capsys.readouterr().err
     assert main(["permfa", "rollback", "nope", "--dry-run"], environ=app_environ) == 2
     assert "wave 'nope' is not in the plan" in capsys.readouterr().err
+
+
+def _live_require_mfa(emulator: EmulatorHandle) -> dict[str, Any]:
+    listed = httpx.get(
+        f"{emulator.base_url}/identity/conditionalAccess/policies", headers=ADMIN_HEADERS
+    ).json()
+    [policy] = [p for p in listed["value"] if p["displayName"] == "WaveGuard - Require MFA"]
+    return dict(policy)
+
+
+@pytest.mark.parametrize("edit", ["exclude a role", "a second enabled copy"])
+def test_a_policy_narrowed_in_the_portal_stops_every_migration(
+    app_environ: dict[str, str],
+    emulator_server: EmulatorHandle,
+    stores: StateStores,
+    tenant: Tenant,
+    capsys: pytest.CaptureFixture[str],
+    edit: str,
+) -> None:
+    # GIVEN the pilot enforced, then someone edits CA in the portal
+    _enforce(app_environ, stores, tenant.wave, capsys)
+    policy = _live_require_mfa(emulator_server)
+    url = f"{emulator_server.base_url}/identity/conditionalAccess/policies"
+    if edit == "exclude a role":
+        users = {**policy["conditions"]["users"], "excludeRoles": ["62e90394-69f5-4237-9190-012177145e10"]}
+        answer = httpx.patch(
+            f"{url}/{policy['id']}",
+            json={"conditions": {**policy["conditions"], "users": users}},
+            headers=ADMIN_HEADERS,
+        )
+    else:
+        copy = {
+            k: v
+            for k, v in policy.items()
+            if k not in ("id", "createdDateTime", "modifiedDateTime", "templateId")
+        }
+        copy = {k: v for k, v in copy.items() if not k.startswith("@")}
+        copy["grantControls"] = {"operator": "OR", "builtInControls": ["compliantDevice"]}
+        answer = httpx.post(url, json=copy, headers=ADMIN_HEADERS)
+    assert answer.status_code in (201, 204), answer.text
+    before = _states(emulator_server)
+    # WHEN the operator migrates THEN it is refused, naming what is wrong, and nothing is written
+    assert main(["permfa", "migrate", tenant.wave, "--yes"], environ=app_environ) == 1
+    err = capsys.readouterr().err
+    assert "does not require MFA of everyone in its groups" in err
+    assert ("excludes directory roles" if edit == "exclude a role" else "2 enabled policies are named") in err
+    assert _states(emulator_server) == before
+    assert stores.kv.values(ledger_namespace(tenant.wave)) == []
+
+
+def test_rollback_never_writes_a_user_who_joined_the_exclusion_group_since(
+    app_environ: dict[str, str],
+    emulator_server: EmulatorHandle,
+    stores: StateStores,
+    tenant: Tenant,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _enforce(app_environ, stores, tenant.wave, capsys)
+    code, result = _run(app_environ, capsys, "migrate", tenant.wave, "--yes")
+    assert code == 0, result
+    # WHEN a migrated user becomes an emergency account (put in the exclusion group)
+    demo = emulator_server.demo
+    assert demo is not None
+    add_member(emulator_server, demo.break_glass_group_id, tenant.enforced_registered)
+    code, undone = _run(app_environ, capsys, "rollback", tenant.wave, "--yes")
+    # THEN rollback restores the others and refuses that one, which keeps per-user MFA off
+    assert code == 0, undone
+    assert tenant.enforced_registered in undone["refused"]
+    assert set(undone["restored"]) == {tenant.enabled_registered}
+    assert tenant.enforced_registered not in _states(emulator_server)
+
+
+def test_one_run_per_wave_at_a_time(
+    app_environ: dict[str, str],
+    emulator_server: EmulatorHandle,
+    stores: StateStores,
+    tenant: Tenant,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _enforce(app_environ, stores, tenant.wave, capsys)
+    before = _states(emulator_server)
+    claim = stores.idempotency.claim(f"permfa:{tenant.wave}", ttl=timedelta(minutes=5))
+    assert claim.acquired
+    try:
+        assert main(["permfa", "migrate", tenant.wave, "--yes"], environ=app_environ) == 1
+        assert "another `permfa migrate` or `rollback` of wave" in capsys.readouterr().err
+    finally:
+        stores.idempotency.release(f"permfa:{tenant.wave}")
+    assert _states(emulator_server) == before

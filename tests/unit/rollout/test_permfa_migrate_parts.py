@@ -14,7 +14,14 @@ import pytest
 
 from shared.errors import RetryableError
 from shared.graph.batch import BatchClient
-from shared.rollout.permfa.ledger import latest_entries, mark, settle_pages, write_ahead
+from shared.rollout.permfa.ledger import (
+    latest_entries,
+    ledger_namespace,
+    mark,
+    read_ledger,
+    settle_pages,
+    write_ahead,
+)
 from shared.rollout.permfa.writer import StateWriter, StateWriteResult
 from shared.state import build_memory_state
 
@@ -130,3 +137,46 @@ def test_the_ledger_is_written_ahead_settled_and_read_back_newest_run_first() ->
     assert entries[USERS[2]].outcome == "pending"
     # AND another wave's ledger is apart
     assert asyncio.run(latest_entries(kv, "finance")) == {}
+
+
+def test_a_write_that_landed_is_kept_even_when_another_item_of_its_batch_gives_up() -> None:
+    # GIVEN two users failing together; the second one's write lands on the very attempt the first gives up
+    def script(user: str, attempt: int) -> tuple[int, dict[str, str]]:
+        if user == USERS[1] and attempt == 61:
+            return 204, {}
+        return (503, {}) if user in USERS[:2] else (204, {})
+
+    graph, clock = Graph(script), Clock()
+    result = StateWriteResult()
+    batches: list[dict[str, str]] = []
+
+    async def on_batch(settled: dict[str, str]) -> None:
+        batches.append(settled)
+
+    with pytest.raises(RetryableError):
+        asyncio.run(
+            _writer(graph, clock).apply(
+                dict.fromkeys(USERS[:2], "disabled"), result=result, on_batch=on_batch
+            )
+        )
+    # THEN the landed write is recorded, and reported to the per-batch hook, before the run gives up
+    assert result.outcomes == {USERS[1]: "ok"}
+    assert batches == [{USERS[1]: "ok"}]
+
+
+def test_unreadable_ledger_rows_are_reported_and_never_acted_on() -> None:
+    kv = build_memory_state().aio.kv
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    asyncio.run(write_ahead(kv, "pilot", "run1", at, [(USERS[0], "a@contoso.com", "enforced")]))
+    page = {"wave": "pilot", "run": "run0", "at": at.isoformat(), "page": 0}
+    bad_rows = [
+        {"id": "not-a-guid", "previous": "enabled"},
+        {"previous": "enabled"},
+        "text",
+        {"id": USERS[1]},
+    ]
+    asyncio.run(kv.put(ledger_namespace("pilot"), "run0:00000", {**page, "users": bad_rows}))
+    asyncio.run(kv.put(ledger_namespace("pilot"), "junk", ["not", "a", "page"]))
+    entries, unreadable = asyncio.run(read_ledger(kv, "pilot"))
+    assert set(entries) == {USERS[0]}
+    assert len(unreadable) == 5
