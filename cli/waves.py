@@ -98,12 +98,26 @@ def render_table(rows: list[WaveRow]) -> str:
             f"  members      {row.members}",
             f"  registered   {progress_bar(row.registered_rate)}  ({row.registered}/{row.members})",
             f"  report-only  failure rate {failure}  ({row.report_only_sign_ins})",
+            *_experience_lines(row),
             f"  gates        passed: {', '.join(row.gates_passed) or '-'}; "
             f"failing: {', '.join(row.gates_failing) or '-'}",
             f"  next         {row.next_action}: {row.detail}",
             "",
         ]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _experience_lines(row: WaveRow) -> list[str]:
+    """The ticket and prompt gates' figures, for the waves whose plan sets them."""
+    lines = []
+    for label, unit, gate in (
+        ("mfa tickets", "per 100 members", row.mfa_tickets),
+        ("mfa prompts", "per user-day", row.mfa_prompts),
+    ):
+        if gate is not None:
+            measured = "-" if gate.measured is None else f"{gate.measured:.2f}"
+            lines.append(f"  {label:<12} {measured} {unit}, at most {gate.threshold:g}  ({gate.detail})")
+    return lines
 
 
 def render_result(result: EvaluationResult) -> str:

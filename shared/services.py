@@ -2,9 +2,9 @@
 
 ``Services`` holds what every function needs — the settings, the rollout plan, the state stores,
 the queue sender, the Graph client and the clock — and builds each domain's dependencies from them
-once (``onboarding``, ``membership``, ``lifecycle``), so one timer tick or one queue message never
-loads the plan or opens the stores twice. Graph is only imported when a Graph-using dependency is
-first asked for, so the HTTP ingress (which never asks) stays light.
+once (``onboarding``, ``membership``, ``lifecycle``, the webhook ingresses), so one timer tick or one
+queue message never loads the plan or opens the stores twice. Graph is only imported when a
+Graph-using dependency is first asked for, so the HTTP ingress (which never asks) stays light.
 
 ``ServicesProvider`` is what the composition root (``function_app.py``) creates and gives to each
 blueprint: it builds the services on first use, not at import, so a broken setting never stops
@@ -27,6 +27,7 @@ from shared.state import AsyncStores, Clock, StateStores, utc_now
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
+    from shared.helpdesk.ingress import HelpdeskDeps
     from shared.hr.ingress import IngressDeps
     from shared.onboarding import Deps
     from shared.rollout.lifecycle import LifecycleDeps
@@ -105,6 +106,16 @@ class Services:
         return self._once(
             "hr-ingress",
             lambda: IngressDeps(providers=self.plan.hr_providers, queue=self.queues, clock=self.clock),
+        )
+
+    @property
+    def helpdesk_ingress(self) -> HelpdeskDeps:
+        """The helpdesk webhook ingress's dependencies (no Graph: the ingress never imports it)."""
+        from shared.helpdesk.ingress import HelpdeskDeps
+
+        return self._once(
+            "helpdesk-ingress",
+            lambda: HelpdeskDeps(config=self.plan.helpdesk, kv=self.state.kv, clock=self.clock),
         )
 
     @property

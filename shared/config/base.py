@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Annotated, Any, Final, Self
 from urllib.parse import urlsplit
@@ -32,6 +34,7 @@ __all__ = [
     "SecretUrl",
     "Slug",
     "Upn",
+    "check_whsec",
     "is_guid",
 ]
 
@@ -112,6 +115,21 @@ def _secret_from_environment(value: Any, info: ValidationInfo) -> Any:
         "secret_literal",
         "secrets never live in the file: reference an environment variable, e.g. ${PAGERDUTY_ROUTING_KEY}",
     )
+
+
+def check_whsec(secret: SecretStr) -> SecretStr:
+    """The secret when it is a Standard Webhooks secret (``whsec_`` then base64 of >= 16 bytes)."""
+    raw = secret.get_secret_value()
+    try:
+        ok = raw.startswith("whsec_") and len(base64.b64decode(raw[6:], validate=True)) >= 16
+    except (binascii.Error, ValueError):
+        ok = False
+    if not ok:
+        # Never echo the value: it is (or is meant to be) a secret.
+        raise PydanticCustomError(
+            "whsec", "expected a Standard Webhooks secret: 'whsec_' then base64 of >= 16 bytes"
+        )
+    return secret
 
 
 Guid = Annotated[str, AfterValidator(_check_guid)]

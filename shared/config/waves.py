@@ -98,6 +98,13 @@ class Gates(ConfigModel):
     min_soak_days: Annotated[int, Field(ge=0)] = 7
     require_no_open_critical_alerts: bool = True
     min_report_only_sign_ins: Annotated[int, Field(ge=0)] = 50
+    # The user-experience gates, off unless set (docs/waves.md, 'Helpdesk and prompt gates').
+    # MFA-related helpdesk tickets raised by the wave's members in the last ticketWindowDays, per 100 members.
+    max_mfa_tickets_per_100_users: Annotated[float, Field(ge=0)] | None = None
+    ticket_window_days: Annotated[int, Field(ge=1, le=60)] = 7
+    # MFA prompts (interactive sign-ins that required MFA) per member and active day, last promptWindowDays.
+    max_mfa_prompts_per_user_per_day: Annotated[float, Field(ge=0)] | None = None
+    prompt_window_days: Annotated[int, Field(ge=1, le=30)] = 7
 
 
 class Nudges(ConfigModel):

@@ -18,21 +18,26 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from email.message import Message
 from typing import Final
 
 from shared.config.plan import HrProviders
 from shared.envelope import Envelope
-from shared.errors import FieldError, InvalidPayloadError, classify
+from shared.errors import InvalidPayloadError, classify
 from shared.hr.bamboohr import map_bamboohr_payload, verify_bamboohr
 from shared.hr.events import HrEvent, parse_hr_event
 from shared.hr.signatures import SignatureError, StandardWebhooksVerifier
-from shared.http_ingress import IncomingRequest, IngressResult
-from shared.http_problem import problem
+from shared.http_ingress import (
+    MAX_BODY_BYTES,
+    IncomingRequest,
+    IngressResult,
+    bad_request,
+    check_json_request,
+    decode_json,
+    failure,
+)
 from shared.names import HR_EVENTS
 from shared.queues import Sender
 from shared.state import Clock, utc_now
@@ -51,7 +56,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES: Final = 256 * 1024
 RETRY_AFTER_SECONDS: Final = 30
 PROVIDER_STANDARD: Final = "standard-webhooks"
 PROVIDER_BAMBOOHR: Final = "bamboohr"
@@ -75,8 +79,8 @@ async def accept_hr_webhook(request: IncomingRequest, *, deps: IngressDeps) -> I
     """Handle ``POST /api/hr/events`` (canonical events behind Standard Webhooks signatures)."""
     config = deps.providers.standard_webhooks
     if not config.enabled:
-        return _failure(404, "the Standard Webhooks HR endpoint is not enabled in the plan")
-    refused = _check_transport(request)
+        return failure(404, "the Standard Webhooks HR endpoint is not enabled in the plan")
+    refused = check_json_request(request)
     if refused is not None:
         return refused
     try:
@@ -85,20 +89,20 @@ async def accept_hr_webhook(request: IncomingRequest, *, deps: IngressDeps) -> I
     except SignatureError as exc:
         return _unauthorized(exc, provider=PROVIDER_STANDARD)
     try:
-        event = parse_hr_event(_decode_json(request.body))
+        event = parse_hr_event(decode_json(request.body))
     except InvalidPayloadError as exc:
         return _bad_request(exc, provider=PROVIDER_STANDARD)
     envelope = _envelope(event, event_envelope_id(PROVIDER_STANDARD, delivery.webhook_id))
-    failure = await _enqueue_all([envelope], deps)
-    return failure or IngressResult(202, {"id": envelope.id})
+    unsent = await _enqueue_all([envelope], deps)
+    return unsent or IngressResult(202, {"id": envelope.id})
 
 
 async def accept_bamboohr_webhook(request: IncomingRequest, *, deps: IngressDeps) -> IngressResult:
     """Handle ``POST /api/hr/bamboohr`` (BambooHR field-based webhooks, one event per employee)."""
     config = deps.providers.bamboohr
     if not config.enabled or config.secret is None:
-        return _failure(404, "the BambooHR endpoint is not enabled in the plan")
-    refused = _check_transport(request)
+        return failure(404, "the BambooHR endpoint is not enabled in the plan")
+    refused = check_json_request(request)
     if refused is not None:
         return refused
     try:
@@ -112,47 +116,12 @@ async def accept_bamboohr_webhook(request: IncomingRequest, *, deps: IngressDeps
     except SignatureError as exc:
         return _unauthorized(exc, provider=PROVIDER_BAMBOOHR)
     try:
-        mapped = map_bamboohr_payload(_decode_json(request.body), field_map=config.field_map)
+        mapped = map_bamboohr_payload(decode_json(request.body), field_map=config.field_map)
     except InvalidPayloadError as exc:
         return _bad_request(exc, provider=PROVIDER_BAMBOOHR)
     envelopes = [_envelope(m.event, event_envelope_id(PROVIDER_BAMBOOHR, m.dedupe_key)) for m in mapped]
-    failure = await _enqueue_all(envelopes, deps)
-    return failure or IngressResult(202, {"ids": [e.id for e in envelopes]})
-
-
-def _check_transport(request: IncomingRequest) -> IngressResult | None:
-    content_type = request.headers.get("content-type", "")
-    if not _is_json_content_type(content_type):
-        return _failure(415, "expected Content-Type: application/json (charset utf-8, if given)")
-    if len(request.body) > MAX_BODY_BYTES:
-        return _failure(413, f"the body is {len(request.body)} bytes; at most {MAX_BODY_BYTES} are accepted")
-    return None
-
-
-def _is_json_content_type(header: str) -> bool:
-    message = Message()
-    message["content-type"] = header
-    if not header.strip() or message.get_content_type() != "application/json":
-        return False
-    charset = message.get_param("charset")
-    return charset is None or (isinstance(charset, str) and charset.lower() in ("utf-8", "utf8"))
-
-
-def _decode_json(body: bytes) -> object:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidPayloadError.for_field("body", "not UTF-8 text") from None
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise InvalidPayloadError.for_field("body", "JSON nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError and int-conversion limits
-        raise InvalidPayloadError.for_field("body", f"not valid JSON: {exc}") from None
-
-
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not valid JSON")
+    unsent = await _enqueue_all(envelopes, deps)
+    return unsent or IngressResult(202, {"ids": [e.id for e in envelopes]})
 
 
 def _envelope(event: HrEvent, envelope_id: str) -> Envelope:
@@ -182,25 +151,16 @@ def _verifier(secrets: tuple[str, ...], tolerance_seconds: float) -> StandardWeb
 
 
 def _unavailable() -> IngressResult:
-    return _failure(
+    return failure(
         503, "the event could not be queued right now; retry later", retry_after=RETRY_AFTER_SECONDS
     )
 
 
 def _unauthorized(exc: SignatureError, *, provider: str) -> IngressResult:
     logger.warning("hr webhook refused (%s): %s", provider, exc.message)
-    return _failure(401, exc.message)
+    return failure(401, exc.message)
 
 
 def _bad_request(exc: InvalidPayloadError, *, provider: str) -> IngressResult:
     logger.warning("hr webhook invalid (%s): %s", provider, ", ".join(e["field"] for e in exc.errors))
-    return IngressResult(400, problem(400, exc.message, errors=exc.errors or _body_error(exc)))
-
-
-def _body_error(exc: InvalidPayloadError) -> list[FieldError]:
-    return [FieldError(field=exc.field or "body", message=exc.message)]
-
-
-def _failure(status: int, detail: str, *, retry_after: int | None = None) -> IngressResult:
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-    return IngressResult(status, problem(status, detail), headers)
+    return bad_request(exc)

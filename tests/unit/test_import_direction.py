@@ -2,9 +2,9 @@
 
 - nothing under ``shared/`` imports ``handlers``, ``cli`` or ``local`` (the app's code never reaches up);
 - ``shared/rollout`` never imports ``shared/onboarding`` (onboarding calls the rollout, not back);
-- the HTTP ingress (its handlers, ``shared/hr``, ``shared/group_changes/notifications.py``) never imports
-  ``msgraph`` or ``shared.graph``, not even lazily: it must answer within a sender's timeout on a
-  cold start.
+- the HTTP ingress (its handlers, ``shared/hr``, ``shared/helpdesk``,
+  ``shared/group_changes/notifications.py``) never imports ``msgraph`` or ``shared.graph``, not even
+  lazily: it must answer within a sender's timeout on a cold start.
 """
 
 from __future__ import annotations
@@ -57,8 +57,10 @@ def test_rollout_never_imports_onboarding() -> None:
 def test_the_http_ingress_never_imports_graph() -> None:
     ingress = [
         ROOT / "handlers" / "hr_ingress.py",
+        ROOT / "handlers" / "helpdesk_ingress.py",
         ROOT / "handlers" / "graph_notifications.py",
         *_py("shared/hr"),
+        *_py("shared/helpdesk"),
         ROOT / "shared" / "group_changes" / "__init__.py",
         ROOT / "shared" / "group_changes" / "notifications.py",
     ]

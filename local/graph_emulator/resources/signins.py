@@ -3,6 +3,11 @@
 Tests and the demo describe sign-ins with only what matters to them (who, when, which CA policies
 applied with which result); the rest is filled with Graph's shape and plausible defaults. Newest
 first, as Graph lists them.
+
+``authenticationRequirement`` and ``authenticationDetails`` exist only in beta's signIn: ``/beta``
+lists them, ``/v1.0`` leaves them out, as Graph does. Not given, the requirement is
+``multiFactorAuthentication`` when an enforced policy that applied (``success``/``failure``) grants
+with ``mfa``, and the details are a password step plus, then, an MFA step completed in the app.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from local.graph_emulator.errors import GraphError, JsonObject, bad_request, not
 from local.graph_emulator.odata import context_url
 from local.graph_emulator.odata_filter import BASIC, FilterRules
 from local.graph_emulator.resources.reports import list_report
-from local.graph_emulator.routing import Call, Response, RouteTable
+from local.graph_emulator.routing import V1, Call, Response, RouteTable, request_version
 from local.graph_emulator.store import TenantStore, register_extension
 
 routes = RouteTable()
@@ -82,8 +87,22 @@ INPUT_FIELDS = frozenset(
         "resourceDisplayName",
         "resourceId",
         "correlationId",
+        "authenticationRequirement",
+        "authenticationDetails",
     }
 )
+# Beta-only signIn properties: /v1.0 answers without them.
+BETA_ONLY = ("authenticationRequirement", "authenticationDetails")
+REQUIREMENTS = frozenset({"singleFactorAuthentication", "multiFactorAuthentication"})
+# Graph's authenticationDetail keys, with what a partly injected step gets for the rest.
+AUTH_DETAIL: JsonObject = {
+    "authenticationMethod": None,
+    "authenticationMethodDetail": None,
+    "authenticationStepDateTime": None,
+    "authenticationStepRequirement": None,
+    "authenticationStepResultDetail": None,
+    "succeeded": True,
+}
 # Graph's deviceDetail and signInLocation keys, with what a partly injected one gets for the rest.
 DEVICE_DETAIL: JsonObject = {
     "deviceId": "",
@@ -130,7 +149,10 @@ def filter_view(item: JsonObject) -> JsonObject:
 def newest_first(call: Call) -> list[JsonObject]:
     state = call.store.extensions.get(EXTENSION)
     items = state.items if isinstance(state, SignIns) else []
-    return sorted(items, key=lambda s: parse_iso(s["createdDateTime"]), reverse=True)
+    ordered = sorted(items, key=lambda s: parse_iso(s["createdDateTime"]), reverse=True)
+    if request_version(call.request) == V1:
+        return [{k: v for k, v in item.items() if k not in BETA_ONLY} for item in ordered]
+    return ordered
 
 
 @routes.get("/auditLogs/signIns")
@@ -217,6 +239,9 @@ def build_sign_in(store: TenantStore, raw: Any, where: str, now: str) -> JsonObj
     if risk not in RISK_LEVELS:
         raise invalid(where, f"riskLevelDuringSignIn: must be one of {', '.join(sorted(RISK_LEVELS))}")
     app_id, app_name = raw.get("appId", OFFICE_365[0]), raw.get("appDisplayName", OFFICE_365[1])
+    requirement = raw.get("authenticationRequirement") or derived_requirement(policies)
+    if requirement not in REQUIREMENTS:
+        raise invalid(where, f"authenticationRequirement: must be one of {', '.join(sorted(REQUIREMENTS))}")
     return {
         "id": raw.get("id") or str(uuid.uuid4()),
         "createdDateTime": created,
@@ -260,7 +285,62 @@ def build_sign_in(store: TenantStore, raw: Any, where: str, now: str) -> JsonObj
             "geoCoordinates": {"altitude": None, "latitude": 51.5072, "longitude": -0.1276},
         },
         "appliedConditionalAccessPolicies": policies,
+        "authenticationRequirement": requirement,
+        "authenticationDetails": auth_details(raw, where, requirement, created),
     }
+
+
+def derived_requirement(policies: list[JsonObject]) -> str:
+    """MFA was required when an enforced policy that applied grants with ``mfa``."""
+    for policy in policies:
+        grants = [str(g).casefold() for g in policy["enforcedGrantControls"]]
+        if policy["result"] in ("success", "failure") and "mfa" in grants:
+            return "multiFactorAuthentication"
+    return "singleFactorAuthentication"
+
+
+def auth_details(raw: JsonObject, where: str, requirement: str, created: str) -> list[JsonObject]:
+    """The given ``authenticationDetails`` with Graph's keys, or a password step (and an MFA step).
+
+    Raises:
+        GraphError: 400 when the value is not a list of objects or a step names an unknown key.
+    """
+    given = raw.get("authenticationDetails")
+    if given is None:
+        steps: list[JsonObject] = [
+            {
+                **AUTH_DETAIL,
+                "authenticationMethod": "Password",
+                "authenticationMethodDetail": "Password in the cloud",
+                "authenticationStepDateTime": created,
+                "authenticationStepRequirement": "Primary authentication",
+                "authenticationStepResultDetail": "Correct password",
+            }
+        ]
+        if requirement == "multiFactorAuthentication":
+            steps.append(
+                {
+                    **AUTH_DETAIL,
+                    "authenticationMethod": "Mobile app notification",
+                    "authenticationStepDateTime": created,
+                    "authenticationStepRequirement": "Multifactor authentication",
+                    "authenticationStepResultDetail": "MFA successfully completed",
+                }
+            )
+        return steps
+    if not isinstance(given, list):
+        raise invalid(where, "authenticationDetails: must be a list of objects")
+    steps = []
+    for index, step in enumerate(given):
+        if not isinstance(step, dict):
+            raise invalid(where, f"authenticationDetails[{index}]: must be an object")
+        unknown = set(step) - set(AUTH_DETAIL)
+        if unknown:
+            raise invalid(
+                where, f"authenticationDetails[{index}] has unknown fields: {', '.join(sorted(unknown))}"
+            )
+        steps.append({**AUTH_DETAIL, "authenticationStepDateTime": created, **step})
+    return steps
 
 
 def completed(raw: JsonObject, name: str, where: str, keys: JsonObject) -> JsonObject | None:

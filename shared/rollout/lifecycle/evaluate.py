@@ -14,12 +14,13 @@ import enum
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
 from shared.config.plan import RolloutPlan
 from shared.config.waves import Wave
-from shared.errors import NotFoundError, WaveGuardError
+from shared.errors import NotFoundError, SafetyViolationError, WaveGuardError
+from shared.helpdesk.store import StoredTicket, read_tickets
 from shared.rollout.lifecycle.approvals import approval_of, clear_approval
 from shared.rollout.lifecycle.gates import (
     GateResult,
@@ -81,9 +82,19 @@ class Evidence(Protocol):
 
     async def wave_members(self, wave: str) -> frozenset[str]: ...
 
+    async def wave_member_upns(self, wave: str) -> frozenset[str]:
+        """The case-folded UPNs of the members ``wave_members`` last returned for ``wave`` (read
+        with them: no further request), or of the members now when it was not read."""
+        ...
+
     async def registered_users(self) -> frozenset[str]: ...
 
-    async def report_only_sign_ins(self, policy_name: str, *, since: datetime) -> list[SignInResult]: ...
+    async def report_only_sign_ins(
+        self, policy_name: str, *, since: datetime, mfa_details: bool = False
+    ) -> list[SignInResult]:
+        """Sign-ins since ``since`` with the twin's result; with ``mfa_details`` every interactive
+        sign-in too, marked with whether it prompted for MFA (the same one read)."""
+        ...
 
 
 class PolicySync(Protocol):
@@ -203,6 +214,7 @@ async def evaluate_waves(
     statuses = {w.name: await read_wave_state(deps.stores.kv, w.name) for w in deps.plan.waves}
     registered = await deps.evidence.registered_users()
     sign_ins = await _sign_ins(deps, statuses.values())
+    tickets = await _tickets(deps, now)
     result = EvaluationResult([], dry_run)
     # Started waves are re-synced first, so a sync refused now (its critical alert) holds the wave now.
     not_synced = {} if dry_run else await _reconcile_membership(deps, statuses, correlation_id=correlation_id)
@@ -211,8 +223,14 @@ async def evaluate_waves(
     for wave in deps.plan.waves:
         status = statuses[wave.name]
         members = await deps.evidence.wave_members(wave.name)
+        wants_tickets = wave.gates.max_mfa_tickets_per_100_users is not None
         evidence = WaveEvidence(
-            members, registered, sign_ins, await open_critical_alerts(deps.stores.kv, wave.name)
+            members,
+            registered,
+            sign_ins,
+            await open_critical_alerts(deps.stores.kv, wave.name),
+            member_upns=await deps.evidence.wave_member_upns(wave.name) if wants_tickets else frozenset(),
+            tickets=tickets,
         )
         decision = await _decide(deps, wave, status, evidence, previous_enforced, now)
         if wave.name in not_synced:
@@ -266,6 +284,7 @@ async def rollback_wave(
         RetryableError / PermanentError: the store or Graph failed (the sync marker stays set).
     """
     _plan_wave(deps.plan, wave)
+    await _refuse_while_off_per_user_mfa(deps, wave)
     current = await read_wave_state(deps.stores.kv, wave)
     now = deps.clock()
     await _mark_sync_pending(deps, reason=f"rollback of {wave}")
@@ -276,6 +295,31 @@ async def rollback_wave(
     await _audit(deps, actor, wave, current.state, WaveState.REPORT_ONLY, reason, correlation_id, {})
     await _sync_if_pending(deps, correlation_id=correlation_id)
     return status
+
+
+async def _refuse_while_off_per_user_mfa(deps: LifecycleDeps, wave: str) -> None:
+    """A wave whose users WaveGuard moved off per-user MFA must not leave enforcement first: they
+    would have no MFA at all. Their per-user MFA is put back first (``permfa rollback``).
+
+    Raises:
+        SafetyViolationError: the ledger holds users moved off per-user MFA and not put back.
+    """
+    from shared.rollout.permfa.ledger import latest_entries
+
+    moved = [
+        e
+        for e in (await latest_entries(deps.stores.kv, wave)).values()
+        if e.outcome in ("disabled", "pending")
+    ]
+    if moved:
+        raise SafetyViolationError(
+            f"wave {wave!r}: {len(moved)} user(s) were moved off per-user MFA because Conditional Access "
+            f"enforces the wave; rolling it back now would leave them without MFA. Put their per-user "
+            f"MFA back first (`waveguard permfa rollback {wave}`), then roll the wave back.",
+            rule="permfa-before-rollback",
+            wave=wave,
+            users=len(moved),
+        )
 
 
 def _plan_wave(plan: RolloutPlan, wave: str) -> Wave:
@@ -290,7 +334,25 @@ async def _sign_ins(deps: LifecycleDeps, statuses: Sequence[WaveStatus] | Any) -
     starts = [s.since for s in statuses if s.state in DARK_PHASES and s.since is not None]
     if not starts:
         return []
-    return await deps.evidence.report_only_sign_ins(report_only_policy_name(deps.plan), since=min(starts))
+    prompts = any(w.gates.max_mfa_prompts_per_user_per_day is not None for w in deps.plan.waves)
+    return await deps.evidence.report_only_sign_ins(
+        report_only_policy_name(deps.plan), since=min(starts), mfa_details=prompts
+    )
+
+
+async def _tickets(deps: LifecycleDeps, now: datetime) -> list[StoredTicket] | None:
+    """The kept helpdesk tickets of the longest ticket window any wave asks for (one read of the
+    window's days); None when no helpdesk source is configured."""
+    windows = [
+        w.gates.ticket_window_days
+        for w in deps.plan.waves
+        if w.gates.max_mfa_tickets_per_100_users is not None
+    ]
+    if not deps.plan.helpdesk.enabled:
+        return None
+    if not windows:
+        return []
+    return await read_tickets(deps.stores.kv, since=now - timedelta(days=max(windows)), until=now)
 
 
 async def _decide(

@@ -1,19 +1,22 @@
-"""The promotion gates of a wave: registration rate, report-only impact, soak days, open alerts.
+"""The promotion gates of a wave: registration rate, report-only impact, soak days, open alerts, and
+(when the plan sets them) MFA helpdesk tickets and MFA prompt frequency.
 
 Each gate is computed from evidence gathered once per evaluation (one paged read of the
-registration report, one of the sign-in log) and answers passed or failing with the measured
-value next to the threshold, so an operator sees how far a wave is from promotion.
+registration report, one of the sign-in log, one read of the helpdesk tickets of the window) and
+answers passed or failing with the measured value next to the threshold, so an operator sees how
+far a wave is from promotion. A user-experience gate the plan leaves unset is not evaluated at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from shared.alerting.open_alerts import ALERTS_OPEN_NAMESPACE, list_open_alerts
 from shared.config.waves import Gates
+from shared.helpdesk.store import StoredTicket
 from shared.rollout.wave_state import WaveState, WaveStatus
 from shared.state import AsyncKeyValuePort
 
@@ -26,6 +29,8 @@ __all__ = [
     "WaveEvidence",
     "alert_gate",
     "evaluate_gates",
+    "mfa_prompts_gate",
+    "mfa_tickets_gate",
     "open_critical_alerts",
     "registration_gate",
     "report_only_gate",
@@ -42,11 +47,14 @@ _DAY_SECONDS: Final = 86400.0
 
 @dataclass(frozen=True, slots=True)
 class SignInResult:
-    """One sign-in's result under the report-only twin policy."""
+    """One sign-in: its result under the report-only twin policy ("" when the twin did not apply),
+    whether it was interactive, and whether it put an MFA prompt in front of the user."""
 
     user_id: str
     created: datetime
     result: str
+    interactive: bool = False
+    mfa_prompt: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,8 @@ class WaveEvidence:
     registered: frozenset[str]  # every MFA-registered user id in the tenant (filtered to members here)
     sign_ins: Sequence[SignInResult] = ()
     open_critical: Sequence[str] = ()  # ids of open critical alerts about the wave
+    member_upns: frozenset[str] = frozenset()  # the members' UPNs, case-folded (read for the ticket gate)
+    tickets: Sequence[StoredTicket] | None = None  # the window's kept tickets; None: no helpdesk source
 
     @property
     def registered_members(self) -> frozenset[str]:
@@ -147,16 +157,82 @@ def alert_gate(gates: Gates, evidence: WaveEvidence) -> GateResult:
     return GateResult("no-critical-alerts", count == 0, count, 0, detail)
 
 
+def mfa_tickets_gate(gates: Gates, evidence: WaveEvidence, *, now: datetime) -> GateResult | None:
+    """MFA-related helpdesk tickets raised by members in the last ``ticketWindowDays``, per 100
+    members, at most ``maxMfaTicketsPer100Users``; None when the plan does not set it.
+
+    A ticket counts when it is MFA-related, not deleted, created inside the window, and its
+    requester's UPN is a member's now: a ticket is attributed to the wave its requester is in.
+    """
+    limit = gates.max_mfa_tickets_per_100_users
+    if limit is None:
+        return None
+    days = gates.ticket_window_days
+    if evidence.tickets is None:
+        detail = (
+            "no helpdesk source is configured (helpdesk.standardWebhooks.secrets or helpdesk.jira.secret)"
+        )
+        return GateResult("mfa-tickets", False, None, limit, detail)
+    members = len(evidence.members)
+    if not members:
+        return GateResult("mfa-tickets", False, None, limit, "the wave has no members yet")
+    start = now - timedelta(days=days)
+    count = sum(
+        1
+        for ticket in evidence.tickets
+        if ticket.mfa_related
+        and ticket.state != "deleted"
+        and ticket.created_at >= start
+        and ticket.requester in evidence.member_upns
+    )
+    rate = count * 100 / members
+    detail = f"{count} MFA tickets from {members} members in the last {days} days"
+    return GateResult("mfa-tickets", rate <= limit, round(rate, 2), limit, detail)
+
+
+def mfa_prompts_gate(
+    gates: Gates, evidence: WaveEvidence, *, since: datetime | None, now: datetime
+) -> GateResult | None:
+    """MFA prompts per member per active day over the last ``promptWindowDays`` (from ``since`` if
+    later), at most ``maxMfaPromptsPerUserPerDay``; None when the plan does not set it.
+
+    prompts / active user-days: the members' interactive sign-ins that prompted for MFA, divided by
+    the (member, UTC day) pairs with at least one interactive sign-in. Days a member did not sign
+    in at all (weekends, leave) do not dilute the figure; a member who works does.
+    """
+    limit = gates.max_mfa_prompts_per_user_per_day
+    if limit is None:
+        return None
+    days = gates.prompt_window_days
+    start = max(now - timedelta(days=days), since) if since is not None else now - timedelta(days=days)
+    rows = [
+        s for s in evidence.sign_ins if s.interactive and s.user_id in evidence.members and s.created >= start
+    ]
+    active = {(s.user_id, s.created.date()) for s in rows}
+    if not active:
+        detail = f"no interactive sign-ins by members in the last {days} days"
+        return GateResult("mfa-prompts", False, None, limit, detail)
+    prompts = sum(1 for s in rows if s.mfa_prompt)
+    rate = prompts / len(active)
+    detail = f"{prompts} MFA prompts over {len(active)} active user-days in the last {days} days"
+    return GateResult("mfa-prompts", rate <= limit, round(rate, 2), limit, detail)
+
+
 def evaluate_gates(
     gates: Gates, status: WaveStatus, evidence: WaveEvidence, *, now: datetime
 ) -> list[GateResult]:
-    """Every promotion gate of a wave, in a fixed order."""
+    """Every promotion gate of a wave, in a fixed order (the user-experience gates last, if set)."""
     since = status.since if status.state is WaveState.REPORT_ONLY else None
+    optional = [
+        mfa_tickets_gate(gates, evidence, now=now),
+        mfa_prompts_gate(gates, evidence, since=since, now=now),
+    ]
     return [
         registration_gate(gates, evidence),
         report_only_gate(gates, evidence, since=since),
         soak_gate(gates, status, now=now),
         alert_gate(gates, evidence),
+        *(gate for gate in optional if gate is not None),
     ]
 
 

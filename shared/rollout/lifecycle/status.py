@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.rollout.lifecycle.evaluate import EvaluationResult, LifecycleDeps, WaveDecision, evaluate_waves
+from shared.rollout.lifecycle.gates import GateResult
 
 __all__ = ["WaveRow", "collect_status", "row_from", "rows_from"]
 
@@ -26,6 +27,9 @@ class WaveRow:
     gates_failing: list[str]
     next_action: str
     detail: str
+    # The user-experience gates, when the plan sets them (None: not evaluated).
+    mfa_tickets: GateResult | None = None
+    mfa_prompts: GateResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +45,8 @@ class WaveRow:
             "gatesFailing": self.gates_failing,
             "nextAction": self.next_action,
             "detail": self.detail,
+            "mfaTickets": self.mfa_tickets.to_dict() if self.mfa_tickets else None,
+            "mfaPrompts": self.mfa_prompts.to_dict() if self.mfa_prompts else None,
         }
 
 
@@ -62,6 +68,8 @@ def row_from(decision: WaveDecision) -> WaveRow:
         gates_failing=decision.failing,
         next_action=decision.action,
         detail=decision.detail,
+        mfa_tickets=decision.gate("mfa-tickets"),
+        mfa_prompts=decision.gate("mfa-prompts"),
     )
 
 

@@ -329,3 +329,23 @@ def test_one_run_per_wave_at_a_time(
     finally:
         stores.idempotency.release(f"permfa:{tenant.wave}")
     assert _states(emulator_server) == before
+
+
+def test_a_wave_whose_users_left_per_user_mfa_cannot_leave_enforcement_first(
+    app_environ: dict[str, str],
+    emulator_server: EmulatorHandle,
+    stores: StateStores,
+    tenant: Tenant,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _enforce(app_environ, stores, tenant.wave, capsys)
+    code, result = _run(app_environ, capsys, "migrate", tenant.wave, "--yes")
+    assert code == 0, result
+    # WHEN the operator rolls the wave back to report-only THEN it is refused: they would have no MFA
+    assert main(["waves", "rollback", tenant.wave, "--yes", "--reason", "test"], environ=app_environ) == 1
+    assert f"`waveguard permfa rollback {tenant.wave}`" in capsys.readouterr().err
+    assert _live_require_mfa(emulator_server)["state"] == "enabled"
+    # AND once their per-user MFA is back, the wave rolls back
+    code, undone = _run(app_environ, capsys, "rollback", tenant.wave, "--yes")
+    assert code == 0, undone
+    assert main(["waves", "rollback", tenant.wave, "--yes", "--reason", "test"], environ=app_environ) == 0

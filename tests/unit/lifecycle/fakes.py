@@ -33,17 +33,26 @@ class FakeEvidence:
     members: dict[str, set[str]] = field(default_factory=dict)
     registered: set[str] = field(default_factory=set)
     sign_ins: list[SignInResult] = field(default_factory=list)
+    upns: dict[str, str] = field(default_factory=dict)  # user id -> UPN
     report_reads: int = 0
+    sign_in_reads: list[bool] = field(default_factory=list)  # mfa_details of each read
 
     async def wave_members(self, wave: str) -> frozenset[str]:
         return frozenset(self.members.get(wave, set()))
+
+    async def wave_member_upns(self, wave: str) -> frozenset[str]:
+        ids = self.members.get(wave, set())
+        return frozenset(self.upns[i].casefold() for i in ids if i in self.upns)
 
     async def registered_users(self) -> frozenset[str]:
         self.report_reads += 1
         return frozenset(self.registered)
 
-    async def report_only_sign_ins(self, policy_name: str, *, since: datetime) -> list[SignInResult]:
-        return [s for s in self.sign_ins if s.created >= since]
+    async def report_only_sign_ins(
+        self, policy_name: str, *, since: datetime, mfa_details: bool = False
+    ) -> list[SignInResult]:
+        self.sign_in_reads.append(mfa_details)
+        return [s for s in self.sign_ins if s.created >= since and (s.result or mfa_details)]
 
 
 @dataclass
