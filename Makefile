@@ -75,14 +75,24 @@ run: install
 	$(VPY) -m local.stack run $(if $(filter 0,$(DEMO)),--no-demo,) $(STACK_PORTS)
 
 # The browser tier (tests marked browser) drives Debian's chromium through Playwright; Playwright's own
-# browser download is never used. Installed here as root with apt-get; otherwise those tests skip and
-# say why.
+# browser download is never used. Installed here as root with apt-get, only when the tests selected can
+# include it (PYTEST_ARGS empty, or naming tests/, tests/functional/, tests/functional/report,
+# -m browser or -k report; never with -m "not browser"). A failing apt-get gives up within seconds (no
+# retries, 10 s network timeouts) and a hung one is cut off (45 s update, 3 min install); then, or
+# without root and apt-get, those tests skip and say why.
+APT_FAST := -o Acquire::Retries=0 -o Acquire::http::Timeout=10 -o Acquire::https::Timeout=10
+# Non-empty when the tests PYTEST_ARGS selects can include the browser tier.
+BROWSER_TESTS = $(if $(findstring not browser,$(PYTEST_ARGS)),,$(if $(strip $(PYTEST_ARGS)),$(strip \
+  $(filter tests tests/ tests/functional tests/functional/ . ./ report,$(PYTEST_ARGS)) \
+  $(findstring browser,$(PYTEST_ARGS))$(findstring tests/functional/report,$(PYTEST_ARGS))),all))
 browser:
-	@if command -v chromium >/dev/null 2>&1; then :; \
+	@if [ -z "$(BROWSER_TESTS)" ]; then :; \
+	elif command -v chromium >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "installing chromium for the browser tests (apt-get, about a minute)"; \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
-	    echo "browser: apt-get install chromium failed; the browser tests will be skipped"; \
+	  { timeout 45 apt-get $(APT_FAST) update -qq && \
+	    DEBIAN_FRONTEND=noninteractive timeout 180 apt-get $(APT_FAST) install -y -qq chromium >/dev/null; } || \
+	    echo "browser: apt-get install chromium failed or timed out; the browser tests will be skipped"; \
 	else \
 	  echo "browser: chromium is not installed and this is not root with apt-get: the browser tests will be" \
 	    "skipped (apt-get install chromium)"; \

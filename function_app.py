@@ -19,6 +19,7 @@ from handlers import (
     group_timers,
     group_worker,
     health,
+    helpdesk_ingress,
     hr_ingress,
     hr_worker,
     poison,
@@ -39,6 +40,7 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 for module in (
     health,
     hr_ingress,
+    helpdesk_ingress,
     graph_notifications,
     azure_monitor,
     hr_worker,

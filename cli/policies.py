@@ -31,6 +31,7 @@ from shared.rollout.policies import (
     apply_policy_plan,
     build_policy_plan,
 )
+from shared.rollout.policies.baseline import schedule_soak_resync
 from shared.rollout.policies.preflight import Preflight
 from shared.state import AsyncAuditPort, AsyncIdempotencyPort, AsyncKeyValuePort
 
@@ -93,6 +94,12 @@ def add_parser(sub: Any) -> None:
     )
     apply.add_argument("--yes", action="store_true", help="do not ask for confirmation (CI)")
     apply.add_argument("--json", action="store_true", help="print the plan and the result as JSON")
+    apply.add_argument(
+        "--accept-enforced-change",
+        action="store_true",
+        help="write edits that tighten enforcement for users already enforced (plan: 'affects "
+        "enforced users now'): narrower countries, trusted ranges removed, more risk levels, block",
+    )
     apply.set_defaults(run=run_apply)
 
 
@@ -149,6 +156,7 @@ async def prepare(deps: PolicyDeps, preflight: Preflight | None = None) -> Polic
         tenant=tenant,
         kv=deps.kv,
         licence_p2=preflight.licence_p2 if preflight is not None else None,
+        licence_unreadable=preflight.licence_unreadable if preflight is not None else None,
     )
 
 
@@ -187,6 +195,17 @@ def plan_to_json(policy_plan: PolicyPlan) -> dict[str, Any]:
         "notManaged": [str(p.get("displayName")) for p in policy_plan.diff.orphans],
         "namedLocations": _locations_to_json(policy_plan),
         "waves": {name: str(state) for name, state in policy_plan.wave_states.items()},
+        "notes": list(policy_plan.notes),
+        "affectsEnforcedUsersNow": list(policy_plan.enforced_changes),
+        "soaking": [
+            {
+                "policy": soak.pair,
+                "wave": soak.wave,
+                "since": soak.since.isoformat() if soak.since else None,
+                "due": soak.due.isoformat(),
+            }
+            for soak in policy_plan.soaking
+        ],
         "lint": {"ok": policy_plan.lint.ok, "findings": findings},
     }
 
@@ -227,6 +246,14 @@ def print_plan(policy_plan: PolicyPlan) -> None:
             print(f"        {fc.path}: {_show(fc.old)} -> {_show(fc.new)}")
     for orphan in policy_plan.diff.orphans:
         print(f"  ! not in the plan, left alone: {orphan.get('displayName')}  [{orphan.get('id')}]")
+    for soak in policy_plan.soaking:
+        print(f"  . soaking: {soak}")
+    for note in policy_plan.notes:
+        print(f"  ! {note}")
+    for line in policy_plan.enforced_changes:
+        print(f"  ! affects enforced users now: {line}")
+    if policy_plan.lint.reduces_only:
+        print("  (this apply only takes enforcement away: WG-CA-07, 08 and 10 warn instead of blocking)")
     after = [f for f in policy_plan.lint.findings if f.scope == "after-apply"]
     live = [f for f in policy_plan.lint.findings if f.scope == "live"]
     print("Lint (the policies after this apply; errors block it):")
@@ -292,9 +319,16 @@ async def plan_command(deps: PolicyDeps, *, as_json: bool) -> int:
 
 
 async def apply_command(
-    deps: PolicyDeps, *, yes: bool, as_json: bool, actor: str, confirm: Callable[[str], bool]
+    deps: PolicyDeps,
+    *,
+    yes: bool,
+    as_json: bool,
+    actor: str,
+    confirm: Callable[[str], bool],
+    accept_enforced_change: bool = False,
 ) -> int:
-    """`policies apply`: refuse on a failed lint, else (after confirmation) write and audit the diff."""
+    """`policies apply`: refuse on a failed lint or an unaccepted edit that affects enforced users
+    now, else (after confirmation) write and audit the diff."""
     # The lock spans the diff and the writes: a concurrent apply would diff against stale policies.
     async with apply_lock(deps.idempotency):
         preflight = await deps.preflight()
@@ -317,12 +351,20 @@ async def apply_command(
         if not policy_plan.lint.ok:
             _report(as_json, policy_plan, None, "refused: the lint failed; nothing was written", preflight)
             return EXIT_FAILED
+        if policy_plan.enforced_changes and not accept_enforced_change:
+            message = (
+                f"refused: {len(policy_plan.enforced_changes)} edit(s) affect enforced users now; nothing "
+                "was written. Review them, then run `waveguard policies apply --accept-enforced-change`"
+            )
+            _report(as_json, policy_plan, None, message, preflight)
+            return EXIT_FAILED
         if drifts and (yes or confirm(f"Rename {len(drifts)} wave group(s)? [y/N] ")):
             renamed = await deps.rename_groups(drifts, actor, uuid.uuid4().hex)
             if not as_json:
                 for drift in renamed:
                     print(f"  renamed group {drift.group_id} to {drift.planned!r} (wave {drift.wave})")
         if not policy_plan.has_changes:
+            await schedule_soak_resync(deps.kv, policy_plan)
             _report(as_json, policy_plan, ApplyResult(), "nothing to apply", preflight)
             return EXIT_OK
         if not yes and not confirm(f"Apply {len(policy_plan.diff.writes)} change(s)? [y/N] "):
@@ -336,7 +378,10 @@ async def apply_command(
             audit=deps.audit,
             actor=actor,
             correlation_id=correlation_id,
+            accept_enforced_change=accept_enforced_change,
         )
+        # A pair holding an enforced wave in its twin: the rollout timer syncs again when it is due.
+        await schedule_soak_resync(deps.kv, policy_plan)
     _report(
         as_json,
         policy_plan,
@@ -415,7 +460,14 @@ def run_apply(args: argparse.Namespace, env: Mapping[str, str], factory: DepsFac
         print("error: --yes: required when not running interactively (CI)", file=sys.stderr)
         return EXIT_USAGE
     return _run(
-        lambda deps: apply_command(deps, yes=args.yes, as_json=args.json, actor=_actor(env), confirm=_ask),
+        lambda deps: apply_command(
+            deps,
+            yes=args.yes,
+            as_json=args.json,
+            actor=_actor(env),
+            confirm=_ask,
+            accept_enforced_change=getattr(args, "accept_enforced_change", False),
+        ),
         env,
         factory,
     )

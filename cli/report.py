@@ -40,7 +40,7 @@ def add_parser(sub: Any) -> None:
 
 def run_report(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from shared.config import load_plan_for, load_settings
-    from shared.report import build_rollout_report, render_html, report_options
+    from shared.report import build_rollout_report, render_html, report_options, stale_after_for
     from shared.state import build_state
 
     if args.html is None and not args.json:
@@ -60,7 +60,12 @@ def run_report(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return fail(f"report: {exc}", EXIT_USAGE)
     try:
         stores = build_state(settings)
-        report = asyncio.run(build_rollout_report(plan, stores.aio, now=datetime.now(UTC), options=options))
+        stale_after = stale_after_for(env.get("WAVEGUARD_WAVE_SCHEDULE"))
+        report = asyncio.run(
+            build_rollout_report(
+                plan, stores.aio, now=datetime.now(UTC), options=options, stale_after=stale_after
+            )
+        )
     except WaveGuardError as exc:  # storage failed, or a stored record cannot be read (named)
         return fail(f"report: {exc}", EXIT_FAILED)
     if args.html is not None:
@@ -81,11 +86,10 @@ def run_report(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _days(raw: str) -> int | None:
-    text = str(raw).strip()
-    if not text.isdigit() or len(text) > 4:
-        return None
-    days = int(text)
-    return days if 1 <= days <= 366 else None
+    """``--days`` checked as ``?days=`` is (ASCII digits, 1 to 366), never raising."""
+    from shared.report import parse_days
+
+    return parse_days(raw)
 
 
 def _unwritable(path: Path) -> str | None:

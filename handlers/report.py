@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from typing import TYPE_CHECKING
 
 import azure.functions as func
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from shared.services import ServicesProvider
 
 log = logging.getLogger(__name__)
+
+# The rollout timer's schedule (an app setting): the report flags figures older than two periods.
+WAVE_SCHEDULE_SETTING = "WAVEGUARD_WAVE_SCHEDULE"
 
 
 def blueprint(services: ServicesProvider) -> func.Blueprint:
@@ -50,21 +54,38 @@ async def _handle(req: func.HttpRequest, services: ServicesProvider) -> func.Htt
     ready = await services_or_503(services, "the rollout report")
     if isinstance(ready, func.HttpResponse):
         return ready
-    from shared.report import CONTENT_SECURITY_POLICY, build_rollout_report, options_from_query, render_html
+    from shared.report import (
+        HTTP_CONTENT_SECURITY_POLICY,
+        build_rollout_report,
+        options_from_query,
+        render_html,
+        stale_after_for,
+    )
 
     try:
         options = options_from_query(ready.plan, dict(req.params))
     except InvalidPayloadError as exc:
         return _problem(400, exc.message, errors=exc.errors)
     try:
-        report = await build_rollout_report(ready.plan, ready.state, now=ready.clock(), options=options)
+        report = await build_rollout_report(
+            ready.plan,
+            ready.state,
+            now=ready.clock(),
+            options=options,
+            stale_after=stale_after_for(os.environ.get(WAVE_SCHEDULE_SETTING)),
+        )
     except RetryableError as exc:
         log.warning("rollout report not built: %s", exc.message)
         return _problem(503, "the state store is not available; retry later")
     except WaveGuardError as exc:  # a stored record WaveGuard cannot read: say which
         log.error("rollout report not built: %s", exc.message)
         return _problem(500, f"the rollout report could not be built: {exc.message}")
-    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    headers = {
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+        # The page links to nothing, but a URL holding ?code= must never leave in a Referer.
+        "Referrer-Policy": "no-referrer",
+    }
     if options.format == "json":
         body = json.dumps(report.to_dict(), separators=(",", ":"))
         return func.HttpResponse(body, status_code=200, mimetype="application/json", headers=headers)
@@ -74,5 +95,5 @@ async def _handle(req: func.HttpRequest, services: ServicesProvider) -> func.Htt
         status_code=200,
         mimetype="text/html",
         charset="utf-8",
-        headers={**headers, "Content-Security-Policy": CONTENT_SECURITY_POLICY},
+        headers={**headers, "Content-Security-Policy": HTTP_CONTENT_SECURITY_POLICY},
     )

@@ -16,6 +16,7 @@ from typing import Any, cast
 import httpx
 
 from cli.main import main as waveguard_cli
+from local.demo_feedback import show_helpdesk_ticket, write_rollout_report
 from local.demo_groups import show_group_change
 from local.demo_risk import show_risk_to_on_call
 from local.demo_waves import show_wave_promotion
@@ -285,4 +286,6 @@ def run_demo(*, host_url: str, environ: Mapping[str, str]) -> None:
     step("wave promotion", lambda: show_wave_promotion(settings, environ))
     step("group changes", lambda: show_group_change(environ))
     step("risk to on-call", lambda: show_risk_to_on_call(environ))
+    step("helpdesk ticket", lambda: show_helpdesk_ticket(host_url, environ))
+    step("rollout report", lambda: write_rollout_report(environ))
     print(flush=True)

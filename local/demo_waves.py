@@ -25,6 +25,7 @@ from shared.alerting.open_alerts import ALERTS_OPEN_NAMESPACE
 from shared.config import RolloutPlan, Settings, load_settings
 from shared.errors import RetryableError
 from shared.graph import build_graph_client
+from shared.report.snapshots import clear_snapshots, record_daily_snapshots
 from shared.rollout.lifecycle import (
     APPROVALS_NAMESPACE,
     SYNC_NAMESPACE,
@@ -156,14 +157,15 @@ def _inject_clean_sign_ins(graph: httpx.Client, admin: httpx.Client, twin: str, 
 
 async def reset_rollout_state(kv: AsyncKeyValuePort, plan: RolloutPlan) -> None:
     """Forget the rollout (wave states, approvals, recorded wave groups, open alerts, the pending
-    policy sync, the per-user MFA report and ledgers): the demo starts from a planned pilot, and
-    tests that share storage start clean."""
+    policy sync, the per-user MFA report and ledgers, the report's daily snapshots): the demo starts
+    from a planned pilot, and tests that share storage start clean."""
     for wave in plan.waves:
         for namespace in (WAVES_NAMESPACE, APPROVALS_NAMESPACE, WAVE_GROUPS_NAMESPACE, ALERTS_OPEN_NAMESPACE):
             await kv.delete(namespace, wave.name)
     await kv.delete(SYNC_NAMESPACE, "baseline")
     for wave in plan.waves:
         await clear_ledger(kv, wave.name)
+        await clear_snapshots(kv, wave.name)
     await kv.delete(PERMFA_NAMESPACE, REPORT_KEY)
 
 
@@ -172,7 +174,12 @@ async def _evaluate_once(deps: LifecycleDeps, correlation_id: str) -> Evaluation
     at every quarter hour): its policy lock or a wave record it just changed is waited out."""
     for attempt in range(1, EVALUATION_ATTEMPTS + 1):
         try:
-            return await evaluate_waves(deps, correlation_id=correlation_id)
+            result = await evaluate_waves(deps, correlation_id=correlation_id)
+            # as the rollout timer does after each tick: the day's figures for the rollout report
+            await record_daily_snapshots(
+                deps.stores.kv, result, now=deps.clock(), correlation_id=correlation_id
+            )
+            return result
         except RetryableError as exc:
             if attempt == EVALUATION_ATTEMPTS:
                 raise

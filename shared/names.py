@@ -21,6 +21,8 @@ __all__ = [
     "ROUTE_GRAPH_NOTIFICATIONS",
     "ROUTE_HEALTH",
     "ROUTE_HEALTH_DETAILS",
+    "ROUTE_HELPDESK_JIRA",
+    "ROUTE_HELPDESK_TICKETS",
     "ROUTE_HR_BAMBOOHR",
     "ROUTE_HR_EVENTS",
     "ROUTE_REPORT",
@@ -48,6 +50,8 @@ POISON_SUFFIX: Final = "-poison"
 # HTTP routes, relative to host.json's routePrefix ("api"): POST /api/hr/events, ...
 ROUTE_HR_EVENTS: Final = "hr/events"
 ROUTE_HR_BAMBOOHR: Final = "hr/bamboohr"
+ROUTE_HELPDESK_TICKETS: Final = "helpdesk/tickets"
+ROUTE_HELPDESK_JIRA: Final = "helpdesk/jira"
 ROUTE_GRAPH_NOTIFICATIONS: Final = "graph/notifications"
 ROUTE_GRAPH_LIFECYCLE: Final = "graph/lifecycle"
 # planned (docs/architecture.md, 'Not built yet'): no function serves it yet

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 from typing import Annotated, Final, Literal, Self
 
-from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from shared.config.alerting import AlertingConfig
-from shared.config.base import ConfigModel, Guid, HttpUrl, Secret
+from shared.config.base import ConfigModel, Guid, HttpUrl, Secret, check_whsec
+from shared.config.helpdesk import Helpdesk
 from shared.config.risk import ResponseMode, Risk, RiskResponses
 from shared.config.waves import AUTO_WAVE, BreakGlass, NewHires, Wave
 from shared.countries import alpha2
@@ -22,6 +21,7 @@ __all__ = [
     "AllowedCountries",
     "BambooHr",
     "GroupChanges",
+    "Helpdesk",
     "HrProviders",
     "Policies",
     "RequireMfa",
@@ -58,21 +58,7 @@ DEFAULT_ADMIN_ROLES: tuple[str, ...] = (
 )
 
 
-def _check_whsec(secret: SecretStr) -> SecretStr:
-    raw = secret.get_secret_value()
-    try:
-        ok = raw.startswith("whsec_") and len(base64.b64decode(raw[6:], validate=True)) >= 16
-    except (binascii.Error, ValueError):
-        ok = False
-    if not ok:
-        # Never echo the value: it is (or is meant to be) a secret.
-        raise PydanticCustomError(
-            "whsec", "expected a Standard Webhooks secret: 'whsec_' then base64 of >= 16 bytes"
-        )
-    return secret
-
-
-WebhookSecret = Annotated[Secret, AfterValidator(_check_whsec)]
+WebhookSecret = Annotated[Secret, AfterValidator(check_whsec)]
 
 
 class Tenant(ConfigModel):
@@ -148,17 +134,32 @@ _NON_PUBLIC: Final = tuple(
         "fc00::/7",
         "fe80::/10",
         "ff00::/8",
+        # an IPv4 address written as IPv6 (IPv4-mapped), NAT64 translation prefixes: Entra sees the
+        # IPv4 address itself, so give that
+        "::ffff:0:0/96",
+        "64:ff9b::/96",
+        "64:ff9b:1::/48",
+        # documentation ranges (RFC 5737, RFC 3849, RFC 9637): examples, never a real egress
+        "192.0.2.0/24",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "2001:db8::/32",
+        "3fff::/20",
     )
 )
-# Entra refuses a named location range wider than /8.
-_WIDEST_PREFIX: Final = 8
+# Entra refuses a named location range wider than /8 (IPv4). An IPv6 /32 is already a whole ISP's
+# allocation: nothing wider is one organisation's network.
+_WIDEST_PREFIX: Final = {4: 8, 6: 32}
+# Graph's limits: up to 195 named locations per tenant, up to 2,000 IP ranges per named location.
+MAX_NAMED_LOCATIONS: Final = 195
+MAX_RANGES_PER_LOCATION: Final = 2000
 
 
 def _check_cidr(value: str) -> str:
     text = value.strip()
     if "/" not in text:
         raise PydanticCustomError(
-            "cidr", "expected a CIDR range such as 203.0.113.0/24 (one address is 203.0.113.7/32)"
+            "cidr", "expected a CIDR range such as 203.0.114.0/24 (one address is 203.0.114.7/32)"
         )
     try:
         network = ipaddress.ip_network(text, strict=True)
@@ -167,26 +168,37 @@ def _check_cidr(value: str) -> str:
             loose = ipaddress.ip_network(text, strict=False)
         except ValueError:
             raise PydanticCustomError(
-                "cidr", "expected a CIDR range such as 203.0.113.0/24 or 2001:db8::/48"
+                "cidr", "expected a CIDR range such as 203.0.114.0/24 or 2001:4860::/48"
             ) from None
         raise PydanticCustomError(
             "cidr",
             "{value} has host bits set; did you mean {network}?",
             {"value": text, "network": str(loose)},
         ) from None
-    if network.prefixlen < _WIDEST_PREFIX:
+    widest = _WIDEST_PREFIX[network.version]
+    if network.prefixlen < widest:
         raise PydanticCustomError(
-            "cidr", "Entra accepts ranges of /8 or narrower, got /{prefix}", {"prefix": network.prefixlen}
+            "cidr",
+            "IPv{version} ranges must be /{widest} or narrower, got /{prefix}",
+            {"version": network.version, "widest": widest, "prefix": network.prefixlen},
         )
     if any(network.version == other.version and network.overlaps(other) for other in _NON_PUBLIC):
         raise PydanticCustomError(
             "cidr",
-            "{network} is a private, loopback, link-local or multicast range: Entra only ever sees the "
-            "public address a sign-in comes from, so it would never match (give the office's public "
-            "egress range)",
+            "{network} is not a public range (private, CGNAT, loopback, link-local, multicast, "
+            "documentation, IPv4-mapped or NAT64): Entra only ever sees the public address a sign-in "
+            "comes from, so it would never match (give the office's public egress range)",
             {"network": str(network)},
         )
     return str(network)
+
+
+def _check_name(value: str) -> str:
+    if value != value.strip():
+        raise PydanticCustomError(
+            "name", "{value} starts or ends with a space: remove it", {"value": repr(value)}
+        )
+    return value
 
 
 def _check_country(value: str) -> str:
@@ -232,13 +244,18 @@ class RequireMfa(ConfigModel):
 class TrustedLocation(ConfigModel):
     """A network WaveGuard keeps as a trusted ``ipNamedLocation``; the Require MFA policies skip it."""
 
-    name: Annotated[str, Field(min_length=1, max_length=100)]
-    ip_ranges: Annotated[list[CidrRange], Field(min_length=1, max_length=2000)]
+    name: Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_check_name)]
+    ip_ranges: Annotated[list[CidrRange], Field(min_length=1, max_length=MAX_RANGES_PER_LOCATION)]
+    # Graph's isTrusted: the Require MFA policies exclude the location by id, which needs no trust
+    # mark; marked trusted it also joins "AllTrusted" in every other policy of the tenant and lowers
+    # Identity Protection's sign-in risk from it, so that is an explicit choice.
+    is_trusted: bool = False
 
     @field_validator("ip_ranges")
     @classmethod
     def _distinct(cls, value: list[str]) -> list[str]:
-        return _unique(value, "range")
+        # Compared as networks (after normalisation: 2001:4860::/48 and 2001:4860:0::/48 are one).
+        return _unique([str(ipaddress.ip_network(v)) for v in value], "range")
 
 
 class SignInRisk(ConfigModel):
@@ -290,6 +307,15 @@ class AllowedCountries(ConfigModel):
     # Addresses Entra cannot place in a country count as allowed (default: they are "outside").
     include_unknown_countries: bool = False
 
+    @field_validator("countries", mode="before")
+    @classmethod
+    def _yaml_norway(cls, value: object) -> object:
+        if isinstance(value, list) and any(v is False for v in value):
+            raise PydanticCustomError(
+                "country", "a country read as false: YAML reads NO (Norway) as false; quote it: 'NO'"
+            )
+        return value
+
     @field_validator("countries")
     @classmethod
     def _distinct(cls, value: list[str]) -> list[str]:
@@ -324,6 +350,15 @@ class Policies(ConfigModel):
     @classmethod
     def _distinct_locations(cls, value: list[TrustedLocation]) -> list[TrustedLocation]:
         _unique([location.name for location in value], "name")
+        # The allowed countries take one more; the tenant's own named locations count too (Graph
+        # refuses the create past its limit).
+        if len(value) >= MAX_NAMED_LOCATIONS:
+            raise PydanticCustomError(
+                "too_many",
+                "{count} trusted locations: Graph takes at most {limit} named locations per tenant "
+                "(the allowed countries take one more): merge networks into fewer locations",
+                {"count": len(value), "limit": MAX_NAMED_LOCATIONS},
+            )
         return value
 
     @model_validator(mode="after")
@@ -381,6 +416,7 @@ class RolloutPlan(ConfigModel):
     waves: Annotated[list[Wave], Field(min_length=1)]
     new_hires: NewHires
     hr_providers: HrProviders = HrProviders()
+    helpdesk: Helpdesk = Helpdesk()
     policies: Policies = Policies()
     risk: Risk = Risk()
     alerting: AlertingConfig

@@ -12,9 +12,13 @@ before anything is sent:
 - a write to a break-glass account itself or its authentication (``PATCH``/``DELETE
   /users/{id}``, anything under ``/users/{id}/authentication``: a TAP, a method removed, a per-user
   MFA change), by object id or userPrincipalName;
-- a Conditional Access policy write whose users condition lacks the break-glass exclusion (the
-  exclusion group in ``excludeGroups``, or every break-glass account in ``excludeUsers``), and a
-  PATCH that enables a policy whose live users condition lacks it.
+- a Conditional Access policy write whose users condition lacks the break-glass exclusion: the
+  exclusion group in ``excludeGroups`` AND every break-glass account in ``excludeUsers`` (both: a
+  policy excluding only the group locks out an account someone removed from it, one excluding only
+  the accounts locks out an account added later), checked on every create (``POST``/``PUT``) and
+  every ``conditions`` update; and any other PATCH (a state, grant or session change) after which
+  the policy (the live one with the patch applied, read with a GET) would be enabled while its live
+  users condition lacks that exclusion.
 
 The break-glass account ids and the exclusion group id come from the plan's ``breakGlass`` section,
 resolved through the same client (plain GETs, once per guard); when they cannot be resolved every
@@ -177,22 +181,30 @@ class BreakGlassGuard:
             return  # deleting a policy removes enforcement; it can never lock anyone out
         if not isinstance(body, dict):
             self._refuse("a Conditional Access policy write without a JSON body")
-        conditions = body.get("conditions")
-        if method == "POST" or conditions is not None:
+        if method in {"POST", "PUT"} or "conditions" in body:
+            conditions = body.get("conditions")
             users = conditions.get("users") if isinstance(conditions, dict) else None
             if not _excludes(users, ids):
-                self._refuse("a Conditional Access policy without the break-glass exclusion")
-            return
-        if body.get("state") == "enabled":
-            # Enabling without touching the conditions: the live policy must already exclude break-glass.
-            live = await self._get_json(path)
-            live_users = (
-                (live or {}).get("conditions", {}).get("users") if isinstance(live, Mapping) else None
-            )
-            if not _excludes(live_users, ids):
                 self._refuse(
-                    "enabling a Conditional Access policy whose users lack the break-glass exclusion"
+                    "a Conditional Access policy without the break-glass exclusion (the exclusion group "
+                    "in excludeGroups and every break-glass account in excludeUsers)"
                 )
+            return
+        # Any other PATCH (state, grant or session controls): the policy it leaves behind is the live
+        # one with this patch applied; if that is enabled, its live users must exclude break-glass.
+        live = await self._get_json(path)
+        live_state = live.get("state") if isinstance(live, Mapping) else None
+        state = body.get("state", live_state)
+        if state != "enabled":
+            return
+        conditions = live.get("conditions") if isinstance(live, Mapping) else None
+        live_users = conditions.get("users") if isinstance(conditions, Mapping) else None
+        if not _excludes(live_users, ids):
+            self._refuse(
+                "a write leaving a Conditional Access policy enabled while its users lack the break-glass "
+                "exclusion (the exclusion group in excludeGroups and every break-glass account in "
+                "excludeUsers)"
+            )
 
     def _refuse(self, what: str) -> NoReturn:
         self.refused += 1
@@ -204,7 +216,9 @@ def _excludes(users: Any, ids: BreakGlassIds) -> bool:
         return False
     groups = {str(g).lower() for g in users.get("excludeGroups") or [] if isinstance(g, str)}
     accounts = {str(u).lower() for u in users.get("excludeUsers") or [] if isinstance(u, str)}
-    return ids.exclusion_group_id in groups or (bool(ids.account_ids) and ids.account_ids <= accounts)
+    # Both, always: the group alone loses an account taken out of it, the accounts alone miss one
+    # added to the group later.
+    return ids.exclusion_group_id in groups and ids.account_ids <= accounts
 
 
 def _graph_path(url: str) -> str:

@@ -20,11 +20,14 @@ from shared.report.model import (
     WaveSection,
     build_rollout_report,
     options_from_query,
+    parse_days,
     report_options,
+    stale_after_for,
 )
-from shared.report.render import CONTENT_SECURITY_POLICY, render_html
+from shared.report.render import CONTENT_SECURITY_POLICY, HTTP_CONTENT_SECURITY_POLICY, render_html
 from shared.report.snapshots import (
     DailySnapshot,
+    clear_snapshots,
     read_snapshots,
     record_daily_snapshots,
     snapshot_namespace,
@@ -34,6 +37,7 @@ from shared.report.snapshots import (
 __all__ = [
     "CONTENT_SECURITY_POLICY",
     "DEFAULT_DAYS",
+    "HTTP_CONTENT_SECURITY_POLICY",
     "MAX_DAYS",
     "WAVE_CHARTS",
     "Chart",
@@ -44,11 +48,14 @@ __all__ = [
     "TimelineEvent",
     "WaveSection",
     "build_rollout_report",
+    "clear_snapshots",
     "options_from_query",
+    "parse_days",
     "read_snapshots",
     "record_daily_snapshots",
     "render_html",
     "report_options",
     "snapshot_namespace",
+    "stale_after_for",
     "write_daily_snapshots",
 ]

@@ -19,13 +19,14 @@ from shared.alerting.open_alerts import OpenAlert, list_open_alerts
 from shared.config.plan import RolloutPlan
 from shared.config.waves import Wave
 from shared.errors import FieldError, InvalidPayloadError
-from shared.report.snapshots import DailySnapshot, read_snapshots
+from shared.report.snapshots import MAX_WINDOW_DAYS, DailySnapshot, read_snapshots
 from shared.rollout.wave_state import WaveState, WaveStatus, read_wave_state
 from shared.state import AsyncStores, AuditEntry, parse_iso
 from shared.state.audit import MAX_LIST_LIMIT
 
 __all__ = [
     "DEFAULT_DAYS",
+    "DEFAULT_STALE_AFTER",
     "MAX_DAYS",
     "QUERY_PARAMETERS",
     "STATE_LEVELS",
@@ -40,11 +41,16 @@ __all__ = [
     "WaveSection",
     "build_rollout_report",
     "options_from_query",
+    "parse_days",
     "report_options",
+    "stale_after_for",
 ]
 
 DEFAULT_DAYS: Final = 90
-MAX_DAYS: Final = 366
+MAX_DAYS: Final = MAX_WINDOW_DAYS
+# Figures older than this are flagged stale: two periods of the rollout timer's default schedule
+# (every 15 minutes); ``stale_after_for`` reads the schedule actually set.
+DEFAULT_STALE_AFTER: Final = timedelta(minutes=30)
 # The lifecycle's states bottom to top: the y axis of the state timeline.
 STATE_LEVELS: Final[tuple[str, ...]] = tuple(s.value for s in WaveState)
 _TRANSITION: Final = "wave.transition"
@@ -89,6 +95,37 @@ def report_options(
     return ReportOptions(wave, days, "json" if format == "json" else "html")
 
 
+def parse_days(raw: object) -> int | None:
+    """The history window of ``--days`` / ``?days=``: ASCII digits only (``str.isdigit`` accepts
+    ``²``, which ``int`` refuses), 1 to ``MAX_DAYS``; else None."""
+    text = str(raw).strip()
+    if not re.fullmatch(r"[0-9]{1,4}", text):
+        return None
+    days = int(text)
+    return days if 1 <= days <= MAX_DAYS else None
+
+
+_UNITS: Final = (timedelta(seconds=1), timedelta(minutes=1), timedelta(hours=1), timedelta(days=1))
+
+
+def stale_after_for(schedule: str | None) -> timedelta:
+    """Two periods of the rollout timer's NCRONTAB ``schedule`` (six fields, seconds first): the age
+    past which a wave's latest figures are flagged stale. Reads the common shapes (``0 */15 * * * *``
+    every 15 minutes, ``0 0 * * * *`` hourly, ``*/30 * * * * *``); anything else, or no schedule,
+    gives ``DEFAULT_STALE_AFTER``."""
+    fields = (schedule or "").split()
+    if len(fields) != 6:
+        return DEFAULT_STALE_AFTER
+    for index, text in enumerate(fields[:4]):
+        if re.fullmatch(r"[0-9]{1,2}", text):
+            continue  # a fixed second, minute or hour: the period is a larger unit
+        step = re.fullmatch(r"\*(?:/([0-9]{1,3}))?", text)
+        if step is None or any(f != "*" for f in fields[index + 1 :]):
+            return DEFAULT_STALE_AFTER
+        return 2 * _UNITS[index] * max(1, int(step.group(1) or 1))
+    return DEFAULT_STALE_AFTER
+
+
 def options_from_query(plan: RolloutPlan, query: Mapping[str, str]) -> ReportOptions:
     """The options of ``GET /api/report?wave=&days=&format=``.
 
@@ -101,7 +138,7 @@ def options_from_query(plan: RolloutPlan, query: Mapping[str, str]) -> ReportOpt
         for k in unknown
     ]
     raw_days = query.get("days", str(DEFAULT_DAYS)).strip()
-    days = int(raw_days) if re.fullmatch(r"[0-9]{1,4}", raw_days) else -1
+    days = int(raw_days) if re.fullmatch(r"[0-9]{1,4}", raw_days) else -1  # the range: report_options
     try:
         options = report_options(
             plan, wave=query.get("wave") or None, days=days, format=query.get("format", "html")
@@ -222,6 +259,8 @@ class WaveSection:
     charts: tuple[Chart, ...]
     open_alerts: tuple[OpenAlert, ...]
     notes: tuple[str, ...] = ()
+    # The latest figures are older than the report's ``stale_after`` (the timer has not written since).
+    stale: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -231,6 +270,8 @@ class WaveSection:
             "state": self.state,
             "since": self.since.isoformat() if self.since else None,
             "latest": self.latest.to_json() if self.latest else None,
+            "figuresAt": self.latest.at.isoformat() if self.latest else None,
+            "stale": self.stale,
             "events": [e.to_dict() for e in self.events],
             "charts": [c.to_dict() for c in self.charts],
             "openAlerts": [a.to_dict() for a in self.open_alerts],
@@ -249,6 +290,7 @@ class RolloutReport:
     waves: tuple[WaveSection, ...]
     per_user_mfa_at: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    stale_after: timedelta = DEFAULT_STALE_AFTER
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -256,6 +298,7 @@ class RolloutReport:
             "generatedAt": self.generated_at.isoformat(),
             "days": self.days,
             "windowStart": self.window_start.isoformat(),
+            "staleAfterSeconds": int(self.stale_after.total_seconds()),
             "perUserMfaReportAt": self.per_user_mfa_at,
             "waves": [w.to_dict() for w in self.waves],
             "notes": list(self.notes),
@@ -263,9 +306,15 @@ class RolloutReport:
 
 
 async def build_rollout_report(
-    plan: RolloutPlan, stores: AsyncStores, *, now: datetime, options: ReportOptions = ReportOptions()
+    plan: RolloutPlan,
+    stores: AsyncStores,
+    *,
+    now: datetime,
+    options: ReportOptions = ReportOptions(),
+    stale_after: timedelta = DEFAULT_STALE_AFTER,
 ) -> RolloutReport:
-    """Read the state tables and put the report together (no Graph call).
+    """Read the state tables and put the report together (no Graph call). A wave whose latest
+    snapshot is older than ``stale_after`` (``stale_after_for`` the timer's schedule) is flagged stale.
 
     Raises:
         InvalidPayloadError: ``options`` name a wave the plan does not have, or a stored wave
@@ -277,12 +326,16 @@ async def build_rollout_report(
     checked = report_options(plan, wave=options.wave, days=options.days, format=options.format)
     now = now.astimezone(UTC)
     window_start = now - timedelta(days=checked.days)
-    entries = await stores.audit.list(since=window_start, limit=MAX_LIST_LIMIT)
+    # Only the transitions and approvals, selected by the store: however many other entries the
+    # window holds (a per-user MFA migration writes hundreds), they never crowd these out.
+    entries = await stores.audit.list_actions(
+        (_TRANSITION, _APPROVAL), target=checked.wave, since=window_start, limit=MAX_LIST_LIMIT
+    )
     notes: list[str] = []
     if len(entries) >= MAX_LIST_LIMIT:
         oldest = entries[-1].at.isoformat(timespec="minutes") if entries[-1].at else "?"
         notes.append(
-            f"The audit log held more than {MAX_LIST_LIMIT} entries in this window; transitions before "
+            f"More than {MAX_LIST_LIMIT} transitions and approvals in this window; those before "
             f"{oldest} are shown from the daily snapshots (when, not who or why)."
         )
     saved = await last_report(stores.kv)
@@ -301,6 +354,14 @@ async def build_rollout_report(
         wave_notes = []
         if read.unreadable:
             wave_notes.append(f"{read.unreadable} stored daily snapshot(s) unreadable and left out.")
+        latest = read.snapshots[-1] if read.snapshots else None
+        stale = latest is not None and now - latest.at > stale_after
+        if latest is not None and stale:
+            wave_notes.append(
+                f"These figures are of {_short(latest.at)}, older than {_span(stale_after)} (two rollout "
+                "timer periods): the timer has not written since (stopped, failing, or this wave no "
+                "longer evaluated)."
+            )
         sections.append(
             WaveSection(
                 name=wave.name,
@@ -308,11 +369,12 @@ async def build_rollout_report(
                 promotion=wave.promotion,
                 state=status.state.value,
                 since=status.since,
-                latest=read.snapshots[-1] if read.snapshots else None,
+                latest=latest,
                 events=events,
                 charts=tuple(build(inputs) for build in WAVE_CHARTS),
                 open_alerts=tuple(await list_open_alerts(stores.kv, wave.name)),
                 notes=tuple(wave_notes),
+                stale=stale,
             )
         )
     return RolloutReport(
@@ -323,6 +385,7 @@ async def build_rollout_report(
         waves=tuple(sections),
         per_user_mfa_at=per_user_at,
         notes=tuple(notes),
+        stale_after=stale_after,
     )
 
 
@@ -431,6 +494,19 @@ def _daily(
     )
 
 
+def _gate(
+    snapshots: Sequence[DailySnapshot], threshold: Callable[[DailySnapshot], float | None]
+) -> Line | None:
+    """The gate as each day's own row recorded it (a plan change moves the line on its day, never
+    back through history); named by today's value, and "now" when it was not always that."""
+    _, values = _daily(snapshots, threshold)
+    known = [v for v in values if v is not None]
+    if not known:
+        return None
+    name = f"gate {known[-1]:.0%}" if len(set(known)) == 1 else f"gate (now {known[-1]:.0%})"
+    return Line(name, values, "threshold")
+
+
 _NO_SNAPSHOT: Final = "No daily snapshot yet: the rollout timer writes one per wave each day it runs."
 
 
@@ -439,9 +515,9 @@ def _registration(inputs: WaveInputs) -> Chart:
     labels, values = _daily(inputs.snapshots, lambda s: s.registration_rate)
     latest = inputs.snapshots[-1] if inputs.snapshots else None
     lines = [Line("registered", values)]
-    threshold = latest.registration_threshold if latest else None
-    if threshold is not None and labels:
-        lines.append(Line(f"gate {threshold:.0%}", tuple(threshold for _ in labels), "threshold"))
+    gate = _gate(inputs.snapshots, lambda s: s.registration_threshold)
+    if gate is not None:
+        lines.append(gate)
     caption = (
         f"Latest ({latest.day.isoformat()}): {latest.registered} of {latest.members} members registered."
         if latest
@@ -456,9 +532,9 @@ def _report_only(inputs: WaveInputs) -> Chart:
     labels, values = _daily(inputs.snapshots, lambda s: s.report_only_failure_rate)
     latest = inputs.snapshots[-1] if inputs.snapshots else None
     lines = [Line("would have failed", values)]
-    threshold = latest.report_only_threshold if latest else None
-    if threshold is not None and labels:
-        lines.append(Line(f"gate {threshold:.0%}", tuple(threshold for _ in labels), "threshold"))
+    gate = _gate(inputs.snapshots, lambda s: s.report_only_threshold)
+    if gate is not None:
+        lines.append(gate)
     caption = f"Latest ({latest.day.isoformat()}): {latest.report_only_detail}." if latest else ""
     empty = (
         _NO_SNAPSHOT
@@ -553,6 +629,15 @@ def _saved_at(text: str | None) -> str:
 
 def _short(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _span(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    for size, unit in ((86_400, "day"), (3_600, "hour"), (60, "minute"), (1, "second")):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
 
 
 # Each wave's charts, in the order shown. A new figure: a builder here (and, for history, a field

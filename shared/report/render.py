@@ -20,12 +20,15 @@ from shared.report.model import STATE_LEVELS, Chart, RolloutReport, TimelineEven
 if TYPE_CHECKING:
     from xml.etree.ElementTree import Element
 
-__all__ = ["CONTENT_SECURITY_POLICY", "render_html"]
+__all__ = ["CONTENT_SECURITY_POLICY", "HTTP_CONTENT_SECURITY_POLICY", "render_html"]
 
 # No script, no connection, no frame; the page's and the charts' inline styles, inline images only.
 CONTENT_SECURITY_POLICY: Final = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 )
+# The endpoint's header adds what a <meta> policy cannot carry (browsers ignore it there, with a
+# console error): no site may frame the report.
+HTTP_CONTENT_SECURITY_POLICY: Final = CONTENT_SECURITY_POLICY + "; frame-ancestors 'none'"
 _FONT: Final = 'system-ui, -apple-system, "Segoe UI", Roboto, "Liberation Sans", Arial, sans-serif'
 _DATA_COLOUR: Final = "#1f5fbf"
 _THRESHOLD_COLOUR: Final = "#9a6700"
@@ -66,6 +69,9 @@ td.num,th.num{text-align:right}
 ol.events{padding-left:1.2rem;margin:.25rem 0}
 ol.events li{margin:.2rem 0}
 .sev-critical{color:#cf222e;font-weight:600}
+.overview .at{font-size:.8rem;color:#57606a;margin-top:.15rem}
+.stale{display:inline-block;font-size:.75rem;font-weight:600;color:#fff;background:#cf222e;
+padding:0 .4rem;border-radius:1rem}
 .notes{background:#fff8c5;border-radius:6px;padding:.5rem .75rem}
 footer{color:#57606a;font-size:.85rem;padding-bottom:2rem}
 """
@@ -82,6 +88,7 @@ def render_html(report: RolloutReport) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f'<meta http-equiv="Content-Security-Policy" content="{_e(CONTENT_SECURITY_POLICY)}">',
         '<meta name="robots" content="noindex">',
+        '<meta name="referrer" content="no-referrer">',
         f"<title>{_e(title)}</title>",
         f"<style>{_CSS}</style>",
         "</head>",
@@ -139,17 +146,32 @@ def _overview(waves: Sequence[WaveSection]) -> str:
         rows.append(
             "<tr>"
             f'<td><a href="#{_e(_anchor(w.name))}">{_e(w.name)}</a></td>'
-            f'<td><span class="state state-{_e(w.state)}">{_e(w.state)}</span></td>'
+            f'<td><span class="state state-{_e(w.state)}">{_e(w.state)}</span>{_figures_at(w)}</td>'
             f'<td class="num">{_e(registered)}</td>'
             f'<td class="num">{len(w.open_alerts)}</td>'
             "</tr>"
         )
     return (
-        '<div class="scroll"><table class="overview"><thead><tr><th>Wave</th><th>State</th>'
+        '<div class="scroll"><table class="overview"><thead><tr><th>Wave</th><th>State (figures of)</th>'
         '<th class="num">Registered</th><th class="num">Open alerts</th></tr></thead><tbody>'
         + "".join(rows)
         + "</tbody></table></div>"
     )
+
+
+def _figures_at(section: WaveSection) -> str:
+    """When the wave's latest figures were measured (HTML, under its state), flagged when the report
+    found them stale; nothing when there are none."""
+    if section.latest is None:
+        return ""
+    at = section.latest.at.astimezone(UTC)
+    when = f'<time datetime="{_e(at.isoformat())}">{_e(_when(at))}</time>'
+    stale = (
+        ' <span class="stale" title="the rollout timer has not written since">stale</span>'
+        if section.stale
+        else ""
+    )
+    return f'<div class="at">{when}{stale}</div>'
 
 
 def _wave(section: WaveSection) -> str:
@@ -158,6 +180,7 @@ def _wave(section: WaveSection) -> str:
         ("state", section.state),
         ("since", _when(section.since) if section.since else "-"),
         ("promotion", section.promotion),
+        ("figures of", (_when(latest.at) + (" (stale)" if section.stale else "")) if latest else "-"),
         ("members", str(latest.members) if latest else "-"),
         ("registered", _percent(latest.registration_rate) if latest else "-"),
         ("report-only failures", _percent(latest.report_only_failure_rate) if latest else "-"),

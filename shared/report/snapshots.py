@@ -5,6 +5,11 @@ the UTC day, keyed by the day, so the last tick of a day leaves that day's figur
 same day overwrites instead of adding. The rows live in the state table (namespace
 ``report-snapshots-<wave>``, key ``YYYY-MM-DD``), next to the wave state they describe.
 
+Rows older than the longest window a report can ask for (``KEEP_DAYS``, a margin beyond
+``MAX_WINDOW_DAYS``) are deleted as the timer writes, a few per wave per tick, and the reader asks
+the store for the window's days only (a key range), so the history neither grows without end nor
+reads the wrong end of it.
+
 A snapshot failing to write never fails the tick: the rollout matters more than its report.
 """
 
@@ -14,21 +19,26 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from shared.errors import InvalidPayloadError, WaveGuardError
+from shared.errors import InvalidPayloadError
 from shared.state import AsyncKeyValuePort
 
 if TYPE_CHECKING:
     from shared.rollout.lifecycle.evaluate import EvaluationResult, WaveDecision
 
 __all__ = [
+    "KEEP_DAYS",
     "MAX_SNAPSHOTS_READ",
+    "MAX_WINDOW_DAYS",
+    "PRUNE_PER_TICK",
     "SNAPSHOT_VERSION",
     "DailySnapshot",
     "SnapshotRead",
+    "clear_snapshots",
     "parse_snapshots",
+    "prune_snapshots",
     "read_snapshots",
     "record_daily_snapshots",
     "snapshot_namespace",
@@ -40,7 +50,14 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_VERSION: Final = 1
 _NAMESPACE_PREFIX: Final = "report-snapshots-"
-# Rows read per wave: more than two years of days.
+# The longest history a report shows (``--days`` / ``?days=``).
+MAX_WINDOW_DAYS: Final = 366
+# Rows kept per wave: the longest window and a fortnight's margin; older rows are deleted.
+KEEP_DAYS: Final = MAX_WINDOW_DAYS + 14
+# Old rows deleted per wave per tick: bounded work; a backlog (the timer stopped for a while, or
+# rows from before pruning existed) goes at this rate, every tick.
+PRUNE_PER_TICK: Final = 10
+# Rows read per wave: more than the days kept, so a window is read whole.
 MAX_SNAPSHOTS_READ: Final = 1000
 
 
@@ -149,7 +166,8 @@ def snapshot_of(decision: WaveDecision, *, now: datetime) -> DailySnapshot:
 async def write_daily_snapshots(
     kv: AsyncKeyValuePort, result: EvaluationResult, *, now: datetime
 ) -> list[DailySnapshot]:
-    """One row per evaluated wave for ``now``'s UTC day (upserted: the day's last write wins).
+    """One row per evaluated wave for ``now``'s UTC day (upserted: the day's last write wins), then
+    up to ``PRUNE_PER_TICK`` of the wave's rows older than ``KEEP_DAYS`` deleted.
 
     Raises:
         RetryableError: the store is unavailable.
@@ -159,22 +177,57 @@ async def write_daily_snapshots(
         snapshot = snapshot_of(decision, now=now)
         await kv.put(snapshot_namespace(snapshot.wave), snapshot.day.isoformat(), snapshot.to_json())
         written.append(snapshot)
+    for snapshot in written:
+        await prune_snapshots(kv, snapshot.wave, today=snapshot.day)
     return written
+
+
+async def prune_snapshots(
+    kv: AsyncKeyValuePort, wave: str, *, today: date, limit: int = PRUNE_PER_TICK
+) -> int:
+    """Delete up to ``limit`` of ``wave``'s rows from before ``today - KEEP_DAYS`` (oldest first, read
+    by a key range: only those rows); returns how many.
+
+    Raises:
+        RetryableError: the store is unavailable.
+    """
+    cutoff = (today - timedelta(days=KEEP_DAYS)).isoformat()
+    namespace = snapshot_namespace(wave)
+    old = await kv.items(namespace, stop=cutoff, limit=limit)
+    for key, _ in old:
+        await kv.delete(namespace, key)
+    return len(old)
+
+
+async def clear_snapshots(kv: AsyncKeyValuePort, wave: str) -> int:
+    """Delete every daily snapshot of ``wave`` (the demo's reset); returns how many.
+
+    Raises:
+        RetryableError: the store is unavailable.
+    """
+    namespace = snapshot_namespace(wave)
+    deleted: set[str] = set()
+    while fresh := [k for k, _ in await kv.items(namespace, limit=MAX_SNAPSHOTS_READ) if k not in deleted]:
+        for key in fresh:  # a row that outlived its delete is not read forever
+            await kv.delete(namespace, key)
+        deleted.update(fresh)
+    return len(deleted)
 
 
 async def record_daily_snapshots(
     kv: AsyncKeyValuePort, result: EvaluationResult | None, *, now: datetime, correlation_id: str = ""
 ) -> int:
     """``write_daily_snapshots`` for the rollout timer: the rows written (0 when the tick failed or
-    the store did); a failure is logged and never raised, so it cannot hold the rollout."""
+    the write did). Any failure, expected (storage down) or not (a bug), is logged with its traceback
+    and never raised, so the report can never hold the rollout."""
     if result is None or result.dry_run:
         return 0
     try:
         return len(await write_daily_snapshots(kv, result, now=now))
-    except WaveGuardError as exc:
-        log.warning(
+    except Exception:
+        log.exception(
             "daily report snapshot not written; the next tick writes it",
-            extra={"correlation_id": correlation_id, "error": type(exc).__name__},
+            extra={"correlation_id": correlation_id},
         )
         return 0
 
@@ -190,11 +243,14 @@ class SnapshotRead:
 async def read_snapshots(kv: AsyncKeyValuePort, wave: str, *, since: date | None = None) -> SnapshotRead:
     """``wave``'s daily snapshots from ``since`` on, oldest first; malformed rows are counted, not fatal.
 
+    The store reads the days from ``since`` on (a key range), never the namespace's first rows.
+
     Raises:
         RetryableError: the store is unavailable.
     """
-    rows = await kv.values(snapshot_namespace(wave), limit=MAX_SNAPSHOTS_READ)
-    return parse_snapshots(wave, rows, since=since)
+    start = since.isoformat() if since is not None else None
+    rows = await kv.items(snapshot_namespace(wave), start=start, limit=MAX_SNAPSHOTS_READ)
+    return parse_snapshots(wave, [value for _, value in rows], since=since)
 
 
 def parse_snapshots(wave: str, rows: Sequence[object], *, since: date | None = None) -> SnapshotRead:

@@ -70,6 +70,13 @@ class AsyncKeyValuePort(Protocol):
         """Up to ``limit`` values stored in ``namespace``."""
         ...
 
+    async def items(
+        self, namespace: str, *, start: str | None = None, stop: str | None = None, limit: int = 1000
+    ) -> builtins.list[tuple[str, Any]]:
+        """Up to ``limit`` (key, value) pairs of ``namespace`` with ``start <= key < stop``, in key
+        order, selected by the store (a range query in Azure Tables)."""
+        ...
+
 
 class AsyncAuditPort(Protocol):
     """Append-only audit trail of every write WaveGuard makes."""
@@ -80,6 +87,18 @@ class AsyncAuditPort(Protocol):
 
     async def list(self, *, since: datetime | None = None, limit: int = 100) -> builtins.list[AuditEntry]:
         """Entries newest first, at or after ``since``, at most ``limit``."""
+        ...
+
+    async def list_actions(
+        self,
+        actions: Sequence[str],
+        *,
+        target: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> builtins.list[AuditEntry]:
+        """Entries of those ``actions`` (and that ``target``), newest first, at or after ``since``, at
+        most ``limit``; selected by the store, so other entries never crowd them out."""
         ...
 
 
@@ -128,6 +147,11 @@ class AsyncKeyValue:
     async def values(self, namespace: str, *, limit: int = 1000) -> builtins.list[Any]:
         return await self._offload(self.sync.values, namespace, limit=limit)
 
+    async def items(
+        self, namespace: str, *, start: str | None = None, stop: str | None = None, limit: int = 1000
+    ) -> builtins.list[tuple[str, Any]]:
+        return await self._offload(self.sync.items, namespace, start=start, stop=stop, limit=limit)
+
 
 class AsyncAudit:
     """``AuditPort`` with every call offloaded; the same errors as the synchronous store."""
@@ -141,3 +165,13 @@ class AsyncAudit:
 
     async def list(self, *, since: datetime | None = None, limit: int = 100) -> builtins.list[AuditEntry]:
         return await self._offload(self.sync.list, since=since, limit=limit)
+
+    async def list_actions(
+        self,
+        actions: Sequence[str],
+        *,
+        target: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> builtins.list[AuditEntry]:
+        return await self._offload(self.sync.list_actions, actions, target=target, since=since, limit=limit)

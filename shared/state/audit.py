@@ -6,6 +6,7 @@ import builtins
 import json
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Final
@@ -13,10 +14,12 @@ from typing import Final
 from shared.errors import InvalidPayloadError
 from shared.state.ports import AuditEntry, Clock, utc_now
 
-__all__ = ["MAX_DETAILS_CHARS", "MAX_LIST_LIMIT", "AuditLog"]
+__all__ = ["MAX_ACTIONS_PER_QUERY", "MAX_DETAILS_CHARS", "MAX_LIST_LIMIT", "AuditLog"]
 
 MAX_DETAILS_CHARS: Final = 30_000
 MAX_LIST_LIMIT: Final = 1000
+# Azure Tables allows 15 comparisons in one filter: the two key bounds, the target and these.
+MAX_ACTIONS_PER_QUERY: Final = 10
 
 
 class AuditLog(ABC):
@@ -54,6 +57,37 @@ class AuditLog(ABC):
             raise InvalidPayloadError.for_field("since", "must be timezone-aware")
         return self._list(since.astimezone(UTC) if since else None, limit)
 
+    def list_actions(
+        self,
+        actions: Sequence[str],
+        *,
+        target: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> builtins.list[AuditEntry]:
+        """Entries whose action is one of ``actions`` (and whose target is ``target``, when given), at
+        or after ``since``, newest first, at most ``limit`` (1 to 1000). The store selects them (in
+        Azure Tables a filter on ``Action`` / ``Target`` evaluated by the service), so however many
+        other entries the log holds, they never crowd these out.
+
+        Raises:
+            InvalidPayloadError: no action, more than ``MAX_ACTIONS_PER_QUERY``, an empty one or an
+                empty target, ``limit`` out of range, or ``since`` without a time zone.
+            RetryableError: the store is unavailable.
+        """
+        wanted = tuple(dict.fromkeys(actions))
+        if not 1 <= len(wanted) <= MAX_ACTIONS_PER_QUERY or not all(isinstance(a, str) and a for a in wanted):
+            raise InvalidPayloadError.for_field(
+                "actions", f"expected 1 to {MAX_ACTIONS_PER_QUERY} non-empty action names"
+            )
+        if target is not None and not target:
+            raise InvalidPayloadError.for_field("target", "expected a non-empty target, or none")
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidPayloadError.for_field("limit", f"expected 1 to {MAX_LIST_LIMIT}")
+        if since is not None and since.tzinfo is None:
+            raise InvalidPayloadError.for_field("since", "must be timezone-aware")
+        return self._list_actions(wanted, target, since.astimezone(UTC) if since else None, limit)
+
     @abstractmethod
     def _append(self, entry: AuditEntry) -> None:
         """Insert a fully stamped entry (never overwrite)."""
@@ -61,6 +95,12 @@ class AuditLog(ABC):
     @abstractmethod
     def _list(self, since: datetime | None, limit: int) -> builtins.list[AuditEntry]:
         """Newest first, ``at >= since``, at most ``limit``."""
+
+    @abstractmethod
+    def _list_actions(
+        self, actions: Sequence[str], target: str | None, since: datetime | None, limit: int
+    ) -> builtins.list[AuditEntry]:
+        """Newest first, ``action in actions``, ``target`` when given, ``at >= since``, at most ``limit``."""
 
 
 def _check_details(entry: AuditEntry) -> dict[str, object]:

@@ -113,6 +113,36 @@ class KeyValueStore(ABC):
         _check_names(namespace, "-")
         return [json.loads(text) for text in self._texts(namespace, max(1, limit))]
 
+    def items(
+        self, namespace: str, *, start: str | None = None, stop: str | None = None, limit: int = 1000
+    ) -> list[tuple[str, Any]]:
+        """Up to ``limit`` (key, value) pairs of ``namespace`` with ``start <= key < stop`` (either
+        bound may be left out), in key order; the store selects them (Azure Tables: a RowKey range
+        query on the namespace's partition), so only what is returned is read.
+
+        Order and bounds are those of the stored (``table_key``-escaped) keys: the keys' own order for
+        keys of letters, digits and ``- _ . : @ = + , ; ! $ & * ( )`` (ISO dates, ids). A key longer
+        than 1 KiB once escaped is stored hashed: it is never in a range.
+
+        Raises:
+            InvalidPayloadError: the namespace or a bound is empty or too long, or ``limit`` < 1.
+            RetryableError: the store is unavailable.
+        """
+        _check_names(namespace, "-")
+        for bound in (start, stop):
+            if bound is not None:
+                _check_names(namespace, bound)
+        if limit < 1:
+            raise InvalidPayloadError.for_field("limit", "expected 1 or more")
+        return [(key, json.loads(text)) for key, text in self._items(namespace, start, stop, limit)]
+
+    @abstractmethod
+    def _items(
+        self, namespace: str, start: str | None, stop: str | None, limit: int
+    ) -> list[tuple[str, str]]:
+        """(key, JSON text) of up to ``limit`` keys with ``table_key(start) <= table_key(key) <
+        table_key(stop)``, ordered by ``table_key(key)``; hashed keys left out."""
+
     @abstractmethod
     def _texts(self, namespace: str, limit: int) -> list[str]:
         """The JSON texts of up to ``limit`` values in ``namespace``."""

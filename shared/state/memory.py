@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -13,6 +14,7 @@ from shared.state.errors import WriteConflict
 from shared.state.idempotency import DEFAULT_IN_PROGRESS_EXPIRY, IdempotencyRecord, IdempotencyStore
 from shared.state.kv import KeyValueStore
 from shared.state.ports import AuditEntry, Clock, utc_now
+from shared.state.tables import is_hashed_key, table_key
 
 __all__ = ["MemoryAuditLog", "MemoryIdempotencyStore", "MemoryKeyValueStore"]
 
@@ -85,6 +87,25 @@ class MemoryKeyValueStore(KeyValueStore):
         with self._lock:
             return [text for (ns, _), (text, _) in self._values.items() if ns == namespace][:limit]
 
+    def _items(
+        self, namespace: str, start: str | None, stop: str | None, limit: int
+    ) -> list[tuple[str, str]]:
+        # Ordered and bounded by the escaped keys, as the table's RowKeys are.
+        low = table_key(start) if start is not None else None
+        high = table_key(stop) if stop is not None else None
+        with self._lock:
+            stored = [
+                (table_key(key), key, text)
+                for (ns, key), (text, _) in self._values.items()
+                if ns == namespace
+            ]
+        chosen = sorted(
+            (row, key, text)
+            for row, key, text in stored
+            if not is_hashed_key(row) and (low is None or row >= low) and (high is None or row < high)
+        )
+        return [(key, text) for _, key, text in chosen[:limit]]
+
     def _write(self, namespace: str, key: str, text: str, *, if_match: str | None, if_absent: bool) -> str:
         with self._lock:
             current = self._values.get((namespace, key))
@@ -128,3 +149,16 @@ class MemoryAuditLog(AuditLog):
         with self._lock:
             rows = sorted(self._entries, key=lambda row: (row[0], row[1]), reverse=True)
         return [entry for at, _, entry in rows if since is None or at >= since][:limit]
+
+    def _list_actions(
+        self, actions: Sequence[str], target: str | None, since: datetime | None, limit: int
+    ) -> list[AuditEntry]:
+        with self._lock:
+            rows = sorted(self._entries, key=lambda row: (row[0], row[1]), reverse=True)
+        return [
+            entry
+            for at, _, entry in rows
+            if (since is None or at >= since)
+            and entry.action in actions
+            and (target is None or entry.target == target)
+        ][:limit]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -152,6 +153,13 @@ class KeyValuePort(Protocol):
         """Up to ``limit`` values stored in ``namespace``."""
         ...
 
+    def items(
+        self, namespace: str, *, start: str | None = None, stop: str | None = None, limit: int = 1000
+    ) -> list[tuple[str, Any]]:
+        """Up to ``limit`` (key, value) pairs of ``namespace`` with ``start <= key < stop``, in key
+        order, selected by the store (a range query in Azure Tables)."""
+        ...
+
 
 class AuditPort(Protocol):
     """Append-only audit trail of every write WaveGuard makes."""
@@ -162,4 +170,16 @@ class AuditPort(Protocol):
 
     def list(self, *, since: datetime | None = None, limit: int = 100) -> list[AuditEntry]:
         """Entries newest first, at or after ``since``, at most ``limit``."""
+        ...
+
+    def list_actions(
+        self,
+        actions: Sequence[str],
+        *,
+        target: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> builtins.list[AuditEntry]:
+        """Entries of those ``actions`` (and that ``target``), newest first, at or after ``since``, at
+        most ``limit``; selected by the store, so other entries never crowd them out."""
         ...

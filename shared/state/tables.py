@@ -27,6 +27,8 @@ __all__ = [
     "TableKeyValueStore",
     "TableMissing",
     "Tables",
+    "is_hashed_key",
+    "key_of_table_key",
     "table_key",
 ]
 
@@ -48,7 +50,24 @@ def table_key(text: str) -> str:
     )
     if len(escaped) <= _MAX_KEY_CHARS:
         return escaped
-    return "sha256~" + hashlib.sha256(text.encode()).hexdigest()
+    return _HASHED + hashlib.sha256(text.encode()).hexdigest()
+
+
+_HASHED: Final = "sha256~"
+_ESCAPES = re.compile(r"(?:~[0-9A-F]{2})+")
+
+
+def is_hashed_key(row: str) -> bool:
+    """True for a ``table_key`` that is a hash (its text cannot be read back). An escaped key never
+    holds a plain ``~``, so nothing else starts this way."""
+    return row.startswith(_HASHED)
+
+
+def key_of_table_key(row: str) -> str | None:
+    """The text ``table_key`` escaped into ``row``, or None when ``row`` is a hash."""
+    if is_hashed_key(row):
+        return None
+    return _ESCAPES.sub(lambda m: bytes.fromhex(m.group().replace("~", "")).decode(), row)
 
 
 class Tables:
@@ -268,6 +287,38 @@ class TableKeyValueStore(KeyValueStore):
 
         return self._tables.run(self._name, "read state", read)
 
+    def _items(
+        self, namespace: str, start: str | None, stop: str | None, limit: int
+    ) -> list[tuple[str, str]]:
+        """One range query on the namespace's partition; the service returns its rows in RowKey order."""
+        conditions = ["PartitionKey eq @ns"]
+        parameters = {"ns": table_key(namespace)}
+        if start is not None:
+            conditions.append("RowKey ge @start")
+            parameters["start"] = table_key(start)
+        if stop is not None:
+            conditions.append("RowKey lt @stop")
+            parameters["stop"] = table_key(stop)
+
+        def read(table: TableClient) -> list[tuple[str, str]]:
+            rows = table.query_entities(
+                " and ".join(conditions),
+                parameters=parameters,
+                select=["RowKey", "Value"],
+                results_per_page=min(limit, 1000),
+            )
+            found: list[tuple[str, str]] = []
+            for row in rows:
+                key = key_of_table_key(str(row["RowKey"]))
+                if key is None:
+                    continue
+                found.append((key, str(row["Value"])))
+                if len(found) >= limit:
+                    break
+            return found
+
+        return self._tables.run(self._name, "list state", read)
+
     def _texts(self, namespace: str, limit: int) -> list[str]:
         def read(table: TableClient) -> list[str]:
             rows = table.query_entities(
@@ -375,6 +426,30 @@ class TableAuditLog(AuditLog):
                     results_per_page=min(limit, 1000),
                 )
             return _take(rows, limit, _entry_from)  # pages are fetched here, inside the healing
+
+        return self._tables.run(self._name, "list audit entries", read)
+
+    def _list_actions(
+        self, actions: Sequence[str], target: str | None, since: datetime | None, limit: int
+    ) -> list[AuditEntry]:
+        """One query filtered by the service on ``Action`` (and ``Target``): only matching entries
+        travel, newest first as the keys order them; ``since`` bounds the keys, so the service reads
+        the window's partitions only."""
+        parameters: dict[str, str] = {f"a{n}": action for n, action in enumerate(actions)}
+        # Spaced parentheses: the SDK finds parameters by splitting the filter on spaces.
+        conditions = ["( " + " or ".join(f"Action eq @a{n}" for n in range(len(actions))) + " )"]
+        if target is not None:
+            conditions.append("Target eq @target")
+            parameters["target"] = target
+        if since is not None:
+            conditions[:0] = ["PartitionKey le @day", "RowKey le @time"]
+            parameters |= {"day": _day_key(since), "time": f"{_time_key(since)}_~"}
+
+        def read(table: TableClient) -> list[AuditEntry]:
+            rows = table.query_entities(
+                " and ".join(conditions), parameters=parameters, results_per_page=min(limit, 1000)
+            )
+            return _take(rows, limit, _entry_from)
 
         return self._tables.run(self._name, "list audit entries", read)
 

@@ -190,4 +190,8 @@ def test_demo_shows_each_step_then_serves() -> None:
     assert "in the exclusion group" in out
     assert "All checks passed." in out
     assert "demo step '" not in out, "a demo step failed"
+    assert "waveguard permfa migrate pilot: " in out  # the enforced pilot moves off per-user MFA
+    assert "(MFA-related: True)" in out  # the service desk's signed ticket
+    assert "the same delivery again (at least once): unchanged" in out
+    assert "rollout-report.html" in out
     assert code == 0

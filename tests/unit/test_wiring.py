@@ -43,6 +43,18 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "methods": ["POST"],
         "authLevel": "anonymous",
     },
+    "helpdesk_tickets": {
+        "type": "httpTrigger",
+        "route": "helpdesk/tickets",
+        "methods": ["POST"],
+        "authLevel": "anonymous",
+    },
+    "helpdesk_jira": {
+        "type": "httpTrigger",
+        "route": "helpdesk/jira",
+        "methods": ["POST"],
+        "authLevel": "anonymous",
+    },
     "graph_notifications": {
         "type": "httpTrigger",
         "route": "graph/notifications",

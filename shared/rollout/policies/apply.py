@@ -23,6 +23,7 @@ from shared.rollout.policies.diff import (
     PolicyDiff,
     diff_policies,
     is_waveguard_policy,
+    only_reduces,
     patch_body,
 )
 from shared.rollout.policies.lint import LintContext, LintReport, ReferenceLookup, lint_policies
@@ -35,8 +36,16 @@ from shared.rollout.policies.locations import (
     render_locations,
     resolve_pending,
 )
-from shared.rollout.policies.render import DesiredPolicy, TenantIds, read_wave_states, render_policies
+from shared.rollout.policies.render import (
+    DesiredPolicy,
+    TenantIds,
+    legacy_policies,
+    read_wave_states,
+    render_policies,
+)
+from shared.rollout.policies.soak import Soak, read_soak, record_soak
 from shared.rollout.policies.templates import REPORT_ONLY, PolicyBody
+from shared.rollout.policies.tighten import enforced_changes
 from shared.rollout.wave_state import WaveState
 from shared.state import (
     AsyncAuditPort,
@@ -51,6 +60,7 @@ from shared.telemetry import log_context, span
 
 __all__ = [
     "APPLY_LOCK_KEY",
+    "LOCATIONS_NAMESPACE",
     "POLICIES_NAMESPACE",
     "ApplyResult",
     "PolicyApi",
@@ -63,6 +73,8 @@ __all__ = [
 
 # KV namespace: key = policy id, value = when WaveGuard first saw/wrote it in report-only.
 POLICIES_NAMESPACE: Final = "policies"
+# KV namespace: key = named location id, value = when WaveGuard created (or adopted) it.
+LOCATIONS_NAMESPACE: Final = "named-locations"
 log = logging.getLogger(__name__)
 
 # One apply at a time per tenant: two concurrent runs could both create the same policy.
@@ -99,6 +111,13 @@ class PolicyPlan:
     wave_states: Mapping[str, WaveState]
     after_apply: tuple[PolicyBody, ...]
     locations: LocationDiff = field(default_factory=LocationDiff)
+    # Enforced waves a block or risk pair still holds in its report-only twin (soak.py), and until when.
+    soaking: tuple[Soak, ...] = ()
+    # Lines plan and apply print (a legacy WaveGuard policy to delete, a named location adopted).
+    notes: tuple[str, ...] = ()
+    # Edits that tighten enforcement for users already enforced ("affects enforced users now"): the
+    # apply refuses them unless accepted (tighten.py).
+    enforced_changes: tuple[str, ...] = ()
 
     @property
     def has_changes(self) -> bool:
@@ -150,6 +169,8 @@ def project_after_apply(diff: PolicyDiff) -> list[PolicyBody]:
     for change in diff.changes:
         if change.kind == "create":
             after.append({**change.desired.body, "state": REPORT_ONLY})
+        elif change.kind == "retire" and change.live is not None:
+            after.append({**change.live, "state": REPORT_ONLY})
         elif change.kind == "update" and change.live is not None:
             state = change.desired.state if change.desired.wave_driven else change.live.get("state")
             after.append({**change.desired.body, "id": change.live.get("id"), "state": state})
@@ -175,9 +196,14 @@ async def build_policy_plan(
     tenant: TenantIds,
     kv: AsyncKeyValuePort,
     licence_p2: bool | None = None,
+    licence_unreadable: str | None = None,
+    clock: Clock = utc_now,
 ) -> PolicyPlan:
     """Render the desired named locations and policies, read the live ones, diff them and lint the
-    result. ``licence_p2`` is the tenant preflight's verdict on Entra ID P2 (None: not known).
+    result. ``licence_p2`` is the tenant preflight's verdict on Entra ID P2 (None: not known);
+    ``licence_unreadable`` why the preflight could not read the licences (WG-CA-08 then blocks P2
+    conditions).
+    ``clock`` judges each block or risk pair's per-wave soak (soak.py).
 
     Raises:
         RetryableError: Graph or the state store failed transiently.
@@ -195,8 +221,19 @@ async def build_policy_plan(
         if read_locations
         else LocationDiff()
     )
-    desired = render_policies(plan, tenant, states, location_refs(locations))
+    soak = await read_soak(kv, plan, live, now=clock())
+    desired = render_policies(plan, tenant, states, location_refs(locations), soak.soaked(plan))
+    legacy = legacy_policies(plan, tenant, live)
+    desired += [policy for policy, _ in legacy]
+    notes = [note for _, note in legacy]
+    notes += await _adoptions(kv, locations)
     diff = diff_policies(desired, live, prefix)
+    notes += [
+        f"{c.name!r} [{c.policy_id}]: WaveGuard's, no longer in the plan and enabled: set report-only "
+        "(delete it in the Microsoft Entra admin center when it is no longer wanted)"
+        for c in diff.changes
+        if c.kind == "retire"
+    ]
     after = project_after_apply(diff)
     both = after + live
     live_report_only = {str(p.get("id")) for p in live if p.get("state") == REPORT_ONLY}
@@ -222,9 +259,47 @@ async def build_policy_plan(
         licence_p2=licence_p2,
         location_ids=locations.tenant_ids if read_locations else None,
         location_problems=tuple(location_problems(locations)),
+        licence_unreadable=licence_unreadable,
+        name_prefix=prefix,
+        admin_policy_wanted=plan.policies.admin_policy.enabled,
+        admin_roles=frozenset(r.lower() for r in plan.policies.admin_policy.roles),
+        high_risk_apps=frozenset(a.lower() for a in plan.policies.high_risk_apps),
+        reduces_only=only_reduces(diff) and not locations.writes,
     )
     report = lint_policies(after, live, ctx)
-    return PolicyPlan(tuple(desired), tuple(live), diff, report, states, tuple(after), locations)
+    return PolicyPlan(
+        tuple(desired),
+        tuple(live),
+        diff,
+        report,
+        states,
+        tuple(after),
+        locations,
+        soak.running(plan, desired, states),
+        tuple(notes),
+        enforced_changes(diff, locations, live),
+    )
+
+
+async def _adoptions(kv: AsyncKeyValuePort, locations: LocationDiff) -> list[str]:
+    """A live named location WaveGuard did not create but matches by name: the apply adopts it."""
+    notes: list[str] = []
+    for change in locations.changes:
+        if change.location_id and await kv.get(LOCATIONS_NAMESPACE, change.location_id) is None:
+            notes.append(
+                f"warning: named location {change.name!r} [{change.location_id}] exists and WaveGuard did "
+                "not create it: the apply adopts it by name and sets it as the plan says (rename it to "
+                "keep it out of WaveGuard's hands)"
+            )
+    return notes
+
+
+async def _remember_location(
+    kv: AsyncKeyValuePort, location_id: str, name: str, *, how: str, correlation_id: str, now: datetime
+) -> None:
+    with contextlib.suppress(ConcurrencyError):
+        value = {"displayName": name, how: now.isoformat(), "correlationId": correlation_id}
+        await kv.put(LOCATIONS_NAMESPACE, location_id, value, if_absent=True)
 
 
 def _uses_locations(policy: PolicyBody) -> bool:
@@ -278,17 +353,28 @@ async def apply_policy_plan(
     correlation_id: str,
     reason: str = "waveguard policies apply",
     clock: Clock = utc_now,
+    accept_enforced_change: bool = False,
 ) -> ApplyResult:
     """Write the diff: creates always report-only, updates field by field; audit every write.
+    An edit that tightens enforcement for users already enforced (``PolicyPlan.enforced_changes``)
+    is written only when ``accept_enforced_change``.
 
     Raises:
-        SafetyViolationError: the lint found a blocking problem (nothing was written).
+        SafetyViolationError: the lint found a blocking problem, or the plan tightens enforcement for
+            enforced users and that was not accepted (nothing was written).
         RetryableError / PermanentError: a Graph write failed (earlier writes stay; rerun continues).
     """
     if not policy_plan.lint.ok:
         summary = "; ".join(str(f) for f in policy_plan.lint.blocking)
         raise SafetyViolationError(
             f"the policy lint failed, nothing was written: {summary}", rule="policy-lint"
+        )
+    if policy_plan.enforced_changes and not accept_enforced_change:
+        raise SafetyViolationError(
+            "these edits affect enforced users now, nothing was written: "
+            + "; ".join(policy_plan.enforced_changes)
+            + ". Review them, then run `waveguard policies apply --accept-enforced-change`",
+            rule="enforced-change",
         )
     for policy in policy_plan.live:
         await record_report_only(kv, policy, correlation_id=correlation_id, now=clock())
@@ -306,7 +392,21 @@ async def apply_policy_plan(
             log.info("named location %s: %s [%s]", location.kind, done[0], done[1])
             ids[location.desired.key] = done[1]
             located[location.kind].append(done)
-        for change in policy_plan.diff.writes:
+            how = "createdAt" if location.kind == "create" else "adoptedAt"
+            await _remember_location(
+                kv, done[1], location.name, how=how, correlation_id=correlation_id, now=clock()
+            )
+        for location in policy_plan.locations.changes:
+            if location.kind == "unchanged" and location.location_id:
+                await _remember_location(
+                    kv,
+                    location.location_id,
+                    location.name,
+                    how="adoptedAt",
+                    correlation_id=correlation_id,
+                    now=clock(),
+                )
+        for change in _ordered(policy_plan):
             write = _create if change.kind == "create" else _update
             done = await write(
                 change,
@@ -321,15 +421,34 @@ async def apply_policy_plan(
             )
             log.info("CA policy %s: %s [%s]", change.kind, done[0], done[1])
             (created if change.kind == "create" else updated).append(done)
+    # Each wave's group is now in each twin: when it first went in starts that pair's soak.
+    twin_ids = {c.name.casefold(): str(c.policy_id) for c in policy_plan.diff.changes if c.policy_id}
+    twin_ids.update({name.casefold(): policy_id for name, policy_id in created})
+    await record_soak(kv, policy_plan.desired, twin_ids, now=clock(), correlation_id=correlation_id)
     unchanged = tuple(c.name for c in policy_plan.diff.changes if c.kind == "unchanged")
     return ApplyResult(
         tuple(created),
         tuple(updated),
         unchanged,
         correlation_id,
+        notes=policy_plan.notes,
         locations_created=tuple(located["create"]),
         locations_updated=tuple(located["update"]),
     )
+
+
+def _ordered(policy_plan: PolicyPlan) -> list[PolicyChange]:
+    """The policy writes in plan order; in a rollback, risk-condition policies last (Graph may refuse
+    them on a tenant whose P2 lapsed: that must not hold back the rest of the rollback)."""
+    writes = list(policy_plan.diff.writes)
+    if not policy_plan.lint.reduces_only:
+        return writes
+    return sorted(writes, key=lambda c: bool(_risky(c.desired.body)))
+
+
+def _risky(body: PolicyBody) -> bool:
+    conditions = body.get("conditions") or {}
+    return bool(conditions.get("signInRiskLevels") or conditions.get("userRiskLevels"))
 
 
 async def _write_location(
@@ -420,7 +539,7 @@ async def _update(
     await audit.append(
         AuditEntry(
             actor=actor,
-            action="ca.policy.update",
+            action=f"ca.policy.{change.kind}",
             target=f"conditionalAccessPolicy/{policy_id}",
             reason=reason,
             correlation_id=correlation_id,

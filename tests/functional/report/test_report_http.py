@@ -22,6 +22,8 @@ def test_the_report_is_one_html_page_with_every_wave(report_app: ReportApp) -> N
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "text/html; charset=utf-8"
     assert "default-src 'none'" in answer.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert answer.headers["referrer-policy"] == "no-referrer"
     assert answer.headers["cache-control"] == "no-store"
     page = answer.text
     for wave in report_app.seeded.plan.waves:

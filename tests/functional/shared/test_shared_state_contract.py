@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.errors import InvalidPayloadError, PermanentError
 from shared.state import (
@@ -14,6 +16,7 @@ from shared.state import (
     ConcurrencyError,
     StateStores,
 )
+from shared.state.tables import is_hashed_key, key_of_table_key, table_key
 from tests.functional.shared.conftest import EXPIRY, T0, FakeClock
 
 # --- idempotency -------------------------------------------------------------------------------
@@ -215,3 +218,77 @@ def test_values_lists_one_namespace(stores: StateStores) -> None:
     assert sorted(v["n"] for v in stores.kv.values("poison")) == [1, 2]
     assert len(stores.kv.values("poison", limit=1)) == 1
     assert stores.kv.values("empty") == []
+
+
+def test_items_reads_a_key_range_in_key_order(stores: StateStores) -> None:
+    # GIVEN daily rows written out of order, over a year boundary, next to another namespace
+    days = ["2027-01-02", "2026-12-31", "2025-06-30", "2027-01-01", "2026-01-15"]
+    for n, day in enumerate(days):
+        stores.kv.put("report-snapshots-pilot", day, {"day": day, "n": n})
+    stores.kv.put("report-snapshots-pilot2", "2026-12-31", {"day": "other"})
+    # THEN a range is read in date order, start inclusive, stop exclusive, from the store
+    assert [k for k, _ in stores.kv.items("report-snapshots-pilot")] == sorted(days)
+    newest = stores.kv.items("report-snapshots-pilot", start="2026-12-31")
+    assert newest == [
+        ("2026-12-31", {"day": "2026-12-31", "n": 1}),
+        ("2027-01-01", {"day": "2027-01-01", "n": 3}),
+        ("2027-01-02", {"day": "2027-01-02", "n": 0}),
+    ]
+    old = stores.kv.items("report-snapshots-pilot", stop="2026-12-31", limit=1)
+    assert old == [("2025-06-30", {"day": "2025-06-30", "n": 2})]
+    assert stores.kv.items("report-snapshots-pilot", start="2027-01-01", stop="2027-01-02") == [
+        ("2027-01-01", {"day": "2027-01-01", "n": 3})
+    ]
+    assert stores.kv.items("report-snapshots-empty") == []
+    # AND a key that had to be escaped comes back as it was written
+    stores.kv.put("odd", "b/with#odd?chars ü", {"n": 1})
+    assert stores.kv.items("odd") == [("b/with#odd?chars ü", {"n": 1})]
+    with pytest.raises(InvalidPayloadError, match="limit"):
+        stores.kv.items("odd", limit=0)
+
+
+def test_list_actions_is_selected_by_the_store_so_other_entries_never_crowd_it_out(
+    stores: StateStores, clock: FakeClock
+) -> None:
+    def append(action: str, target: str) -> None:
+        stores.audit.append(AuditEntry("timer", action, target, "r"))
+        clock.advance(timedelta(seconds=1))
+
+    append("wave.transition", "pilot")
+    append("wave.approve", "pilot")
+    append("wave.transition", "second")
+    window = clock.now
+    append("wave.transition", "pilot")
+    # GIVEN more other entries than one listing returns
+    for n in range(30):
+        append("permfa.migrate", f"wave:pilot:{n}")
+    assert all(e.action == "permfa.migrate" for e in stores.audit.list(limit=30))
+    # THEN the wanted actions are all found, newest first
+    found = stores.audit.list_actions(["wave.transition", "wave.approve"], limit=30)
+    assert [(e.action, e.target) for e in found] == [
+        ("wave.transition", "pilot"),
+        ("wave.transition", "second"),
+        ("wave.approve", "pilot"),
+        ("wave.transition", "pilot"),
+    ]
+    # AND narrowed by target, by time and by count
+    pilot = stores.audit.list_actions(["wave.transition"], target="pilot")
+    assert [e.target for e in pilot] == ["pilot", "pilot"]
+    assert len(stores.audit.list_actions(["wave.transition", "wave.approve"], since=window)) == 1
+    assert len(stores.audit.list_actions(["wave.transition"], limit=1)) == 1
+    assert stores.audit.list_actions(["wave.nothing"]) == []
+    with pytest.raises(InvalidPayloadError, match="actions"):
+        stores.audit.list_actions([])
+
+
+@given(st.dates(min_value=date(1000, 1, 1)), st.dates(min_value=date(1000, 1, 1)))
+def test_table_keys_of_iso_dates_are_the_dates_so_key_order_is_date_order(first: date, second: date) -> None:
+    a, b = table_key(first.isoformat()), table_key(second.isoformat())
+    assert (a, b) == (first.isoformat(), second.isoformat())
+    assert (a < b) == (first < second)
+
+
+@given(st.text(min_size=1, max_size=256))
+def test_an_escaped_key_reads_back_as_written(key: str) -> None:
+    row = table_key(key)
+    assert key_of_table_key(row) == (None if is_hashed_key(row) else key)

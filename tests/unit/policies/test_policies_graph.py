@@ -24,7 +24,13 @@ BREAK_GLASS = BreakGlass.model_validate(
 POLICY = {
     "displayName": "WaveGuard - Block legacy authentication",
     "state": "enabledForReportingButNotEnforced",
-    "conditions": {"users": {"includeUsers": ["All"], "excludeGroups": [EXCLUSION]}},
+    "conditions": {
+        "users": {
+            "includeUsers": ["All"],
+            "excludeGroups": [EXCLUSION],
+            "excludeUsers": ["0b5e5b1e-0000-4000-8000-0000000000b1"],
+        }
+    },
 }
 
 

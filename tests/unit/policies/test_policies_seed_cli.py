@@ -15,7 +15,7 @@ from shared.state import StateStores
 from tests.unit.policies.test_policies_seed_render import with_options
 
 OPTIONS: dict[str, Any] = {
-    "trustedLocations": [{"name": "Head office", "ipRanges": ["203.0.113.0/24"]}],
+    "trustedLocations": [{"name": "Head office", "ipRanges": ["203.0.114.0/24"]}],
     "allowedCountries": {"enabled": True, "countries": ["GB"], "outside": "mfa"},
 }
 

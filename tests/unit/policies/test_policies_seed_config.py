@@ -44,13 +44,13 @@ def test_the_seed_options_parse_and_normalise() -> None:
     policies = _parse(
         lambda doc: doc["policies"].update(
             requireMfa={"satisfiedBy": ["compliantDevice", "domainJoinedDevice"]},
-            trustedLocations=[{"name": "Head office", "ipRanges": ["203.0.113.0/24", "2001:DB8:10::/48"]}],
+            trustedLocations=[{"name": "Head office", "ipRanges": ["203.0.114.0/24", "2001:4860:10::/48"]}],
             signInRisk={"enabled": True},
             userRisk={"enabled": True},
             allowedCountries={"enabled": True, "countries": ["gb", "UK", "IE"][::2], "outside": "mfa"},
         )
     ).policies
-    assert policies.trusted_locations[0].ip_ranges == ["203.0.113.0/24", "2001:db8:10::/48"]
+    assert policies.trusted_locations[0].ip_ranges == ["203.0.114.0/24", "2001:4860:10::/48"]
     assert policies.allowed_countries.countries == ["GB", "IE"]
     assert policies.sign_in_risk.block_levels == ["high"]
     assert policies.sign_in_risk.mfa_levels == ["medium"]
@@ -70,21 +70,21 @@ def test_the_seed_options_parse_and_normalise() -> None:
             "policies.requireMfa.satisfiedBy: control 'compliantDevice' is listed twice",
         ),
         (
-            {"trustedLocations": [{"name": "Office", "ipRanges": ["203.0.113.7"]}]},
-            "policies.trustedLocations[0].ipRanges[0]: expected a CIDR range such as 203.0.113.0/24",
+            {"trustedLocations": [{"name": "Office", "ipRanges": ["203.0.114.7"]}]},
+            "policies.trustedLocations[0].ipRanges[0]: expected a CIDR range such as 203.0.114.0/24",
         ),
         (
-            {"trustedLocations": [{"name": "Office", "ipRanges": ["203.0.113.7/24"]}]},
-            "policies.trustedLocations[0].ipRanges[0]: 203.0.113.7/24 has host bits set; did you mean "
-            "203.0.113.0/24?",
+            {"trustedLocations": [{"name": "Office", "ipRanges": ["203.0.114.7/24"]}]},
+            "policies.trustedLocations[0].ipRanges[0]: 203.0.114.7/24 has host bits set; did you mean "
+            "203.0.114.0/24?",
         ),
         (
             {"trustedLocations": [{"name": "Office", "ipRanges": ["192.168.1.0/24"]}]},
-            "policies.trustedLocations[0].ipRanges[0]: 192.168.1.0/24 is a private",
+            "policies.trustedLocations[0].ipRanges[0]: 192.168.1.0/24 is not a public range (private",
         ),
         (
             {"trustedLocations": [{"name": "Office", "ipRanges": ["4.0.0.0/6"]}]},
-            "policies.trustedLocations[0].ipRanges[0]: Entra accepts ranges of /8 or narrower, got /6",
+            "policies.trustedLocations[0].ipRanges[0]: IPv4 ranges must be /8 or narrower, got /6",
         ),
         (
             {"trustedLocations": [{"name": "Office", "ipRanges": []}]},
@@ -93,8 +93,8 @@ def test_the_seed_options_parse_and_normalise() -> None:
         (
             {
                 "trustedLocations": [
-                    {"name": "Office", "ipRanges": ["203.0.113.0/24"]},
-                    {"name": "office", "ipRanges": ["198.51.100.0/24"]},
+                    {"name": "Office", "ipRanges": ["203.0.114.0/24"]},
+                    {"name": "office", "ipRanges": ["198.51.101.0/24"]},
                 ]
             },
             "policies.trustedLocations: name 'office' is listed twice",

@@ -168,13 +168,13 @@ async def test_a_changed_office_range_is_one_named_location_update_and_no_policy
         await _plan(seed_plan(plan), tenant, ca_api, lookup, stores, licence_p2=True), ca_api, stores
     )
     moved = with_options(
-        seed_plan(plan), trustedLocations=[{"name": "Head office", "ipRanges": ["198.51.100.0/24"]}]
+        seed_plan(plan), trustedLocations=[{"name": "Head office", "ipRanges": ["198.51.101.0/24"]}]
     )
     policy_plan = await _plan(moved, tenant, ca_api, lookup, stores, licence_p2=True)
     [change] = policy_plan.locations.writes
     assert change.kind == "update"
     assert [(f.path, f.old, f.new) for f in change.fields] == [
-        ("ipRanges", ["2001:db8:10::/48", "203.0.113.0/24"], ["198.51.100.0/24"])
+        ("ipRanges", ["2001:4860:10::/48", "203.0.114.0/24"], ["198.51.101.0/24"])
     ]
     assert policy_plan.diff.writes == ()
     before = len(ca_api.writes)

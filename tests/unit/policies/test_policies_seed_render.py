@@ -17,9 +17,10 @@ from shared.rollout.policies.locations import (
     render_locations,
     trusted_key,
 )
+from shared.rollout.policies.render import SOAKED_PAIRS
 from shared.rollout.wave_state import WaveState
 
-OFFICE = {"name": "Head office", "ipRanges": ["203.0.113.0/24", "2001:db8:10::/48"]}
+OFFICE = {"name": "Head office", "ipRanges": ["203.0.114.0/24", "2001:4860:10::/48"]}
 PLANNED = {"pilot": WaveState.PLANNED}
 PILOT_ENFORCED_FINANCE_DARK = {"pilot": WaveState.ENFORCED, "finance-hr": WaveState.REPORT_ONLY}
 HIGH_RISK_APP = "00000003-0000-0ff1-ce00-000000000000"
@@ -102,10 +103,10 @@ def test_the_named_locations_render_in_graphs_shape(plan: RolloutPlan) -> None:
     assert office.body == {
         "@odata.type": IP_TYPE,
         "displayName": "WaveGuard - Trusted network: Head office",
-        "isTrusted": True,
+        "isTrusted": False,
         "ipRanges": [
-            {"@odata.type": "#microsoft.graph.iPv6CidrRange", "cidrAddress": "2001:db8:10::/48"},
-            {"@odata.type": "#microsoft.graph.iPv4CidrRange", "cidrAddress": "203.0.113.0/24"},
+            {"@odata.type": "#microsoft.graph.iPv6CidrRange", "cidrAddress": "2001:4860:10::/48"},
+            {"@odata.type": "#microsoft.graph.iPv4CidrRange", "cidrAddress": "203.0.114.0/24"},
         ],
     }
     assert countries.body == {
@@ -162,8 +163,11 @@ def test_every_new_pair_follows_the_waves_and_starts_dark(plan: RolloutPlan, ten
     groups = tenant.wave_group_ids
     # WHEN nothing is under way: enforcing policies target nobody, report-only
     planned = _by_key(seed_plan(plan), tenant, PLANNED)
-    # WHEN the pilot is enforced and finance-hr dark
-    moving = _by_key(seed_plan(plan), tenant, PILOT_ENFORCED_FINANCE_DARK)
+    # WHEN the pilot is enforced (and has soaked in each pair's twin) and finance-hr dark
+    soaked = {key: {"pilot"} for key in SOAKED_PAIRS}
+    moving = {
+        p.key: p for p in render_policies(seed_plan(plan), tenant, PILOT_ENFORCED_FINANCE_DARK, soaked=soaked)
+    }
     for key in ("sign-in-risk-block", "sign-in-risk-mfa", "user-risk", "countries"):
         assert planned[key].state == REPORT_ONLY
         assert planned[key].body["conditions"]["users"]["includeUsers"] == ["None"]
@@ -176,6 +180,24 @@ def test_every_new_pair_follows_the_waves_and_starts_dark(plan: RolloutPlan, ten
         assert twin.body["conditions"]["users"]["includeGroups"] == [groups["finance-hr"]]
         # never "All users": only the waves under way
         assert "All" not in moving[key].body["conditions"]["users"]["includeUsers"]
+
+
+def test_an_enforced_wave_that_has_not_soaked_stays_in_each_block_or_risk_twin(
+    plan: RolloutPlan, tenant: TenantIds
+) -> None:
+    groups = tenant.wave_group_ids
+    # WHEN the pilot is enforced but has not yet soaked in the countries twin (it has in the others)
+    soaked = {key: {"pilot"} for key in SOAKED_PAIRS if key != "countries"}
+    policies = {
+        p.key: p for p in render_policies(seed_plan(plan), tenant, PILOT_ENFORCED_FINANCE_DARK, soaked=soaked)
+    }
+    # THEN the countries pair keeps it report-only, alongside the dark wave; the MFA pair enforces it
+    assert policies["countries"].body["conditions"]["users"]["includeUsers"] == ["None"]
+    assert policies["countries"].state == REPORT_ONLY
+    twin = policies["countries-report-only"].body["conditions"]["users"]["includeGroups"]
+    assert twin == sorted([str(groups["pilot"]), str(groups["finance-hr"])])
+    assert policies["sign-in-risk-block"].state == "enabled"
+    assert policies["mfa"].body["conditions"]["users"]["includeGroups"] == [groups["pilot"]]
 
 
 def test_every_policy_of_the_seed_plan_excludes_break_glass(plan: RolloutPlan, tenant: TenantIds) -> None:

@@ -46,6 +46,9 @@ async def test_the_page_and_its_headers(tmp_path: Path) -> None:
     assert answer.mimetype == "text/html"
     assert answer.charset == "utf-8"
     assert "default-src 'none'" in answer.headers["Content-Security-Policy"]
+    # AND no site may frame it, and its URL (which may hold ?code=) never leaves in a Referer
+    assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+    assert answer.headers["Referrer-Policy"] == "no-referrer"
     assert answer.get_body().decode().startswith("<!doctype html>")
 
 

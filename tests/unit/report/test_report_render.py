@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from shared.report import CONTENT_SECURITY_POLICY, build_rollout_report, render_html
+from shared.report import (
+    CONTENT_SECURITY_POLICY,
+    HTTP_CONTENT_SECURITY_POLICY,
+    build_rollout_report,
+    render_html,
+)
 from shared.state import build_memory_state
 from tests.report_seed import HOSTILE, load_report_plan, seed_history
 
@@ -45,6 +50,11 @@ def test_the_page_is_self_contained(page: str) -> None:
     assert f'<meta http-equiv="Content-Security-Policy" content="{policy}">' in page
     assert "default-src 'none'" in CONTENT_SECURITY_POLICY
     assert "script-src" not in CONTENT_SECURITY_POLICY
+    # AND no Referer leaves the page; frame-ancestors only in the header (a <meta> policy cannot
+    # carry it: browsers ignore it there with a console error)
+    assert '<meta name="referrer" content="no-referrer">' in page
+    assert "frame-ancestors" not in CONTENT_SECURITY_POLICY
+    assert HTTP_CONTENT_SECURITY_POLICY == CONTENT_SECURITY_POLICY + "; frame-ancestors 'none'"
 
 
 def test_the_page_is_laid_out_for_a_phone(page: str) -> None:

@@ -3,14 +3,21 @@ row or a failing store never breaks the reader or the timer."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from handlers.wave_timer import after_tick
 from shared.errors import RetryableError
+from shared.report import MAX_DAYS
 from shared.report.snapshots import (
+    KEEP_DAYS,
+    MAX_WINDOW_DAYS,
+    PRUNE_PER_TICK,
     DailySnapshot,
+    clear_snapshots,
     read_snapshots,
     record_daily_snapshots,
     snapshot_namespace,
@@ -136,3 +143,96 @@ async def test_the_timer_hook_never_raises_and_skips_what_it_must() -> None:
     assert await kv.values(snapshot_namespace("pilot")) == []
     # AND a good tick writes one row per wave
     assert await record_daily_snapshots(kv, result, now=NOW) == 1
+
+
+def _row(day: date) -> dict[str, Any]:
+    at = datetime(day.year, day.month, day.day, 23, 45, tzinfo=UTC)
+    return snapshot_of(_decision(), now=at).to_json()
+
+
+async def test_the_reader_asks_the_store_for_the_window_not_the_namespaces_first_rows() -> None:
+    kv = build_memory_state().aio.kv
+    # GIVEN three years of daily rows (more than one read returns), stored oldest first
+    first = NOW.date() - timedelta(days=1100)
+    for n in range(1101):
+        day = first + timedelta(days=n)
+        await kv.put(snapshot_namespace("pilot"), day.isoformat(), _row(day))
+    # WHEN the last 30 days are read
+    read = await read_snapshots(kv, "pilot", since=NOW.date() - timedelta(days=30))
+    # THEN they are the last 30 days, today's included
+    assert [s.day for s in read.snapshots] == [NOW.date() - timedelta(days=d) for d in range(30, -1, -1)]
+
+
+async def test_each_tick_deletes_a_few_rows_older_than_the_longest_window() -> None:
+    kv = build_memory_state().aio.kv
+    namespace = snapshot_namespace("pilot")
+    assert KEEP_DAYS > MAX_WINDOW_DAYS == MAX_DAYS
+    # GIVEN rows from before the kept days (a backlog of 25) and rows inside them
+    cutoff = NOW.date() - timedelta(days=KEEP_DAYS)
+    old = [cutoff - timedelta(days=n) for n in range(1, 26)]
+    kept = [cutoff, cutoff + timedelta(days=1), NOW.date() - timedelta(days=MAX_WINDOW_DAYS)]
+    for day in old + kept:
+        await kv.put(namespace, day.isoformat(), _row(day))
+    result = EvaluationResult([_decision()], dry_run=False)
+    # WHEN the timer ticks: each tick deletes at most PRUNE_PER_TICK of them, the oldest first
+    await write_daily_snapshots(kv, result, now=NOW)
+    left = {key for key, _ in await kv.items(namespace)}
+    assert len(left) == 25 + 3 + 1 - PRUNE_PER_TICK
+    assert min(old).isoformat() not in left
+    for _ in range(2):
+        await write_daily_snapshots(kv, result, now=NOW + timedelta(minutes=15))
+    # THEN the backlog is gone and every day a report can show is kept
+    assert sorted(key for key, _ in await kv.items(namespace)) == sorted(
+        [d.isoformat() for d in kept] + [NOW.date().isoformat()]
+    )
+
+
+async def test_clear_snapshots_deletes_one_waves_rows() -> None:
+    kv = build_memory_state().aio.kv
+    for n in range(3):
+        day = NOW.date() - timedelta(days=n)
+        await kv.put(snapshot_namespace("pilot"), day.isoformat(), _row(day))
+    await kv.put(snapshot_namespace("second"), NOW.date().isoformat(), _row(NOW.date()))
+    assert await clear_snapshots(kv, "pilot") == 3
+    assert await kv.items(snapshot_namespace("pilot")) == []
+    assert len(await kv.items(snapshot_namespace("second"))) == 1
+    assert await clear_snapshots(kv, "pilot") == 0
+
+
+class _BuggyStore:
+    """A KV store whose writes fail with an error no one expected (a bug, not an outage)."""
+
+    def __init__(self, inner: AsyncKeyValuePort) -> None:
+        self.inner = inner
+
+    async def put(self, namespace: str, key: str, value: Any, **kwargs: Any) -> str:
+        raise RuntimeError("unexpected")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_an_unexpected_error_is_logged_with_its_traceback_never_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    buggy = _BuggyStore(build_memory_state().aio.kv)
+    result = EvaluationResult([_decision()], dry_run=False)
+    with caplog.at_level(logging.INFO):
+        assert await record_daily_snapshots(buggy, result, now=NOW, correlation_id="c1") == 0  # type: ignore[arg-type]
+    [record] = [r for r in caplog.records if "snapshot not written" in r.getMessage()]
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], RuntimeError)
+
+
+async def test_the_timer_logs_its_decisions_before_the_snapshot_write(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    buggy = _BuggyStore(build_memory_state().aio.kv)
+    result = EvaluationResult([_decision()], dry_run=False)
+    with caplog.at_level(logging.INFO):
+        await after_tick(buggy, result, now=NOW, correlation_id="c1")  # type: ignore[arg-type]
+    messages = [r.getMessage() for r in caplog.records]
+    evaluated = messages.index("wave evaluated")
+    failed = next(n for n, m in enumerate(messages) if "snapshot not written" in m)
+    assert evaluated < failed

@@ -17,6 +17,8 @@ EXCLUSION = "0b5e5b1e-0000-4000-8000-00000000e0e0"
 BG1, BG2 = "0b5e5b1e-0000-4000-8000-0000000000b1", "0b5e5b1e-0000-4000-8000-0000000000b2"
 WAVE = "0b5e5b1e-0000-4000-8000-00000000aaaa"
 ADA = "0b5e5b1e-0000-4000-8000-00000000ada0"
+BOTH = [BG1, BG2.upper()]
+BOTH_EXCLUDED = {"includeUsers": ["All"], "excludeGroups": [EXCLUSION], "excludeUsers": [BG1, BG2]}
 BREAK_GLASS = BreakGlass.model_validate(
     {"accounts": [{"id": BG1}, {"userPrincipalName": "bg2@contoso.com"}], "exclusionGroup": {"id": EXCLUSION}}
 )
@@ -105,6 +107,65 @@ REFUSED = [
         {"displayName": "x", "conditions": {"users": {"excludeUsers": [BG1]}}},
     ),
     ("PATCH", "/identity/conditionalAccess/policies/p1", {"conditions": {"applications": {}}}),
+    # the promise is both: the exclusion group AND every break-glass account
+    (
+        "POST",
+        "/identity/conditionalAccess/policies",
+        {
+            "displayName": "x",
+            "conditions": {"users": {"includeUsers": ["All"], "excludeGroups": [EXCLUSION]}},
+        },
+    ),
+    (
+        "POST",
+        "/identity/conditionalAccess/policies",
+        {"displayName": "x", "conditions": {"users": {"includeUsers": ["All"], "excludeUsers": [BG1, BG2]}}},
+    ),
+    (
+        "POST",
+        "/identity/conditionalAccess/policies",
+        {
+            "displayName": "x",
+            "conditions": {
+                "users": {"includeUsers": ["All"], "excludeGroups": [EXCLUSION], "excludeUsers": [BG1]}
+            },
+        },
+    ),
+    (
+        "PATCH",
+        "/identity/conditionalAccess/policies/p1",
+        {"conditions": {"users": {"includeUsers": ["All"], "excludeGroups": [EXCLUSION]}}},
+    ),
+    ("PUT", "/identity/conditionalAccess/policies/p1", {"displayName": "x", "conditions": None}),
+    ("PATCH", "/identity/conditionalAccess/policies/p1", {"conditions": None, "state": "enabled"}),
+    (
+        "POST",
+        "/$batch",
+        {
+            "requests": [
+                {
+                    "id": "1",
+                    "method": "POST",
+                    "url": "/identity/conditionalAccess/policies",
+                    "body": {"displayName": "x", "conditions": {"users": {"excludeGroups": [EXCLUSION]}}},
+                }
+            ]
+        },
+    ),
+    (
+        "POST",
+        "/$batch",
+        {
+            "requests": [
+                {
+                    "id": "1",
+                    "method": "PATCH",
+                    "url": "/identity/conditionalAccess/policies/p1",
+                    "body": {"state": "enabled"},
+                }
+            ]
+        },
+    ),
     ("PATCH", "/identity/conditionalAccess/policies/p1", {"state": "enabled"}),
     # the break-glass accounts themselves and their authentication
     ("POST", f"/users/{BG1}/authentication/temporaryAccessPassMethods", {"lifetimeInMinutes": 60}),
@@ -136,14 +197,12 @@ ALLOWED = [
         "/identity/conditionalAccess/policies",
         {
             "displayName": "x",
-            "conditions": {"users": {"includeUsers": ["All"], "excludeGroups": [EXCLUSION.upper()]}},
+            "conditions": {
+                "users": {"includeUsers": ["All"], "excludeGroups": [EXCLUSION.upper()], "excludeUsers": BOTH}
+            },
         },
     ),
-    (
-        "POST",
-        "/identity/conditionalAccess/policies",
-        {"displayName": "x", "conditions": {"users": {"includeUsers": ["All"], "excludeUsers": [BG1, BG2]}}},
-    ),
+    ("PATCH", "/identity/conditionalAccess/policies/p1", {"conditions": {"users": BOTH_EXCLUDED}}),
     ("PATCH", "/identity/conditionalAccess/policies/p1", {"state": "enabledForReportingButNotEnforced"}),
     ("DELETE", "/identity/conditionalAccess/policies/p1", None),
     ("POST", "/users/x/authentication/temporaryAccessPassMethods", {"lifetimeInMinutes": 60}),
@@ -175,8 +234,55 @@ async def test_ordinary_writes_pass(method: str, path: str, body: Any) -> None:
 
 
 async def test_enabling_a_policy_that_already_excludes_break_glass_passes() -> None:
-    tenant = Tenant({"conditions": {"users": {"includeUsers": ["All"], "excludeGroups": [EXCLUSION]}}})
+    tenant = Tenant({"conditions": {"users": BOTH_EXCLUDED}})
     await _send(_client(tenant), "PATCH", "/identity/conditionalAccess/policies/p1", {"state": "enabled"})
+    assert tenant.sent == [("PATCH", "/v1.0/identity/conditionalAccess/policies/p1")]
+
+
+@pytest.mark.parametrize(
+    "live_users",
+    [
+        {"includeUsers": ["All"]},
+        {"includeUsers": ["All"], "excludeGroups": [EXCLUSION]},
+        {"includeUsers": ["All"], "excludeUsers": [BG1, BG2]},
+    ],
+)
+@pytest.mark.parametrize("batched", [False, True])
+async def test_a_patch_without_conditions_is_refused_when_it_leaves_an_unexcluding_policy_enabled(
+    live_users: dict[str, Any], batched: bool
+) -> None:
+    # GIVEN an enabled live policy that lacks half (or all) of the break-glass exclusion
+    tenant = Tenant({"state": "enabled", "conditions": {"users": live_users}})
+    client = _client(tenant)
+    patch = {"grantControls": {"operator": "OR", "builtInControls": ["block"]}}
+    path = "/identity/conditionalAccess/policies/p1"
+    # WHEN a PATCH that touches neither conditions nor state is sent, alone or in a $batch
+    method, url, body = ("PATCH", path, dict[str, Any](patch))
+    if batched:
+        method, url, body = (
+            "POST",
+            "/$batch",
+            {"requests": [{"id": "1", "method": "PATCH", "url": path, "body": patch}]},
+        )
+    with pytest.raises(SafetyViolationError, match="break-glass"):
+        await _send(client, method, url, body)
+    # THEN it is refused: the policy would stay enabled without both exclusions
+    assert tenant.sent == []
+
+
+@pytest.mark.parametrize(
+    ("live", "patch"),
+    [
+        ({"state": "enabled", "conditions": {"users": BOTH_EXCLUDED}}, {"grantControls": {"operator": "OR"}}),
+        ({"state": "enabledForReportingButNotEnforced", "conditions": {"users": {}}}, {"grantControls": {}}),
+        ({"state": "enabled", "conditions": {"users": {}}}, {"state": "disabled"}),
+    ],
+)
+async def test_a_patch_without_conditions_passes_when_the_result_is_not_enabled_or_excludes_both(
+    live: dict[str, Any], patch: dict[str, Any]
+) -> None:
+    tenant = Tenant(live)
+    await _send(_client(tenant), "PATCH", "/identity/conditionalAccess/policies/p1", patch)
     assert tenant.sent == [("PATCH", "/v1.0/identity/conditionalAccess/policies/p1")]
 
 
