@@ -129,6 +129,9 @@ def test_graph_limits_are_enforced(
     overrides: dict[str, Any],
     fragment: str,
 ) -> None:
+    overrides = {
+        k: expiry(v) if isinstance(v, int) and k == "expirationDateTime" else v for k, v in overrides.items()
+    }
     response = subscribe(client, emulator, endpoint, pilot_id(emulator), **overrides)
     assert response.status_code == 400, response.text
     assert fragment in response.json()["error"]["message"]

@@ -18,7 +18,6 @@ from shared.state import StateStores, build_memory_state
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 JIRA_SECRET = "jira-admin-webhook-secret"
-NOW = datetime.now(UTC).replace(microsecond=0)
 TICKET: dict[str, Any] = {
     "id": "INC-1042",
     "requesterUserPrincipalName": "Ada@Contoso.com",
@@ -34,7 +33,8 @@ def _deps(stores: StateStores) -> HelpdeskDeps:
         standard_webhooks=HelpdeskStandardWebhooks(secrets=[SecretStr(SECRET)]),
         jira=JiraServiceManagement(secret=SecretStr(JIRA_SECRET), request_type_field="customfield_10010"),
     )
-    return HelpdeskDeps(config=config, kv=stores.aio.kv, clock=lambda: NOW)
+    # The signature's timestamp is the real time of signing: the clock must be the real one too.
+    return HelpdeskDeps(config=config, kv=stores.aio.kv, clock=lambda: datetime.now(UTC))
 
 
 def _signed(ticket: dict[str, Any], secret: str = SECRET) -> IncomingRequest:
