@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.browser import CHARTS_JS, PHONE
 from tests.functional.report.conftest import ReportApp
 
 
@@ -51,7 +52,6 @@ CHROMIUM = _chromium()
 sync_api = _playwright()
 
 pytestmark = [pytest.mark.functional, pytest.mark.browser]
-PHONE = {"width": 390, "height": 844}
 
 
 def _launch_error(exc: Exception) -> str:
@@ -60,19 +60,6 @@ def _launch_error(exc: Exception) -> str:
     logs = lines[: lines.index("Call log:")] if "Call log:" in lines else lines
     said = [line.split("[err] ", 1)[1] for line in logs if "[err] " in line]
     return "; ".join([lines[0], *said[:3]])
-
-
-# For each drawn chart: its key, its size, and how many data marks (lines, dots, bars) have a size.
-_CHARTS_JS = """
-() => [...document.querySelectorAll('figure.chart')].map(figure => {
-  const svg = figure.querySelector('svg');
-  const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
-  const sized = mark => { const b = mark.getBoundingClientRect(); return b.width > 0 || b.height > 0; };
-  const marks = svg ? [...svg.querySelectorAll('.series .line, .series .dot, .series .rect')]
-    .filter(sized).length : 0;
-  return {key: figure.dataset.chart, width: box.width, height: box.height, marks: marks};
-})
-"""
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +111,7 @@ def test_every_chart_renders_on_a_phone_and_nothing_runs_or_loads(
     assert answer.status == 200
     assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
     # THEN every chart the report holds is drawn, each with its data marks
-    charts = page.evaluate(_CHARTS_JS)
+    charts = page.evaluate(CHARTS_JS)
     assert [c["key"] for c in charts] == drawn
     assert len(charts) == 9
     for chart in charts:
