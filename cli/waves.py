@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from cli.common import EXIT_OK, EXIT_USAGE, actor_of, fail, group_drift, require_wave
 from cli.wave_alerts import add_commands as add_alert_commands
+from cli.wave_announce import add_command as add_announce_command
 from cli.wave_sync import add_command as add_sync_command
 from shared.config import load_settings
 from shared.errors import ConfigError, NotFoundError, WaveGuardError
@@ -39,7 +40,9 @@ _BAR_WIDTH: Final = 20
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("waves", help="rollout waves: status, approve, rollback, evaluate, sync, alerts")
+    p = sub.add_parser(
+        "waves", help="rollout waves: status, approve, rollback, evaluate, sync, alerts, announce"
+    )
     waves = p.add_subparsers(dest="waves_command", metavar="ACTION", required=True)
     status = waves.add_parser(
         "status", help="a table per wave: state, members, registration, gates, next step"
@@ -63,6 +66,7 @@ def add_parser(sub: Any) -> None:
     evaluate.set_defaults(run=run_evaluate)
     add_alert_commands(waves)
     add_sync_command(waves)
+    add_announce_command(waves)
 
 
 def _deps(env: Mapping[str, str]) -> LifecycleDeps:
@@ -99,6 +103,7 @@ def render_table(rows: list[WaveRow]) -> str:
             f"  registered   {progress_bar(row.registered_rate)}  ({row.registered}/{row.members})",
             f"  report-only  failure rate {failure}  ({row.report_only_sign_ins})",
             *_experience_lines(row),
+            *_announced_lines(row),
             f"  gates        passed: {', '.join(row.gates_passed) or '-'}; "
             f"failing: {', '.join(row.gates_failing) or '-'}",
             f"  next         {row.next_action}: {row.detail}",
@@ -120,6 +125,15 @@ def _experience_lines(row: WaveRow) -> list[str]:
     return lines
 
 
+def _announced_lines(row: WaveRow) -> list[str]:
+    """The announcement notice gate, for the waves whose plan sets it."""
+    gate = row.announced
+    if gate is None:
+        return []
+    share = "-" if gate.measured is None else f"{gate.measured * 100:.0f}%"
+    return [f"  announced    {share} told in time, at least {gate.threshold * 100:g}%  ({gate.detail})"]
+
+
 def render_result(result: EvaluationResult) -> str:
     """What an evaluation did (or would do), one line per wave."""
     verb = "would" if result.dry_run else "did"
@@ -133,6 +147,12 @@ def render_result(result: EvaluationResult) -> str:
         lines.append(
             f"  nudges {n.wave}: {len(n.sent)} sent, {len(n.escalated)} escalated, "
             f"{n.skipped} skipped, {len(n.failed)} failed"
+        )
+    for a in result.announcements:
+        lines.append(
+            f"  announcements {a.wave} ({a.stage}): {a.sent} sent, {a.recovered} recovered, "
+            f"{a.failed} failed, {a.remaining} still to send"
+            + (f" (stopped: {a.stopped})" if a.stopped else "")
         )
     return "\n".join(lines) + "\n"
 

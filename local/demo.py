@@ -16,6 +16,7 @@ from typing import Any, cast
 import httpx
 
 from cli.main import main as waveguard_cli
+from local.demo_announcements import show_announcements
 from local.demo_feedback import show_helpdesk_ticket, write_rollout_report
 from local.demo_groups import show_group_change
 from local.demo_risk import show_risk_to_on_call
@@ -283,6 +284,7 @@ def run_demo(*, host_url: str, environ: Mapping[str, str]) -> None:
         step("tenant", lambda: show_tenant(settings, plan))
     step("doctor", lambda: show_doctor(environ))
     step("new hires", lambda: show_new_hires(host_url, settings, environ))
+    step("announcements", lambda: show_announcements(settings, environ))
     step("wave promotion", lambda: show_wave_promotion(settings, environ))
     step("group changes", lambda: show_group_change(environ))
     step("risk to on-call", lambda: show_risk_to_on_call(environ))

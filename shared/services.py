@@ -139,6 +139,7 @@ class Services:
         with ``actor`` as the audit actor of policy writes.
         """
         from shared.rollout.lifecycle import LifecycleDeps
+        from shared.rollout.lifecycle.announcements import Announcer, GraphAnnouncementMail
         from shared.rollout.lifecycle.graph_evidence import GraphEvidence
         from shared.rollout.lifecycle.nudges import GraphNudgeMail
         from shared.rollout.membership import SyncDeps, start_wave_sync
@@ -182,6 +183,13 @@ class Services:
             nudge_mail=GraphNudgeMail(graph, plan.new_hires.delivery.sender_mailbox),
             ensure_group=ensure_group,
             resync_membership=resync_membership,
+            announcer=Announcer(
+                plan,
+                state,
+                GraphAnnouncementMail(graph, plan, plan.new_hires.delivery.sender_mailbox),
+                sender=plan.new_hires.delivery.sender_mailbox,
+                clock=self.clock,
+            ),
         )
 
 

@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.config.alerting import AlertingConfig
 from shared.config.base import ConfigModel, Guid, HttpUrl, Secret, check_whsec
+from shared.config.communications import STAGES, Communications, placeholders_of
 from shared.config.helpdesk import Helpdesk
 from shared.config.risk import ResponseMode, Risk, RiskResponses
 from shared.config.waves import AUTO_WAVE, BreakGlass, NewHires, Wave
@@ -20,6 +21,7 @@ __all__ = [
     "AdminPolicy",
     "AllowedCountries",
     "BambooHr",
+    "Communications",
     "GroupChanges",
     "Helpdesk",
     "HrProviders",
@@ -422,10 +424,16 @@ class RolloutPlan(ConfigModel):
     alerting: AlertingConfig
     subscriptions: Subscriptions = Subscriptions()
     group_changes: GroupChanges = GroupChanges()
+    communications: Communications = Communications()
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
-        problems = [*_wave_problems(self), *_new_hire_problems(self), *_break_glass_problems(self)]
+        problems = [
+            *_wave_problems(self),
+            *_new_hire_problems(self),
+            *_break_glass_problems(self),
+            *_communication_problems(self),
+        ]
         if problems:
             raise PydanticCustomError(
                 "plan", "{problems}", {"problems": "; ".join(problems), "items": problems}
@@ -487,6 +495,41 @@ def _new_hire_problems(plan: RolloutPlan) -> list[str]:
         problems.append(
             "newHires.fallbackWave: required when newHires.wave is 'auto' and no wave is catchAll"
         )
+    return problems
+
+
+def _communication_problems(plan: RolloutPlan) -> list[str]:
+    """The announcedDaysBefore gate and the announcements go together: a wave with the gate must
+    send announcements, and one whose announcement promises a {date} must have the gate that keeps
+    the promise."""
+    problems: list[str] = []
+    for index, wave in enumerate(plan.waves):
+        own = wave.communications.enabled
+        enabled = plan.communications.enabled if own is None else own
+        gate = f"waves[{index}].gates.announcedDaysBefore"
+        if not enabled:
+            if wave.gates.announced_days_before is not None:
+                problems.append(
+                    f"{gate}: the wave sends no announcements (communications.enabled is off for it); "
+                    "turn them on or remove the gate"
+                )
+            continue
+        if wave.gates.announced_days_before is not None:
+            continue
+        for stage in STAGES:
+            template = wave.communications.templates.of(stage)
+            where = (
+                f"waves[{index}].communications.templates.{stage}"
+                if template is not None
+                else f"communications.templates.{stage}"
+            )
+            template = template or plan.communications.templates.of(stage)
+            if "date" in placeholders_of(template.subject) | placeholders_of(template.body):
+                problems.append(
+                    f"{gate}: required while the {stage} announcement promises a {{date}} ({where}); "
+                    "the gate keeps that promise"
+                )
+                break
     return problems
 
 

@@ -8,6 +8,7 @@ from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from shared.config.base import ConfigModel, GroupRef, Guid, Slug, Upn
+from shared.config.communications import WaveCommunications
 from shared.countries import alpha2
 
 __all__ = [
@@ -105,6 +106,11 @@ class Gates(ConfigModel):
     # MFA prompts (interactive sign-ins that required MFA) per member and active day, last promptWindowDays.
     max_mfa_prompts_per_user_per_day: Annotated[float, Field(ge=0)] | None = None
     prompt_window_days: Annotated[int, Field(ge=1, le=30)] = 7
+    # Announcements (docs/waves.md, 'Announcements'), off unless set: the wave moves to report-only,
+    # and is enforced, no sooner than this many days after that stage's announcement reached at
+    # least announcedShare of its members with a mailbox (and nobody is still waiting for it).
+    announced_days_before: Annotated[int, Field(ge=0, le=90)] | None = None
+    announced_share: Annotated[float, Field(ge=0.5, le=1)] = 0.95
 
 
 class Nudges(ConfigModel):
@@ -126,6 +132,8 @@ class Wave(ConfigModel):
     gates: Gates = Gates()
     promotion: Literal["auto", "approval"] = "approval"
     nudges: Nudges = Nudges()
+    # What this wave's announcements say differently from the plan's ``communications``.
+    communications: WaveCommunications = WaveCommunications()
     # Maximum group membership changes one run may make: a bad selector cannot move the tenant.
     blast_radius: Annotated[int, Field(ge=1)] = 1000
 

@@ -1,7 +1,14 @@
-"""The wave lifecycle: states, promotion gates, the timer's evaluation, nudges and status rows."""
+"""The wave lifecycle: states, promotion gates, the timer's evaluation, nudges, announcements and
+status rows."""
 
 from __future__ import annotations
 
+from shared.rollout.lifecycle.announcements import (
+    ANNOUNCEMENTS_NAMESPACE,
+    Announcer,
+    AnnounceReport,
+    GraphAnnouncementMail,
+)
 from shared.rollout.lifecycle.approvals import (
     APPROVALS_NAMESPACE,
     approval_of,
@@ -46,15 +53,19 @@ from shared.rollout.lifecycle.timer import TIMER_ALERT_SOURCE, run_timer_tick
 
 __all__ = [
     "ALERTS_OPEN_NAMESPACE",
+    "ANNOUNCEMENTS_NAMESPACE",
     "APPROVALS_NAMESPACE",
     "NUDGES_NAMESPACE",
     "SYNC_NAMESPACE",
     "TIMER_ALERT_SOURCE",
     "TRANSITIONS",
+    "AnnounceReport",
+    "Announcer",
     "Contact",
     "EvaluationResult",
     "Evidence",
     "GateResult",
+    "GraphAnnouncementMail",
     "GraphNudgeMail",
     "InvalidTransitionError",
     "LifecycleDeps",

@@ -21,8 +21,16 @@ from shared.config.plan import RolloutPlan
 from shared.config.waves import Wave
 from shared.errors import NotFoundError, SafetyViolationError, WaveGuardError
 from shared.helpdesk.store import StoredTicket, read_tickets
+from shared.rollout.lifecycle.announcements import (
+    Announcer,
+    AnnounceReport,
+    Snapshot,
+    communications_enabled,
+    stage_for,
+)
 from shared.rollout.lifecycle.approvals import approval_of, clear_approval
 from shared.rollout.lifecycle.gates import (
+    ANNOUNCED_GATE,
     GateResult,
     SignInResult,
     WaveEvidence,
@@ -137,6 +145,8 @@ class LifecycleDeps:
     ensure_group: GroupEnsurer | None = None
     # The every-tick re-sync of started waves; without it, each wave's full sync (start_membership).
     resync_membership: MembershipResync | None = None
+    # Announcements before report-only and before enforcement (docs/waves.md, 'Announcements').
+    announcer: Announcer | None = None
 
 
 @dataclass(slots=True)
@@ -186,6 +196,7 @@ class EvaluationResult:
     dry_run: bool
     policy_synced: bool = False
     nudges: list[NudgeReport] = field(default_factory=list)
+    announcements: list[AnnounceReport] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -193,6 +204,7 @@ class EvaluationResult:
             "policySynced": self.policy_synced,
             "waves": [d.to_dict() for d in self.decisions],
             "nudges": [n.to_dict() for n in self.nudges],
+            "announcements": [a.to_dict() for a in self.announcements],
         }
 
 
@@ -220,10 +232,12 @@ async def evaluate_waves(
     not_synced = {} if dry_run else await _reconcile_membership(deps, statuses, correlation_id=correlation_id)
     previous_enforced = True
     unregistered: dict[str, frozenset[str]] = {}
+    to_announce: list[tuple[Wave, WaveState, Snapshot | None]] = []
     for wave in deps.plan.waves:
         status = statuses[wave.name]
         members = await deps.evidence.wave_members(wave.name)
         wants_tickets = wave.gates.max_mfa_tickets_per_100_users is not None
+        snapshot = await _announcement_snapshot(deps, wave, status.state, dry_run=dry_run)
         evidence = WaveEvidence(
             members,
             registered,
@@ -231,6 +245,7 @@ async def evaluate_waves(
             await open_critical_alerts(deps.stores.kv, wave.name),
             member_upns=await deps.evidence.wave_member_upns(wave.name) if wants_tickets else frozenset(),
             tickets=tickets,
+            announcement=snapshot.progress(now) if snapshot is not None else None,
         )
         decision = await _decide(deps, wave, status, evidence, previous_enforced, now)
         if wave.name in not_synced:
@@ -241,11 +256,63 @@ async def evaluate_waves(
         previous_enforced = final is WaveState.ENFORCED
         if final in DARK_PHASES:
             unregistered[wave.name] = evidence.unregistered_members
+        to_announce.append((wave, final, snapshot))
         result.decisions.append(decision)
     if not dry_run:
         result.policy_synced = await _sync_if_pending(deps, correlation_id=correlation_id)
         result.nudges = await _nudge(deps, unregistered, now)
+        result.announcements = await _announce(deps, to_announce, correlation_id=correlation_id)
     return result
+
+
+async def _announcement_snapshot(
+    deps: LifecycleDeps, wave: Wave, state: WaveState, *, dry_run: bool
+) -> Snapshot | None:
+    """The wave's progress toward announcing its next move (read for the gate, and reused to send
+    it); None when no announcement is due or sent. A dry run (`waves status`) reads it only for the
+    gate."""
+    stage = stage_for(state)
+    if deps.announcer is None or stage is None or not communications_enabled(deps.plan, wave):
+        return None
+    if dry_run and wave.gates.announced_days_before is None:
+        return None
+    return await deps.announcer.snapshot(wave, stage)
+
+
+async def _announce(
+    deps: LifecycleDeps,
+    waves: list[tuple[Wave, WaveState, Snapshot | None]],
+    *,
+    correlation_id: str,
+) -> list[AnnounceReport]:
+    """Send each wave's due announcement, within one run's time for all of them together; a wave
+    whose run fails is reported and left to the next tick (its gate holds it meanwhile)."""
+    announcer = deps.announcer
+    if announcer is None:
+        return []
+    deadline = deps.clock() + timedelta(seconds=deps.plan.communications.budget.max_seconds_per_run)
+    reports: list[AnnounceReport] = []
+    for wave, state, snapshot in waves:
+        stage = stage_for(state)
+        if stage is None or not communications_enabled(deps.plan, wave):
+            continue
+        try:
+            reports.append(
+                await announcer.run(
+                    wave,
+                    stage,
+                    actor=TIMER_ACTOR,
+                    correlation_id=correlation_id,
+                    snapshot=snapshot if snapshot is not None and snapshot.stage == stage else None,
+                    deadline=deadline,
+                )
+            )
+        except WaveGuardError as exc:
+            log.warning("announcements failed", extra={"wave": wave.name, "error": type(exc).__name__})
+            reports.append(
+                AnnounceReport(wave.name, stage, False, error=f"{type(exc).__name__}: {exc}"[:300])
+            )
+    return reports
 
 
 async def _reconcile_membership(
@@ -387,11 +454,13 @@ async def _decide(
             else (Action.WAIT, "waiting for the previous wave to be enforced")
         )
     elif status.state is WaveState.REGISTERING:
-        registration = gates[0]
+        # registration, and the report-only announcement's notice when the plan asks for it
+        needed = [g for g in (gates[0], decision.gate(ANNOUNCED_GATE)) if g is not None]
+        blocking = [g for g in needed if not g.passed]
         decision.action, decision.detail = (
-            (Action.MOVE_TO_REPORT_ONLY, registration.detail)
-            if registration.passed
-            else (Action.HOLD, f"failing: registration ({registration.detail})")
+            (Action.HOLD, "failing: " + "; ".join(f"{g.name} ({g.detail})" for g in blocking))
+            if blocking
+            else (Action.MOVE_TO_REPORT_ONLY, "; ".join(g.detail for g in needed))
         )
     elif status.state is WaveState.REPORT_ONLY:
         if decision.failing:

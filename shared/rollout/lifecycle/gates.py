@@ -1,5 +1,5 @@
 """The promotion gates of a wave: registration rate, report-only impact, soak days, open alerts, and
-(when the plan sets them) MFA helpdesk tickets and MFA prompt frequency.
+(when the plan sets them) MFA helpdesk tickets, MFA prompt frequency and the announcement notice.
 
 Each gate is computed from evidence gathered once per evaluation (one paged read of the
 registration report, one of the sign-in log, one read of the helpdesk tickets of the window) and
@@ -22,12 +22,15 @@ from shared.state import AsyncKeyValuePort
 
 __all__ = [
     "ALERTS_OPEN_NAMESPACE",
+    "ANNOUNCED_GATE",
     "REPORT_ONLY_FAILURES",
     "REPORT_ONLY_RESULTS",
+    "AnnouncementProgress",
     "GateResult",
     "SignInResult",
     "WaveEvidence",
     "alert_gate",
+    "announced_gate",
     "evaluate_gates",
     "mfa_prompts_gate",
     "mfa_tickets_gate",
@@ -43,6 +46,23 @@ __all__ = [
 REPORT_ONLY_FAILURES: Final = frozenset({"reportOnlyFailure", "reportOnlyInterrupted"})
 REPORT_ONLY_RESULTS: Final = REPORT_ONLY_FAILURES | {"reportOnlySuccess"}
 _DAY_SECONDS: Final = 86400.0
+ANNOUNCED_GATE: Final = "announced"
+
+
+@dataclass(frozen=True, slots=True)
+class AnnouncementProgress:
+    """How far the announcement of a wave's next move has reached its current members
+    (``shared.rollout.lifecycle.announcements``); break-glass accounts are never counted."""
+
+    stage: str
+    with_mailbox: int  # members who can be told
+    told: int  # ... who were sent it
+    told_before: int  # ... who were sent it at least announcedDaysBefore days ago
+    no_mailbox: int  # no mailbox, or an address Exchange refused
+
+    @property
+    def waiting(self) -> int:
+        return self.with_mailbox - self.told
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +87,7 @@ class WaveEvidence:
     open_critical: Sequence[str] = ()  # ids of open critical alerts about the wave
     member_upns: frozenset[str] = frozenset()  # the members' UPNs, case-folded (read for the ticket gate)
     tickets: Sequence[StoredTicket] | None = None  # the window's kept tickets; None: no helpdesk source
+    announcement: AnnouncementProgress | None = None  # the next move's announcement, when one is sent
 
     @property
     def registered_members(self) -> frozenset[str]:
@@ -218,6 +239,45 @@ def mfa_prompts_gate(
     return GateResult("mfa-prompts", rate <= limit, round(rate, 2), limit, detail)
 
 
+def announced_gate(gates: Gates, status: WaveStatus, evidence: WaveEvidence) -> GateResult | None:
+    """The announcement of the wave's next move reached its members ``announcedDaysBefore`` days
+    ago: nobody with a mailbox still waiting for it, and at least ``announcedShare`` of them told
+    that long ago; None when the plan does not set the gate.
+
+    Members who join later are told at the next run and do not restart the clock; a large late
+    addition holds the wave until enough of the members now in it had the notice.
+    """
+    days = gates.announced_days_before
+    if days is None:
+        return None
+    share = gates.announced_share
+    progress = evidence.announcement
+    if progress is None:
+        detail = (
+            f"no announcement is due while {status.state.value}"
+            if status.state not in (WaveState.REGISTERING, WaveState.REPORT_ONLY)
+            else "announcements are not set up (no sender)"
+        )
+        return GateResult(ANNOUNCED_GATE, False, None, share, detail)
+    if progress.with_mailbox == 0:
+        passed = progress.no_mailbox > 0
+        detail = (
+            f"{progress.stage}: no member has a mailbox ({progress.no_mailbox} members)"
+            if passed
+            else "the wave has no members yet"
+        )
+        return GateResult(ANNOUNCED_GATE, passed, None, share, detail)
+    rate = progress.told_before / progress.with_mailbox
+    told = f"{progress.told_before}/{progress.with_mailbox}"
+    parts = [f"{progress.stage}: {told} members told at least {days} days ago"]
+    if progress.waiting:
+        parts.append(f"{progress.waiting} still to be told")
+    if progress.no_mailbox:
+        parts.append(f"{progress.no_mailbox} without a usable mailbox")
+    passed = progress.waiting == 0 and rate >= share
+    return GateResult(ANNOUNCED_GATE, passed, round(rate, 4), share, ", ".join(parts))
+
+
 def evaluate_gates(
     gates: Gates, status: WaveStatus, evidence: WaveEvidence, *, now: datetime
 ) -> list[GateResult]:
@@ -226,6 +286,7 @@ def evaluate_gates(
     optional = [
         mfa_tickets_gate(gates, evidence, now=now),
         mfa_prompts_gate(gates, evidence, since=since, now=now),
+        announced_gate(gates, status, evidence),
     ]
     return [
         registration_gate(gates, evidence),

@@ -30,6 +30,8 @@ class WaveRow:
     # The user-experience gates, when the plan sets them (None: not evaluated).
     mfa_tickets: GateResult | None = None
     mfa_prompts: GateResult | None = None
+    # The announcement notice gate, when the plan sets it (None: not evaluated).
+    announced: GateResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +49,7 @@ class WaveRow:
             "detail": self.detail,
             "mfaTickets": self.mfa_tickets.to_dict() if self.mfa_tickets else None,
             "mfaPrompts": self.mfa_prompts.to_dict() if self.mfa_prompts else None,
+            "announced": self.announced.to_dict() if self.announced else None,
         }
 
 
@@ -70,6 +73,7 @@ def row_from(decision: WaveDecision) -> WaveRow:
         detail=decision.detail,
         mfa_tickets=decision.gate("mfa-tickets"),
         mfa_prompts=decision.gate("mfa-prompts"),
+        announced=decision.gate("announced"),
     )
 
 
