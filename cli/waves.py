@@ -59,6 +59,12 @@ def add_parser(sub: Any) -> None:
     rollback.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     rollback.add_argument("--reason", default="operator rollback", help="why (kept in the audit log)")
     rollback.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    rollback.add_argument(
+        "--accept-no-mfa",
+        action="store_true",
+        help="roll back even though users of the wave were moved off per-user MFA (an emergency): they "
+        "have no MFA until `waveguard permfa rollback WAVE`",
+    )
     rollback.set_defaults(run=run_rollback)
     evaluate = waves.add_parser("evaluate", help="run the rollout timer's evaluation once")
     evaluate.add_argument("--dry-run", action="store_true", help="print what it would do; change nothing")
@@ -249,6 +255,7 @@ def run_rollback(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 actor=actor_of(env),
                 correlation_id=_correlation_id(),
                 reason=args.reason,
+                accept_no_mfa=args.accept_no_mfa,
             )
         )
     except (ConfigError, NotFoundError, InvalidTransitionError) as exc:

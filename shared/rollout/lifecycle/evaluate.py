@@ -341,17 +341,28 @@ async def _reconcile_membership(
 
 
 async def rollback_wave(
-    deps: LifecycleDeps, wave: str, *, actor: str, correlation_id: str, reason: str
+    deps: LifecycleDeps,
+    wave: str,
+    *,
+    actor: str,
+    correlation_id: str,
+    reason: str,
+    accept_no_mfa: bool = False,
 ) -> WaveStatus:
     """Take an enforced wave back to report-only and sync the CA baseline; clears its approval.
+
+    ``accept_no_mfa``: roll back even though users of the wave were moved off per-user MFA (an
+    emergency: CA itself is locking people out); they are left with no MFA until ``permfa
+    rollback`` and the audit entry says so.
 
     Raises:
         NotFoundError: the plan has no such wave.
         InvalidTransitionError: the wave is not enforced.
+        SafetyViolationError: users were moved off per-user MFA and ``accept_no_mfa`` is not set.
         RetryableError / PermanentError: the store or Graph failed (the sync marker stays set).
     """
     _plan_wave(deps.plan, wave)
-    await _refuse_while_off_per_user_mfa(deps, wave)
+    without_mfa = await _refuse_while_off_per_user_mfa(deps, wave, accept=accept_no_mfa)
     current = await read_wave_state(deps.stores.kv, wave)
     now = deps.clock()
     await _mark_sync_pending(deps, reason=f"rollback of {wave}")
@@ -359,12 +370,13 @@ async def rollback_wave(
         deps.stores.kv, wave, WaveState.REPORT_ONLY, now=now, expected=WaveState.ENFORCED
     )
     await clear_approval(deps.stores.kv, wave)
-    await _audit(deps, actor, wave, current.state, WaveState.REPORT_ONLY, reason, correlation_id, {})
+    details = {"leftWithoutMfa": without_mfa} if without_mfa else {}
+    await _audit(deps, actor, wave, current.state, WaveState.REPORT_ONLY, reason, correlation_id, details)
     await _sync_if_pending(deps, correlation_id=correlation_id)
     return status
 
 
-async def _refuse_while_off_per_user_mfa(deps: LifecycleDeps, wave: str) -> None:
+async def _refuse_while_off_per_user_mfa(deps: LifecycleDeps, wave: str, *, accept: bool) -> int:
     """A wave whose users WaveGuard moved off per-user MFA must not leave enforcement first: they
     would have no MFA at all. Their per-user MFA is put back first (``permfa rollback``).
 
@@ -378,15 +390,17 @@ async def _refuse_while_off_per_user_mfa(deps: LifecycleDeps, wave: str) -> None
         for e in (await latest_entries(deps.stores.kv, wave)).values()
         if e.outcome in ("disabled", "pending")
     ]
-    if moved:
+    if moved and not accept:
         raise SafetyViolationError(
             f"wave {wave!r}: {len(moved)} user(s) were moved off per-user MFA because Conditional Access "
             f"enforces the wave; rolling it back now would leave them without MFA. Put their per-user "
-            f"MFA back first (`waveguard permfa rollback {wave}`), then roll the wave back.",
+            f"MFA back first (`waveguard permfa rollback {wave}`), then roll the wave back; in an "
+            "emergency, `waves rollback --accept-no-mfa` rolls back now and leaves them without MFA.",
             rule="permfa-before-rollback",
             wave=wave,
             users=len(moved),
         )
+    return len(moved)
 
 
 def _plan_wave(plan: RolloutPlan, wave: str) -> Wave:

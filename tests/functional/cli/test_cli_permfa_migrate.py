@@ -349,3 +349,21 @@ def test_a_wave_whose_users_left_per_user_mfa_cannot_leave_enforcement_first(
     code, undone = _run(app_environ, capsys, "rollback", tenant.wave, "--yes")
     assert code == 0, undone
     assert main(["waves", "rollback", tenant.wave, "--yes", "--reason", "test"], environ=app_environ) == 0
+
+
+def test_in_an_emergency_the_wave_rolls_back_anyway_and_the_audit_says_who_is_left_without_mfa(
+    app_environ: dict[str, str],
+    emulator_server: EmulatorHandle,
+    stores: StateStores,
+    tenant: Tenant,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _enforce(app_environ, stores, tenant.wave, capsys)
+    code, result = _run(app_environ, capsys, "migrate", tenant.wave, "--yes")
+    assert code == 0, result
+    started = utc_now()
+    argv = ["waves", "rollback", tenant.wave, "--yes", "--reason", "CA locks people out", "--accept-no-mfa"]
+    assert main(argv, environ=app_environ) == 0
+    [entry] = [e for e in stores.audit.list(since=started, limit=50) if e.action == "wave.transition"]
+    assert entry.details["leftWithoutMfa"] == 2
+    assert _live_require_mfa(emulator_server)["conditions"]["users"]["includeGroups"] == []
