@@ -92,6 +92,10 @@ def run_announce(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             stage = _stage(args, stage_for(state), state.value)
         except ValueError as exc:
             return fail(str(exc), EXIT_USAGE)
+
+        async def still_due() -> bool:  # the wave may move while a long send runs
+            return stage_for((await read_wave_state(announcer.stores.kv, args.wave)).state) == stage
+
         report = asyncio.run(
             announcer.run(
                 wave,
@@ -99,6 +103,7 @@ def run_announce(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 actor=actor_of(env),
                 correlation_id=f"cli-{uuid.uuid4().hex}",
                 dry_run=args.dry_run,
+                still_due=still_due,
             )
         )
     except (ConfigError, NotFoundError) as exc:

@@ -46,13 +46,13 @@ def _demo_plan(settings: Settings) -> Path:
 
 
 async def clear_announcements(kv: AsyncKeyValuePort, wave: str) -> None:
-    """Forget a wave's announcements (its ledger and stage summaries): a re-run starts clean. The
+    """Forget a wave's announcements (its ledger and every cycle's summary): a re-run starts clean. The
     idempotency claims stay: they expire by themselves, and a claim without its ledger row is
     recorded again, never re-sent."""
     for key, _ in await kv.items(ledger_namespace(wave), limit=100_000):
         await kv.delete(ledger_namespace(wave), key)
-    for stage in ("reportOnly", "enforce"):
-        await kv.delete(ANNOUNCEMENTS_NAMESPACE, f"{wave}:{stage}")
+    for key, _ in await kv.items(ANNOUNCEMENTS_NAMESPACE, start=f"{wave}:", stop=f"{wave};", limit=100_000):
+        await kv.delete(ANNOUNCEMENTS_NAMESPACE, key)
 
 
 def _print(label: str, report: AnnounceReport) -> None:

@@ -143,6 +143,7 @@ class WaveCommunications(ConfigModel):
     enabled: bool | None = None
     contact: Annotated[str, Field(min_length=1, max_length=500)] | None = None
     templates: WaveTemplates = WaveTemplates()
+    allow_unreachable: bool | None = None
 
 
 class MailBudget(ConfigModel):
@@ -152,8 +153,8 @@ class MailBudget(ConfigModel):
 
     per_minute: Annotated[int, Field(ge=1, le=30)] = 20
     per_day: Annotated[int, Field(ge=1, le=10_000)] = 8000
-    # How long one run (a timer tick, `waves announce`) may spend sending, waiting between minutes:
-    # well inside the 5-minute functionTimeout with the rest of the tick.
+    # How long one run (a timer tick, `waves announce`) may spend sending, waiting between minutes;
+    # a tick also stops sending 4 minutes after it started (functionTimeout 5 minutes, less a margin).
     max_seconds_per_run: Annotated[int, Field(ge=1, le=180)] = 120
 
 
@@ -163,6 +164,10 @@ class Communications(ConfigModel):
 
     enabled: bool = False
     register_url: HttpUrl = "https://aka.ms/mysecurityinfo"
+    # Members no e-mail can reach (no mailbox, an address Exchange refused) count against the
+    # announced gate's share, and a wave nobody can be told holds, unless this says such members
+    # are expected (kiosk accounts): then the share is over the members who can be told.
+    allow_unreachable: bool = False
     contact: Annotated[str, Field(min_length=1, max_length=500)] = "the IT service desk"
     templates: StageTemplates = StageTemplates()
     budget: MailBudget = MailBudget()

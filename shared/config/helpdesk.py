@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from shared.config.base import ConfigModel, _secret_from_environment, check_whsec
 from shared.config.interpolate import EnvStr
 
 __all__ = [
     "DEFAULT_MFA_CATEGORIES",
+    "MIN_JIRA_SECRET_CHARS",
     "Helpdesk",
     "HelpdeskStandardWebhooks",
     "JiraServiceManagement",
@@ -25,6 +27,7 @@ __all__ = [
 
 DEFAULT_MFA_CATEGORIES: Final[tuple[str, ...]] = ("mfa", "authenticator", "sign-in")
 DEFAULT_REQUESTER: Final = "reporter.emailAddress"
+MIN_JIRA_SECRET_CHARS: Final = 16
 _PATH_PART: Final = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
@@ -42,12 +45,23 @@ def _unset_is_none(value: Any, info: ValidationInfo) -> Any:
     return _secret_from_environment(value, info)
 
 
+def _long_enough_or_none(secret: SecretStr | None) -> SecretStr | None:
+    # An HMAC key anyone could guess is no authentication: at least 16 characters that are not blanks.
+    if secret is not None and len("".join(secret.get_secret_value().split())) < MIN_JIRA_SECRET_CHARS:
+        # Never echo the value: it is (or is meant to be) a secret.
+        raise PydanticCustomError(
+            "jira_secret", f"expected at least {MIN_JIRA_SECRET_CHARS} non-whitespace characters"
+        )
+    return secret
+
+
 def _whsec_or_none(secret: SecretStr | None) -> SecretStr | None:
     return None if secret is None else check_whsec(secret)
 
 
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_unset_is_none)]
 OptionalWebhookSecret = Annotated[OptionalSecret, AfterValidator(_whsec_or_none)]
+OptionalJiraSecret = Annotated[OptionalSecret, AfterValidator(_long_enough_or_none)]
 FieldPath = Annotated[str, Field(pattern=rf"^{_PATH_PART}(\.{_PATH_PART})*$")]
 FieldName = Annotated[str, Field(pattern=rf"^{_PATH_PART}$")]
 Category = Annotated[str, Field(min_length=1, max_length=128)]
@@ -76,7 +90,10 @@ class HelpdeskStandardWebhooks(ConfigModel):
 class JiraServiceManagement(ConfigModel):
     """``POST /api/helpdesk/jira``: Jira (Service Management) admin webhooks, ``X-Hub-Signature``."""
 
-    secret: OptionalSecret = None
+    secret: OptionalJiraSecret = None
+    # How far the delivery's ``timestamp`` (epoch ms, in the signed body) may be from our clock. Jira
+    # retries a failed delivery for hours, so a day; a replay older than that is refused (401).
+    timestamp_tolerance_seconds: Annotated[int, Field(ge=300, le=7 * 86400)] = 86400
     # Where the requester's UPN is, as dotted paths under ``issue.fields``; the first string wins.
     requester_fields: Annotated[list[FieldPath], Field(min_length=1, max_length=5)] = [DEFAULT_REQUESTER]
     # The "Customer Request Type" field (site-specific, e.g. customfield_10010): its request type name

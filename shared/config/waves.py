@@ -100,7 +100,7 @@ class Gates(ConfigModel):
     require_no_open_critical_alerts: bool = True
     min_report_only_sign_ins: Annotated[int, Field(ge=0)] = 50
     # The user-experience gates, off unless set (docs/waves.md, 'Helpdesk and prompt gates').
-    # MFA-related helpdesk tickets raised by the wave's members in the last ticketWindowDays, per 100 members.
+    # Members who raised MFA-related helpdesk tickets in the last ticketWindowDays, per 100 members.
     max_mfa_tickets_per_100_users: Annotated[float, Field(ge=0)] | None = None
     ticket_window_days: Annotated[int, Field(ge=1, le=60)] = 7
     # MFA prompts (interactive sign-ins that required MFA) per member and active day, last promptWindowDays.
@@ -108,7 +108,9 @@ class Gates(ConfigModel):
     prompt_window_days: Annotated[int, Field(ge=1, le=30)] = 7
     # Announcements (docs/waves.md, 'Announcements'), off unless set: the wave moves to report-only,
     # and is enforced, no sooner than this many days after that stage's announcement reached at
-    # least announcedShare of its members with a mailbox (and nobody is still waiting for it).
+    # least announcedShare of its members (of those WaveGuard can reach only with
+    # communications.allowUnreachable), nobody is still waiting for it, and the date the message
+    # named has come (12:00 UTC).
     announced_days_before: Annotated[int, Field(ge=0, le=90)] | None = None
     announced_share: Annotated[float, Field(ge=0.5, le=1)] = 0.95
 

@@ -3,12 +3,16 @@
 Every request passes the same gates as the HR ingress, cheapest first, and nothing is written
 unless all pass: source configured (404) → ``Content-Type: application/json`` (415) → body ≤ 256
 KiB (413) → signature (401) → JSON and schema (400, naming each bad field) → one conditional write
-→ 202 ``{"id", "mfaRelated", "outcome"}``.
+→ 202 ``{"id", "mfaRelated", "outcome"}``. Jira's signed body must also carry a ``timestamp``
+within ``timestampToleranceSeconds`` (401 otherwise).
 
 Unlike HR events, a ticket is not queued: its whole effect is one small row in ``wgstate`` and it
 needs no Graph, so the ingress writes it itself with a conditional write (docs/architecture.md,
-'Helpdesk tickets'). A replay of the same ticket state is ``unchanged``; storage failing answers
-503 with Retry-After, never 202 for something not kept.
+'Helpdesk tickets'). A replay of the same ticket state is ``unchanged``. A ``createdAt`` more than
+``MAX_CLOCK_SKEW`` ahead is refused (400 naming it); one older than ``RETENTION`` counts in no
+window and is answered 202 ``ignored`` (an update of an old ticket is a valid delivery: a 4xx
+would only make the sender retry it). Storage unavailable answers 503 with Retry-After, never 202
+for something not kept; a row the store refuses (too large) answers 400.
 """
 
 from __future__ import annotations
@@ -20,9 +24,9 @@ from datetime import timedelta
 from typing import Final
 
 from shared.config.helpdesk import Helpdesk
-from shared.errors import InvalidPayloadError, WaveGuardError, classify
-from shared.helpdesk.jira import map_jira_payload, verify_jira
-from shared.helpdesk.store import record_ticket
+from shared.errors import InvalidPayloadError, RetryableError, WaveGuardError, classify
+from shared.helpdesk.jira import check_jira_timestamp, map_jira_payload, verify_jira
+from shared.helpdesk.store import MAX_CLOCK_SKEW, RETENTION, Outcome, is_expired, record_ticket
 from shared.helpdesk.tickets import Ticket, parse_ticket
 from shared.hr.signatures import SignatureError, StandardWebhooksVerifier
 from shared.http_ingress import (
@@ -79,7 +83,7 @@ async def accept_ticket_webhook(request: IncomingRequest, *, deps: HelpdeskDeps)
         ticket = parse_ticket(decode_json(request.body))
     except InvalidPayloadError as exc:
         return _invalid(exc, source=SOURCE_STANDARD)
-    return await _keep(ticket, SOURCE_STANDARD, deps)
+    return await _keep(ticket, SOURCE_STANDARD, deps, created_field="createdAt")
 
 
 async def accept_jira_webhook(request: IncomingRequest, *, deps: HelpdeskDeps) -> IngressResult:
@@ -95,7 +99,16 @@ async def accept_jira_webhook(request: IncomingRequest, *, deps: HelpdeskDeps) -
     except SignatureError as exc:
         return _unauthorized(exc, source=SOURCE_JIRA)
     try:
-        delivery = map_jira_payload(decode_json(request.body), config=config)
+        payload = decode_json(request.body)
+    except InvalidPayloadError as exc:
+        return _invalid(exc, source=SOURCE_JIRA)
+    try:  # the timestamp is in the signed body: a delivery replayed later is refused
+        tolerance = timedelta(seconds=config.timestamp_tolerance_seconds)
+        check_jira_timestamp(payload, now=deps.clock(), tolerance=tolerance)
+    except SignatureError as exc:
+        return _unauthorized(exc, source=SOURCE_JIRA)
+    try:
+        delivery = map_jira_payload(payload, config=config)
     except InvalidPayloadError as exc:
         return _invalid(exc, source=SOURCE_JIRA)
     if delivery.ticket is None:
@@ -103,22 +116,37 @@ async def accept_jira_webhook(request: IncomingRequest, *, deps: HelpdeskDeps) -
         return IngressResult(
             202, {"id": None, "mfaRelated": False, "outcome": "ignored", "detail": delivery.ignored}
         )
-    return await _keep(delivery.ticket, SOURCE_JIRA, deps)
+    return await _keep(delivery.ticket, SOURCE_JIRA, deps, created_field="issue.fields.created")
 
 
-async def _keep(ticket: Ticket, source: str, deps: HelpdeskDeps) -> IngressResult:
+async def _keep(ticket: Ticket, source: str, deps: HelpdeskDeps, *, created_field: str) -> IngressResult:
+    now = deps.clock()
+    if ticket.created_at > now + MAX_CLOCK_SKEW:
+        ahead = (
+            f"is more than {int(MAX_CLOCK_SKEW.total_seconds() // 60)} minutes ahead of the receiver's clock"
+        )
+        return _invalid(InvalidPayloadError.for_field(created_field, ahead), source=source)
     mfa_related = ticket.state != "deleted" and deps.config.is_mfa_related(ticket.category, ticket.tags)
     try:
-        outcome = await record_ticket(
-            deps.kv, ticket, source=source, mfa_related=mfa_related, now=deps.clock()
-        )
-    except WaveGuardError as exc:  # storage down, or the row kept changing: the sender retries
+        outcome = await record_ticket(deps.kv, ticket, source=source, mfa_related=mfa_related, now=now)
+    except RetryableError as exc:  # storage down, or the row kept changing: the sender retries
         log.warning("helpdesk ticket not kept: %s", type(exc).__name__, extra={"error_kind": classify(exc)})
         return failure(
             503, "the ticket could not be stored right now; retry later", retry_after=RETRY_AFTER_SECONDS
         )
+    except InvalidPayloadError as exc:  # the store refused the row (too large): a retry would too
+        refused = f"the ticket cannot be stored ({exc.message})"
+        return _invalid(InvalidPayloadError.for_field("body", refused), source=source)
+    except WaveGuardError as exc:  # the store refused us (configuration, permissions): not the sender's
+        log.error("helpdesk ticket not kept: %s", type(exc).__name__, extra={"error_kind": classify(exc)})
+        return failure(500, "the ticket could not be stored")
     log.info("helpdesk ticket %s", outcome.value, extra={"source": source, "mfa_related": mfa_related})
-    return IngressResult(202, {"id": ticket.id, "mfaRelated": mfa_related, "outcome": outcome.value})
+    answer: dict[str, object] = {"id": ticket.id, "mfaRelated": mfa_related, "outcome": outcome.value}
+    if outcome is Outcome.IGNORED and is_expired(ticket, now=now):
+        answer["detail"] = (
+            f"{created_field} is more than {RETENTION.days} days ago: it counts in no gate window"
+        )
+    return IngressResult(202, answer)
 
 
 @functools.lru_cache(maxsize=8)

@@ -3,9 +3,11 @@ and ``_deleted`` mapped to the canonical ticket.
 
 Authentication: a Jira admin webhook (Jira settings > System > WebHooks, or
 ``/rest/webhooks/1.0/webhook``) registered with a secret is signed by Jira with HMAC-SHA256 of the
-raw body under that secret, sent as ``X-Hub-Signature: sha256=<hex>`` (WebSub's format). Jira signs
-nothing else: no timestamp is covered, so a captured delivery could be replayed; a replay only
-re-asserts a state the store already has or has passed (``updatedAt`` orders them), never more.
+raw body under that secret, sent as ``X-Hub-Signature: sha256=<hex>`` (WebSub's format). The body's
+``timestamp`` (epoch ms, when Jira raised the event) is therefore signed too: a delivery whose
+timestamp is further than ``helpdesk.jira.timestampToleranceSeconds`` (default a day: Jira retries
+for hours) from our clock is refused, so a captured delivery cannot be replayed later; within it a
+replay only re-asserts a state the store already has or has passed (``updatedAt`` orders them).
 
 Mapping (under ``issue``): ``id`` → ``id`` (stable when the issue moves to another project and
 its key changes); the first of ``helpdesk.jira.requesterFields`` (default
@@ -24,7 +26,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from shared.config.helpdesk import JiraServiceManagement
@@ -32,7 +34,15 @@ from shared.errors import FieldError, InvalidPayloadError
 from shared.helpdesk.tickets import Ticket, parse_ticket
 from shared.hr.signatures import SignatureError
 
-__all__ = ["HEADER_SIGNATURE", "JIRA_EVENTS", "JiraDelivery", "map_jira_payload", "sign_jira", "verify_jira"]
+__all__ = [
+    "HEADER_SIGNATURE",
+    "JIRA_EVENTS",
+    "JiraDelivery",
+    "check_jira_timestamp",
+    "map_jira_payload",
+    "sign_jira",
+    "verify_jira",
+]
 
 HEADER_SIGNATURE: Final = "x-hub-signature"
 ISSUE_CREATED: Final = "jira:issue_created"
@@ -71,6 +81,26 @@ def verify_jira(headers: Mapping[str, str], body: bytes, *, secret: str) -> None
     expected = sign_jira(secret, body)
     if not hmac.compare_digest(expected.encode(), offered.lower().encode()):
         raise SignatureError("X-Hub-Signature does not match the configured secret")
+
+
+def check_jira_timestamp(obj: object, *, now: datetime, tolerance: timedelta) -> None:
+    """Check the signed body's ``timestamp`` (epoch ms) is within ``tolerance`` of ``now``.
+
+    Raises:
+        SignatureError: the timestamp is missing, not epoch milliseconds, or too old or too new.
+    """
+    stamp = obj.get("timestamp") if isinstance(obj, dict) else None
+    if isinstance(stamp, bool) or not isinstance(stamp, int):
+        raise SignatureError("the Jira delivery carries no timestamp (epoch milliseconds)")
+    try:
+        sent = datetime.fromtimestamp(stamp / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise SignatureError("the Jira delivery's timestamp is not epoch milliseconds") from None
+    if abs(now - sent) > tolerance:
+        raise SignatureError(
+            f"the Jira delivery's timestamp ({sent.isoformat()}) is more than "
+            f"{int(tolerance.total_seconds())} s from now: a stale or replayed delivery"
+        )
 
 
 # Canonical field -> where it came from in Jira's payload (errors name what the sender sent).

@@ -12,6 +12,7 @@ nothing (a replay, or a late retry of an older state). Unknown keys are ignored.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -21,13 +22,16 @@ from pydantic.alias_generators import to_camel
 from shared.errors import FieldError, InvalidPayloadError, field_errors_of
 from shared.hr.events import Timestamp, Upn
 
-__all__ = ["TICKET_STATES", "Ticket", "TicketState", "parse_ticket"]
+__all__ = ["MAX_ENCODED_CHARS", "TICKET_STATES", "Ticket", "TicketState", "parse_ticket"]
 
 TicketState = Literal["open", "closed", "deleted"]
 TICKET_STATES: Final[tuple[str, ...]] = ("open", "closed", "deleted")
 _MAX_ID: Final = 128
 _MAX_TEXT: Final = 128
 _MAX_TAGS: Final = 50
+# The ticket as JSON (non-ASCII escaped, as the state store counts it) at most this long: the row
+# kept adds its source, mfaRelated and receivedAt and must stay under the store's 30,000 characters.
+MAX_ENCODED_CHARS: Final = 24_000
 
 
 def _digits(value: Any) -> Any:
@@ -93,6 +97,12 @@ def parse_ticket(obj: object) -> Ticket:
         problem = FieldError(field="body", message=f"not a valid ticket ({type(exc).__name__})")
         raise _invalid([problem]) from None
     problems = _rule_errors(ticket)
+    encoded = len(json.dumps(ticket.to_payload(), separators=(",", ":")))
+    if encoded > MAX_ENCODED_CHARS:
+        # Only the tags can make it this large (every other field is bounded far below it).
+        message = f"the ticket is {encoded} characters as JSON, at most {MAX_ENCODED_CHARS}"
+        message += ": fewer or shorter tags"
+        problems.append(FieldError(field="tags", message=message))
     if problems:
         raise _invalid(problems)
     return ticket

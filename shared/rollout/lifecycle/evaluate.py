@@ -20,7 +20,7 @@ from typing import Any, Final, Protocol
 from shared.config.plan import RolloutPlan
 from shared.config.waves import Wave
 from shared.errors import NotFoundError, SafetyViolationError, WaveGuardError
-from shared.helpdesk.store import StoredTicket, read_tickets
+from shared.helpdesk.store import TicketRead, prune_tickets, read_tickets
 from shared.rollout.lifecycle.announcements import (
     Announcer,
     AnnounceReport,
@@ -31,6 +31,7 @@ from shared.rollout.lifecycle.announcements import (
 from shared.rollout.lifecycle.approvals import approval_of, clear_approval
 from shared.rollout.lifecycle.gates import (
     ANNOUNCED_GATE,
+    AnnouncementProgress,
     GateResult,
     SignInResult,
     WaveEvidence,
@@ -64,6 +65,10 @@ log = logging.getLogger(__name__)
 SYNC_NAMESPACE: Final = "wave-sync"
 SYNC_KEY: Final = "baseline"
 TIMER_ACTOR: Final = "wave-timer"
+# A tick must finish inside the Functions host's functionTimeout (host.json, 5 minutes); the
+# announcements stop this long before it, counted from the tick's start.
+FUNCTION_TIMEOUT: Final = timedelta(minutes=5)
+TICK_MARGIN: Final = timedelta(seconds=60)
 
 
 class Action(enum.StrEnum):
@@ -90,9 +95,9 @@ class Evidence(Protocol):
 
     async def wave_members(self, wave: str) -> frozenset[str]: ...
 
-    async def wave_member_upns(self, wave: str) -> frozenset[str]:
-        """The case-folded UPNs of the members ``wave_members`` last returned for ``wave`` (read
-        with them: no further request), or of the members now when it was not read."""
+    async def wave_member_addresses(self, wave: str) -> Mapping[str, str]:
+        """The case-folded UPN and mail of each member ``wave_members`` last returned for ``wave``
+        -> its id (read with them: no further request), or of the members now when never read."""
         ...
 
     async def registered_users(self) -> frozenset[str]: ...
@@ -214,19 +219,24 @@ def report_only_policy_name(plan: RolloutPlan) -> str:
 
 
 async def evaluate_waves(
-    deps: LifecycleDeps, *, correlation_id: str, dry_run: bool = False
+    deps: LifecycleDeps, *, correlation_id: str, dry_run: bool = False, deadline: datetime | None = None
 ) -> EvaluationResult:
     """Evaluate every wave in plan order and apply each next step (none when ``dry_run``).
+
+    ``deadline``: when the tick must be done (default: its start + ``FUNCTION_TIMEOUT`` -
+    ``TICK_MARGIN``); the announcements, sent last, stop there.
 
     Raises:
         RetryableError: Graph or the state store failed transiently (the next run resumes).
         PermanentError: Graph refused a read, or the CA baseline failed its lint.
     """
     now = deps.clock()
+    deadline = deadline if deadline is not None else now + FUNCTION_TIMEOUT - TICK_MARGIN
     statuses = {w.name: await read_wave_state(deps.stores.kv, w.name) for w in deps.plan.waves}
     registered = await deps.evidence.registered_users()
     sign_ins = await _sign_ins(deps, statuses.values())
-    tickets = await _tickets(deps, now)
+    tickets = await _tickets(deps, now, dry_run=dry_run)
+    known_addresses = await _known_addresses(deps) if tickets is not None else frozenset()
     result = EvaluationResult([], dry_run)
     # Started waves are re-synced first, so a sync refused now (its critical alert) holds the wave now.
     not_synced = {} if dry_run else await _reconcile_membership(deps, statuses, correlation_id=correlation_id)
@@ -237,15 +247,16 @@ async def evaluate_waves(
         status = statuses[wave.name]
         members = await deps.evidence.wave_members(wave.name)
         wants_tickets = wave.gates.max_mfa_tickets_per_100_users is not None
-        snapshot = await _announcement_snapshot(deps, wave, status.state, dry_run=dry_run)
+        snapshot, progress = await _announcement_progress(deps, wave, status.state, now, dry_run=dry_run)
         evidence = WaveEvidence(
             members,
             registered,
             sign_ins,
             await open_critical_alerts(deps.stores.kv, wave.name),
-            member_upns=await deps.evidence.wave_member_upns(wave.name) if wants_tickets else frozenset(),
+            member_addresses=await deps.evidence.wave_member_addresses(wave.name) if wants_tickets else {},
+            known_addresses=known_addresses,
             tickets=tickets,
-            announcement=snapshot.progress(now) if snapshot is not None else None,
+            announcement=progress,
         )
         decision = await _decide(deps, wave, status, evidence, previous_enforced, now)
         if wave.name in not_synced:
@@ -261,7 +272,9 @@ async def evaluate_waves(
     if not dry_run:
         result.policy_synced = await _sync_if_pending(deps, correlation_id=correlation_id)
         result.nudges = await _nudge(deps, unregistered, now)
-        result.announcements = await _announce(deps, to_announce, correlation_id=correlation_id)
+        result.announcements = await _announce(
+            deps, to_announce, correlation_id=correlation_id, deadline=deadline
+        )
     return result
 
 
@@ -279,18 +292,44 @@ async def _announcement_snapshot(
     return await deps.announcer.snapshot(wave, stage)
 
 
+async def _announcement_progress(
+    deps: LifecycleDeps, wave: Wave, state: WaveState, now: datetime, *, dry_run: bool
+) -> tuple[Snapshot | None, AnnouncementProgress | None]:
+    """The wave's announcement snapshot and the gate's progress from it. A read that fails (Graph,
+    the store, or anything unexpected) holds only this wave's ``announced`` gate, naming the error;
+    the tick goes on (the CA sync, the nudges, the other waves)."""
+    try:
+        snapshot = await _announcement_snapshot(deps, wave, state, dry_run=dry_run)
+    except WaveGuardError as exc:
+        log.warning("announcement progress not read", extra={"wave": wave.name, "error": type(exc).__name__})
+        return None, AnnouncementProgress.unreadable(
+            str(stage_for(state)), f"{type(exc).__name__}: {exc}"[:300]
+        )
+    except Exception as exc:
+        log.exception(
+            "announcement progress not read", extra={"wave": wave.name, "error": type(exc).__name__}
+        )
+        return None, AnnouncementProgress.unreadable(
+            str(stage_for(state)), f"{type(exc).__name__}: {exc}"[:300]
+        )
+    return snapshot, snapshot.progress(now) if snapshot is not None else None
+
+
 async def _announce(
     deps: LifecycleDeps,
     waves: list[tuple[Wave, WaveState, Snapshot | None]],
     *,
     correlation_id: str,
+    deadline: datetime,
 ) -> list[AnnounceReport]:
-    """Send each wave's due announcement, within one run's time for all of them together; a wave
-    whose run fails is reported and left to the next tick (its gate holds it meanwhile)."""
+    """Send each wave's due announcement, within one run's time for all of them together
+    (``maxSecondsPerRun`` from now, and never past the tick's ``deadline``); a wave whose run fails
+    is reported and left to the next tick (its gate holds it meanwhile)."""
     announcer = deps.announcer
     if announcer is None:
         return []
-    deadline = deps.clock() + timedelta(seconds=deps.plan.communications.budget.max_seconds_per_run)
+    budget = timedelta(seconds=deps.plan.communications.budget.max_seconds_per_run)
+    deadline = min(deadline, deps.clock() + budget)
     reports: list[AnnounceReport] = []
     for wave, state, snapshot in waves:
         stage = stage_for(state)
@@ -307,7 +346,7 @@ async def _announce(
                     deadline=deadline,
                 )
             )
-        except WaveGuardError as exc:
+        except Exception as exc:  # one wave's failure is reported; the tick's other work stands
             log.warning("announcements failed", extra={"wave": wave.name, "error": type(exc).__name__})
             reports.append(
                 AnnounceReport(wave.name, stage, False, error=f"{type(exc).__name__}: {exc}"[:300])
@@ -421,9 +460,10 @@ async def _sign_ins(deps: LifecycleDeps, statuses: Sequence[WaveStatus] | Any) -
     )
 
 
-async def _tickets(deps: LifecycleDeps, now: datetime) -> list[StoredTicket] | None:
+async def _tickets(deps: LifecycleDeps, now: datetime, *, dry_run: bool) -> TicketRead | None:
     """The kept helpdesk tickets of the longest ticket window any wave asks for (one read of the
-    window's days); None when no helpdesk source is configured."""
+    window's days); None when no helpdesk source is configured. Unless ``dry_run``, the days past
+    the tickets' retention are deleted first, a bounded step per tick (never failing the tick)."""
     windows = [
         w.gates.ticket_window_days
         for w in deps.plan.waves
@@ -431,9 +471,24 @@ async def _tickets(deps: LifecycleDeps, now: datetime) -> list[StoredTicket] | N
     ]
     if not deps.plan.helpdesk.enabled:
         return None
+    if not dry_run:
+        try:
+            await prune_tickets(deps.stores.kv, now=now)
+        except WaveGuardError as exc:
+            log.warning("old helpdesk tickets not pruned this tick", extra={"error": type(exc).__name__})
     if not windows:
-        return []
+        return TicketRead()
     return await read_tickets(deps.stores.kv, since=now - timedelta(days=max(windows)), until=now)
+
+
+async def _known_addresses(deps: LifecycleDeps) -> frozenset[str]:
+    """Every wave's members' addresses as last read (a ticket matching none is unattributed)."""
+    if all(w.gates.max_mfa_tickets_per_100_users is None for w in deps.plan.waves):
+        return frozenset()
+    known: set[str] = set()
+    for wave in deps.plan.waves:
+        known.update(await deps.evidence.wave_member_addresses(wave.name))
+    return frozenset(known)
 
 
 async def _decide(

@@ -9,14 +9,15 @@ far a wave is from promotion. A user-experience gate the plan leaves unset is no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from shared.alerting.open_alerts import ALERTS_OPEN_NAMESPACE, list_open_alerts
 from shared.config.waves import Gates
-from shared.helpdesk.store import StoredTicket
+from shared.helpdesk import store as ticket_store
+from shared.helpdesk.store import TicketRead
 from shared.rollout.wave_state import WaveState, WaveStatus
 from shared.state import AsyncKeyValuePort
 
@@ -57,24 +58,34 @@ class AnnouncementProgress:
     stage: str
     with_mailbox: int  # members who can be told
     told: int  # ... who were sent it
-    told_before: int  # ... who were sent it at least announcedDaysBefore days ago
-    no_mailbox: int  # no mailbox, or an address Exchange refused
+    told_before: int  # ... at least announcedDaysBefore days ago, and the date it named has come
+    no_mailbox: int  # no mailbox, or an address Exchange refused (quarantined)
+    allow_unreachable: bool = False  # communications.allowUnreachable: the share leaves them out
+    not_before: datetime | None = None  # the date the messages named, at 12:00 UTC (begun everywhere)
+    error: str | None = None  # the progress could not be read: the gate holds
 
     @property
     def waiting(self) -> int:
         return self.with_mailbox - self.told
 
+    @classmethod
+    def unreadable(cls, stage: str, error: str) -> AnnouncementProgress:
+        """The progress of a wave whose members or ledger could not be read this evaluation."""
+        return cls(stage, 0, 0, 0, 0, error=error)
+
 
 @dataclass(frozen=True, slots=True)
 class SignInResult:
     """One sign-in: its result under the report-only twin policy ("" when the twin did not apply),
-    whether it was interactive, and whether it put an MFA prompt in front of the user."""
+    whether it was interactive, whether it put an MFA prompt in front of the user (None: unknown,
+    the row does not say whether MFA was required), and its flow's correlation id."""
 
     user_id: str
     created: datetime
     result: str
     interactive: bool = False
-    mfa_prompt: bool = False
+    mfa_prompt: bool | None = None
+    correlation_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +96,10 @@ class WaveEvidence:
     registered: frozenset[str]  # every MFA-registered user id in the tenant (filtered to members here)
     sign_ins: Sequence[SignInResult] = ()
     open_critical: Sequence[str] = ()  # ids of open critical alerts about the wave
-    member_upns: frozenset[str] = frozenset()  # the members' UPNs, case-folded (read for the ticket gate)
-    tickets: Sequence[StoredTicket] | None = None  # the window's kept tickets; None: no helpdesk source
+    # The members' UPNs and mail addresses, case-folded -> member id (read for the ticket gate).
+    member_addresses: Mapping[str, str] = field(default_factory=dict)
+    known_addresses: frozenset[str] = frozenset()  # ... of the members of every wave (unattributed tickets)
+    tickets: TicketRead | None = None  # the window's kept tickets; None: no helpdesk source
     announcement: AnnouncementProgress | None = None  # the next move's announcement, when one is sent
 
     @property
@@ -179,17 +192,21 @@ def alert_gate(gates: Gates, evidence: WaveEvidence) -> GateResult:
 
 
 def mfa_tickets_gate(gates: Gates, evidence: WaveEvidence, *, now: datetime) -> GateResult | None:
-    """MFA-related helpdesk tickets raised by members in the last ``ticketWindowDays``, per 100
+    """Members who raised MFA-related helpdesk tickets in the last ``ticketWindowDays``, per 100
     members, at most ``maxMfaTicketsPer100Users``; None when the plan does not set it.
 
     A ticket counts when it is MFA-related, not deleted, created inside the window, and its
-    requester's UPN is a member's now: a ticket is attributed to the wave its requester is in.
+    requester is a member now, matched case-folded on the member's UPN or mail (Jira reports the
+    mailbox address). Each member counts once however many tickets they raise, so one person
+    cannot hold a wave. Tickets whose requester is no member of any wave are reported as
+    unattributed. A day read in part (more tickets than the read cap) fails the gate.
     """
     limit = gates.max_mfa_tickets_per_100_users
     if limit is None:
         return None
     days = gates.ticket_window_days
-    if evidence.tickets is None:
+    read = evidence.tickets
+    if read is None:
         detail = (
             "no helpdesk source is configured (helpdesk.standardWebhooks.secrets or helpdesk.jira.secret)"
         )
@@ -198,16 +215,28 @@ def mfa_tickets_gate(gates: Gates, evidence: WaveEvidence, *, now: datetime) -> 
     if not members:
         return GateResult("mfa-tickets", False, None, limit, "the wave has no members yet")
     start = now - timedelta(days=days)
-    count = sum(
-        1
-        for ticket in evidence.tickets
-        if ticket.mfa_related
-        and ticket.state != "deleted"
-        and ticket.created_at >= start
-        and ticket.requester in evidence.member_upns
+    truncated = [day.isoformat() for day in read.truncated if day >= start.date()]
+    if truncated:
+        detail = (
+            f"evidence truncated: more than {ticket_store.MAX_TICKETS_PER_DAY} kept tickets on "
+            f"{', '.join(truncated)}; the figure would undercount"
+        )
+        return GateResult("mfa-tickets", False, None, limit, detail)
+    counted = [
+        ticket
+        for ticket in read.tickets
+        if ticket.mfa_related and ticket.state != "deleted" and ticket.created_at >= start
+    ]
+    addresses = evidence.member_addresses
+    mine = [ticket for ticket in counted if ticket.requester in addresses]
+    requesters = {addresses[ticket.requester] for ticket in mine}
+    known = evidence.known_addresses | addresses.keys()
+    unattributed = sum(1 for ticket in counted if ticket.requester not in known)
+    rate = len(requesters) * 100 / members
+    detail = (
+        f"{len(requesters)} of {members} members raised MFA tickets ({len(mine)} tickets) in the last "
+        f"{days} days; {unattributed} unattributed (the requester is no wave member's UPN or mail)"
     )
-    rate = count * 100 / members
-    detail = f"{count} MFA tickets from {members} members in the last {days} days"
     return GateResult("mfa-tickets", rate <= limit, round(rate, 2), limit, detail)
 
 
@@ -217,9 +246,14 @@ def mfa_prompts_gate(
     """MFA prompts per member per active day over the last ``promptWindowDays`` (from ``since`` if
     later), at most ``maxMfaPromptsPerUserPerDay``; None when the plan does not set it.
 
-    prompts / active user-days: the members' interactive sign-ins that prompted for MFA, divided by
-    the (member, UTC day) pairs with at least one interactive sign-in. Days a member did not sign
-    in at all (weekends, leave) do not dilute the figure; a member who works does.
+    prompts / active user-days. A prompt is a member's interactive sign-in that asked for MFA, or
+    that the report-only twin would have interrupted (``reportOnlyInterrupted``) or failed
+    (``reportOnlyFailure``): during report-only the wave's own policy asks nobody, so what it
+    would ask is counted too. Rows of one sign-in flow (one correlation id: an interrupted row,
+    then the completed one) are one prompt. Active user-days are the (member, UTC day) pairs with
+    at least one interactive sign-in. When no row says whether MFA was required (the beta read
+    failed, or Graph left ``authenticationRequirement`` out) the figure is not measurable and the
+    gate fails: an unknown is never a zero.
     """
     limit = gates.max_mfa_prompts_per_user_per_day
     if limit is None:
@@ -233,17 +267,41 @@ def mfa_prompts_gate(
     if not active:
         detail = f"no interactive sign-ins by members in the last {days} days"
         return GateResult("mfa-prompts", False, None, limit, detail)
-    prompts = sum(1 for s in rows if s.mfa_prompt)
+    unmeasured = sum(1 for s in rows if s.mfa_prompt is None)
+    if unmeasured == len(rows):
+        detail = (
+            f"not measurable: none of the {len(rows)} interactive sign-ins by members in the last {days} "
+            "days says whether MFA was required (authenticationRequirement: the beta sign-in read failed "
+            "or Graph left it out)"
+        )
+        return GateResult("mfa-prompts", False, None, limit, detail)
+    asked: dict[tuple[str, str], bool] = {}  # (member, flow) -> whether anything actually asked
+    for index, s in enumerate(rows):
+        if s.mfa_prompt or s.result in REPORT_ONLY_FAILURES:
+            flow = (s.user_id, s.correlation_id or f"#{index}")
+            asked[flow] = asked.get(flow, False) or s.mfa_prompt is True
+    prompts = len(asked)
     rate = prompts / len(active)
-    detail = f"{prompts} MFA prompts over {len(active)} active user-days in the last {days} days"
-    return GateResult("mfa-prompts", rate <= limit, round(rate, 2), limit, detail)
+    parts = [f"{prompts} MFA prompts over {len(active)} active user-days in the last {days} days"]
+    if would := sum(1 for actual in asked.values() if not actual):
+        parts.append(f"{would} of them would be asked by the report-only policy")
+    if unmeasured:
+        parts.append(f"{unmeasured} sign-ins did not say whether MFA was required")
+    return GateResult("mfa-prompts", rate <= limit, round(rate, 2), limit, "; ".join(parts))
 
 
-def announced_gate(gates: Gates, status: WaveStatus, evidence: WaveEvidence) -> GateResult | None:
+def announced_gate(
+    gates: Gates, status: WaveStatus, evidence: WaveEvidence, *, now: datetime | None = None
+) -> GateResult | None:
     """The announcement of the wave's next move reached its members ``announcedDaysBefore`` days
-    ago: nobody with a mailbox still waiting for it, and at least ``announcedShare`` of them told
-    that long ago; None when the plan does not set the gate.
+    ago and the date it named has come (12:00 UTC of that day): nobody with a mailbox still waiting
+    for it, and at least ``announcedShare`` of the members told in time; None when the plan does not
+    set the gate.
 
+    The share is over **all** members: one who could not be told (no mailbox, an address Exchange
+    refused) did not have the notice, so counts against it, and a wave nobody could be told holds.
+    ``communications.allowUnreachable: true`` says the plan expects such members (shared kiosk
+    accounts): then the share is over those who can be told, and a wave of only them moves.
     Members who join later are told at the next run and do not restart the clock; a large late
     addition holds the wave until enough of the members now in it had the notice.
     """
@@ -259,22 +317,37 @@ def announced_gate(gates: Gates, status: WaveStatus, evidence: WaveEvidence) -> 
             else "announcements are not set up (no sender)"
         )
         return GateResult(ANNOUNCED_GATE, False, None, share, detail)
+    if progress.error is not None:
+        detail = f"{progress.stage}: the announcement's progress could not be read ({progress.error})"
+        return GateResult(ANNOUNCED_GATE, False, None, share, detail)
+    members = progress.with_mailbox + progress.no_mailbox
+    if members == 0:
+        return GateResult(ANNOUNCED_GATE, False, None, share, "the wave has no members yet")
     if progress.with_mailbox == 0:
-        passed = progress.no_mailbox > 0
+        passed = progress.allow_unreachable
         detail = (
-            f"{progress.stage}: no member has a mailbox ({progress.no_mailbox} members)"
-            if passed
-            else "the wave has no members yet"
+            f"{progress.stage}: no member can be told ({progress.no_mailbox} without a usable mailbox); "
+            + (
+                "communications.allowUnreachable lets the wave move"
+                if passed
+                else "held unless communications.allowUnreachable is true"
+            )
         )
         return GateResult(ANNOUNCED_GATE, passed, None, share, detail)
-    rate = progress.told_before / progress.with_mailbox
-    told = f"{progress.told_before}/{progress.with_mailbox}"
-    parts = [f"{progress.stage}: {told} members told at least {days} days ago"]
+    base = progress.with_mailbox if progress.allow_unreachable else members
+    rate = progress.told_before / base
+    parts = [f"{progress.stage}: {progress.told_before}/{base} members told at least {days} days ago"]
     if progress.waiting:
         parts.append(f"{progress.waiting} still to be told")
     if progress.no_mailbox:
-        parts.append(f"{progress.no_mailbox} without a usable mailbox")
-    passed = progress.waiting == 0 and rate >= share
+        parts.append(
+            f"{progress.no_mailbox} without a usable mailbox"
+            + ("" if progress.allow_unreachable else " (counted as not told)")
+        )
+    early = progress.not_before is not None and now is not None and now < progress.not_before
+    if early and progress.not_before is not None:
+        parts.append(f"the date the message names holds it until {progress.not_before:%Y-%m-%d %H:%M} UTC")
+    passed = progress.waiting == 0 and rate >= share and not early
     return GateResult(ANNOUNCED_GATE, passed, round(rate, 4), share, ", ".join(parts))
 
 
@@ -286,7 +359,7 @@ def evaluate_gates(
     optional = [
         mfa_tickets_gate(gates, evidence, now=now),
         mfa_prompts_gate(gates, evidence, since=since, now=now),
-        announced_gate(gates, status, evidence),
+        announced_gate(gates, status, evidence, now=now),
     ]
     return [
         registration_gate(gates, evidence),

@@ -8,17 +8,22 @@ When a wave sets ``maxMfaPromptsPerUserPerDay`` the one sign-in read goes to ``/
 signIn carries ``authenticationRequirement`` and ``authenticationDetails`` (v1.0 has neither). A
 sign-in is an MFA prompt when it is interactive, its ``authenticationRequirement`` is
 ``multiFactorAuthentication``, and no authentication step says the MFA was satisfied by a claim
-already in the token (the user saw no prompt then).
+already in the token (the user saw no prompt then); a row without ``authenticationRequirement`` is
+unknown (None), never "no prompt". If the beta read fails the same read is made on v1.0: the
+report-only evidence stands, every prompt is unknown, and only the prompt gate fails.
+
+Members are read with their UPN and ``mail`` (a service desk may name the requester by either).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from shared.errors import PermanentError
+from shared.errors import PermanentError, WaveGuardError
 from shared.graph.batch import version_root
 from shared.graph.directory import find_group
 from shared.graph.errors import to_waveguard_error
@@ -30,6 +35,8 @@ if TYPE_CHECKING:
     from shared.config.plan import RolloutPlan
 
 __all__ = ["MFA_REQUIRED", "REGISTRATION_DETAILS_PATH", "SIGN_INS_PATH", "GraphEvidence", "is_mfa_prompt"]
+
+log = logging.getLogger(__name__)
 
 REGISTRATION_DETAILS_PATH: Final = "/reports/authenticationMethods/userRegistrationDetails"
 SIGN_INS_PATH: Final = "/auditLogs/signIns"
@@ -47,11 +54,11 @@ class GraphEvidence:
         self._client = client
         self._plan = plan
         self.requests = 0
-        self._upns: dict[str, frozenset[str]] = {}
+        self._addresses: dict[str, dict[str, str]] = {}
 
     async def wave_members(self, wave: str) -> frozenset[str]:
         """Object ids of the wave group's members (empty while the group does not exist); their
-        UPNs are read with them and kept for ``wave_member_upns``.
+        UPNs and mail addresses are read with them and kept for ``wave_member_addresses``.
 
         Raises:
             RetryableError: Graph throttled, failed or could not be reached.
@@ -60,28 +67,32 @@ class GraphEvidence:
         ref = self._plan.wave(wave).group
         group = await find_group(self._client, group_id=ref.id, display_name=ref.display_name)
         if group is None or not group.id:
-            self._upns[wave] = frozenset()
+            self._addresses[wave] = {}
             return frozenset()
-        url = f"/groups/{group.id}/members?$select=id,userPrincipalName&$top=999"
+        url = f"/groups/{group.id}/members?$select=id,userPrincipalName,mail&$top=999"
         ids: set[str] = set()
-        upns: set[str] = set()
+        addresses: dict[str, str] = {}
         async for row in self._pages(url, "list group members"):
-            if row.get("id"):
-                ids.add(str(row["id"]))
-            if isinstance(row.get("userPrincipalName"), str):
-                upns.add(row["userPrincipalName"].casefold())
-        self._upns[wave] = frozenset(upns)
+            if not row.get("id"):
+                continue
+            member = str(row["id"])
+            ids.add(member)
+            for name in ("userPrincipalName", "mail"):
+                if isinstance(row.get(name), str) and row[name]:
+                    addresses[row[name].casefold()] = member
+        self._addresses[wave] = addresses
         return frozenset(ids)
 
-    async def wave_member_upns(self, wave: str) -> frozenset[str]:
-        """The case-folded UPNs of the members last read for ``wave`` (read now if never).
+    async def wave_member_addresses(self, wave: str) -> Mapping[str, str]:
+        """The case-folded UPN and mail of each member last read for ``wave`` -> its object id
+        (read now if never).
 
         Raises:
             RetryableError / PermanentError: as ``wave_members``.
         """
-        if wave not in self._upns:
+        if wave not in self._addresses:
             await self.wave_members(wave)
-        return self._upns[wave]
+        return self._addresses[wave]
 
     async def registered_users(self) -> frozenset[str]:
         """Ids of every user the registration report shows as MFA-registered (one paged read).
@@ -104,7 +115,8 @@ class GraphEvidence:
     ) -> list[SignInResult]:
         """Sign-ins since ``since`` with the result the policy named ``policy_name`` had on each;
         with ``mfa_details`` (read from beta) every interactive sign-in too, marked as an MFA
-        prompt or not.
+        prompt or not (None: the row does not say). A failed beta read is made again on v1.0
+        (every prompt then unknown), so the report-only evidence does not depend on beta.
 
         Raises:
             RetryableError: Graph throttled past its retries, failed or could not be reached.
@@ -112,16 +124,33 @@ class GraphEvidence:
         """
         moment = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         url = f"{SIGN_INS_PATH}?$filter=createdDateTime%20ge%20{moment}&$top=999"
+        if not mfa_details:
+            return await self._sign_ins(url, policy_name, mfa_details=False, version=None)
+        try:
+            return await self._sign_ins(url, policy_name, mfa_details=True, version="beta")
+        except WaveGuardError as exc:
+            log.warning(
+                "beta sign-in read failed; report-only evidence read from v1.0, MFA prompts not measurable",
+                extra={"error": type(exc).__name__},
+            )
+            return await self._sign_ins(url, policy_name, mfa_details=True, version=None)
+
+    async def _sign_ins(
+        self, url: str, policy_name: str, *, mfa_details: bool, version: str | None
+    ) -> list[SignInResult]:
         results: list[SignInResult] = []
-        async for row in self._pages(url, "read sign-in logs", version="beta" if mfa_details else None):
+        async for row in self._pages(url, "read sign-in logs", version=version):
             result = _policy_result(row, policy_name)
             created = _timestamp(row.get("createdDateTime"))
             interactive = row.get("isInteractive") is True
             if created is None or not row.get("userId"):
                 continue
             if result is not None or (mfa_details and interactive):
-                prompt = mfa_details and interactive and is_mfa_prompt(row)
-                results.append(SignInResult(str(row["userId"]), created, result or "", interactive, prompt))
+                prompt = is_mfa_prompt(row) if mfa_details and interactive else None
+                flow = str(row.get("correlationId") or "")
+                results.append(
+                    SignInResult(str(row["userId"]), created, result or "", interactive, prompt, flow)
+                )
         return results
 
     async def _pages(
@@ -158,10 +187,13 @@ class GraphEvidence:
         return data if isinstance(data, dict) else {}
 
 
-def is_mfa_prompt(row: dict[str, Any]) -> bool:
+def is_mfa_prompt(row: dict[str, Any]) -> bool | None:
     """Whether a (beta) sign-in required MFA and the user was asked for it, not spared by a claim
-    already in the token."""
-    if row.get("authenticationRequirement") != MFA_REQUIRED:
+    already in the token; None when the row does not carry ``authenticationRequirement`` (v1.0)."""
+    requirement = row.get("authenticationRequirement")
+    if not isinstance(requirement, str) or not requirement:
+        return None
+    if requirement != MFA_REQUIRED:
         return False
     for step in row.get("authenticationDetails") or []:
         if not isinstance(step, dict):

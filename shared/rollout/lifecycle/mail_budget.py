@@ -13,6 +13,7 @@ counted is always at least 24 hours).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -20,7 +21,9 @@ from typing import Any, Final
 from shared.config.communications import MailBudget
 from shared.state import AsyncKeyValuePort, ConcurrencyError
 
-__all__ = ["MAIL_BUDGET_NAMESPACE", "Grant", "take_mail_budget"]
+__all__ = ["MAIL_BUDGET_NAMESPACE", "Grant", "restamp_mail_budget", "take_mail_budget"]
+
+log = logging.getLogger(__name__)
 
 MAIL_BUDGET_NAMESPACE: Final = "mail-budget"
 _ATTEMPTS: Final = 8
@@ -54,9 +57,15 @@ async def take_mail_budget(
     oldest_hour = _hour(now - timedelta(hours=_HOURS - 1))
     for _ in range(_ATTEMPTS):
         stored = await kv.get(MAIL_BUDGET_NAMESPACE, key)
-        value: dict[str, Any] = stored.value if stored is not None and isinstance(stored.value, dict) else {}
-        recent = sorted(float(t) for t in value.get("recent", []) if stamp - 60 < float(t) <= stamp)
-        hours = {str(h): int(n) for h, n in dict(value.get("hours", {})).items() if str(h) >= oldest_hour}
+        value: Any = stored.value if stored is not None else {}
+        try:
+            recent = sorted(float(t) for t in value.get("recent", []) if stamp - 60 < float(t) <= stamp)
+            hours = {str(h): int(n) for h, n in dict(value.get("hours", {})).items() if str(h) >= oldest_hour}
+        except (AttributeError, TypeError, ValueError):
+            # A record no writer of this module made: counted as empty (and rewritten by this
+            # grant), never a reason to stop the tick.
+            log.warning("mail budget record unreadable; counted as empty", extra={"sender": key})
+            recent, hours = [], {}
         minute_free = budget.per_minute - len(recent)
         day_free = budget.per_day - sum(hours.values())
         granted = max(0, min(wanted, minute_free, day_free))
@@ -81,3 +90,41 @@ async def take_mail_budget(
             continue
         return Grant(granted)
     return Grant(0, 1.0)  # contended: try again shortly
+
+
+async def restamp_mail_budget(
+    kv: AsyncKeyValuePort, sender: str, *, taken_at: datetime, count: int, sent_at: datetime
+) -> None:
+    """Move ``count`` of the minute stamps a grant took at ``taken_at`` to ``sent_at``, when its
+    batch had gone out: the minute window counts messages from when they were sent, so a batch
+    that took 50 s does not let the next grant come 10 s after its last message. Best effort: a
+    record that cannot be read, or keeps changing, keeps the grant's stamps.
+
+    Raises:
+        RetryableError: the store is unavailable.
+    """
+    if count <= 0 or sent_at <= taken_at:
+        return
+    key, old, new = sender.casefold(), taken_at.timestamp(), sent_at.timestamp()
+    for _ in range(_ATTEMPTS):
+        stored = await kv.get(MAIL_BUDGET_NAMESPACE, key)
+        if stored is None or not isinstance(stored.value, dict):
+            return
+        try:
+            recent = [float(t) for t in stored.value.get("recent", [])]
+        except (TypeError, ValueError):
+            return
+        moved, out = 0, []
+        for t in recent:
+            if moved < count and t == old:
+                out.append(new)
+                moved += 1
+            else:
+                out.append(t)
+        if not moved:
+            return
+        try:
+            await kv.put(MAIL_BUDGET_NAMESPACE, key, {**stored.value, "recent": out}, if_match=stored.etag)
+        except ConcurrencyError:
+            continue
+        return

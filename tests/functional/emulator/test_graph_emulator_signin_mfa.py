@@ -91,13 +91,13 @@ async def test_the_gate_evidence_counts_prompts_from_one_beta_read_and_reads_mem
     evidence = GraphEvidence(graph, plan)
     # WHEN the evidence reads the members and the sign-ins with MFA details
     members = await evidence.wave_members("pilot")
-    upns = await evidence.wave_member_upns("pilot")
+    addresses = await evidence.wave_member_addresses("pilot")
     rows = await evidence.report_only_sign_ins(
         TWIN["displayName"], since=datetime.now(UTC) - timedelta(hours=1), mfa_details=True
     )
     # THEN the members come with their UPNs, and only the first sign-in is a prompt
     assert members == {u["id"] for u in users}
-    assert upns == {u["userPrincipalName"].casefold() for u in users}
+    assert {addresses[u["userPrincipalName"].casefold()] for u in users} == {u["id"] for u in users}
     by_age = sorted(rows, key=lambda r: r.created)
     assert [(r.interactive, r.mfa_prompt, r.result) for r in by_age] == [
         (True, True, ""),
@@ -106,3 +106,55 @@ async def test_the_gate_evidence_counts_prompts_from_one_beta_read_and_reads_mem
     ]
     reads = emulator.emulator.requests.entries(method="GET", path=r"/auditLogs/signIns$")
     assert [e["path"] for e in reads] == ["/beta/auditLogs/signIns"]
+
+
+async def test_members_come_with_their_mail_and_one_mfa_flow_keeps_its_correlation_id(
+    emulator: EmulatorHandle, http: httpx.AsyncClient, graph: GraphServiceClient, tmp_path: Path
+) -> None:
+    # GIVEN the pilot's group with two demo users, the second with a mailbox address unlike the UPN
+    plan = plan_with(tmp_path)
+    users = list(emulator.store.users.values())[:2]
+    group = await http.post(
+        f"{emulator.base_url}/groups",
+        json={
+            "displayName": plan.waves[0].group.display_name,
+            "mailEnabled": False,
+            "mailNickname": "pilot",
+            "securityEnabled": True,
+        },
+    )
+    for user in users:
+        ref = {"@odata.id": f"{emulator.base_url}/directoryObjects/{user['id']}"}
+        added = await http.post(f"{emulator.base_url}/groups/{group.json()['id']}/members/$ref", json=ref)
+        assert added.status_code == 204
+    renamed = await http.patch(
+        f"{emulator.admin_url}/users/{users[1]['id']}", json={"mail": "Ada.L@Contoso.com"}
+    )
+    assert renamed.status_code == 200
+    # AND one MFA flow logged twice under one correlation id, and a would-be prompt of the twin
+    upn = users[0]["userPrincipalName"]
+    injected = [
+        {**_prompted(upn, 30), "correlationId": "flow-1"},
+        {**_prompted(upn, 29), "correlationId": "flow-1"},
+        _sign_in(upn, 5, appliedConditionalAccessPolicies=[{**TWIN, "result": "reportOnlyInterrupted"}]),
+    ]
+    assert (await http.post(f"{emulator.admin_url}/signins", json=injected)).status_code == 201
+    evidence = GraphEvidence(graph, plan)
+    # WHEN the evidence reads the members and the sign-ins
+    await evidence.wave_members("pilot")
+    addresses = await evidence.wave_member_addresses("pilot")
+    rows = await evidence.report_only_sign_ins(
+        TWIN["displayName"], since=datetime.now(UTC) - timedelta(hours=1), mfa_details=True
+    )
+    # THEN each member is found by UPN and by mail, read with the ids in one members page
+    assert addresses["ada.l@contoso.com"] == users[1]["id"]
+    assert {addresses[u["userPrincipalName"].casefold()] for u in users} == {u["id"] for u in users}
+    members_read = emulator.emulator.requests.entries(method="GET", path=r"/groups/[^/]+/members$")[-1]
+    assert "$select=id,userPrincipalName,mail" in members_read["query"]
+    # AND the rows keep their correlation ids (the gate counts the flow once) and the twin's result
+    by_age = sorted(rows, key=lambda r: r.created)
+    assert [(r.correlation_id, r.mfa_prompt, r.result) for r in by_age][:2] == [
+        ("flow-1", True, ""),
+        ("flow-1", True, ""),
+    ]
+    assert by_age[2].result == "reportOnlyInterrupted"

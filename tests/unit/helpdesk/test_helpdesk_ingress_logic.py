@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from pydantic import SecretStr
@@ -18,13 +18,15 @@ from shared.state import StateStores, build_memory_state
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 JIRA_SECRET = "jira-admin-webhook-secret"
+# Tickets of two days ago (createdAt is bounded by the receiver's real clock: at most 62 days old).
+DAY = (datetime.now(UTC) - timedelta(days=2)).replace(hour=9, minute=15, second=0, microsecond=0)
 TICKET: dict[str, Any] = {
     "id": "INC-1042",
     "requesterUserPrincipalName": "Ada@Contoso.com",
     "category": "Identity",
     "tags": ["Sign In", "laptop"],
     "state": "open",
-    "createdAt": "2026-03-02T09:15:00Z",
+    "createdAt": DAY.isoformat(),
 }
 
 
@@ -43,7 +45,7 @@ def _signed(ticket: dict[str, Any], secret: str = SECRET) -> IncomingRequest:
 
 
 def _stored(stores: StateStores) -> list[dict[str, Any]]:
-    return stores.kv.values(tickets_namespace(datetime(2026, 3, 2, tzinfo=UTC).date()))
+    return stores.kv.values(tickets_namespace(DAY.date()))
 
 
 async def test_a_signed_mfa_ticket_is_kept_once_and_its_closing_updates_it() -> None:
@@ -54,12 +56,8 @@ async def test_a_signed_mfa_ticket_is_kept_once_and_its_closing_updates_it() -> 
     # a redelivery (same state, new delivery id) is idempotent
     again = await accept_ticket_webhook(_signed(TICKET), deps=deps)
     assert again.body["outcome"] == "unchanged"
-    closed = {
-        **TICKET,
-        "state": "closed",
-        "closedAt": "2026-03-03T10:00:00Z",
-        "updatedAt": "2026-03-03T10:00:00Z",
-    }
+    next_day = (DAY + timedelta(days=1, minutes=45)).isoformat().replace("+00:00", "Z")
+    closed = {**TICKET, "state": "closed", "closedAt": next_day, "updatedAt": next_day}
     assert (await accept_ticket_webhook(_signed(closed), deps=deps)).body["outcome"] == "updated"
     # a late retry of the older, open state changes nothing
     assert (await accept_ticket_webhook(_signed(TICKET), deps=deps)).body["outcome"] == "unchanged"
@@ -67,10 +65,10 @@ async def test_a_signed_mfa_ticket_is_kept_once_and_its_closing_updates_it() -> 
     assert (row["state"], row["requesterUserPrincipalName"], row["closedAt"]) == (
         "closed",
         "ada@contoso.com",
-        "2026-03-03T10:00:00Z",
+        next_day,
     )
-    since, until = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 4, tzinfo=UTC)
-    [kept] = await read_tickets(stores.aio.kv, since=since, until=until)
+    since, until = DAY - timedelta(days=1), DAY + timedelta(days=2)
+    [kept] = (await read_tickets(stores.aio.kv, since=since, until=until)).tickets
     assert (kept.id, kept.mfa_related, kept.state) == ("INC-1042", True, "closed")
 
 
@@ -105,16 +103,21 @@ async def test_an_unconfigured_source_answers_404() -> None:
     assert (await accept_jira_webhook(_signed(TICKET), deps=deps)).status == 404
 
 
+def _jira_time(moment: datetime) -> str:
+    """Jira's format, in UTC+1 as a Jira site in Paris sends it."""
+    return moment.astimezone(timezone(timedelta(hours=1))).strftime("%Y-%m-%dT%H:%M:%S.000%z")
+
+
 def _jira(event: str, **fields: Any) -> dict[str, Any]:
     return {
-        "timestamp": 1772442900000,
+        "timestamp": int(datetime.now(UTC).timestamp() * 1000),
         "webhookEvent": event,
         "issue": {
             "id": "10002",
             "key": "HD-42",
             "fields": {
-                "created": "2026-03-02T10:15:00.000+0100",
-                "updated": "2026-03-02T10:15:00.000+0100",
+                "created": _jira_time(DAY),
+                "updated": _jira_time(DAY),
                 "resolutiondate": None,
                 "reporter": {"accountId": "5b10ac8d82e05b22cc7d4ef5", "emailAddress": "grace@contoso.com"},
                 "issuetype": {"name": "Service Request"},
@@ -142,8 +145,8 @@ async def test_jira_issue_events_map_to_the_canonical_ticket() -> None:
     assert (created.status, created.body) == (202, {"id": "10002", "mfaRelated": True, "outcome": "stored"})
     done = _jira(
         "jira:issue_updated",
-        updated="2026-03-02T15:00:00.000+0100",
-        resolutiondate="2026-03-02T15:00:00.000+0100",
+        updated=_jira_time(DAY + timedelta(hours=5)),
+        resolutiondate=_jira_time(DAY + timedelta(hours=5)),
         status={"name": "Resolved", "statusCategory": {"key": "done"}},
     )
     assert (await accept_jira_webhook(_jira_request(done), deps=deps)).body["outcome"] == "updated"
@@ -153,10 +156,11 @@ async def test_jira_issue_events_map_to_the_canonical_ticket() -> None:
         "Authenticator app help",
         ["mfa", "Identity"],
         "closed",
-        "2026-03-02T14:00:00Z",
+        (DAY + timedelta(hours=5)).isoformat().replace("+00:00", "Z"),
     )
     # a comment event carries no ticket state: accepted, nothing written
-    comment = await accept_jira_webhook(_jira_request({"webhookEvent": "comment_created"}), deps=deps)
+    event = {"webhookEvent": "comment_created", "timestamp": int(datetime.now(UTC).timestamp() * 1000)}
+    comment = await accept_jira_webhook(_jira_request(event), deps=deps)
     assert comment.body["outcome"] == "ignored"
 
 

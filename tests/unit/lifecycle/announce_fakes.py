@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +35,42 @@ class FakeAnnouncementMail:
     fail_before_send: list[BaseException] = field(default_factory=list)
     state_reads: int = 0
     undeliverable: set[str] = field(default_factory=set)  # addresses Exchange refuses
+    refuse: dict[str, PermanentError] = field(default_factory=dict)  # address -> what its send raises
+    refusals: int = 0
+    # Each send moves this clock on by send_seconds (a slow mailbox).
+    clock: Clock | None = None
+    send_seconds: float = 0.0
+    # The member read raises this (Graph down) and moves the clock on by read_seconds.
+    read_error: BaseException | None = None
+    read_seconds: float = 0.0
+    send_times: list[datetime] = field(default_factory=list)
+    # The first create_draft ("draft") or message_state ("state") call stalls until ``resume`` is
+    # set, telling ``stalled`` (a holder asleep, or stuck in 429 retries).
+    stall_at: str | None = None
+    stalled: asyncio.Event = field(default_factory=asyncio.Event)
+    resume: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def _maybe_stall(self, where: str) -> None:
+        if self.stall_at == where:
+            self.stall_at = None
+            self.stalled.set()
+            await self.resume.wait()
 
     async def recipients(self, wave: str) -> list[Recipient]:
+        if self.clock is not None and self.read_seconds:
+            self.clock.advance(seconds=self.read_seconds)
+        if self.read_error is not None:
+            raise self.read_error
         return list(self.members.get(wave, []))
 
+    async def find_tagged(self, tag: str) -> tuple[str, MessageState] | None:
+        for draft_id, draft in self.drafts.items():
+            if draft["tag"] == tag:
+                return draft_id, "sent" if draft["sent"] else "draft"
+        return None
+
     async def create_draft(self, message: MailMessage, *, tag: str) -> str:
+        await self._maybe_stall("draft")
         if message.to[0] in self.undeliverable:
             raise PermanentError(
                 "Graph answered 400: ErrorInvalidRecipients", status=400, code="ErrorInvalidRecipients"
@@ -47,6 +80,7 @@ class FakeAnnouncementMail:
         return draft_id
 
     async def message_state(self, message_id: str) -> MessageState | None:
+        await self._maybe_stall("state")
         self.state_reads += 1
         found = self.drafts.get(message_id)
         if found is None:
@@ -58,6 +92,12 @@ class FakeAnnouncementMail:
             raise self.fail_before_send.pop(0)
         draft = self.drafts[message_id]
         assert not draft["sent"], "a draft sent twice"
+        if draft["message"].to[0] in self.refuse:
+            self.refusals += 1
+            raise self.refuse[draft["message"].to[0]]
+        if self.clock is not None:
+            self.send_times.append(self.clock())
+            self.clock.advance(seconds=self.send_seconds)
         draft["sent"] = True
         self.sent.append(draft["message"])
         if self.fail_after_send:

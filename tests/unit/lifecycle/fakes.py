@@ -34,15 +34,18 @@ class FakeEvidence:
     registered: set[str] = field(default_factory=set)
     sign_ins: list[SignInResult] = field(default_factory=list)
     upns: dict[str, str] = field(default_factory=dict)  # user id -> UPN
+    mails: dict[str, str] = field(default_factory=dict)  # user id -> mail, when not the UPN
     report_reads: int = 0
     sign_in_reads: list[bool] = field(default_factory=list)  # mfa_details of each read
 
     async def wave_members(self, wave: str) -> frozenset[str]:
         return frozenset(self.members.get(wave, set()))
 
-    async def wave_member_upns(self, wave: str) -> frozenset[str]:
+    async def wave_member_addresses(self, wave: str) -> dict[str, str]:
         ids = self.members.get(wave, set())
-        return frozenset(self.upns[i].casefold() for i in ids if i in self.upns)
+        return {
+            address.casefold(): i for i in ids for address in (self.upns.get(i), self.mails.get(i)) if address
+        }
 
     async def registered_users(self) -> frozenset[str]:
         self.report_reads += 1

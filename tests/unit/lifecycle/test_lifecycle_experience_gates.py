@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from shared.config.helpdesk import Helpdesk, HelpdeskStandardWebhooks
-from shared.helpdesk.store import record_ticket
+from shared.helpdesk.store import RETENTION, record_ticket, tickets_namespace
 from shared.helpdesk.tickets import parse_ticket
 from shared.rollout.lifecycle import SignInResult, evaluate_waves
 from shared.rollout.wave_state import WaveState
@@ -70,7 +70,10 @@ async def test_mfa_tickets_hold_a_ready_wave_and_release_it_when_the_window_pass
     gate = held.gate("mfa-tickets")
     assert gate is not None
     assert (gate.measured, gate.threshold) == (20.0, 10)
-    assert gate.detail == "2 MFA tickets from 10 members in the last 3 days"
+    assert gate.detail == (
+        "2 of 10 members raised MFA tickets (2 tickets) in the last 3 days; "
+        "1 unattributed (the requester is no wave member's UPN or mail)"
+    )
     # WHEN one ticket turns out to be spam and is deleted / THEN 10 per 100: still within the limit
     assert (
         await _ticket(
@@ -164,3 +167,93 @@ async def test_unset_gates_are_not_evaluated_and_the_sign_in_read_stays_plain(
         "no-critical-alerts",
     ]
     assert set(evidence.sign_in_reads) == {False}
+
+
+async def test_tickets_count_members_matched_by_upn_or_mail_once_each_and_report_the_unattributed(
+    make_deps: Build, stores: StateStores, evidence: FakeEvidence, clock: Clock
+) -> None:
+    # GIVEN a pilot of 10 that allows 25 members with MFA tickets per 100 over 3 days
+    gates = {"minSoakDays": 0, "maxMfaTicketsPer100Users": 25, "ticketWindowDays": 3}
+    deps = _with_helpdesk(make_deps(promotion="auto", gates=gates)[0])
+    await _ready_pilot(deps, evidence, clock)
+    # AND p1's mailbox address (what Jira reports) is not their UPN
+    evidence.mails = {"p1": "Ada.Lovelace@contoso.com"}
+    # AND p2 raised five MFA tickets, p1 one under their mail address, two came from nobody we know
+    for i in range(5):
+        await _ticket(stores, f"INC-{i}", "p2@contoso.com", clock.now - timedelta(hours=1))
+    await _ticket(stores, "INC-9", "ada.lovelace@contoso.com", clock.now - timedelta(hours=1))
+    await _ticket(stores, "INC-7", "nobody@contoso.com", clock.now - timedelta(hours=1))
+    await _ticket(stores, "INC-8", "nobody@contoso.com", clock.now - timedelta(hours=1))
+    # WHEN the timer evaluates / THEN 2 of 10 members raised tickets: 20 per 100, within the limit
+    decision = (await evaluate_waves(deps, correlation_id="t3")).decisions[0]
+    gate = decision.gate("mfa-tickets")
+    assert gate is not None
+    assert (gate.passed, gate.measured) == (True, 20.0)
+    assert gate.detail == (
+        "2 of 10 members raised MFA tickets (6 tickets) in the last 3 days; "
+        "2 unattributed (the requester is no wave member's UPN or mail)"
+    )
+
+
+async def test_prompts_count_the_report_only_twins_would_be_prompts_and_one_mfa_flow_once(
+    make_deps: Build, evidence: FakeEvidence, clock: Clock
+) -> None:
+    # GIVEN a pilot that allows 1 MFA prompt per member per active day
+    gates = {"minSoakDays": 0, "maxMfaPromptsPerUserPerDay": 1, "promptWindowDays": 2}
+    deps = make_deps(promotion="auto", gates=gates)[0]
+    await _ready_pilot(deps, evidence, clock)
+    today = clock.now - timedelta(minutes=50)
+    evidence.sign_ins += [
+        # p1: one MFA flow logged twice (interrupted, then completed): one prompt
+        SignInResult("p1", today, "", True, True, "flow-1"),
+        SignInResult("p1", today + timedelta(minutes=1), "", True, True, "flow-1"),
+        # p2: nothing asked, but the wave's own report-only policy would have, three times
+        *(
+            SignInResult(
+                "p2", today + timedelta(minutes=i), "reportOnlyInterrupted", True, False, f"flow-2{i}"
+            )
+            for i in range(3)
+        ),
+        # p3: a sign-in the twin let through
+        SignInResult("p3", today, "reportOnlySuccess", True, False, "flow-3"),
+    ]
+    # WHEN the timer evaluates / THEN 4 prompts over 3 active user-days hold the wave
+    held = (await evaluate_waves(deps, correlation_id="t3")).decisions[0]
+    gate = held.gate("mfa-prompts")
+    assert gate is not None
+    assert (gate.passed, gate.measured) == (False, 1.33)
+    assert gate.detail == (
+        "4 MFA prompts over 3 active user-days in the last 2 days; "
+        "3 of them would be asked by the report-only policy"
+    )
+
+
+async def test_prompts_without_the_mfa_requirement_field_are_not_measurable_never_zero(
+    make_deps: Build, evidence: FakeEvidence, clock: Clock
+) -> None:
+    gates = {"minSoakDays": 0, "maxMfaPromptsPerUserPerDay": 3, "promptWindowDays": 2}
+    deps = make_deps(promotion="auto", gates=gates)[0]
+    await _ready_pilot(deps, evidence, clock)
+    # GIVEN interactive sign-ins none of which says whether MFA was required (a v1.0 read)
+    today = clock.now - timedelta(minutes=50)
+    evidence.sign_ins += [SignInResult(f"p{i}", today, "", True, None) for i in range(3)]
+    held = (await evaluate_waves(deps, correlation_id="t3")).decisions[0]
+    assert "mfa-prompts" in held.failing
+    gate = held.gate("mfa-prompts")
+    assert gate is not None
+    assert (gate.passed, gate.measured) == (False, None)
+    assert gate.detail.startswith("not measurable: none of the 3 interactive sign-ins")
+
+
+async def test_the_timer_deletes_tickets_past_their_retention_but_not_on_a_dry_run(
+    make_deps: Build, stores: StateStores, evidence: FakeEvidence, clock: Clock
+) -> None:
+    gates = {"minSoakDays": 0, "maxMfaTicketsPer100Users": 10}
+    deps = _with_helpdesk(make_deps(promotion="auto", gates=gates)[0])
+    old = clock.now - RETENTION - timedelta(days=1)
+    assert await _ticket(stores, "INC-OLD", "p1@contoso.com", old) == "stored"
+    namespace = tickets_namespace(old.date())
+    await evaluate_waves(deps, correlation_id="t1", dry_run=True)
+    assert len(stores.kv.values(namespace)) == 1
+    await evaluate_waves(deps, correlation_id="t2")
+    assert stores.kv.values(namespace) == []

@@ -92,3 +92,56 @@ async def test_a_refused_read_is_a_permanent_error_naming_the_operation(tmp_path
     evidence = _evidence(tmp_path, httpx.MockTransport(answer))
     with pytest.raises(PermanentError, match="registration details"):
         await evidence.registered_users()
+
+
+async def test_a_failed_beta_sign_in_read_falls_back_to_v1_and_leaves_prompts_unmeasured(
+    tmp_path: Path,
+) -> None:
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        if request.url.path.startswith("/beta/"):
+            return httpx.Response(400, json={"error": {"code": "BadRequest", "message": "beta unavailable"}})
+        row = {
+            "userId": "u1",
+            "correlationId": "c-1",
+            "isInteractive": True,
+            "createdDateTime": "2026-03-02T10:00:00Z",
+            "appliedConditionalAccessPolicies": [
+                {"id": "p1", "displayName": TWIN, "result": "reportOnlyInterrupted"}
+            ],
+        }
+        return httpx.Response(200, json={"value": [row]})
+
+    evidence = _evidence(tmp_path, httpx.MockTransport(answer))
+    results = await evidence.report_only_sign_ins(
+        TWIN, since=datetime(2026, 3, 1, tzinfo=UTC), mfa_details=True
+    )
+    # THEN the report-only evidence is there, and whether it prompted is unknown (not "no")
+    assert results == [
+        SignInResult("u1", datetime(2026, 3, 2, 10, tzinfo=UTC), "reportOnlyInterrupted", True, None, "c-1")
+    ]
+    assert seen == ["/beta/auditLogs/signIns", "/v1.0/auditLogs/signIns"]
+
+
+async def test_a_beta_row_without_the_requirement_field_is_unmeasured_not_a_quiet_sign_in(
+    tmp_path: Path,
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        rows = [
+            {"userId": "u1", "isInteractive": True, "createdDateTime": "2026-03-02T10:00:00Z"},
+            {
+                "userId": "u2",
+                "isInteractive": True,
+                "createdDateTime": "2026-03-02T10:00:00Z",
+                "authenticationRequirement": "singleFactorAuthentication",
+            },
+        ]
+        return httpx.Response(200, json={"value": rows})
+
+    evidence = _evidence(tmp_path, httpx.MockTransport(answer))
+    results = await evidence.report_only_sign_ins(
+        TWIN, since=datetime(2026, 3, 1, tzinfo=UTC), mfa_details=True
+    )
+    assert [(r.user_id, r.mfa_prompt) for r in results] == [("u1", None), ("u2", False)]
