@@ -27,7 +27,7 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, actor_of, fail, require_wave
@@ -148,24 +148,31 @@ def _ask(prompt: str) -> bool:
 
 
 def run_migrate(
-    args: argparse.Namespace, env: Mapping[str, str], confirm: Callable[[str], bool] = _ask
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    confirm: Callable[[str], bool] = _ask,
+    interactive: Callable[[], bool] = sys.stdin.isatty,
 ) -> int:
-    return _run_write(args, env, confirm, _migrate)
+    return _run_write(args, env, confirm, interactive, _migrate)
 
 
 def run_rollback(
-    args: argparse.Namespace, env: Mapping[str, str], confirm: Callable[[str], bool] = _ask
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    confirm: Callable[[str], bool] = _ask,
+    interactive: Callable[[], bool] = sys.stdin.isatty,
 ) -> int:
-    return _run_write(args, env, confirm, _rollback)
+    return _run_write(args, env, confirm, interactive, _rollback)
 
 
 def _run_write(
     args: argparse.Namespace,
     env: Mapping[str, str],
     confirm: Callable[[str], bool],
+    interactive: Callable[[], bool],
     verb: Callable[..., Any],
 ) -> int:
-    if not (args.dry_run or args.yes or sys.stdin.isatty()):
+    if not (args.dry_run or args.yes or interactive()):
         return fail("--yes: required when not running interactively (or use --dry-run)", EXIT_USAGE)
     try:
         settings = load_settings(env)
@@ -193,49 +200,67 @@ def _run_write(
 async def _migrate(args: argparse.Namespace, ctx: dict[str, Any], confirm: Callable[[str], bool]) -> int:
     client, plan, stores = ctx["client"], ctx["plan"], ctx["stores"]
     decided = await plan_migration(client, plan, stores.kv, args.wave, progress=_step_progress)
-    if args.dry_run or not decided.to_disable:
-        _print(args.json, decided.to_dict(), render_migration_plan(decided, dry_run=args.dry_run))
-        return EXIT_OK
-    print(render_migration_plan(decided, dry_run=False), file=sys.stderr if args.json else sys.stdout)
-    if not args.yes and not confirm(f"Disable per-user MFA for {len(decided.to_disable)} user(s)? [y/N] "):
-        print("not migrated: not confirmed", file=sys.stderr)
-        return EXIT_FAILED
-    # The plan the operator confirmed is the one written (coverage is checked again before writing).
-    result = await migrate(
-        client,
-        plan,
-        stores,
-        args.wave,
-        actor=ctx["actor"],
-        correlation_id=ctx["correlation_id"],
-        decided=decided,
-        progress=_step_progress,
+
+    async def write() -> MigrationResult:
+        # The plan the operator confirmed is the one written (coverage is checked again before writing).
+        return await migrate(client, plan, stores, args.wave, decided=decided, **_run_context(ctx))
+
+    return await _confirm_then_write(
+        args,
+        confirm,
+        (decided.to_dict(), lambda dry: render_migration_plan(decided, dry_run=dry)),
+        f"Disable per-user MFA for {len(decided.to_disable)} user(s)?" if decided.to_disable else "",
+        write,
+        render_migration_result,
+        "not migrated",
     )
-    _print(args.json, result.to_dict(), render_migration_result(result))
-    return EXIT_FAILED if result.failed else EXIT_OK
 
 
 async def _rollback(args: argparse.Namespace, ctx: dict[str, Any], confirm: Callable[[str], bool]) -> int:
     client, plan, stores = ctx["client"], ctx["plan"], ctx["stores"]
     decided = await plan_rollback(client, plan, stores.kv, args.wave)
-    if args.dry_run or not decided.to_restore:
-        _print(args.json, decided.to_dict(), render_rollback_plan(decided, dry_run=args.dry_run))
-        return EXIT_OK
-    print(render_rollback_plan(decided, dry_run=False), file=sys.stderr if args.json else sys.stdout)
-    if not args.yes and not confirm(f"Restore per-user MFA for {len(decided.to_restore)} user(s)? [y/N] "):
-        print("not rolled back: not confirmed", file=sys.stderr)
-        return EXIT_FAILED
-    result = await rollback(
-        client,
-        plan,
-        stores,
-        args.wave,
-        actor=ctx["actor"],
-        correlation_id=ctx["correlation_id"],
-        decided=decided,
-        progress=_step_progress,
+
+    async def write() -> RollbackResult:
+        return await rollback(client, plan, stores, args.wave, decided=decided, **_run_context(ctx))
+
+    return await _confirm_then_write(
+        args,
+        confirm,
+        (decided.to_dict(), lambda dry: render_rollback_plan(decided, dry_run=dry)),
+        f"Restore per-user MFA for {len(decided.to_restore)} user(s)?" if decided.to_restore else "",
+        write,
+        render_rollback_result,
+        "not rolled back",
     )
-    _print(args.json, result.to_dict(), render_rollback_result(result))
+
+
+def _run_context(ctx: dict[str, Any]) -> dict[str, Any]:
+    return {"actor": ctx["actor"], "correlation_id": ctx["correlation_id"], "progress": _step_progress}
+
+
+async def _confirm_then_write(
+    args: argparse.Namespace,
+    confirm: Callable[[str], bool],
+    preview: tuple[dict[str, Any], Callable[[bool], str]],
+    question: str,
+    write: Callable[[], Awaitable[Any]],
+    render_result: Callable[[Any], str],
+    nothing_done: str,
+) -> int:
+    """Print the plan; with nothing to do or ``--dry-run`` stop there; else confirm (unless --yes),
+    write, print the result. Exit 1 when not confirmed or when a write failed for some users."""
+    body, render_plan = preview
+    if args.dry_run or not question:
+        _print(args.json, body, render_plan(args.dry_run))
+        return EXIT_OK
+    print(render_plan(False), file=sys.stderr if args.json else sys.stdout)
+    if not args.yes and not confirm(f"{question} [y/N] "):
+        print(
+            f"not {args.permfa_command}d: not confirmed".replace("rollbackd", "rolled back"), file=sys.stderr
+        )
+        return EXIT_FAILED
+    result = await write()
+    _print(args.json, result.to_dict(), render_result(result))
     return EXIT_FAILED if result.failed else EXIT_OK
 
 

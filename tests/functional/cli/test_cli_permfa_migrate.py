@@ -3,6 +3,7 @@ is moved off per-user MFA, who is left alone and why, the refusals, the ledger a
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from cli.main import main
+from cli.permfa import run_migrate
 from local.graph_emulator import EmulatorHandle
 from local.graph_emulator.permissions import ADMIN_HEADERS
 from shared.config import RolloutPlan, load_plan_for, load_settings
@@ -367,3 +369,28 @@ def test_in_an_emergency_the_wave_rolls_back_anyway_and_the_audit_says_who_is_le
     [entry] = [e for e in stores.audit.list(since=started, limit=50) if e.action == "wave.transition"]
     assert entry.details["leftWithoutMfa"] == 2
     assert _live_require_mfa(emulator_server)["conditions"]["users"]["includeGroups"] == []
+
+
+def test_a_migration_the_operator_does_not_confirm_writes_nothing(
+    app_environ: dict[str, str],
+    emulator_server: EmulatorHandle,
+    stores: StateStores,
+    tenant: Tenant,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _enforce(app_environ, stores, tenant.wave, capsys)
+    before = _states(emulator_server)
+    asked: list[str] = []
+
+    def answer_no(question: str) -> bool:
+        asked.append(question)
+        return False
+
+    args = argparse.Namespace(
+        wave=tenant.wave, dry_run=False, yes=False, json=False, permfa_command="migrate"
+    )
+    assert run_migrate(args, app_environ, confirm=answer_no, interactive=lambda: True) == 1
+    assert asked == ["Disable per-user MFA for 2 user(s)? [y/N] "]
+    assert "not migrated: not confirmed" in capsys.readouterr().err
+    assert _states(emulator_server) == before
+    assert stores.kv.values(ledger_namespace(tenant.wave)) == []
