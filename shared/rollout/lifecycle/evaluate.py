@@ -639,10 +639,24 @@ async def _mark_sync_pending(deps: LifecycleDeps, *, reason: str) -> None:
             continue
 
 
+def _soak_not_due(marker: Mapping[str, Any], now: datetime) -> bool:
+    """The marker was set only by a running policy soak (``soakDue`` in the future)."""
+    from shared.rollout.policies.baseline import SOAK_REASON
+
+    if marker.get("reason") != SOAK_REASON or not marker.get("soakDue"):
+        return False
+    try:
+        return datetime.fromisoformat(str(marker["soakDue"])) > now
+    except ValueError:
+        return False
+
+
 async def _sync_if_pending(deps: LifecycleDeps, *, correlation_id: str) -> bool:
     stored = await deps.stores.kv.get(SYNC_NAMESPACE, SYNC_KEY)
     if stored is None or not isinstance(stored.value, dict) or not stored.value.get("pending"):
         return False
+    if _soak_not_due(stored.value, deps.clock()):
+        return False  # only a block/risk pair's soak asks for it, and it is not due: nothing to sync
     reason = str(stored.value.get("reason", "wave lifecycle"))
     await deps.sync_policies(reason=reason, correlation_id=correlation_id)
     try:  # only clear the marker this sync covered: a newer one means another change to sync

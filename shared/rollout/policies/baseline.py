@@ -6,9 +6,9 @@ its only gate: a blocking finding raises and nothing is written.
 A block or risk pair holds an enforced wave in its report-only twin until the wave's soak is due
 (soak.py). Nothing else would sync the baseline then, so after an apply that leaves a soak running,
 ``schedule_soak_resync`` sets the rollout timer's "baseline must be synced" marker (``wave-sync`` /
-``baseline``) with ``soakDue``; the timer calls ``sync_baseline`` every tick while it is set, and
-``sync_baseline`` answers a marker set only for a soak from the store alone (no Graph read) until the
-soak is due, keeping the marker set.
+``baseline``) with ``soakDue``; the rollout timer leaves a marker set only for a soak alone until
+``soakDue`` (no sync, nothing logged), and ``sync_baseline`` itself, when called for such a marker
+before it is due, answers from the store alone (no Graph read) and keeps the marker set.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,6 +22,7 @@ from shared.rollout.lifecycle import (
 )
 from shared.rollout.lifecycle.approvals import approval_of
 from shared.rollout.lifecycle.evaluate import SYNC_KEY, SYNC_NAMESPACE, _mark_sync_pending
+from shared.rollout.policies.baseline import SOAK_REASON
 from shared.rollout.wave_state import WaveState, read_wave_state
 from shared.state import StateStores
 from shared.state.memory import MemoryKeyValueStore
@@ -308,3 +310,23 @@ async def test_a_sync_refused_in_this_tick_holds_the_wave_in_this_tick(
     # THEN the wave holds in the same tick, saying why
     assert (held.action, held.failing) == ("hold", ["no-critical-alerts"])
     assert "membership sync not started: would add 900 members" in held.detail
+
+
+async def test_a_policy_soak_that_is_not_due_syncs_nothing_until_it_is(
+    make_deps: Build, stores: StateStores, clock: Clock
+) -> None:
+    # GIVEN the marker a running soak of a block/risk pair leaves, due in two days
+    deps, sync, _ = make_deps()
+    await _run(deps)  # the pilot starts registering (one sync)
+    due = clock.now + timedelta(days=2)
+    stores.kv.put(
+        SYNC_NAMESPACE, SYNC_KEY, {"pending": True, "reason": SOAK_REASON, "soakDue": due.isoformat()}
+    )
+    # WHEN the timer ticks before it is due THEN nothing is synced and the marker stays as it was
+    assert not (await _run(deps)).policy_synced
+    assert len(sync.calls) == 1
+    assert stores.kv.get(SYNC_NAMESPACE, SYNC_KEY).value["soakDue"] == due.isoformat()
+    # AND once it is due, the tick syncs (the pair takes the wave) and clears the marker
+    clock.now = due + timedelta(minutes=1)
+    assert (await _run(deps)).policy_synced
+    assert len(sync.calls) == 2
