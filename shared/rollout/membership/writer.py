@@ -16,12 +16,12 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from shared.errors import NotFoundError, RetryableError
 from shared.graph.batch import MAX_BATCH_REQUESTS, BatchClient, BatchRequest, BatchResponse
 
-__all__ = ["MEMBERS_PER_PATCH", "MembershipWriter", "WritePacer", "WriteResult"]
+__all__ = ["MEMBERS_PER_PATCH", "MembershipWriter", "WritePacer", "WriteResult", "take_ready"]
 
 MEMBERS_PER_PATCH: Final = 20
 _ALREADY_MEMBER: Final = "added object references already exist"
@@ -116,6 +116,32 @@ class WritePacer:
         self._updated = now
 
 
+class _Due(Protocol):
+    not_before: float
+
+
+async def take_ready[T: _Due](
+    queue: list[T],
+    pacer: WritePacer,
+    *,
+    clock: Callable[[], float],
+    sleep: Callable[[float], Awaitable[None]],
+) -> list[T]:
+    """Wait until some writes in ``queue`` are due (each its ``not_before``) and the pacer lets
+    them go; take up to one batch of them out of ``queue`` and return them."""
+    while True:
+        now = clock()
+        ready = [op for op in queue if op.not_before <= now][:MAX_BATCH_REQUESTS]
+        if ready:
+            break
+        await sleep(min(op.not_before for op in queue) - now)
+    wait = pacer.delay_for(len(ready))
+    if wait > 0:
+        await sleep(wait)
+    queue[:] = [op for op in queue if all(op is not r for r in ready)]
+    return ready
+
+
 class MembershipWriter:
     """Applies adds and removals to one group through ``$batch`` (one per process: it paces)."""
 
@@ -144,15 +170,7 @@ class MembershipWriter:
         ]
         queue += [_Op("remove", (uid,)) for uid in removes]
         while queue:
-            now = self._clock()
-            ready = [op for op in queue if op.not_before <= now][:MAX_BATCH_REQUESTS]
-            if not ready:
-                await self._sleep(min(op.not_before for op in queue) - now)
-                continue
-            wait = self.pacer.delay_for(len(ready))
-            if wait > 0:
-                await self._sleep(wait)
-            queue = [op for op in queue if all(op is not r for r in ready)]
+            ready = await take_ready(queue, self.pacer, clock=self._clock, sleep=self._sleep)
             queue += await self._send(group_id, ready, result)
         return result
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from shared.errors import RetryableError
-from shared.graph.batch import MAX_BATCH_REQUESTS, BatchClient, BatchRequest, BatchResponse
-from shared.rollout.membership.writer import WritePacer
+from shared.graph.batch import BatchClient, BatchRequest, BatchResponse
+from shared.rollout.membership.writer import WritePacer, take_ready
 
 __all__ = ["StateWriteResult", "StateWriter"]
 
@@ -87,15 +87,7 @@ class StateWriter:
         queue = [_Op(user_id, state) for user_id, state in wanted.items()]
         total = len(queue)
         while queue:
-            now = self._clock()
-            ready = [op for op in queue if op.not_before <= now][:MAX_BATCH_REQUESTS]
-            if not ready:
-                await self._sleep(min(op.not_before for op in queue) - now)
-                continue
-            wait = self.pacer.delay_for(len(ready))
-            if wait > 0:
-                await self._sleep(wait)
-            queue = [op for op in queue if all(op is not r for r in ready)]
+            ready = await take_ready(queue, self.pacer, clock=self._clock, sleep=self._sleep)
             before = set(result.outcomes)
             try:
                 queue += await self._send(ready, result)
