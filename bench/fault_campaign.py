@@ -356,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--lease",
         type=float,
         default=LEASE_SECONDS,
-        help="queue message lease in seconds (default: the claim expiry + 30 s, as on Azure)",
+        help="seconds a killed worker's message stays hidden (default: claim expiry + 30 s; Azure: ~10 min)",
     )
     parser.add_argument("--keep", metavar="DIR", help="copy each run's host and Azurite logs here")
     parser.add_argument(

@@ -1,4 +1,5 @@
-"""The mini-host as a child process of the fault campaign, so the campaign can SIGKILL it.
+"""The mini-host as a child process (the fault campaign's, which SIGKILLs it; a benchmark's extra
+instances). Prints ``ready <url>`` once its functions are indexed and its pollers started.
 
 python -m bench.fault_host --port P --host-json H --lease S   (settings come from the environment)
 """

@@ -99,7 +99,26 @@ def build_parser() -> argparse.ArgumentParser:
     silence_cli.add_parser(sub)
     subscriptions_cli.add_parser(sub)
     waves_cli.add_parser(sub)
+    _mention_global_options(parser)
     return parser
+
+
+GLOBAL_OPTIONS_NOTE = (
+    "Global options --settings FILE and --config FILE work here too, before or after the command "
+    "(see `waveguard --help`)."
+)
+
+
+def _mention_global_options(parser: argparse.ArgumentParser) -> None:
+    """Every sub-command's help ends with :data:`GLOBAL_OPTIONS_NOTE`: the options are the top
+    parser's, so its help alone would list them otherwise."""
+    for action in parser._actions:  # argparse keeps its sub-parsers nowhere public
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for command in {id(p): p for p in action.choices.values()}.values():  # aliases share one
+            epilog = command.epilog
+            command.epilog = f"{epilog} {GLOBAL_OPTIONS_NOTE}" if epilog else GLOBAL_OPTIONS_NOTE
+            _mention_global_options(command)
 
 
 EXIT_BROKEN_PIPE = 141  # as a shell reports a command whose reader went away (128 + SIGPIPE)

@@ -241,15 +241,14 @@ def _summarise(
 
 def _waiting_text(settings: Settings, envelope_id: str) -> str:
     """Where a hire not onboarded yet stands, from the worker's progress record."""
-    from shared.onboarding import HIRES_NAMESPACE
+    from shared.onboarding import hire_progress
     from shared.state import build_state
 
-    record = build_state(settings).kv.get(HIRES_NAMESPACE, envelope_id) if envelope_id else None
-    progress = record.value if record is not None and isinstance(record.value, dict) else {}
-    if progress.get("nextCheckAt"):
-        when = str(progress["nextCheckAt"])[11:19]
+    progress = hire_progress(build_state(settings).idempotency, envelope_id) if envelope_id else None
+    if progress is not None and progress.next_check_at:
+        when = progress.next_check_at[11:19]
         return (
-            f"not in Entra yet: re-check #{progress.get('attempts')} scheduled for {when} UTC "
+            f"not in Entra yet: re-check #{progress.attempts} scheduled for {when} UTC "
             "(newHires.provisioningRetry); the e-mail follows then"
         )
     return "still in progress (see the host log)"
@@ -266,8 +265,9 @@ def _tap_text(taps: list[dict[str, Any]]) -> str:
     return f"from {start} UTC for {minutes} min, {once}; {len(taps)} issued (the value is only in the e-mail)"
 
 
-def run_demo(*, host_url: str, environ: Mapping[str, str]) -> None:
-    """Print each demo step; a failing step is reported and the demo goes on."""
+def run_demo(*, host_url: str, environ: Mapping[str, str], cli: str = "waveguard") -> None:
+    """Print each demo step; a failing step is reported and the demo goes on. ``cli`` starts the
+    CLI commands the steps suggest (with ``--settings`` when the stack's ports moved)."""
     settings = load_settings(environ)
     plan: RolloutPlan | None = None
 
@@ -285,9 +285,9 @@ def run_demo(*, host_url: str, environ: Mapping[str, str]) -> None:
     step("doctor", lambda: show_doctor(environ))
     step("new hires", lambda: show_new_hires(host_url, settings, environ))
     step("announcements", lambda: show_announcements(settings, environ))
-    step("wave promotion", lambda: show_wave_promotion(settings, environ))
+    step("wave promotion", lambda: show_wave_promotion(settings, environ, cli=cli))
     step("group changes", lambda: show_group_change(environ))
-    step("risk to on-call", lambda: show_risk_to_on_call(environ))
+    step("risk to on-call", lambda: show_risk_to_on_call(environ, cli=cli))
     step("helpdesk ticket", lambda: show_helpdesk_ticket(host_url, environ))
     step("rollout report", lambda: write_rollout_report(environ))
     print(flush=True)

@@ -36,9 +36,16 @@ def _wave_counts(report: Any, wave: str) -> str:
 
 
 async def show_per_user_mfa_migration(
-    client: GraphServiceClient, plan: RolloutPlan, stores: AsyncStores, admin: httpx.Client, wave: str
+    client: GraphServiceClient,
+    plan: RolloutPlan,
+    stores: AsyncStores,
+    admin: httpx.Client,
+    wave: str,
+    *,
+    cli: str = "waveguard",
 ) -> None:
-    """Print per-user MFA in ``wave`` before, migrate it (audited, ledger written), print after."""
+    """Print per-user MFA in ``wave`` before, migrate it (audited, ledger written), print after;
+    ``cli`` starts the rollback command it suggests."""
     print("  per-user MFA (the legacy per-user switch, prompting on every sign-in):", flush=True)
     tenant_before = _tenant_count(admin)
     before = await build_report(client, plan, stores.kv)
@@ -57,7 +64,7 @@ async def show_per_user_mfa_migration(
     print(
         f"      waveguard permfa migrate {wave}: {len(result.disabled)} moved off per-user MFA "
         f"({result.write.round_trips} $batch, {result.write.write_requests} writes), {kept} kept, "
-        f"{len(result.failed)} failed; previous states in the ledger (`waveguard permfa rollback {wave}`)",
+        f"{len(result.failed)} failed; previous states in the ledger (`{cli} permfa rollback {wave}`)",
         flush=True,
     )
     after = await build_report(client, plan, stores.kv)

@@ -45,7 +45,7 @@ def _z(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def show_risk_to_on_call(environ: Mapping[str, str]) -> None:
+def show_risk_to_on_call(environ: Mapping[str, str], *, cli: str = "waveguard") -> None:
     """Inject a high-risk detection and a break-glass sign-in; show PagerDuty and Teams; resolve one."""
     graph_url = environ["GRAPH_BASE_URL"].rstrip("/")
     admin_url = graph_url.removesuffix("/v1.0") + "/_emulator"
@@ -153,7 +153,7 @@ def show_risk_to_on_call(environ: Mapping[str, str]) -> None:
         mine = [i for i in incidents if i["dedupKey"] == key]
         if mine:
             print(f"  incident #{mine[0]['number']}: {mine[0]['status']} ({mine[0]['eventCount']} events)")
-        print(f"  every delivery: {sink_url}/_sink/events ; the alerts: `waveguard alerts list`")
+        print(f"  every delivery: {sink_url}/_sink/events ; the alerts: `{cli} alerts list`")
 
 
 def _print_trigger(body: dict[str, Any]) -> None:

@@ -193,15 +193,17 @@ def show_wave_promotion(
     environ: Mapping[str, str],
     *,
     membership_wait_seconds: float = MEMBERSHIP_WAIT_SECONDS,
+    cli: str = "waveguard",
 ) -> None:
-    """Print the pilot wave's lifecycle on the live stack, gate by gate, with the CA policy change."""
+    """Print the pilot wave's lifecycle on the live stack, gate by gate, with the CA policy change
+    (``cli`` starts the CLI commands it suggests)."""
     plan_path = _demo_plan(settings)
     demo_settings = load_settings({**environ, "WAVEGUARD_CONFIG": str(plan_path)})
     _title("6. Wave promotion: the pilot, gated (demo plan: promotion auto, minSoakDays 0)")
-    asyncio.run(_promote_pilot(demo_settings, membership_wait_seconds))
+    asyncio.run(_promote_pilot(demo_settings, membership_wait_seconds, cli))
 
 
-async def _promote_pilot(settings: Settings, membership_wait_seconds: float) -> None:
+async def _promote_pilot(settings: Settings, membership_wait_seconds: float, cli: str) -> None:
     services = build_services(settings)
     plan = services.plan
     client = build_graph_client(settings)
@@ -241,4 +243,4 @@ async def _promote_pilot(settings: Settings, membership_wait_seconds: float) -> 
         _print_mfa_policies(graph, deps, group_id)
         pilot = plan.waves[0].name
         if any(d.wave == pilot and d.applied and d.new_state is WaveState.ENFORCED for d in result.decisions):
-            await show_per_user_mfa_migration(client, plan, deps.stores, admin, pilot)
+            await show_per_user_mfa_migration(client, plan, deps.stores, admin, pilot, cli=cli)

@@ -272,10 +272,15 @@ def cli_settings_file(ports: Ports) -> Path:
     return moved
 
 
+def cli_command(ports: Ports) -> str:
+    """How to run the operator CLI against this stack: ``.venv/bin/waveguard --settings FILE``
+    (:func:`cli_settings_file`), the start of every CLI hint the banner and the demo print."""
+    return f".venv/bin/waveguard --settings {cli_settings_file(ports).relative_to(ROOT)}"
+
+
 def _print_endpoints(ports: Ports) -> None:
     graph = f"http://127.0.0.1:{ports.graph}"
     sink = f"http://127.0.0.1:{ports.sink}"
-    settings = cli_settings_file(ports).relative_to(ROOT)
     print(
         "\nWaveGuard local stack is running:\n"
         f"  Functions (mini-host)  http://127.0.0.1:{ports.host}/api   health: /api/health\n"
@@ -285,7 +290,7 @@ def _print_endpoints(ports: Ports) -> None:
         f"  Logs                   {STACK_DIR.relative_to(ROOT)}/azurite.log, "
         f"{STACK_DIR.relative_to(ROOT)}/graph-emulator.log, "
         f"{STACK_DIR.relative_to(ROOT)}/receiver-sink.log; the host logs here\n"
-        f"  Operator CLI           .venv/bin/waveguard --settings {settings} doctor\n"
+        f"  Operator CLI           {cli_command(ports)} doctor\n"
         "Press Ctrl-C to stop.\n",
         flush=True,
     )
@@ -313,7 +318,11 @@ def run(*, demo: bool, ports: Ports) -> int:
         if demo and not stop.is_set():
             from local.demo import run_demo
 
-            run_demo(host_url=f"http://127.0.0.1:{ports.host}", environ=stack_environ(ports))
+            run_demo(
+                host_url=f"http://127.0.0.1:{ports.host}",
+                environ=stack_environ(ports),
+                cli=cli_command(ports),
+            )
         _print_endpoints(ports)
         while not stop.is_set() and all(c.process.poll() is None for c in children):
             stop.wait(0.5)

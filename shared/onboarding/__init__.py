@@ -8,7 +8,7 @@ tests pass in-memory fakes (``OnboardingGraph`` for Graph).
 from __future__ import annotations
 
 from shared.onboarding.deps import ACTOR, Deps
-from shared.onboarding.hired import HIRES_NAMESPACE, HireOutcome, handle_hired, recheck_delay, tap_start
+from shared.onboarding.hired import HireOutcome, handle_hired, hire_progress, recheck_delay, tap_start
 from shared.onboarding.ports import DirectoryUser, GraphOnboarding, OnboardingGraph
 from shared.onboarding.tap_mail import REGISTRATION_URL, TapMail, compose_tap_mail
 from shared.onboarding.terminated import TerminationOutcome, handle_terminated
@@ -17,7 +17,6 @@ from shared.onboarding.worker import hr_routes, process_hr_message
 
 __all__ = [
     "ACTOR",
-    "HIRES_NAMESPACE",
     "REGISTRATION_URL",
     "Deps",
     "DirectoryUser",
@@ -31,6 +30,7 @@ __all__ = [
     "handle_hired",
     "handle_terminated",
     "handle_updated",
+    "hire_progress",
     "hr_routes",
     "process_hr_message",
     "recheck_delay",

@@ -20,6 +20,7 @@ from shared.state.once import Run, once
 __all__ = [
     "CLAIM_TTL",
     "LEAVERS_NAMESPACE",
+    "ONBOARDING_KEY_PREFIX",
     "REGISTRATION_NAMESPACE",
     "WAVE_GROUPS_NAMESPACE",
     "facts_for",
@@ -39,13 +40,15 @@ LEAVERS_NAMESPACE: Final = "leavers"
 _LEAVER_ATTEMPTS: Final = 5
 # How long a processed envelope id is remembered: longer than any redelivery or replay.
 CLAIM_TTL: Final = timedelta(days=30)
+# The claim of an HR envelope (``onboarding:<envelope id>``); a hire's progress is checkpointed on it.
+ONBOARDING_KEY_PREFIX: Final = "onboarding:"
 
 
 def once_per_envelope(envelope: Envelope, deps: Deps, *, doing: str) -> AbstractAsyncContextManager[Run]:
     """``once`` for one HR envelope: a hire or an update is applied once per ``onboarding:<id>``."""
     return once(
         deps.state.idempotency,
-        f"onboarding:{envelope.id}",
+        f"{ONBOARDING_KEY_PREFIX}{envelope.id}",
         ttl=CLAIM_TTL,
         busy_message=f"another worker is {doing}",
         correlation_id=envelope.id,

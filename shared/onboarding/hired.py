@@ -1,18 +1,26 @@
 """``employee.hired``: find the user (re-check later while provisioning lags), wave group, TAP to the
 manager, registration tracking; exactly once per envelope id.
 
-Progress is recorded per envelope in KV ``hires`` (never the TAP value), so a retry resumes where
-the last attempt stopped. A crash after the TAP was created but before its e-mail was saved is
-recovered by creating a fresh TAP (Graph keeps one per user, so the unsent one dies). The e-mail is
-saved as a draft whose immutable id is recorded before it is sent: a redelivery reads that message
-and sends it only if it is still a draft, so exactly one e-mail carries the one live TAP, whatever
+Progress is checkpointed on the envelope's own claim (``once``: never the TAP value), so a retry
+resumes where the last attempt stopped, and the claim that starts the work reads it in the same
+round trip. A crash after the TAP was created but before its e-mail was saved is recovered by
+creating a fresh TAP (Graph keeps one per user, so the unsent one dies). The e-mail is saved as a
+draft whose immutable id is checkpointed before it is sent: a redelivery reads that message and
+sends it only if it is still a draft, so exactly one e-mail carries the one live TAP, whatever
 crashes where.
+
+A hire's audit entries (group member added, TAP created, TAP e-mailed) are kept in its progress as
+the steps happen and written together once the e-mail is out, with ids and times fixed by the
+steps, so a retry never writes one twice. Six state round trips per hire: the claim, the leaver
+check, the draft checkpoint, registration tracking, the audit entries, the completion.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final, Literal
 
@@ -24,6 +32,7 @@ from shared.graph.account import AccountFacts
 from shared.hr.events import HrEvent
 from shared.names import HR_EVENTS
 from shared.onboarding.common import (
+    ONBOARDING_KEY_PREFIX,
     REGISTRATION_NAMESPACE,
     facts_for,
     find_employee,
@@ -35,12 +44,14 @@ from shared.onboarding.common import (
 )
 from shared.onboarding.deps import ACTOR, Deps
 from shared.onboarding.ports import DirectoryUser
-from shared.onboarding.progress import HIRES_NAMESPACE, DraftRecord, HireProgress, TapRecord
+from shared.onboarding.progress import DraftRecord, HireProgress, PendingAudit, TapRecord
 from shared.onboarding.tap_mail import TapMail, compose_tap_mail
 from shared.rollout.assignment import assign_wave
 from shared.rollout.wave_groups import ensure_wave_group
+from shared.state import AuditEntry, IdempotencyStore
+from shared.state.once import Run
 
-__all__ = ["HIRES_NAMESPACE", "HireOutcome", "handle_hired", "recheck_delay", "tap_refusal", "tap_start"]
+__all__ = ["HireOutcome", "handle_hired", "hire_progress", "recheck_delay", "tap_refusal", "tap_start"]
 
 log = logging.getLogger(__name__)
 
@@ -67,31 +78,106 @@ async def handle_hired(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOu
     async with once_per_envelope(envelope, deps, doing="onboarding this hire") as run:
         if run.done:
             return HireOutcome("duplicate", user_id=run.result.get("userId"), wave=run.result.get("wave"))
-        outcome = await _onboard(envelope, event, deps)
+        hire = _Hire(envelope, event, deps, run)
+        try:
+            outcome = await _onboard(hire)
+        except (Exception, asyncio.CancelledError):
+            # Steps taken so far (a group joined, a TAP issued) stay known to the next attempt.
+            await run.release(hire.progress.to_dict())
+            raise
         if outcome.status == "rechecking":
-            await run.release()  # the scheduled re-check claims it again
+            await run.release(hire.progress.to_dict())  # the scheduled re-check claims it again
         else:
             await run.complete({"userId": outcome.user_id, "wave": outcome.wave})
         return outcome
 
 
-async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcome:
-    progress = await _load_progress(envelope.id, deps)
+def hire_progress(store: IdempotencyStore, envelope_id: str) -> HireProgress | None:
+    """Where the hire of ``envelope_id`` stands (None: never started, or done and forgotten; a
+    completed hire keeps no progress).
+
+    Raises:
+        RetryableError: the store is unavailable.
+    """
+    record = store.read(f"{ONBOARDING_KEY_PREFIX}{envelope_id}")
+    if record is None or record.progress is None:
+        return None
+    return HireProgress.from_dict(record.progress, first_seen_at=iso(record.started_at))
+
+
+@dataclass(slots=True)
+class _Hire:
+    """One attempt at one hire: the envelope, its event, and the progress its claim carries."""
+
+    envelope: Envelope
+    event: HrEvent
+    deps: Deps
+    run: Run
+    progress: HireProgress = field(init=False)
+    resumed: bool = field(init=False)  # an earlier attempt left progress
+
+    def __post_init__(self) -> None:
+        stored = self.run.progress
+        self.resumed = stored is not None
+        self.progress = HireProgress.from_dict(stored, first_seen_at=iso(self.deps.clock()))
+
+    async def checkpoint(self) -> None:
+        """Store the progress on the claim (before an effect that must not be repeated)."""
+        await self.run.checkpoint(self.progress.to_dict())
+
+    def audit_later(self, action: str, target: str, reason: str, **details: Any) -> None:
+        """Keep an audit entry for a step just taken; ``write_audits`` writes it."""
+        self.progress.audits.append(PendingAudit(action, target, reason, iso(self.deps.clock()), details))
+
+    async def write_audits(self) -> None:
+        """Write the kept entries in one go, at most once (ids from the envelope and the step)."""
+        pending = self.progress.audits
+        if not pending:
+            return
+        entries = [
+            AuditEntry(
+                ACTOR,
+                a.action,
+                a.target,
+                a.reason,
+                correlation_id=self.envelope.id,
+                details=a.details,
+                at=parse_iso(a.at) or self.deps.clock(),
+                id=_audit_id(self.envelope.id, a),
+            )
+            for a in pending
+        ]
+        await self.deps.state.audit.append_once(entries)
+        self.progress.audits = []
+
+    async def audit_now(self, action: str, target: str, reason: str, **details: Any) -> None:
+        """Write an entry for a step just taken, with any still waiting, now."""
+        self.audit_later(action, target, reason, **details)
+        await self.write_audits()
+
+
+def _audit_id(envelope_id: str, entry: PendingAudit) -> str:
+    """The same id for the same step of the same hire, on every attempt that writes it."""
+    return hashlib.sha256(f"{envelope_id}\n{entry.action}\n{entry.at}".encode()).hexdigest()[:32]
+
+
+async def _onboard(hire: _Hire) -> HireOutcome:
+    envelope, event, deps, progress = hire.envelope, hire.event, hire.deps, hire.progress
     pending = _pending_recheck(progress, deps)
     if pending is not None:
         # A re-check of this very envelope is already scheduled: this delivery came before it (HR
         # sent the webhook again while we wait for Entra), and the scheduled one does the work.
         log.info("hire re-check already scheduled; this delivery waits for it", extra={"in_seconds": pending})
         return HireOutcome("rechecking", recheck_in_seconds=pending)
-    if not progress.mail_sent and await left_since(event, deps):
-        await _delete_unsent_tap(envelope, progress, deps)
-        await deps.audit(
-            "hire.cancel", envelope.id, "HR terminated the employee before onboarding", envelope.id
-        )
+    # A first attempt skips this read: the check after the TAP is issued (below) catches a leaver
+    # before anything is mailed, and the claim is the only state read a new hire costs.
+    if hire.resumed and not progress.mail_sent and await left_since(event, deps):
+        await _delete_unsent_tap(hire)
+        await hire.audit_now("hire.cancel", envelope.id, "HR terminated the employee before onboarding")
         return HireOutcome("cancelled")
     user = await find_employee(event, deps)
     if user is None:
-        return await _recheck_later(envelope, progress, deps)
+        return await _recheck_later(hire)
     refuse_break_glass(user, deps, envelope.id)
     progress.user_id = user.id
     found = await deps.graph.hire_facts(user.id)  # groups, account facts, manager: one round trip
@@ -119,25 +205,22 @@ async def _onboard(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOutcom
             reason = (
                 f"new hire assigned to wave {wave.name} ({assignment.reason} {assignment.selector or ''})"
             )
-            await deps.audit(
-                "wave.member.add", user.id, reason.strip(), envelope.id, wave=wave.name, group_id=group_id
-            )
+            hire.audit_later("wave.member.add", user.id, reason.strip(), wave=wave.name, group_id=group_id)
         progress.wave, progress.group_id, progress.group_added = wave.name, group_id, True
-        if progress.mail_sent or progress.tap_refused:
-            await _save_progress(envelope.id, progress, deps)
-        # else the TAP step's next save records it: a retry before that adds again, and Graph
-        # answers "already a member" (no second audit entry).
+        # Checkpointed with the TAP's draft (or kept by the release of a failed attempt): a retry
+        # before that adds again, and Graph answers "already a member" (no second entry).
     if not progress.mail_sent and not progress.tap_refused:
         refusal = await tap_refusal(user, deps, account=found.account)
         if refusal:
-            await _refuse_tap(envelope, event, user, refusal, progress, deps)
+            await _refuse_tap(hire, user, refusal)
         else:
             recipient = await _recipient(envelope, event, user, found.manager, deps)
             if recipient is None:
-                return await _hold_tap(envelope, event, user, progress, deps)
-            if not await _issue_and_deliver_tap(envelope, event, user, recipient, progress, deps):
+                return await _hold_tap(hire, user)
+            if not await _issue_and_deliver_tap(hire, user, recipient):
                 return HireOutcome("cancelled", user_id=user.id, wave=wave.name)
-    await _track_registration(envelope, event, user, progress, deps)
+    await _track_registration(hire, user)
+    await hire.write_audits()
     return HireOutcome("done", user_id=user.id, wave=wave.name)
 
 
@@ -168,18 +251,13 @@ async def tap_refusal(user: DirectoryUser, deps: Deps, *, account: AccountFacts 
     return reasons
 
 
-async def _refuse_tap(
-    envelope: Envelope,
-    event: HrEvent,
-    user: DirectoryUser,
-    reasons: list[str],
-    progress: HireProgress,
-    deps: Deps,
-) -> None:
+async def _refuse_tap(hire: _Hire, user: DirectoryUser, reasons: list[str]) -> None:
     """No TAP for an account that is not genuinely new: audited, alerted, the rest of onboarding goes on."""
-    progress.tap_refused = reasons
-    await _save_progress(envelope.id, progress, deps)
-    await deps.audit("hire.tap.refuse", user.id, "; ".join(reasons), envelope.id, reasons=reasons)
+    envelope, event, deps = hire.envelope, hire.event, hire.deps
+    hire.progress.tap_refused = reasons
+    hire.audit_later("hire.tap.refuse", user.id, "; ".join(reasons), reasons=reasons)
+    await hire.checkpoint()
+    await hire.write_audits()
     await _alert(
         deps,
         envelope,
@@ -227,14 +305,13 @@ async def _recipient(
     return None
 
 
-async def _hold_tap(
-    envelope: Envelope, event: HrEvent, user: DirectoryUser, progress: HireProgress, deps: Deps
-) -> HireOutcome:
+async def _hold_tap(hire: _Hire, user: DirectoryUser) -> HireOutcome:
     """No manager in Entra and no fallback mailbox: no TAP yet; alerted, re-checked on the
     provisioning schedule (managers are often set after the account)."""
+    envelope, event, deps, progress = hire.envelope, hire.event, hire.deps, hire.progress
     if not progress.tap_held_alerted:
-        await deps.audit(
-            "hire.tap.hold", user.id, "Entra records no manager and no fallback mailbox is set", envelope.id
+        await hire.audit_now(
+            "hire.tap.hold", user.id, "Entra records no manager and no fallback mailbox is set"
         )
         await _alert(
             deps,
@@ -247,7 +324,9 @@ async def _hold_tap(
             user_id=user.id,
         )
         progress.tap_held_alerted = True
-    return await _recheck_later(envelope, progress, deps, waiting_for="the hire's manager in Entra")
+    else:
+        await hire.write_audits()  # a group joined on this attempt
+    return await _recheck_later(hire, waiting_for="the hire's manager in Entra")
 
 
 async def _alert(
@@ -271,35 +350,29 @@ async def _alert(
     await raise_alert(deps.queues, alert)
 
 
-async def _issue_and_deliver_tap(
-    envelope: Envelope,
-    event: HrEvent,
-    user: DirectoryUser,
-    manager: DirectoryUser,
-    progress: HireProgress,
-    deps: Deps,
-) -> bool:
+async def _issue_and_deliver_tap(hire: _Hire, user: DirectoryUser, manager: DirectoryUser) -> bool:
     """Issue the TAP and e-mail it to ``manager`` exactly once; False when HR terminated the employee
     meanwhile (the TAP is deleted again and nothing is sent).
 
-    The e-mail is saved as a draft (immutable id, recorded) and only then sent, so a redelivery can
-    tell a mail Graph already sent (recorded as sent, nothing more) from one it never sent (the
+    The e-mail is saved as a draft (immutable id, checkpointed) and only then sent, so a redelivery
+    can tell a mail Graph already sent (recorded as sent, nothing more) from one it never sent (the
     draft, with the TAP that is still live, is sent now).
     """
+    envelope, event, deps, progress = hire.envelope, hire.event, hire.deps, hire.progress
     policy = deps.plan.new_hires
     sender = policy.delivery.sender_mailbox
     draft = progress.draft
     if draft is not None:
         state = await deps.graph.message_state(sender, draft.id)
         if state == "sent":
-            await _record_delivery(envelope, user, manager, progress, deps)
+            _record_delivery(hire, user, manager)
             return True
         if state == "draft":
             if await left_since(event, deps):
-                await _delete_unsent_tap(envelope, progress, deps)  # the draft's TAP dies with it
+                await _delete_unsent_tap(hire)  # the draft's TAP dies with it
                 return False
             await deps.graph.send_draft(sender, draft.id)
-            await _record_delivery(envelope, user, manager, progress, deps)
+            _record_delivery(hire, user, manager)
             return True
         progress.draft = None  # gone (deleted by someone): start over with a fresh TAP
     now = deps.clock()
@@ -320,12 +393,10 @@ async def _issue_and_deliver_tap(
         is_usable_once=policy.tap.is_usable_once,
     )
     progress.mail_attempts += 1
-    await _save_progress(envelope.id, progress, deps)
-    await deps.audit(
+    hire.audit_later(
         "tap.create",
         user.id,
         "Temporary Access Pass for a new hire",
-        envelope.id,
         method_id=issued.method.id,
         starts_at=iso(starts_at),
         expires_at=iso(expires_at),
@@ -333,10 +404,8 @@ async def _issue_and_deliver_tap(
     # A termination records the leaver before it deletes TAPs: either it saw this TAP, or this
     # check sees the leaver. Without it, a termination racing the hire could leave a live TAP.
     if await left_since(event, deps):
-        await _delete_unsent_tap(envelope, progress, deps)
-        await deps.audit(
-            "hire.cancel", envelope.id, "HR terminated the employee during onboarding", envelope.id
-        )
+        await _delete_unsent_tap(hire)
+        await hire.audit_now("hire.cancel", envelope.id, "HR terminated the employee during onboarding")
         return False
     message = compose_tap_mail(
         TapMail(
@@ -352,26 +421,25 @@ async def _issue_and_deliver_tap(
             cc=(policy.delivery.cc_mailbox,) if policy.delivery.cc_mailbox else (),
         )
     )
-    # A crash before the draft id is recorded leaves an unsent draft whose TAP the next attempt
+    # A crash before the draft id is checkpointed leaves an unsent draft whose TAP the next attempt
     # replaces: it can never work, and it is never sent.
     draft_id = await deps.graph.create_draft(sender, message, tag=envelope.id)
     progress.draft = DraftRecord(draft_id, issued.method.id)
-    await _save_progress(envelope.id, progress, deps)
+    await hire.checkpoint()
     await deps.graph.send_draft(sender, draft_id)
-    await _record_delivery(envelope, user, manager, progress, deps)
+    _record_delivery(hire, user, manager)
     return True
 
 
-async def _record_delivery(
-    envelope: Envelope, user: DirectoryUser, manager: DirectoryUser, progress: HireProgress, deps: Deps
-) -> None:
+def _record_delivery(hire: _Hire, user: DirectoryUser, manager: DirectoryUser) -> None:
+    """The e-mail is out: recorded in the progress, its entry kept for the hire's audit write (the
+    completion that follows settles it; a retry before that finds the draft sent)."""
+    progress, deps = hire.progress, hire.deps
     progress.mail_sent, progress.mail_sent_at, progress.manager_id = True, iso(deps.clock()), manager.id
-    await _save_progress(envelope.id, progress, deps)
-    await deps.audit(
+    hire.audit_later(
         "tap.deliver",
         user.id,
         "TAP e-mailed to the manager",
-        envelope.id,
         manager_id=manager.id,
         sender=deps.plan.new_hires.delivery.sender_mailbox,
         method_id=progress.tap.method_id if progress.tap is not None else None,
@@ -379,16 +447,15 @@ async def _record_delivery(
     )
 
 
-async def _delete_unsent_tap(envelope: Envelope, progress: HireProgress, deps: Deps) -> None:
+async def _delete_unsent_tap(hire: _Hire) -> None:
     """Delete the TAP an earlier step issued but never mailed (the employee left); idempotent, so an
     attempt that failed or died after issuing it is finished by the next delivery."""
+    progress = hire.progress
     user_id, method_id = progress.user_id, progress.tap.method_id if progress.tap is not None else None
     if user_id is None or method_id is None:
         return
-    if await deps.graph.delete_tap(user_id, method_id):
-        await deps.audit(
-            "tap.delete", user_id, "employee terminated during onboarding", envelope.id, method_id=method_id
-        )
+    if await hire.deps.graph.delete_tap(user_id, method_id):
+        hire.audit_later("tap.delete", user_id, "employee terminated during onboarding", method_id=method_id)
 
 
 def tap_start(hire_date: date | None, policy: NewHires, now: datetime) -> datetime | None:
@@ -419,17 +486,17 @@ def _pending_recheck(progress: HireProgress, deps: Deps) -> float | None:
     return early.total_seconds() if early > _RECHECK_EARLY else None
 
 
-async def _recheck_later(
-    envelope: Envelope, progress: HireProgress, deps: Deps, *, waiting_for: str = "the hire in Entra"
-) -> HireOutcome:
+async def _recheck_later(hire: _Hire, *, waiting_for: str = "the hire in Entra") -> HireOutcome:
     """Schedule the same envelope again with a growing delay, or give up after the budget.
 
-    The message is sent before progress is recorded: dying in between re-sends it on retry, and
-    a duplicate re-check is harmless (the claim and step progress make effects happen once).
+    The message is sent before progress is recorded (by the claim's release): dying in between
+    re-sends it on retry, and a duplicate re-check is harmless (the claim and step progress make
+    effects happen once).
 
     Raises:
-        NotFoundError: the budget is spent (recorded and audited first).
+        NotFoundError: the budget is spent (audited first; the release records it).
     """
+    envelope, deps, progress = hire.envelope, hire.deps, hire.progress
     policy = deps.plan.new_hires
     now = deps.clock()
     first_seen = parse_iso(progress.first_seen_at) or now
@@ -438,12 +505,10 @@ async def _recheck_later(
     elapsed = now - first_seen
     if elapsed >= budget:
         progress.status, progress.gave_up_at = "not-provisioned", iso(now)
-        await _save_progress(envelope.id, progress, deps)
-        await deps.audit(
+        await hire.audit_now(
             "hire.abandon",
             envelope.id,
             f"{waiting_for} never appeared within the budget",
-            envelope.id,
             attempts=attempts,
             first_seen_at=iso(first_seen),
         )
@@ -458,7 +523,6 @@ async def _recheck_later(
     await deps.queues.send(HR_EVENTS, envelope, delay=delay)
     progress.attempts += 1
     progress.last_check_at, progress.next_check_at = iso(now), iso(now + timedelta(seconds=delay))
-    await _save_progress(envelope.id, progress, deps)
     log.info(
         "hire not provisioned yet; re-check scheduled",
         extra={"delay_seconds": delay, "attempt": attempts + 1},
@@ -466,9 +530,8 @@ async def _recheck_later(
     return HireOutcome("rechecking", recheck_in_seconds=delay)
 
 
-async def _track_registration(
-    envelope: Envelope, event: HrEvent, user: DirectoryUser, progress: HireProgress, deps: Deps
-) -> None:
+async def _track_registration(hire: _Hire, user: DirectoryUser) -> None:
+    envelope, event, progress = hire.envelope, hire.event, hire.progress
     tap = progress.tap
     record = {
         "wave": progress.wave,
@@ -480,15 +543,4 @@ async def _track_registration(
         "envelopeId": envelope.id,
         "hireEventAt": iso(event.timestamp),  # a termination older than this is not this hire's
     }
-    await deps.state.kv.put(REGISTRATION_NAMESPACE, user.id, record)
-
-
-async def _load_progress(envelope_id: str, deps: Deps) -> HireProgress:
-    stored = await deps.state.kv.get(HIRES_NAMESPACE, envelope_id)
-    return HireProgress.from_dict(
-        stored.value if stored is not None else None, first_seen_at=iso(deps.clock())
-    )
-
-
-async def _save_progress(envelope_id: str, progress: HireProgress, deps: Deps) -> None:
-    await deps.state.kv.put(HIRES_NAMESPACE, envelope_id, progress.to_dict())
+    await hire.deps.state.kv.put(REGISTRATION_NAMESPACE, user.id, record)

@@ -1,19 +1,23 @@
-"""How far one hire has got: the steps done so far, stored at ``hires/<envelope id>`` after each step.
+"""How far one hire has got: the steps done so far, checkpointed on the hire's claim
+(``onboarding:<envelope id>``, see ``shared.state.once``).
 
-Each step of onboarding (find the user, join the wave group, issue and mail the TAP) records itself
-here before the next one starts, so a retried or re-delivered envelope resumes where the last
-attempt stopped and never repeats an effect. Stored as camelCase JSON (``to_dict``); unknown keys
-and wrong types in a stored record are ignored (``from_dict``), never trusted.
+Each step of onboarding (find the user, join the wave group, issue and mail the TAP) is recorded
+here, and checkpointed before an effect that must not happen twice (sending the e-mail), so a
+retried or re-delivered envelope resumes where the last attempt stopped and never repeats an
+effect. The audit entries of the steps wait here (``audits``) until they are written together.
+Stored as camelCase JSON (``to_dict``); unknown keys and wrong types in a stored record are ignored
+(``from_dict``), never trusted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-__all__ = ["HIRES_NAMESPACE", "DraftRecord", "HireProgress", "TapRecord"]
+__all__ = ["DraftRecord", "HireProgress", "PendingAudit", "TapRecord"]
 
-HIRES_NAMESPACE: Final = "hires"
+# Audit entries one hire may keep waiting (a few steps; a replaced TAP adds one more each time).
+MAX_PENDING_AUDITS: Final = 20
 
 
 @dataclass(slots=True)
@@ -67,6 +71,37 @@ class DraftRecord:
 
 
 @dataclass(slots=True)
+class PendingAudit:
+    """An audit entry for a step already taken, not yet written (``at``: when the step happened)."""
+
+    action: str
+    target: str
+    reason: str
+    at: str
+    details: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "target": self.target,
+            "reason": self.reason,
+            "at": self.at,
+            "details": self.details,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object) -> PendingAudit | None:
+        if not isinstance(raw, dict):
+            return None
+        fields = [raw.get(name) for name in ("action", "target", "reason", "at")]
+        details = raw.get("details")
+        if not all(isinstance(f, str) and f for f in fields) or not isinstance(details, dict):
+            return None
+        action, target, reason, at = (str(f) for f in fields)
+        return cls(action, target, reason, at, dict(details))
+
+
+@dataclass(slots=True)
 class HireProgress:
     """The steps one hire has been through (see the module docstring)."""
 
@@ -88,6 +123,7 @@ class HireProgress:
     manager_id: str | None = None
     status: Literal["not-provisioned"] | None = None
     gave_up_at: str | None = None
+    audits: list[PendingAudit] = field(default_factory=list)  # steps' entries not written yet
 
     def to_dict(self) -> dict[str, Any]:
         """The stored record: set fields only, camelCase."""
@@ -109,6 +145,7 @@ class HireProgress:
             "managerId": self.manager_id,
             "status": self.status,
             "gaveUpAt": self.gave_up_at,
+            "audits": [a.to_dict() for a in self.audits] or None,
         }
         out.update({k: v for k, v in optional.items() if v is not None})
         return out
@@ -129,6 +166,8 @@ class HireProgress:
             return int(item)
 
         refused = value.get("tapRefused")
+        raw_audits = value.get("audits")
+        audits = [PendingAudit.from_dict(a) for a in raw_audits] if isinstance(raw_audits, list) else []
         return cls(
             first_seen_at=text("firstSeenAt") or first_seen_at,
             attempts=number("attempts"),
@@ -148,6 +187,7 @@ class HireProgress:
             manager_id=text("managerId"),
             status="not-provisioned" if value.get("status") == "not-provisioned" else None,
             gave_up_at=text("gaveUpAt"),
+            audits=[a for a in audits if a is not None][-MAX_PENDING_AUDITS:],
         )
 
 

@@ -40,8 +40,14 @@ class AsyncIdempotencyPort(Protocol):
         """Record that the work for ``key`` is done, with a small JSON result."""
         ...
 
-    async def release(self, key: str) -> None:
-        """Give up an in-progress claim after a failure so a retry can proceed."""
+    async def checkpoint(self, key: str, progress: Mapping[str, Any], *, etag: str) -> str:
+        """Store the holder's progress on its claim; the claim's new version."""
+        ...
+
+    async def release(
+        self, key: str, *, etag: str | None = None, progress: Mapping[str, Any] | None = None
+    ) -> None:
+        """Give up an in-progress claim after a failure so a retry can proceed (keeping progress)."""
         ...
 
 
@@ -85,6 +91,10 @@ class AsyncAuditPort(Protocol):
         """Store ``entry``; returns it with ``at`` and ``id`` filled in."""
         ...
 
+    async def append_once(self, entries: Sequence[AuditEntry]) -> builtins.list[AuditEntry]:
+        """Store ``entries`` (each with its own ``id`` and ``at``) together, at most once."""
+        ...
+
     async def list(self, *, since: datetime | None = None, limit: int = 100) -> builtins.list[AuditEntry]:
         """Entries newest first, at or after ``since``, at most ``limit``."""
         ...
@@ -117,8 +127,13 @@ class AsyncIdempotency:
     ) -> None:
         await self._offload(self.sync.complete, key, result, ttl=ttl)
 
-    async def release(self, key: str) -> None:
-        await self._offload(self.sync.release, key)
+    async def checkpoint(self, key: str, progress: Mapping[str, Any], *, etag: str) -> str:
+        return await self._offload(self.sync.checkpoint, key, progress, etag=etag)
+
+    async def release(
+        self, key: str, *, etag: str | None = None, progress: Mapping[str, Any] | None = None
+    ) -> None:
+        await self._offload(self.sync.release, key, etag=etag, progress=progress)
 
 
 class AsyncKeyValue:
@@ -162,6 +177,9 @@ class AsyncAudit:
 
     async def append(self, entry: AuditEntry) -> AuditEntry:
         return await self._offload(self.sync.append, entry)
+
+    async def append_once(self, entries: Sequence[AuditEntry]) -> builtins.list[AuditEntry]:
+        return await self._offload(self.sync.append_once, entries)
 
     async def list(self, *, since: datetime | None = None, limit: int = 100) -> builtins.list[AuditEntry]:
         return await self._offload(self.sync.list, since=since, limit=limit)

@@ -14,12 +14,14 @@ from typing import Final
 from shared.errors import InvalidPayloadError
 from shared.state.ports import AuditEntry, Clock, utc_now
 
-__all__ = ["MAX_ACTIONS_PER_QUERY", "MAX_DETAILS_CHARS", "MAX_LIST_LIMIT", "AuditLog"]
+__all__ = ["MAX_ACTIONS_PER_QUERY", "MAX_DETAILS_CHARS", "MAX_ENTRIES_ONCE", "MAX_LIST_LIMIT", "AuditLog"]
 
 MAX_DETAILS_CHARS: Final = 30_000
 MAX_LIST_LIMIT: Final = 1000
 # Azure Tables allows 15 comparisons in one filter: the two key bounds, the target and these.
 MAX_ACTIONS_PER_QUERY: Final = 10
+# One Azure Tables transaction holds at most 100 entities (and 4 MiB).
+MAX_ENTRIES_ONCE: Final = 100
 
 
 class AuditLog(ABC):
@@ -42,6 +44,41 @@ class AuditLog(ABC):
         at = (entry.at or self._clock()).astimezone(UTC)
         stamped = replace(entry, at=at, id=entry.id or uuid.uuid4().hex, details=details)
         self._append(stamped)
+        return stamped
+
+    def append_once(self, entries: Sequence[AuditEntry]) -> builtins.list[AuditEntry]:
+        """Store ``entries`` together and at most once: one write per day they fall on (in Azure
+        Tables, a transaction), and a write whose entries are stored already is not repeated.
+
+        Each entry brings its own ``id`` and ``at``, the same on every retry of the work it records
+        (derive them from the work's key and the time it recorded the step), so a retry after a
+        lost answer or a crash finds them stored and writes nothing twice.
+
+        Raises:
+            InvalidPayloadError: an entry without ``id`` or ``at``, more than
+                ``MAX_ENTRIES_ONCE``, two with one id, or one ``append`` would refuse.
+            RetryableError: the store is unavailable.
+        """
+        if len(entries) > MAX_ENTRIES_ONCE:
+            raise InvalidPayloadError.for_field("entries", f"at most {MAX_ENTRIES_ONCE} in one write")
+        stamped: builtins.list[AuditEntry] = []
+        for entry in entries:
+            if not entry.id or entry.at is None or entry.at.tzinfo is None:
+                raise InvalidPayloadError.for_field(
+                    "entries", "each needs its own id and a timezone-aware at"
+                )
+            for name in ("actor", "action", "target"):
+                if not getattr(entry, name):
+                    raise InvalidPayloadError.for_field(name, "is required")
+            stamped.append(replace(entry, at=entry.at.astimezone(UTC), details=_check_details(entry)))
+        if len({entry.id for entry in stamped}) != len(stamped):
+            raise InvalidPayloadError.for_field("entries", "two entries share an id")
+        days: dict[str, builtins.list[AuditEntry]] = {}
+        for entry in stamped:
+            assert entry.at is not None
+            days.setdefault(entry.at.strftime("%Y%m%d"), []).append(entry)
+        for group in days.values():
+            self._append_once(group)
         return stamped
 
     def list(self, *, since: datetime | None = None, limit: int = 100) -> list[AuditEntry]:
@@ -91,6 +128,10 @@ class AuditLog(ABC):
     @abstractmethod
     def _append(self, entry: AuditEntry) -> None:
         """Insert a fully stamped entry (never overwrite)."""
+
+    @abstractmethod
+    def _append_once(self, entries: Sequence[AuditEntry]) -> None:
+        """Insert stamped entries of one day all or none; nothing when they are stored already."""
 
     @abstractmethod
     def _list(self, since: datetime | None, limit: int) -> builtins.list[AuditEntry]:

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from shared.errors import PermanentError
 from shared.state.audit import AuditLog
@@ -44,18 +45,43 @@ class MemoryIdempotencyStore(IdempotencyStore):
         with self._lock:
             return self._records.get(key)
 
-    def _insert(self, record: IdempotencyRecord) -> None:
+    def _insert(self, record: IdempotencyRecord) -> str:
         with self._lock:
             if record.key in self._records:
                 raise WriteConflict(record.key)
-            self._records[record.key] = replace(record, etag=self._etags.next())
+            return self._store(record)
 
-    def _replace(self, record: IdempotencyRecord, *, etag: str | None) -> None:
+    def _replace(self, record: IdempotencyRecord, *, etag: str | None) -> str:
         with self._lock:
             current = self._records.get(record.key)
             if current is None or current.etag != etag:
                 raise WriteConflict(record.key)
-            self._records[record.key] = replace(record, etag=self._etags.next())
+            return self._store(record)
+
+    def _update(
+        self,
+        key: str,
+        *,
+        etag: str,
+        progress: dict[str, Any] | None,
+        status: Literal["in_progress", "released"] | None = None,
+    ) -> str:
+        with self._lock:
+            current = self._records.get(key)
+            if current is None or current.etag != etag:
+                raise WriteConflict(key)
+            return self._store(
+                replace(
+                    current,
+                    progress=progress if progress is not None else current.progress,
+                    status=status or current.status,
+                )
+            )
+
+    def _store(self, record: IdempotencyRecord) -> str:
+        etag = self._etags.next()
+        self._records[record.key] = replace(record, etag=etag)
+        return etag
 
     def _upsert(self, record: IdempotencyRecord) -> None:
         with self._lock:
@@ -144,6 +170,15 @@ class MemoryAuditLog(AuditLog):
                 raise PermanentError(f"audit entry {entry.id} already exists; the audit log is append-only")
             self._ids.add(str(entry.id))
             self._entries.append((entry.at, next(self._sequence), entry))
+
+    def _append_once(self, entries: Sequence[AuditEntry]) -> None:
+        with self._lock:
+            if any(entry.id in self._ids for entry in entries):
+                return  # written before: a transaction's entities are stored all or none
+            for entry in entries:
+                assert entry.at is not None
+                self._ids.add(str(entry.id))
+                self._entries.append((entry.at, next(self._sequence), entry))
 
     def _list(self, since: datetime | None, limit: int) -> list[AuditEntry]:
         with self._lock:

@@ -22,6 +22,10 @@ The contract, the same for every caller:
   next claim takes it over (``run.taken_over``: re-check what the dead holder may have written).
 - **The body returns:** the key is completed (with the result given to ``complete``, or none),
   unless the body called ``release()`` (work left for later, e.g. a scheduled re-check).
+- **Resumable work:** ``run.checkpoint(progress)`` stores the body's progress on the claim itself
+  (one conditional write); whoever claims the key next (after a release, a failure or a takeover)
+  finds it in ``run.progress``. ``release(progress)`` leaves progress for later in the same write.
+  A checkpoint by a holder whose claim was taken over raises ``ClaimLost`` (retryable).
   A completion that cannot be recorded raises ``CompletionNotRecorded`` (retryable): the effect
   happened, so callers whose effect is itself idempotent may treat it as success.
 """
@@ -38,6 +42,7 @@ from typing import Any, Literal
 
 from shared.errors import BusyError, InvalidPayloadError, RetryableError
 from shared.state.aio import AsyncIdempotencyPort
+from shared.state.idempotency import small_json
 from shared.state.ports import Claim
 
 __all__ = ["CompletionNotRecorded", "Run", "once"]
@@ -59,6 +64,12 @@ class Run:
     _store: AsyncIdempotencyPort | None = field(default=None, repr=False)
     _settled: bool = field(default=False, repr=False)
     _ttl: timedelta | None = field(default=None, repr=False)  # the claim's (completion keeps it)
+    _etag: str | None = field(default=None, repr=False)  # the version of the claim this run holds
+    _progress: dict[str, Any] | None = field(default=None, repr=False)  # as stored on the claim
+
+    def __post_init__(self) -> None:
+        self._etag = self.claim.etag
+        self._progress = dict(self.claim.progress) if self.claim.progress is not None else None
 
     @property
     def done(self) -> bool:
@@ -79,6 +90,26 @@ class Run:
     def result(self) -> dict[str, Any]:
         """The stored result of a completed key (empty when none was stored)."""
         return dict(self.claim.result or {})
+
+    @property
+    def progress(self) -> dict[str, Any] | None:
+        """The progress checkpointed on this key so far (None: none, the work starts afresh)."""
+        return dict(self._progress) if self._progress is not None else None
+
+    async def checkpoint(self, progress: Mapping[str, Any]) -> None:
+        """Store ``progress`` on the claim (one conditional write), for whoever holds the key next.
+
+        Raises:
+            ClaimLost: another worker took the key over (this holder outlived the in-progress expiry).
+            InvalidPayloadError: ``progress`` is not small JSON.
+            RetryableError: the store is unavailable.
+        """
+        if not self.acquired or self._store is None:
+            return
+        if self._etag is None:  # a store that reports no version: read-free checkpoints need one
+            raise RetryableError(f"the claim on {self.key!r} carries no version to checkpoint against")
+        self._etag = await self._store.checkpoint(self.key, progress, etag=self._etag)
+        self._progress = dict(progress)
 
     async def complete(
         self, result: Mapping[str, Any] | None = None, *, ttl: timedelta | None = None
@@ -102,12 +133,26 @@ class Run:
                 f"the work for {self.key!r} was done but could not be marked complete: {exc}"
             ) from exc
 
-    async def release(self) -> None:
-        """Give the key back now without completing it (the work is left for a later attempt)."""
+    async def release(self, progress: Mapping[str, Any] | None = None) -> None:
+        """Give the key back now without completing it (the work is left for a later attempt),
+        with ``progress`` (else the progress checkpointed last) kept for the next holder. A release
+        the store fails is logged; the claim then expires after ``in_progress_expiry`` instead.
+
+        Raises:
+            InvalidPayloadError: ``progress`` is not small JSON (nothing is released).
+        """
         if not self.acquired or self._store is None:
             return
+        if progress is not None:
+            small_json("progress", progress)
+            self._progress = dict(progress)
         self._settled = True
-        await _release_quietly(self._store, self.key)
+        try:
+            await self._store.release(self.key, etag=self._etag, progress=self._progress)
+        except Exception as exc:  # the claim expires after in_progress_expiry instead
+            log.warning(
+                "idempotency key not released: %s", type(exc).__name__, extra={"idempotency_key": self.key}
+            )
 
 
 @contextlib.asynccontextmanager
@@ -145,15 +190,6 @@ async def once(
     except (Exception, asyncio.CancelledError):
         # An error or a cancellation (the invocation timed out): give the key back. Anything else
         # (the process going down) releases nothing: the claim expires instead.
-        if run.acquired:
-            run._settled = True
-            await _release_quietly(store, key)
+        await run.release()  # progress checkpointed so far stays for the next holder
         raise
     await run.complete()
-
-
-async def _release_quietly(store: AsyncIdempotencyPort, key: str) -> None:
-    try:
-        await store.release(key)
-    except Exception as exc:  # the claim expires after in_progress_expiry instead
-        log.warning("idempotency key not released: %s", type(exc).__name__, extra={"idempotency_key": key})

@@ -68,6 +68,11 @@ class Claim:
     result: dict[str, Any] | None = None
     # ACQUIRED from a holder that exceeded the in-progress expiry (it most likely crashed).
     taken_over: bool = False
+    # ACQUIRED: the progress an earlier holder checkpointed (None: the work starts afresh).
+    progress: dict[str, Any] | None = None
+    # ACQUIRED: the version of the claim this caller now holds (checkpoints and releases are
+    # conditional on it, so a holder that lost the key can never write over its new holder).
+    etag: str | None = None
 
     @property
     def acquired(self) -> bool:
@@ -123,8 +128,14 @@ class IdempotencyPort(Protocol):
         """Record that the work for ``key`` is done, with a small JSON result."""
         ...
 
-    def release(self, key: str) -> None:
-        """Give up an in-progress claim after a failure so a retry can proceed."""
+    def checkpoint(self, key: str, progress: Mapping[str, Any], *, etag: str) -> str:
+        """Store the holder's progress on its claim; the claim's new version."""
+        ...
+
+    def release(
+        self, key: str, *, etag: str | None = None, progress: Mapping[str, Any] | None = None
+    ) -> None:
+        """Give up an in-progress claim after a failure so a retry can proceed (keeping progress)."""
         ...
 
 
@@ -166,6 +177,10 @@ class AuditPort(Protocol):
 
     def append(self, entry: AuditEntry) -> AuditEntry:
         """Store ``entry``; returns it with ``at`` and ``id`` filled in."""
+        ...
+
+    def append_once(self, entries: Sequence[AuditEntry]) -> builtins.list[AuditEntry]:
+        """Store ``entries`` (each with its own ``id`` and ``at``) together, at most once."""
         ...
 
     def list(self, *, since: datetime | None = None, limit: int = 100) -> list[AuditEntry]:

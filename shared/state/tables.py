@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -9,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from shared.errors import PermanentError, RetryableError, status_code_of, storage_error
 from shared.state.audit import AuditLog
@@ -199,6 +200,7 @@ class TableIdempotencyStore(IdempotencyStore):
             "StartedAt": _iso(record.started_at),
             "ExpiresAt": _iso(record.expires_at),
             "Result": json.dumps(record.result) if record.result is not None else "",
+            "Progress": json.dumps(record.progress) if record.progress is not None else "",
         }
 
     def _address(self, key: str) -> tuple[str, str]:
@@ -212,27 +214,31 @@ class TableIdempotencyStore(IdempotencyStore):
         if entity is None:
             return None
         result = entity.get("Result") or ""
+        progress = entity.get("Progress") or ""
+        status = entity["Status"]
         return IdempotencyRecord(
             key=key,
-            status="completed" if entity["Status"] == "completed" else "in_progress",
+            status=status if status in ("completed", "released") else "in_progress",
             started_at=datetime.fromisoformat(entity["StartedAt"]),
             expires_at=datetime.fromisoformat(entity["ExpiresAt"]),
             result=json.loads(result) if result else None,
             etag=_etag(entity.metadata),
+            progress=json.loads(progress) if progress else None,
         )
 
-    def _insert(self, record: IdempotencyRecord) -> None:
+    def _insert(self, record: IdempotencyRecord) -> str:
         entity = self._entity(record)
-        self._tables.run(
+        metadata = self._tables.run(
             self._name, "claim idempotency key", lambda t: t.create_entity(entity), conflicts=True
         )
+        return _etag(metadata)
 
-    def _replace(self, record: IdempotencyRecord, *, etag: str | None) -> None:
+    def _replace(self, record: IdempotencyRecord, *, etag: str | None) -> str:
         from azure.core import MatchConditions
         from azure.data.tables import UpdateMode
 
         entity = self._entity(record)
-        self._tables.run(
+        metadata = self._tables.run(
             self._name,
             "take over idempotency key",
             lambda t: t.update_entity(
@@ -240,6 +246,35 @@ class TableIdempotencyStore(IdempotencyStore):
             ),
             conflicts=True,
         )
+        return _etag(metadata)
+
+    def _update(
+        self,
+        key: str,
+        *,
+        etag: str,
+        progress: dict[str, Any] | None,
+        status: Literal["in_progress", "released"] | None = None,
+    ) -> str:
+        from azure.core import MatchConditions
+        from azure.data.tables import UpdateMode
+
+        partition, row = self._address(key)
+        # MERGE: only the properties named here change (one request, no read).
+        entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": row}
+        if progress is not None:
+            entity["Progress"] = json.dumps(progress)
+        if status is not None:
+            entity["Status"] = status
+        metadata = self._tables.run(
+            self._name,
+            "checkpoint idempotency key",
+            lambda t: t.update_entity(
+                entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
+            ),
+            conflicts=True,
+        )
+        return _etag(metadata)
 
     def _upsert(self, record: IdempotencyRecord) -> None:
         from azure.data.tables import UpdateMode
@@ -392,10 +427,33 @@ class TableAuditLog(AuditLog):
         self._name = table_name
 
     def _append(self, entry: AuditEntry) -> None:
-        # Stamped by AuditLog.append.
+        entity = self._entity(entry)
+        try:
+            self._tables.run(
+                self._name, "append audit entry", lambda t: t.create_entity(entity), conflicts=True
+            )
+        except WriteConflict:
+            message = f"audit entry {entry.id} already exists; the audit log is append-only"
+            raise PermanentError(message) from None
+
+    def _append_once(self, entries: Sequence[AuditEntry]) -> None:
+        operations: list[Any] = [("create", self._entity(entry)) for entry in entries]
+        # One day's entries share a partition: one transaction, stored all or none. A conflict
+        # means this very write was stored before (its ids are the work's own).
+        with contextlib.suppress(WriteConflict):
+            self._tables.run(
+                self._name,
+                "append audit entries",
+                lambda t: t.submit_transaction(operations),
+                conflicts=True,
+            )
+
+    @staticmethod
+    def _entity(entry: AuditEntry) -> dict[str, Any]:
+        # Stamped by AuditLog.append / append_once.
         assert entry.at is not None
         assert entry.id is not None
-        entity = {
+        return {
             "PartitionKey": _day_key(entry.at),
             "RowKey": f"{_time_key(entry.at)}_{table_key(entry.id)}",
             "Id": entry.id,
@@ -407,13 +465,6 @@ class TableAuditLog(AuditLog):
             "CorrelationId": entry.correlation_id or "",
             "Details": json.dumps(dict(entry.details), separators=(",", ":")),
         }
-        try:
-            self._tables.run(
-                self._name, "append audit entry", lambda t: t.create_entity(entity), conflicts=True
-            )
-        except WriteConflict:
-            message = f"audit entry {entry.id} already exists; the audit log is append-only"
-            raise PermanentError(message) from None
 
     def _list(self, since: datetime | None, limit: int) -> list[AuditEntry]:
         def read(table: TableClient) -> list[AuditEntry]:

@@ -235,7 +235,24 @@ def test_one_trace_runs_from_the_hr_request_to_every_graph_call_the_worker_made(
     assert not [
         s for s in mine if s.instrumentation_scope is not None and "kiota" in s.instrumentation_scope.name
     ]
-    assert len(mine) <= 2 * len(graph_parents) + 10  # Graph calls, the send, the worker, its steps
+    # AND each Graph call is at most two spans: its CLIENT span and at most one span under it
+    children: dict[int, list[int]] = {}
+    for s in mine:
+        if s.parent is not None and s.context is not None:
+            children.setdefault(s.parent.span_id, []).append(s.context.span_id)
+
+    def descendants(span_id: int) -> int:
+        return sum(1 + descendants(child) for child in children.get(span_id, []))
+
+    graph_calls = [
+        (s.name, s.context.span_id)
+        for s in mine
+        if s.context is not None
+        and s.kind is SpanKind.CLIENT
+        and f"{s.context.span_id:016x}" in graph_parents
+    ]
+    assert len(graph_calls) == len(graph_parents)
+    assert [(name, n) for name, span_id in graph_calls if (n := descendants(span_id)) > 1] == []
 
 
 def test_hire_provisioned_late_is_handled(stack: Stack) -> None:

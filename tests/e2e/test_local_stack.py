@@ -192,6 +192,10 @@ def test_demo_shows_each_step_then_serves(tmp_path: Path) -> None:
     assert "All checks passed." in out
     assert "demo step '" not in out, "a demo step failed"
     assert "waveguard permfa migrate pilot: " in out  # the enforced pilot moves off per-user MFA
+    # the CLI hints name the settings file for the stack's moved ports, as the banner does
+    cli = ".venv/bin/waveguard --settings .stack/local.settings.json"
+    assert f"`{cli} permfa rollback pilot`" in out
+    assert f"`{cli} alerts list`" in out
     assert "(MFA-related: True)" in out  # the service desk's signed ticket
     assert "the same delivery again (at least once): unchanged" in out
     assert "rollout-report.html" in out

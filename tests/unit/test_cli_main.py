@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cli.main import EXIT_BROKEN_PIPE, hoist_global_options, main
+from cli.main import EXIT_BROKEN_PIPE, build_parser, hoist_global_options, main
 
 
 class GoneReader(io.TextIOBase):
@@ -65,3 +67,43 @@ def test_the_settings_file_may_come_from_the_environment(
     good.write_text('{"IsEncrypted": false, "Values": {"WAVEGUARD_CONFIG": "nowhere.yaml"}}', "utf-8")
     main(["doctor", "--json"], environ={"WAVEGUARD_SETTINGS": str(good)})
     assert "nowhere.yaml" in capsys.readouterr().out  # the file's values were read
+
+
+def _commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every sub-command parser under ``parser``, with the words that reach it (aliases once)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            seen: set[int] = set()
+            for name, command in action.choices.items():
+                if id(command) not in seen:
+                    seen.add(id(command))
+                    yield (*path, name), command
+                    yield from _commands(command, (*path, name))
+
+
+def _is_leaf(parser: argparse.ArgumentParser) -> bool:
+    return not any(isinstance(action, argparse._SubParsersAction) for action in parser._actions)
+
+
+def test_every_command_accepts_json() -> None:
+    leaves = [(path, command) for path, command in _commands(build_parser()) if _is_leaf(command)]
+    assert len(leaves) > 10  # the walk did reach the verbs under alerts, waves, ...
+    without = [
+        " ".join(path)
+        for path, command in leaves
+        if not any("--json" in action.option_strings for action in command._actions)
+    ]
+    assert without == []
+
+
+def test_every_commands_help_names_the_global_options() -> None:
+    commands = list(_commands(build_parser()))
+    assert commands
+    missing = [
+        " ".join(path)
+        for path, command in commands
+        if not all(option in command.format_help() for option in ("--settings", "--config"))
+    ]
+    assert missing == []

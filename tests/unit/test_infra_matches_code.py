@@ -35,8 +35,10 @@ from typing import Any, Final
 import pytest
 import yaml
 
+from local.minihost.settings import parse_timespan
 from shared import names
 from shared.config.interpolate import _TOKEN as PLAN_REFERENCE  # the plan's ${VAR} grammar itself
+from shared.config.settings import MAX_GRAPH_TIMEOUT_SECONDS
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 INFRA: Final = ROOT / "infra"
@@ -514,6 +516,18 @@ def test_every_binding_setting_is_found_in_the_source() -> None:
         "WAVEGUARD_SUBSCRIPTION_SCHEDULE",
         "WAVEGUARD_GROUP_RESYNC_SCHEDULE",
     } <= set(_binding_settings())
+
+
+def test_the_graph_timeout_parameter_allows_what_the_app_allows_and_fits_the_function_timeout() -> None:
+    main = _main()
+    setting = re.search(r"^\s*GRAPH_TIMEOUT_SECONDS:\s*string\((\w+)\)\s*$", main.text, re.MULTILINE)
+    assert setting, "main.bicep sets GRAPH_TIMEOUT_SECONDS from no int parameter"
+    decorators = main.decorators(setting.group(1))
+    assert "maxValue" in decorators, f"main.bicep: param {setting.group(1)} has no @maxValue"
+    assert float(decorators["maxValue"]) == MAX_GRAPH_TIMEOUT_SECONDS
+    host = json.loads((ROOT / "host.json").read_text("utf-8"))
+    function_timeout = parse_timespan(host["functionTimeout"], where="host.json functionTimeout")
+    assert function_timeout > MAX_GRAPH_TIMEOUT_SECONDS
 
 
 # ---------------------------------------------------------------------------------------------

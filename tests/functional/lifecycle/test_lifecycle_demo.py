@@ -28,7 +28,8 @@ def test_the_demo_walks_the_pilot_from_planned_to_enforced(
     demo_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN the demo tenant / WHEN the demo step runs (no wave worker here: members are added directly)
-    show_wave_promotion(load_settings(demo_env), demo_env, membership_wait_seconds=0)
+    cli = "waveguard --settings moved.settings.json"
+    show_wave_promotion(load_settings(demo_env), demo_env, membership_wait_seconds=0, cli=cli)
     out = capsys.readouterr().out
     # THEN it prints each transition with its gates and the policy change
     for line in (
@@ -48,6 +49,7 @@ def test_the_demo_walks_the_pilot_from_planned_to_enforced(
     assert before, out
     assert after, out
     assert moved, out
+    assert f"`{cli} permfa rollback pilot`" in out  # the hint names the stack's settings file
     assert int(moved.group(1)) == int(before.group(1)) > 0
     assert int(after.group(1)) == int(before.group(2)) - int(moved.group(1))
     assert "pilot: done (" in out

@@ -126,3 +126,94 @@ async def test_a_completion_the_store_cannot_record_is_reported_not_swallowed(
         async with once(CompleteFails(), "k", ttl=TTL):  # type: ignore[arg-type]
             pass
     assert isinstance(failed.value, RetryableError)  # the message comes back; the work is idempotent
+
+
+async def test_progress_checkpointed_is_handed_to_the_next_holder_after_an_error(stores: StateStores) -> None:
+    async def first_attempt() -> None:
+        async with once(stores.aio.idempotency, "k", ttl=TTL) as run:
+            assert run.progress is None  # a fresh claim: nothing to resume
+            await run.checkpoint({"step": "tap", "methodId": "m-1"})
+            raise RuntimeError("graph down")
+
+    with pytest.raises(RuntimeError, match="graph down"):
+        await first_attempt()
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as retry:
+        assert retry.acquired
+        assert not retry.taken_over  # released, not abandoned
+        assert retry.progress == {"step": "tap", "methodId": "m-1"}
+        await retry.complete({"done": True})
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as later:
+        assert (later.done, later.result, later.progress) == (True, {"done": True}, None)
+
+
+async def test_release_with_progress_leaves_it_for_the_scheduled_attempt(stores: StateStores) -> None:
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as run:
+        await run.release({"attempts": 1})  # a re-check scheduled for later, in the same write
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as recheck:
+        assert recheck.acquired
+        assert recheck.progress == {"attempts": 1}
+        await recheck.release({"attempts": 2})
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as third:
+        assert third.progress == {"attempts": 2}
+
+
+async def test_a_dead_holders_checkpoints_reach_whoever_takes_over(
+    stores: StateStores, clock: FakeClock
+) -> None:
+    async def dies() -> None:
+        async with once(stores.aio.idempotency, "k", ttl=TTL) as run:
+            await run.checkpoint({"draftId": "d-1"})
+            raise ProcessDied
+
+    with pytest.raises(ProcessDied):
+        await dies()
+    clock.now += EXPIRY + timedelta(seconds=1)
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as takeover:
+        assert takeover.taken_over
+        assert takeover.progress == {"draftId": "d-1"}
+
+
+async def test_a_holder_that_lost_its_claim_cannot_checkpoint_over_the_new_holder(
+    stores: StateStores, clock: FakeClock
+) -> None:
+    from shared.state.idempotency import ClaimLost
+
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as slow:
+        await slow.checkpoint({"by": "slow"})
+        clock.now += EXPIRY + timedelta(seconds=1)  # the slow holder outlives its claim
+        async with once(stores.aio.idempotency, "k", ttl=TTL) as new:
+            assert new.taken_over
+            assert new.progress == {"by": "slow"}
+            await new.checkpoint({"by": "new"})
+            with pytest.raises(ClaimLost):
+                await slow.checkpoint({"by": "slow, again"})
+            assert isinstance(ClaimLost("x"), RetryableError)
+            await slow.release({"by": "slow, released"})  # not its claim any more: left alone
+            await new.complete({"by": "new"})
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as later:
+        assert later.result == {"by": "new"}
+
+
+async def test_an_expired_completion_is_forgotten_with_its_progress(
+    stores: StateStores, clock: FakeClock
+) -> None:
+    async with once(stores.aio.idempotency, "k", ttl=timedelta(hours=1)) as run:
+        await run.checkpoint({"old": True})
+        await run.complete()
+    clock.now += timedelta(hours=2)
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as fresh:
+        assert fresh.acquired
+        assert fresh.progress is None
+
+
+async def test_progress_that_is_not_small_json_is_refused_naming_the_field(stores: StateStores) -> None:
+    from shared.errors import InvalidPayloadError
+
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as run:
+        with pytest.raises(InvalidPayloadError, match="progress"):
+            await run.checkpoint({"blob": "x" * 20_000})
+        with pytest.raises(InvalidPayloadError, match="progress"):
+            await run.checkpoint({"when": object()})
+        await run.checkpoint({"ok": 1})
+    async with once(stores.aio.idempotency, "k", ttl=TTL) as later:
+        assert later.done

@@ -211,6 +211,47 @@ def test_audit_input_is_checked(stores: StateStores) -> None:
         stores.audit.list(limit=0)
 
 
+def test_append_once_writes_a_days_entries_together_and_never_twice(
+    stores: StateStores, clock: FakeClock
+) -> None:
+    # GIVEN the entries one piece of work records, with ids and times derived from the work
+    late = T0.replace(hour=23, minute=59, second=59)
+    entries = [
+        AuditEntry("onboarding", "wave.member.add", "u-1", "r", correlation_id="e-1", id="e-1.add", at=T0),
+        AuditEntry("onboarding", "tap.create", "u-1", "r", id="e-1.tap", at=T0 + timedelta(seconds=1)),
+        AuditEntry("onboarding", "tap.deliver", "u-1", "r", id="e-1.mail", at=late + timedelta(seconds=2)),
+    ]
+    # WHEN they are written, and written again by a retry (with a later delivery time)
+    stored = stores.audit.append_once(entries)
+    retry = [*entries[:2], AuditEntry("onboarding", "tap.deliver", "u-1", "r", id="e-1.mail", at=late)]
+    stores.audit.append_once(retry)
+    stores.audit.append_once(entries)
+    # THEN each is stored once, across the two days they fall on, with its own time
+    listed = stores.audit.list()
+    assert [(e.action, e.id) for e in listed] == [
+        ("tap.deliver", "e-1.mail"),
+        ("tap.create", "e-1.tap"),
+        ("wave.member.add", "e-1.add"),
+    ]
+    assert listed[0].at == late + timedelta(seconds=2)
+    assert [e.at for e in stored] == [e.at for e in entries]
+
+
+def test_append_once_input_is_checked(stores: StateStores) -> None:
+    with pytest.raises(InvalidPayloadError, match="entries"):
+        stores.audit.append_once([AuditEntry("a", "b", "t", "r", at=T0)])  # no id
+    with pytest.raises(InvalidPayloadError, match="entries"):
+        stores.audit.append_once([AuditEntry("a", "b", "t", "r", id="x")])  # no time
+    twice = AuditEntry("a", "b", "t", "r", id="x", at=T0)
+    with pytest.raises(InvalidPayloadError, match="share an id"):
+        stores.audit.append_once([twice, twice])
+    with pytest.raises(InvalidPayloadError, match="at most 100"):
+        stores.audit.append_once([AuditEntry("a", "b", "t", "r", id=f"x{n}", at=T0) for n in range(101)])
+    with pytest.raises(InvalidPayloadError, match="actor"):
+        stores.audit.append_once([AuditEntry("", "b", "t", "r", id="y", at=T0)])
+    assert stores.audit.list() == []
+
+
 def test_values_lists_one_namespace(stores: StateStores) -> None:
     stores.kv.put("poison", "a", {"n": 1})
     stores.kv.put("poison", "b/with#odd?chars", {"n": 2})

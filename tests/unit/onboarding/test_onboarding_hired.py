@@ -14,7 +14,7 @@ from onboarding_fakes import NOW, World, hire_event, make_world, plan, transient
 from shared.errors import NotFoundError, PermanentError, RetryableError, SafetyViolationError
 from shared.graph.account import AccountFacts
 from shared.names import ALERTS, HR_EVENTS
-from shared.onboarding import HIRES_NAMESPACE, HireOutcome, process_hr_message, recheck_delay, tap_start
+from shared.onboarding import HireOutcome, hire_progress, process_hr_message, recheck_delay, tap_start
 from shared.onboarding.common import WAVE_GROUPS_NAMESPACE
 from shared.rollout.wave_state import WaveState
 from shared.state import Versioned
@@ -204,9 +204,9 @@ async def test_user_never_provisioned_raises_a_high_alert_after_the_budget_and_i
     assert alert.payload["labels"]["alertname"] == "HireNotProvisioned"
     assert alert.payload["details"]["envelopeId"] == "whk-1"
     # AND the give-up is recorded in state and the audit log
-    progress = world.stores.kv.get(HIRES_NAMESPACE, "whk-1")
+    progress = hire_progress(world.stores.idempotency, "whk-1")
     assert progress is not None
-    assert progress.value["status"] == "not-provisioned"
+    assert progress.status == "not-provisioned"
     assert "hire.abandon" in [e.action for e in world.stores.audit.list()]
 
 
