@@ -15,6 +15,15 @@ from local.ports import free_ports, port_open
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 AZURITE_BIN = NODE_DIR / "node_modules" / ".bin" / "azurite"
+# Node's default keeps an idle connection 5 s, so a client reusing one just as Azurite closed it
+# got "Remote end closed connection without response" (a write it cannot safely retry). Azure's
+# front ends keep idle connections for minutes; so does the emulator, with these.
+KEEP_ALIVE_SECONDS = 300
+KEEP_ALIVE_FLAGS = tuple(
+    flag
+    for service in ("blob", "queue", "table")
+    for flag in (f"--{service}KeepAliveTimeout", str(KEEP_ALIVE_SECONDS))
+)
 ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key (public, documented; not a secret).
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -94,6 +103,7 @@ def start_azurite(
         "--disableTelemetry",
         "--skipApiVersionCheck",
         "--loose",
+        *KEEP_ALIVE_FLAGS,
         "--blobHost",
         "127.0.0.1",
         "--blobPort",

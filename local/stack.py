@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from local.azurite import AZURITE_BIN, connection_string
+from local.azurite import AZURITE_BIN, KEEP_ALIVE_FLAGS, connection_string
 from local.ports import port_open
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,6 +190,7 @@ def start_stack(ports: Ports) -> list[Child]:
             "--skipApiVersionCheck",
             "--loose",
             "--inMemoryPersistence",
+            *KEEP_ALIVE_FLAGS,
         ]
         for svc, port in ports.azurite().items():
             az_cmd += [f"--{svc}Host", "127.0.0.1", f"--{svc}Port", str(port)]
