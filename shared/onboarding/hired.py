@@ -18,8 +18,8 @@ check, the draft checkpoint, registration tracking, the audit entries, the compl
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final, Literal
@@ -127,10 +127,18 @@ class _Hire:
 
     def audit_later(self, action: str, target: str, reason: str, **details: Any) -> None:
         """Keep an audit entry for a step just taken; ``write_audits`` writes it."""
-        self.progress.audits.append(PendingAudit(action, target, reason, iso(self.deps.clock()), details))
+        at = iso(self.deps.clock())
+        self.progress.audits.append(PendingAudit(action, target, reason, at, details, uuid.uuid4().hex))
 
     async def write_audits(self) -> None:
-        """Write the kept entries in one go, at most once (ids from the envelope and the step)."""
+        """Write the kept entries in one go, at most once.
+
+        Each entry's id and time were fixed when its step was taken, and kept with the progress
+        from the next checkpoint on; a write finding them stored (``append_once``: all or none)
+        writes nothing, so a retry after a lost answer or a crash never writes one twice. Entries a
+        retry adds to such a write re-record the same steps (the e-mail found sent, say): the
+        progress they were derived from had not moved past those steps.
+        """
         pending = self.progress.audits
         if not pending:
             return
@@ -143,7 +151,7 @@ class _Hire:
                 correlation_id=self.envelope.id,
                 details=a.details,
                 at=parse_iso(a.at) or self.deps.clock(),
-                id=_audit_id(self.envelope.id, a),
+                id=a.id,
             )
             for a in pending
         ]
@@ -154,11 +162,6 @@ class _Hire:
         """Write an entry for a step just taken, with any still waiting, now."""
         self.audit_later(action, target, reason, **details)
         await self.write_audits()
-
-
-def _audit_id(envelope_id: str, entry: PendingAudit) -> str:
-    """The same id for the same step of the same hire, on every attempt that writes it."""
-    return hashlib.sha256(f"{envelope_id}\n{entry.action}\n{entry.at}".encode()).hexdigest()[:32]
 
 
 async def _onboard(hire: _Hire) -> HireOutcome:

@@ -79,9 +79,11 @@ class PendingAudit:
     reason: str
     at: str
     details: dict[str, Any]
+    id: str  # the entry's id, fixed when the step is taken
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "id": self.id,
             "action": self.action,
             "target": self.target,
             "reason": self.reason,
@@ -93,12 +95,12 @@ class PendingAudit:
     def from_dict(cls, raw: object) -> PendingAudit | None:
         if not isinstance(raw, dict):
             return None
-        fields = [raw.get(name) for name in ("action", "target", "reason", "at")]
+        fields = [raw.get(name) for name in ("action", "target", "reason", "at", "id")]
         details = raw.get("details")
         if not all(isinstance(f, str) and f for f in fields) or not isinstance(details, dict):
             return None
-        action, target, reason, at = (str(f) for f in fields)
-        return cls(action, target, reason, at, dict(details))
+        action, target, reason, at, entry_id = (str(f) for f in fields)
+        return cls(action, target, reason, at, dict(details), entry_id)
 
 
 @dataclass(slots=True)

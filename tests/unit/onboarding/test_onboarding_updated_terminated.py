@@ -263,3 +263,27 @@ async def test_a_cancelled_hire_whose_tap_delete_failed_deletes_it_on_the_next_d
     assert outcome.status == "cancelled"  # type: ignore[union-attr]
     assert world.graph.usable_taps(user_id) == []
     assert world.graph.outbox == []
+
+
+async def test_a_hire_whose_termination_came_first_mails_nothing_and_leaves_no_tap() -> None:
+    # GIVEN HR's termination (09:00) processed before the hire's (08:00) first delivery
+    world = make_world()
+    user_id = world.graph.add_user("ada.lovelace@contoso.com", employee_id="E9001").id
+    leaver = (
+        hire_event("employee.terminated", "term-first", hireDate=None)
+        .to_json()
+        .replace("2026-11-30T08:00:00Z", "2026-11-30T09:00:00Z")
+    )
+    await process_hr_message(leaver, world.deps)
+    # WHEN the hire is delivered (a first attempt reads no leaver record before the TAP)
+    outcome = await process_hr_message(hire_event().to_json(), world.deps)
+    # THEN the check after the TAP sees the leaver: the TAP is deleted, nothing is mailed
+    assert outcome.status == "cancelled"  # type: ignore[union-attr]
+    assert world.graph.usable_taps(user_id) == []
+    assert world.graph.outbox == []
+    actions = [e.action for e in world.stores.audit.list()]
+    assert {"tap.create", "tap.delete", "hire.cancel"} <= set(actions)
+    # AND a redelivery is a duplicate
+    again = await process_hr_message(hire_event().to_json(), world.deps)
+    assert again.status == "duplicate"  # type: ignore[union-attr]
+    assert world.graph.outbox == []
