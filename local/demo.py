@@ -162,15 +162,18 @@ def _hire_event(index: int, suffix: str, manager: str) -> dict[str, Any]:
 
 
 def _effects(graph: httpx.Client, admin: httpx.Client, user_id: str, upn: str) -> dict[str, Any] | None:
-    """What the worker did for one hire, once the manager's e-mail is in the outbox; else None."""
+    """What the worker did for one hire, once the manager's e-mail is in the outbox and the hire in
+    its wave group (joined right after the e-mail); else None."""
     mails = [m for m in admin.get("/outbox").json()["value"] if upn in m["body"]]
     if not mails:
         return None
-    taps = admin.get("/taps", params={"userId": user_id}).json()["value"]
     groups = graph.get(f"/users/{user_id}/memberOf").json()["value"]
     wave_groups = [
         g["displayName"] for g in groups if str(g.get("displayName", "")).startswith("WaveGuard - Wave")
     ]
+    if not wave_groups:
+        return None
+    taps = admin.get("/taps", params={"userId": user_id}).json()["value"]
     return {"mails": mails, "taps": taps[0]["taps"] if taps else [], "groups": wave_groups}
 
 

@@ -1,5 +1,5 @@
-"""``employee.hired``: find the user (re-check later while provisioning lags), wave group, TAP to the
-manager, registration tracking; exactly once per envelope id.
+"""``employee.hired``: find the user (re-check later while provisioning lags), TAP to the manager,
+wave group, registration tracking; exactly once per envelope id.
 
 Progress is checkpointed on the envelope's own claim (``once``: never the TAP value), so a retry
 resumes where the last attempt stopped, and the claim that starts the work reads it in the same
@@ -18,11 +18,12 @@ check, the draft checkpoint, registration tracking, the audit entries, the compl
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from shared.alerting import Alert, Severity, raise_alert
 from shared.config import NewHires
@@ -44,12 +45,23 @@ from shared.onboarding.common import (
 )
 from shared.onboarding.deps import ACTOR, Deps
 from shared.onboarding.ports import DirectoryUser
-from shared.onboarding.progress import DraftRecord, HireProgress, PendingAudit, TapRecord
+from shared.onboarding.progress import (
+    LEGACY_HIRES_NAMESPACE,
+    DraftRecord,
+    HireProgress,
+    PendingAudit,
+    TapRecord,
+)
 from shared.onboarding.tap_mail import TapMail, compose_tap_mail
 from shared.rollout.assignment import assign_wave
 from shared.rollout.wave_groups import ensure_wave_group
 from shared.state import AuditEntry, IdempotencyStore
 from shared.state.once import Run
+
+if TYPE_CHECKING:
+    from shared.config.waves import Wave
+    from shared.graph.tap import IssuedTap
+    from shared.rollout.assignment import Assignment
 
 __all__ = ["HireOutcome", "handle_hired", "hire_progress", "recheck_delay", "tap_refusal", "tap_start"]
 
@@ -79,6 +91,8 @@ async def handle_hired(envelope: Envelope, event: HrEvent, deps: Deps) -> HireOu
         if run.done:
             return HireOutcome("duplicate", user_id=run.result.get("userId"), wave=run.result.get("wave"))
         hire = _Hire(envelope, event, deps, run)
+        if run.taken_over and run.progress is None:
+            await hire.adopt_legacy_progress()
         try:
             outcome = await _onboard(hire)
         except (Exception, asyncio.CancelledError):
@@ -115,29 +129,49 @@ class _Hire:
     run: Run
     progress: HireProgress = field(init=False)
     resumed: bool = field(init=False)  # an earlier attempt left progress
+    issued: IssuedTap | None = field(default=None, init=False, repr=False)  # this attempt's TAP
+    draft_state: Literal["sent", "draft"] | None = field(default=None, init=False)  # a saved draft's
 
     def __post_init__(self) -> None:
         stored = self.run.progress
         self.resumed = stored is not None
         self.progress = HireProgress.from_dict(stored, first_seen_at=iso(self.deps.clock()))
 
+    async def adopt_legacy_progress(self) -> None:
+        """Resume from the record an earlier version kept in state (``hires/<envelope id>``) when
+        this attempt takes over a claim from such a worker that died: its draft may have been sent."""
+        stored = await self.deps.state.kv.get(LEGACY_HIRES_NAMESPACE, self.envelope.id)
+        if stored is not None and isinstance(stored.value, dict):
+            self.progress = HireProgress.from_dict(stored.value, first_seen_at=iso(self.deps.clock()))
+            self.resumed = True
+
     async def checkpoint(self) -> None:
         """Store the progress on the claim (before an effect that must not be repeated)."""
         await self.run.checkpoint(self.progress.to_dict())
 
-    def audit_later(self, action: str, target: str, reason: str, **details: Any) -> None:
-        """Keep an audit entry for a step just taken; ``write_audits`` writes it."""
-        at = iso(self.deps.clock())
-        self.progress.audits.append(PendingAudit(action, target, reason, at, details, uuid.uuid4().hex))
+    def audit_later(
+        self,
+        action: str,
+        target: str,
+        reason: str,
+        *,
+        at: str | None = None,
+        entry_id: str | None = None,
+        **details: Any,
+    ) -> None:
+        """Keep an audit entry for a step just taken (now, unless ``at``); ``write_audits`` writes it.
+        ``entry_id``: the step's own id when every attempt that records it must record the same."""
+        when = at or iso(self.deps.clock())
+        self.progress.audits.append(
+            PendingAudit(action, target, reason, when, details, entry_id or uuid.uuid4().hex)
+        )
 
     async def write_audits(self) -> None:
-        """Write the kept entries in one go, at most once.
+        """Write the kept entries in one go, each at most once.
 
         Each entry's id and time were fixed when its step was taken, and kept with the progress
-        from the next checkpoint on; a write finding them stored (``append_once``: all or none)
-        writes nothing, so a retry after a lost answer or a crash never writes one twice. Entries a
-        retry adds to such a write re-record the same steps (the e-mail found sent, say): the
-        progress they were derived from had not moved past those steps.
+        from the next checkpoint on (the delivery's by the draft itself); ``append_once`` skips
+        the ones stored already, so a retry after a lost answer or a crash never writes one twice.
         """
         pending = self.progress.audits
         if not pending:
@@ -191,40 +225,57 @@ async def _onboard(hire: _Hire) -> HireOutcome:
             "no wave takes this hire; give the plan a catchAll wave", correlation_id=envelope.id
         )
     wave = deps.plan.wave(assignment.wave)
-    if not progress.group_added:
-        group_id = await ensure_wave_group(wave, deps, envelope.id, cache=deps.wave_groups)
-        try:
-            added = await deps.graph.add_member(group_id, user.id)
-        except NotFoundError:
-            # The group resolved earlier in this process may have been deleted since: resolve it
-            # afresh on the retry (a vanished user is found missing by the retry's look-up).
-            deps.wave_groups.forget(wave, deps.plan)
-            raise RetryableError(
-                f"wave {wave.name}: the group or the user is gone; resolving again",
-                retry_after=5,
-                correlation_id=envelope.id,
-            ) from None
-        if added:
-            reason = (
-                f"new hire assigned to wave {wave.name} ({assignment.reason} {assignment.selector or ''})"
-            )
-            hire.audit_later("wave.member.add", user.id, reason.strip(), wave=wave.name, group_id=group_id)
-        progress.wave, progress.group_id, progress.group_added = wave.name, group_id, True
-        # Checkpointed with the TAP's draft (or kept by the release of a failed attempt): a retry
-        # before that adds again, and Graph answers "already a member" (no second entry).
     if not progress.mail_sent and not progress.tap_refused:
         refusal = await tap_refusal(user, deps, account=found.account)
-        if refusal:
+        recipient = None if refusal else await _recipient(envelope, event, user, found.manager, deps)
+        if refusal or recipient is None:
+            # No TAP on this path: the leaver check (unless this attempt made it above) comes
+            # before the first write.
+            if not hire.resumed and await left_since(event, deps):
+                reason = "HR terminated the employee before onboarding"
+                await hire.audit_now("hire.cancel", envelope.id, reason)
+                return HireOutcome("cancelled", user_id=user.id)
+            await _join_wave_group(hire, user, wave, assignment)
+            if not refusal:
+                return await _hold_tap(hire, user)
             await _refuse_tap(hire, user, refusal)
         else:
-            recipient = await _recipient(envelope, event, user, found.manager, deps)
-            if recipient is None:
-                return await _hold_tap(hire, user)
-            if not await _issue_and_deliver_tap(hire, user, recipient):
-                return HireOutcome("cancelled", user_id=user.id, wave=wave.name)
+            # The TAP first, then the leaver check (the first read on this path), the e-mail, and
+            # then the wave group: a group write that fails is retried from the sent e-mail, so it
+            # never costs the hire a second TAP.
+            if not await _tap_for_mail(hire, user):
+                return HireOutcome("cancelled", user_id=user.id)
+            await _deliver_tap(hire, user, recipient)
+            await _join_wave_group(hire, user, wave, assignment)
+    else:
+        await _join_wave_group(hire, user, wave, assignment)
     await _track_registration(hire, user)
     await hire.write_audits()
     return HireOutcome("done", user_id=user.id, wave=wave.name)
+
+
+async def _join_wave_group(hire: _Hire, user: DirectoryUser, wave: Wave, assignment: Assignment) -> None:
+    """Add the hire to the wave's group (once: recorded in the progress, and Graph answers "already a
+    member" to an attempt that added it before its progress was kept)."""
+    progress, deps = hire.progress, hire.deps
+    if progress.group_added:
+        return
+    group_id = await ensure_wave_group(wave, deps, hire.envelope.id, cache=deps.wave_groups)
+    try:
+        added = await deps.graph.add_member(group_id, user.id)
+    except NotFoundError:
+        # The group resolved earlier in this process may have been deleted since: resolve it
+        # afresh on the retry (a vanished user is found missing by the retry's look-up).
+        deps.wave_groups.forget(wave, deps.plan)
+        raise RetryableError(
+            f"wave {wave.name}: the group or the user is gone; resolving again",
+            retry_after=5,
+            correlation_id=hire.envelope.id,
+        ) from None
+    if added:
+        reason = f"new hire assigned to wave {wave.name} ({assignment.reason} {assignment.selector or ''})"
+        hire.audit_later("wave.member.add", user.id, reason.strip(), wave=wave.name, group_id=group_id)
+    progress.wave, progress.group_id, progress.group_added = wave.name, group_id, True
 
 
 async def tap_refusal(user: DirectoryUser, deps: Deps, *, account: AccountFacts | None = None) -> list[str]:
@@ -353,29 +404,20 @@ async def _alert(
     await raise_alert(deps.queues, alert)
 
 
-async def _issue_and_deliver_tap(hire: _Hire, user: DirectoryUser, manager: DirectoryUser) -> bool:
-    """Issue the TAP and e-mail it to ``manager`` exactly once; False when HR terminated the employee
-    meanwhile (the TAP is deleted again and nothing is sent).
+async def _tap_for_mail(hire: _Hire, user: DirectoryUser) -> bool:
+    """The TAP the e-mail will carry: the one in a saved draft that is still a draft or was sent,
+    otherwise a fresh one. False when HR terminated the employee meanwhile (the fresh TAP is deleted
+    again, the hire cancelled).
 
-    The e-mail is saved as a draft (immutable id, checkpointed) and only then sent, so a redelivery
-    can tell a mail Graph already sent (recorded as sent, nothing more) from one it never sent (the
-    draft, with the TAP that is still live, is sent now).
+    A fresh TAP is followed by the leaver check: a termination records the leaver before it deletes
+    TAPs, so either it deleted this TAP or this check sees the leaver.
     """
     envelope, event, deps, progress = hire.envelope, hire.event, hire.deps, hire.progress
     policy = deps.plan.new_hires
-    sender = policy.delivery.sender_mailbox
-    draft = progress.draft
-    if draft is not None:
-        state = await deps.graph.message_state(sender, draft.id)
-        if state == "sent":
-            _record_delivery(hire, user, manager)
-            return True
-        if state == "draft":
-            if await left_since(event, deps):
-                await _delete_unsent_tap(hire)  # the draft's TAP dies with it
-                return False
-            await deps.graph.send_draft(sender, draft.id)
-            _record_delivery(hire, user, manager)
+    if progress.draft is not None:
+        state = await deps.graph.message_state(policy.delivery.sender_mailbox, progress.draft.id)
+        if state in ("sent", "draft"):
+            hire.draft_state = state  # its TAP is the live one (sent: delivered already)
             return True
         progress.draft = None  # gone (deleted by someone): start over with a fresh TAP
     now = deps.clock()
@@ -386,6 +428,7 @@ async def _issue_and_deliver_tap(hire: _Hire, user: DirectoryUser, manager: Dire
         is_usable_once=policy.tap.is_usable_once,
         start_at=start,
     )
+    hire.issued = issued  # its value lives in memory only, until the draft carries it
     starts_at = start or now
     expires_at = starts_at + timedelta(minutes=policy.tap.lifetime_minutes)
     progress.tap = TapRecord(
@@ -404,12 +447,35 @@ async def _issue_and_deliver_tap(hire: _Hire, user: DirectoryUser, manager: Dire
         starts_at=iso(starts_at),
         expires_at=iso(expires_at),
     )
-    # A termination records the leaver before it deletes TAPs: either it saw this TAP, or this
-    # check sees the leaver. Without it, a termination racing the hire could leave a live TAP.
     if await left_since(event, deps):
         await _delete_unsent_tap(hire)
         await hire.audit_now("hire.cancel", envelope.id, "HR terminated the employee during onboarding")
         return False
+    return True
+
+
+async def _deliver_tap(hire: _Hire, user: DirectoryUser, manager: DirectoryUser) -> None:
+    """E-mail the TAP ``_tap_for_mail`` settled on to ``manager``, exactly once.
+
+    The e-mail is saved as a draft (immutable id, checkpointed) and only then sent, so a redelivery
+    can tell a mail Graph already sent (recorded as sent, nothing more) from one it never sent (the
+    draft, with the TAP that is still live, is sent now).
+    """
+    envelope, event, deps, progress = hire.envelope, hire.event, hire.deps, hire.progress
+    policy = deps.plan.new_hires
+    sender = policy.delivery.sender_mailbox
+    if hire.draft_state == "sent":
+        _record_delivery(hire, user, manager)
+        return
+    if hire.draft_state == "draft" and progress.draft is not None:
+        await deps.graph.send_draft(sender, progress.draft.id)
+        _record_delivery(hire, user, manager)
+        return
+    issued, tap = hire.issued, progress.tap
+    if issued is None or tap is None:  # _tap_for_mail issues one on this path: never expected
+        raise RetryableError("no TAP was issued for the e-mail; starting over", correlation_id=envelope.id)
+    starts_at = parse_iso(tap.starts_at) or deps.clock()
+    expires_at = parse_iso(tap.expires_at) or starts_at + timedelta(minutes=policy.tap.lifetime_minutes)
     message = compose_tap_mail(
         TapMail(
             hire_name=event.data.display_name or user.display_name or user.user_principal_name or user.id,
@@ -427,26 +493,31 @@ async def _issue_and_deliver_tap(hire: _Hire, user: DirectoryUser, manager: Dire
     # A crash before the draft id is checkpointed leaves an unsent draft whose TAP the next attempt
     # replaces: it can never work, and it is never sent.
     draft_id = await deps.graph.create_draft(sender, message, tag=envelope.id)
-    progress.draft = DraftRecord(draft_id, issued.method.id)
+    progress.draft = DraftRecord(draft_id, issued.method.id, saved_at=iso(deps.clock()))
     await hire.checkpoint()
     await deps.graph.send_draft(sender, draft_id)
     _record_delivery(hire, user, manager)
-    return True
 
 
 def _record_delivery(hire: _Hire, user: DirectoryUser, manager: DirectoryUser) -> None:
     """The e-mail is out: recorded in the progress, its entry kept for the hire's audit write (the
     completion that follows settles it; a retry before that finds the draft sent)."""
-    progress, deps = hire.progress, hire.deps
+    progress, deps, draft = hire.progress, hire.deps, hire.progress.draft
     progress.mail_sent, progress.mail_sent_at, progress.manager_id = True, iso(deps.clock()), manager.id
+    # Fixed by the draft (checkpointed before the send): an attempt that finds the e-mail sent
+    # records the very same entry, so it is written once however many attempts see it.
+    step = f"{hire.envelope.id}:tap.deliver:{draft.id}" if draft is not None else None
     hire.audit_later(
         "tap.deliver",
         user.id,
         "TAP e-mailed to the manager",
+        at=(draft.saved_at if draft is not None else None),
+        entry_id=hashlib.sha256(step.encode()).hexdigest()[:32] if step else None,
         manager_id=manager.id,
         sender=deps.plan.new_hires.delivery.sender_mailbox,
         method_id=progress.tap.method_id if progress.tap is not None else None,
-        draft_id=progress.draft.id if progress.draft is not None else None,
+        draft_id=draft.id if draft is not None else None,
+        sent_at=progress.mail_sent_at,
     )
 
 

@@ -11,13 +11,19 @@ Stored as camelCase JSON (``to_dict``); unknown keys and wrong types in a stored
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-__all__ = ["DraftRecord", "HireProgress", "PendingAudit", "TapRecord"]
+__all__ = ["LEGACY_HIRES_NAMESPACE", "DraftRecord", "HireProgress", "PendingAudit", "TapRecord"]
 
+log = logging.getLogger(__name__)
+
+# Where versions before progress moved onto the claim kept it (state namespace, key: envelope id);
+# read only when a claim such a worker left is taken over.
+LEGACY_HIRES_NAMESPACE: Final = "hires"
 # Audit entries one hire may keep waiting (a few steps; a replaced TAP adds one more each time).
-MAX_PENDING_AUDITS: Final = 20
+MAX_PENDING_AUDITS: Final = 40
 
 
 @dataclass(slots=True)
@@ -58,16 +64,21 @@ class DraftRecord:
 
     id: str
     method_id: str | None = None
+    saved_at: str | None = None  # when it was saved: its delivery is audited at this time
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "methodId": self.method_id}
+        return {"id": self.id, "methodId": self.method_id, "savedAt": self.saved_at}
 
     @classmethod
     def from_dict(cls, raw: object) -> DraftRecord | None:
         if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
             return None
-        method = raw.get("methodId")
-        return cls(id=raw["id"], method_id=method if isinstance(method, str) else None)
+        method, saved = raw.get("methodId"), raw.get("savedAt")
+        return cls(
+            id=raw["id"],
+            method_id=method if isinstance(method, str) else None,
+            saved_at=saved if isinstance(saved, str) else None,
+        )
 
 
 @dataclass(slots=True)
@@ -189,9 +200,20 @@ class HireProgress:
             manager_id=text("managerId"),
             status="not-provisioned" if value.get("status") == "not-provisioned" else None,
             gave_up_at=text("gaveUpAt"),
-            audits=[a for a in audits if a is not None][-MAX_PENDING_AUDITS:],
+            audits=_bounded([a for a in audits if a is not None]),
         )
 
 
 def _text_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _bounded(audits: list[PendingAudit]) -> list[PendingAudit]:
+    """The pending entries a stored record may bring back (a record that held more was not ours)."""
+    if len(audits) > MAX_PENDING_AUDITS:
+        log.warning(
+            "hire progress held %d pending audit entries; the oldest beyond %d are dropped",
+            len(audits),
+            MAX_PENDING_AUDITS,
+        )
+    return audits[-MAX_PENDING_AUDITS:]

@@ -35,9 +35,15 @@ class AsyncIdempotencyPort(Protocol):
         ...
 
     async def complete(
-        self, key: str, result: Mapping[str, Any] | None = None, *, ttl: timedelta | None = None
+        self,
+        key: str,
+        result: Mapping[str, Any] | None = None,
+        *,
+        ttl: timedelta | None = None,
+        etag: str | None = None,
     ) -> None:
-        """Record that the work for ``key`` is done, with a small JSON result."""
+        """Record that the work for ``key`` is done, with a small JSON result (over the holder's
+        version of the claim when ``etag`` is given)."""
         ...
 
     async def checkpoint(self, key: str, progress: Mapping[str, Any], *, etag: str) -> str:
@@ -123,9 +129,14 @@ class AsyncIdempotency:
         return await self._offload(self.sync.claim, key, ttl=ttl, in_progress_expiry=in_progress_expiry)
 
     async def complete(
-        self, key: str, result: Mapping[str, Any] | None = None, *, ttl: timedelta | None = None
+        self,
+        key: str,
+        result: Mapping[str, Any] | None = None,
+        *,
+        ttl: timedelta | None = None,
+        etag: str | None = None,
     ) -> None:
-        await self._offload(self.sync.complete, key, result, ttl=ttl)
+        await self._offload(self.sync.complete, key, result, ttl=ttl, etag=etag)
 
     async def checkpoint(self, key: str, progress: Mapping[str, Any], *, etag: str) -> str:
         return await self._offload(self.sync.checkpoint, key, progress, etag=etag)

@@ -47,12 +47,13 @@ class AuditLog(ABC):
         return stamped
 
     def append_once(self, entries: Sequence[AuditEntry]) -> builtins.list[AuditEntry]:
-        """Store ``entries`` together and at most once: one write per day they fall on (in Azure
-        Tables, a transaction), and a write whose entries are stored already is not repeated.
+        """Store ``entries`` together, each at most once: one write per day they fall on (in Azure
+        Tables, a transaction); an entry stored already (the same ``id`` and ``at``) is skipped and
+        the others are stored (then one request each: the retry of a write that was cut short).
 
         Each entry brings its own ``id`` and ``at``, the same on every retry of the work it records
-        (derive them from the work's key and the time it recorded the step), so a retry after a
-        lost answer or a crash finds them stored and writes nothing twice.
+        (fixed when the step was taken and kept with the work's progress), so a retry after a lost
+        answer or a crash writes nothing twice.
 
         Raises:
             InvalidPayloadError: an entry without ``id`` or ``at``, more than
@@ -131,7 +132,7 @@ class AuditLog(ABC):
 
     @abstractmethod
     def _append_once(self, entries: Sequence[AuditEntry]) -> None:
-        """Insert stamped entries of one day all or none; nothing when they are stored already."""
+        """Insert stamped entries of one day, skipping those stored already (same id and time)."""
 
     @abstractmethod
     def _list(self, since: datetime | None, limit: int) -> builtins.list[AuditEntry]:

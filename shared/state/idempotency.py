@@ -117,15 +117,22 @@ class IdempotencyStore(ABC):
         )
 
     def complete(
-        self, key: str, result: Mapping[str, Any] | None = None, *, ttl: timedelta | None = None
+        self,
+        key: str,
+        result: Mapping[str, Any] | None = None,
+        *,
+        ttl: timedelta | None = None,
+        etag: str | None = None,
     ) -> None:
         """Record that the work for ``key`` is done; later claims see ``completed`` and ``result``.
 
         ``ttl`` defaults to the claim's own ttl (or ``DEFAULT_TTL`` if the claim is gone): only then
         is the claim read first. Given a ``ttl``, the completion is one write (its ``started_at`` is
-        the completion time: the age of a completed key is never judged).
+        the completion time: the age of a completed key is never judged). ``etag``: the holder's
+        version of the claim; the completion is then written only over that version.
 
         Raises:
+            ClaimLost: with ``etag``, the claim changed since (another worker took the key over).
             InvalidPayloadError: the result is not JSON or larger than ``MAX_RESULT_CHARS``.
             RetryableError: the store is unavailable.
         """
@@ -137,9 +144,14 @@ class IdempotencyStore(ABC):
             current = self._read(key)
             ttl = current.expires_at - current.started_at if current is not None else DEFAULT_TTL
             started = current.started_at if current is not None else now
-        self._upsert(
-            IdempotencyRecord(key, "completed", started_at=started, expires_at=now + ttl, result=stored)
-        )
+        record = IdempotencyRecord(key, "completed", started_at=started, expires_at=now + ttl, result=stored)
+        if etag is None:
+            self._upsert(record)
+            return
+        try:
+            self._replace(record, etag=etag)
+        except WriteConflict:
+            raise ClaimLost(f"the claim on {key!r} was taken over; its holder records the work") from None
 
     def checkpoint(self, key: str, progress: Mapping[str, Any], *, etag: str) -> str:
         """Store ``progress`` on the claim held at version ``etag``; returns its new version.

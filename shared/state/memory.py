@@ -173,10 +173,11 @@ class MemoryAuditLog(AuditLog):
 
     def _append_once(self, entries: Sequence[AuditEntry]) -> None:
         with self._lock:
-            if any(entry.id in self._ids for entry in entries):
-                return  # written before: a transaction's entities are stored all or none
+            stored = {(entry.at, entry.id) for _, _, entry in self._entries}
             for entry in entries:
                 assert entry.at is not None
+                if (entry.at, entry.id) in stored:
+                    continue  # the same entry (its id and time), written before
                 self._ids.add(str(entry.id))
                 self._entries.append((entry.at, next(self._sequence), entry))
 

@@ -124,8 +124,11 @@ class Run:
             return
         self._settled = True
         try:
-            # With the ttl known, the store writes the completion without reading the claim first.
-            await self._store.complete(self.key, result, ttl=ttl if ttl is not None else self._ttl)
+            # With the ttl known, the store writes the completion without reading the claim first,
+            # over this run's version of the claim (a run whose claim was taken over records nothing).
+            await self._store.complete(
+                self.key, result, ttl=ttl if ttl is not None else self._ttl, etag=self._etag
+            )
         except InvalidPayloadError:
             raise  # the caller's result is not small JSON: a bug to see, not a store failure
         except Exception as exc:
@@ -137,15 +140,19 @@ class Run:
         """Give the key back now without completing it (the work is left for a later attempt),
         with ``progress`` (else the progress checkpointed last) kept for the next holder. A release
         the store fails is logged; the claim then expires after ``in_progress_expiry`` instead.
-
-        Raises:
-            InvalidPayloadError: ``progress`` is not small JSON (nothing is released).
+        Progress that is not small JSON is logged and the last checkpoint kept. Never raises: it
+        runs while the body's own error propagates.
         """
         if not self.acquired or self._store is None:
             return
         if progress is not None:
-            small_json("progress", progress)
-            self._progress = dict(progress)
+            try:
+                small_json("progress", progress)
+                self._progress = dict(progress)
+            except InvalidPayloadError as exc:  # keep what was checkpointed last; never mask an error
+                log.warning(
+                    "progress not kept with the release: %s", exc, extra={"idempotency_key": self.key}
+                )
         self._settled = True
         try:
             await self._store.release(self.key, etag=self._etag, progress=self._progress)

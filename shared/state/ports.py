@@ -123,9 +123,15 @@ class IdempotencyPort(Protocol):
         ...
 
     def complete(
-        self, key: str, result: Mapping[str, Any] | None = None, *, ttl: timedelta | None = None
+        self,
+        key: str,
+        result: Mapping[str, Any] | None = None,
+        *,
+        ttl: timedelta | None = None,
+        etag: str | None = None,
     ) -> None:
-        """Record that the work for ``key`` is done, with a small JSON result."""
+        """Record that the work for ``key`` is done, with a small JSON result (over the holder's
+        version of the claim when ``etag`` is given)."""
         ...
 
     def checkpoint(self, key: str, progress: Mapping[str, Any], *, etag: str) -> str:

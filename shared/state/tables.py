@@ -437,16 +437,19 @@ class TableAuditLog(AuditLog):
             raise PermanentError(message) from None
 
     def _append_once(self, entries: Sequence[AuditEntry]) -> None:
-        operations: list[Any] = [("create", self._entity(entry)) for entry in entries]
-        # One day's entries share a partition: one transaction, stored all or none. A conflict
-        # means this very write was stored before (its ids are the work's own).
-        with contextlib.suppress(WriteConflict):
+        entities = [self._entity(entry) for entry in entries]
+        operations: list[Any] = [("create", entity) for entity in entities]
+        # One day's entries share a partition: one transaction, stored all or none.
+        try:
             self._tables.run(
-                self._name,
-                "append audit entries",
-                lambda t: t.submit_transaction(operations),
-                conflicts=True,
+                self._name, "append audit entries", lambda t: t.submit_transaction(operations), conflicts=True
             )
+            return
+        except WriteConflict:
+            pass  # some were stored before (a retried write): store the others one by one
+        for entity in entities:
+            with contextlib.suppress(WriteConflict):
+                self._tables.run(self._name, "append audit entry", _creating(entity), conflicts=True)
 
     @staticmethod
     def _entity(entry: AuditEntry) -> dict[str, Any]:
@@ -503,6 +506,10 @@ class TableAuditLog(AuditLog):
             return _take(rows, limit, _entry_from)
 
         return self._tables.run(self._name, "list audit entries", read)
+
+
+def _creating(entity: dict[str, Any]) -> Callable[[TableClient], Any]:
+    return lambda table: table.create_entity(entity)
 
 
 def _take(rows: Any, limit: int, convert: Callable[[Any], AuditEntry]) -> list[AuditEntry]:

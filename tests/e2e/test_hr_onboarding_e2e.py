@@ -185,8 +185,9 @@ def test_hire_delivered_three_times_gets_its_wave_one_tap_and_one_email(stack: S
     tap = TAP_LINE.search(mail["body"])
     assert tap is not None
     assert hashlib.sha256(tap.group(1).encode()).hexdigest() == stack.active_tap_sha(user_id)
-    # AND the hire is in the Finance wave group, with exactly one TAP ever created
-    assert stack.in_wave_group(user_id)
+    # AND the hire is in the Finance wave group (joined right after the e-mail), with exactly one
+    # TAP ever created
+    wait_for("the wave group membership", lambda: stack.in_wave_group(user_id))
     holds_for(
         "one TAP and one e-mail (no straggler adds another)",
         lambda: len(stack.taps(user_id)) == 1 and len(stack.mails_about("ann.e2e@contoso.com")) == 1,
@@ -261,7 +262,7 @@ def test_hire_provisioned_late_is_handled(stack: Stack) -> None:
     assert stack.post_hire("E9201", "ben.e2e@contoso.com").status_code == 202
     # THEN the worker's re-checks find it and the manager gets the TAP
     wait_for("the late hire's e-mail", lambda: stack.mails_about("ben.e2e@contoso.com"), timeout=20)
-    assert stack.in_wave_group(user_id)
+    wait_for("the wave group membership", lambda: stack.in_wave_group(user_id))
     assert len(stack.taps(user_id)) == 1
 
 
@@ -302,7 +303,8 @@ def test_graph_throttling_and_outage_mid_flow_end_done_once(stack: Stack) -> Non
     tap = TAP_LINE.search(mail["body"])
     assert tap is not None
     assert hashlib.sha256(tap.group(1).encode()).hexdigest() == stack.active_tap_sha(user_id)
-    assert stack.in_wave_group(user_id)
+    # (the group write comes after the e-mail: its retry may still be on the way)
+    wait_for("the wave group membership", lambda: stack.in_wave_group(user_id), timeout=25)
     holds_for(
         "one e-mail (no straggler sends another)",
         lambda: len(stack.mails_about("di.e2e@contoso.com")) == 1,

@@ -221,19 +221,24 @@ def test_append_once_writes_a_days_entries_together_and_never_twice(
         AuditEntry("onboarding", "tap.create", "u-1", "r", id="e-1.tap", at=T0 + timedelta(seconds=1)),
         AuditEntry("onboarding", "tap.deliver", "u-1", "r", id="e-1.mail", at=late + timedelta(seconds=2)),
     ]
-    # WHEN they are written, and written again by a retry (with a later delivery time)
+    # WHEN they are written, then again by a retry that also took two steps more
     stored = stores.audit.append_once(entries)
-    retry = [*entries[:2], AuditEntry("onboarding", "tap.deliver", "u-1", "r", id="e-1.mail", at=late)]
-    stores.audit.append_once(retry)
+    more = [
+        AuditEntry("onboarding", "tap.delete", "u-1", "r", id="e-1.del", at=late + timedelta(seconds=3)),
+        AuditEntry("onboarding", "hire.cancel", "e-1", "r", id="e-1.cancel", at=T0 + timedelta(seconds=5)),
+    ]
+    stores.audit.append_once([*entries, *more])
     stores.audit.append_once(entries)
     # THEN each is stored once, across the two days they fall on, with its own time
     listed = stores.audit.list()
     assert [(e.action, e.id) for e in listed] == [
+        ("tap.delete", "e-1.del"),
         ("tap.deliver", "e-1.mail"),
+        ("hire.cancel", "e-1.cancel"),
         ("tap.create", "e-1.tap"),
         ("wave.member.add", "e-1.add"),
     ]
-    assert listed[0].at == late + timedelta(seconds=2)
+    assert listed[1].at == late + timedelta(seconds=2)
     assert [e.at for e in stored] == [e.at for e in entries]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import pytest
@@ -34,7 +35,10 @@ class CountingIdempotency(MemoryIdempotencyStore):
         return super()._insert(record)
 
     def _replace(self, record: IdempotencyRecord, *, etag: str | None) -> str:
-        self.calls["idempotency.replace"] += 1
+        self.calls[f"idempotency.replace {record.status}"] += 1
+        if record.status == "completed" and self.fail_completions:
+            self.fail_completions -= 1
+            raise RetryableError("storage timed out")
         return super()._replace(record, etag=etag)
 
     def _update(
@@ -50,9 +54,6 @@ class CountingIdempotency(MemoryIdempotencyStore):
 
     def _upsert(self, record: IdempotencyRecord) -> None:
         self.calls["idempotency.upsert"] += 1
-        if self.fail_completions:
-            self.fail_completions -= 1
-            raise RetryableError("storage timed out")
         super()._upsert(record)
 
     def _delete(self, key: str, *, etag: str | None) -> None:
@@ -128,7 +129,7 @@ async def test_a_hire_costs_six_state_round_trips_once_its_wave_group_is_known()
         "idempotency.update progress": 1,  # the draft checkpointed before it is sent
         "kv.write registration": 1,  # registration tracking
         "audit.append_once": 1,  # wave.member.add, tap.create, tap.deliver: one transaction
-        "idempotency.upsert": 1,  # the completion, without reading the claim back
+        "idempotency.replace completed": 1,  # the completion, over the claim's version, no read
     }
     assert sum(calls.values()) == 6
     assert len(world.graph.outbox) == 2
@@ -156,4 +157,31 @@ async def test_a_hire_whose_completion_was_lost_resumes_from_the_claim_and_write
     assert len(world.graph.outbox) == 2
     entries = [e for e in world.stores.audit.list() if e.correlation_id == "whk-2"]
     assert sorted(e.action for e in entries) == ["tap.create", "tap.deliver", "wave.member.add"]
-    assert calls["idempotency.replace"] == 1  # the takeover, handed the draft checkpoint
+    assert calls["idempotency.replace in_progress"] == 1  # the takeover, handed the draft checkpoint
+
+
+async def test_a_claim_left_by_an_earlier_version_resumes_from_its_state_record() -> None:
+    # GIVEN a worker of the version that kept progress in state (hires/<envelope id>) sent the
+    # e-mail and died before completing: its claim holds no progress, its record names the draft
+    calls: Counter[str] = Counter()
+    world = _counting_world(calls)
+    await process_hr_message(hire_event().to_json(), world.deps)
+    store = world.stores.idempotency
+    assert isinstance(store, CountingIdempotency)
+    store.fail_completions = 1
+    with pytest.raises(CompletionNotRecorded):
+        await process_hr_message(SECOND.to_json(), world.deps)
+    key = "onboarding:whk-2"
+    record = store.read(key)
+    assert record is not None
+    assert record.progress is not None
+    world.stores.kv.put("hires", "whk-2", record.progress)
+    store._records[key] = replace(record, progress=None)
+    assert len(world.graph.outbox) == 2
+    # WHEN this version takes the claim over
+    world.clock.advance(minutes=7)
+    outcome = await process_hr_message(SECOND.to_json(), world.deps)
+    # THEN it finds the draft sent: no second TAP, no second e-mail
+    assert outcome.status == "done"  # type: ignore[union-attr]
+    assert len(world.graph.outbox) == 2
+    assert calls["kv.read hires"] == 1

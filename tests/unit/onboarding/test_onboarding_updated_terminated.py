@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -287,3 +288,34 @@ async def test_a_hire_whose_termination_came_first_mails_nothing_and_leaves_no_t
     again = await process_hr_message(hire_event().to_json(), world.deps)
     assert again.status == "duplicate"  # type: ignore[union-attr]
     assert world.graph.outbox == []
+
+
+@pytest.mark.parametrize("path", ["existing account", "no manager"])
+async def test_a_first_attempt_for_a_leaver_writes_nothing_on_the_paths_without_a_tap(path: str) -> None:
+    # GIVEN HR's termination (09:00) processed before the hire's (08:00) first delivery, for an
+    # account that gets no TAP (an existing one) or whose TAP would be held (no manager)
+    from shared.graph.account import AccountFacts
+
+    world = make_world()
+    user_id = world.graph.add_user("ada.lovelace@contoso.com", employee_id="E9001").id
+    if path == "existing account":
+        world.graph.facts[user_id] = AccountFacts(created_at=NOW - timedelta(days=400))
+        event = hire_event()
+    else:
+        event = hire_event(managerUserPrincipalName=None)
+        world.graph.managers.pop(user_id, None)
+    leaver = (
+        hire_event("employee.terminated", "term-first", hireDate=None)
+        .to_json()
+        .replace("2026-11-30T08:00:00Z", "2026-11-30T09:00:00Z")
+    )
+    await process_hr_message(leaver, world.deps)
+    # WHEN the hire is delivered
+    outcome = await process_hr_message(event.to_json(), world.deps)
+    # THEN it is cancelled before any write: no wave group, no alert, no registration record
+    assert outcome.status == "cancelled"  # type: ignore[union-attr]
+    assert all(user_id not in g["members"] for g in world.graph.groups.values())
+    assert world.stores.kv.get("registration", user_id) is None
+    assert world.queues.on("alerts") == []
+    assert world.graph.usable_taps(user_id) == []
+    assert "hire.cancel" in [e.action for e in world.stores.audit.list()]
