@@ -1,7 +1,7 @@
 """How far one hire has got: the steps done so far, checkpointed on the hire's claim
 (``onboarding:<envelope id>``, see ``shared.state.once``).
 
-Each step of onboarding (find the user, join the wave group, issue and mail the TAP) is recorded
+Each step of onboarding (find the user, issue and mail the TAP, join the wave group) is recorded
 here, and checkpointed before an effect that must not happen twice (sending the e-mail), so a
 retried or re-delivered envelope resumes where the last attempt stopped and never repeats an
 effect. The audit entries of the steps wait here (``audits``) until they are written together.

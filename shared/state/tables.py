@@ -234,19 +234,9 @@ class TableIdempotencyStore(IdempotencyStore):
         return _etag(metadata)
 
     def _replace(self, record: IdempotencyRecord, *, etag: str | None) -> str:
-        from azure.core import MatchConditions
         from azure.data.tables import UpdateMode
 
-        entity = self._entity(record)
-        metadata = self._tables.run(
-            self._name,
-            "take over idempotency key",
-            lambda t: t.update_entity(
-                entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-            ),
-            conflicts=True,
-        )
-        return _etag(metadata)
+        return self._conditional(self._entity(record), UpdateMode.REPLACE, etag, "take over idempotency key")
 
     def _update(
         self,
@@ -256,7 +246,6 @@ class TableIdempotencyStore(IdempotencyStore):
         progress: dict[str, Any] | None,
         status: Literal["in_progress", "released"] | None = None,
     ) -> str:
-        from azure.core import MatchConditions
         from azure.data.tables import UpdateMode
 
         partition, row = self._address(key)
@@ -266,11 +255,17 @@ class TableIdempotencyStore(IdempotencyStore):
             entity["Progress"] = json.dumps(progress)
         if status is not None:
             entity["Status"] = status
+        return self._conditional(entity, UpdateMode.MERGE, etag, "checkpoint idempotency key")
+
+    def _conditional(self, entity: dict[str, Any], mode: Any, etag: str | None, operation: str) -> str:
+        """Write ``entity`` (``mode``: replace or merge) only over version ``etag``; its new etag."""
+        from azure.core import MatchConditions
+
         metadata = self._tables.run(
             self._name,
-            "checkpoint idempotency key",
+            operation,
             lambda t: t.update_entity(
-                entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
+                entity, mode=mode, etag=etag, match_condition=MatchConditions.IfNotModified
             ),
             conflicts=True,
         )

@@ -137,9 +137,8 @@ async def test_a_hire_costs_six_state_round_trips_once_its_wave_group_is_known()
     assert sorted(actions) == ["tap.create", "tap.deliver", "wave.member.add"]
 
 
-async def test_a_hire_whose_completion_was_lost_resumes_from_the_claim_and_writes_nothing_twice() -> None:
-    # GIVEN a hire whose e-mail went out but whose completion the store failed to record
-    calls: Counter[str] = Counter()
+async def _completion_lost(calls: Counter[str]) -> tuple[World, CountingIdempotency]:
+    """A world where SECOND's e-mail went out but the store failed to record its completion."""
     world = _counting_world(calls)
     await process_hr_message(hire_event().to_json(), world.deps)
     store = world.stores.idempotency
@@ -147,6 +146,13 @@ async def test_a_hire_whose_completion_was_lost_resumes_from_the_claim_and_write
     store.fail_completions = 1
     with pytest.raises(CompletionNotRecorded):
         await process_hr_message(SECOND.to_json(), world.deps)
+    return world, store
+
+
+async def test_a_hire_whose_completion_was_lost_resumes_from_the_claim_and_writes_nothing_twice() -> None:
+    # GIVEN a hire whose e-mail went out but whose completion the store failed to record
+    calls: Counter[str] = Counter()
+    world, _ = await _completion_lost(calls)
     assert len(world.graph.outbox) == 2
     # WHEN the message comes back once the claim has expired (the worker cannot tell it was done)
     world.clock.advance(minutes=7)
@@ -164,13 +170,7 @@ async def test_a_claim_left_by_an_earlier_version_resumes_from_its_state_record(
     # GIVEN a worker of the version that kept progress in state (hires/<envelope id>) sent the
     # e-mail and died before completing: its claim holds no progress, its record names the draft
     calls: Counter[str] = Counter()
-    world = _counting_world(calls)
-    await process_hr_message(hire_event().to_json(), world.deps)
-    store = world.stores.idempotency
-    assert isinstance(store, CountingIdempotency)
-    store.fail_completions = 1
-    with pytest.raises(CompletionNotRecorded):
-        await process_hr_message(SECOND.to_json(), world.deps)
+    world, store = await _completion_lost(calls)
     key = "onboarding:whk-2"
     record = store.read(key)
     assert record is not None
