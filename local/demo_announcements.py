@@ -10,7 +10,6 @@ first, so it can be re-run.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from local.demo_plan import write_demo_plan
 from shared.config import Settings, load_settings
 from shared.graph import build_graph_client
 from shared.rollout.lifecycle.announcements import (
@@ -40,9 +40,7 @@ def _demo_plan(settings: Settings) -> Path:
     data["waves"][0].setdefault("gates", {})["announcedDaysBefore"] = NOTICE_DAYS
     for wave in data["waves"][1:]:
         wave["communications"] = {"enabled": False}
-    path = Path(tempfile.mkdtemp(prefix="waveguard-demo-")) / "waveguard-announcements.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return path
+    return write_demo_plan(data, "waveguard-announcements.yaml")
 
 
 async def clear_announcements(kv: AsyncKeyValuePort, wave: str) -> None:

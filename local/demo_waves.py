@@ -9,7 +9,6 @@ the rollout timer's evaluation between each step.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ import httpx
 import yaml
 
 from local.demo_permfa import show_per_user_mfa_migration
+from local.demo_plan import write_demo_plan
 from local.graph_emulator.permissions import ADMIN_HEADERS
 from shared.alerting.open_alerts import ALERTS_OPEN_NAMESPACE
 from shared.config import RolloutPlan, Settings, load_settings
@@ -58,9 +58,7 @@ def _demo_plan(settings: Settings) -> Path:
     pilot = data["waves"][0]
     pilot["promotion"] = "auto"
     pilot["gates"] = {**pilot.get("gates", {}), "minSoakDays": 0, "minReportOnlySignIns": DEMO_SIGN_INS}
-    path = Path(tempfile.mkdtemp(prefix="waveguard-demo-")) / "waveguard-demo.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
+    return write_demo_plan(data, "waveguard-demo.yaml")
 
 
 def _admin_url(settings: Settings) -> str:
