@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -119,8 +120,8 @@ async def test_a_completion_the_store_cannot_record_is_reported_not_swallowed(
         async def complete(self, *args: object, **kwargs: object) -> None:
             raise failure
 
-        async def release(self, key: str) -> None:
-            await self.inner.release(key)
+        async def release(self, key: str, **kwargs: Any) -> None:
+            await self.inner.release(key, **kwargs)
 
     with pytest.raises(CompletionNotRecorded) as failed:
         async with once(CompleteFails(), "k", ttl=TTL):  # type: ignore[arg-type]
