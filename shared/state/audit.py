@@ -37,12 +37,7 @@ class AuditLog(ABC):
             InvalidPayloadError: actor/action/target empty, or details not JSON or too large.
             RetryableError: the store is unavailable.
         """
-        for name in ("actor", "action", "target"):
-            if not getattr(entry, name):
-                raise InvalidPayloadError.for_field(name, "is required")
-        details = _check_details(entry)
-        at = (entry.at or self._clock()).astimezone(UTC)
-        stamped = replace(entry, at=at, id=entry.id or uuid.uuid4().hex, details=details)
+        stamped = _checked(entry, at=entry.at or self._clock(), entry_id=entry.id or uuid.uuid4().hex)
         self._append(stamped)
         return stamped
 
@@ -68,10 +63,7 @@ class AuditLog(ABC):
                 raise InvalidPayloadError.for_field(
                     "entries", "each needs its own id and a timezone-aware at"
                 )
-            for name in ("actor", "action", "target"):
-                if not getattr(entry, name):
-                    raise InvalidPayloadError.for_field(name, "is required")
-            stamped.append(replace(entry, at=entry.at.astimezone(UTC), details=_check_details(entry)))
+            stamped.append(_checked(entry, at=entry.at, entry_id=entry.id))
         if len({entry.id for entry in stamped}) != len(stamped):
             raise InvalidPayloadError.for_field("entries", "two entries share an id")
         days: dict[str, builtins.list[AuditEntry]] = {}
@@ -143,6 +135,18 @@ class AuditLog(ABC):
         self, actions: Sequence[str], target: str | None, since: datetime | None, limit: int
     ) -> builtins.list[AuditEntry]:
         """Newest first, ``action in actions``, ``target`` when given, ``at >= since``, at most ``limit``."""
+
+
+def _checked(entry: AuditEntry, *, at: datetime, entry_id: str) -> AuditEntry:
+    """``entry`` as stored: its names checked, its details JSON, ``at`` in UTC, ``entry_id`` its id.
+
+    Raises:
+        InvalidPayloadError: actor/action/target empty, or details not JSON or too large.
+    """
+    for name in ("actor", "action", "target"):
+        if not getattr(entry, name):
+            raise InvalidPayloadError.for_field(name, "is required")
+    return replace(entry, at=at.astimezone(UTC), id=entry_id, details=_check_details(entry))
 
 
 def _check_details(entry: AuditEntry) -> dict[str, object]:

@@ -22,12 +22,13 @@ The contract, the same for every caller:
   next claim takes it over (``run.taken_over``: re-check what the dead holder may have written).
 - **The body returns:** the key is completed (with the result given to ``complete``, or none),
   unless the body called ``release()`` (work left for later, e.g. a scheduled re-check).
+  A completion that cannot be recorded (or finds the claim taken over) raises
+  ``CompletionNotRecorded`` (retryable): the effect happened, so callers whose effect is itself
+  idempotent may treat it as success.
 - **Resumable work:** ``run.checkpoint(progress)`` stores the body's progress on the claim itself
   (one conditional write); whoever claims the key next (after a release, a failure or a takeover)
   finds it in ``run.progress``. ``release(progress)`` leaves progress for later in the same write.
   A checkpoint by a holder whose claim was taken over raises ``ClaimLost`` (retryable).
-  A completion that cannot be recorded raises ``CompletionNotRecorded`` (retryable): the effect
-  happened, so callers whose effect is itself idempotent may treat it as success.
 """
 
 from __future__ import annotations
