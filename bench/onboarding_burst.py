@@ -232,19 +232,18 @@ def _completed(storage: str, envelopes: dict[str, str], *, timeout: float) -> di
 
 
 def _wait_for_mail(admin: str, manager: str, upns: set[str], *, timeout: float) -> dict[str, datetime]:
-    """Each hire's TAP e-mail to the manager: when the emulator sent it. Each message is read once
-    (this runs in the app's process: a poll that re-scanned the whole outbox would take its CPU)."""
+    """Each hire's TAP e-mail to the manager: when the emulator sent it. Each message is fetched and
+    read once (``skip``: a poll that re-read the whole outbox would take the CPU the app competes
+    for, the emulator's and this process's)."""
     mailed: dict[str, datetime] = {}
-    seen: set[str] = set()
+    read = 0
     found_upn = re.compile("|".join(re.escape(u) for u in sorted(upns, key=len, reverse=True)))
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=30) as http:
         while time.monotonic() < deadline and len(mailed) < len(upns):
-            for message in http.get(f"{admin}/outbox", params={"to": manager}).json()["value"]:
-                key = str(message["id"])
-                if key in seen:
-                    continue
-                seen.add(key)
+            new = http.get(f"{admin}/outbox", params={"to": manager, "skip": read}).json()["value"]
+            read += len(new)
+            for message in new:
                 hit = found_upn.search(json.dumps(message.get("body", "")))
                 if hit is not None and hit.group(0) not in mailed:
                     mailed[hit.group(0)] = datetime.fromisoformat(

@@ -49,13 +49,17 @@ class BatchRequest:
     url: str
     body: Mapping[str, Any] | None = None
     depends_on: tuple[str, ...] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The item as Graph's ``requests[]`` entry (a body needs its Content-Type header)."""
         item: dict[str, Any] = {"id": self.id, "method": self.method.upper(), "url": self.url}
+        headers = dict(self.headers)
         if self.body is not None:
             item["body"] = dict(self.body)
-            item["headers"] = {"Content-Type": "application/json"}
+            headers.setdefault("Content-Type", "application/json")
+        if headers:
+            item["headers"] = headers
         if self.depends_on:
             item["dependsOn"] = list(self.depends_on)
         return item

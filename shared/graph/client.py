@@ -207,7 +207,11 @@ def _install_middleware(client: httpx.AsyncClient, *, max_retries: int, max_retr
 
     from shared.graph.tracing import graph_trace_handler
 
-    middleware: list[BaseMiddleware] = KiotaClientFactory.get_default_middleware(dict(msgraph_options))
+    middleware: list[BaseMiddleware] = [
+        m
+        for m in KiotaClientFactory.get_default_middleware(dict(msgraph_options))
+        if type(m).__name__ not in _UNUSED_MIDDLEWARE
+    ]
     # delay=0: kiota adds the option's delay to every backoff; Retry-After or backoff alone decide.
     retry_option = RetryHandlerOption(delay=0.0, max_retries=max_retries)
     retry = _retry_handler_class()(retry_option, max_wait=max_retry_wait)
@@ -219,6 +223,14 @@ def _install_middleware(client: httpx.AsyncClient, *, max_retries: int, max_retr
     middleware.insert(0, graph_trace_handler())
     GraphClientFactory.create_with_custom_middleware(middleware, client=client)
 
+
+# Kiota middleware that does nothing for WaveGuard yet costs every call a step and a span: the
+# /me URL rewrite (app-only calls never use /me) and the header and body inspection hooks (no
+# request asks for them). Redirects, retries, query-name decoding, the user agent and Graph's
+# client-request-id stay.
+_UNUSED_MIDDLEWARE: Final = frozenset(
+    {"UrlReplaceHandler", "HeadersInspectionHandler", "BodyInspectionHandler"}
+)
 
 _handler_class: type[Any] | None = None
 

@@ -245,8 +245,7 @@ async def _onboard(hire: _Hire) -> HireOutcome:
             # never costs the hire a second TAP.
             if not await _tap_for_mail(hire, user):
                 return HireOutcome("cancelled", user_id=user.id)
-            await _deliver_tap(hire, user, recipient)
-            await _join_wave_group(hire, user, wave, assignment)
+            await _deliver_tap(hire, user, recipient, wave, assignment)
     else:
         await _join_wave_group(hire, user, wave, assignment)
     await _track_registration(hire, user)
@@ -263,19 +262,35 @@ async def _join_wave_group(hire: _Hire, user: DirectoryUser, wave: Wave, assignm
     group_id = await ensure_wave_group(wave, deps, hire.envelope.id, cache=deps.wave_groups)
     try:
         added = await deps.graph.add_member(group_id, user.id)
-    except NotFoundError:
-        # The group resolved earlier in this process may have been deleted since: resolve it
-        # afresh on the retry (a vanished user is found missing by the retry's look-up).
-        deps.wave_groups.forget(wave, deps.plan)
-        raise RetryableError(
-            f"wave {wave.name}: the group or the user is gone; resolving again",
-            retry_after=5,
-            correlation_id=hire.envelope.id,
-        ) from None
+    except NotFoundError as exc:
+        raise _join_failed(hire, wave, exc) from None
+    _record_join(hire, user, wave, assignment, group_id, added=added)
+
+
+def _record_join(
+    hire: _Hire, user: DirectoryUser, wave: Wave, assignment: Assignment, group_id: str, *, added: bool
+) -> None:
+    """The hire is in the wave's group: recorded in the progress, its entry kept when this attempt
+    added it."""
     if added:
         reason = f"new hire assigned to wave {wave.name} ({assignment.reason} {assignment.selector or ''})"
         hire.audit_later("wave.member.add", user.id, reason.strip(), wave=wave.name, group_id=group_id)
+    progress = hire.progress
     progress.wave, progress.group_id, progress.group_added = wave.name, group_id, True
+
+
+def _join_failed(hire: _Hire, wave: Wave, error: Exception) -> Exception:
+    """The error to raise for a failed group add: a group or user Graph does not find is resolved
+    afresh on the retry (the group resolved earlier in this process may have been deleted since; a
+    vanished user is found missing by the retry's look-up)."""
+    if not isinstance(error, NotFoundError):
+        return error
+    hire.deps.wave_groups.forget(wave, hire.deps.plan)
+    return RetryableError(
+        f"wave {wave.name}: the group or the user is gone; resolving again",
+        retry_after=5,
+        correlation_id=hire.envelope.id,
+    )
 
 
 async def tap_refusal(user: DirectoryUser, deps: Deps, *, account: AccountFacts | None = None) -> list[str]:
@@ -454,8 +469,11 @@ async def _tap_for_mail(hire: _Hire, user: DirectoryUser) -> bool:
     return True
 
 
-async def _deliver_tap(hire: _Hire, user: DirectoryUser, manager: DirectoryUser) -> None:
-    """E-mail the TAP ``_tap_for_mail`` settled on to ``manager``, exactly once.
+async def _deliver_tap(
+    hire: _Hire, user: DirectoryUser, manager: DirectoryUser, wave: Wave, assignment: Assignment
+) -> None:
+    """E-mail the TAP ``_tap_for_mail`` settled on to ``manager``, exactly once, and add the hire to
+    the wave's group.
 
     The e-mail is saved as a draft (immutable id, checkpointed) and only then sent, so a redelivery
     can tell a mail Graph already sent (recorded as sent, nothing more) from one it never sent (the
@@ -466,10 +484,10 @@ async def _deliver_tap(hire: _Hire, user: DirectoryUser, manager: DirectoryUser)
     sender = policy.delivery.sender_mailbox
     if hire.draft_state == "sent":
         _record_delivery(hire, user, manager)
+        await _join_wave_group(hire, user, wave, assignment)
         return
     if hire.draft_state == "draft" and progress.draft is not None:
-        await deps.graph.send_draft(sender, progress.draft.id)
-        _record_delivery(hire, user, manager)
+        await _send_and_join(hire, user, manager, progress.draft.id, wave, assignment)
         return
     issued, tap = hire.issued, progress.tap
     if issued is None or tap is None:  # _tap_for_mail issues one on this path: never expected
@@ -495,8 +513,47 @@ async def _deliver_tap(hire: _Hire, user: DirectoryUser, manager: DirectoryUser)
     draft_id = await deps.graph.create_draft(sender, message, tag=envelope.id)
     progress.draft = DraftRecord(draft_id, issued.method.id, saved_at=iso(deps.clock()))
     await hire.checkpoint()
-    await deps.graph.send_draft(sender, draft_id)
-    _record_delivery(hire, user, manager)
+    await _send_and_join(hire, user, manager, draft_id, wave, assignment)
+
+
+async def _send_and_join(
+    hire: _Hire,
+    user: DirectoryUser,
+    manager: DirectoryUser,
+    draft_id: str,
+    wave: Wave,
+    assignment: Assignment,
+) -> None:
+    """Send the checkpointed draft and add the hire to the wave's group in one Graph round trip.
+
+    Each write is settled on its own: a group add that failed is retried from the sent e-mail (so
+    it never costs the hire a second TAP), and one that happened while the send failed is kept with
+    the progress. A wave group that cannot be resolved does not hold the e-mail back: it is sent
+    alone, and the group's error raised after it.
+    """
+    deps, progress = hire.deps, hire.progress
+    sender = deps.plan.new_hires.delivery.sender_mailbox
+    group_id: str | None = None
+    if not progress.group_added:
+        try:
+            group_id = await ensure_wave_group(wave, deps, hire.envelope.id, cache=deps.wave_groups)
+        except Exception:
+            await deps.graph.send_draft(sender, draft_id)
+            _record_delivery(hire, user, manager)
+            raise
+    if group_id is None:
+        await deps.graph.send_draft(sender, draft_id)
+        _record_delivery(hire, user, manager)
+        return
+    outcome = await deps.graph.send_draft_and_add_member(sender, draft_id, group_id, user.id)
+    if outcome.sent is None:
+        _record_delivery(hire, user, manager)
+    if not isinstance(outcome.joined, Exception):
+        _record_join(hire, user, wave, assignment, group_id, added=outcome.joined)
+    if outcome.sent is not None:
+        raise outcome.sent
+    if isinstance(outcome.joined, Exception):
+        raise _join_failed(hire, wave, outcome.joined)
 
 
 def _record_delivery(hire: _Hire, user: DirectoryUser, manager: DirectoryUser) -> None:

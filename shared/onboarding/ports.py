@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.graph.account import AccountFacts
+from shared.graph.hire_writes import SendAndJoin
 from shared.graph.mail import MailMessage, MessageState
 from shared.graph.tap import IssuedTap, TapMethod
 
@@ -120,6 +121,12 @@ class OnboardingGraph(Protocol):
 
     async def send_draft(self, sender: str, message_id: str) -> None:
         """Send a saved draft."""
+        ...
+
+    async def send_draft_and_add_member(
+        self, sender: str, message_id: str, group_id: str, user_id: str
+    ) -> SendAndJoin:
+        """Send a saved draft and add a group member in one round trip, each settled on its own."""
         ...
 
 
@@ -249,3 +256,10 @@ class GraphOnboarding:
         from shared.graph.mail import send_draft
 
         await send_draft(self._client(), sender, message_id)
+
+    async def send_draft_and_add_member(
+        self, sender: str, message_id: str, group_id: str, user_id: str
+    ) -> SendAndJoin:
+        from shared.graph.hire_writes import send_draft_and_add_member
+
+        return await send_draft_and_add_member(self._client(), sender, message_id, group_id, user_id)

@@ -210,15 +210,20 @@ def conversion_error(value: Any, edm_type: str) -> GraphError:
 
 @admin_routes.get("/outbox")
 def list_outbox(call: Call) -> Response:
-    """Every sent message, oldest first; ``?to=`` or ``?from=`` narrows by address."""
+    """Every sent message, oldest first; ``?to=`` or ``?from=`` narrows by address, ``?skip=N``
+    leaves out the first N of those (a reader that polls asks only for what is new). ``count``
+    counts every match, the skipped included."""
     to, sender = call.request.query_value("to"), call.request.query_value("from")
+    skip_text = call.request.query_value("skip") or "0"
+    if not skip_text.isdigit():
+        raise GraphError(400, "BadRequest", f"skip must be a whole number, not {skip_text!r}.")
     messages = [
         m
         for m in outbox(call).messages
         if (to is None or any(r["address"].casefold() == to.casefold() for r in m["to"] + m["cc"] + m["bcc"]))
         and (sender is None or m["from"].casefold() == sender.casefold())
     ]
-    return Response.json({"count": len(messages), "value": messages})
+    return Response.json({"count": len(messages), "value": messages[int(skip_text) :]})
 
 
 @admin_routes.delete("/outbox")

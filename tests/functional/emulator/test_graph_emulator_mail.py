@@ -129,3 +129,33 @@ async def test_the_sdk_sees_an_unknown_sender_as_an_odata_error(graph: GraphServ
     assert raised.value.response_status_code == 404
     assert raised.value.error is not None
     assert raised.value.error.code == "ErrorInvalidUser"
+
+
+async def test_the_outbox_skips_what_a_poller_has_read_and_refuses_a_skip_that_is_not_a_count(
+    emulator: EmulatorHandle, http: httpx.AsyncClient
+) -> None:
+    # GIVEN three messages sent to one manager and one to somebody else
+    send = f"{emulator.base_url}/users/{SERVICE_MAILBOX_UPN}/sendMail"
+    for n in range(3):
+        assert (await http.post(send, json=mail(subject=f"m{n}"))).status_code == 202
+    assert (await http.post(send, json=mail(to="it@contoso.com", subject="other"))).status_code == 202
+
+    # WHEN a poller that has read two of the manager's asks for the rest
+    manager = {"to": "femke.ritchie@contoso.com", "skip": 2}
+    rest = await http.get(f"{emulator.admin_url}/outbox", params=manager)
+
+    # THEN it gets only the third (count still counts all three); past the end is empty, not an error
+    assert rest.status_code == 200
+    assert [m["subject"] for m in rest.json()["value"]] == ["m2"]
+    assert rest.json()["count"] == 3
+    past = await http.get(f"{emulator.admin_url}/outbox", params={"skip": 9})
+    assert past.json()["value"] == []
+
+    # AND a skip that is not a whole number is a 400 naming it
+    for bad in ("-1", "two", ""):
+        refused = await http.get(f"{emulator.admin_url}/outbox", params={"skip": bad})
+        if bad == "":
+            assert refused.status_code == 200  # an empty skip is no skip
+            continue
+        assert refused.status_code == 400
+        assert "skip" in refused.json()["error"]["message"]

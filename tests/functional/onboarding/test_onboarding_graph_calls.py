@@ -16,7 +16,8 @@ from shared.graph.account import read_account_facts
 from shared.graph.directory import find_group
 from shared.graph.groups import add_member, create_security_group, delete_group, remove_member
 from shared.graph.hire_reads import read_hire
-from shared.graph.mail import MailMessage, send_mail
+from shared.graph.hire_writes import send_draft_and_add_member
+from shared.graph.mail import MailMessage, create_draft, message_state, send_mail
 from shared.graph.tap import create_tap, delete_tap, list_taps
 from shared.graph.users_json import find_user_json_by_employee_id, get_manager_json, member_of_groups_json
 from tests.conftest import PLAN_SECRETS
@@ -47,6 +48,30 @@ async def test_adding_an_existing_member_is_success_and_removing_twice_too(
     group = await find_group(client, group_id=group_id)
     assert group is not None
     assert (group.security_enabled, group.mail_enabled) == (True, False)
+
+
+async def test_the_draft_is_sent_and_the_member_added_in_one_batch(
+    client: GraphServiceClient, someone: str, emulator_server: EmulatorHandle
+) -> None:
+    # GIVEN a saved draft and a wave group
+    group_id = await create_security_group(client, "WaveGuard - Batch wave", description="test")
+    message = MailMessage(subject="TAP", body="Temporary Access Pass: abc", to=["it@contoso.com"])
+    draft_id = await create_draft(client, SERVICE_MAILBOX_UPN, message, tag="env-1")
+    # WHEN both go to Graph in one $batch
+    outcome = await send_draft_and_add_member(client, SERVICE_MAILBOX_UPN, draft_id, group_id, someone)
+    # THEN the e-mail is out under its immutable id and the member is in the group
+    assert (outcome.sent, outcome.joined) == (None, True)
+    assert await message_state(client, SERVICE_MAILBOX_UPN, draft_id) == "sent"
+    assert (group_id, "WaveGuard - Batch wave") in await member_of_groups_json(client, someone)
+    async with httpx.AsyncClient() as http:
+        outbox = (await http.get(f"{emulator_server.admin_url}/outbox")).json()["value"]
+    assert [m["id"] for m in outbox] == [draft_id]
+    # AND a repeat finds the member there (success) and the draft no longer a draft to send
+    again = await send_draft_and_add_member(client, SERVICE_MAILBOX_UPN, draft_id, group_id, someone)
+    assert again.joined is False
+    assert again.sent is not None
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{emulator_server.admin_url}/outbox")).json()["count"] == 1
 
 
 async def test_adding_to_a_missing_group_is_not_found(client: GraphServiceClient, someone: str) -> None:

@@ -16,6 +16,7 @@ from shared.config import APP_ROOT, RolloutPlan, Settings, parse_plan
 from shared.envelope import Envelope
 from shared.errors import NotFoundError, PermanentError, RetryableError
 from shared.graph.account import AccountFacts
+from shared.graph.hire_writes import SendAndJoin
 from shared.graph.mail import MailMessage
 from shared.graph.tap import IssuedTap, TapMethod
 from shared.hr.events import parse_hr_event
@@ -187,6 +188,22 @@ class FakeGraph:
         if self.lose_send_answer:
             self.lose_send_answer -= 1
             raise RetryableError("the connection dropped after Graph accepted the send")
+
+    async def send_draft_and_add_member(
+        self, sender: str, message_id: str, group_id: str, user_id: str
+    ) -> SendAndJoin:
+        # one $batch in production; here its two writes, each can fail on its own
+        sent: Exception | None = None
+        joined: bool | Exception
+        try:
+            await self.send_draft(sender, message_id)
+        except Exception as exc:
+            sent = exc
+        try:
+            joined = await self.add_member(group_id, user_id)
+        except Exception as exc:
+            joined = exc
+        return SendAndJoin(sent=sent, joined=joined)
 
     async def send_mail(self, sender: str, message: MailMessage) -> None:
         self._enter("send_mail")

@@ -116,6 +116,26 @@ async def test_crash_between_tap_and_email_is_recovered_with_one_working_tap_mai
     assert world.graph.calls.count("add_member") == 1
 
 
+async def test_a_group_add_that_happened_while_the_send_failed_is_audited_once_by_the_retry() -> None:
+    # GIVEN the send and the group add go to Graph together, and only the send fails
+    world = make_world()
+    user_id = _hire(world)
+    world.graph.fail["send_draft"] = [transient("send draft")]
+    text = hire_event().to_json()
+    with pytest.raises(RetryableError):
+        await _process(world, text)
+    assert world.graph.members_of(FINANCE_GROUP) == {user_id}
+    assert world.graph.outbox == []
+    # WHEN the retry sends the saved draft
+    await _process(world, text)
+    # THEN one e-mail, the member not added again, and its add audited exactly once
+    assert len(world.graph.outbox) == 1
+    assert world.graph.calls.count("add_member") == 1
+    actions = [e.action for e in world.stores.audit.list()]
+    assert actions.count("wave.member.add") == 1
+    assert actions.count("tap.deliver") == 1
+
+
 async def test_throttled_group_add_is_retried_and_done_once() -> None:
     world = make_world()
     user_id = _hire(world)

@@ -194,6 +194,33 @@ async def test_graph_itself_gets_a_bearer_token_for_the_graph_scope() -> None:
     assert credential.scopes == [("https://graph.microsoft.com/.default",)]
 
 
+async def test_every_call_still_carries_what_graph_and_its_support_read_after_the_unused_steps_went() -> None:
+    # GIVEN the client for Graph itself as built (kiota's /me rewrite and inspection hooks left out)
+    recorder = Recorder(httpx.Response(200, json=USER))
+    client = build_graph_client(
+        load_settings({}),
+        http_client=httpx.AsyncClient(transport=httpx.MockTransport(recorder)),
+        credential=FakeCredential(),
+        break_glass=BREAK_GLASS,
+    )
+
+    # WHEN the SDK reads a user with $select
+    from kiota_abstractions.base_request_configuration import RequestConfiguration
+    from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
+
+    query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=["id"])
+    await client.users.by_user_id(USER["id"]).get(RequestConfiguration(query_parameters=query))
+
+    # THEN the request keeps the user agent, Graph's client-request-id and SDK version, and
+    # query names decoded ($select, not %24select)
+    [sent] = recorder.requests
+    assert "kiota-python" in sent.headers["User-Agent"]
+    assert sent.headers["client-request-id"]
+    assert "graph-python" in sent.headers["SdkVersion"]
+    assert "$select=id" in str(sent.url)
+    assert "%24select" not in str(sent.url)
+
+
 async def test_the_loopback_emulator_gets_no_microsoft_token_and_explicit_timeouts() -> None:
     recorder = Recorder(httpx.Response(200, json=USER))
     http_client = httpx.AsyncClient(transport=httpx.MockTransport(recorder))
