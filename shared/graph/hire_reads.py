@@ -13,16 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from shared.errors import NotFoundError, RetryableError
+from shared.errors import NotFoundError, PermanentError, RetryableError
 from shared.graph.account import ROLES_PATH, AccountFacts, facts_of, read_account_facts
 from shared.graph.batch import BatchClient, BatchRequest, BatchResponse, item_error
-from shared.graph.directory import USER_FIELDS
+from shared.graph.directory import USER_FIELDS, odata_literal
 from shared.graph.users_json import group_pairs, member_of_groups_json, query, segment
 
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
-__all__ = ["HireReads", "read_hire"]
+__all__ = ["HireReads", "find_and_read_hire", "read_hire"]
 
 _USER_TYPE: Final = "#microsoft.graph.user"
 
@@ -44,18 +44,67 @@ async def read_hire(client: GraphServiceClient, user_id: str) -> HireReads:
         RetryableError: Graph throttled or failed the batch or one of its items.
         PermanentError: Graph refused a read.
     """
-    user = f"/users/{segment(user_id)}"
-    requests = [
-        BatchRequest("user", "GET", f"{user}?{query(select='id,createdDateTime')}"),
+    answers = await BatchClient.for_graph(client).send_reads(_reads(user_id))
+    found = _body(answers["user"], user_id)
+    if found is None:
+        raise NotFoundError("the user does not exist", user_id=user_id)
+    return await _hire_reads(client, user_id, found, answers)
+
+
+async def find_and_read_hire(
+    client: GraphServiceClient, employee_id: str | None, user_principal_name: str
+) -> tuple[dict[str, Any], HireReads] | None:
+    """The hire an HR event names, found as ``find_employee`` finds it (by employeeId, else by
+    userPrincipalName), with ``read_hire``'s five reads, in one ``$batch`` when it can be: the
+    reads go by the UPN next to the employeeId look-up, and are used only when both name the same
+    account (same object id). When they do not (HR renamed the account, or the employeeId names
+    another user), the reads are made again by the found user's id. None: no such user.
+
+    Raises:
+        RetryableError: Graph throttled or failed the batch or one of its items.
+        PermanentError: Graph refused a read, or several users share the employeeId.
+    """
+    requests = _reads(user_principal_name)
+    if employee_id:
+        options = query(
+            filter=f"employeeId eq {odata_literal(employee_id)}", select=",".join(USER_FIELDS), top="2"
+        )
+        requests.append(BatchRequest("employee", "GET", f"/users?{options}"))
+    answers = await BatchClient.for_graph(client).send_reads(requests)
+    by_upn = _body(answers["user"], user_principal_name)
+    if employee_id:
+        page = _body(answers["employee"], employee_id) or {}
+        matches = _items(page)
+        if len(matches) > 1 or (matches and page.get("@odata.nextLink")):
+            raise PermanentError(
+                "several users share one employeeId; fix the directory", employee_id=employee_id
+            )
+        if matches and matches[0].get("id"):
+            employee = matches[0]
+            if by_upn is None or by_upn.get("id") != employee["id"]:
+                return employee, await read_hire(client, str(employee["id"]))  # another account
+    if by_upn is None or not by_upn.get("id"):
+        return None
+    return by_upn, await _hire_reads(client, str(by_upn["id"]), by_upn, answers)
+
+
+def _reads(key: str) -> list[BatchRequest]:
+    """The user (with the fields onboarding reads and its creation time), its groups, methods,
+    directory roles and manager, by object id or UPN."""
+    user = f"/users/{segment(key)}"
+    return [
+        BatchRequest("user", "GET", f"{user}?{query(select=','.join(('createdDateTime', *USER_FIELDS)))}"),
         BatchRequest("groups", "GET", f"{user}/memberOf"),
         BatchRequest("methods", "GET", f"{user}/authentication/methods"),
         BatchRequest("roles", "GET", f"{user}/transitiveMemberOf/{ROLES_PATH}"),
         BatchRequest("manager", "GET", f"{user}/manager?{query(select=','.join(USER_FIELDS))}"),
     ]
-    answers = await BatchClient.for_graph(client).send_reads(requests)
-    found = _body(answers["user"], user_id)
-    if found is None:
-        raise NotFoundError("the user does not exist", user_id=user_id)
+
+
+async def _hire_reads(
+    client: GraphServiceClient, user_id: str, found: dict[str, Any], answers: dict[str, BatchResponse]
+) -> HireReads:
+    """The reads' answers about the user ``found`` (id ``user_id``) as facts."""
     lists = [_body(answers[name], user_id) for name in ("groups", "methods", "roles")]
     if any(page is None for page in lists):
         # The user exists but one of its lists answered 404 (replication): never decide on "none".

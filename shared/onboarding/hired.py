@@ -44,7 +44,7 @@ from shared.onboarding.common import (
     refuse_break_glass,
 )
 from shared.onboarding.deps import ACTOR, Deps
-from shared.onboarding.ports import DirectoryUser
+from shared.onboarding.ports import DirectoryUser, HireFacts
 from shared.onboarding.progress import (
     LEGACY_HIRES_NAMESPACE,
     DraftRecord,
@@ -212,12 +212,12 @@ async def _onboard(hire: _Hire) -> HireOutcome:
         await _delete_unsent_tap(hire)
         await hire.audit_now("hire.cancel", envelope.id, "HR terminated the employee before onboarding")
         return HireOutcome("cancelled")
-    user = await find_employee(event, deps)
-    if user is None:
+    located = await _find_hire(event, deps)
+    if located is None:
         return await _recheck_later(hire)
+    user, found = located
     refuse_break_glass(user, deps, envelope.id)
     progress.user_id = user.id
-    found = await deps.graph.hire_facts(user.id)  # groups, account facts, manager: one round trip
     facts, _ = await facts_for(user, event, deps, groups=found.groups)
     assignment = assign_wave(deps.plan, facts, new_hire=True)
     if assignment.wave is None:
@@ -251,6 +251,16 @@ async def _onboard(hire: _Hire) -> HireOutcome:
     await _track_registration(hire, user)
     await hire.write_audits()
     return HireOutcome("done", user_id=user.id, wave=wave.name)
+
+
+async def _find_hire(event: HrEvent, deps: Deps) -> tuple[DirectoryUser, HireFacts] | None:
+    """The hire (``find_employee``) with its groups, account facts and manager: one round trip when
+    the event names the UPN (the reads go by it, used only if it is the account found)."""
+    data = event.data
+    if data.user_principal_name:
+        return await deps.graph.find_hire(data.employee_id, data.user_principal_name)
+    user = await find_employee(event, deps)
+    return None if user is None else (user, await deps.graph.hire_facts(user.id))
 
 
 async def _join_wave_group(hire: _Hire, user: DirectoryUser, wave: Wave, assignment: Assignment) -> None:

@@ -73,6 +73,12 @@ class OnboardingGraph(Protocol):
         """The user's groups, account facts and manager, read together."""
         ...
 
+    async def find_hire(
+        self, employee_id: str | None, user_principal_name: str
+    ) -> tuple[DirectoryUser, HireFacts] | None:
+        """The user by employeeId, else by UPN, with its ``hire_facts`` (None: no such user)."""
+        ...
+
     async def find_group_id(self, *, group_id: str | None, display_name: str | None) -> str | None:
         """The id of the group by id or exact displayName, or None when it does not exist."""
         ...
@@ -188,6 +194,18 @@ class GraphOnboarding:
 
         found = await read_hire(self._client(), user_id)
         return HireFacts(groups=found.groups, account=found.facts, manager=_user_of(found.manager))
+
+    async def find_hire(
+        self, employee_id: str | None, user_principal_name: str
+    ) -> tuple[DirectoryUser, HireFacts] | None:
+        from shared.graph.hire_reads import find_and_read_hire
+
+        located = await find_and_read_hire(self._client(), employee_id, user_principal_name)
+        user = _user_of(located[0]) if located is not None else None
+        if located is None or user is None:
+            return None
+        found = located[1]
+        return user, HireFacts(groups=found.groups, account=found.facts, manager=_user_of(found.manager))
 
     async def find_group_id(self, *, group_id: str | None, display_name: str | None) -> str | None:
         from shared.graph.users_json import find_group_id_json

@@ -15,7 +15,7 @@ from shared.graph import build_graph_client
 from shared.graph.account import read_account_facts
 from shared.graph.directory import find_group
 from shared.graph.groups import add_member, create_security_group, delete_group, remove_member
-from shared.graph.hire_reads import read_hire
+from shared.graph.hire_reads import find_and_read_hire, read_hire
 from shared.graph.hire_writes import send_draft_and_add_member
 from shared.graph.mail import MailMessage, create_draft, message_state, send_mail
 from shared.graph.tap import create_tap, delete_tap, list_taps
@@ -165,6 +165,58 @@ async def test_the_hire_reads_in_one_batch_are_the_reads_one_by_one(
     assert ceo.manager is None
     with pytest.raises(NotFoundError):
         await read_hire(client, "00000000-0000-0000-0000-000000000000")
+
+
+async def test_the_hire_is_found_and_read_in_one_batch_when_its_employee_id_and_upn_agree(
+    client: GraphServiceClient, emulator_server: EmulatorHandle
+) -> None:
+    user = await find_user_json_by_employee_id(client, "E1001")
+    assert user is not None
+    upn, uid = str(user["userPrincipalName"]), str(user["id"])
+    async with httpx.AsyncClient() as http:
+        await http.delete(f"{emulator_server.admin_url}/requests")
+        located = await find_and_read_hire(client, "E1001", upn)
+        log = (await http.get(f"{emulator_server.admin_url}/requests")).json()["value"]
+    # one round trip: the look-up by employeeId next to the five reads by UPN
+    assert [r["path"] for r in log if not r.get("batchId")] == ["/v1.0/$batch"]
+    assert sum(1 for r in log if r.get("batchId")) == 6
+    assert located is not None
+    found_user, reads = located
+    assert (found_user["id"], found_user["employeeId"]) == (uid, "E1001")
+    # the same facts as the reads by id
+    assert reads == await read_hire(client, uid)
+
+
+async def test_an_employee_id_and_upn_naming_two_accounts_take_the_employee_id_and_read_it_by_id(
+    client: GraphServiceClient, emulator_server: EmulatorHandle
+) -> None:
+    # GIVEN HR names an employeeId and a UPN that belong to two different accounts
+    employee = await find_user_json_by_employee_id(client, "E1001")
+    other = await find_user_json_by_employee_id(client, "E1002")
+    assert employee is not None
+    assert other is not None
+    # WHEN the hire is found
+    located = await find_and_read_hire(client, "E1001", str(other["userPrincipalName"]))
+    # THEN it is the employeeId's account, and its facts are its own (read again by id), never the UPN's
+    assert located is not None
+    assert located[0]["id"] == employee["id"]
+    assert located[1] == await read_hire(client, str(employee["id"]))
+    # AND an employeeId no one has falls back to the UPN; neither found is None
+    by_upn = await find_and_read_hire(client, "E-none", str(other["userPrincipalName"]))
+    assert by_upn is not None
+    assert by_upn[0]["id"] == other["id"]
+    assert await find_and_read_hire(client, "E-none", "nobody@contoso.com") is None
+    assert await find_and_read_hire(client, None, "nobody@contoso.com") is None
+
+
+async def test_an_employee_id_two_accounts_share_is_refused(
+    client: GraphServiceClient, emulator_server: EmulatorHandle
+) -> None:
+    twins = [{"userPrincipalName": f"twin{n}@contoso.com", "employeeId": "E-TWIN"} for n in (1, 2)]
+    async with httpx.AsyncClient() as http:
+        (await http.post(f"{emulator_server.admin_url}/users", json=twins)).raise_for_status()
+    with pytest.raises(PermanentError, match="share one employeeId"):
+        await find_and_read_hire(client, "E-TWIN", "twin1@contoso.com")
 
 
 async def test_a_throttled_item_is_read_again_and_one_that_stays_throttled_fails_the_read(

@@ -113,6 +113,14 @@ class FakeGraph:
             manager=await self.get_manager(user_id),
         )
 
+    async def find_hire(
+        self, employee_id: str | None, user_principal_name: str
+    ) -> tuple[DirectoryUser, HireFacts] | None:
+        # one $batch in production; here the look-ups and reads it holds (each counted, each can fail)
+        user = await self.find_user_by_employee_id(employee_id) if employee_id else None
+        user = user or await self.find_user(user_principal_name)
+        return None if user is None else (user, await self.hire_facts(user.id))
+
     async def find_group_id(self, *, group_id: str | None, display_name: str | None) -> str | None:
         self._enter("find_group_id")
         if group_id:
