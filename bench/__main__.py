@@ -169,7 +169,8 @@ def main() -> int:
         f"{burst['hires_per_s_over_budget_ceiling']:.2f} x the identity write budget's sustained ceiling "
         f"(one instance {burst['one_instance_hires_per_s']:.1f}); {burst['throttled_429']:.0f} 429s; "
         f"{burst['table_round_trips_per_hire']:.1f} Azure Tables round trips per hire "
-        f"({burst['round_trips_over_goal']:.2f} of the goal of {onboarding_burst.GOAL_ROUND_TRIPS:g})"
+        f"({burst['round_trips_over_goal']:.2f} of the goal of {onboarding_burst.GOAL_ROUND_TRIPS:g}), "
+        f"{burst['graph_round_trips_per_hire']:.1f} Graph round trips per hire"
     )
     cold = figures["cold_start"]
     print(
