@@ -1,8 +1,9 @@
 """Everything onboarding reads about a found hire, in one ``$batch``: the groups (for the wave),
 the account's creation time, methods and directory roles (is it genuinely new?) and the manager
-(who gets the TAP).
+(who gets the TAP), expanded on the account itself.
 
-Five reads as one round trip, parsed as raw JSON. A list longer than Graph's first page (a user in
+Four reads as one round trip (with the look-up by employeeId when the hire is found and read at
+once), parsed as raw JSON. A list longer than Graph's first page (a user in
 more than 100 groups) is read again on its own, paged to the end. A throttled or failing item fails
 the whole read (retryable), and so does a 404 on a list of a user Graph found (an account read as
 having no methods could be handed a TAP): no decision is ever made on part of the facts.
@@ -55,10 +56,11 @@ async def find_and_read_hire(
     client: GraphServiceClient, employee_id: str | None, user_principal_name: str
 ) -> tuple[dict[str, Any], HireReads] | None:
     """The hire an HR event names, found as ``find_employee`` finds it (by employeeId, else by
-    userPrincipalName), with ``read_hire``'s five reads, in one ``$batch`` when it can be: the
-    reads go by the UPN next to the employeeId look-up, and are used only when both name the same
-    account (same object id). When they do not (HR renamed the account, or the employeeId names
-    another user), the reads are made again by the found user's id. None: no such user.
+    userPrincipalName), with ``read_hire``'s reads, in one ``$batch`` when it can be: the reads go
+    by the UPN next to the employeeId look-up and count only when the UPN's account is the one
+    found (same object id; the manager comes expanded on that very account). Otherwise (HR renamed
+    the account, the employeeId names another user, or the UPN's reads failed) the found user is
+    read again by id. None: no such user.
 
     Raises:
         RetryableError: Graph throttled or failed the batch or one of its items.
@@ -71,33 +73,37 @@ async def find_and_read_hire(
         )
         requests.append(BatchRequest("employee", "GET", f"/users?{options}"))
     answers = await BatchClient.for_graph(client).send_reads(requests)
-    by_upn = _body(answers["user"], user_principal_name)
     if employee_id:
         page = _body(answers["employee"], employee_id) or {}
-        matches = _items(page)
+        matches = [u for u in _items(page) if u.get("id")]
         if len(matches) > 1 or (matches and page.get("@odata.nextLink")):
             raise PermanentError(
                 "several users share one employeeId; fix the directory", employee_id=employee_id
             )
-        if matches and matches[0].get("id"):
-            employee = matches[0]
-            if by_upn is None or by_upn.get("id") != employee["id"]:
-                return employee, await read_hire(client, str(employee["id"]))  # another account
-    if by_upn is None or not by_upn.get("id"):
+        if matches:
+            employee, by_upn = matches[0], answers["user"]
+            if not (by_upn.ok and isinstance(by_upn.body, dict) and by_upn.body.get("id") == employee["id"]):
+                return employee, await read_hire(client, str(employee["id"]))  # not the UPN's account
+            return by_upn.body, await _hire_reads(client, str(employee["id"]), by_upn.body, answers)
+    found = _body(answers["user"], user_principal_name)
+    if found is None or not found.get("id"):
         return None
-    return by_upn, await _hire_reads(client, str(by_upn["id"]), by_upn, answers)
+    return found, await _hire_reads(client, str(found["id"]), found, answers)
 
 
 def _reads(key: str) -> list[BatchRequest]:
-    """The user (with the fields onboarding reads and its creation time), its groups, methods,
-    directory roles and manager, by object id or UPN."""
+    """The user (the fields onboarding reads, its creation time, and its manager expanded on it),
+    its groups, methods and directory roles, by object id or UPN."""
     user = f"/users/{segment(key)}"
+    fields = ",".join(USER_FIELDS)
+    # Not a request of its own: expanded on the user, the manager is that account's, whatever
+    # account the key resolves to for the other reads.
+    options = query(select=f"createdDateTime,{fields}", expand=f"manager($select={fields})")
     return [
-        BatchRequest("user", "GET", f"{user}?{query(select=','.join(('createdDateTime', *USER_FIELDS)))}"),
+        BatchRequest("user", "GET", f"{user}?{options}"),
         BatchRequest("groups", "GET", f"{user}/memberOf"),
         BatchRequest("methods", "GET", f"{user}/authentication/methods"),
         BatchRequest("roles", "GET", f"{user}/transitiveMemberOf/{ROLES_PATH}"),
-        BatchRequest("manager", "GET", f"{user}/manager?{query(select=','.join(USER_FIELDS))}"),
     ]
 
 
@@ -118,9 +124,11 @@ async def _hire_reads(
         groups = await member_of_groups_json(client, user_id)
     else:
         groups = group_pairs(groups_page)
-    manager = _body(answers["manager"], user_id)
-    if not manager or not manager.get("id") or manager.get("@odata.type", _USER_TYPE) != _USER_TYPE:
+    manager = found.get("manager")
+    if not isinstance(manager, dict) or not manager.get("id"):
         manager = None
+    elif manager.get("@odata.type", _USER_TYPE) != _USER_TYPE:
+        manager = None  # an organisational contact: no mailbox of a person in the tenant
     return HireReads(groups=groups, facts=facts, manager=manager)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from shared.errors import NotFoundError
+from shared.errors import NotFoundError, PermanentError, RetryableError, SafetyViolationError
 from shared.graph.batch import (
     READ_MAX_WAIT_SECONDS,
     READ_ROUNDS,
@@ -88,7 +88,15 @@ async def send_draft_and_add_member(
             break
         waits = [a.retry_after for a in throttled if a.retry_after is not None]
         await sleep(min(max(waits), max_wait) if waits else 1.0)
-        answers.update(await batch.send([requests[a.id] for a in throttled]))
+        try:
+            answers.update(await batch.send([requests[a.id] for a in throttled]))
+        except SafetyViolationError:
+            raise
+        except (RetryableError, PermanentError):
+            # The items settled in an earlier round stay settled (a group add that happened is
+            # reported); the ones re-sent keep their throttled answer: retryable, and a send among
+            # them is read back by the next attempt before it is sent again.
+            break
     return settle_send_and_join(answers[_SEND], answers[_JOIN], message_id=message_id)
 
 

@@ -212,7 +212,7 @@ async def _onboard(hire: _Hire) -> HireOutcome:
         await _delete_unsent_tap(hire)
         await hire.audit_now("hire.cancel", envelope.id, "HR terminated the employee before onboarding")
         return HireOutcome("cancelled")
-    located = await _find_hire(event, deps)
+    located = await _find_hire(event, deps, envelope.id)
     if located is None:
         return await _recheck_later(hire)
     user, found = located
@@ -253,11 +253,17 @@ async def _onboard(hire: _Hire) -> HireOutcome:
     return HireOutcome("done", user_id=user.id, wave=wave.name)
 
 
-async def _find_hire(event: HrEvent, deps: Deps) -> tuple[DirectoryUser, HireFacts] | None:
+async def _find_hire(
+    event: HrEvent, deps: Deps, correlation_id: str
+) -> tuple[DirectoryUser, HireFacts] | None:
     """The hire (``find_employee``) with its groups, account facts and manager: one round trip when
     the event names the UPN (the reads go by it, used only if it is the account found)."""
     data = event.data
     if data.user_principal_name:
+        # A UPN the plan lists as break-glass is refused before any read (the found account is
+        # checked again by id, whichever way it was found).
+        named = DirectoryUser(id="", user_principal_name=data.user_principal_name)
+        refuse_break_glass(named, deps, correlation_id)
         return await deps.graph.find_hire(data.employee_id, data.user_principal_name)
     user = await find_employee(event, deps)
     return None if user is None else (user, await deps.graph.hire_facts(user.id))
@@ -281,11 +287,26 @@ def _record_join(
     hire: _Hire, user: DirectoryUser, wave: Wave, assignment: Assignment, group_id: str, *, added: bool
 ) -> None:
     """The hire is in the wave's group: recorded in the progress, its entry kept when this attempt
-    added it."""
-    if added:
+    added it.
+
+    Once the hire has a saved draft, its group add goes (or went) to Graph with the e-mail's send,
+    and an attempt whose answer was lost may have made it: then "already a member" is that add, and
+    is audited too. Its entry's id and time are fixed by the draft, so however many attempts record
+    it, it is written once.
+    """
+    progress, draft = hire.progress, hire.progress.draft
+    if added or draft is not None:
         reason = f"new hire assigned to wave {wave.name} ({assignment.reason} {assignment.selector or ''})"
-        hire.audit_later("wave.member.add", user.id, reason.strip(), wave=wave.name, group_id=group_id)
-    progress = hire.progress
+        step = f"{hire.envelope.id}:wave.member.add:{draft.id}" if draft is not None else None
+        hire.audit_later(
+            "wave.member.add",
+            user.id,
+            reason.strip(),
+            at=draft.saved_at if draft is not None else None,
+            entry_id=hashlib.sha256(step.encode()).hexdigest()[:32] if step else None,
+            wave=wave.name,
+            group_id=group_id,
+        )
     progress.wave, progress.group_id, progress.group_added = wave.name, group_id, True
 
 
@@ -558,12 +579,14 @@ async def _send_and_join(
     outcome = await deps.graph.send_draft_and_add_member(sender, draft_id, group_id, user.id)
     if outcome.sent is None:
         _record_delivery(hire, user, manager)
-    if not isinstance(outcome.joined, Exception):
-        _record_join(hire, user, wave, assignment, group_id, added=outcome.joined)
+    joined = outcome.joined
+    join_error = _join_failed(hire, wave, joined) if isinstance(joined, Exception) else None
+    if not isinstance(joined, Exception):
+        _record_join(hire, user, wave, assignment, group_id, added=joined)
     if outcome.sent is not None:
         raise outcome.sent
-    if isinstance(outcome.joined, Exception):
-        raise _join_failed(hire, wave, outcome.joined)
+    if join_error is not None:
+        raise join_error
 
 
 def _record_delivery(hire: _Hire, user: DirectoryUser, manager: DirectoryUser) -> None:

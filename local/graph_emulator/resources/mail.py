@@ -215,7 +215,7 @@ def list_outbox(call: Call) -> Response:
     counts every match, the skipped included."""
     to, sender = call.request.query_value("to"), call.request.query_value("from")
     skip_text = call.request.query_value("skip") or "0"
-    if not skip_text.isdigit():
+    if not (skip_text.isascii() and skip_text.isdigit()):
         raise GraphError(400, "BadRequest", f"skip must be a whole number, not {skip_text!r}.")
     messages = [
         m

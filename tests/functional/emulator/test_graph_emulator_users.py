@@ -238,3 +238,36 @@ async def test_count_with_consistency_level(emulator: EmulatorHandle, http: http
     assert listing.json()["@odata.count"] == emulator.demo.department_counts["Finance"]
     assert len(listing.json()["value"]) == 5
     assert bare.text == str(len(emulator.store.users))
+
+
+async def test_a_users_manager_comes_expanded_on_the_user_itself(
+    emulator: EmulatorHandle, http: httpx.AsyncClient
+) -> None:
+    # GIVEN an IT employee (whose manager is the head of IT) and the CEO (who has none)
+    person = it_person(emulator)
+    head = emulator.store.manager_of(str(person["id"]))
+    assert head is not None
+    ceo = next(u for u in emulator.store.users.values() if emulator.store.manager_of(str(u["id"])) is None)
+    base = f"{emulator.base_url}/users"
+
+    # WHEN the user is read with $expand=manager($select=...), by UPN
+    params = {"$select": "id,displayName", "$expand": "manager($select=id,mail)"}
+    answer = await http.get(f"{base}/{person['userPrincipalName']}", params=params)
+
+    # THEN the user carries its manager, with only the manager's selected fields
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["id"], body["displayName"]) == (person["id"], person["displayName"])
+    assert body["manager"] == {"@odata.type": "#microsoft.graph.user", "id": head["id"], "mail": head["mail"]}
+    # AND a plain $expand=manager gives the manager's default properties; none set, no property
+    plain = (await http.get(f"{base}/{person['id']}", params={"$expand": "manager"})).json()
+    assert plain["manager"]["displayName"] == head["displayName"]
+    alone = (await http.get(f"{base}/{ceo['id']}", params={"$expand": "manager"})).json()
+    assert "manager" not in alone
+
+    # AND anything else expanded is a 400 that names it
+    refused = await http.get(f"{base}/{person['id']}", params={"$expand": "memberOf"})
+    assert refused.status_code == 400
+    assert "memberOf" in refused.json()["error"]["message"]
+    bad_select = await http.get(f"{base}/{person['id']}", params={"$expand": "manager($select=nope)"})
+    assert bad_select.status_code == 400

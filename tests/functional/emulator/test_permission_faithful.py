@@ -34,7 +34,7 @@ from shared.graph.client import get_json
 from shared.graph.conditional_access import ConditionalAccessApi
 from shared.graph.directory import find_group, find_user, iter_users
 from shared.graph.groups import add_member, create_security_group, delete_group, remove_member
-from shared.graph.hire_reads import read_hire
+from shared.graph.hire_reads import find_and_read_hire, read_hire
 from shared.graph.mail import MailMessage, create_draft, message_state, send_draft, send_mail
 from shared.graph.tap import create_tap, list_taps
 from shared.group_changes.delta import read_group_delta
@@ -77,6 +77,9 @@ async def hire_lookup(ctx: Context) -> None:
     found = await find_user(ctx.client, ctx.user_upn)
     assert found is not None
     await read_hire(ctx.client, ctx.user_id)
+    # as a hire is found: the employeeId look-up and the reads by UPN in one $batch
+    located = await find_and_read_hire(ctx.client, found.employee_id or "E-probe", ctx.user_upn)
+    assert located is not None
 
 
 async def wave_selectors(ctx: Context) -> None:

@@ -52,6 +52,7 @@ class FakeGraph:
     default_manager: str | None = None
     drafts: dict[str, tuple[str, MailMessage, bool]] = field(default_factory=dict)
     lose_send_answer: int = 0  # sends that happen but answer an error (the worker never learns)
+    lose_batch_answer: int = 0  # send-and-join batches Graph runs whose answer is lost
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def _enter(self, operation: str) -> None:
@@ -211,6 +212,9 @@ class FakeGraph:
             joined = await self.add_member(group_id, user_id)
         except Exception as exc:
             joined = exc
+        if self.lose_batch_answer:
+            self.lose_batch_answer -= 1
+            raise RetryableError("the connection dropped after Graph ran the batch")
         return SendAndJoin(sent=sent, joined=joined)
 
     async def send_mail(self, sender: str, message: MailMessage) -> None:

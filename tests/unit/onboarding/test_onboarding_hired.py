@@ -136,6 +136,26 @@ async def test_a_group_add_that_happened_while_the_send_failed_is_audited_once_b
     assert actions.count("tap.deliver") == 1
 
 
+async def test_a_lost_answer_to_the_send_and_group_add_is_settled_by_the_retry_and_audited_once() -> None:
+    # GIVEN Graph sends the e-mail and adds the member, and the batch's answer is lost
+    world = make_world()
+    user_id = _hire(world)
+    world.graph.lose_batch_answer = 1
+    text = hire_event().to_json()
+    with pytest.raises(RetryableError):
+        await _process(world, text)
+    # WHEN the message is delivered again (twice: the second finds the hire done)
+    await _process(world, text)
+    await _process(world, text)
+    # THEN one e-mail, the member in the group, and each step audited exactly once
+    assert len(world.graph.outbox) == 1
+    assert world.graph.members_of(FINANCE_GROUP) == {user_id}
+    actions = [e.action for e in world.stores.audit.list()]
+    assert actions.count("wave.member.add") == 1
+    assert actions.count("tap.deliver") == 1
+    assert actions.count("tap.create") == 1
+
+
 async def test_throttled_group_add_is_retried_and_done_once() -> None:
     world = make_world()
     user_id = _hire(world)
@@ -286,6 +306,19 @@ async def test_break_glass_account_is_never_touched_and_pages_critical() -> None
         "critical",
         "BreakGlassTargeted",
     )
+
+
+async def test_an_event_naming_a_break_glass_upn_is_refused_before_graph_is_read() -> None:
+    # GIVEN HR names a break-glass account's UPN (whatever employeeId it sends)
+    world = make_world()
+    world.graph.add_user("bg-admin1@contoso.onmicrosoft.com", employee_id="E9001")
+    event = hire_event(employeeId="E-OTHER", userPrincipalName="BG-Admin1@contoso.onmicrosoft.com")
+    # WHEN the worker handles it / THEN it is refused (critical) before any Graph call
+    outcome = await _process(world, event.to_json())
+    assert isinstance(outcome, SafetyViolationError)
+    assert world.graph.calls == []
+    [alert] = world.queues.on(ALERTS)
+    assert alert.payload["labels"]["alertname"] == "BreakGlassTargeted"
 
 
 async def test_existing_wave_group_is_used_not_created() -> None:

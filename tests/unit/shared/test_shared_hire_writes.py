@@ -27,14 +27,17 @@ class Graph:
     """Answers each $batch item from a script per id (a list: one answer per time the id is seen;
     the last repeats), recording every batch."""
 
-    def __init__(self, **answers: list[dict[str, Any]]) -> None:
+    def __init__(self, *, refuse_from: int | None = None, **answers: list[dict[str, Any]]) -> None:
         self.answers = answers
         self.batches: list[list[dict[str, Any]]] = []
+        self.refuse_from = refuse_from  # from this batch on, the batch itself is refused (400)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         assert request.url.path == "/v1.0/$batch"
         items = json.loads(request.content)["requests"]
         self.batches.append(items)
+        if self.refuse_from is not None and len(self.batches) >= self.refuse_from:
+            return httpx.Response(400, json={"error": {"code": "BadRequest", "message": "refused"}})
         out = []
         for item in items:
             script = self.answers.get(item["id"]) or [{"status": 204}]
@@ -126,3 +129,16 @@ async def test_the_guard_refuses_a_break_glass_member_add_inside_the_batch_and_n
     with pytest.raises(SafetyViolationError):
         await _run(graph, member=BREAK_GLASS_ID)
     assert graph.batches == []
+
+
+async def test_a_later_round_that_fails_keeps_what_the_first_round_settled() -> None:
+    # GIVEN the send is throttled while the group add happens, and the send's re-send fails outright
+    graph = Graph(
+        refuse_from=2, send=[_error(429, "throttled", **{"Retry-After": "1"})], join=[{"status": 204}]
+    )
+    outcome, waits = await _run(graph)
+    # THEN the group add is reported as done, and the send as retryable (read back before any resend)
+    assert outcome.joined is True
+    assert isinstance(outcome.sent, RetryableError)
+    assert len(graph.batches) == 2
+    assert waits == [1.0]
