@@ -18,6 +18,7 @@ from shared.state.errors import WriteConflict
 from shared.state.idempotency import DEFAULT_IN_PROGRESS_EXPIRY, IdempotencyRecord, IdempotencyStore
 from shared.state.kv import KeyValueStore
 from shared.state.ports import AuditEntry, Clock, utc_now
+from shared.state.table_batch import insert_all
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
@@ -433,11 +434,10 @@ class TableAuditLog(AuditLog):
 
     def _append_once(self, entries: Sequence[AuditEntry]) -> None:
         entities = [self._entity(entry) for entry in entries]
-        operations: list[Any] = [("create", entity) for entity in entities]
         # One day's entries share a partition: one transaction, stored all or none.
         try:
             self._tables.run(
-                self._name, "append audit entries", lambda t: t.submit_transaction(operations), conflicts=True
+                self._name, "append audit entries", lambda t: insert_all(t, entities), conflicts=True
             )
             return
         except WriteConflict:

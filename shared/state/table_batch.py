@@ -1,0 +1,120 @@
+"""One Azure Tables transaction of inserts, written as the service's own ``$batch`` request.
+
+``TableClient.submit_transaction`` costs about 4 ms of client CPU for three small entities: it
+prepares each part of the multipart request on thread pools made for the call and reads the answer
+with the e-mail parser. A hire's audit entries are such a transaction, on every hire. This builds
+the same request (one changeset of ``POST /{table}`` parts, as the Table service documents it) as
+text and sends it through the table client's own pipeline (its credential, retries and API
+version), reading back only each part's status: about 1 ms.
+
+It takes only what it can write faithfully: string properties (JSON strings are ``Edm.String``),
+one partition, 1 to 100 entities, and a client without a SAS in its URL; anything else goes
+through ``submit_transaction``. Errors are azure-core's, as the SDK raises them: a part the service
+refused becomes an ``HttpResponseError`` with that part's status and error code (409
+``EntityAlreadyExists``: nothing of the transaction was stored).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+__all__ = ["MAX_TRANSACTION_ENTITIES", "insert_all"]
+
+MAX_TRANSACTION_ENTITIES: Final = 100  # the Table service's limit per transaction
+_DEFAULT_API_VERSION: Final = "2019-02-02"
+_PART_STATUS: Final = re.compile(rb"^HTTP/1\.1 (\d{3})[^\r\n]*\r?\n(.*?)(?=^--|\Z)", re.M | re.S)
+_ERROR_CODE: Final = re.compile(rb'"code"\s*:\s*"([^"]+)"')
+_ERROR_MESSAGE: Final = re.compile(rb'"value"\s*:\s*"([^"]*)"')
+
+
+def insert_all(table: TableClient, entities: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``entities`` in one transaction: all are stored, or none.
+
+    Raises:
+        ValueError: no entities, more than 100, several partitions, or a property that is not a
+            string (for those, use ``TableClient.submit_transaction``).
+        azure.core.exceptions.HttpResponseError: the service refused or failed the transaction or
+            one of its parts (its status and ``error_code``: 409 ``EntityAlreadyExists`` when an
+            entity exists already; ``TableNotFound``).
+        azure.core.exceptions.AzureError: the request could not be sent or answered.
+    """
+    if not 1 <= len(entities) <= MAX_TRANSACTION_ENTITIES:
+        raise ValueError(f"a transaction takes 1 to {MAX_TRANSACTION_ENTITIES} entities")
+    if len({entity.get("PartitionKey") for entity in entities}) != 1:
+        raise ValueError("a transaction's entities share one PartitionKey")
+    if not all(isinstance(value, str) for entity in entities for value in entity.values()):
+        raise ValueError("insert_all writes string properties only")
+    if not fits(table):
+        table.submit_transaction([("create", dict(entity)) for entity in entities])
+        return
+    from azure.core.rest import HttpRequest
+
+    account = table.url.rstrip("/")
+    api_version = str(getattr(table, "api_version", None) or _DEFAULT_API_VERSION)
+    batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
+    parts = [
+        f"--{changeset}\r\n"
+        "Content-Type: application/http\r\n"
+        "Content-Transfer-Encoding: binary\r\n\r\n"
+        f"POST {account}/{table.table_name} HTTP/1.1\r\n"
+        "Content-Type: application/json\r\n"
+        "Accept: application/json;odata=minimalmetadata\r\n"
+        "Prefer: return-no-content\r\n"
+        "DataServiceVersion: 3.0\r\n\r\n"
+        f"{json.dumps(dict(entity), separators=(',', ':'))}\r\n"
+        for entity in entities
+    ]
+    body = (
+        f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"
+        + "".join(parts)
+        + f"--{changeset}--\r\n--{batch}--\r\n"
+    )
+    request = HttpRequest(
+        "POST",
+        f"{account}/$batch",
+        content=body.encode("utf-8"),
+        headers={
+            "Content-Type": f"multipart/mixed; boundary={batch}",
+            "x-ms-version": api_version,
+            "DataServiceVersion": "3.0",
+            "MaxDataServiceVersion": "3.0;NetFx",
+            "Accept": "application/json",
+        },
+    )
+    # The generated client under TableClient runs the request through the client's pipeline
+    # (authentication, retries); stream=True keeps its JSON decoding off the multipart answer.
+    response = table._client.send_request(request, stream=True)
+    answer = response.read()
+    if response.status_code != 202:
+        raise _error(response.status_code, answer, "the transaction was refused")
+    statuses = [(int(m.group(1)), m.group(2)) for m in _PART_STATUS.finditer(answer)]
+    if not statuses:
+        raise _error(502, answer, "the transaction's answer holds no parts")
+    for status, part in statuses:
+        if not 200 <= status < 300:
+            raise _error(status, part, "a part of the transaction was refused")
+
+
+def fits(table: TableClient) -> bool:
+    """Whether ``insert_all`` can write through this client itself (no SAS in its URL)."""
+    return not urlsplit(table.url).query and hasattr(table, "_client")
+
+
+def _error(status: int, body: bytes, what: str) -> Exception:
+    from azure.core.exceptions import HttpResponseError
+
+    code_match, message_match = _ERROR_CODE.search(body), _ERROR_MESSAGE.search(body)
+    code = code_match.group(1).decode("utf-8", "replace") if code_match else None
+    detail = message_match.group(1).decode("utf-8", "replace") if message_match else ""
+    error = HttpResponseError(message=f"{what}: HTTP {status} {code or ''} {detail}".strip())
+    error.status_code = status
+    error.error_code = code  # type: ignore[attr-defined]
+    return error
