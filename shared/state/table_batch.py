@@ -7,11 +7,12 @@ the same request (one changeset of ``POST /{table}`` parts, as the Table service
 text and sends it through the table client's own pipeline (its credential, retries and API
 version), reading back only each part's status: about 1 ms.
 
-It takes only what it can write faithfully: string properties (JSON strings are ``Edm.String``),
-one partition, 1 to 100 entities, and a client without a SAS in its URL; anything else goes
-through ``submit_transaction``. Errors are azure-core's, as the SDK raises them: a part the service
-refused becomes an ``HttpResponseError`` with that part's status and error code (409
-``EntityAlreadyExists``: nothing of the transaction was stored).
+It writes itself only what it can write faithfully: string properties (JSON strings are
+``Edm.String``; None is left out, as the SDK does) through a client without a SAS in its URL;
+typed properties go through ``submit_transaction``. Errors are azure-core ``HttpResponseError``s
+with the service's status and ``error_code``: a part the service refused raises its own (409
+``EntityAlreadyExists``: nothing of the transaction was stored), as does a refused transaction
+(404 ``TableNotFound``).
 """
 
 from __future__ import annotations
@@ -31,16 +32,15 @@ __all__ = ["MAX_TRANSACTION_ENTITIES", "insert_all"]
 MAX_TRANSACTION_ENTITIES: Final = 100  # the Table service's limit per transaction
 _DEFAULT_API_VERSION: Final = "2019-02-02"
 _PART_STATUS: Final = re.compile(rb"^HTTP/1\.1 (\d{3})[^\r\n]*\r?\n(.*?)(?=^--|\Z)", re.M | re.S)
-_ERROR_CODE: Final = re.compile(rb'"code"\s*:\s*"([^"]+)"')
-_ERROR_MESSAGE: Final = re.compile(rb'"value"\s*:\s*"([^"]*)"')
+_ERROR_CODE: Final = re.compile(rb'"code"\s*:\s*"([^"]+)"|<[Cc]ode>([^<]+)</[Cc]ode>')
+_ERROR_MESSAGE: Final = re.compile(rb'"value"\s*:\s*"([^"]*)"|<[Mm]essage>([^<]*)</[Mm]essage>')
 
 
 def insert_all(table: TableClient, entities: Sequence[Mapping[str, Any]]) -> None:
     """Insert ``entities`` in one transaction: all are stored, or none.
 
     Raises:
-        ValueError: no entities, more than 100, several partitions, or a property that is not a
-            string (for those, use ``TableClient.submit_transaction``).
+        ValueError: no entities, more than 100, several partitions, or an entity without a RowKey.
         azure.core.exceptions.HttpResponseError: the service refused or failed the transaction or
             one of its parts (its status and ``error_code``: 409 ``EntityAlreadyExists`` when an
             entity exists already; ``TableNotFound``).
@@ -50,14 +50,17 @@ def insert_all(table: TableClient, entities: Sequence[Mapping[str, Any]]) -> Non
         raise ValueError(f"a transaction takes 1 to {MAX_TRANSACTION_ENTITIES} entities")
     if len({entity.get("PartitionKey") for entity in entities}) != 1:
         raise ValueError("a transaction's entities share one PartitionKey")
-    if not all(isinstance(value, str) for entity in entities for value in entity.values()):
-        raise ValueError("insert_all writes string properties only")
-    if not fits(table):
-        table.submit_transaction([("create", dict(entity)) for entity in entities])
+    if not all(isinstance(entity.get("RowKey"), str) for entity in entities):
+        raise ValueError("every entity needs a RowKey")
+    # As the SDK does, a property set to None is not written.
+    rows = [{name: value for name, value in entity.items() if value is not None} for entity in entities]
+    if not fits(table) or not all(isinstance(v, str) for row in rows for v in row.values()):
+        table.submit_transaction([("create", row) for row in rows])  # typed values: the SDK's serializer
         return
     from azure.core.rest import HttpRequest
 
-    account = table.url.rstrip("/")
+    # The primary endpoint, whatever location mode the client reads from (writes go there).
+    account = f"{table.scheme}://{table._primary_hostname}".rstrip("/")
     api_version = str(getattr(table, "api_version", None) or _DEFAULT_API_VERSION)
     batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
     parts = [
@@ -69,8 +72,8 @@ def insert_all(table: TableClient, entities: Sequence[Mapping[str, Any]]) -> Non
         "Accept: application/json;odata=minimalmetadata\r\n"
         "Prefer: return-no-content\r\n"
         "DataServiceVersion: 3.0\r\n\r\n"
-        f"{json.dumps(dict(entity), separators=(',', ':'))}\r\n"
-        for entity in entities
+        f"{json.dumps(row, separators=(',', ':'))}\r\n"
+        for row in rows
     ]
     body = (
         f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"
@@ -94,26 +97,38 @@ def insert_all(table: TableClient, entities: Sequence[Mapping[str, Any]]) -> Non
     response = table._client.send_request(request, stream=True)
     answer = response.read()
     if response.status_code != 202:
-        raise _error(response.status_code, answer, "the transaction was refused")
+        header = response.headers.get("x-ms-error-code")
+        raise _error(response.status_code, answer, "the transaction was refused", code=header)
     statuses = [(int(m.group(1)), m.group(2)) for m in _PART_STATUS.finditer(answer)]
-    if not statuses:
-        raise _error(502, answer, "the transaction's answer holds no parts")
     for status, part in statuses:
         if not 200 <= status < 300:
             raise _error(status, part, "a part of the transaction was refused")
+    if len(statuses) != len(rows):
+        # The service answers every part of a stored transaction: anything else is a fault to retry
+        # (a retry that finds the entities stored skips them).
+        raise _error(502, answer, f"the transaction's answer holds {len(statuses)} of {len(rows)} parts")
 
 
 def fits(table: TableClient) -> bool:
     """Whether ``insert_all`` can write through this client itself (no SAS in its URL)."""
-    return not urlsplit(table.url).query and hasattr(table, "_client")
+    return not urlsplit(table.url).query and all(
+        hasattr(table, name) for name in ("_client", "_primary_hostname", "scheme")
+    )
 
 
-def _error(status: int, body: bytes, what: str) -> Exception:
+def _error(status: int, body: bytes, what: str, *, code: str | None = None) -> Exception:
+    """azure-core's error for a refused transaction or part, with the service's status and error
+    code (from the ``x-ms-error-code`` header, else the JSON or XML body)."""
     from azure.core.exceptions import HttpResponseError
 
     code_match, message_match = _ERROR_CODE.search(body), _ERROR_MESSAGE.search(body)
-    code = code_match.group(1).decode("utf-8", "replace") if code_match else None
-    detail = message_match.group(1).decode("utf-8", "replace") if message_match else ""
+    if code is None and code_match:
+        code = (code_match.group(1) or code_match.group(2)).decode("utf-8", "replace")
+    detail = (
+        (message_match.group(1) or message_match.group(2) or b"").decode("utf-8", "replace")
+        if message_match
+        else ""
+    )
     error = HttpResponseError(message=f"{what}: HTTP {status} {code or ''} {detail}".strip())
     error.status_code = status
     error.error_code = code  # type: ignore[attr-defined]

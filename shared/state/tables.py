@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
@@ -433,18 +432,17 @@ class TableAuditLog(AuditLog):
             raise PermanentError(message) from None
 
     def _append_once(self, entries: Sequence[AuditEntry]) -> None:
-        entities = [self._entity(entry) for entry in entries]
-        # One day's entries share a partition: one transaction, stored all or none.
-        try:
-            self._tables.run(
-                self._name, "append audit entries", lambda t: insert_all(t, entities), conflicts=True
-            )
-            return
-        except WriteConflict:
-            pass  # some were stored before (a retried write): store the others one by one
-        for entity in entities:
-            with contextlib.suppress(WriteConflict):
-                self._tables.run(self._name, "append audit entry", _creating(entity), conflicts=True)
+        # One day's entries share a partition: one transaction (or a few, under the service's
+        # size limit), each stored all or none.
+        for entities in _under_transaction_size([self._entity(entry) for entry in entries]):
+            try:
+                self._tables.run(self._name, "append audit entries", _inserting_all(entities), conflicts=True)
+                continue
+            except WriteConflict:
+                pass  # some were stored before (a retried write): store the others one by one
+            for entity in entities:
+                # Only "it exists already" is skipped; any other refusal is raised (never dropped).
+                self._tables.run(self._name, "append audit entry", _creating_unless_stored(entity))
 
     @staticmethod
     def _entity(entry: AuditEntry) -> dict[str, Any]:
@@ -501,6 +499,46 @@ class TableAuditLog(AuditLog):
             return _take(rows, limit, _entry_from)
 
         return self._tables.run(self._name, "list audit entries", read)
+
+
+# The Table service refuses a transaction over 4 MiB; entities are grouped well under it.
+_TRANSACTION_BYTES: Final = 3_500_000
+
+
+def _under_transaction_size(entities: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``entities`` in order, grouped so that each group's JSON stays under the transaction limit."""
+    groups: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for entity in entities:
+        length = len(json.dumps(entity).encode("utf-8")) + 400  # the part's own lines
+        if groups[-1] and size + length > _TRANSACTION_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(entity)
+        size += length
+    return groups
+
+
+def _inserting_all(entities: list[dict[str, Any]]) -> Callable[[TableClient], None]:
+    """Insert ``entities`` (one partition) in one transaction."""
+    return lambda table: insert_all(table, entities)
+
+
+def _creating_unless_stored(entity: dict[str, Any]) -> Callable[[TableClient], bool]:
+    """Create ``entity``; False when it exists already (a missing table is still raised)."""
+
+    def create(table: TableClient) -> bool:
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            table.create_entity(entity)
+        except ResourceExistsError as exc:
+            if _table_missing(exc):
+                raise
+            return False
+        return True
+
+    return create
 
 
 def _creating(entity: dict[str, Any]) -> Callable[[TableClient], Any]:
