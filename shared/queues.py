@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind
 
 from shared.config.settings import Settings, StorageSettings
 from shared.envelope import Envelope
-from shared.errors import BusyError, InvalidPayloadError, storage_error
+from shared.errors import BusyError, InvalidPayloadError, status_code_of, storage_error
 from shared.offload import Offload, to_thread
 from shared.telemetry import current_traceparent, span
 
@@ -127,19 +127,23 @@ class QueueSender:
             self._create(validate_queue_name(name))
 
     def _send_text(self, queue_name: str, text: str, *, visibility: int | None, time_to_live: int) -> str:
-        from azure.core.exceptions import AzureError, ResourceNotFoundError
+        from azure.core.exceptions import AzureError
+
+        from shared.queue_post import post_message
 
         client = self._client(queue_name)
         try:
             try:
-                message = client.send_message(text, visibility_timeout=visibility, time_to_live=time_to_live)
-            except ResourceNotFoundError:
+                return post_message(client, text, visibility_timeout=visibility, time_to_live=time_to_live)
+            except AzureError as exc:
+                code = getattr(exc, "error_code", None)
+                if status_code_of(exc) != 404 or str(getattr(code, "value", code)) != "QueueNotFound":
+                    raise
                 # First message to a queue nobody created yet: create it and send again.
                 self._create(queue_name)
-                message = client.send_message(text, visibility_timeout=visibility, time_to_live=time_to_live)
+                return post_message(client, text, visibility_timeout=visibility, time_to_live=time_to_live)
         except AzureError as exc:
             raise storage_error(exc, operation=f"send to {queue_name}") from exc
-        return str(message.id)
 
     def _create(self, queue_name: str) -> None:
         from azure.core.exceptions import AzureError, ResourceExistsError

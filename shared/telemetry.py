@@ -237,9 +237,20 @@ def otlp_exporter(endpoint: str) -> SpanExporter:
     return OTLPSpanExporter(endpoint=url, timeout=10)
 
 
+_tracer: tuple[object, trace.Tracer] | None = None  # (the provider it came from, the tracer)
+
+
 def tracer() -> trace.Tracer:
-    """WaveGuard's tracer (a no-op until telemetry is configured)."""
-    return trace.get_tracer(TRACER_NAME)
+    """WaveGuard's tracer (a no-op until telemetry is configured): made once per tracer provider,
+    not per span (the SDK builds a new tracer and its scope's configuration on every request)."""
+    global _tracer
+    provider = trace.get_tracer_provider()
+    cached = _tracer
+    if cached is not None and cached[0] is provider:
+        return cached[1]
+    made = provider.get_tracer(TRACER_NAME)
+    _tracer = (provider, made)
+    return made
 
 
 def current_traceparent() -> str | None:

@@ -53,6 +53,26 @@ def test_a_sent_envelope_is_base64_of_our_json_on_the_wire(
     assert decoded.with_traceparent(None) == envelope
 
 
+def test_a_message_keeps_its_time_to_live_and_a_raw_text_is_stored_as_given(
+    sender: QueueSender, queue_name: str, storage_connection_string: str
+) -> None:
+    # GIVEN an envelope with a one-hour time to live, and a poison body put back as it was
+    envelope = Envelope(type="employee.hired", payload={"note": "ünïcode ✓ <xml> & 'quotes'"})
+    first = sender.send(queue_name, envelope, ttl=timedelta(hours=1))
+    second = sender.send_raw(queue_name, '{"not": "an envelope"} ✓')
+    # THEN the service stored each under the id the send returned, with its own expiry
+    stored = {
+        m.id: m for m in _raw_queue(storage_connection_string, queue_name).receive_messages(max_messages=5)
+    }
+    assert set(stored) == {first, second}
+    lifetime = stored[first].expires_on - stored[first].inserted_on
+    assert timedelta(minutes=59) <= lifetime <= timedelta(minutes=61)
+    assert stored[second].expires_on.year >= 9999  # never expires
+    assert base64.b64decode(stored[second].content).decode("utf-8") == '{"not": "an envelope"} ✓'
+    decoded = Envelope.from_json(base64.b64decode(stored[first].content).decode("utf-8"))
+    assert decoded.payload == envelope.payload
+
+
 def test_a_scheduled_message_stays_invisible_until_its_delay(
     sender: QueueSender, queue_name: str, storage_connection_string: str
 ) -> None:
