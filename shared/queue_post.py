@@ -19,14 +19,14 @@ import re
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
+from shared.storage_requests import send_through, service_error
+
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
 
 __all__ = ["post_message"]
 
-_MESSAGE_ID: Final = re.compile(r"<MessageId>([^<]+)</MessageId>")
-_ERROR_CODE: Final = re.compile(r"<Code>([^<]+)</Code>")
-_ERROR_MESSAGE: Final = re.compile(r"<Message>([^<]*)</Message>")
+_MESSAGE_ID: Final = re.compile(rb"<MessageId>([^<]+)</MessageId>")
 
 
 def post_message(client: QueueClient, text: str, *, visibility_timeout: int | None, time_to_live: int) -> str:
@@ -61,25 +61,10 @@ def post_message(client: QueueClient, text: str, *, visibility_timeout: int | No
             "x-ms-version": str(client.api_version),
         },
     )
-    # The generated client under QueueClient runs the request through the client's pipeline
-    # (authentication, retries); stream=True keeps its deserializer off the answer.
-    response = client._client.send_request(request, stream=True)
-    answer = response.read().decode("utf-8", "replace")
-    if response.status_code != 201:
-        raise _error(response.status_code, answer, response.headers.get("x-ms-error-code"))
+    status, header_code, answer = send_through(client, request)
+    if status != 201:
+        raise service_error(status, answer, "the send was refused", code=header_code)
     found = _MESSAGE_ID.search(answer)
     if found is None:
-        raise _error(502, answer, None, what="the send's answer names no message id")
-    return found.group(1)
-
-
-def _error(status: int, body: str, code: str | None, *, what: str = "the send was refused") -> Exception:
-    from azure.core.exceptions import HttpResponseError
-
-    code_match, message_match = _ERROR_CODE.search(body), _ERROR_MESSAGE.search(body)
-    code = code or (code_match.group(1) if code_match else None)
-    detail = message_match.group(1).splitlines()[0] if message_match and message_match.group(1) else ""
-    error = HttpResponseError(message=f"{what}: HTTP {status} {code or ''} {detail}".strip())
-    error.status_code = status
-    error.error_code = code  # type: ignore[attr-defined]
-    return error
+        raise service_error(502, answer, "the send's answer names no message id")
+    return found.group(1).decode("ascii")

@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
+from shared.storage_requests import send_through, service_error
+
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
@@ -32,8 +34,6 @@ __all__ = ["MAX_TRANSACTION_ENTITIES", "insert_all"]
 MAX_TRANSACTION_ENTITIES: Final = 100  # the Table service's limit per transaction
 _DEFAULT_API_VERSION: Final = "2019-02-02"
 _PART_STATUS: Final = re.compile(rb"^HTTP/1\.1 (\d{3})[^\r\n]*\r?\n(.*?)(?=^--|\Z)", re.M | re.S)
-_ERROR_CODE: Final = re.compile(rb'"code"\s*:\s*"([^"]+)"|<[Cc]ode>([^<]+)</[Cc]ode>')
-_ERROR_MESSAGE: Final = re.compile(rb'"value"\s*:\s*"([^"]*)"|<[Mm]essage>([^<]*)</[Mm]essage>')
 
 
 def insert_all(table: TableClient, entities: Sequence[Mapping[str, Any]]) -> None:
@@ -92,21 +92,19 @@ def insert_all(table: TableClient, entities: Sequence[Mapping[str, Any]]) -> Non
             "Accept": "application/json",
         },
     )
-    # The generated client under TableClient runs the request through the client's pipeline
-    # (authentication, retries); stream=True keeps its JSON decoding off the multipart answer.
-    response = table._client.send_request(request, stream=True)
-    answer = response.read()
-    if response.status_code != 202:
-        header = response.headers.get("x-ms-error-code")
-        raise _error(response.status_code, answer, "the transaction was refused", code=header)
+    status, header_code, answer = send_through(table, request)
+    if status != 202:
+        raise service_error(status, answer, "the transaction was refused", code=header_code)
     statuses = [(int(m.group(1)), m.group(2)) for m in _PART_STATUS.finditer(answer)]
-    for status, part in statuses:
-        if not 200 <= status < 300:
-            raise _error(status, part, "a part of the transaction was refused")
+    for part_status, part in statuses:
+        if not 200 <= part_status < 300:
+            raise service_error(part_status, part, "a part of the transaction was refused")
     if len(statuses) != len(rows):
         # The service answers every part of a stored transaction: anything else is a fault to retry
         # (a retry that finds the entities stored skips them).
-        raise _error(502, answer, f"the transaction's answer holds {len(statuses)} of {len(rows)} parts")
+        raise service_error(
+            502, answer, f"the transaction's answer holds {len(statuses)} of {len(rows)} parts"
+        )
 
 
 def fits(table: TableClient) -> bool:
@@ -114,22 +112,3 @@ def fits(table: TableClient) -> bool:
     return not urlsplit(table.url).query and all(
         hasattr(table, name) for name in ("_client", "_primary_hostname", "scheme")
     )
-
-
-def _error(status: int, body: bytes, what: str, *, code: str | None = None) -> Exception:
-    """azure-core's error for a refused transaction or part, with the service's status and error
-    code (from the ``x-ms-error-code`` header, else the JSON or XML body)."""
-    from azure.core.exceptions import HttpResponseError
-
-    code_match, message_match = _ERROR_CODE.search(body), _ERROR_MESSAGE.search(body)
-    if code is None and code_match:
-        code = (code_match.group(1) or code_match.group(2)).decode("utf-8", "replace")
-    detail = (
-        (message_match.group(1) or message_match.group(2) or b"").decode("utf-8", "replace")
-        if message_match
-        else ""
-    )
-    error = HttpResponseError(message=f"{what}: HTTP {status} {code or ''} {detail}".strip())
-    error.status_code = status
-    error.error_code = code  # type: ignore[attr-defined]
-    return error
