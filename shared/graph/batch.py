@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import httpx
 
-from shared.errors import PermanentError, RetryableError, is_retryable_status
+from shared.errors import PermanentError, RetryableError, SafetyViolationError, is_retryable_status
 from shared.graph.errors import parse_retry_after, to_waveguard_error
 
 if TYPE_CHECKING:
@@ -232,6 +232,40 @@ class BatchClient:
             backoff = min(0.5 * 2 ** (attempt - 1), max_wait)
             await sleep(min(max(waits), max_wait) if waits else backoff)
             answers.update(await self.send([by_id[a.id] for a in failed]))
+        return answers
+
+    async def send_writes(
+        self,
+        requests: Sequence[BatchRequest],
+        *,
+        rounds: int = READ_ROUNDS,
+        max_wait: float = READ_MAX_WAIT_SECONDS,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> dict[str, BatchResponse]:
+        """``send`` for writes: only the items Graph throttled (429, or 503 with Retry-After: not
+        executed) are sent again, alone, after their own ``Retry-After`` (at most ``max_wait``,
+        else 1 s), up to ``rounds`` times. A write that failed otherwise may have happened and is
+        never repeated here. A later round whose batch fails leaves its items with their throttled
+        answer; the items settled before keep theirs.
+
+        Raises:
+            RetryableError / PermanentError: the first batch failed (no item's outcome is known).
+            SafetyViolationError: the break-glass guard refused an item (nothing was sent).
+        """
+        answers = await self.send(requests)
+        by_id = {r.id: r for r in requests}
+        for _ in range(1, rounds):
+            throttled = [a for a in answers.values() if a.throttled]
+            if not throttled:
+                break
+            waits = [a.retry_after for a in throttled if a.retry_after is not None]
+            await sleep(min(max(waits), max_wait) if waits else 1.0)
+            try:
+                answers.update(await self.send([by_id[a.id] for a in throttled]))
+            except SafetyViolationError:
+                raise
+            except (RetryableError, PermanentError):
+                break
         return answers
 
 

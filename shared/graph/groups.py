@@ -10,10 +10,10 @@ from shared.graph.errors import delete_if_present, graph_error_info, to_waveguar
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
-__all__ = ["add_member", "create_security_group", "remove_member"]
+__all__ = ["ALREADY_MEMBER", "add_member", "create_security_group", "remove_member"]
 
 # Graph's 400 for a member that is already there: for us, the add has happened.
-_ALREADY_MEMBER: Final = "added object references already exist"
+ALREADY_MEMBER: Final = "added object references already exist"
 
 
 async def add_member(client: GraphServiceClient, group_id: str, member_id: str) -> bool:
@@ -32,7 +32,7 @@ async def add_member(client: GraphServiceClient, group_id: str, member_id: str) 
         await client.groups.by_group_id(group_id).members.ref.post(body)
     except Exception as exc:
         info = graph_error_info(exc)
-        if info is not None and info.status == 400 and _ALREADY_MEMBER in (info.message or "").lower():
+        if info is not None and info.status == 400 and ALREADY_MEMBER in (info.message or "").lower():
             return False
         raise to_waveguard_error(exc, operation="add group member") from exc
     return True

@@ -5,9 +5,9 @@ The two are independent (the draft was checkpointed before, the group add is ide
 runs them side by side and each is settled on its own: a caller learns that the e-mail went out even
 when the group add failed, and that the group add happened even when the send failed. An item Graph
 throttled (429, or 503 with Retry-After: not executed) is sent again in-process, alone, after its
-own Retry-After, as the client's retry middleware does for a single call (it sees only the outer
-batch). Any other failure is returned as the item's error: a send that failed on the server side is
-never repeated here, because it may have happened (the caller reads the draft's state first).
+own Retry-After (``BatchClient.send_writes``: the retry middleware sees only the outer batch). Any
+other failure is returned as the item's error: a send that failed on the server side is never
+repeated here, because it may have happened (the caller reads the draft's state first).
 
 The break-glass guard checks the batch's member add like a single one.
 """
@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-from shared.errors import NotFoundError, PermanentError, RetryableError, SafetyViolationError
+from shared.errors import NotFoundError
 from shared.graph.batch import (
     READ_MAX_WAIT_SECONDS,
     READ_ROUNDS,
@@ -28,16 +28,15 @@ from shared.graph.batch import (
     BatchResponse,
     item_error,
 )
+from shared.graph.groups import ALREADY_MEMBER
 from shared.graph.mail import IMMUTABLE_IDS
 from shared.graph.users_json import segment
 
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
-__all__ = ["SendAndJoin", "send_draft_and_add_member", "settle_send_and_join"]
+__all__ = ["SendAndJoin", "send_draft_and_add_member"]
 
-# Graph's 400 for a member that is already there: for us, the add has happened.
-_ALREADY_MEMBER: Final = "added object references already exist"
 _SEND, _JOIN = "send", "join"
 
 
@@ -80,27 +79,13 @@ async def send_draft_and_add_member(
             body={"@odata.id": f"{base}/directoryObjects/{member_id}"},
         ),
     }
-    batch = BatchClient.for_graph(client)
-    answers = await batch.send(list(requests.values()))
-    for _ in range(1, rounds):
-        throttled = [a for a in answers.values() if a.throttled]
-        if not throttled:
-            break
-        waits = [a.retry_after for a in throttled if a.retry_after is not None]
-        await sleep(min(max(waits), max_wait) if waits else 1.0)
-        try:
-            answers.update(await batch.send([requests[a.id] for a in throttled]))
-        except SafetyViolationError:
-            raise
-        except (RetryableError, PermanentError):
-            # The items settled in an earlier round stay settled (a group add that happened is
-            # reported); the ones re-sent keep their throttled answer: retryable, and a send among
-            # them is read back by the next attempt before it is sent again.
-            break
-    return settle_send_and_join(answers[_SEND], answers[_JOIN], message_id=message_id)
+    answers = await BatchClient.for_graph(client).send_writes(
+        list(requests.values()), rounds=rounds, max_wait=max_wait, sleep=sleep
+    )
+    return _settle(answers[_SEND], answers[_JOIN], message_id=message_id)
 
 
-def settle_send_and_join(send: BatchResponse, join: BatchResponse, *, message_id: str) -> SendAndJoin:
+def _settle(send: BatchResponse, join: BatchResponse, *, message_id: str) -> SendAndJoin:
     """Each item's outcome from its sub-response (a throttled one, after the last round, is a
     retryable error with Graph's Retry-After)."""
     sent: Exception | None = None
@@ -111,7 +96,7 @@ def settle_send_and_join(send: BatchResponse, join: BatchResponse, *, message_id
     joined: bool | Exception
     if join.ok:
         joined = True
-    elif join.status == 400 and _ALREADY_MEMBER in join.error_message.lower():
+    elif join.status == 400 and ALREADY_MEMBER in join.error_message.lower():
         joined = False
     elif join.status == 404:
         joined = NotFoundError("the group or the member does not exist")

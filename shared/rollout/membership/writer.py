@@ -20,11 +20,11 @@ from typing import Final, Literal, Protocol
 
 from shared.errors import NotFoundError, RetryableError
 from shared.graph.batch import MAX_BATCH_REQUESTS, BatchClient, BatchRequest, BatchResponse
+from shared.graph.groups import ALREADY_MEMBER
 
 __all__ = ["MEMBERS_PER_PATCH", "MembershipWriter", "WritePacer", "WriteResult", "take_ready"]
 
 MEMBERS_PER_PATCH: Final = 20
-_ALREADY_MEMBER: Final = "added object references already exist"
 _MAX_SERVER_ERRORS: Final = 4
 _MAX_THROTTLES: Final = 60
 _PROBE_FACTOR: Final = 1.2
@@ -243,7 +243,7 @@ def _settle(group_id: str, op: _Op, answer: BatchResponse, result: WriteResult) 
     if len(op.members) > 1:
         half = len(op.members) // 2
         return [_Op("add", op.members[:half]), _Op("add", op.members[half:])]
-    if answer.status == 400 and _ALREADY_MEMBER in answer.error_message.lower():
+    if answer.status == 400 and ALREADY_MEMBER in answer.error_message.lower():
         result.already_members.append(op.members[0])
     else:
         result.failed.append(_failure("add", op.members[0], answer))
