@@ -166,6 +166,19 @@ class _Hire:
             PendingAudit(action, target, reason, when, details, entry_id or uuid.uuid4().hex)
         )
 
+    def audit_with_draft(self, action: str, target: str, reason: str, **details: Any) -> None:
+        """Keep the entry of a step that goes with the saved draft (the e-mail, the group add sent
+        with it): its id and time are fixed by the draft, checkpointed before the step, so every
+        attempt that records the step records the very same entry and it is written once. Without
+        a draft, an entry of its own."""
+        draft = self.progress.draft
+        if draft is None:
+            self.audit_later(action, target, reason, **details)
+            return
+        step = f"{self.envelope.id}:{action}:{draft.id}"
+        entry_id = hashlib.sha256(step.encode()).hexdigest()[:32]
+        self.audit_later(action, target, reason, at=draft.saved_at, entry_id=entry_id, **details)
+
     async def write_audits(self) -> None:
         """Write the kept entries in one go, each at most once.
 
@@ -240,9 +253,9 @@ async def _onboard(hire: _Hire) -> HireOutcome:
                 return await _hold_tap(hire, user)
             await _refuse_tap(hire, user, refusal)
         else:
-            # The TAP first, then the leaver check (the first read on this path), the e-mail, and
-            # then the wave group: a group write that fails is retried from the sent e-mail, so it
-            # never costs the hire a second TAP.
+            # The TAP first, then the leaver check (the first read on this path), then the e-mail
+            # and the wave group together: a group write that fails is retried from the sent
+            # e-mail, so it never costs the hire a second TAP.
             if not await _tap_for_mail(hire, user):
                 return HireOutcome("cancelled", user_id=user.id)
             await _deliver_tap(hire, user, recipient, wave, assignment)
@@ -294,19 +307,10 @@ def _record_join(
     is audited too. Its entry's id and time are fixed by the draft, so however many attempts record
     it, it is written once.
     """
-    progress, draft = hire.progress, hire.progress.draft
-    if added or draft is not None:
+    progress = hire.progress
+    if added or progress.draft is not None:
         reason = f"new hire assigned to wave {wave.name} ({assignment.reason} {assignment.selector or ''})"
-        step = f"{hire.envelope.id}:wave.member.add:{draft.id}" if draft is not None else None
-        hire.audit_later(
-            "wave.member.add",
-            user.id,
-            reason.strip(),
-            at=draft.saved_at if draft is not None else None,
-            entry_id=hashlib.sha256(step.encode()).hexdigest()[:32] if step else None,
-            wave=wave.name,
-            group_id=group_id,
-        )
+        hire.audit_with_draft("wave.member.add", user.id, reason.strip(), wave=wave.name, group_id=group_id)
     progress.wave, progress.group_id, progress.group_added = wave.name, group_id, True
 
 
@@ -565,16 +569,17 @@ async def _send_and_join(
     deps, progress = hire.deps, hire.progress
     sender = deps.plan.new_hires.delivery.sender_mailbox
     group_id: str | None = None
+    unresolved: Exception | None = None
     if not progress.group_added:
         try:
             group_id = await ensure_wave_group(wave, deps, hire.envelope.id, cache=deps.wave_groups)
-        except Exception:
-            await deps.graph.send_draft(sender, draft_id)
-            _record_delivery(hire, user, manager)
-            raise
-    if group_id is None:
+        except Exception as exc:
+            unresolved = exc
+    if group_id is None:  # in the group already, or its group could not be resolved: the e-mail alone
         await deps.graph.send_draft(sender, draft_id)
         _record_delivery(hire, user, manager)
+        if unresolved is not None:
+            raise unresolved
         return
     outcome = await deps.graph.send_draft_and_add_member(sender, draft_id, group_id, user.id)
     if outcome.sent is None:
@@ -594,15 +599,11 @@ def _record_delivery(hire: _Hire, user: DirectoryUser, manager: DirectoryUser) -
     completion that follows settles it; a retry before that finds the draft sent)."""
     progress, deps, draft = hire.progress, hire.deps, hire.progress.draft
     progress.mail_sent, progress.mail_sent_at, progress.manager_id = True, iso(deps.clock()), manager.id
-    # Fixed by the draft (checkpointed before the send): an attempt that finds the e-mail sent
-    # records the very same entry, so it is written once however many attempts see it.
-    step = f"{hire.envelope.id}:tap.deliver:{draft.id}" if draft is not None else None
-    hire.audit_later(
+    # An attempt that finds the e-mail sent records the very same entry.
+    hire.audit_with_draft(
         "tap.deliver",
         user.id,
         "TAP e-mailed to the manager",
-        at=(draft.saved_at if draft is not None else None),
-        entry_id=hashlib.sha256(step.encode()).hexdigest()[:32] if step else None,
         manager_id=manager.id,
         sender=deps.plan.new_hires.delivery.sender_mailbox,
         method_id=progress.tap.method_id if progress.tap is not None else None,
