@@ -15,6 +15,8 @@ from shared.graph.tap import IssuedTap, TapMethod
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
 
+    from shared.graph.hire_reads import HireReads
+
 __all__ = ["DirectoryUser", "GraphOnboarding", "HireFacts", "OnboardingGraph"]
 
 
@@ -156,6 +158,10 @@ def _user_of(user: Mapping[str, Any] | None) -> DirectoryUser | None:
     )
 
 
+def _hire_facts(found: HireReads) -> HireFacts:
+    return HireFacts(groups=found.groups, account=found.facts, manager=_user_of(found.manager))
+
+
 class GraphOnboarding:
     """``OnboardingGraph`` over the process's Graph client (``client()``: one per event loop)."""
 
@@ -192,8 +198,7 @@ class GraphOnboarding:
     async def hire_facts(self, user_id: str) -> HireFacts:
         from shared.graph.hire_reads import read_hire
 
-        found = await read_hire(self._client(), user_id)
-        return HireFacts(groups=found.groups, account=found.facts, manager=_user_of(found.manager))
+        return _hire_facts(await read_hire(self._client(), user_id))
 
     async def find_hire(
         self, employee_id: str | None, user_principal_name: str
@@ -201,11 +206,10 @@ class GraphOnboarding:
         from shared.graph.hire_reads import find_and_read_hire
 
         located = await find_and_read_hire(self._client(), employee_id, user_principal_name)
-        user = _user_of(located[0]) if located is not None else None
-        if located is None or user is None:
+        if located is None:
             return None
-        found = located[1]
-        return user, HireFacts(groups=found.groups, account=found.facts, manager=_user_of(found.manager))
+        user = _user_of(located[0])
+        return None if user is None else (user, _hire_facts(located[1]))
 
     async def find_group_id(self, *, group_id: str | None, display_name: str | None) -> str | None:
         from shared.graph.users_json import find_group_id_json

@@ -541,10 +541,6 @@ def _creating_unless_stored(entity: dict[str, Any]) -> Callable[[TableClient], b
     return create
 
 
-def _creating(entity: dict[str, Any]) -> Callable[[TableClient], Any]:
-    return lambda table: table.create_entity(entity)
-
-
 def _take(rows: Any, limit: int, convert: Callable[[Any], AuditEntry]) -> list[AuditEntry]:
     out: list[AuditEntry] = []
     for row in rows:
