@@ -222,17 +222,16 @@ class BatchClient:
         """
         if any(r.method.upper() != "GET" for r in requests):
             raise ValueError("send_reads repeats only GET requests")
-        answers = await self.send(requests)
-        by_id = {r.id: r for r in requests}
-        for attempt in range(1, rounds):
-            failed = [a for a in answers.values() if a.throttled or is_retryable_status(a.status)]
-            if not failed:
-                break
-            waits = [a.retry_after for a in failed if a.retry_after is not None]
-            backoff = min(0.5 * 2 ** (attempt - 1), max_wait)
-            await sleep(min(max(waits), max_wait) if waits else backoff)
-            answers.update(await self.send([by_id[a.id] for a in failed]))
-        return answers
+        return await self._resend(
+            requests,
+            await self.send(requests),
+            again=lambda a: a.throttled or is_retryable_status(a.status),
+            backoff=lambda attempt: min(0.5 * 2 ** (attempt - 1), max_wait),
+            rounds=rounds,
+            max_wait=max_wait,
+            sleep=sleep,
+            keep_on_failure=False,
+        )
 
     async def send_writes(
         self,
@@ -252,19 +251,46 @@ class BatchClient:
             RetryableError / PermanentError: the first batch failed (no item's outcome is known).
             SafetyViolationError: the break-glass guard refused an item (nothing was sent).
         """
-        answers = await self.send(requests)
+        return await self._resend(
+            requests,
+            await self.send(requests),
+            again=lambda a: a.throttled,
+            backoff=lambda _: 1.0,
+            rounds=rounds,
+            max_wait=max_wait,
+            sleep=sleep,
+            keep_on_failure=True,
+        )
+
+    async def _resend(
+        self,
+        requests: Sequence[BatchRequest],
+        answers: dict[str, BatchResponse],
+        *,
+        again: Callable[[BatchResponse], bool],
+        backoff: Callable[[int], float],
+        rounds: int,
+        max_wait: float,
+        sleep: Callable[[float], Awaitable[object]],
+        keep_on_failure: bool,
+    ) -> dict[str, BatchResponse]:
+        """Send the items whose answer calls for it ``again`` once more, alone, up to ``rounds``
+        times in all: after their own ``Retry-After`` (at most ``max_wait``), else ``backoff``. With
+        ``keep_on_failure``, a round whose batch fails ends the rounds with the answers so far."""
         by_id = {r.id: r for r in requests}
-        for _ in range(1, rounds):
-            throttled = [a for a in answers.values() if a.throttled]
-            if not throttled:
+        for attempt in range(1, rounds):
+            pending = [a for a in answers.values() if again(a)]
+            if not pending:
                 break
-            waits = [a.retry_after for a in throttled if a.retry_after is not None]
-            await sleep(min(max(waits), max_wait) if waits else 1.0)
+            waits = [a.retry_after for a in pending if a.retry_after is not None]
+            await sleep(min(max(waits), max_wait) if waits else backoff(attempt))
             try:
-                answers.update(await self.send([by_id[a.id] for a in throttled]))
+                answers.update(await self.send([by_id[a.id] for a in pending]))
             except SafetyViolationError:
                 raise
             except (RetryableError, PermanentError):
+                if not keep_on_failure:
+                    raise
                 break
         return answers
 
