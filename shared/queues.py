@@ -273,7 +273,10 @@ def queue_service_client(
     storage.require()
     options: dict[str, Any]
     if timeout is not None:
-        options = {"retry_total": 0, "connection_timeout": timeout, "read_timeout": timeout}
+        options = {
+            "retry_total": 0,
+            "transport": pooled_transport(connection_timeout=timeout, read_timeout=timeout),
+        }
     else:
         # The SDK default (15 s, 18 s, 24 s backoff) would hold an HTTP ingress far beyond Graph's
         # 3 s; retry briefly, then the caller's RetryableError lets the message be retried later.

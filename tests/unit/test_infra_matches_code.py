@@ -302,6 +302,9 @@ NOT_SET_BY_THE_TEMPLATE: Final[dict[str, str]] = {
     "WAVEGUARD_IO_THREADS": "optional: 32 threads unless set",
     "WEBSITE_INSTANCE_ID": "set by the platform on every Azure worker",
     "OTEL_TRACES_SAMPLER": "optional: OpenTelemetry's standard sampler choice; unset keeps every trace",
+    "REQUESTS_CA_BUNDLE": "optional: the CA bundle storage connections are verified against (certifi's "
+    "unless set), as requests reads it",
+    "CURL_CA_BUNDLE": "optional: read where REQUESTS_CA_BUNDLE is not set, as requests reads it",
 }
 # Settings that must never be in a Flex Consumption app's settings (or, for the first, ever: it
 # would need shared keys).
