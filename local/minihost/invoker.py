@@ -22,6 +22,10 @@ from local.minihost.settings import format_timespan
 log = get_logger("invoker")
 
 
+class HostStoppingError(RuntimeError):
+    """An invocation was asked for while the host stops: it never starts (its message comes back)."""
+
+
 class EventLoopThread:
     """One asyncio loop on a dedicated thread, shared by every async function (as in the Python worker)."""
 
@@ -29,6 +33,8 @@ class EventLoopThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="minihost-asyncio", daemon=True)
         self._started = False
+        self._stopping = False
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         if not self._started:
@@ -36,13 +42,24 @@ class EventLoopThread:
             self._thread.start()
 
     def submit(self, coroutine: Coroutine[Any, Any, Any]) -> Future[Any]:
-        """Schedule `coroutine` on the loop; the returned future resolves with its result."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        """Schedule `coroutine` on the loop; the returned future resolves with its result.
+
+        Raises:
+            HostStoppingError: the loop is stopping. A coroutine scheduled after the stop's
+                cancellation would never run, and its caller would wait on it forever.
+        """
+        with self._lock:  # scheduled before the stop's cancellation, or refused
+            if self._stopping:
+                coroutine.close()
+                raise HostStoppingError("the host is stopping: no new invocations start")
+            return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Cancel what is still running, stop the loop and join its thread."""
-        if not self._started or self._loop.is_closed():
-            return
+        """Refuse new work, cancel what is still running, stop the loop and join its thread."""
+        with self._lock:
+            if not self._started or self._stopping or self._loop.is_closed():
+                return
+            self._stopping = True
         try:
             asyncio.run_coroutine_threadsafe(self._cancel_all(), self._loop).result(timeout)
         except TimeoutError:
@@ -58,12 +75,16 @@ class EventLoopThread:
         self._loop.run_forever()
 
     @staticmethod
-    async def _cancel_all() -> None:
+    async def _cancel_all(rounds: int = 3) -> None:
+        """Cancel every other task, again for tasks that cancelled ones started on their way out."""
         current = asyncio.current_task()
-        tasks = [t for t in asyncio.all_tasks() if t is not current]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for _ in range(rounds):
+            tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+            if not tasks:
+                return
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _TraceContext(azf_abc.TraceContext):

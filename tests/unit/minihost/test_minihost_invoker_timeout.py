@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 
 import azure.functions as func
 import pytest
@@ -139,3 +140,43 @@ def test_a_timer_overrun_is_logged_as_a_failed_execution(
     (failed,) = [r for r in caplog.records if r.name == "minihost.timer"]
     assert failed.getMessage().startswith("Executed hourly (Failed, ")
     assert "FunctionTimeoutError: Timeout value of 00:00:00.2000000 exceeded" in failed.getMessage()
+
+
+def test_work_submitted_while_the_loop_stops_is_cancelled_or_refused_never_left_waiting() -> None:
+    # GIVEN a loop that threads keep submitting coroutines to, as queue pollers do
+    from local.minihost.invoker import HostStoppingError
+
+    loop_thread = EventLoopThread()
+    loop_thread.start()
+    futures: list[Future[object]] = []
+    refused = threading.Event()
+    stop_now = threading.Event()
+
+    async def work() -> str:
+        await asyncio.sleep(30)
+        return "done"
+
+    def submitter() -> None:
+        while not refused.is_set():
+            try:
+                futures.append(loop_thread.submit(work()))
+            except HostStoppingError:
+                refused.set()
+            if len(futures) == 50:
+                stop_now.set()
+
+    threads = [threading.Thread(target=submitter) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    stop_now.wait(5)
+
+    # WHEN the loop stops in the middle of that
+    loop_thread.stop()
+    for thread in threads:
+        thread.join(5)
+
+    # THEN every future it accepted has ended (cancelled), and later submissions were refused
+    assert refused.is_set()
+    assert futures
+    assert all(f.done() for f in futures), sum(not f.done() for f in futures)
+    assert all(f.cancelled() or isinstance(f.exception(), asyncio.CancelledError) for f in futures)
