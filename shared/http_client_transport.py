@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import select
 import socket
 import ssl
@@ -55,16 +56,22 @@ __all__ = ["HttpClientTransport", "default_ca", "direct_allowed"]
 # Per-request options this transport honours itself; any other goes to the fallback.
 _OPTIONS: Final = frozenset({"connection_timeout", "read_timeout", "stream", "connection_verify"})
 _LOST: Final = (http.client.HTTPException, ConnectionError, OSError)
+# A URL that goes on the wire as it is: printable ASCII, no space (requests would quote the rest).
+_WIRE_READY: Final = re.compile(r"[!-~]+")
 
 
 def direct_allowed(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether requests may go out directly: no proxy set in the environment (``requests``
-    honours one; the fallback keeps doing so). ``NO_PROXY`` alone changes nothing."""
-    env = os.environ if environ is None else environ
-    return not any(
-        value and name.lower().endswith("_proxy") and name.lower() != "no_proxy"
-        for name, value in env.items()
-    )
+    """Whether requests may go out directly: no HTTP(S) proxy configured where ``requests`` looks
+    (the environment's ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``, any case, and on Windows and
+    macOS the system's settings); the fallback keeps honouring one. ``NO_PROXY`` alone changes
+    nothing."""
+    if environ is None:
+        import urllib.request
+
+        found = urllib.request.getproxies()
+    else:
+        found = {name.lower().removesuffix("_proxy"): value for name, value in environ.items() if value}
+    return not any(found.get(scheme) for scheme in ("http", "https", "all"))
 
 
 def default_ca(environ: Mapping[str, str] | None = None) -> str:
@@ -83,7 +90,8 @@ class HttpClientTransport(HttpTransport):  # type: ignore[type-arg]
     """Sends ``azure.core.rest`` requests on pooled ``http.client`` connections (thread-safe).
 
     ``fallback`` is built on first need: the transport every request this one does not take goes
-    to. ``direct`` False sends everything there (a proxy or CA bundle in the environment).
+    to. ``direct`` False sends everything there (a proxy configured); None decides from the
+    environment (``direct_allowed``).
     """
 
     def __init__(
@@ -139,8 +147,8 @@ class HttpClientTransport(HttpTransport):  # type: ignore[type-arg]
         if body is None:
             return self._fallback_transport().send(request, **kwargs)
         verify = kwargs.get("connection_verify", True)
-        connect_timeout = float(kwargs.get("connection_timeout", self._connection_timeout))
-        read_timeout = float(kwargs.get("read_timeout", self._read_timeout))
+        connect_timeout = _seconds(kwargs.get("connection_timeout", self._connection_timeout))
+        read_timeout = _seconds(kwargs.get("read_timeout", self._read_timeout))
         return self._exchange(request, body, verify, connect_timeout, read_timeout)
 
     # -- the direct path -----------------------------------------------------------------------
@@ -159,6 +167,8 @@ class HttpClientTransport(HttpTransport):  # type: ignore[type-arg]
         parts = urlsplit(request.url)
         if parts.scheme not in ("http", "https") or parts.username is not None or not parts.hostname:
             return None  # credentials in the URL, or no host: requests' own handling
+        if not _WIRE_READY.fullmatch(request.url):
+            return None  # a character requests would percent-encode first (the SDKs send none)
         content = getattr(request, "_data", None)
         if content is None:
             return b""
@@ -173,8 +183,8 @@ class HttpClientTransport(HttpTransport):  # type: ignore[type-arg]
         request: HttpRequest,
         body: bytes,
         verify: bool | str,
-        connect_timeout: float,
-        read_timeout: float,
+        connect_timeout: float | None,
+        read_timeout: float | None,
     ) -> HttpResponse:
         parts = urlsplit(request.url)
         host = parts.hostname or ""
@@ -191,7 +201,13 @@ class HttpClientTransport(HttpTransport):  # type: ignore[type-arg]
             if sock is not None:
                 sock.settimeout(read_timeout)
             headers = _wire_headers(request, body)
-            connection.request(request.method, target, body=body or None, headers=headers)
+            cut_short = False
+            try:
+                connection.request(request.method, target, body=body or None, headers=headers)
+            except (BrokenPipeError, ConnectionResetError):
+                # The service may have answered (413, 403) and closed without reading the whole
+                # body: its answer is still to be read, as urllib3 reads it.
+                cut_short = True
             answer = connection.getresponse()
             content = answer.read()
         except TimeoutError as exc:
@@ -207,31 +223,32 @@ class HttpClientTransport(HttpTransport):  # type: ignore[type-arg]
         except BaseException:
             connection.close()  # half a request on it: never pooled
             raise
-        if answer.will_close:
+        if answer.will_close or cut_short:
             connection.close()
         else:
             self._give_back(key, connection)
         return _Answer.of(request, answer, content)
 
     def _connect(
-        self, scheme: str, host: str, port: int, verify: bool | str, timeout: float
+        self, scheme: str, host: str, port: int, verify: bool | str, timeout: float | None
     ) -> http.client.HTTPConnection:
-        connection: http.client.HTTPConnection
-        if scheme == "https":
-            connection = http.client.HTTPSConnection(
-                host, port, timeout=timeout, context=self._context(verify)
-            )
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        connection: http.client.HTTPConnection | None = None
         try:
+            if scheme == "https":
+                context = self._context(verify)  # a CA bundle that does not load fails here
+                connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+            else:
+                connection = http.client.HTTPConnection(host, port, timeout=timeout)
             connection.connect()
         except TimeoutError as exc:
-            connection.close()
+            if connection is not None:
+                connection.close()
             raise ServiceRequestTimeoutError(
                 f"no connection to {host}:{port} in {timeout} s", error=exc
             ) from exc
         except OSError as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError is an OSError)
-            connection.close()
+            if connection is not None:
+                connection.close()
             raise ServiceRequestError(f"no connection to {host}:{port} ({exc!r})", error=exc) from exc
         sock = connection.sock
         if sock is not None:
@@ -272,6 +289,11 @@ class HttpClientTransport(HttpTransport):  # type: ignore[type-arg]
             if self._fallback is None:
                 self._fallback = self._make_fallback()
             return self._fallback
+
+
+def _seconds(value: object) -> float | None:
+    """A timeout as ``http.client`` takes it: None waits without limit, as in ``requests``."""
+    return None if value is None else float(value)  # type: ignore[arg-type]
 
 
 def _wire_headers(request: HttpRequest, body: bytes) -> dict[str, str]:

@@ -1,10 +1,10 @@
 """The HTTP transport under WaveGuard's storage clients (queues and tables).
 
 ``http.client`` on pooled keep-alive connections (``shared.http_client_transport``), with the SDKs'
-own ``requests`` transport for what that does not take (a proxy or CA bundle in the environment,
-streamed answers). Both keep ``IO_THREADS`` connections per host: the SDKs' default ``requests``
-session keeps 10, and with more threads than that talking to one account every extra connection
-would be opened and thrown away again ("connection pool is full").
+own ``requests`` transport for what that does not take (a proxy configured, a client certificate,
+a body that is not bytes or ASCII text). Both keep ``IO_THREADS`` connections per host: the SDKs'
+default ``requests`` session keeps 10, and with more threads than that talking to one account
+every extra connection would be opened and thrown away again ("connection pool is full").
 """
 
 from __future__ import annotations

@@ -269,6 +269,38 @@ def test_a_connection_dropped_after_the_request_went_out_is_a_response_error(ser
         client.send_request(HttpRequest("POST", f"{server.url}/drop", content=b"x"))
 
 
+def test_an_answer_the_service_sent_before_reading_the_whole_body_is_read() -> None:
+    # GIVEN a service that refuses a body too large without reading it, and closes
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def refuse() -> None:
+        peer, _ = listener.accept()
+        reader = peer.makefile("rb")
+        while reader.readline() not in (b"\r\n", b""):
+            pass
+        error = b"<Error><Code>RequestBodyTooLarge</Code></Error>"
+        peer.sendall(
+            b"HTTP/1.1 413 The request body is too large\r\nx-ms-error-code: RequestBodyTooLarge\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(error), error)
+        )
+        time.sleep(0.05)
+        reader.close()
+        peer.close()  # the unread body makes the kernel reset the connection
+
+    threading.Thread(target=refuse, daemon=True).start()
+    url = f"http://127.0.0.1:{port}/q/messages"
+
+    # WHEN a 4 MB body is sent to it
+    try:
+        answer = _client(url, _transport()).send_request(HttpRequest("POST", url, content=b"x" * 4_200_000))
+    finally:
+        listener.close()
+
+    # THEN the caller gets the service's answer, not a lost connection (which would be retried)
+    assert (answer.status_code, answer.headers["x-ms-error-code"]) == (413, "RequestBodyTooLarge")
+
+
 def test_a_failed_exchange_never_returns_its_connection_to_the_pool(server: Server) -> None:
     fail = {"next": True}
 
@@ -283,8 +315,8 @@ def test_a_failed_exchange_never_returns_its_connection_to_the_pool(server: Serv
 
     with pytest.raises(ServiceResponseTimeoutError):
         client.send_request(HttpRequest("GET", f"{server.url}/late"))
-    time.sleep(0.4)
 
+    # at once: a connection given back would carry this request and then read /late's answer
     assert client.send_request(HttpRequest("GET", f"{server.url}/next")).content == b"/next"
 
 
@@ -314,8 +346,19 @@ class Recording:
         (HttpRequest("GET", "http://127.0.0.1:9/x"), {"connection_cert": "/client.pem"}),
         (HttpRequest("GET", "http://127.0.0.1:9/x"), {"an_option_it_does_not_know": 1}),
         (HttpRequest("GET", "http://user:secret@127.0.0.1:9/x"), {}),  # credentials in the URL
+        (HttpRequest("GET", "http://127.0.0.1:9/caf\u00e9"), {}),  # requests percent-encodes these
+        (HttpRequest("GET", "http://127.0.0.1:9/a b"), {}),
     ],
-    ids=["non-ascii-text", "form", "proxies", "client-cert", "unknown-option", "url-credentials"],
+    ids=[
+        "non-ascii-text",
+        "form",
+        "proxies",
+        "client-cert",
+        "unknown-option",
+        "url-credentials",
+        "non-ascii-url",
+        "space-in-url",
+    ],
 )
 def test_what_it_does_not_take_goes_to_the_fallback_unchanged(
     request_: HttpRequest, options: dict[str, Any]
@@ -354,6 +397,7 @@ def test_with_a_proxy_in_the_environment_every_request_goes_through_it(
         ({"http_proxy": "http://proxy:3128"}, False),
         ({"ALL_PROXY": "socks5://proxy:1080"}, False),
         ({"HTTPS_PROXY": ""}, True),
+        ({"FTP_PROXY": "http://proxy:3128"}, True),  # never used for storage's https
     ],
 )
 def test_only_a_proxy_setting_sends_everything_to_requests(environ: dict[str, str], direct: bool) -> None:
@@ -424,6 +468,25 @@ def test_tls_is_verified_against_the_ca_it_is_given(
     )
 
     assert answer.json() == {"ok": True}
+
+
+def test_a_certificate_for_another_host_name_is_refused(
+    tls_server: Server, certificate: tuple[Path, Path]
+) -> None:
+    url = tls_server.url.replace("127.0.0.1", "localhost")  # the certificate names 127.0.0.1 only
+    client = _client(url, _transport())
+
+    with pytest.raises(ServiceRequestError, match="CERTIFICATE_VERIFY_FAILED"):
+        client.send_request(HttpRequest("GET", f"{url}/tls"), connection_verify=str(certificate[0]))
+
+
+def test_a_ca_bundle_that_does_not_load_is_a_request_error(tls_server: Server, tmp_path: Path) -> None:
+    bundle = tmp_path / "not-a-bundle.pem"
+    bundle.write_text("not a certificate")
+    client = _client(tls_server.url, _transport())
+
+    with pytest.raises(ServiceRequestError, match=r"no connection to 127\.0\.0\.1"):
+        client.send_request(HttpRequest("GET", f"{tls_server.url}/tls"), connection_verify=str(bundle))
 
 
 def test_a_certificate_no_trusted_ca_signed_is_refused(
