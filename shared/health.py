@@ -25,6 +25,7 @@ import httpx
 
 from shared.config import Settings, load_settings
 from shared.errors import ConfigError
+from shared.tls import httpx_tls
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueServiceClient
@@ -208,7 +209,7 @@ def _once_more_if_reset[T](call: Callable[[], T]) -> T:
 @functools.cache
 def _http() -> httpx.Client:
     """One HTTP client for the Graph probe, kept (its connection pool with it)."""
-    return httpx.Client(follow_redirects=False)
+    return httpx.Client(follow_redirects=False, verify=httpx_tls())
 
 
 @functools.cache

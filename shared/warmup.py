@@ -41,6 +41,8 @@ APP_MODULES: Final = (
     "shared.graph.account",
     "shared.graph.directory",
     "shared.graph.groups",
+    "shared.graph.hire_reads",
+    "shared.graph.hire_writes",
     "shared.graph.mail",
     "shared.graph.tap",
     "shared.graph.users_json",

@@ -29,6 +29,7 @@ import httpx
 from shared.alerting.router import Notification
 from shared.config import Receiver
 from shared.errors import PermanentError, RetryableError
+from shared.tls import httpx_tls
 
 __all__ = [
     "PAGERDUTY_SEVERITY",
@@ -207,7 +208,9 @@ class Delivery:
         headers: dict[str, str] | None = None,
     ) -> None:
         try:
-            async with httpx.AsyncClient(timeout=_TIMEOUT, transport=self._transport) as client:
+            async with httpx.AsyncClient(
+                timeout=_TIMEOUT, transport=self._transport, verify=httpx_tls()
+            ) as client:
                 if payload is not None:
                     response = await client.post(url, json=payload, headers=headers)
                 else:

@@ -18,6 +18,7 @@ import httpx
 
 from shared.config.settings import Settings
 from shared.graph.errors import parse_retry_after, to_waveguard_error
+from shared.tls import httpx_tls
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -80,7 +81,7 @@ def build_graph_client(
 
     if not 0 <= max_retries <= 10 or max_retry_wait < 0:
         raise ValueError("max_retries must be 0..10 and max_retry_wait non-negative")
-    client = http_client or httpx.AsyncClient()
+    client = http_client or httpx.AsyncClient(verify=httpx_tls())
     client.timeout = _timeout(settings)
     _install_middleware(client, max_retries=max_retries, max_retry_wait=max_retry_wait)
     adapter = GraphRequestAdapter(_auth_provider(settings, credential), client)

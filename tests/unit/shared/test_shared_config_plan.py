@@ -75,6 +75,22 @@ def test_load_plan_for_uses_the_settings_path_and_environment() -> None:
     assert load_plan_for(settings).tenant.domain == "contoso.onmicrosoft.com"
 
 
+def test_a_plan_file_is_parsed_again_only_when_its_text_or_environment_changed(tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(EXAMPLE.read_text("utf-8"), "utf-8")
+
+    first = load_plan(path, ENV)
+    assert load_plan(path, dict(ENV)) is first  # the same text and environment: not parsed again
+    other_environment = load_plan(path, {**ENV, "PAGERDUTY_URL": "http://127.0.0.1:1/v2/enqueue"})
+    assert other_environment is not first
+    path.write_text(EXAMPLE.read_text("utf-8").replace("contoso.onmicrosoft.com", "fabrikam.onmicrosoft.com"))
+    assert load_plan(path, ENV).tenant.domain == "fabrikam.onmicrosoft.com"
+    path.write_text("waves: [")  # broken: refused every time, never remembered
+    for _ in range(2):
+        with pytest.raises(ConfigError, match=r"plan\.yaml"):
+            load_plan(path, ENV)
+
+
 def test_a_url_default_can_be_overridden_so_tests_point_pagerduty_at_a_local_server() -> None:
     plan = load_plan(EXAMPLE, {**ENV, "PAGERDUTY_URL": "http://127.0.0.1:45678/v2/enqueue"})
     pagerduty = plan.alerting.receiver("pagerduty-oncall").pagerduty
