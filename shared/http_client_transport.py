@@ -55,7 +55,7 @@ __all__ = ["HttpClientTransport", "default_ca", "direct_allowed"]
 
 # Per-request options this transport honours itself; any other goes to the fallback.
 _OPTIONS: Final = frozenset({"connection_timeout", "read_timeout", "stream", "connection_verify"})
-_LOST: Final = (http.client.HTTPException, ConnectionError, OSError)
+_LOST: Final = (http.client.HTTPException, OSError)  # OSError: resets, broken pipes, TLS
 # A URL that goes on the wire as it is: printable ASCII, no space (requests would quote the rest).
 _WIRE_READY: Final = re.compile(r"[!-~]+")
 
@@ -70,7 +70,11 @@ def direct_allowed(environ: Mapping[str, str] | None = None) -> bool:
 
         found = urllib.request.getproxies()
     else:
-        found = {name.lower().removesuffix("_proxy"): value for name, value in environ.items() if value}
+        found = {
+            name.lower().removesuffix("_proxy"): value
+            for name, value in environ.items()
+            if value and name.lower().endswith("_proxy")
+        }
     return not any(found.get(scheme) for scheme in ("http", "https", "all"))
 
 
