@@ -12,9 +12,9 @@ every wave for every user.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from shared.config import AUTO_WAVE, RolloutPlan, Wave, is_guid
 
@@ -79,7 +79,8 @@ def assign_wave(plan: RolloutPlan, facts: UserFacts, *, new_hire: bool = False) 
     With ``new_hire`` the plan's ``newHires`` policy applies first: an explicit ``newHires.wave``
     wins; ``auto`` uses the selectors, then ``fallbackWave``, then the catch-all wave.
     """
-    compiled = _compiled(plan)
+    last = _last_compiled  # (the plan of nearly every call: one identity check, no lookup)
+    compiled = last[1] if last is not None and last[0] is plan else _compiled(plan)
     upn = facts.user_principal_name.casefold() if facts.user_principal_name else ""
     if (facts.user_id and facts.user_id.lower() in compiled.break_glass_ids) or (
         upn and upn in compiled.break_glass_upns
@@ -120,6 +121,9 @@ class _CompiledPlan:
     departments: dict[str, Ranked]  # stripped, case-folded name
     countries: dict[str, Ranked]
     otherwise: Assignment  # no selector matched: the catch-all wave, else unmatched
+    # What each raw department / country value seen so far matched (None: nothing).
+    department_hits: dict[str, Ranked | None] = field(default_factory=dict)
+    country_hits: dict[str, Ranked | None] = field(default_factory=dict)
 
     @classmethod
     def of(cls, plan: RolloutPlan) -> _CompiledPlan:
@@ -169,17 +173,46 @@ class _CompiledPlan:
                 if key in (facts.group_ids if by_id else facts.group_names):
                     best = (rank, assignment)
                     break
-        department = facts.department.strip().casefold() if facts.department else ""
-        if department:  # (a blank department matches nothing)
-            hit = self.departments.get(department)
+        if facts.department:
+            hit = self.department_hits.get(facts.department, _NOT_SEEN)
+            if hit is _NOT_SEEN:
+                hit = _remember(self.department_hits, facts.department, self.departments, _department_key)
             if hit is not None and (best is None or hit[0] < best[0]):
                 best = hit
-        country = facts.country.strip().upper() if facts.country else ""
-        if country:
-            hit = self.countries.get(country)
+        if facts.country:
+            hit = self.country_hits.get(facts.country, _NOT_SEEN)
+            if hit is _NOT_SEEN:
+                hit = _remember(self.country_hits, facts.country, self.countries, _country_key)
             if hit is not None and (best is None or hit[0] < best[0]):
                 best = hit
         return best[1] if best is not None else None
+
+
+# A tenant has a few hundred department and country values, shared by thousands of users: each raw
+# value (as Graph spells it) is normalised and looked up once per compiled plan, then remembered.
+_NOT_SEEN: Final[Any] = object()
+_HITS_KEPT: Final = 4096
+
+
+def _department_key(raw: str) -> str:
+    return raw.strip().casefold()
+
+
+def _country_key(raw: str) -> str:
+    return raw.strip().upper()
+
+
+def _remember(
+    hits: dict[str, Ranked | None], raw: str, lookup: dict[str, Ranked], key: Callable[[str], str]
+) -> Ranked | None:
+    """The selector ``raw`` matches in ``lookup`` once normalised by ``key``, remembered in ``hits``
+    (cleared when full, so a tenant of unusual values costs memory no more than ``_HITS_KEPT``)."""
+    normalised = key(raw)
+    hit = lookup.get(normalised) if normalised else None  # (a blank value matches nothing)
+    if len(hits) >= _HITS_KEPT:
+        hits.clear()
+    hits[raw] = hit
+    return hit
 
 
 def _selected(wave: Wave, selector: str) -> Assignment:
@@ -189,16 +222,18 @@ def _selected(wave: Wave, selector: str) -> Assignment:
 _COMPILED_KEPT: Final = 16
 _compiled_plans: dict[int, tuple[RolloutPlan, _CompiledPlan]] = {}
 _compiled_lock = threading.Lock()
+_last_compiled: tuple[RolloutPlan, _CompiledPlan] | None = None
 
 
 def _compiled(plan: RolloutPlan) -> _CompiledPlan:
     """The plan's compiled selectors (plans are frozen: compiled once, kept with the plan)."""
+    global _last_compiled
     kept = _compiled_plans.get(id(plan))  # (a dict read is atomic; writers take the lock)
-    if kept is not None and kept[0] is plan:
-        return kept[1]
-    compiled = _CompiledPlan.of(plan)
-    with _compiled_lock:
-        if len(_compiled_plans) >= _COMPILED_KEPT:
-            _compiled_plans.clear()
-        _compiled_plans[id(plan)] = (plan, compiled)
-    return compiled
+    if kept is None or kept[0] is not plan:
+        kept = (plan, _CompiledPlan.of(plan))
+        with _compiled_lock:
+            if len(_compiled_plans) >= _COMPILED_KEPT:
+                _compiled_plans.clear()
+            _compiled_plans[id(plan)] = kept
+    _last_compiled = kept  # (one reference written at once: a reader sees the old pair or this one)
+    return kept[1]

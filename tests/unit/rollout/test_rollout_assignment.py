@@ -226,3 +226,21 @@ def test_compiled_selectors_assign_exactly_as_the_plan_reads_literally(
         upn = plan.break_glass.accounts[0].user_principal_name.upper()  # type: ignore[union-attr]
     facts = UserFacts.of(user_principal_name=upn, department=department, country=country, groups=groups)
     assert assign_wave(plan, facts) == reference_assign(plan, facts)
+
+
+def test_remembered_department_answers_belong_to_their_plan_and_stay_bounded() -> None:
+    from shared.rollout.assignment import _HITS_KEPT, _compiled
+
+    # GIVEN two plans that place the same department in different waves, assigned alternately
+    for _ in range(3):
+        assert assign_wave(PLAN, UserFacts(department=" Finance ")).wave == "finance-hr"
+        assert assign_wave(CROWDED, UserFacts(department=" Finance ")).wave == "pilot"
+    # WHEN a tenant shows more distinct department values than are remembered
+    for n in range(_HITS_KEPT + 10):
+        assert assign_wave(PLAN, UserFacts(department=f"Team {n}", country=f"X{n}")).reason == "catch-all"
+    # THEN memory stays bounded and the answers stay right
+    compiled = _compiled(PLAN)
+    assert len(compiled.department_hits) <= _HITS_KEPT
+    assert len(compiled.country_hits) <= _HITS_KEPT
+    assert assign_wave(PLAN, UserFacts(department="HR", country="gb")).selector == "departments=HR"
+    assert assign_wave(PLAN, UserFacts(department="   ")).reason == "catch-all"
