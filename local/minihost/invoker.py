@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Future, wait
+from concurrent.futures import CancelledError, Future, wait
 from typing import Any
 
 import azure.functions as func
@@ -35,6 +36,12 @@ class EventLoopThread:
         self._started = False
         self._stopping = False
         self._lock = threading.Lock()
+        self._pending: set[Future[Any]] = set()  # submitted, not yet ended
+
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop`` began: what is cancelled now was cancelled by the host's shutdown."""
+        return self._stopping
 
     def start(self) -> None:
         if not self._started:
@@ -52,7 +59,14 @@ class EventLoopThread:
             if self._stopping:
                 coroutine.close()
                 raise HostStoppingError("the host is stopping: no new invocations start")
-            return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+            future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+            self._pending.add(future)
+        future.add_done_callback(self._ended)
+        return future
+
+    def _ended(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._pending.discard(future)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Refuse new work, cancel what is still running, stop the loop and join its thread."""
@@ -60,15 +74,43 @@ class EventLoopThread:
             if not self._started or self._stopping or self._loop.is_closed():
                 return
             self._stopping = True
+        stuck: list[str] = []
         try:
             asyncio.run_coroutine_threadsafe(self._cancel_all(), self._loop).result(timeout)
         except TimeoutError:
-            # Something blocks the loop (sync work inside an async function); leave the daemon thread.
-            log.warning("the event loop did not wind down within %.1f s", timeout)
+            # Sync work blocks the loop, or a task does not end when cancelled: leave the daemon thread.
+            stuck = self._describe_tasks()
+            log.warning(
+                "the event loop did not wind down within %.1f s; still running: %s",
+                timeout,
+                "; ".join(stuck) or "(the loop is blocked)",
+            )
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
         if not self._thread.is_alive():
             self._loop.close()
+        # What never ended would keep its invoker waiting until functionTimeout: it fails now, so
+        # its message comes back as on a host that shuts down.
+        with self._lock:
+            pending, self._pending = list(self._pending), set()
+        for future in pending:
+            if not future.done():
+                future.set_exception(HostStoppingError("the host stopped before this invocation ended"))
+
+    def _describe_tasks(self) -> list[str]:
+        """Where each task still on the loop waits (its innermost frame outside asyncio), read from
+        this thread: best effort, the loop may be changing them."""
+        try:
+            tasks = [t for t in asyncio.all_tasks(self._loop) if not t.done()]
+        except RuntimeError:  # the set changed while read
+            return []
+        where = []
+        for task in tasks:
+            name = getattr(task.get_coro(), "__qualname__", task.get_name())
+            if name == "EventLoopThread._cancel_all":
+                continue
+            where.append(f"{name} at {_innermost_place(task.get_coro())}")
+        return where[:10]
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -85,6 +127,20 @@ class EventLoopThread:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _innermost_place(coroutine: object) -> str:
+    """file:line where a suspended coroutine waits, following its awaits down to the last frame
+    outside asyncio itself."""
+    place = "asyncio's own code"
+    for _ in range(100):  # (an await chain is short; a cycle is impossible, but stay bounded)
+        frame = getattr(coroutine, "cr_frame", None) or getattr(coroutine, "gi_frame", None)
+        if frame is None:
+            break
+        if f"{os.sep}asyncio{os.sep}" not in frame.f_code.co_filename:
+            place = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        coroutine = getattr(coroutine, "cr_await", None) or getattr(coroutine, "gi_yieldfrom", None)
+    return place
 
 
 class _TraceContext(azf_abc.TraceContext):
@@ -257,6 +313,15 @@ class Invoker:
             self.invoke(spec, trigger_value(), invocation_id)
         except Exception as exc:
             elapsed = (time.perf_counter() - started) * 1000
+            if self._loop.stopping and isinstance(exc, CancelledError | HostStoppingError):
+                # The shutdown's own doing, not the function's: no traceback to read.
+                logger.warning(
+                    "Executed %s (Failed, %.0f ms): the host stopped while it ran",
+                    spec.name,
+                    elapsed,
+                    extra=extra,
+                )
+                return False
             logger.exception(
                 "Executed %s (Failed, %.0f ms): %s: %s",
                 spec.name,

@@ -28,8 +28,13 @@ def invocation_scope(function_name: str, invocation_id: str) -> Iterator[None]:
     try:
         yield
     finally:
-        _invocation.reset(invocation_token)
-        _function.reset(function_token)
+        try:
+            _invocation.reset(invocation_token)
+            _function.reset(function_token)
+        except ValueError:
+            # A task the host's stop left pending is closed later, by the garbage collector, outside
+            # the context it ran in: there is nothing to restore there.
+            pass
 
 
 def fields(function_name: str = "", invocation_id: str = "") -> dict[str, str]:

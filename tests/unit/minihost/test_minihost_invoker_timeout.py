@@ -180,3 +180,51 @@ def test_work_submitted_while_the_loop_stops_is_cancelled_or_refused_never_left_
     assert futures
     assert all(f.done() for f in futures), sum(not f.done() for f in futures)
     assert all(f.cancelled() or isinstance(f.exception(), asyncio.CancelledError) for f in futures)
+
+
+def test_an_invocation_that_outlives_the_stop_fails_at_once_and_the_stop_names_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN an async function that goes on for seconds after it is cancelled, invoked with a long
+    # functionTimeout
+    loop_thread = EventLoopThread()
+    loop_thread.start()
+    app = func.FunctionApp()
+    running = threading.Event()
+
+    @app.route(route="stubborn")
+    async def stubborn(req: func.HttpRequest) -> str:
+        running.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await asyncio.shield(asyncio.sleep(5))  # cleanup that outlasts the host's patience
+        return "done"
+
+    caplog.set_level(logging.INFO, logger="minihost")
+    invoker = Invoker(loop_thread, timeout=300.0)
+    outcome: list[bool] = []
+    caller = threading.Thread(
+        target=lambda: outcome.append(
+            invoker.invoke_logged(
+                _spec(app), lambda: None, "inv-s", logger=logging.getLogger("minihost.t"), extra={}
+            )
+        )
+    )
+    caller.start()
+    assert running.wait(10)
+
+    # WHEN the host stops with a short grace
+    loop_thread.stop(timeout=0.3)
+    caller.join(5)
+
+    # THEN the caller does not wait for functionTimeout: the invocation failed (its message comes
+    # back), logged without a traceback, and the stop named where the task was
+    assert not caller.is_alive()
+    assert outcome == [False]
+    (done,) = [r for r in caplog.records if r.getMessage().startswith("Executed stubborn")]
+    assert done.getMessage().endswith("the host stopped while it ran")
+    assert done.exc_info is None
+    (stuck,) = [r for r in caplog.records if "did not wind down" in r.getMessage()]
+    assert "stubborn" in stuck.getMessage() or "_call_async" in stuck.getMessage()
+    assert "test_minihost_invoker_timeout.py" in stuck.getMessage()
