@@ -155,14 +155,20 @@ def _storage_probe(
     return queue_service_client(storage, timeout=timeout)
 
 
-def check_graph(settings: Settings, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> CheckResult:
-    """Reach Graph's endpoint over HTTP; any answer below 500 means it is reachable.
+# A resource that needs a token, asked for without one: Graph answers 401 with a few hundred bytes.
+# (Its ``$metadata``, which needs none, is a schema of several megabytes: too much for every poll.)
+GRAPH_PROBE_PATH: Final = "/organization?$select=id"
 
-    Plain HTTP on purpose: the health route is on the ingress path, which never loads msgraph.
+
+def check_graph(settings: Settings, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> CheckResult:
+    """Reach Graph's endpoint over HTTP; any answer below 500 (a 401 included) means it is reachable.
+
+    Plain HTTP without a token on purpose: the health route is on the ingress path, which never
+    loads msgraph or asks for a token.
     """
 
     def probe() -> str:
-        url = settings.graph_base_url.rstrip("/") + "/$metadata"
+        url = settings.graph_base_url.rstrip("/") + GRAPH_PROBE_PATH
         response = _once_more_if_reset(lambda: _http().get(url, timeout=timeout))
         if response.status_code >= 500:
             raise ConnectionError(f"{settings.graph_base_url} answered HTTP {response.status_code}")

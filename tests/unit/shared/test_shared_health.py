@@ -56,3 +56,48 @@ def test_the_plan_check_follows_the_file_and_never_remembers_a_broken_plan(tmp_p
     assert not check_config(settings).ok  # and again: a failure is never remembered
     plan.write_text(good, "utf-8")
     assert check_config(settings).ok
+
+
+def test_the_graph_probe_reads_a_small_answer_not_the_schema() -> None:
+    # GIVEN a stand-in Graph that, like Graph, serves a multi-megabyte $metadata to anyone and a
+    # short 401 to a request for a resource without a token
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from shared.health import check_graph
+
+    sent: list[tuple[str, int]] = []
+
+    class Graph(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/v1.0/$metadata"):
+                status, body = 200, b"<edmx:Edmx/>" * 400_000
+            else:
+                status, body = (
+                    401,
+                    b'{"error":{"code":"InvalidAuthenticationToken","message":"Access token is empty."}}',
+                )
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            sent.append((self.path, len(body)))
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Graph)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = load_settings(
+            {**PLAN_SECRETS, "GRAPH_BASE_URL": f"http://127.0.0.1:{server.server_port}/v1.0"}
+        )
+        # WHEN the health check probes it
+        result = check_graph(settings)
+    finally:
+        server.shutdown()
+        server.server_close()
+    # THEN Graph counts as reachable, from an answer of a few hundred bytes
+    assert result.ok, result.detail
+    assert [path for path, _ in sent] == ["/v1.0/organization?$select=id"]
+    assert sum(size for _, size in sent) < 1_000
