@@ -5,7 +5,9 @@
   high), the others are unaffected; a sync that fails as a whole for a permanent reason (the
   exclusion group is gone, the plan names groups Graph refuses) pages ``SubscriptionSyncFailed``
   (critical): without subscriptions, group changes wait for the daily resync. With no
-  ``subscriptions.notificationUrl`` in the plan it does nothing (no Graph call).
+  ``subscriptions.notificationUrl`` in the plan it does nothing (no Graph call). While another
+  sync holds the tenant's lock (an operator's ``waveguard subscriptions sync``), the tick leaves
+  the work to it and ends without a failure.
 - ``enqueue_resync``: one ``graph.group.resync`` envelope per watched group on ``group-changes``
   (ids per day and group, so a timer that fires twice enqueues the same messages); the worker reads
   each group's delta exactly as for a notification, so drift a lost notification hid is found and
@@ -20,7 +22,13 @@ from datetime import datetime
 from shared.alerting import Alert, raise_alert
 from shared.envelope import Envelope
 from shared.errors import PermanentError
-from shared.group_changes.subscriptions import ACTOR, SubscriptionDeps, SubscriptionStatus, sync_subscriptions
+from shared.group_changes.subscriptions import (
+    ACTOR,
+    SubscriptionDeps,
+    SubscriptionStatus,
+    SyncBusyError,
+    sync_subscriptions,
+)
 from shared.group_changes.watched import watched_groups
 from shared.group_changes.worker import RESYNC_TYPE
 from shared.names import GROUP_CHANGES
@@ -47,6 +55,10 @@ async def run_subscription_sync(
         return []
     try:
         results = await sync_subscriptions(deps, correlation_id=correlation_id)
+    except SyncBusyError:
+        # The sync that holds the lock does this tick's work; the next tick checks again.
+        log.info("another subscription sync is running: this tick leaves the work to it")
+        return []
     except PermanentError as exc:
         await _page(
             deps, queues, "SubscriptionSyncFailed", f"the subscription sync failed: {exc}", correlation_id

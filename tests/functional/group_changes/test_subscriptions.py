@@ -209,6 +209,11 @@ async def test_one_sync_at_a_time(
     with pytest.raises(RetryableError, match="another subscription sync"):
         await sync_subscriptions(deps, correlation_id="c1")
     assert _graph_subscriptions(emulator_server) == {}
+    # the timer's tick leaves the work to the sync that runs: no failure, no page, no subscription
+    queues = MemoryQueues()
+    assert await run_subscription_sync(deps, queues, correlation_id="t1") == []
+    assert queues.on(ALERTS) == []
+    assert _graph_subscriptions(emulator_server) == {}
 
 
 async def test_the_timer_pages_when_a_group_cannot_be_subscribed(
