@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -31,9 +30,8 @@ from shared.errors import ConfigError, SafetyViolationError, WaveGuardError
 from shared.group_changes.subscriptions import (
     SubscriptionDeps,
     SubscriptionStatus,
-    SyncBusyError,
     list_subscriptions,
-    sync_subscriptions,
+    sync_subscriptions_waiting,
 )
 from shared.state import build_state
 
@@ -109,7 +107,19 @@ def run_sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     try:
         deps = _deps(env)
-        results = asyncio.run(_sync_waiting(deps, progress, wait=args.wait))
+        results = asyncio.run(
+            sync_subscriptions_waiting(
+                deps,
+                correlation_id=f"cli-{uuid.uuid4().hex}",
+                wait=args.wait,
+                progress=progress,
+                on_wait=lambda: print(
+                    f"another subscription sync is running; waiting for it (up to {args.wait:g} s) ...",
+                    file=sys.stderr,
+                    flush=True,
+                ),
+            )
+        )
     except (ConfigError, SafetyViolationError) as exc:
         return fail(str(exc), EXIT_USAGE)
     except WaveGuardError as exc:
@@ -133,28 +143,6 @@ def _seconds(text: str) -> float:
     if not 0 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"expected 0 to 3600 seconds, got {text}")
     return value
-
-
-async def _sync_waiting(
-    deps: SubscriptionDeps, progress: Any, *, wait: float, pause: float = 1.0
-) -> list[SubscriptionStatus]:
-    """Sync, waiting up to ``wait`` seconds for another sync that holds the lock."""
-    deadline = time.monotonic() + wait
-    said = False
-    while True:
-        try:
-            return await sync_subscriptions(deps, correlation_id=f"cli-{uuid.uuid4().hex}", progress=progress)
-        except SyncBusyError:
-            if time.monotonic() + pause > deadline:
-                raise
-            if not said:
-                print(
-                    f"another subscription sync is running; waiting for it (up to {wait:g} s) ...",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                said = True
-            await asyncio.sleep(pause)
 
 
 def _redacted(url: str | None) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -10,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from concurrent.futures import CancelledError, Future, wait
+from concurrent.futures import CancelledError, Future, InvalidStateError, wait
 from typing import Any
 
 import azure.functions as func
@@ -94,7 +95,7 @@ class EventLoopThread:
         with self._lock:
             pending, self._pending = list(self._pending), set()
         for future in pending:
-            if not future.done():
+            with contextlib.suppress(InvalidStateError):  # it ended (or a timeout cancelled it) meanwhile
                 future.set_exception(HostStoppingError("the host stopped before this invocation ended"))
 
     def _describe_tasks(self) -> list[str]:
@@ -316,7 +317,7 @@ class Invoker:
             if self._loop.stopping and isinstance(exc, CancelledError | HostStoppingError):
                 # The shutdown's own doing, not the function's: no traceback to read.
                 logger.warning(
-                    "Executed %s (Failed, %.0f ms): the host stopped while it ran",
+                    "Executed %s (Failed, %.0f ms): cancelled, the host is stopping",
                     spec.name,
                     elapsed,
                     extra=extra,

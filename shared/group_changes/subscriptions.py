@@ -23,9 +23,11 @@ Running it twice in a row changes nothing the second time (every record is ``kep
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,6 +58,7 @@ __all__ = [
     "read_record",
     "sync_group",
     "sync_subscriptions",
+    "sync_subscriptions_waiting",
 ]
 
 log = logging.getLogger(__name__)
@@ -172,6 +175,36 @@ async def sync_subscriptions(
             results.append(status)
             _report(progress, status)
     return results
+
+
+async def sync_subscriptions_waiting(
+    deps: SubscriptionDeps,
+    *,
+    correlation_id: str,
+    wait: float,
+    pause: float = 1.0,
+    progress: Callable[[SubscriptionStatus], None] | None = None,
+    on_wait: Callable[[], None] | None = None,
+) -> list[SubscriptionStatus]:
+    """``sync_subscriptions``, waiting up to ``wait`` seconds (checking every ``pause``) for another
+    sync that holds the tenant's lock; ``on_wait`` is called once, when the waiting starts.
+
+    Raises:
+        SyncBusyError: the lock was still held when ``wait`` ran out.
+        (and what ``sync_subscriptions`` raises)
+    """
+    deadline = time.monotonic() + wait
+    waiting = False
+    while True:
+        try:
+            return await sync_subscriptions(deps, correlation_id=correlation_id, progress=progress)
+        except SyncBusyError:
+            if time.monotonic() + pause > deadline:
+                raise
+            if not waiting and on_wait is not None:
+                on_wait()
+            waiting = True
+            await asyncio.sleep(pause)
 
 
 class SyncBusyError(RetryableError):

@@ -6,8 +6,9 @@
   exclusion group is gone, the plan names groups Graph refuses) pages ``SubscriptionSyncFailed``
   (critical): without subscriptions, group changes wait for the daily resync. With no
   ``subscriptions.notificationUrl`` in the plan it does nothing (no Graph call). While another
-  sync holds the tenant's lock (an operator's ``waveguard subscriptions sync``), the tick leaves
-  the work to it and ends without a failure.
+  writer holds the tenant's lock (an operator's ``waveguard subscriptions sync``, a lifecycle
+  event's one group), the tick waits for it (up to ``BUSY_WAIT_SECONDS``), then syncs; still
+  held then, the tick is skipped with a warning (the next tick does the work) rather than failed.
 - ``enqueue_resync``: one ``graph.group.resync`` envelope per watched group on ``group-changes``
   (ids per day and group, so a timer that fires twice enqueues the same messages); the worker reads
   each group's delta exactly as for a notification, so drift a lost notification hid is found and
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Final
 
 from shared.alerting import Alert, raise_alert
 from shared.envelope import Envelope
@@ -27,7 +29,7 @@ from shared.group_changes.subscriptions import (
     SubscriptionDeps,
     SubscriptionStatus,
     SyncBusyError,
-    sync_subscriptions,
+    sync_subscriptions_waiting,
 )
 from shared.group_changes.watched import watched_groups
 from shared.group_changes.worker import RESYNC_TYPE
@@ -39,8 +41,12 @@ __all__ = ["enqueue_resync", "run_subscription_sync"]
 log = logging.getLogger(__name__)
 
 
+# How long a tick waits for another writer of the subscriptions (a whole sync takes seconds).
+BUSY_WAIT_SECONDS: Final = 60.0
+
+
 async def run_subscription_sync(
-    deps: SubscriptionDeps, queues: Sender, *, correlation_id: str
+    deps: SubscriptionDeps, queues: Sender, *, correlation_id: str, busy_wait: float = BUSY_WAIT_SECONDS
 ) -> list[SubscriptionStatus]:
     """Sync the subscriptions (nothing when the plan sets no notification URL); a group whose
     subscription failed raises a high ``SubscriptionSyncFailed`` alert (its changes go unnoticed
@@ -54,10 +60,13 @@ async def run_subscription_sync(
         log.info("subscriptions.notificationUrl is not set: no Graph subscriptions are kept")
         return []
     try:
-        results = await sync_subscriptions(deps, correlation_id=correlation_id)
+        results = await sync_subscriptions_waiting(deps, correlation_id=correlation_id, wait=busy_wait)
     except SyncBusyError:
-        # The sync that holds the lock does this tick's work; the next tick checks again.
-        log.info("another subscription sync is running: this tick leaves the work to it")
+        log.warning(
+            "another subscription writer held the lock for %g s: this tick is skipped, the next one syncs",
+            busy_wait,
+            extra={"correlation_id": correlation_id},
+        )
         return []
     except PermanentError as exc:
         await _page(

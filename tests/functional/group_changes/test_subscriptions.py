@@ -4,6 +4,7 @@ group is no longer watched; a refusal fails only its group; no URL, no subscript
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -209,11 +210,24 @@ async def test_one_sync_at_a_time(
     with pytest.raises(RetryableError, match="another subscription sync"):
         await sync_subscriptions(deps, correlation_id="c1")
     assert _graph_subscriptions(emulator_server) == {}
-    # the timer's tick leaves the work to the sync that runs: no failure, no page, no subscription
+    # a timer tick waits for the other writer; still held when its wait runs out, the tick is
+    # skipped with a warning: no failure, no page, no subscription
     queues = MemoryQueues()
-    assert await run_subscription_sync(deps, queues, correlation_id="t1") == []
+    assert await run_subscription_sync(deps, queues, correlation_id="t1", busy_wait=0.3) == []
     assert queues.on(ALERTS) == []
     assert _graph_subscriptions(emulator_server) == {}
+
+    # released while the tick waits: the tick syncs
+    async def release_soon() -> None:
+        await asyncio.sleep(0.5)
+        stores.idempotency.release(SYNC_LOCK_KEY)
+
+    releasing = asyncio.create_task(release_soon())
+    results = await run_subscription_sync(deps, queues, correlation_id="t2", busy_wait=10.0)
+    await releasing
+    assert results
+    assert all(r.action == "created" for r in results), results
+    assert len(_graph_subscriptions(emulator_server)) == len(results)
 
 
 async def test_the_timer_pages_when_a_group_cannot_be_subscribed(

@@ -223,7 +223,7 @@ def test_an_invocation_that_outlives_the_stop_fails_at_once_and_the_stop_names_i
     assert not caller.is_alive()
     assert outcome == [False]
     (done,) = [r for r in caplog.records if r.getMessage().startswith("Executed stubborn")]
-    assert done.getMessage().endswith("the host stopped while it ran")
+    assert done.getMessage().endswith("cancelled, the host is stopping")
     assert done.exc_info is None
     (stuck,) = [r for r in caplog.records if "did not wind down" in r.getMessage()]
     assert "stubborn" in stuck.getMessage() or "_call_async" in stuck.getMessage()
