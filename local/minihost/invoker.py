@@ -25,7 +25,8 @@ log = get_logger("invoker")
 
 
 class HostStoppingError(RuntimeError):
-    """An invocation was asked for while the host stops: it never starts (its message comes back)."""
+    """The host stops under an invocation: asked for while it stops (never started), or still
+    running when the stop gave up waiting for it. Either way it failed, so its message comes back."""
 
 
 class EventLoopThread:

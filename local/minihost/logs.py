@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import sys
@@ -28,13 +29,11 @@ def invocation_scope(function_name: str, invocation_id: str) -> Iterator[None]:
     try:
         yield
     finally:
-        try:
+        # A task the host's stop left pending is closed later, by the garbage collector, outside
+        # the context it ran in (ValueError): there is nothing to restore there.
+        with contextlib.suppress(ValueError):
             _invocation.reset(invocation_token)
             _function.reset(function_token)
-        except ValueError:
-            # A task the host's stop left pending is closed later, by the garbage collector, outside
-            # the context it ran in: there is nothing to restore there.
-            pass
 
 
 def fields(function_name: str = "", invocation_id: str = "") -> dict[str, str]:
